@@ -1,0 +1,1 @@
+"""Caption: dense captions of kept clips from a vision-language model."""

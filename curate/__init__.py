@@ -1,0 +1,1 @@
+"""Curate: probe, hash, split into scene clips, score, filter and encode raw footage."""

@@ -1,0 +1,38 @@
+"""Deterministic ids: the same inputs give the same id on every run and every machine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+_CHUNK = 1 << 20
+
+
+def make_id(*parts: object, length: int = 16) -> str:
+    """Hex id from any JSON-serialisable parts (order matters). Floats are rounded to microseconds."""
+    def norm(x):
+        if isinstance(x, float):
+            return round(x, 6)
+        if isinstance(x, dict):
+            return {str(k): norm(v) for k, v in sorted(x.items())}
+        if isinstance(x, (list, tuple)):
+            return [norm(v) for v in x]
+        return x
+
+    blob = json.dumps([norm(p) for p in parts], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(blob.encode(), digest_size=32).hexdigest()[:length]
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """blake2b-128 hex digest of a file's bytes (streamed, constant memory)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def config_hash(config: object) -> str:
+    """Short hash of a resolved config (a dataclass turned into a dict, or any JSON-serialisable value)."""
+    return make_id("config", config, length=12)

@@ -1,0 +1,147 @@
+"""Declared schemas of every manifest kind: the one place a column is defined.
+
+Each field carries metadata (``description``, ``unit``) so reports and users can read what a column
+means from the Parquet file itself. Bump a kind's version when a column changes meaning or type;
+adding a nullable column is a minor change and also bumps the version.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+KINDS = ("videos", "clips", "captions")
+
+SCHEMA_VERSIONS = {"videos": 1, "clips": 1, "captions": 1}
+
+
+def _f(name: str, typ: pa.DataType, description: str, unit: str = "", nullable: bool = True) -> pa.Field:
+    meta = {"description": description}
+    if unit:
+        meta["unit"] = unit
+    return pa.field(name, typ, nullable=nullable, metadata=meta)
+
+
+# Provenance columns shared by every kind: what produced the row.
+_PROVENANCE = [
+    _f("config_hash", pa.string(), "sha256 prefix of the resolved config that produced this row"),
+    _f("tool_versions", pa.string(), "JSON object of tool name -> version (rushes, ffmpeg, scenedetect, av, ...)"),
+    _f("created_at", pa.timestamp("us", tz="UTC"), "when the row was written"),
+]
+
+VIDEOS = pa.schema(
+    [
+        _f("video_id", pa.string(), "deterministic id: hash of the source content", nullable=False),
+        _f("path", pa.string(), "source path or URI as given (resolved to absolute for local files)", nullable=False),
+        _f("content_hash", pa.string(), "blake2b-128 hex of the file bytes; null when the file could not be read"),
+        _f("size_bytes", pa.int64(), "file size", "bytes"),
+        _f("container", pa.string(), "container format name from ffprobe (e.g. mov,mp4,m4a,3gp,3g2,mj2)"),
+        _f("duration_s", pa.float64(), "duration of the video stream", "s"),
+        _f("width_px", pa.int32(), "display width: coded width with SAR and rotation applied", "px"),
+        _f("height_px", pa.int32(), "display height: coded height with SAR and rotation applied", "px"),
+        _f("coded_width_px", pa.int32(), "width of the decoded frames before SAR and rotation", "px"),
+        _f("coded_height_px", pa.int32(), "height of the decoded frames before SAR and rotation", "px"),
+        _f("sar", pa.string(), "sample aspect ratio as 'num:den' (1:1 = square pixels)"),
+        _f("fps", pa.float64(), "nominal frame rate (r_frame_rate)", "1/s"),
+        _f("avg_fps", pa.float64(), "average frame rate (frames / duration)", "1/s"),
+        _f("rotation_deg", pa.int32(), "display rotation to apply, clockwise, one of 0/90/180/270", "deg"),
+        _f("codec", pa.string(), "video codec name"),
+        _f("pix_fmt", pa.string(), "pixel format of the video stream"),
+        _f("bit_depth", pa.int32(), "bits per component of the video stream", "bits"),
+        _f("vfr", pa.bool_(), "true when the stream has a variable frame rate"),
+        _f("num_frames_probe", pa.int64(), "frame count claimed by the container (may be wrong)", "frames"),
+        _f("num_frames_decoded", pa.int64(), "frames actually decoded by the analysis pass", "frames"),
+        _f("has_audio", pa.bool_(), "true when an audio stream is present"),
+        _f("audio_codec", pa.string(), "codec of the first audio stream"),
+        _f("num_clips", pa.int32(), "clips written for this video (kept and rejected)", "clips"),
+        _f("status", pa.string(), "'ok' or 'error'", nullable=False),
+        _f("error_stage", pa.string(), "stage that failed: input, probe, hash, decode, detect, encode"),
+        _f("error_message", pa.string(), "what went wrong, naming the file and the fix"),
+        _f("process_s", pa.float64(), "wall time spent on this video", "s"),
+        *_PROVENANCE,
+    ]
+)
+
+# Score columns computed from the analysis frame stream (curate/scores.py fills them).
+CLIP_SCORES = [
+    _f("motion_mean", pa.float32(), "mean dense optical-flow magnitude over the clip, per second, "
+       "as a fraction of the frame diagonal", "diag/s"),
+    _f("motion_p90", pa.float32(), "90th percentile of per-pixel flow magnitude, per second, "
+       "as a fraction of the frame diagonal", "diag/s"),
+    _f("frame_diff_mean", pa.float32(), "mean absolute luma difference between consecutive analysis "
+       "frames, per second, luma in 0..1", "1/s"),
+    _f("camera_motion", pa.string(), "camera-motion label from the flow field: static, pan_left, pan_right, "
+       "tilt_up, tilt_down, zoom_in, zoom_out, shaky, complex"),
+    _f("sharpness", pa.float32(), "median variance of the Laplacian of luma (0..255 scale) at analysis size"),
+    _f("brightness_mean", pa.float32(), "mean luma, 0 (black) .. 1 (white)"),
+    _f("contrast_std", pa.float32(), "mean per-frame standard deviation of luma, 0..0.5"),
+    _f("black_frame_frac", pa.float32(), "fraction of analysed frames that are black", "fraction"),
+    _f("flat_frame_frac", pa.float32(), "fraction of analysed frames with almost no spatial detail", "fraction"),
+    _f("colourfulness", pa.float32(), "Hasler-Suesstrunk colourfulness, 0 (grey) .. ~150"),
+    _f("text_area_frac", pa.float32(), "mean fraction of the frame covered by text-like regions", "fraction"),
+    _f("aspect_ratio", pa.float32(), "display width / height"),
+]
+
+CLIPS = pa.schema(
+    [
+        _f("clip_id", pa.string(), "deterministic id: hash of video_id, span and the split parameters", nullable=False),
+        _f("video_id", pa.string(), "source video (videos.video_id)", nullable=False),
+        _f("clip_path", pa.string(), "encoded clip file relative to the run directory; null with --no-encode "
+           "or for clips that were not encoded"),
+        _f("scene_index", pa.int32(), "0-based index of the detected scene in its video"),
+        _f("window_index", pa.int32(), "0-based index of the window when a long scene is split"),
+        _f("start_s", pa.float64(), "PTS of the first frame of the clip", "s"),
+        _f("end_s", pa.float64(), "PTS just after the last frame of the clip (exclusive)", "s"),
+        _f("duration_s", pa.float64(), "end_s - start_s", "s"),
+        _f("start_frame", pa.int64(), "decoded-frame index of the first frame (inclusive)", "frames"),
+        _f("end_frame", pa.int64(), "decoded-frame index after the last frame (exclusive)", "frames"),
+        _f("num_frames", pa.int64(), "end_frame - start_frame", "frames"),
+        _f("width_px", pa.int32(), "width of the clip as encoded (display orientation)", "px"),
+        _f("height_px", pa.int32(), "height of the clip as encoded (display orientation)", "px"),
+        _f("fps", pa.float64(), "average frame rate of the span", "1/s"),
+        _f("detector", pa.string(), "scene detector name, e.g. AdaptiveDetector"),
+        _f("detector_params", pa.string(), "JSON of the detector parameters and clip rules used"),
+        *CLIP_SCORES,
+        _f("keep", pa.bool_(), "true when the clip passes every rule", nullable=False),
+        _f("reject_reason", pa.string(), "';'-joined failed rules (e.g. 'too_short;dark'); null when kept"),
+        _f("filter_preset", pa.string(), "name of the filter preset applied last"),
+        _f("filter_params", pa.string(), "JSON of the thresholds applied last"),
+        *_PROVENANCE,
+    ]
+)
+
+CAPTIONS = pa.schema(
+    [
+        _f("caption_id", pa.string(), "deterministic id: hash of clip_id, captioner and prompt_version", nullable=False),
+        _f("clip_id", pa.string(), "captioned clip (clips.clip_id)", nullable=False),
+        _f("caption", pa.string(), "dense caption"),
+        _f("caption_short", pa.string(), "one-sentence caption"),
+        _f("caption_json", pa.string(), "raw structured output (JSON) for structured prompts"),
+        _f("camera_motion_text", pa.string(), "camera motion as described by the model (structured prompt)"),
+        _f("shot_type", pa.string(), "shot type as described by the model (structured prompt)"),
+        _f("captioner", pa.string(), "model id@revision"),
+        _f("prompt_version", pa.string(), "versioned prompt name, e.g. dense-v1"),
+        _f("frames_used", pa.int32(), "frames given to the model", "frames"),
+        _f("frame_times_s", pa.list_(pa.float64()), "PTS of the frames given to the model", "s"),
+        _f("input_tokens", pa.int32(), "prompt tokens including visual tokens", "tokens"),
+        _f("output_tokens", pa.int32(), "generated tokens", "tokens"),
+        _f("generate_s", pa.float64(), "generation wall time attributed to this clip", "s"),
+        _f("status", pa.string(), "'ok' or 'error'", nullable=False),
+        _f("error_stage", pa.string(), "stage that failed: frames, generate, parse"),
+        _f("error_message", pa.string(), "what went wrong, naming the clip and the fix"),
+        *_PROVENANCE,
+    ]
+)
+
+SCHEMAS = {"videos": VIDEOS, "clips": CLIPS, "captions": CAPTIONS}
+
+# Columns that identify a row uniquely within a manifest.
+PRIMARY_KEYS = {"videos": ("video_id",), "clips": ("clip_id",), "captions": ("caption_id",)}
+
+
+def schema_for(kind: str) -> pa.Schema:
+    """Return the declared schema of a manifest kind ('videos', 'clips', 'captions'), with version metadata."""
+    if kind not in SCHEMAS:
+        raise ValueError(f"unknown manifest kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return SCHEMAS[kind].with_metadata(
+        {b"rushes.kind": kind.encode(), b"rushes.schema_version": str(SCHEMA_VERSIONS[kind]).encode()}
+    )

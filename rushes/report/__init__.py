@@ -1,0 +1,1 @@
+"""Inspect: terminal summary, HTML report and SQL over a run's manifests."""

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real footage beside the checkout, synthetic videos, one local Ray instance."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+FOOTAGE = Path(os.environ.get("RUSHES_FOOTAGE", REPO.parent / "shared" / "footage"))
+
+
+@pytest.fixture(scope="session")
+def footage_dir() -> Path:
+    """``../shared/footage`` beside the checkout (or ``$RUSHES_FOOTAGE``); skips when absent."""
+    if not (FOOTAGE / "README.md").exists():
+        pytest.skip(f"real footage not found at {FOOTAGE}: clone the project with ../shared beside it "
+                    f"or set RUSHES_FOOTAGE")
+    return FOOTAGE
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the whole test session (2 CPUs, no dashboard); pipelines reuse it."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=512 * 1024 * 1024, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,116 @@
+"""The manifest contract: declared schemas, atomic parts, validation, readers beyond pyarrow."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import manifests
+from manifests import store
+from manifests.select import kept_clips, ok_captions
+
+
+def _clip(i: int, keep: bool = True, **kw) -> dict:
+    row = {"clip_id": f"c{i}", "video_id": "v0", "start_s": float(i), "end_s": i + 1.0, "keep": keep,
+           "reject_reason": None if keep else "too_short"}
+    row.update(kw)
+    return row
+
+
+def test_conform_fills_missing_columns_with_declared_types():
+    table = manifests.conform([_clip(0), _clip(1, keep=False)], "clips")
+    assert table.schema.equals(manifests.schema_for("clips"), check_metadata=False)
+    assert table.column("motion_mean").type == pa.float32()
+    assert table.column("clip_path").null_count == 2
+
+
+def test_parts_written_in_separate_batches_read_together_with_other_tools(tmp_path):
+    # One part has every reject_reason null: without conform pyarrow would infer type null for it.
+    manifests.write_part(tmp_path, "clips", [_clip(0), _clip(1)], part_name="part-a")
+    manifests.write_part(tmp_path, "clips", [_clip(2, keep=False)], part_name="part-b")
+    glob = str(tmp_path / "clips" / "*.parquet")
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    assert duckdb.sql(f"SELECT count(*) FROM '{glob}' WHERE NOT keep").fetchall()[0][0] == 1
+    assert pl.read_parquet(glob).height == 3
+    assert len(pd.read_parquet(tmp_path / "clips")) == 3
+    assert manifests.read(tmp_path, "clips").num_rows == 3
+    assert kept_clips(tmp_path).column("clip_id").to_pylist() == ["c0", "c1"]
+
+
+def test_unknown_column_and_missing_required_value_are_named():
+    with pytest.raises(manifests.ManifestError, match="unknown column.*motion_score"):
+        manifests.conform([_clip(0, motion_score=1.0)], "clips")
+    with pytest.raises(manifests.ManifestError, match="clips.keep is required"):
+        manifests.conform([{"clip_id": "c", "video_id": "v", "keep": None}], "clips")
+
+
+def test_rewriting_a_part_name_replaces_it_and_temp_files_are_invisible(tmp_path):
+    manifests.write_part(tmp_path, "clips", [_clip(0)], part_name="part-v0")
+    manifests.write_part(tmp_path, "clips", [_clip(0, keep=False)], part_name="part-v0")
+    (tmp_path / "clips" / "_tmp-part-x-123").write_bytes(b"half written")
+    table = manifests.read(tmp_path, "clips")
+    assert table.num_rows == 1 and table.column("keep").to_pylist() == [False]
+    assert [p.name for p in manifests.part_paths(tmp_path, "clips")] == ["part-v0.parquet"]
+
+
+def test_duplicate_ids_across_parts_and_wrong_types_are_rejected(tmp_path):
+    manifests.write_part(tmp_path, "clips", [_clip(0)], part_name="a")
+    manifests.write_part(tmp_path, "clips", [_clip(0)], part_name="b")
+    with pytest.raises(manifests.ManifestError, match="duplicate clip_id"):
+        manifests.read(tmp_path, "clips")
+    bad = tmp_path / "bad"
+    (bad / "clips").mkdir(parents=True)
+    pq.write_table(pa.table({"clip_id": ["x"]}), bad / "clips" / "p.parquet")
+    with pytest.raises(manifests.ManifestError, match="missing"):
+        manifests.read(bad, "clips")
+
+
+def test_missing_manifest_says_which_stage_to_run(tmp_path):
+    assert manifests.read(tmp_path, "videos").num_rows == 0
+    with pytest.raises(manifests.ManifestError, match="run the stage"):
+        manifests.read(tmp_path, "captions", missing_ok=False)
+
+
+def test_schema_version_and_column_docs_travel_in_the_file(tmp_path):
+    path = manifests.write_part(tmp_path, "videos", [{"video_id": "v", "path": "/x.mp4", "status": "ok"}])
+    schema = pq.read_schema(path)
+    assert schema.metadata[b"rushes.schema_version"] == str(manifests.SCHEMA_VERSIONS["videos"]).encode()
+    assert schema.field("duration_s").metadata[b"unit"] == b"s"
+
+
+def test_ids_are_deterministic_and_sensitive_to_every_part(tmp_path):
+    a = manifests.make_id("v", 1.0, 2.5, {"t": 3})
+    assert a == manifests.make_id("v", 1.0, 2.5, {"t": 3})
+    assert a != manifests.make_id("v", 1.0, 2.5, {"t": 4})
+    f = tmp_path / "f.bin"
+    f.write_bytes(os.urandom(3 << 20))
+    h = manifests.content_hash(f)
+    assert h == manifests.content_hash(f) and len(h) == 32
+
+
+def test_ok_captions_keeps_newest_version_per_clip(tmp_path):
+    t0 = manifests.now_utc()
+    import datetime as dt
+
+    t1 = t0 + dt.timedelta(seconds=5)
+    rows = [
+        {"caption_id": "a", "clip_id": "c0", "caption": "old", "status": "ok", "created_at": t0},
+        {"caption_id": "b", "clip_id": "c0", "caption": "new", "status": "ok", "created_at": t1},
+        {"caption_id": "c", "clip_id": "c1", "caption": None, "status": "error", "created_at": t1},
+    ]
+    manifests.write_part(tmp_path, "captions", rows)
+    got = ok_captions(tmp_path)
+    assert got.column("caption").to_pylist() == ["new"]
+
+
+def test_write_json_atomic_replaces_whole_file(tmp_path):
+    p = store.write_json_atomic(tmp_path / "summary.json", {"a": 1})
+    store.write_json_atomic(p, {"b": 2})
+    assert p.read_text().strip().startswith("{") and '"b": 2' in p.read_text()
+    assert [x.name for x in tmp_path.iterdir()] == ["summary.json"]

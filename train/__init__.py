@@ -1,0 +1,1 @@
+"""Train: a diffusion transformer over spacetime patches, trained from a captions manifest."""
