@@ -1,5 +1,12 @@
-"""Command-line subcommands of this stage (placeholder until the stage lands)."""
+"""Thresholds applied to raw clip scores: ``rushes filter`` (interface; being implemented)."""
+
+from __future__ import annotations
+
+
+def filter_run(run_dir, preset: str = "default", overrides: dict | None = None) -> dict:
+    """Re-apply thresholds to the clips manifest of ``run_dir``; returns counts per reason."""
+    return {}
 
 
 def register(subparsers) -> None:
-    """Add this stage's subcommands to the ``rushes`` parser."""
+    """Add ``rushes filter`` to the ``rushes`` parser."""

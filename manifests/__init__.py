@@ -9,6 +9,8 @@ from manifests.store import (
     part_paths,
     read,
     read_part,
+    read_summary,
+    update_summary,
     validate_table,
     write_json_atomic,
     write_part,
@@ -16,6 +18,6 @@ from manifests.store import (
 
 __all__ = [
     "KINDS", "SCHEMA_VERSIONS", "ManifestError", "config_hash", "conform", "content_hash", "make_id",
-    "now_utc", "part_paths", "read", "read_part", "schema_for", "validate_table", "write_json_atomic",
+    "now_utc", "part_paths", "read", "read_part", "read_summary", "update_summary", "schema_for", "validate_table", "write_json_atomic",
     "write_part",
 ]

@@ -197,3 +197,25 @@ def write_json_atomic(path: str | os.PathLike, payload) -> Path:
 def rows(table: pa.Table) -> Iterable[dict]:
     """Iterate a table as row dicts (convenience for small manifests)."""
     return table.to_pylist()
+
+
+def read_summary(run_dir: str | os.PathLike) -> dict:
+    """``OUT/summary.json`` as a dict keyed by stage (``{}`` when absent)."""
+    path = Path(run_dir) / "summary.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path} is not valid JSON ({exc}); delete it and rerun the last stage") from exc
+
+
+def update_summary(run_dir: str | os.PathLike, stage: str, payload: Mapping) -> Path:
+    """Set ``summary.json[stage] = payload`` atomically, keeping the other stages' entries.
+
+    Each stage owns one key (``curate``, ``filter``, ``caption``, ``train``) holding its counts,
+    counts per reason and throughput of its last run.
+    """
+    summary = read_summary(run_dir)
+    summary[stage] = dict(payload)
+    return write_json_atomic(Path(run_dir) / "summary.json", summary)
