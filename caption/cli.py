@@ -1,5 +1,96 @@
-"""Command-line subcommands of this stage (placeholder until the stage lands)."""
+"""``rushes caption OUT``: dense captions of the kept clips of a curated run.
+
+Heavy imports (torch, transformers, ray) happen inside the handler so ``rushes --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+
+from caption.config import DEFAULT_MODEL, PRESETS, RECOMMENDED_GPU_MODEL, CaptionConfig
+
+log = logging.getLogger(__name__)
+
+_DEFAULTS = CaptionConfig()
 
 
 def register(subparsers) -> None:
-    """Add this stage's subcommands to the ``rushes`` parser."""
+    """Add ``caption`` to the ``rushes`` parser."""
+    p = subparsers.add_parser(
+        "caption", help="caption kept clips with a vision-language model (writes OUT/captions)",
+        description="Caption every kept clip of a curated run with a vision-language model, batched on Ray, "
+                    "into OUT/captions/*.parquet. Reruns skip clips already captioned OK by the same model "
+                    "revision and prompt version, and retry failed clips. A new --model or --prompt adds new "
+                    f"caption rows beside the old ones. On a GPU try --model {RECOMMENDED_GPU_MODEL} "
+                    "--num-gpus 1 --batch-size 8.",
+        formatter_class=argparse.HelpFormatter)  # defaults are spelled out per flag (most come from the preset)
+    p.add_argument("out", metavar="OUT", help="run directory written by 'rushes curate' (reads OUT/clips)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="named settings the flags below override (debug = 4 frames, 16 tokens, tiny batches) [default]")
+    p.add_argument("--model", default=None,
+                   help=f"hub model id or local folder (save_pretrained output) [preset: {DEFAULT_MODEL}]")
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit [default branch]")
+    p.add_argument("--prompt", default=None,
+                   help="prompt name or version: dense (one paragraph) or structured (JSON: short and dense "
+                        f"caption, camera motion, shot type) [preset: {_DEFAULTS.prompt}]")
+    frames = p.add_mutually_exclusive_group()
+    frames.add_argument("--frames", type=int, default=None, dest="num_frames",
+                        help=f"frames per clip, spread uniformly over the clip [preset: {_DEFAULTS.num_frames}]")
+    frames.add_argument("--fps", type=float, default=None,
+                        help="sample frames at this rate instead (capped to --frames of the preset)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"clips per generate call, halved on out-of-memory [preset: {_DEFAULTS.batch_size}]")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help=f"model actors, each loading the model once [preset: {_DEFAULTS.concurrency}]")
+    p.add_argument("--num-gpus", type=float, default=None,
+                   help=f"GPUs per model actor; 0 runs on CPU [preset: {_DEFAULTS.num_gpus}]")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help=f"longest caption in tokens [preset: {_DEFAULTS.max_new_tokens}]")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+                   help="model dtype; auto = bfloat16 on GPU, float32 on CPU [preset: auto]")
+    p.add_argument("--limit", type=int, default=None, help="caption at most N clips (quick trial) [all]")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would run (model, clips to caption, skipped, output) and exit [off]")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model repository's own Python code to run (only for repos you trust) [off]")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (or set RAY_ADDRESS); unset starts or reuses a local Ray")
+    p.set_defaults(func=handle)
+
+
+def config_from_args(args) -> CaptionConfig:
+    """The preset with every flag the user gave applied."""
+    overrides = {k: v for k, v in {
+        "model": args.model, "revision": args.revision, "prompt": args.prompt, "num_frames": args.num_frames,
+        "fps": args.fps, "batch_size": args.batch_size, "concurrency": args.concurrency,
+        "num_gpus": args.num_gpus, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype,
+    }.items() if v is not None}
+    if args.trust_remote_code:
+        overrides["trust_remote_code"] = True
+    return PRESETS[args.preset](**overrides)
+
+
+def handle(args) -> int:
+    """Run the caption stage; exit code 1 when every clip failed, 2 on bad arguments."""
+    try:
+        cfg = config_from_args(args)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    if args.limit is not None and args.limit < 1:
+        log.error("--limit %s: must be >= 1", args.limit)
+        return 2
+    if not os.path.isdir(os.path.join(args.out, "clips")):
+        log.error("%s has no clips manifest (OUT/clips): run 'rushes curate INPUT %s' first", args.out, args.out)
+        return 2
+    from caption.pipeline import run
+
+    summary = run(args.out, cfg, limit=args.limit, address=args.address, dry_run=args.dry_run)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    if not args.dry_run and summary["captioned"] and not summary["ok"]:
+        log.error("every clip failed; see error_stage/error_message in %s/captions", args.out)
+        return 1
+    return 0

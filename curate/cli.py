@@ -1,5 +1,144 @@
-"""Command-line subcommands of this stage (placeholder until the stage lands)."""
+"""``rushes curate``: raw footage -> probed videos -> scene clips (+ scores), on Ray.
+
+Examples::
+
+    rushes curate footage/ --out runs/a                      # folders, files, globs, .txt lists
+    rushes curate 'footage/**/*.mov' list.txt --out runs/a --dry-run
+    rushes curate footage/ --out runs/a --no-encode --detector content
+    RAY_ADDRESS=auto rushes curate s3list.txt --out /shared/runs/a --num-cpus-per-task 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+
+from curate import config as C
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
-    """Add this stage's subcommands to the ``rushes`` parser."""
+    """Add ``rushes curate`` to the ``rushes`` parser."""
+    p = subparsers.add_parser(
+        "curate", help="probe raw footage and cut it into scene clips with Parquet manifests",
+        description="Probe every input video, decode it once at low resolution to find scene cuts "
+                    "(PySceneDetect) and per-clip scores, encode the clips (H.264), and write "
+                    "OUT/videos, OUT/clips, OUT/media, OUT/summary.json. Rerunning the same command "
+                    "resumes: videos completed with the same config are skipped.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, folders (searched recursively), quoted globs, or .txt files listing inputs")
+    p.add_argument("--out", required=True, help="run directory for manifests, clips and summary.json")
+    p.add_argument("--preset", default="default", choices=sorted(C.PRESETS),
+                   help="named config; 'debug' = short clips and tiny fast encodes for trials")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list what would be processed (count, total duration, output location) and exit")
+    p.add_argument("--limit", type=int, default=None, help="process only the first N videos (a quick trial)")
+    g = p.add_argument_group("cuts and clip rules (default: the preset's values)")
+    g.add_argument("--detector", choices=C.DETECTORS, default=None,
+                   help="PySceneDetect detector: adaptive (AdaptiveDetector, robust to camera motion) or content")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="detector threshold: adaptive_threshold (preset 3.0) or content threshold (preset 27)")
+    g.add_argument("--min-scene-len", type=int, default=None,
+                   help="frames that must pass after a cut before the next one (preset 15)")
+    g.add_argument("--min-clip-s", type=float, default=None,
+                   help="scenes shorter than this are listed with keep=false, reject_reason=too_short (preset 2.0)")
+    g.add_argument("--max-clip-s", type=float, default=None,
+                   help="longer scenes are split into equal windows no longer than this (preset 60)")
+    g.add_argument("--trim-s", type=float, default=None, help="seconds dropped on each side of a cut (preset 0.1)")
+    g.add_argument("--analysis-size", type=int, default=None,
+                   help="long side in px of the analysis frames for cuts and scores (preset 256)")
+    g.add_argument("--scores", default=None, help="score preset of curate.scores (default, fast, debug)")
+    g.add_argument("--no-scores", action="store_true", help="cuts only: skip the per-clip motion/quality scores")
+    g.add_argument("--filter-preset", default=None, help="rushes filter preset applied at the end (preset default)")
+    e = p.add_argument_group("encoding")
+    e.add_argument("--no-encode", action="store_true", help="keep spans only: no clip files, clip_path null")
+    e.add_argument("--max-short-side", type=int, default=None,
+                   help="cap on the short side of encoded clips in px, 0 = source size (preset 720)")
+    e.add_argument("--crf", type=int, default=None, help="x264 CRF (preset 22, as PySceneDetect's split-video)")
+    e.add_argument("--x264-preset", default=None, choices=C.X264_PRESETS, help="x264 speed preset (preset veryfast)")
+    e.add_argument("--encode-threads", type=int, default=None, help="x264 threads per video, 0 = auto")
+    r = p.add_argument_group("Ray")
+    r.add_argument("--address", default=None,
+                   help="Ray cluster address ('auto', 'ray://head:10001'); default $RAY_ADDRESS, else a local instance")
+    r.add_argument("--num-cpus-per-task", type=float, default=1.0,
+                   help="CPUs reserved per video task (also the decoder threads); 0.5 runs two per core")
+    r.add_argument("--memory-per-task-mb", type=int, default=0, help="memory reserved per video task, 0 = none")
+    r.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance started here (all)")
+    r.add_argument("--max-in-flight", type=int, default=0, help="videos submitted at once, 0 = 2x cluster CPUs")
+    r.add_argument("--decode-threads", type=int, default=None, help="PyAV decoder threads, 0 = CPUs per task")
+    p.set_defaults(func=main)
+
+
+def _override(obj, **changes):
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return dataclasses.replace(obj, **changes) if changes else obj
+
+
+def build_config(args) -> C.CurateConfig:
+    """The resolved config: the preset, then every flag that was given."""
+    cfg = C.preset(args.preset)
+    det = _override(cfg.detector, name=args.detector, min_scene_len_frames=args.min_scene_len)
+    if args.threshold is not None:
+        key = "adaptive_threshold" if det.name == "adaptive" else "content_threshold"
+        det = dataclasses.replace(det, **{key: args.threshold})
+    enc = _override(cfg.encode, max_short_side_px=args.max_short_side, crf=args.crf, preset=args.x264_preset,
+                    threads=args.encode_threads)
+    if args.no_encode:
+        enc = dataclasses.replace(enc, enabled=False)
+    cfg = _override(cfg, min_clip_s=args.min_clip_s, max_clip_s=args.max_clip_s, trim_s=args.trim_s,
+                    analysis_long_side_px=args.analysis_size, scores_preset=args.scores,
+                    filter_preset=args.filter_preset, decode_threads=args.decode_threads)
+    if args.no_scores:
+        cfg = dataclasses.replace(cfg, scores_preset=None)
+    return dataclasses.replace(cfg, detector=det, encode=enc)
+
+
+def dry_run(paths: list[str], out: str, cfg) -> dict:
+    """What a run would do: counts, total duration (ffprobe), inputs that already fail, where outputs go."""
+    from curate.pipeline import done_paths
+    from curate.probe import ProbeError, probe_video
+    from manifests import config_hash
+
+    total_s, bad = 0.0, []
+    for path in paths:
+        try:
+            total_s += probe_video(path).duration_s or 0.0
+        except ProbeError as exc:
+            bad.append(str(exc))
+    done = done_paths(out, config_hash(cfg.hashed_dict())) & set(paths)
+    return {"videos": len(paths), "already_done": len(done), "to_process": len(paths) - len(done),
+            "duration_s": round(total_s, 3), "unreadable": bad, "out": out}
+
+
+def main(args) -> int:
+    """Handler of ``rushes curate``; returns 0 when the run finished (failed videos are counted, not fatal)."""
+    try:
+        cfg = build_config(args)
+        ray_cfg = C.RayConfig(address=args.address, num_cpus_per_task=args.num_cpus_per_task,
+                              memory_per_task_mb=args.memory_per_task_mb, max_in_flight=args.max_in_flight,
+                              local_num_cpus=args.num_cpus)
+    except ValueError as exc:
+        print(f"rushes curate: {exc}", file=sys.stderr)
+        return 2
+    if args.limit is not None and args.limit < 1:
+        print(f"rushes curate: --limit must be >= 1, got {args.limit}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        from curate.inputs import expand_inputs
+
+        plan = dry_run(expand_inputs(args.inputs, args.limit), args.out, cfg)
+        print(json.dumps(plan, indent=2))
+        return 0
+    from curate.pipeline import run_curate
+
+    summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit)
+    v, c = summary["videos"], summary["clips"]
+    print(f"curate: {v['ok']} ok / {v['error']} failed videos, {c['kept']} kept / {c['total']} clips, "
+          f"{summary['kept_s']:.1f} s kept of {summary['footage_s']:.1f} s footage in {summary['wall_s']:.1f} s "
+          f"-> {args.out}/summary.json")
+    return 0

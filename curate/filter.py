@@ -1,12 +1,417 @@
-"""Thresholds applied to raw clip scores: ``rushes filter`` (interface; being implemented)."""
+"""Thresholds applied to raw clip scores: ``rushes filter OUT`` re-decides ``keep`` without touching video.
+
+Usage::
+
+    from curate.filter import apply_filter, filter_run, PRESETS
+    counts = filter_run("OUT", preset="strict", overrides={"min_motion": 0.01})
+    table = apply_filter(clips_table, PRESETS["default"]())   # pure, vectorised
+
+Every rule a clip fails is named in ``reject_reason`` (';'-joined, in a fixed order), e.g.
+``motion<0.002;dark``. Rules (a threshold set to None is off):
+
+==================  ======================================================  ========================
+reason              fails when                                              config field(s)
+==================  ======================================================  ========================
+too_short           duration_s < min length (per clip: ``min_clip_s`` of    min_duration_s
+                    its ``detector_params``, unless the preset sets one)
+too_long            duration_s > max                                        max_duration_s
+small               min(width_px, height_px) < min                          min_short_side_px
+aspect              aspect_ratio (or width/height) outside [min, max]       min_aspect, max_aspect
+motion<X            motion_mean < X (frozen, slideshow)                     min_motion
+motion>X            motion_mean > X (chaotic)                               max_motion
+dark                black_frame_frac > max or brightness_mean < min         max_black_frame_frac,
+                                                                            min_brightness
+bright              brightness_mean > max (blown out)                       max_brightness
+flat                flat_frame_frac > max                                   max_flat_frame_frac
+blurry              sharpness < min                                         min_sharpness
+low_contrast        contrast_std < min                                      min_contrast
+grey                colourfulness < min                                     min_colourfulness
+text>X              text_area_frac > X (burned-in text)                     max_text_area
+camera=LABEL        camera_motion is one of the listed labels               reject_camera_motion
+missing_scores      a score an active rule needs is null (scoring failed)   reject_missing
+==================  ======================================================  ========================
+
+Null scores are never silently passed: with ``reject_missing`` (default) the clip is rejected as
+``missing_scores``; with ``reject_missing=False`` the rules that need the missing score are not judged.
+Reasons written by other steps that are not filter rules (e.g. an encode failure) are kept as they are,
+so re-filtering cannot resurrect such a clip. ``too_short`` is judged with each clip's own
+``min_clip_s`` and a ``too_short`` set by the split always stays (the split does not encode those
+clips), unless ``min_duration_s`` is set explicitly: then only that value decides.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
 
-def filter_run(run_dir, preset: str = "default", overrides: dict | None = None) -> dict:
-    """Re-apply thresholds to the clips manifest of ``run_dir``; returns counts per reason."""
-    return {}
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import manifests
+from manifests.store import ManifestError
+
+CAMERA_LABELS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out", "shaky", "complex")
+
+# Reasons this module owns (recomputed on every run); anything else in reject_reason is preserved.
+_OWNED = re.compile(r"^(too_short|too_long|small|aspect|dark|bright|flat|blurry|low_contrast|grey|missing_scores"
+                    r"|motion[<>].*|text>.*|camera=.*)$")
+
+
+def _h(text: str, **kw) -> dict:
+    return {"help": text, **kw}
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Thresholds of the clip filter; None switches a rule off. See the module docstring for the rules."""
+
+    min_duration_s: float | None = field(default=None, metadata=_h(
+        "reject clips shorter than this (s); default: each clip's min_clip_s recorded by the split"))
+    max_duration_s: float | None = field(default=None, metadata=_h("reject clips longer than this (s)"))
+    min_short_side_px: int | None = field(default=240, metadata=_h("reject clips whose short side is below this (px)"))
+    min_aspect: float | None = field(default=0.4, metadata=_h("reject clips narrower than this width/height"))
+    max_aspect: float | None = field(default=2.5, metadata=_h("reject clips wider than this width/height"))
+    min_motion: float | None = field(default=0.002, metadata=_h(
+        "reject clips whose motion_mean (frame diagonals per second) is below this: frozen frames, slideshows"))
+    max_motion: float | None = field(default=None, metadata=_h("reject clips whose motion_mean is above this"))
+    max_black_frame_frac: float | None = field(default=0.5, metadata=_h(
+        "reject as dark when more than this share of frames is black"))
+    min_brightness: float | None = field(default=0.03, metadata=_h(
+        "reject as dark when mean luma (0..1) is below this"))
+    max_brightness: float | None = field(default=0.97, metadata=_h(
+        "reject as bright when mean luma (0..1) is above this"))
+    max_flat_frame_frac: float | None = field(default=0.5, metadata=_h(
+        "reject as flat when more than this share of frames has no detail"))
+    min_sharpness: float | None = field(default=10.0, metadata=_h(
+        "reject as blurry when the median variance of the Laplacian is below this"))
+    min_contrast: float | None = field(default=0.02, metadata=_h("reject when the mean luma std (0..0.5) is below this"))
+    min_colourfulness: float | None = field(default=None, metadata=_h(
+        "reject as grey when colourfulness is below this (off: black-and-white film is fine)"))
+    max_text_area: float | None = field(default=0.02, metadata=_h(
+        "reject when burned-in text covers more than this share of the frame on average"))
+    reject_camera_motion: tuple[str, ...] = field(default=(), metadata=_h(
+        "comma-separated camera_motion labels to reject, e.g. shaky,complex"))
+    reject_missing: bool = field(default=True, metadata=_h(
+        "reject clips with a null score an active rule needs (true), or skip those rules (false)"))
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("reject_camera_motion", "reject_missing") or value is None:
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"filter {f.name}={value!r}: give a number >= 0, or None to switch the rule off")
+        if self.min_aspect is not None and self.max_aspect is not None and self.min_aspect > self.max_aspect:
+            raise ValueError(f"filter min_aspect={self.min_aspect} > max_aspect={self.max_aspect}: swap them")
+        if isinstance(self.reject_camera_motion, str):
+            object.__setattr__(self, "reject_camera_motion", tuple(
+                s.strip() for s in self.reject_camera_motion.split(",") if s.strip()))
+        object.__setattr__(self, "reject_camera_motion", tuple(self.reject_camera_motion))
+        bad = [s for s in self.reject_camera_motion if s not in CAMERA_LABELS]
+        if bad:
+            raise ValueError(f"filter reject_camera_motion has unknown label(s) {bad}; use {', '.join(CAMERA_LABELS)}")
+
+    def to_json(self) -> str:
+        """Thresholds as a JSON object string (what ``filter_params`` and ``filter.json`` record)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def default() -> FilterConfig:
+    """Drop what is plainly unusable: frozen, mostly black or flat, blown out, very blurry, tiny, text-heavy."""
+    return FilterConfig()
+
+
+def strict() -> FilterConfig:
+    """Training-grade: visible motion, sharp, >= 360 px, little text, no shaky or unexplained camera motion."""
+    return FilterConfig(min_short_side_px=360, min_aspect=0.5, max_aspect=2.4, min_motion=0.01, max_motion=0.5,
+                        max_black_frame_frac=0.1, min_brightness=0.08, max_brightness=0.9, max_flat_frame_frac=0.1,
+                        min_sharpness=40.0, min_contrast=0.05, max_text_area=0.005,
+                        reject_camera_motion=("shaky", "complex"))
+
+
+def permissive() -> FilterConfig:
+    """Only the unusable: all-black or flat, frozen still, absurd size or shape."""
+    return FilterConfig(min_short_side_px=64, min_aspect=0.2, max_aspect=5.0, min_motion=0.0005,
+                        max_black_frame_frac=0.9, min_brightness=0.01, max_brightness=0.99,
+                        max_flat_frame_frac=0.9, min_sharpness=2.0, min_contrast=0.005, max_text_area=0.2)
+
+
+def none() -> FilterConfig:
+    """No score rules; the split's too_short rule still holds (pass min_duration_s=0 to drop it too)."""
+    return FilterConfig(**{f.name: None for f in dataclasses.fields(FilterConfig)
+                           if f.name not in ("reject_camera_motion", "reject_missing", "min_duration_s")})
+
+
+PRESETS = {"default": default, "strict": strict, "permissive": permissive, "none": none}
+
+
+def resolve_config(preset: str = "default", overrides: dict | None = None) -> FilterConfig:
+    """A preset's config with ``overrides`` (field name -> value) applied; errors name the bad key."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown filter preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = PRESETS[preset]()
+    overrides = dict(overrides or {})
+    names = {f.name for f in dataclasses.fields(FilterConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown filter setting(s) {unknown}; valid: {', '.join(sorted(names))}")
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+
+def _per_clip_min_clip_s(detector_params: pa.ChunkedArray) -> pa.Array:
+    """``min_clip_s`` from each clip's detector_params JSON (null where absent); parsed once per distinct value."""
+    def parse(text):
+        try:
+            value = json.loads(text).get("min_clip_s") if text else None
+        except (json.JSONDecodeError, AttributeError):
+            return None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return _map_distinct(detector_params, parse, pa.float64())
+
+
+def _map_distinct(col: pa.ChunkedArray, fn, typ: pa.DataType) -> pa.Array:
+    """Apply a Python function to each distinct value of ``col`` and spread the results back (vectorised
+    for columns with few distinct values, such as detector_params or reject_reason)."""
+    enc = pc.dictionary_encode(_flat(col))
+    mapped = pa.array([fn(v) for v in enc.dictionary.to_pylist()], type=typ)
+    return mapped.take(enc.indices)
+
+
+def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
+    """(reason, fail mask with null where a needed value is null, is-score-rule) for every active rule."""
+    out: list[tuple[str, pa.Array, bool]] = []
+    t = pa.table({n: t.column(n).combine_chunks() for n in t.column_names})  # plain arrays: one chunk layout
+
+    def below(col, thr):
+        return pc.less(t[col], thr)
+
+    def above(col, thr):
+        return pc.greater(t[col], thr)
+
+    if cfg.max_duration_s is not None:
+        out.append(("too_long", above("duration_s", cfg.max_duration_s), False))
+    if cfg.min_short_side_px is not None:
+        out.append(("small", pc.less(pc.min_element_wise(t["width_px"], t["height_px"]), cfg.min_short_side_px), False))
+    if cfg.min_aspect is not None or cfg.max_aspect is not None:
+        ratio = pc.coalesce(pc.cast(t["aspect_ratio"], pa.float64()),
+                            pc.divide(pc.cast(t["width_px"], pa.float64()), pc.cast(t["height_px"], pa.float64())))
+        lo = pc.less(ratio, cfg.min_aspect) if cfg.min_aspect is not None else None
+        hi = pc.greater(ratio, cfg.max_aspect) if cfg.max_aspect is not None else None
+        out.append(("aspect", pc.or_kleene(lo, hi) if lo is not None and hi is not None else (lo or hi), False))
+    if cfg.min_motion is not None:
+        out.append((f"motion<{cfg.min_motion:g}", below("motion_mean", cfg.min_motion), True))
+    if cfg.max_motion is not None:
+        out.append((f"motion>{cfg.max_motion:g}", above("motion_mean", cfg.max_motion), True))
+    dark = [m for m in (above("black_frame_frac", cfg.max_black_frame_frac) if cfg.max_black_frame_frac is not None
+                        else None, below("brightness_mean", cfg.min_brightness) if cfg.min_brightness is not None
+                        else None) if m is not None]
+    if dark:
+        out.append(("dark", pc.or_kleene(*dark) if len(dark) == 2 else dark[0], True))
+    for reason, col, thr, test in (("bright", "brightness_mean", cfg.max_brightness, above),
+                                   ("flat", "flat_frame_frac", cfg.max_flat_frame_frac, above),
+                                   ("blurry", "sharpness", cfg.min_sharpness, below),
+                                   ("low_contrast", "contrast_std", cfg.min_contrast, below),
+                                   ("grey", "colourfulness", cfg.min_colourfulness, below)):
+        if thr is not None:
+            out.append((reason, test(col, thr), True))
+    if cfg.max_text_area is not None:
+        out.append((f"text>{cfg.max_text_area:g}", above("text_area_frac", cfg.max_text_area), True))
+    for label in cfg.reject_camera_motion:
+        out.append((f"camera={label}", pc.equal(t["camera_motion"], label), True))
+    return out
+
+
+def apply_filter(clips: pa.Table, cfg: FilterConfig, preset: str | None = None) -> pa.Table:
+    """Return ``clips`` with ``keep``, ``reject_reason``, ``filter_preset`` and ``filter_params`` set.
+
+    Pure and vectorised (pyarrow.compute); the same input and config always give the same output, so
+    re-running is idempotent. ``preset`` is recorded in ``filter_preset`` (default ``"custom"``).
+    """
+    t = manifests.conform(clips, "clips")
+    n = t.num_rows
+    # Element-wise kernels over many columns want one chunk layout (mixed layouts misalign in
+    # binary_join_element_wise), so work on contiguous arrays.
+    t = t.combine_chunks()
+    null_str = pa.scalar(None, pa.string())
+    old = t["reject_reason"]
+    # too_short: a preset value wins; otherwise each clip's own min_clip_s, and a too_short written
+    # earlier (by the split, which did not encode the clip) always stays, so re-filtering never
+    # resurrects it.
+    if cfg.min_duration_s is not None:
+        short = pc.less(t["duration_s"], cfg.min_duration_s).fill_null(False)
+    else:
+        had_short = _map_distinct(old, lambda r: bool(r) and "too_short" in r.split(";"), pa.bool_())
+        computed = pc.less(t["duration_s"], _per_clip_min_clip_s(t["detector_params"]))
+        short = pc.or_kleene(computed, had_short).fill_null(False)
+    names, fails = ["too_short"], [short]
+    missing = pa.repeat(pa.scalar(False), n)
+    for reason, fail, is_score in _rules(t, cfg):
+        if is_score:
+            missing = pc.or_(missing, pc.is_null(fail))
+        names.append(reason)
+        fails.append(fail.fill_null(False))
+    if cfg.reject_missing:
+        names.append("missing_scores")
+        fails.append(missing)
+    reason = _join_reasons(names, fails, old)
+    keep = pc.is_null(reason)
+    sets = {"keep": keep, "reject_reason": reason,
+            "filter_preset": pa.repeat(pa.scalar(preset or "custom", pa.string()), n),
+            "filter_params": pa.repeat(pa.scalar(cfg.to_json(), pa.string()), n)}
+    for name, values in sets.items():
+        t = t.set_column(t.schema.get_field_index(name), t.schema.field(name), values)
+    return t
+
+
+def _flat(values) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _join_reasons(names: list[str], fails: list[pa.Array], old: pa.ChunkedArray) -> pa.Array:
+    """';'-joined names of the failed rules, then the reasons of other steps kept from ``old``; null if none.
+
+    Vectorised through a code per row: bit i set when rule i failed, times the index of the row's
+    foreign reasons. Only distinct codes are turned into text (there are few), then spread with take.
+    """
+    code = pa.repeat(pa.scalar(0, pa.int64()), len(old))
+    for bit, fail in enumerate(fails):
+        code = pc.add(code, pc.if_else(_flat(fail), 1 << bit, 0))
+    foreign = pc.dictionary_encode(_map_distinct(
+        old, lambda r: ";".join(x for x in r.split(";") if x and not _OWNED.match(x)) if r else "", pa.string()
+    ).fill_null(""))
+    key = pc.add(pc.multiply(code, len(foreign.dictionary)), pc.cast(foreign.indices, pa.int64()))
+    distinct = pc.dictionary_encode(_flat(key))
+    texts = []
+    for k in distinct.dictionary.to_pylist():
+        bits, extra = divmod(k, len(foreign.dictionary))
+        parts = [name for i, name in enumerate(names) if bits >> i & 1]
+        parts += [foreign.dictionary[extra].as_py()] if foreign.dictionary[extra].as_py() else []
+        texts.append(";".join(parts) or None)
+    return pa.array(texts, pa.string()).take(distinct.indices)
+
+
+def reason_counts(table: pa.Table) -> Counter:
+    """Rejected clips per reason (a clip failing two rules counts under both)."""
+    counts: Counter = Counter()
+    vc = pc.value_counts(table["reject_reason"].combine_chunks())
+    for item in vc.to_pylist():
+        if item["values"]:
+            for r in item["values"].split(";"):
+                counts[r] += item["counts"]
+    return counts
+
+
+def filter_run(run_dir, preset: str = "default", overrides: dict | None = None, dry_run: bool = False) -> dict:
+    """Re-apply thresholds to the clips manifest of ``run_dir`` and return the counts.
+
+    Each part file is replaced atomically under its own name (only when its decisions changed), then
+    ``OUT/filter.json`` records the thresholds, then ``summary.json["filter"]`` the counts. With
+    ``dry_run`` nothing is written. Returns ``{"preset", "params", "clips", "kept", "rejected",
+    "reasons": {reason: count}, "parts_rewritten", "filter_s"}``.
+    """
+    started = time.perf_counter()
+    cfg = resolve_config(preset, overrides)
+    paths = manifests.part_paths(run_dir, "clips")
+    if not paths:
+        raise ManifestError(f"no clips manifest in {run_dir}: expected {Path(run_dir) / 'clips'}/*.parquet; "
+                            f"run `rushes curate` first")
+    total = kept = rewritten = 0
+    reasons: Counter = Counter()
+    decided = ("keep", "reject_reason", "filter_preset", "filter_params")
+    for path in paths:
+        before = manifests.read_part(path, "clips")
+        after = apply_filter(before, cfg, preset=preset)
+        total += after.num_rows
+        kept += pc.sum(after["keep"]).as_py() or 0
+        reasons.update(reason_counts(after))
+        if not dry_run and not all(before[c].equals(after[c]) for c in decided):
+            manifests.write_part(run_dir, "clips", after, part_name=path.stem)
+            rewritten += 1
+    result = {"preset": preset, "params": json.loads(cfg.to_json()), "clips": total, "kept": kept,
+              "rejected": total - kept, "reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+              "parts_rewritten": rewritten, "filter_s": round(time.perf_counter() - started, 3)}
+    if not dry_run:
+        manifests.write_json_atomic(Path(run_dir) / "filter.json",
+                                    {**result, "created_at": manifests.now_utc().isoformat()})
+        manifests.update_summary(run_dir, "filter", result)
+    return result
+
+
+def format_counts(result: dict) -> str:
+    """Counts per reason as aligned text lines (what ``rushes filter`` prints)."""
+    lines = [f"preset {result['preset']}: {result['kept']} kept, {result['rejected']} rejected "
+             f"of {result['clips']} clips ({result['parts_rewritten']} part(s) rewritten, {result['filter_s']:.2f} s)"]
+    if result["reasons"]:
+        width = max(len(r) for r in result["reasons"])
+        lines.append("rejected per reason (a clip failing several rules counts under each):")
+        lines += [f"  {r.ljust(width)}  {c}" for r, c in result["reasons"].items()]
+    return "\n".join(lines)
+
+
+def _optional(kind):
+    """argparse type: a number, or none/off to switch the rule off."""
+    def parse(text: str):
+        if text.strip().lower() in ("none", "off"):
+            return None
+        return kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def register(subparsers) -> None:
-    """Add ``rushes filter`` to the ``rushes`` parser."""
+    """Add ``rushes filter`` to the ``rushes`` parser: one flag per :class:`FilterConfig` field."""
+    base = default()
+    p = subparsers.add_parser(
+        "filter", help="re-apply thresholds to a clips manifest (seconds, no video decoded)",
+        description="Set keep/reject_reason of every clip in OUT/clips from its stored scores, write the "
+                    "manifest atomically, record the thresholds in OUT/filter.json and print counts per reason. "
+                    "A flag overrides the preset's value; 'none' switches a rule off. Defaults shown are the "
+                    "'default' preset's.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("out", metavar="OUT", help="run directory written by `rushes curate`")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                   help="named threshold set: " + "; ".join(f"{k}: {v.__doc__.splitlines()[0]}"
+                                                             for k, v in PRESETS.items()))
+    p.add_argument("--dry-run", action="store_true", help="print the counts without rewriting anything")
+    for f in dataclasses.fields(FilterConfig):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(base, f.name)
+        if f.name == "reject_camera_motion":
+            kind, shown = str, ",".join(value) or "none"
+        elif f.name == "reject_missing":
+            kind, shown = _bool, value
+        else:
+            kind = _optional(int if f.name.endswith("_px") else float)
+            shown = value
+        p.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, metavar="X",
+                       help=f"{f.metadata['help']} (default preset: {shown})")
+    p.set_defaults(func=_run_cli)
+
+
+def _run_cli(args) -> int:
+    names = {f.name for f in dataclasses.fields(FilterConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    if "reject_camera_motion" in overrides and overrides["reject_camera_motion"].lower() in ("", "none"):
+        overrides["reject_camera_motion"] = ()
+    try:
+        result = filter_run(args.out, preset=args.preset, overrides=overrides, dry_run=args.dry_run)
+    except (ManifestError, ValueError) as exc:
+        print(f"rushes filter: {exc}", file=sys.stderr)
+        return 2
+    print(format_counts(result))
+    return 0

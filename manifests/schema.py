@@ -11,7 +11,7 @@ import pyarrow as pa
 
 KINDS = ("videos", "clips", "captions")
 
-SCHEMA_VERSIONS = {"videos": 1, "clips": 1, "captions": 1}
+SCHEMA_VERSIONS = {"videos": 2, "clips": 1, "captions": 1}
 
 
 def _f(name: str, typ: pa.DataType, description: str, unit: str = "", nullable: bool = True) -> pa.Field:
@@ -57,6 +57,8 @@ VIDEOS = pa.schema(
         _f("error_stage", pa.string(), "stage that failed: input, probe, hash, decode, detect, encode"),
         _f("error_message", pa.string(), "what went wrong, naming the file and the fix"),
         _f("process_s", pa.float64(), "wall time spent on this video", "s"),
+        _f("warning", pa.string(), "non-fatal problem with an ok video, e.g. decoding stopped early on a "
+           "damaged stream (clips then cover the decoded part only)"),
         *_PROVENANCE,
     ]
 )

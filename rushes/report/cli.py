@@ -1,5 +1,105 @@
-"""Command-line subcommands of this stage (placeholder until the stage lands)."""
+"""``rushes inspect``: what a run kept, why, and what the captions say.
+
+    rushes inspect OUT                              terminal summary
+    rushes inspect OUT --html report.html           self-contained HTML report + report_files/
+    rushes inspect OUT --sql "SELECT ..." [--format csv|json|table]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """\
+SQL views (DuckDB, read straight from the Parquet parts; a manifest not written yet is an empty view):
+  videos    one row per source video (status, error_stage, error_message, duration_s, ...)
+  clips     one row per clip, kept and rejected (keep, reject_reason, scores, start_s, end_s, ...)
+  captions  one row per caption attempt (caption, captioner, prompt_version, status, ...)
+
+examples:
+  rushes inspect OUT
+  rushes inspect OUT --html OUT/report.html
+  rushes inspect OUT --sql "SELECT reject_reason, count(*) n FROM clips GROUP BY 1 ORDER BY n DESC"
+  rushes inspect OUT --sql "SELECT c.clip_id, k.caption FROM clips c JOIN captions k USING (clip_id)" --format csv
+"""
 
 
 def register(subparsers) -> None:
-    """Add this stage's subcommands to the ``rushes`` parser."""
+    """Add ``inspect`` to the ``rushes`` parser."""
+    p = subparsers.add_parser(
+        "inspect", help="summarise a run, write an HTML report, or query its manifests with SQL",
+        description="Look into a run directory: a terminal summary by default, an HTML report with --html, "
+                    "or a DuckDB query with --sql.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="OUT", help="run directory written by `rushes curate` (holds videos/, clips/, "
+                   "captions/, summary.json)")
+    p.add_argument("--html", metavar="PATH", help="write a self-contained HTML report to PATH and its thumbnails "
+                   "to PATH_files/ beside it (default: no report)")
+    p.add_argument("--sql", metavar="QUERY", help="run QUERY with DuckDB over the views videos, clips, captions and "
+                   "print the result; '-' reads the query from stdin (default: no query)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="output format of --sql (default: table)")
+    p.add_argument("--frames", type=int, default=4, help="frames per clip in the contact-sheet strip (default: 4)")
+    p.add_argument("--thumb-height", type=int, default=72, help="thumbnail height in pixels (default: 72)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes decoding thumbnails; 0 = min(4, CPU count) (default: 0)")
+    p.add_argument("--no-thumbs", action="store_true",
+                   help="write the HTML report without decoding any video (no contact-sheet images)")
+    p.add_argument("--page-size", type=int, default=50, help="contact-sheet rows per page in the report (default: 50)")
+    p.set_defaults(func=run_inspect)
+
+
+def _print_error(message: str) -> int:
+    print(f"rushes inspect: {message}", file=sys.stderr)
+    return 2
+
+
+def run_inspect(args) -> int:
+    """Handler of ``rushes inspect``: returns 0 on success, 2 on a usage or query error."""
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        return _print_error(f"run directory {run_dir} does not exist; pass the OUT folder a stage wrote")
+    from manifests.store import ManifestError
+
+    try:
+        if args.sql:
+            return _run_sql(run_dir, args)
+        if args.html:
+            return _run_html(run_dir, args)
+        from rushes.report.summary import format_summary, summarize
+
+        print(format_summary(summarize(run_dir)), end="")
+    except ManifestError as exc:  # a damaged or outdated manifest: say which, and how to fix it
+        return _print_error(str(exc))
+    return 0
+
+
+def _run_sql(run_dir: Path, args) -> int:
+    from rushes.report.sql import QueryError, query
+    from rushes.report.table import render
+
+    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    try:
+        result = query(run_dir, sql)
+    except QueryError as exc:
+        return _print_error(f"query failed: {exc}")
+    print(render(result.columns, result.rows, args.format))
+    return 0
+
+
+def _run_html(run_dir: Path, args) -> int:
+    from rushes.report.page import ReportConfig, build_report
+    from rushes.report.thumbs import ThumbConfig
+
+    try:
+        cfg = ReportConfig(thumbs=ThumbConfig(frames_per_clip=args.frames, height_px=args.thumb_height,
+                                              workers=args.workers),
+                           make_thumbs=not args.no_thumbs, page_size=args.page_size)
+    except ValueError as exc:
+        return _print_error(str(exc))
+    result = build_report(run_dir, args.html, cfg)
+    print(f"wrote {result.html_path} ({result.clips} clips; thumbnails in {result.files_dir}/: "
+          f"{result.thumbs_ok} ok, {result.thumbs_failed} failed, {result.thumbs_s:.1f} s; "
+          f"total {result.total_s:.1f} s)")
+    return 0

@@ -1,0 +1,130 @@
+"""Benchmark ``rushes curate`` against ffmpeg decode-only and the PySceneDetect CLI, in one run.
+
+    python bench/curate.py [--footage ../shared/footage] [--skip-scores-run]
+
+Every command runs on the same files (all videos of the footage folder), one after the other, on this
+machine; the table reports wall-time RATIOS measured in this run, so machine speed cancels out:
+
+- ffmpeg decode-only: ``ffmpeg -threads 1 -i F -f null -`` per file (sum over files);
+- PySceneDetect cuts: ``scenedetect -i F detect-adaptive`` per file;
+- PySceneDetect split: ``scenedetect -i F detect-adaptive split-video`` per file, with libx264
+  ``-preset veryfast -crf 22`` (its defaults) and no audio, the same codec, preset, CRF as rushes;
+- ``rushes curate FILES --no-encode --no-scores`` (cuts only), and ``--max-short-side 0 --no-scores``
+  (cuts + encoding at the source size, the same output size as PySceneDetect), each a fresh process
+  including Python and Ray start-up; and the full default run (cuts + scores + encode at 720p) for scale.
+
+Peak memory per worker: the analysis pass (decode + cuts + scores) of the longest footage file in a
+fresh process (peak RSS), and of a 10 s vs 120 s synthetic video to show it does not grow with length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# This file is named like the package it measures: drop bench/ from the path so `import curate` is the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from curate.inputs import expand_inputs  # noqa: E402
+from curate.probe import probe_video  # noqa: E402
+
+PSD_ARGS = "-map 0:v:0 -c:v libx264 -preset veryfast -crf 22 -an"
+
+
+def timed(cmds: list[list[str]], cwd: str | None = None) -> float:
+    """Wall seconds to run ``cmds`` one after the other (each must succeed)."""
+    t = time.perf_counter()
+    for cmd in cmds:
+        res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise SystemExit(f"benchmark command failed: {' '.join(cmd)}\n{res.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def rushes(files: list[str], out: str, *flags: str) -> list[list[str]]:
+    return [[sys.executable, "-m", "rushes.cli", "curate", *files, "--out", out, *flags]]
+
+
+MEMORY_SCRIPT = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from curate.config import default
+from curate.decode import analyse_video
+from curate.scores import FrameSignals
+from curate.split import SceneSplitter
+from curate.probe import probe_video
+cfg = default()
+probe = probe_video(sys.argv[2])
+splitter, signals = SceneSplitter(cfg.detector, probe.fps), FrameSignals(cfg.score_config())
+result = analyse_video(sys.argv[2], [splitter, signals], cfg.analysis_long_side_px, threads=1)
+print(json.dumps({"frames": result.num_frames, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def peak_memory(path: str) -> dict:
+    res = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(REPO), path], capture_output=True, text=True,
+                         check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--footage", default=str(REPO.parent / "shared" / "footage"))
+    ap.add_argument("--skip-scores-run", action="store_true", help="skip the full default run (cuts+scores+encode)")
+    args = ap.parse_args()
+    files = expand_inputs([args.footage])
+    durations = {f: probe_video(f).duration_s or 0.0 for f in files}
+    longest = max(files, key=durations.get)
+    tmp = tempfile.mkdtemp(prefix="bench-curate-")
+    t = {}
+    t["ffmpeg"] = timed([["ffmpeg", "-v", "error", "-threads", "1", "-i", f, "-f", "null", "-"] for f in files])
+    t["psd_cuts"] = timed([["scenedetect", "-q", "-i", f, "detect-adaptive"] for f in files], cwd=tmp)
+    t["rushes_cuts"] = timed(rushes(files, f"{tmp}/cuts", "--no-encode", "--no-scores"))
+    t["psd_split"] = timed([["scenedetect", "-q", "-i", f, "-o", f"{tmp}/psd", "detect-adaptive", "split-video",
+                             "-a", PSD_ARGS] for f in files], cwd=tmp)
+    t["rushes_encode"] = timed(rushes(files, f"{tmp}/enc", "--no-scores", "--max-short-side", "0"))
+    if not args.skip_scores_run:
+        t["rushes_full"] = timed(rushes(files, f"{tmp}/full"))
+    mem_long = peak_memory(longest)
+    from synth import make_cut_video
+
+    short = make_cut_video(f"{tmp}/short.mp4", [5.0, 5.0], fps=25, size=(640, 360))
+    long = make_cut_video(f"{tmp}/long.mp4", [40.0, 40.0, 40.0], fps=25, size=(640, 360))
+    mem_short, mem_120 = peak_memory(short.path), peak_memory(long.path)
+    footage_s = sum(durations.values())
+    print(f"\n{len(files)} files, {footage_s:.1f} s of footage; each command in a fresh process, one run\n")
+    print("| comparison | rushes wall s | baseline wall s | ratio | target |")
+    print("|---|---:|---:|---:|---|")
+    rows = [
+        ("cuts only vs `scenedetect detect-adaptive`", t["rushes_cuts"], t["psd_cuts"], "rushes/PSD <= 1.0"),
+        ("cuts only vs `ffmpeg -threads 1 -f null` decode", t["rushes_cuts"], t["ffmpeg"], "rushes/ffmpeg <= 1.5"),
+        ("cuts + encode vs `detect-adaptive split-video`", t["rushes_encode"], t["psd_split"], "rushes/PSD <= 0.67"),
+    ]
+    if "rushes_full" in t:
+        rows.append(("default run (cuts + scores + 720p encode) vs split-video", t["rushes_full"], t["psd_split"],
+                     "(for scale)"))
+    for name, ours, base, target in rows:
+        print(f"| {name} | {ours:.1f} | {base:.1f} | {ours / base:.2f} | {target} |")
+    print(f"| speed-up of encoding run over split-video | | | {t['psd_split'] / t['rushes_encode']:.2f}x | >= 1.5x |")
+    print("\n| peak memory of one worker's analysis pass | frames | peak RSS MiB |")
+    print("|---|---:|---:|")
+    print(f"| longest file ({Path(longest).name}, {durations[longest]:.0f} s) | {mem_long['frames']} | "
+          f"{mem_long['peak_rss_mb']:.0f} |")
+    print(f"| synthetic 640x360, 10 s | {mem_short['frames']} | {mem_short['peak_rss_mb']:.0f} |")
+    print(f"| synthetic 640x360, 120 s | {mem_120['frames']} | {mem_120['peak_rss_mb']:.0f} |")
+    print(f"| ratio 120 s / 10 s | | {mem_120['peak_rss_mb'] / mem_short['peak_rss_mb']:.2f} |")
+    print(f"\n(bench driver peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
+          f"outputs in {tmp})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The one owner of transformers: load a vision-language model and caption batches of decoded clips.
+
+Any ``AutoModelForImageTextToText`` family works. Families with a video processor (Qwen2-VL,
+Qwen2.5-VL, SmolVLM2, ...) get each clip as one video made of our own frames (``do_sample_frames=False``
+plus ``video_metadata`` so the model sees the real timing); others get the frames as several images.
+The model's own chat template renders the prompt. Generation is batched with left padding, greedy by
+default, bf16 on GPU and fp32 on CPU.
+
+Usage::
+
+    resolved = resolve_model(cfg)                # hub id -> snapshot commit, local folder -> weights hash
+    cap = Captioner(cfg, resolved)
+    gens = cap.generate([clip_frames, ...], prompt.text)   # list[Generation], same order
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from caption.config import CaptionConfig
+from caption.frames import ClipFrames, FrameSpec
+
+_SAMPLE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where to load a model from and the ``captioner`` string recorded on its rows (``id@revision``)."""
+
+    load_name: str  # local folder, or hub id
+    load_revision: str | None  # exact commit for hub ids (every actor loads the same weights)
+    captioner: str
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One clip's model output and its token counts."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+
+
+def local_weights_hash(folder: str | os.PathLike) -> str:
+    """Hash of a local model folder: config and processor files whole, weight files sampled.
+
+    Weights are hashed by name, size and 1 MiB samples at the start, middle and end, so a 15 GB
+    checkpoint hashes in milliseconds while a fine-tune (different values) still changes the hash.
+    """
+    folder = Path(folder)
+    h = hashlib.blake2b(digest_size=8)
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        h.update(path.name.encode())
+        size = path.stat().st_size
+        h.update(str(size).encode())
+        with open(path, "rb") as fh:
+            if path.suffix in (".json", ".txt", ".jinja", ".model") or size <= 3 * _SAMPLE_BYTES:
+                h.update(fh.read())
+                continue
+            for offset in (0, size // 2, size - _SAMPLE_BYTES):
+                fh.seek(offset)
+                h.update(fh.read(_SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def resolve_model(cfg: CaptionConfig, allow_download: bool = True) -> ResolvedModel:
+    """Pin the model: a local folder by its weights hash, a hub id by the snapshot commit in the cache.
+
+    A hub model missing from the cache is downloaded here, once, by the driver (``allow_download``).
+    """
+    if os.path.isdir(cfg.model):
+        folder = os.path.abspath(cfg.model)
+        if not os.path.exists(os.path.join(folder, "config.json")):
+            raise FileNotFoundError(f"{folder} has no config.json: point --model at a folder written by "
+                                    f"save_pretrained (model, processor and tokenizer files)")
+        return ResolvedModel(folder, None, f"{folder}@{local_weights_hash(folder)}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(cfg.model, revision=cfg.revision, local_files_only=True)
+    except Exception:  # not cached (huggingface_hub raises several types): fetch or give up
+        if not allow_download:
+            return ResolvedModel(cfg.model, cfg.revision, f"{cfg.model}@{cfg.revision or 'unresolved'}")
+        path = snapshot_download(cfg.model, revision=cfg.revision)
+    commit = Path(path).name
+    return ResolvedModel(cfg.model, commit, f"{cfg.model}@{commit}")
+
+
+def load_processor(resolved: ResolvedModel, cfg: CaptionConfig):
+    """The model's ``AutoProcessor`` with left padding (batched generation of a decoder-only model)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(resolved.load_name, revision=resolved.load_revision,
+                                              trust_remote_code=cfg.trust_remote_code)
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
+def frame_spec(processor, cfg: CaptionConfig) -> FrameSpec:
+    """Decode size for this model: its processor's input size, bounded by the config's caps.
+
+    Qwen-style processors (``merge_size``) give a pixel budget in ``size['longest_edge']``; SmolVLM
+    gives ``max_image_size``; others a side length in ``size``.
+    """
+    if cfg.frame_max_side:
+        return FrameSpec(max_side=cfg.frame_max_side, max_pixels=cfg.frame_max_pixels)
+    proc = getattr(processor, "video_processor", None) or processor.image_processor
+    size = dict(getattr(proc, "size", None) or {})
+    if hasattr(proc, "merge_size"):
+        budget = getattr(proc, "max_pixels", None) or size.get("longest_edge") or cfg.frame_max_pixels
+        return FrameSpec(max_pixels=min(int(budget), cfg.frame_max_pixels))
+    side = (getattr(proc, "max_image_size", None) or {}).get("longest_edge") or size.get("longest_edge") \
+        or max(size.get("height") or 0, size.get("width") or 0) or size.get("shortest_edge") or 512
+    return FrameSpec(max_side=int(side), max_pixels=cfg.frame_max_pixels)
+
+
+def pick_device_dtype(cfg: CaptionConfig):
+    """(device, torch dtype): bf16 on CUDA, fp32 on CPU unless the config says otherwise."""
+    import torch
+
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.dtype != "auto":
+        return device, getattr(torch, cfg.dtype)
+    return device, torch.bfloat16 if device == "cuda" else torch.float32
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/CPU out-of-memory errors (retry the batch smaller)."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+class Captioner:
+    """A loaded model and processor; :meth:`generate` captions a batch of clips."""
+
+    def __init__(self, cfg: CaptionConfig, resolved: ResolvedModel):
+        import torch
+        from transformers import AutoModelForImageTextToText
+
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        self.cfg = cfg
+        self.resolved = resolved
+        self.device, self.dtype = pick_device_dtype(cfg)
+        self.processor = load_processor(resolved, cfg)
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            resolved.load_name, revision=resolved.load_revision, dtype=self.dtype,
+            trust_remote_code=cfg.trust_remote_code).to(self.device).eval()
+        self.video_mode = getattr(self.processor, "video_processor", None) is not None
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        pad = self.model.generation_config.pad_token_id
+        self.pad_id = pad if pad is not None else self.processor.tokenizer.pad_token_id
+
+    def render_prompt(self, prompt_text: str, num_frames: int) -> str:
+        """The chat-template text for one clip (visual placeholders not yet expanded)."""
+        visual = [{"type": "video"}] if self.video_mode else [{"type": "image"}] * num_frames
+        conversation = [{"role": "user", "content": [*visual, {"type": "text", "text": prompt_text}]}]
+        return self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+
+    def build_inputs(self, clips: Sequence[ClipFrames], prompt_text: str):
+        """Processor outputs for a batch (left-padded tensors), ready for ``model.generate``."""
+        texts = [self.render_prompt(prompt_text, len(c.times_s)) for c in clips]
+        if self.video_mode:
+            from transformers.video_utils import VideoMetadata
+
+            metadata = [VideoMetadata(total_num_frames=len(c.times_s), fps=c.sampled_fps,
+                                      width=c.rgb.shape[2], height=c.rgb.shape[1],
+                                      duration=len(c.times_s) / c.sampled_fps,
+                                      frames_indices=list(range(len(c.times_s)))) for c in clips]
+            return self.processor(text=texts, videos=[c.rgb for c in clips], video_metadata=metadata,
+                                  do_sample_frames=False, padding=True, return_tensors="pt")
+        return self.processor(text=texts, images=[list(c.rgb) for c in clips], padding=True, return_tensors="pt")
+
+    def generate(self, clips: Sequence[ClipFrames], prompt_text: str) -> list[Generation]:
+        """Caption ``clips`` in one batched ``generate`` call; results are in input order."""
+        import torch
+
+        inputs = self.build_inputs(clips, prompt_text).to(self.device)
+        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        if "pixel_values_videos" in inputs:
+            inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.dtype)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.cfg.max_new_tokens,
+                                      do_sample=self.cfg.do_sample, pad_token_id=self.pad_id)
+        prompt_len = inputs["input_ids"].shape[1]
+        new = out[:, prompt_len:].cpu()
+        texts = self.processor.batch_decode(new, skip_special_tokens=True)
+        in_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        return [Generation(text, int(n_in), self._count_output(row.tolist()))
+                for text, n_in, row in zip(texts, in_tokens, new)]
+
+    def _count_output(self, ids: list[int]) -> int:
+        # Generated tokens up to and including the first end-of-sequence; the rest is padding.
+        for i, tok in enumerate(ids):
+            if tok in self.eos_ids:
+                return i + 1
+        return sum(1 for tok in ids if tok != self.pad_id)
+
+
+def describe(resolved: ResolvedModel, cfg: CaptionConfig) -> str:
+    """One line for logs and ``--dry-run``."""
+    return json.dumps({"captioner": resolved.captioner, "device": cfg.device, "dtype": cfg.dtype,
+                       "trust_remote_code": cfg.trust_remote_code})

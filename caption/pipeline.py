@@ -1,0 +1,161 @@
+"""Ray Data wiring of the caption stage (the only module here that imports ray).
+
+kept clips -> ``map_batches(decode_batch)`` CPU tasks -> ``map_batches(CaptionActor)`` actor pool (model
+loaded once per actor; ``concurrency`` actors with ``num_gpus`` each) -> caption parts written by the
+driver with ``manifests.write_part`` (atomic). Ray's streaming executor runs decode tasks while the
+actors generate, so frames for the next batch are ready when the model finishes the current one.
+
+Usage::
+
+    from caption.config import preset
+    from caption.pipeline import run
+    summary = run("OUT", preset("default"), limit=10)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections import Counter
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from caption.adapter import CaptionActor, Plan, decode_batch, plan_run
+from caption.captioner import Captioner, frame_spec, load_processor, resolve_model
+from caption.config import CaptionConfig
+from caption.prompts import get_prompt
+from manifests import store
+from manifests.ids import config_hash
+
+log = logging.getLogger(__name__)
+
+# Rows buffered before a part is written: fewer, larger files; a crash loses at most this many captions.
+FLUSH_ROWS = 256
+FLUSH_SECONDS = 60.0
+DECODE_RETRIES = 3  # decode tasks are pure: retry them when a worker dies
+
+
+def tool_versions() -> dict:
+    """Versions of the libraries that shape a caption."""
+    found = {}
+    for name in ("rushes", "transformers", "torch", "av", "ray"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def run(out: str | os.PathLike, cfg: CaptionConfig, limit: int | None = None, address: str | None = None,
+        dry_run: bool = False, captioner_cls: type = Captioner) -> dict:
+    """Caption the kept clips of run directory ``out``; returns the summary (also in ``OUT/summary.json``).
+
+    Reruns skip clips already captioned OK by the same model revision and prompt version; failed
+    clips are captioned again (their error rows are replaced). ``dry_run`` only reports the plan.
+    """
+    prompt = get_prompt(cfg.prompt)
+    resolved = resolve_model(cfg, allow_download=not dry_run)
+    plan = plan_run(out, resolved.captioner, prompt.version, limit)
+    head = {"captioner": resolved.captioner, "prompt_version": prompt.version, "kept_clips": plan.kept,
+            "skipped_done": plan.skipped_done, "to_caption": plan.tasks.num_rows,
+            "retrying_errors": len(plan.retry_caption_ids)}
+    if dry_run:
+        return {**head, "dry_run": True, "output": str(store.manifest_dir(out, "captions"))}
+    spec = frame_spec(load_processor(resolved, cfg), cfg)
+    resolved_cfg = {**cfg.to_dict(), "captioner": resolved.captioner, "prompt_version": prompt.version,
+                    "frame_spec": {"max_side": spec.max_side, "max_pixels": spec.max_pixels}}
+    chash = config_hash(resolved_cfg)
+    store.write_json_atomic(Path(out) / "config" / "caption.json", {**resolved_cfg, "config_hash": chash})
+    _drop_rows(out, set(plan.retry_caption_ids))
+    start = time.perf_counter()
+    counts = _execute(out, cfg, plan, resolved, prompt.version, spec, chash, address, captioner_cls)
+    elapsed = time.perf_counter() - start
+    summary = {**head, **counts, "elapsed_s": round(elapsed, 3),
+               "clips_per_s": round(counts["captioned"] / elapsed, 4) if elapsed > 0 else None,
+               "output_tokens_per_s": round(counts["output_tokens"] / elapsed, 2) if elapsed > 0 else None,
+               "config_hash": chash}
+    store.update_summary(out, "caption", summary)
+    return summary
+
+
+def _execute(out, cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str, spec, chash: str,
+             address: str | None, captioner_cls: type) -> dict:
+    counts = {"captioned": 0, "ok": 0, "error": 0, "error_by_stage": {}, "output_tokens": 0, "parts": 0}
+    if plan.tasks.num_rows == 0:
+        return counts
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        ds = _dataset(cfg, plan, resolved, prompt_version, spec, chash, captioner_cls)
+        _write_stream(out, ds.iter_batches(batch_size=None, batch_format="pyarrow"), counts)
+        log.debug("ray data stats:\n%s", ds.stats())
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return counts
+
+
+def _dataset(cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str, spec, chash: str,
+             captioner_cls: type):
+    # One input block per batch so decode tasks start as soon as the first clips are listed.
+    n = cfg.batch_size
+    blocks = [plan.tasks.slice(i, n) for i in range(0, plan.tasks.num_rows, n)]
+    ds = ray.data.from_arrow(blocks)
+    # Ray fuses map stages whose remote args match, which would run decoding inside the model actor,
+    # serialised with generation; decode tasks' own retry setting keeps them a separate, overlapping stage.
+    ds = ds.map_batches(decode_batch, batch_size=n, batch_format="pyarrow", num_cpus=cfg.decode_cpus,
+                        max_retries=DECODE_RETRIES,
+                        fn_kwargs={"spec": spec, "num_frames": cfg.num_frames, "fps": cfg.fps})
+    return ds.map_batches(
+        CaptionActor, batch_size=n, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency), num_gpus=cfg.num_gpus or None,
+        num_cpus=cfg.actor_cpus,
+        fn_constructor_kwargs={"cfg": cfg, "resolved": resolved, "prompt_version": prompt_version,
+                               "config_hash": chash, "tool_versions": tool_versions(),
+                               "captioner_cls": captioner_cls})
+
+
+def _write_stream(out, batches, counts: dict) -> None:
+    run_tag = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    buffer: list[pa.Table] = []
+    last = time.monotonic()
+    by_stage: Counter = Counter()
+    for batch in batches:
+        buffer.append(batch)
+        status = batch.column("status")
+        counts["captioned"] += batch.num_rows
+        counts["ok"] += pc.sum(pc.equal(status, "ok")).as_py() or 0
+        counts["output_tokens"] += pc.sum(batch.column("output_tokens")).as_py() or 0
+        by_stage.update(s for s in batch.column("error_stage").to_pylist() if s)
+        if sum(t.num_rows for t in buffer) >= FLUSH_ROWS or time.monotonic() - last > FLUSH_SECONDS:
+            store.write_part(out, "captions", pa.concat_tables(buffer), part_name=f"part-{run_tag}-{counts['parts']:05d}")
+            counts["parts"] += 1
+            buffer, last = [], time.monotonic()
+    if buffer:
+        store.write_part(out, "captions", pa.concat_tables(buffer), part_name=f"part-{run_tag}-{counts['parts']:05d}")
+        counts["parts"] += 1
+    counts["error"] = counts["captioned"] - counts["ok"]
+    counts["error_by_stage"] = dict(by_stage)
+
+
+def _drop_rows(out, caption_ids: set[str]) -> None:
+    """Remove earlier error rows that this run replaces (each part rewritten atomically)."""
+    if not caption_ids:
+        return
+    wanted = pa.array(sorted(caption_ids), pa.string())
+    for part in store.part_paths(out, "captions"):
+        table = store.read_part(part, "captions")
+        hit = pc.is_in(table.column("caption_id"), wanted)
+        if pc.any(hit).as_py():
+            remaining = table.filter(pc.invert(hit))
+            if remaining.num_rows:
+                store.replace_rows(out, "captions", part, remaining)
+            else:
+                part.unlink()

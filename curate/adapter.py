@@ -1,0 +1,238 @@
+"""One video -> manifest rows and clip files. The thin layer between a Ray task and the pure modules.
+
+``process_video(path, out_dir, cfg, run)`` probes, hashes, decodes once (cuts + scores), plans the
+clips, encodes them, then writes the video's clips part and, last, its videos part: the videos row is
+the completion marker a rerun looks for. Known per-video failures (missing or empty file, not a video,
+undecodable stream, ffmpeg failure) become a videos row with ``status='error'``, the stage that
+failed and a message naming the file and the fix; anything else is a bug and raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from curate.decode import analyse_video
+from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
+from curate.probe import Probe, ProbeError, probe_video
+from curate.split import ClipSpan, SceneSplitter, detector_params, plan_clips
+from manifests import content_hash, make_id, now_utc, write_part
+from manifests.store import manifest_dir
+from media.frames import DecodeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Per-run facts every row records."""
+
+    config_hash: str
+    tool_versions: str  # JSON
+
+
+@dataclass
+class VideoOutcome:
+    """What happened to one input, for the run summary."""
+
+    path: str
+    video_id: str
+    status: str  # ok, error, skipped
+    error_stage: str | None = None
+    error_message: str | None = None
+    stage_s: dict = field(default_factory=dict)  # probe, hash, decode, encode seconds
+
+
+class VideoFailure(Exception):
+    """A known per-video failure: recorded as a row, never raised out of the adapter."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+def path_video_id(path: str) -> str:
+    """Id of an input that could not be hashed (missing or unreadable): derived from its path."""
+    return make_id("video-path", os.path.abspath(path))
+
+
+def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> VideoOutcome:
+    """Curate one video into ``out_dir``; always returns an outcome, writing a videos row."""
+    t0 = time.perf_counter()
+    outcome = VideoOutcome(path, path_video_id(path), "ok")
+    row: dict = {"path": os.path.abspath(path)}
+    try:
+        _run_stages(path, Path(out_dir), cfg, run, outcome, row)
+    except VideoFailure as exc:
+        outcome.status, outcome.error_stage, outcome.error_message = "error", exc.stage, str(exc)
+        log.warning("%s: %s failed: %s", path, exc.stage, exc)
+    if outcome.status == "skipped":
+        return outcome
+    row.update(video_id=outcome.video_id, status=outcome.status, error_stage=outcome.error_stage,
+               error_message=outcome.error_message, process_s=time.perf_counter() - t0,
+               config_hash=run.config_hash, tool_versions=run.tool_versions, created_at=now_utc())
+    # Last write: the videos row marks the video complete.
+    write_part(out_dir, "videos", [row], part_name=f"part-{outcome.video_id}")
+    if outcome.video_id != path_video_id(path):
+        # An earlier run may have recorded this path as failed before it could be hashed: supersede it.
+        (manifest_dir(out_dir, "videos") / f"part-{path_video_id(path)}.parquet").unlink(missing_ok=True)
+    return outcome
+
+
+def _timed(outcome: VideoOutcome, stage: str, fn, *args, **kwargs):
+    t = time.perf_counter()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        outcome.stage_s[stage] = outcome.stage_s.get(stage, 0.0) + time.perf_counter() - t
+
+
+def _run_stages(path: str, out: Path, cfg, run: RunInfo, outcome: VideoOutcome, row: dict) -> None:
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        try:
+            probe_video(path)  # raises with the message that names the problem and the fix
+        except ProbeError as exc:
+            raise VideoFailure("input", str(exc)) from exc
+    row["size_bytes"] = os.path.getsize(path)
+    try:
+        digest = _timed(outcome, "hash", content_hash, path)
+    except OSError as exc:
+        raise VideoFailure("hash", f"cannot read {path}: {exc}; check the file and its permissions") from exc
+    outcome.video_id = make_id("video", digest)
+    row["content_hash"] = digest
+    if _already_done(out, outcome.video_id, run.config_hash):
+        outcome.status = "skipped"
+        return
+    try:
+        probe = _timed(outcome, "probe", probe_video, path, cfg.probe_timeout_s)
+    except ProbeError as exc:
+        raise VideoFailure("probe", str(exc)) from exc
+    row.update(probe.row())
+    spans, decoded = _detect(path, probe, cfg, outcome, row)
+    clip_rows = _clip_rows(outcome.video_id, spans, decoded, probe, cfg, run)
+    if cfg.encode.enabled:
+        _encode(path, out, outcome, probe, clip_rows, cfg)
+    # Clips become visible only after their media files are complete.
+    write_part(out, "clips", clip_rows, part_name=f"part-{outcome.video_id}")
+    _prune_media(out / "media" / outcome.video_id, {r["clip_path"] for r in clip_rows if r.get("clip_path")})
+    row["num_clips"] = len(clip_rows)
+
+
+def _already_done(out: Path, video_id: str, config_hash: str) -> bool:
+    part = manifest_dir(out, "videos") / f"part-{video_id}.parquet"
+    if not part.exists():
+        return False
+    try:
+        done = pq.read_table(part, columns=["status", "config_hash"]).to_pylist()
+    except (OSError, ValueError):
+        return False
+    return bool(done) and done[0]["status"] == "ok" and done[0]["config_hash"] == config_hash
+
+
+def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
+    splitter = SceneSplitter(cfg.detector, probe.fps)
+    consumers: list = [splitter]
+    signals = None
+    score_cfg = cfg.score_config()
+    if score_cfg is not None:
+        from curate.scores import FrameSignals
+
+        signals = FrameSignals(score_cfg)
+        consumers.append(signals)
+    threads = cfg.decode_threads or 1  # the pipeline sets it from the CPUs given to the task
+    try:
+        result = _timed(outcome, "decode", analyse_video, path, consumers, cfg.analysis_long_side_px, threads)
+    except DecodeError as exc:
+        raise VideoFailure("decode", str(exc)) from exc
+    row.update(num_frames_decoded=result.num_frames, warning=result.warning,
+               rotation_deg=result.rotation_deg)
+    deltas = [b - a for a, b in zip(result.pts_s[:-1], result.pts_s[1:])]
+    if len(deltas) > 2:
+        deltas.sort()
+        lo, hi = deltas[len(deltas) // 20], deltas[-1 - len(deltas) // 20]
+        row["vfr"] = bool(probe.vfr or hi > lo * 1.05)  # the decoded timing is the truth
+    try:
+        spans = plan_clips(splitter.cut_frames(result.pts_s), result.pts_s, result.end_s, cfg)
+    except (ValueError, ArithmeticError) as exc:
+        raise VideoFailure("detect", f"scene detection on {path} failed: {exc}; try --detector content") from exc
+    return spans, (result, signals)
+
+
+def _clip_rows(video_id: str, spans: list[ClipSpan], decoded, probe: Probe, cfg, run: RunInfo) -> list[dict]:
+    result, signals = decoded
+    params = detector_params(cfg)
+    if cfg.encode.enabled:
+        width, height = output_size(probe.width_px, probe.height_px, cfg.encode.max_short_side_px)
+    else:
+        width, height = probe.width_px, probe.height_px
+    detector = {"adaptive": "AdaptiveDetector", "content": "ContentDetector"}[cfg.detector.name]
+    rows = []
+    for s in spans:
+        row = {
+            "clip_id": make_id("clip", video_id, s.start_frame, s.end_frame, params),
+            "video_id": video_id, "scene_index": s.scene_index, "window_index": s.window_index,
+            "start_s": s.start_s, "end_s": s.end_s, "duration_s": s.duration_s,
+            "start_frame": s.start_frame, "end_frame": s.end_frame, "num_frames": s.num_frames,
+            "width_px": width, "height_px": height,
+            "fps": s.num_frames / s.duration_s if s.duration_s > 0 else None,
+            "detector": detector, "detector_params": params,
+            "keep": s.keep, "reject_reason": s.reject_reason,
+            "config_hash": run.config_hash, "tool_versions": run.tool_versions, "created_at": now_utc(),
+        }
+        if signals is not None:
+            row.update(signals.clip_scores(s.start_frame, s.end_frame, width, height))
+        rows.append(row)
+    return rows
+
+
+def _encode(path: str, out: Path, outcome: VideoOutcome, probe: Probe, clip_rows: list[dict], cfg) -> None:
+    media_dir = out / "media" / outcome.video_id
+    # Leftovers of a killed run are temporary names nobody references: clear them.
+    if media_dir.is_dir():
+        for stale in media_dir.glob("_tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    # Clips rejected by the split rules (too short) are not encoded; score rejects are, so a looser
+    # re-filter can bring them back without a re-encode.
+    jobs = [EncodeJob(r["clip_id"], r["start_s"], r["end_s"]) for r in clip_rows if r["keep"]]
+    try:
+        done, _ = _timed(outcome, "encode", encode_clips, path, jobs, media_dir, probe.width_px, probe.height_px,
+                         cfg.encode, probe.start_s - probe.format_start_s)
+    except EncodeError as exc:
+        raise VideoFailure("encode", str(exc)) from exc
+    for r in clip_rows:
+        if r["clip_id"] in done:
+            r["clip_path"] = done[r["clip_id"]].relative_to(out).as_posix()
+
+
+def _prune_media(media_dir: Path, referenced: set[str]) -> None:
+    """Delete clip files of an earlier config of this video (only after the new clips part is visible)."""
+    if media_dir.is_dir():
+        for stale in media_dir.glob("*.mp4"):
+            if f"media/{media_dir.name}/{stale.name}" not in referenced:
+                stale.unlink(missing_ok=True)
+
+
+def record_crash(path: str, out_dir: str | os.PathLike, run: RunInfo, exc: BaseException) -> VideoOutcome:
+    """Record a video whose worker process died (out of memory, crash in a native library) as an error."""
+    outcome = VideoOutcome(path, path_video_id(path), "error", "worker",
+                           f"the worker processing {path} died ({type(exc).__name__}: {str(exc)[:300]}); "
+                           f"give tasks more memory (--memory-per-task-mb) or check the file with ffmpeg -i")
+    write_part(out_dir, "videos", [{
+        "video_id": outcome.video_id, "path": os.path.abspath(path), "status": "error",
+        "error_stage": outcome.error_stage, "error_message": outcome.error_message,
+        "config_hash": run.config_hash, "tool_versions": run.tool_versions, "created_at": now_utc()}],
+        part_name=f"part-{outcome.video_id}")
+    return outcome
+
+
+def outcome_dict(outcome: VideoOutcome) -> Mapping:
+    """Outcome as a plain dict (what a Ray task returns)."""
+    return dataclasses.asdict(outcome)

@@ -1,0 +1,164 @@
+"""``rushes curate`` on Ray: one task per video, a local instance by default, a cluster with an address.
+
+Usage::
+
+    summary = run_curate(["footage/"], "out/", preset("default"), RayConfig())
+
+The driver expands the inputs, skips videos a previous run completed with the same config (their
+videos row is the completion marker), submits one task per remaining video (each task writes its own
+clip files and manifest parts, so a killed run loses at most the videos in flight), re-applies the
+filter once at the end, and writes ``OUT/summary.json``. This is the only module that imports ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import pyarrow.compute as pc
+import ray
+
+from curate.adapter import RunInfo, outcome_dict, process_video, record_crash
+from curate.inputs import expand_inputs
+from manifests import config_hash, read, update_summary, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def tool_versions() -> dict:
+    """Versions of every tool that shapes the outputs (recorded on every row)."""
+    import av
+    import cv2
+    import numpy
+    import scenedetect
+
+    from media.ffmpeg import ffmpeg_version
+
+    def dist(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {"rushes": dist("rushes"), "ffmpeg": ffmpeg_version(), "scenedetect": scenedetect.__version__,
+            "av": av.__version__, "opencv": cv2.__version__, "numpy": numpy.__version__, "ray": ray.__version__}
+
+
+def _curate_task(path: str, out_dir: str, cfg, run: RunInfo) -> dict:
+    outcome = dict(outcome_dict(process_video(path, out_dir, cfg, run)))
+    outcome["node_id"] = ray.get_runtime_context().get_node_id()
+    return outcome
+
+
+def ensure_ray(ray_cfg) -> bool:
+    """Connect to Ray: reuse an initialised instance, else ``--address``/``$RAY_ADDRESS``, else start a
+    local one. Returns True when this call started it (and so should shut it down)."""
+    if ray.is_initialized():
+        return False
+    address = ray_cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(num_cpus=ray_cfg.local_num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    return True
+
+
+def done_paths(out_dir: str | os.PathLike, cfg_hash: str) -> set[str]:
+    """Paths whose videos row says ok under this config: a rerun skips them without hashing."""
+    videos = read(out_dir, "videos")
+    if videos.num_rows == 0:
+        return set()
+    ok = videos.filter(pc.and_(pc.equal(videos["status"], "ok"), pc.equal(videos["config_hash"], cfg_hash)))
+    return set(ok["path"].to_pylist())
+
+
+def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limit: int | None = None) -> dict:
+    """Curate ``inputs`` into ``out_dir``; returns the ``curate`` entry written to ``summary.json``."""
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = expand_inputs(inputs, limit)
+    cfg_hash = config_hash(cfg.hashed_dict())
+    write_json_atomic(out / "config" / "curate.json", {"config": cfg.to_dict(), "config_hash": cfg_hash,
+                                                       "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
+    skip = done_paths(out, cfg_hash)
+    todo = [p for p in paths if p not in skip]
+    log.info("curate: %d input video(s), %d already done, %d to process -> %s", len(paths), len(paths) - len(todo),
+             len(todo), out)
+    outcomes = _run_tasks(todo, out, cfg, ray_cfg, cfg_hash) if todo else []
+    from curate.filter import filter_run
+
+    # Cuts-only runs have no scores to judge: do not reject clips for missing them.
+    filter_run(out, preset=cfg.filter_preset, overrides=None if cfg.scores_preset else {"reject_missing": False})
+    summary = build_summary(out, outcomes, started, time.perf_counter() - t0, len(paths) - len(todo))
+    update_summary(out, "curate", summary)
+    return summary
+
+
+def _run_tasks(todo: list[str], out: Path, cfg, ray_cfg, cfg_hash: str) -> list[dict]:
+    started_ray = ensure_ray(ray_cfg)
+    try:
+        if not cfg.decode_threads:  # decoder threads follow the CPUs reserved per task
+            cfg = dataclasses.replace(cfg, decode_threads=max(1, round(ray_cfg.num_cpus_per_task)))
+        run = RunInfo(cfg_hash, json.dumps(tool_versions(), sort_keys=True))
+        options = {"num_cpus": ray_cfg.num_cpus_per_task, "max_retries": 1}
+        if ray_cfg.memory_per_task_mb:
+            options["memory"] = ray_cfg.memory_per_task_mb * 1024 * 1024
+        task = ray.remote(_curate_task).options(**options)
+        cfg_ref, run_ref = ray.put(cfg), ray.put(run)
+        limit = ray_cfg.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        pending, queue, outcomes = {}, list(reversed(todo)), []
+        while queue or pending:
+            while queue and len(pending) < limit:
+                path = queue.pop()
+                pending[task.remote(path, str(out), cfg_ref, run_ref)] = path
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                path = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError) as exc:
+                    outcome = outcome_dict(record_crash(path, out, run, exc))
+                outcomes.append(outcome)
+                log.info("[%d/%d] %s: %s%s", len(outcomes), len(todo), outcome["path"], outcome["status"],
+                         f" ({outcome['error_stage']}: {outcome['error_message']})" if outcome["error_stage"] else "")
+        return outcomes
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def build_summary(out: Path, outcomes: list[dict], started: datetime, wall_s: float, skipped: int) -> dict:
+    """The ``curate`` entry of ``summary.json``: counts over the run directory, throughput of this run."""
+    videos = read(out, "videos").to_pylist()
+    clips = read(out, "clips", validate=False).select(["keep", "reject_reason", "duration_s"]).to_pylist()
+    errors = Counter(v["error_stage"] for v in videos if v["status"] == "error")
+    reasons = Counter(r for c in clips if not c["keep"] for r in (c["reject_reason"] or "unknown").split(";"))
+    processed = [o for o in outcomes if o["status"] != "skipped"]
+    done_ids = {o["video_id"] for o in processed}
+    footage_run = sum(v["duration_s"] or 0.0 for v in videos if v["video_id"] in done_ids and v["status"] == "ok")
+    stage_s = Counter()
+    for o in processed:
+        stage_s.update(o["stage_s"])
+    return {
+        "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(), "wall_s": wall_s,
+        "videos": {"total": len(videos), "ok": sum(v["status"] == "ok" for v in videos),
+                   "error": sum(v["status"] == "error" for v in videos), "errors_by_stage": dict(errors),
+                   "processed_this_run": len(processed), "skipped_this_run": skipped + len(outcomes) - len(processed),
+                   "nodes_used": len({o.get("node_id") for o in processed if o.get("node_id")})},
+        "clips": {"total": len(clips), "kept": sum(bool(c["keep"]) for c in clips),
+                  "rejected": sum(not c["keep"] for c in clips), "by_reason": dict(reasons)},
+        "footage_s": sum(v["duration_s"] or 0.0 for v in videos if v["status"] == "ok"),
+        "kept_s": sum(c["duration_s"] or 0.0 for c in clips if c["keep"]),
+        "throughput": {"videos_per_s": len(processed) / wall_s if wall_s else None,
+                       "footage_s_per_s": footage_run / wall_s if wall_s else None,
+                       "stage_s": {k: stage_s.get(k, 0.0) for k in ("probe", "hash", "decode", "encode")}},
+    }

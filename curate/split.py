@@ -1,0 +1,141 @@
+"""Scene cuts with PySceneDetect (the one owner of it) and the clip rules that turn scenes into clips.
+
+Usage, inside the decode pass::
+
+    splitter = SceneSplitter(cfg.detector, nominal_fps)
+    analyse_video(path, [splitter, ...])
+    cuts = splitter.cut_frames(result.pts_s)          # first frame of each new scene
+    spans = plan_clips(cuts, result.pts_s, result.end_s, cfg)
+
+Rules (recorded per clip in ``detector_params``): a trim of ``trim_s`` on each side of every detected
+cut; scenes shorter than ``min_clip_s`` after the trim stay as one clip with ``keep=False`` and
+``reject_reason='too_short'``; scenes longer than ``max_clip_s`` are split into equal windows no longer
+than ``max_clip_s`` (nothing is truncated). Spans are decoded-frame indices plus PTS seconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import scenedetect
+from scenedetect.common import FrameTimecode
+from scenedetect.detectors import AdaptiveDetector, ContentDetector
+
+from media.frames import Frame
+
+TOO_SHORT = "too_short"
+DETECTOR_NAMES = {"adaptive": "AdaptiveDetector", "content": "ContentDetector"}
+
+
+def make_detector(cfg):
+    """A fresh PySceneDetect detector for one video from a :class:`curate.config.DetectorConfig`."""
+    if cfg.name == "adaptive":
+        return AdaptiveDetector(adaptive_threshold=cfg.adaptive_threshold, min_scene_len=cfg.min_scene_len_frames,
+                                window_width=cfg.window_width, min_content_val=cfg.min_content_val,
+                                luma_only=cfg.luma_only)
+    return ContentDetector(threshold=cfg.content_threshold, min_scene_len=cfg.min_scene_len_frames,
+                           luma_only=cfg.luma_only)
+
+
+class SceneSplitter:
+    """A frame consumer that runs a PySceneDetect detector over the analysis frames.
+
+    Frames are handed over one by one (no PySceneDetect video reader); timecodes are PTS seconds at
+    the nominal rate, as PySceneDetect's own PyAV backend does, so frame-count rules such as
+    ``min_scene_len`` behave the same on variable-frame-rate video.
+    """
+
+    def __init__(self, cfg, nominal_fps: float) -> None:
+        self.detector = make_detector(cfg)
+        self.fps = nominal_fps if nominal_fps and nominal_fps < 1000 else 25.0
+        self._cut_times: list[float] = []
+        self._last: FrameTimecode | None = None
+
+    def add(self, frame: Frame) -> None:
+        timecode = FrameTimecode(float(frame.pts_s), fps=self.fps)
+        # PySceneDetect's detectors expect OpenCV's BGR channel order.
+        bgr = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
+        for cut in self.detector.process_frame(timecode, bgr):
+            self._cut_times.append(cut.seconds)
+        self._last = timecode
+
+    def cut_frames(self, pts_s: Sequence[float]) -> list[int]:
+        """Finish detection; the decoded-frame index of the first frame of every new scene, ascending."""
+        if self._last is not None:
+            for cut in self.detector.post_process(self._last):
+                self._cut_times.append(cut.seconds)
+            self._last = None
+        frames = {_frame_at(pts_s, t) for t in self._cut_times}
+        return sorted(f for f in frames if 0 < f < len(pts_s))
+
+
+def _frame_at(pts_s: Sequence[float], t: float) -> int:
+    """Index of the frame whose PTS is nearest to ``t``."""
+    i = bisect.bisect_left(pts_s, t)
+    if i > 0 and (i == len(pts_s) or abs(pts_s[i - 1] - t) <= abs(pts_s[i] - t)):
+        return i - 1
+    return i
+
+
+@dataclass(frozen=True)
+class ClipSpan:
+    """One clip of a video: frames [start_frame, end_frame), PTS [start_s, end_s)."""
+
+    scene_index: int
+    window_index: int
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    keep: bool
+    reject_reason: str | None
+
+    @property
+    def num_frames(self) -> int:
+        return self.end_frame - self.start_frame
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+def detector_params(cfg) -> str:
+    """JSON recorded in each clip's ``detector_params``: detector, its parameters and the clip rules."""
+    return json.dumps({"detector": DETECTOR_NAMES[cfg.detector.name], **cfg.detector.params(),
+                       "min_clip_s": cfg.min_clip_s, "max_clip_s": cfg.max_clip_s, "trim_s": cfg.trim_s,
+                       "analysis_long_side_px": cfg.analysis_long_side_px,
+                       "scenedetect": scenedetect.__version__}, sort_keys=True)
+
+
+def _time_of(pts_s: Sequence[float], end_s: float, frame: int) -> float:
+    return pts_s[frame] if frame < len(pts_s) else end_s
+
+
+def plan_clips(cut_frames: Sequence[int], pts_s: Sequence[float], end_s: float, cfg) -> list[ClipSpan]:
+    """Scenes between cuts -> clips, after trimming and splitting long scenes into windows."""
+    n = len(pts_s)
+    bounds = [0, *[c for c in cut_frames if 0 < c < n], n]
+    spans: list[ClipSpan] = []
+    eps = 1e-6
+    for scene, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        # Trim at detected cuts only: the start and end of the video are not cuts.
+        start = bisect.bisect_left(pts_s, pts_s[a] + cfg.trim_s - eps, a, b) if a > 0 else a
+        end = bisect.bisect_left(pts_s, _time_of(pts_s, end_s, b) - cfg.trim_s - eps, start, b) if b < n else b
+        if end <= start:  # the trim ate the scene: keep its frames so it is still listed
+            start, end = a, b
+        t0, t1 = pts_s[start], _time_of(pts_s, end_s, end)
+        if t1 - t0 < cfg.min_clip_s - eps:
+            spans.append(ClipSpan(scene, 0, start, end, t0, t1, False, TOO_SHORT))
+            continue
+        windows = max(1, math.ceil((t1 - t0) / cfg.max_clip_s - eps))
+        edges = [start] + [bisect.bisect_left(pts_s, t0 + (t1 - t0) * k / windows - eps, start, end)
+                           for k in range(1, windows)] + [end]
+        for w, (fa, fb) in enumerate(zip(edges[:-1], edges[1:])):
+            if fb > fa:
+                spans.append(ClipSpan(scene, w, fa, fb, pts_s[fa], _time_of(pts_s, end_s, fb), True, None))
+    return spans

@@ -1,0 +1,55 @@
+"""``rushes caption``: flags, dry run, and errors a user can act on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from conftest import make_run
+
+from caption import cli
+from manifests import store
+
+FLAGS = ("--model", "--prompt", "--frames", "--fps", "--batch-size", "--concurrency", "--num-gpus",
+         "--max-new-tokens", "--limit", "--dry-run", "--trust-remote-code", "--address", "--revision", "--preset")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rushes")
+    cli.register(parser.add_subparsers())
+    return parser
+
+
+def test_help_explains_every_flag():
+    text = _parser()._subparsers._group_actions[0].choices["caption"].format_help()
+    for flag in FLAGS:
+        assert flag in text
+    assert "SmolVLM2-256M-Video-Instruct" in text and "Qwen2.5-VL" in text
+
+
+def test_flags_override_the_preset():
+    args = _parser().parse_args(["caption", "OUT", "--preset", "debug", "--fps", "2", "--batch-size", "3",
+                                 "--trust-remote-code", "--prompt", "structured"])
+    cfg = cli.config_from_args(args)
+    assert (cfg.fps, cfg.batch_size, cfg.trust_remote_code, cfg.prompt, cfg.num_frames) == (2.0, 3, True,
+                                                                                            "structured", 4)
+    assert cli.config_from_args(_parser().parse_args(["caption", "OUT"])).trust_remote_code is False
+
+
+def test_dry_run_reports_the_plan_and_writes_nothing(tmp_path, grey_video, tiny_vlms, capsys):
+    out = tmp_path / "run"
+    make_run(out, grey_video, [(0, 2), (2, 4), (4, 6)], rejected={2})
+    args = _parser().parse_args(["caption", str(out), "--model", str(tiny_vlms["smolvlm"]), "--dry-run",
+                                 "--limit", "1"])
+    assert args.func(args) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["kept_clips"] == 2 and plan["to_caption"] == 1 and plan["prompt_version"] == "dense-v1"
+    assert not store.part_paths(out, "captions")
+
+
+def test_bad_arguments_exit_2_with_a_hint(tmp_path, caplog):
+    args = _parser().parse_args(["caption", str(tmp_path)])
+    assert args.func(args) == 2
+    assert "rushes curate" in caplog.text
+    args = _parser().parse_args(["caption", str(tmp_path), "--frames", "0"])
+    assert args.func(args) == 2 and "num_frames=0" in caplog.text

@@ -1,0 +1,169 @@
+"""Tiny random-weight vision-language models of real families, built offline for tests and benchmarks.
+
+Each builder writes a folder that loads through the same ``AutoProcessor.from_pretrained`` /
+``AutoModelForImageTextToText.from_pretrained`` path a user's real model id takes: the family's real
+config, model, tokenizer, image processor, video processor and chat template, with random weights and
+a tiny byte-level BPE vocabulary trained here with ``tokenizers``.
+
+Usage::
+
+    from tiny_vlm import build_tiny_qwen25_vl, build_tiny_smolvlm
+    path = build_tiny_qwen25_vl(tmp_dir / "qwen", text_layers=2)
+
+The traps these builders avoid are listed in DESIGN.md section 6 (special tokens as single tokens with
+their ids in the model config, eos/pad ids in both text and generation configs, left padding,
+``mrope_section`` summing to head_dim // 2).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# A small corpus so the BPE learns a few English merges; the words of the caption prompts are in it.
+_CORPUS = [
+    "Describe this video clip in detail: the main subject, what happens, the setting, the camera motion "
+    "and framing, the lighting and visual style, and any visible text.",
+    "A person walks along a beach at sunset while the camera pans slowly to the right.",
+    "Close-up shot of a red car driving down a city street at night, neon lights, handheld camera.",
+    "Return a JSON object with the fields short_caption, dense_caption, camera_motion and shot_type.",
+    '{"short_caption": "a dog runs", "dense_caption": "A brown dog runs across a green field.", '
+    '"camera_motion": "static", "shot_type": "wide"}',
+    "You are provided the following series of frames from a video. Frame from 00:01:",
+    "system user assistant You are a helpful assistant. The quick brown fox jumps over the lazy dog 0123456789.",
+]
+
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                "<|image_pad|>", "<|video_pad|>"]
+SMOLVLM_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_utterance>", "<image>",
+                   "<fake_token_around_image>", "<global-img>", "<video>"] + [
+    f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+
+# Qwen2-VL's chat template (the same text ships with Qwen2.5-VL-*-Instruct).
+QWEN_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def train_bpe(special_tokens: list[str], vocab_size: int = 512) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Train a byte-level BPE on the small corpus; special tokens get the first ids. Returns (vocab, merges)."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return model["vocab"], merges
+
+
+def _save_generation(model, tok, eos: list[int], pad: int, out: Path) -> None:
+    from transformers import GenerationConfig
+
+    # Greedy and a fixed stop set: batched generate needs eos and pad in the generation config too.
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, bos_token_id=None,
+                                               do_sample=False)
+    model.save_pretrained(out, safe_serialization=True)
+
+
+def build_tiny_qwen25_vl(out: str | os.PathLike, text_layers: int = 2, hidden: int = 64,
+                         max_pixels: int = 56 * 56, seed: int = 0) -> Path:
+    """Write a random-weight Qwen2.5-VL (model, Qwen2Tokenizer, Qwen2VL image/video processors, chat template).
+
+    Frames are resized by the processor to at most ``max_pixels`` pixels (multiples of 28), so a 56x56
+    frame pair is 4 visual tokens. ``text_layers``/``hidden`` size the language model (bench uses more).
+    """
+    import torch
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                              Qwen2Tokenizer, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+
+    out = Path(out)
+    vocab, merges = train_bpe(QWEN_SPECIAL)
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                         unk_token="<|endoftext|>", extra_special_tokens=QWEN_SPECIAL[1:])
+    tok.padding_side = "left"
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
+    heads = 4
+    head_dim = hidden // heads
+    unit = head_dim // 16  # real Qwen: head_dim 128 -> mrope_section [16, 24, 24], sums to head_dim // 2
+    text = dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
+                num_hidden_layers=text_layers, num_attention_heads=heads, num_key_value_heads=2,
+                max_position_embeddings=4096, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+                bos_token_id=None,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                 "mrope_section": [2 * unit, 3 * unit, 3 * unit]})
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2, window_size=56, out_hidden_size=hidden,
+                  fullatt_block_indexes=[1])
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                              video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                              vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    _save_generation(model, tok, [ids["<|im_end|>"], ids["<|endoftext|>"]], ids["<|endoftext|>"], out)
+    size = {"shortest_edge": 56 * 56, "longest_edge": max_pixels}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size, patch_size=14, merge_size=2, temporal_patch_size=2),
+        video_processor=Qwen2VLVideoProcessor(size=size, patch_size=14, merge_size=2, temporal_patch_size=2),
+        tokenizer=tok, chat_template=QWEN_CHAT_TEMPLATE)
+    processor.save_pretrained(out)
+    return out
+
+
+def build_tiny_smolvlm(out: str | os.PathLike, text_layers: int = 2, hidden: int = 64, image_px: int = 32,
+                       seed: int = 0) -> Path:
+    """Write a random-weight SmolVLM (Idefics3-style) with its real processors and video chat template.
+
+    Every frame is resized to ``image_px`` square (the family's ``max_image_size``) and becomes
+    (image_px / 8)^2 / 4 visual tokens.
+    """
+    import torch
+    from transformers import (GPT2Tokenizer, SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessor,
+                              SmolVLMProcessor, SmolVLMVideoProcessor)
+    from transformers.models.smolvlm.processing_smolvlm import DEFAULT_CHAT_TEMPLATE
+
+    out = Path(out)
+    vocab, merges = train_bpe(SMOLVLM_SPECIAL)
+    tok = GPT2Tokenizer(vocab=vocab, merges=merges, eos_token="<end_of_utterance>", pad_token="<|endoftext|>",
+                        unk_token="<|endoftext|>", bos_token="<|im_start|>", extra_special_tokens=SMOLVLM_SPECIAL[3:])
+    tok.padding_side = "left"
+    ids = {t: tok.convert_tokens_to_ids(t) for t in SMOLVLM_SPECIAL}
+    patch, scale = 8, 2
+    text = dict(model_type="llama", vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
+                num_hidden_layers=text_layers, num_attention_heads=4, num_key_value_heads=2,
+                max_position_embeddings=4096, eos_token_id=ids["<end_of_utterance>"],
+                pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|im_start|>"], rms_norm_eps=1e-5)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=image_px, patch_size=patch)
+    config = SmolVLMConfig(text_config=text, vision_config=vision, image_token_id=ids["<image>"],
+                           scale_factor=scale, pad_token_id=ids["<|endoftext|>"])
+    torch.manual_seed(seed)
+    model = SmolVLMForConditionalGeneration(config).eval()
+    _save_generation(model, tok, [ids["<end_of_utterance>"], ids["<|endoftext|>"]], ids["<|endoftext|>"], out)
+    seq_len = (image_px // patch) ** 2 // scale ** 2
+    sizes = dict(size={"longest_edge": image_px}, max_image_size={"longest_edge": image_px})
+    processor = SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(do_image_splitting=False, **sizes),
+        video_processor=SmolVLMVideoProcessor(**sizes),
+        tokenizer=tok, image_seq_len=seq_len, chat_template=DEFAULT_CHAT_TEMPLATE)
+    processor.save_pretrained(out)
+    return out
+
+
+BUILDERS = {"qwen2_5_vl": build_tiny_qwen25_vl, "smolvlm": build_tiny_smolvlm}

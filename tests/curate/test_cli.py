@@ -1,0 +1,76 @@
+"""Inputs (files, folders, globs, .txt lists) and the ``rushes curate`` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from curate import cli
+from curate.inputs import expand_inputs
+from synth import make_cut_video
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_expand_inputs_from_files_folders_globs_and_lists(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "deep").mkdir()
+    for p in ("a/x.mp4", "a/deep/y.MOV", "a/readme.md", "z.mkv"):
+        (tmp_path / p).write_bytes(b"0")
+    listing = tmp_path / "list.txt"
+    listing.write_text("# footage\nz.mkv\na/x.mp4  # again\nmissing.mp4\n")
+    got = expand_inputs([str(tmp_path / "a"), str(tmp_path / "*.mkv"), str(listing), str(tmp_path / "q*.mp4")])
+    names = [Path(p).relative_to(tmp_path).as_posix() for p in got]
+    # deduplicated, order kept; missing paths and empty globs stay so the run records them as failed
+    assert names == ["a/deep/y.MOV", "a/x.mp4", "z.mkv", "missing.mp4", "q*.mp4"]
+    assert expand_inputs([str(tmp_path / "a")], limit=1) == [str(tmp_path / "a" / "deep" / "y.MOV")]
+
+
+def test_flags_override_the_preset(tmp_path):
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    args = sub.choices["curate"].parse_args(["in.mp4", "--out", "o", "--preset", "debug", "--detector", "content",
+                                             "--threshold", "30", "--no-encode", "--max-clip-s", "10",
+                                             "--no-scores"])
+    cfg = cli.build_config(args)
+    assert cfg.detector.name == "content" and cfg.detector.content_threshold == 30
+    assert not cfg.encode.enabled and cfg.max_clip_s == 10 and cfg.scores_preset is None
+    assert cfg.min_clip_s == 0.5  # from the debug preset
+
+
+def test_dry_run_lists_work_and_writes_nothing(tmp_path):
+    v = make_cut_video(tmp_path / "v.mp4", [1.0, 1.0], fps=25, size=(64, 48))
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "rushes.cli", "curate", v.path, str(tmp_path / "nope.mp4"),
+                          "--out", str(out), "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    plan = json.loads(res.stdout)
+    assert plan["videos"] == 2 and plan["to_process"] == 2 and plan["duration_s"] == pytest.approx(2.0, abs=0.05)
+    assert "nope.mp4" in plan["unreadable"][0] and plan["out"] == str(out)
+    assert not out.exists()
+
+
+def test_help_explains_every_flag():
+    res = subprocess.run([sys.executable, "-m", "rushes.cli", "curate", "--help"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0
+    for flag in ("--dry-run", "--limit", "--detector", "--no-encode", "--address", "--num-cpus-per-task",
+                 "--max-short-side", "--min-clip-s", "--max-clip-s", "--trim-s"):
+        assert flag in res.stdout
+    assert "bad value" not in res.stdout
+
+
+def test_bad_flag_value_exits_2_with_a_fix(capsys):
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    args = sub.choices["curate"].parse_args(["in.mp4", "--out", "o", "--crf", "80"])
+    assert cli.main(args) == 2
+    assert "crf must be in 0..51" in capsys.readouterr().err

@@ -1,0 +1,118 @@
+"""Checkpoints that resume exactly: weights, EMA, optimizer, step, data position and every RNG state.
+
+Layout::
+
+    RUN_DIR/checkpoints/step-000100/model.safetensors     weights (float32)
+                                   ema.safetensors       EMA weights (what `rushes sample` uses)
+                                   optimizer.pt          AdamW state (torch.save, loaded weights_only)
+                                   state.json            step, data position, RNG states of python/numpy
+                                   rng.safetensors       torch CPU (and CUDA) RNG states, the noise generator
+    RUN_DIR/checkpoints/latest                           name of the newest complete checkpoint
+
+A checkpoint is written to a temporary folder and renamed into place, and ``latest`` is rewritten
+last, so a crash mid-save leaves the previous checkpoint usable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+
+@dataclass
+class Resumed:
+    """What :func:`load` restored besides the tensors it loaded in place."""
+
+    step: int
+    data_state: dict
+    extra: dict
+
+
+def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def latest(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint folder of a run, or None."""
+    marker = checkpoint_dir(run_dir) / "latest"
+    if not marker.exists():
+        return None
+    path = checkpoint_dir(run_dir) / marker.read_text().strip()
+    return path if path.is_dir() else None
+
+
+def _state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+
+
+def save(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, ema: torch.nn.Module,
+         optimizer: torch.optim.Optimizer, generator: torch.Generator, data_state: dict,
+         extra: dict | None = None, keep: int = 2) -> Path:
+    """Write a checkpoint of ``step`` and point ``latest`` at it; keeps the newest ``keep`` checkpoints."""
+    root = checkpoint_dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:07d}"
+    tmp = root / f"_tmp-{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(_state_dict(model), str(tmp / "model.safetensors"))
+    save_file(_state_dict(ema), str(tmp / "ema.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    rng = {"torch_cpu": torch.get_rng_state(), "generator": generator.get_state()}
+    if torch.cuda.is_available():
+        rng["torch_cuda"] = torch.cuda.get_rng_state()
+    save_file(rng, str(tmp / "rng.safetensors"))
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {"step": step, "data": data_state, "extra": extra or {},
+             "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+             "python_rng": [py_state[0], list(py_state[1]), py_state[2]]}
+    (tmp / "state.json").write_text(json.dumps(state))
+    final = root / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    marker_tmp = root / "_latest.tmp"
+    marker_tmp.write_text(name)
+    os.replace(marker_tmp, root / "latest")
+    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load(path: str | os.PathLike, model: torch.nn.Module, ema: torch.nn.Module | None = None,
+         optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None,
+         restore_rng: bool = True) -> Resumed:
+    """Load a checkpoint folder into the given objects (in place) and restore the global RNG states."""
+    path = Path(path)
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    if ema is not None:
+        ema.load_state_dict(load_file(str(path / "ema.safetensors")))
+    if optimizer is not None:
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    state = json.loads((path / "state.json").read_text())
+    rng = load_file(str(path / "rng.safetensors"))
+    if generator is not None:
+        generator.set_state(rng["generator"])
+    if restore_rng:
+        torch.set_rng_state(rng["torch_cpu"])
+        if "torch_cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["torch_cuda"])
+        n = state["numpy_rng"]
+        np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
+        p = state["python_rng"]
+        random.setstate((p[0], tuple(p[1]), p[2]))
+    return Resumed(int(state["step"]), state["data"], state.get("extra", {}))
+
+
+def load_weights(path: str | os.PathLike, model: torch.nn.Module, use_ema: bool = True) -> None:
+    """Load only the (EMA) weights of a checkpoint folder into ``model``, for sampling."""
+    name = "ema.safetensors" if use_ema else "model.safetensors"
+    model.load_state_dict(load_file(str(Path(path) / name)))

@@ -1,0 +1,357 @@
+"""From a captions manifest to packed token sequences.
+
+1. :func:`training_clips` joins ok captions of kept clips to clips and videos: one :class:`ClipSource`
+   per clip (an encoded clip file, or a span of its source video when curate ran with ``--no-encode``).
+2. :func:`plan_clip` picks each clip's frame count (at ``fps``, at most ``max_frames``) and the largest
+   size keeping its aspect ratio whose token count fits ``clip_tokens``. No bucket tables.
+3. :func:`prepare` decodes the frames once with PyAV (``media.frames``), normalises them to [-1, 1],
+   encodes them with the optional VAE, embeds captions with the frozen text encoder, cuts spacetime
+   patches, and caches everything under ``cache_dir`` so later epochs and resumed runs read tensors.
+   A clip that fails to decode is skipped and reported, never stopping the run.
+4. :class:`PackLoader` packs clips into sequences of ``batch_tokens`` (first-fit decreasing on a
+   shuffled epoch), and :func:`collate` builds the :class:`PackedBatch` the model takes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from safetensors.torch import load_file, save_file
+
+from manifests import select, store
+from manifests.ids import make_id
+from media import frames as mframes
+from train.model import grid_positions, patchify
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """One captioned, kept clip and where its pixels are."""
+
+    clip_id: str
+    caption: str
+    path: str  # encoded clip file, or the source video when the clip is a span
+    start_s: float  # span inside ``path``
+    end_s: float
+    width_px: int  # display size of the source
+    height_px: int
+
+
+def training_clips(out_dir: str | os.PathLike, captioner: str | None = None, prompt_version: str | None = None,
+                   limit: int | None = None) -> list[ClipSource]:
+    """Kept clips with an ok caption in ``out_dir``, sorted by clip id; raises ValueError when there are none."""
+    caps = select.ok_captions(out_dir, captioner=captioner, prompt_version=prompt_version)
+    caps = caps.filter(pc.invert(pc.is_null(caps.column("caption"))))
+    clips = select.kept_clips(out_dir)
+    videos = store.read(out_dir, "videos", missing_ok=False)
+    table = select.join_on(caps.select(["clip_id", "caption"]), clips, "clip_id",
+                           ["video_id", "clip_path", "start_s", "end_s", "width_px", "height_px"])
+    table = select.join_on(table, videos.rename_columns({"width_px": "video_width_px", "height_px":
+                                                         "video_height_px"}),
+                           "video_id", ["path", "video_width_px", "video_height_px"])
+    rows = sorted(table.to_pylist(), key=lambda r: r["clip_id"])
+    if not rows:
+        raise ValueError(f"no kept clip with an ok caption in {out_dir}: run `rushes curate` and `rushes caption` "
+                         f"first (or check --captioner/--prompt-version)")
+    out = []
+    for r in rows[:limit]:
+        encoded = r["clip_path"] is not None
+        path = str(Path(out_dir) / r["clip_path"]) if encoded else r["path"]
+        start = 0.0 if encoded else float(r["start_s"] or 0.0)
+        span = float(r["end_s"] or 0.0) - float(r["start_s"] or 0.0)
+        w = r["width_px"] or r["video_width_px"]
+        h = r["height_px"] or r["video_height_px"]
+        out.append(ClipSource(r["clip_id"], r["caption"], path, start, start + span, int(w or 0), int(h or 0)))
+    return out
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """Decode size of one clip and its token grid."""
+
+    frames: int  # pixel frames to decode
+    width_px: int
+    height_px: int
+    grid: tuple[int, int, int]  # (gt, gh, gw) tokens
+
+    @property
+    def tokens(self) -> int:
+        return self.grid[0] * self.grid[1] * self.grid[2]
+
+
+def plan_clip(width: int, height: int, duration_s: float, fps: float, max_frames: int, clip_tokens: int,
+              patch: tuple[int, int, int], max_side_px: int, temporal_factor: int = 1,
+              spatial_factor: int = 1) -> ClipPlan | None:
+    """Largest aspect-keeping size and frame count whose tokens fit ``clip_tokens``; None when too short.
+
+    ``temporal_factor``/``spatial_factor`` are the VAE's compression (1 in pixel space); a causal video
+    VAE turns 1 + k * temporal_factor frames into 1 + k latent frames.
+    """
+    pt, ph, pw = patch
+    n = min(max_frames, int(math.floor(duration_s * fps + 1e-6)))
+    latent = n if temporal_factor == 1 else (1 + (n - 1) // temporal_factor if n >= 1 else 0)
+    gt = min(latent // pt, clip_tokens)
+    if gt < 1 or width < 1 or height < 1:
+        return None
+    latent = gt * pt
+    frames = latent if temporal_factor == 1 else 1 + (latent - 1) * temporal_factor
+    uh, uw = ph * spatial_factor, pw * spatial_factor  # pixels per token along rows and columns
+    area = clip_tokens // gt
+    scale = min(math.sqrt(area / ((width / uw) * (height / uh))), 1.0, max_side_px / max(width, height))
+    gw, gh = max(1, int(width * scale / uw)), max(1, int(height * scale / uh))
+    while gw * gh > area:  # only for extreme aspect ratios, where max(1, .) rounded a side up
+        gw, gh = (gw - 1, gh) if gw >= gh else (gw, gh - 1)
+    return ClipPlan(frames, gw * uw, gh * uh, (gt, gh, gw))
+
+
+def decode_clip(src: ClipSource, plan: ClipPlan, fps: float) -> torch.Tensor:
+    """Frames of ``src`` at ``fps`` resized to the plan's size: (3, T, H, W) float32 in [-1, 1]."""
+    times = mframes.fps_times(src.start_s, max(src.end_s, src.start_s + plan.frames / fps), fps)[:plan.frames]
+    got = mframes.sample_frames(src.path, times, size=(plan.width_px, plan.height_px))
+    if len(got) < plan.frames:
+        raise mframes.DecodeError(f"{src.path}: decoded {len(got)} of {plan.frames} frames of clip {src.clip_id}")
+    rgb = np.stack([f.rgb for f in got])  # (T, H, W, 3) uint8
+    return torch.from_numpy(rgb).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+@dataclass
+class Example:
+    """A prepared clip: patch tokens of its (latent) video and its caption embedding."""
+
+    clip_id: str
+    caption: str
+    tokens: torch.Tensor  # (N, patch_dim) float32
+    grid: tuple[int, int, int]
+    text: torch.Tensor  # (Lt, text_dim) float32, valid tokens only
+
+    @property
+    def num_tokens(self) -> int:
+        return self.tokens.shape[0]
+
+
+@dataclass
+class Prepared:
+    """The prepared training set: examples, the empty-caption embedding (for guidance), and skipped clips."""
+
+    examples: list[Example]
+    null_text: torch.Tensor  # (Lt, text_dim)
+    skipped: list[dict]
+    channels: int  # channels of the (latent) video: 3 in pixel space
+    text_dim: int
+
+
+def cache_key(data_cfg, patch: tuple[int, int, int]) -> str:
+    """Hash of everything that shapes a cached tensor: change any of it and clips are decoded again."""
+    fields = ("fps", "max_frames", "clip_tokens", "max_side_px", "text_encoder", "max_text_tokens", "vae")
+    return make_id("train-cache", {f: getattr(data_cfg, f) for f in fields}, list(patch), length=12)
+
+
+def prepare(sources: Sequence[ClipSource], data_cfg, patch: tuple[int, int, int], cache_dir: str | os.PathLike,
+            text_encoder_fn: Callable[[], object], vae_fn: Callable[[], object | None]) -> Prepared:
+    """Decode, encode and embed every clip once (or read it from ``cache_dir``); see the module doc.
+
+    ``text_encoder_fn``/``vae_fn`` build the encoders lazily, so a fully cached set never loads them.
+    """
+    cache = Path(cache_dir) / cache_key(data_cfg, patch)
+    cache.mkdir(parents=True, exist_ok=True)
+    enc: dict = {}
+
+    def text_encoder():
+        if "text" not in enc:
+            enc["text"] = text_encoder_fn()
+        return enc["text"]
+
+    def vae():
+        if "vae" not in enc:
+            enc["vae"] = vae_fn()
+        return enc["vae"]
+
+    null_text = _cached_text(cache / "null-caption.safetensors", "", text_encoder)
+    examples, skipped = [], []
+    for src in sources:
+        try:
+            examples.append(_prepare_one(src, data_cfg, patch, cache, text_encoder, vae))
+        except (mframes.DecodeError, ValueError, OSError) as exc:  # bad input: skip and report, never stop
+            skipped.append({"clip_id": src.clip_id, "path": src.path, "error": str(exc)})
+            log.warning("skipping clip %s: %s", src.clip_id, exc)
+    if not examples:
+        raise ValueError(f"none of {len(sources)} clips could be prepared; first error: "
+                         f"{skipped[0]['error'] if skipped else 'none'}")
+    channels = examples[0].tokens.shape[1] // (patch[0] * patch[1] * patch[2])
+    return Prepared(examples, null_text, skipped, channels, null_text.shape[-1])
+
+
+def _cached_text(path: Path, caption: str, text_encoder) -> torch.Tensor:
+    if path.exists():
+        return load_file(path)["text"]
+    emb, mask = text_encoder().encode([caption])
+    text = emb[0][mask[0]].contiguous()  # (Lt, D) valid tokens only
+    _save_atomic({"text": text}, path, {})
+    return text
+
+
+def _prepare_one(src: ClipSource, data_cfg, patch, cache: Path, text_encoder, vae) -> Example:
+    path = cache / f"{src.clip_id}-{make_id(src.caption, length=8)}.safetensors"
+    if path.exists():
+        t = load_file(path)
+        meta = json.loads(t["meta"].numpy().tobytes().decode())
+        return Example(src.clip_id, src.caption, t["tokens"], tuple(meta["grid"]), t["text"])
+    v = vae()
+    tf, sf = (v.temporal_factor, v.spatial_factor) if v is not None else (1, 1)
+    plan = plan_clip(src.width_px, src.height_px, src.end_s - src.start_s, data_cfg.fps, data_cfg.max_frames,
+                     data_cfg.clip_tokens, patch, data_cfg.max_side_px, tf, sf)
+    if plan is None:
+        raise ValueError(f"clip {src.clip_id} is too short ({src.end_s - src.start_s:.2f}s) or has no size for "
+                         f"{patch[0]} frame(s) at {data_cfg.fps} fps; lower --fps or filter short clips out")
+    video = decode_clip(src, plan, data_cfg.fps)  # (3, T, H, W)
+    latent = v.encode(video) if v is not None else video  # (C, T', H', W')
+    tokens, grid = patchify(latent, patch)  # (N, patch_dim)
+    emb, mask = text_encoder().encode([src.caption])
+    text = emb[0][mask[0]].contiguous()
+    meta = torch.frombuffer(bytearray(json.dumps({"grid": list(grid)}).encode()), dtype=torch.uint8)
+    _save_atomic({"tokens": tokens.contiguous(), "text": text, "meta": meta}, path, {"clip_id": src.clip_id})
+    return Example(src.clip_id, src.caption, tokens, grid, text)
+
+
+def _save_atomic(tensors: dict, path: Path, metadata: dict) -> None:
+    tmp = path.with_name(f"_tmp-{path.name}-{os.getpid()}")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- packing
+
+
+def pack_first_fit(token_counts: Sequence[int], budget: int, order: Sequence[int] | None = None) -> list[list[int]]:
+    """Indices grouped into packs of at most ``budget`` tokens, first-fit decreasing.
+
+    ``order`` (a permutation) breaks ties between equal sizes, so a shuffled order gives shuffled packs.
+    """
+    order = list(range(len(token_counts))) if order is None else list(order)
+    order.sort(key=lambda i: -token_counts[i])  # stable: ties keep the shuffled order
+    packs: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        n = token_counts[i]
+        if n > budget:
+            raise ValueError(f"a clip of {n} tokens exceeds the pack budget {budget}; raise --batch-tokens")
+        for j, r in enumerate(room):
+            if n <= r:
+                packs[j].append(i)
+                room[j] -= n
+                break
+        else:
+            packs.append([i])
+            room.append(budget - n)
+    return packs
+
+
+class PackLoader:
+    """Endless, deterministic stream of packs of examples; its position is ``(epoch, index)``.
+
+    Each epoch shuffles the clips with ``seed + epoch``, packs them first-fit decreasing into
+    ``budget`` tokens, and shuffles the packs. Saving :meth:`state_dict` and restoring it resumes at the
+    same pack, which exact resume relies on.
+    """
+
+    def __init__(self, examples: Sequence[Example], budget: int, seed: int = 0):
+        self.examples = list(examples)
+        self.budget = budget
+        self.seed = seed
+        self.epoch, self.index = 0, 0
+        self._packs: list[list[int]] | None = None
+
+    def epoch_packs(self, epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng(self.seed + epoch)
+        order = rng.permutation(len(self.examples)).tolist()
+        packs = pack_first_fit([e.num_tokens for e in self.examples], self.budget, order)
+        return [packs[i] for i in rng.permutation(len(packs))]
+
+    def next(self) -> list[Example]:
+        if self._packs is None:
+            self._packs = self.epoch_packs(self.epoch)
+        if self.index >= len(self._packs):
+            self.epoch, self.index = self.epoch + 1, 0
+            self._packs = self.epoch_packs(self.epoch)
+        pack = self._packs[self.index]
+        self.index += 1
+        return [self.examples[i] for i in pack]
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index, "seed": self.seed, "budget": self.budget}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._packs = None
+
+
+@dataclass
+class PackedBatch:
+    """One packed sequence (B = 1) as the model and the loss take it; see train/model.py for shapes."""
+
+    x0: torch.Tensor  # (1, L, patch_dim) clean tokens
+    pos: torch.Tensor  # (1, L, 3) long
+    seq: torch.Tensor  # (1, L) long, -1 = padding
+    text: torch.Tensor  # (1, S, Lt, text_dim)
+    text_mask: torch.Tensor  # (1, S, Lt) bool
+    slot_tokens: torch.Tensor  # (1, S) long, tokens per clip
+    clip_ids: list[str]
+    grids: list[tuple[int, int, int]]
+
+    @property
+    def real_tokens(self) -> int:
+        return int(self.slot_tokens.sum())
+
+    def to(self, device) -> PackedBatch:
+        return PackedBatch(self.x0.to(device), self.pos.to(device), self.seq.to(device), self.text.to(device),
+                           self.text_mask.to(device), self.slot_tokens.to(device), self.clip_ids, self.grids)
+
+
+def collate(examples: Sequence[Example], pad_multiple: int = 1,
+            texts: Sequence[torch.Tensor] | None = None) -> PackedBatch:
+    """Pack ``examples`` into one sequence, padded to a multiple of ``pad_multiple`` tokens.
+
+    ``texts`` replaces the captions (caption dropout: the empty caption's embedding).
+    """
+    texts = list(texts) if texts is not None else [e.text for e in examples]
+    n = sum(e.num_tokens for e in examples)
+    length = -(-n // pad_multiple) * pad_multiple
+    dim = examples[0].tokens.shape[1]
+    x0 = torch.zeros(1, length, dim)
+    pos = torch.zeros(1, length, 3, dtype=torch.long)
+    seq = torch.full((1, length), -1, dtype=torch.long)
+    lt = max(t.shape[0] for t in texts)
+    text = torch.zeros(1, len(examples), lt, texts[0].shape[-1])
+    text_mask = torch.zeros(1, len(examples), lt, dtype=torch.bool)
+    at = 0
+    for slot, (e, t) in enumerate(zip(examples, texts)):
+        x0[0, at:at + e.num_tokens] = e.tokens
+        pos[0, at:at + e.num_tokens] = grid_positions(e.grid)
+        seq[0, at:at + e.num_tokens] = slot
+        text[0, slot, :t.shape[0]] = t
+        text_mask[0, slot, :t.shape[0]] = True
+        at += e.num_tokens
+    slot_tokens = torch.tensor([[e.num_tokens for e in examples]])
+    return PackedBatch(x0, pos, seq, text, text_mask, slot_tokens, [e.clip_id for e in examples],
+                       [e.grid for e in examples])
+
+
+def split_validation(examples: Sequence[Example], val_clips: int) -> tuple[list[Example], list[Example]]:
+    """(train, val): ``val_clips`` clips chosen by a hash of their id; with a single clip it is both."""
+    if len(examples) < 2 or val_clips == 0:
+        return list(examples), list(examples[:1]) if val_clips else []
+    ranked = sorted(examples, key=lambda e: make_id("val", e.clip_id))
+    k = min(val_clips, len(examples) - 1)
+    val_ids = {e.clip_id for e in ranked[:k]}
+    return [e for e in examples if e.clip_id not in val_ids], [e for e in examples if e.clip_id in val_ids]

@@ -1,0 +1,272 @@
+"""A diffusion transformer over spacetime patches that takes several clips packed in one sequence.
+
+Shapes: B packed sequences of L tokens; a sequence holds up to S clips (slots). Every token carries
+the slot of its clip (``seq``, -1 for padding) and its (t, h, w) patch position inside that clip
+(``pos``, restarting at 0 for every clip). Attention is block-diagonal: a token attends only to tokens
+of its own clip, and cross-attends only to its own clip's caption tokens. The timestep is per clip.
+So a packed sequence computes exactly what each clip would compute alone (tests/train/test_model.py).
+
+Use::
+
+    model = DiffusionTransformer(cfg.model)            # cfg.model: train.config.ModelConfig
+    tokens, grid = patchify(video, cfg.model.patch_size)  # video (C, T, H, W) -> (N, patch_dim)
+    v = model(x, t, text, text_mask, pos, seq)         # velocity for every token, (B, L, patch_dim)
+    video = unpatchify(v[0, :N], grid, cfg.model.patch_size, C)
+
+This module imports torch only (tests/test_layout.py holds that).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+# ---------------------------------------------------------------- patches
+
+
+def patchify(video: torch.Tensor, patch_size: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """Cut a (C, T, H, W) video into flattened spacetime patches.
+
+    Returns tokens (gt*gh*gw, C*pt*ph*pw) in (t, h, w) raster order and the grid (gt, gh, gw).
+    T, H and W must divide by the patch size.
+    """
+    c, t, h, w = video.shape
+    pt, ph, pw = patch_size
+    if t % pt or h % ph or w % pw:
+        raise ValueError(f"video of shape {(c, t, h, w)} does not divide by patch size {patch_size}")
+    gt, gh, gw = t // pt, h // ph, w // pw
+    x = video.reshape(c, gt, pt, gh, ph, gw, pw)  # (C, gt, pt, gh, ph, gw, pw)
+    x = x.permute(1, 3, 5, 0, 2, 4, 6)  # (gt, gh, gw, C, pt, ph, pw)
+    return x.reshape(gt * gh * gw, c * pt * ph * pw), (gt, gh, gw)
+
+
+def unpatchify(tokens: torch.Tensor, grid: tuple[int, int, int], patch_size: tuple[int, int, int],
+               channels: int) -> torch.Tensor:
+    """Inverse of :func:`patchify`: (N, C*pt*ph*pw) tokens -> (C, T, H, W) video."""
+    gt, gh, gw = grid
+    pt, ph, pw = patch_size
+    x = tokens.reshape(gt, gh, gw, channels, pt, ph, pw)  # (gt, gh, gw, C, pt, ph, pw)
+    x = x.permute(3, 0, 4, 1, 5, 2, 6)  # (C, gt, pt, gh, ph, gw, pw)
+    return x.reshape(channels, gt * pt, gh * ph, gw * pw)
+
+
+def grid_positions(grid: tuple[int, int, int], device=None) -> torch.Tensor:
+    """(N, 3) integer (t, h, w) position of every token of a clip, in patchify order."""
+    axes = [torch.arange(n, device=device) for n in grid]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of timesteps in [0, 1] (scaled by 1000 as in DiT): (...,) -> (..., dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (t.float() * 1000.0)[..., None] * freqs  # (..., half)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(t.dtype if t.is_floating_point() else torch.float32)
+
+
+class TimestepEmbedder(nn.Module):
+    """t (B, S) -> conditioning vector (B, S, D)."""
+
+    def __init__(self, hidden: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        emb = timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype)  # (B, S, F)
+        return self.mlp(emb)  # (B, S, D)
+
+
+class Rope3D(nn.Module):
+    """Rotary position embedding over (t, h, w): the head is split in three parts, one per axis."""
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        d_t = 2 * (head_dim // 8)
+        d_hw = 2 * ((head_dim - d_t) // 4)
+        self.split = (head_dim - 2 * d_hw, d_hw, d_hw)  # even parts summing to head_dim
+        for axis, d in zip("thw", self.split):
+            inv = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
+            self.register_buffer(f"inv_{axis}", inv, persistent=False)
+
+    def forward(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """pos (B, L, 3) -> cos, sin each (B, 1, L, head_dim / 2)."""
+        p = pos.to(torch.float64)  # (B, L, 3)
+        angles = torch.cat([p[..., 0:1] * self.inv_t, p[..., 1:2] * self.inv_h, p[..., 2:3] * self.inv_w],
+                           dim=-1)  # (B, L, head_dim / 2)
+        return angles.cos().to(dtype)[:, None], angles.sin().to(dtype)[:, None]  # (B, 1, L, hd/2) x 2
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs of x (B, H, L, hd) by the angles (B, 1, L, hd/2)."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, L, hd/2) x 2
+    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, H, L, hd/2, 2)
+    return out.flatten(-2)  # (B, H, L, hd)
+
+
+# ---------------------------------------------------------------- blocks
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, hidden: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.q_norm = nn.RMSNorm(hidden // heads, eps=1e-6)  # qk-norm keeps attention logits bounded
+        self.k_norm = nn.RMSNorm(hidden // heads, eps=1e-6)
+        self.proj = nn.Linear(hidden, hidden)
+
+    def forward(self, x, cos, sin, mask):
+        b, n, d = x.shape  # (B, L, D)
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads)  # (B, L, 3, H, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, hd)
+        q, k = apply_rope(self.q_norm(q), cos, sin), apply_rope(self.k_norm(k), cos, sin)  # (B, H, L, hd)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, hd); mask (B, 1, L, L)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))  # (B, L, D)
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, hidden: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(hidden, hidden)
+        self.kv = nn.Linear(hidden, 2 * hidden)
+        self.q_norm = nn.RMSNorm(hidden // heads, eps=1e-6)
+        self.k_norm = nn.RMSNorm(hidden // heads, eps=1e-6)
+        self.proj = nn.Linear(hidden, hidden)
+
+    def forward(self, x, ctx, mask):
+        b, n, d = x.shape  # (B, L, D); ctx (B, M, D) with M = S * Lt caption tokens
+        hd = d // self.heads
+        q = self.q_norm(self.q(x).reshape(b, n, self.heads, hd)).transpose(1, 2)  # (B, H, L, hd)
+        kv = self.kv(ctx).reshape(b, ctx.shape[1], 2, self.heads, hd)  # (B, M, 2, H, hd)
+        k, v = kv.permute(2, 0, 3, 1, 4)  # each (B, H, M, hd)
+        out = F.scaled_dot_product_attention(q, self.k_norm(k), v, attn_mask=mask)  # (B, H, L, hd); mask (B,1,L,M)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))  # (B, L, D)
+
+
+class DiTBlock(nn.Module):
+    """Self-attention (3D RoPE) -> cross-attention to the caption -> MLP, with adaLN-zero per clip."""
+
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(hidden, heads)
+        self.norm2 = nn.LayerNorm(hidden, elementwise_affine=True, eps=1e-6)
+        self.cross = CrossAttention(hidden, heads)
+        self.norm3 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        inner = int(hidden * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(hidden, inner), nn.GELU(approximate="tanh"), nn.Linear(inner, hidden))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
+
+    def forward(self, x, c, seq_idx, cos, sin, self_mask, ctx, cross_mask):
+        # x (B, L, D); c (B, S, D) timestep conditioning per clip; seq_idx (B, L) slot per token (padding -> 0)
+        mod = self.ada(c)  # (B, S, 6D)
+        mod = torch.gather(mod, 1, seq_idx[..., None].expand(-1, -1, mod.shape[-1]))  # (B, L, 6D) per token
+        sh1, sc1, g1, sh2, sc2, g2 = mod.chunk(6, dim=-1)  # each (B, L, D)
+        x = x + g1 * self.attn(modulate(self.norm1(x), sh1, sc1), cos, sin, self_mask)  # (B, L, D)
+        x = x + self.cross(self.norm2(x), ctx, cross_mask)  # (B, L, D)
+        return x + g2 * self.mlp(modulate(self.norm3(x), sh2, sc2))  # (B, L, D)
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, hidden: int, out_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 2 * hidden))
+        self.linear = nn.Linear(hidden, out_dim)
+
+    def forward(self, x, c, seq_idx):
+        mod = self.ada(c)  # (B, S, 2D)
+        mod = torch.gather(mod, 1, seq_idx[..., None].expand(-1, -1, mod.shape[-1]))  # (B, L, 2D)
+        shift, scale = mod.chunk(2, dim=-1)  # each (B, L, D)
+        return self.linear(modulate(self.norm(x), shift, scale))  # (B, L, P)
+
+
+# ---------------------------------------------------------------- model
+
+
+def attention_masks(seq: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block-diagonal masks (True = may attend) from slots ``seq`` (B, L) and ``text_mask`` (B, S, Lt).
+
+    Self: a token sees tokens of its own clip; padding (-1) sees padding only, so no row is empty.
+    Cross: a token sees its own clip's valid caption tokens; padding sees every caption token.
+    """
+    b, s, lt = text_mask.shape
+    self_mask = seq[:, :, None] == seq[:, None, :]  # (B, L, L)
+    text_slot = torch.arange(s, device=seq.device).repeat_interleave(lt)  # (M,) slot of each caption token
+    cross = (seq[:, :, None] == text_slot[None, None, :]) & text_mask.reshape(b, 1, s * lt)  # (B, L, M)
+    cross = cross | (seq < 0)[:, :, None]  # (B, L, M) padding rows attend to all, keeping softmax finite
+    return self_mask[:, None], cross[:, None]  # (B, 1, L, L), (B, 1, L, M)
+
+
+class DiffusionTransformer(nn.Module):
+    """DiT over packed spacetime patches, conditioned on a timestep and a caption per clip."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        d, heads = cfg.hidden_size, cfg.num_heads
+        self.patch_embed = nn.Linear(cfg.patch_dim, d)  # a Conv3d with stride = kernel = patch, on flat patches
+        self.t_embed = TimestepEmbedder(d)
+        self.text_proj = nn.Sequential(nn.LayerNorm(cfg.text_dim, eps=1e-6), nn.Linear(cfg.text_dim, d),
+                                       nn.GELU(approximate="tanh"), nn.Linear(d, d))
+        self.rope = Rope3D(d // heads, cfg.rope_theta)
+        self.blocks = nn.ModuleList(DiTBlock(d, heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.final = FinalLayer(d, cfg.patch_dim)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT initialisation: Xavier linears, zero adaLN and output layers (each block starts as identity)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.t_embed.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embed.mlp[2].weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.ada[-1].weight)
+            nn.init.zeros_(block.ada[-1].bias)
+        for layer in (self.final.ada[-1], self.final.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+                pos: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+        """Predict the velocity of every token.
+
+        x (B, L, patch_dim) noisy patches; t (B, S) timestep per clip slot in [0, 1]; text (B, S, Lt, text_dim)
+        caption embeddings per slot with text_mask (B, S, Lt) (True = real token, >= 1 per used slot);
+        pos (B, L, 3) (t, h, w) patch position inside its clip; seq (B, L) slot of each token, -1 = padding.
+        Returns (B, L, patch_dim).
+        """
+        b, s, lt, _ = text.shape
+        self_mask, cross_mask = attention_masks(seq, text_mask)  # (B, 1, L, L), (B, 1, L, S*Lt)
+        seq_idx = seq.clamp(min=0)  # (B, L) padding reads slot 0's modulation; its output is ignored
+        h = self.patch_embed(x)  # (B, L, D)
+        c = self.t_embed(t)  # (B, S, D)
+        ctx = self.text_proj(text.reshape(b, s * lt, -1).to(h.dtype))  # (B, S*Lt, D)
+        cos, sin = self.rope(pos, h.dtype)  # (B, 1, L, hd/2) x 2
+        for block in self.blocks:
+            if self.cfg.checkpointing and self.training and torch.is_grad_enabled():
+                h = checkpoint(block, h, c, seq_idx, cos, sin, self_mask, ctx, cross_mask, use_reentrant=False)
+            else:
+                h = block(h, c, seq_idx, cos, sin, self_mask, ctx, cross_mask)  # (B, L, D)
+        return self.final(h, c, seq_idx)  # (B, L, patch_dim)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

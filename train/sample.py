@@ -1,0 +1,139 @@
+"""Sampling from a trained run: Euler steps with classifier-free guidance, written as a playable MP4.
+
+Use::
+
+    from train.sample import sample_to_file
+    sample_to_file("runs/tiny", "a dog runs on a beach", "dog.mp4", frames=8, size=(64, 64))
+
+or ``rushes sample RUN_DIR --prompt "..." --frames 8 --size 64x64 --out dog.mp4``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from train import checkpoint
+from train.config import RunConfig
+from train.diffusion import euler_sample, resolution_shift
+from train.model import DiffusionTransformer, grid_positions, unpatchify
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Requested output: pixel frames and size, with the latent grid that makes it."""
+
+    frames: int
+    height_px: int
+    width_px: int
+    grid: tuple[int, int, int]
+
+
+def resolve_shape(cfg: RunConfig, frames: int, height: int, width: int, temporal_factor: int = 1,
+                  spatial_factor: int = 1) -> Shape:
+    """Check that frames/size fit the patch grid (and VAE), raising a ValueError that names valid values."""
+    pt, ph, pw = cfg.model.patch_size
+    uh, uw = ph * spatial_factor, pw * spatial_factor
+    latent = frames if temporal_factor == 1 else (frames - 1) // temporal_factor + 1
+    ok_frames = (frames - 1) % temporal_factor == 0 if temporal_factor > 1 else True
+    if frames < 1 or not ok_frames or latent % pt:
+        step = pt * temporal_factor
+        hint = f"1 + a multiple of {step}" if temporal_factor > 1 else f"a multiple of {pt}"
+        raise ValueError(f"--frames {frames} does not fit this model; use {hint}")
+    if height < uh or width < uw or height % uh or width % uw or height % 2 or width % 2:
+        raise ValueError(f"--size {height}x{width} does not fit this model: height must be a multiple of {uh} "
+                         f"and width of {uw} (and both even), e.g. {max(uh, height // uh * uh)}x"
+                         f"{max(uw, width // uw * uw)}")
+    return Shape(frames, height, width, (latent // pt, height // uh, width // uw))
+
+
+def load_run(run_dir: str | os.PathLike, device, use_ema: bool = True) -> tuple[RunConfig, DiffusionTransformer]:
+    """The resolved config and the (EMA) model of a run's newest checkpoint."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path} not found: {run_dir} is not a training run; run `rushes train` first")
+    cfg = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+    ckpt = checkpoint.latest(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir}/checkpoints; train for at least one checkpoint")
+    model = DiffusionTransformer(cfg.model)
+    checkpoint.load_weights(ckpt, model, use_ema=use_ema)
+    return cfg, model.to(device).eval()
+
+
+@torch.no_grad()
+def generate(model: DiffusionTransformer, text: torch.Tensor, null_text: torch.Tensor, grid: tuple[int, int, int],
+             steps: int, guidance: float, shift: float, seed: int = 0) -> torch.Tensor:
+    """Sample the tokens (N, patch_dim) of one clip of ``grid`` for caption embedding ``text`` (Lt, D)."""
+    device = next(model.parameters()).device
+    n = grid[0] * grid[1] * grid[2]
+    noise = torch.randn(1, n, model.cfg.patch_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    pos = grid_positions(grid, device)[None]  # (1, N, 3)
+    seq = torch.zeros(1, n, dtype=torch.long, device=device)  # (1, N) a single clip in slot 0
+    conds = {True: text, False: null_text}
+
+    def velocity(x, t, conditional):
+        emb = conds[conditional].to(device)
+        mask = torch.ones(1, 1, emb.shape[0], dtype=torch.bool, device=device)
+        return model(x, t, emb[None, None], mask, pos, seq)
+
+    return euler_sample(velocity, noise, num_slots=1, steps=steps, shift=shift, guidance=guidance)[0]
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+    return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+
+
+def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float) -> Path:
+    """Write (T, H, W, 3) uint8 frames as H.264 yuv420p MP4 (even sizes required) with PyAV."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t, h, w, _ = frames.shape
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=max(1, int(round(fps))))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def sample_video(run_dir, prompt: str, frames: int, size: tuple[int, int], steps: int | None = None,
+                 guidance: float | None = None, seed: int = 0, use_ema: bool = True, device=None,
+                 negative_prompt: str = "") -> tuple[torch.Tensor, RunConfig]:
+    """Generate one clip for ``prompt``: video (3, T, H, W) in [-1, 1] and the run's config."""
+    from train.encoders import TextEncoder, Vae
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cfg, model = load_run(run_dir, device, use_ema)
+    vae = Vae(cfg.data.vae, device=str(device)) if cfg.data.vae else None
+    tf, sf = (vae.temporal_factor, vae.spatial_factor) if vae else (1, 1)
+    shape = resolve_shape(cfg, frames, size[0], size[1], tf, sf)
+    enc = TextEncoder(cfg.data.text_encoder, cfg.data.max_text_tokens, device=str(device))
+    emb, mask = enc.encode([prompt, negative_prompt])
+    text, null_text = emb[0][mask[0]], emb[1][mask[1]]
+    n = shape.grid[0] * shape.grid[1] * shape.grid[2]
+    shift = float(resolution_shift(torch.tensor(n), cfg.train.shift_base_tokens, cfg.train.max_shift))
+    tokens = generate(model, text, null_text, shape.grid, steps or cfg.train.sample_steps,
+                      cfg.train.guidance if guidance is None else guidance, shift, seed)
+    latent = unpatchify(tokens.float().cpu(), shape.grid, cfg.model.patch_size, cfg.model.in_channels)
+    video = vae.decode(latent) if vae else latent  # (3, T, H, W)
+    return video[:, :shape.frames], cfg
+
+
+def sample_to_file(run_dir, prompt: str, out: str | os.PathLike, frames: int, size: tuple[int, int],
+                   **kwargs) -> Path:
+    """:func:`sample_video`, written to ``out`` as MP4 at the run's training fps."""
+    video, cfg = sample_video(run_dir, prompt, frames, size, **kwargs)
+    return write_mp4(to_uint8(video), out, cfg.data.fps)
