@@ -11,7 +11,9 @@ machine; the table reports wall-time RATIOS measured in this run, so machine spe
   ``-preset veryfast -crf 22`` (its defaults) and no audio, the same codec, preset, CRF as rushes;
 - ``rushes curate FILES --no-encode --no-scores`` (cuts only), and ``--max-short-side 0 --no-scores``
   (cuts + encoding at the source size, the same output size as PySceneDetect), each a fresh process
-  including Python and Ray start-up; and the full default run (cuts + scores + encode at 720p) for scale.
+  including Python and Ray start-up; and the full default run (cuts + scores + encode at 720p) for scale;
+- the two rushes runs again in this process with Ray already started and its workers warm ("warm Ray"),
+  which is what a run on a standing cluster sees.
 
 Peak memory per worker: the analysis pass (decode + cuts + scores) of the longest footage file in a
 fresh process (peak RSS), and of a 10 s vs 120 s synthetic video to show it does not grow with length.
@@ -76,6 +78,33 @@ def peak_memory(path: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def warm_runs(files: list[str], tmp: str) -> tuple[float, float]:
+    """The same two runs with Ray already up and its workers warm (a cluster's steady state): measures
+    throughput without the fixed Python + Ray start-up of a fresh process."""
+    import dataclasses
+
+    import ray
+
+    from curate.config import EncodeConfig, RayConfig, default
+    from curate.pipeline import run_curate
+    from synth import make_cut_video
+
+    ray.init(num_cpus=None, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        cuts = dataclasses.replace(default(), scores_preset=None, encode=EncodeConfig(enabled=False))
+        enc = dataclasses.replace(default(), scores_preset=None, encode=EncodeConfig(max_short_side_px=0))
+        warm = make_cut_video(f"{tmp}/warm.mp4", [1.0, 1.0], fps=25, size=(320, 240))
+        for i in range(2):  # start and import both workers
+            run_curate([warm.path], f"{tmp}/warmup{i}", enc, RayConfig())
+        t0 = time.perf_counter()
+        run_curate(files, f"{tmp}/warm_cuts", cuts, RayConfig())
+        t1 = time.perf_counter()
+        run_curate(files, f"{tmp}/warm_enc", enc, RayConfig())
+        return t1 - t0, time.perf_counter() - t1
+    finally:
+        ray.shutdown()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--footage", default=str(REPO.parent / "shared" / "footage"))
@@ -94,6 +123,7 @@ def main() -> None:
     t["rushes_encode"] = timed(rushes(files, f"{tmp}/enc", "--no-scores", "--max-short-side", "0"))
     if not args.skip_scores_run:
         t["rushes_full"] = timed(rushes(files, f"{tmp}/full"))
+    t["warm_cuts"], t["warm_encode"] = warm_runs(files, tmp)
     mem_long = peak_memory(longest)
     from synth import make_cut_video
 
@@ -108,6 +138,9 @@ def main() -> None:
         ("cuts only vs `scenedetect detect-adaptive`", t["rushes_cuts"], t["psd_cuts"], "rushes/PSD <= 1.0"),
         ("cuts only vs `ffmpeg -threads 1 -f null` decode", t["rushes_cuts"], t["ffmpeg"], "rushes/ffmpeg <= 1.5"),
         ("cuts + encode vs `detect-adaptive split-video`", t["rushes_encode"], t["psd_split"], "rushes/PSD <= 0.67"),
+        ("warm Ray: cuts only vs `scenedetect detect-adaptive`", t["warm_cuts"], t["psd_cuts"], "rushes/PSD <= 1.0"),
+        ("warm Ray: cuts only vs ffmpeg decode", t["warm_cuts"], t["ffmpeg"], "rushes/ffmpeg <= 1.5"),
+        ("warm Ray: cuts + encode vs split-video", t["warm_encode"], t["psd_split"], "rushes/PSD <= 0.67"),
     ]
     if "rushes_full" in t:
         rows.append(("default run (cuts + scores + 720p encode) vs split-video", t["rushes_full"], t["psd_split"],

@@ -140,6 +140,7 @@ def main() -> int:
             for n in runs:
                 runs[n].append(measure_page(chromium, builds[n].html_path))
         print_table(args.baseline, args.clips, runs, builds)
+        print_extraction(work / f"run{args.clips}", min(1000, args.clips))
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -168,6 +169,26 @@ def print_table(small: int, big: int, runs: dict, builds: dict) -> None:
     row("of which thumbnail extraction, s", builds[small].thumbs_s, builds[big].thumbs_s, "{:.1f}")
     rate = {n: b.clips / b.thumbs_s for n, b in builds.items()}
     row("thumbnail strips per s", rate[small], rate[big], "{:.0f}")
+
+
+def print_extraction(run: Path, n: int) -> None:
+    """Thumbnail extraction of the first ``n`` clips: one decode pass per run of adjacent spans (what the
+    report does) against one seek-and-decode per clip, both in one process."""
+    from rushes.report.thumbs import extract_thumbnails, thumb_tasks
+
+    clips = store.read(run, "clips").slice(0, n).to_pylist()
+    paths = {v["video_id"]: v["path"] for v in store.read(run, "videos").to_pylist()}
+    secs = {}
+    for name, cfg in (("per clip", ThumbConfig(workers=1, max_batch_clips=1)), ("batched", ThumbConfig(workers=1))):
+        tasks, _ = thumb_tasks(run, clips, paths, cfg)
+        out = run / f"bench-thumbs-{name.replace(' ', '-')}"
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        extract_thumbnails(tasks, out, cfg)
+        secs[name] = time.perf_counter() - t
+    print(f"\n| thumbnail extraction, {n:,} clips, 1 process | one decode per clip | one pass per source "
+          f"(batched) | speed-up |\n|---|---:|---:|---:|\n| seconds | {secs['per clip']:.1f} | "
+          f"{secs['batched']:.1f} | {secs['per clip'] / secs['batched']:.2f}x |")
 
 
 if __name__ == "__main__":

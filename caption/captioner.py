@@ -16,13 +16,12 @@ Usage::
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from caption.config import CaptionConfig
+from caption.config import DEFAULT_MODEL, CaptionConfig
 from caption.frames import ClipFrames, FrameSpec
 
 _SAMPLE_BYTES = 1 << 20
@@ -68,17 +67,25 @@ def local_weights_hash(folder: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+class ModelNotFoundError(FileNotFoundError):
+    """The model id or folder cannot be found or fetched."""
+
+
 def resolve_model(cfg: CaptionConfig, allow_download: bool = True) -> ResolvedModel:
     """Pin the model: a local folder by its weights hash, a hub id by the snapshot commit in the cache.
 
     A hub model missing from the cache is downloaded here, once, by the driver (``allow_download``).
+    Raises :class:`ModelNotFoundError` naming the model when neither works.
     """
     if os.path.isdir(cfg.model):
         folder = os.path.abspath(cfg.model)
         if not os.path.exists(os.path.join(folder, "config.json")):
-            raise FileNotFoundError(f"{folder} has no config.json: point --model at a folder written by "
-                                    f"save_pretrained (model, processor and tokenizer files)")
+            raise ModelNotFoundError(f"{folder} has no config.json: point --model at a folder written by "
+                                     f"save_pretrained (model, processor and tokenizer files)")
         return ResolvedModel(folder, None, f"{folder}@{local_weights_hash(folder)}")
+    if cfg.model.startswith(("/", "./", "../", "~")) or cfg.model.count("/") > 1:
+        raise ModelNotFoundError(f"model folder {cfg.model} does not exist: check the path, or pass a hub id "
+                                 f"such as {DEFAULT_MODEL}")
     from huggingface_hub import snapshot_download
 
     try:
@@ -86,7 +93,12 @@ def resolve_model(cfg: CaptionConfig, allow_download: bool = True) -> ResolvedMo
     except Exception:  # not cached (huggingface_hub raises several types): fetch or give up
         if not allow_download:
             return ResolvedModel(cfg.model, cfg.revision, f"{cfg.model}@{cfg.revision or 'unresolved'}")
-        path = snapshot_download(cfg.model, revision=cfg.revision)
+        try:
+            path = snapshot_download(cfg.model, revision=cfg.revision)
+        except Exception as exc:  # noqa: BLE001 - network, auth, unknown repo: one message for the user
+            raise ModelNotFoundError(f"cannot fetch model {cfg.model!r} (revision {cfg.revision or 'default'}) "
+                                     f"from the Hugging Face hub: {exc}; check the id and the network, or pass "
+                                     f"a local folder") from exc
     commit = Path(path).name
     return ResolvedModel(cfg.model, commit, f"{cfg.model}@{commit}")
 
@@ -177,8 +189,11 @@ class Captioner:
                                       width=c.rgb.shape[2], height=c.rgb.shape[1],
                                       duration=len(c.times_s) / c.sampled_fps,
                                       frames_indices=list(range(len(c.times_s)))) for c in clips]
+            extra = {}
+            if hasattr(self.processor.video_processor, "cap_pixels_per_frame"):
+                extra["cap_pixels_per_frame"] = True  # Qwen: bound pixels per video like qwen-vl-utils does
             return self.processor(text=texts, videos=[c.rgb for c in clips], video_metadata=metadata,
-                                  do_sample_frames=False, padding=True, return_tensors="pt")
+                                  do_sample_frames=False, padding=True, return_tensors="pt", **extra)
         return self.processor(text=texts, images=[list(c.rgb) for c in clips], padding=True, return_tensors="pt")
 
     def generate(self, clips: Sequence[ClipFrames], prompt_text: str) -> list[Generation]:
@@ -207,8 +222,3 @@ class Captioner:
                 return i + 1
         return sum(1 for tok in ids if tok != self.pad_id)
 
-
-def describe(resolved: ResolvedModel, cfg: CaptionConfig) -> str:
-    """One line for logs and ``--dry-run``."""
-    return json.dumps({"captioner": resolved.captioner, "device": cfg.device, "dtype": cfg.dtype,
-                       "trust_remote_code": cfg.trust_remote_code})

@@ -86,9 +86,14 @@ def handle(args) -> int:
     if not os.path.isdir(os.path.join(args.out, "clips")):
         log.error("%s has no clips manifest (OUT/clips): run 'rushes curate INPUT %s' first", args.out, args.out)
         return 2
+    from caption.captioner import ModelNotFoundError
     from caption.pipeline import run
 
-    summary = run(args.out, cfg, limit=args.limit, address=args.address, dry_run=args.dry_run)
+    try:
+        summary = run(args.out, cfg, limit=args.limit, address=args.address, dry_run=args.dry_run)
+    except ModelNotFoundError as exc:
+        log.error("%s", exc)
+        return 2
     print(json.dumps(summary, indent=2, sort_keys=True))
     if not args.dry_run and summary["captioned"] and not summary["ok"]:
         log.error("every clip failed; see error_stage/error_message in %s/captions", args.out)

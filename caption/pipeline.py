@@ -38,7 +38,12 @@ log = logging.getLogger(__name__)
 # Rows buffered before a part is written: fewer, larger files; a crash loses at most this many captions.
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 60.0
-DECODE_RETRIES = 3  # decode tasks are pure: retry them when a worker dies
+DECODE_BASE_MEMORY = 256 << 20  # a decoder, PyAV and pyarrow in one worker
+
+
+def _decode_memory_bytes(cfg: CaptionConfig) -> int:
+    """Memory one decode task reserves: the base plus its batch of frames (RGB, at the size cap)."""
+    return DECODE_BASE_MEMORY + cfg.batch_size * cfg.num_frames * cfg.frame_max_pixels * 3
 
 
 def tool_versions() -> dict:
@@ -86,7 +91,8 @@ def run(out: str | os.PathLike, cfg: CaptionConfig, limit: int | None = None, ad
 
 def _execute(out, cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str, spec, chash: str,
              address: str | None, captioner_cls: type) -> dict:
-    counts = {"captioned": 0, "ok": 0, "error": 0, "error_by_stage": {}, "output_tokens": 0, "parts": 0}
+    counts = {"captioned": 0, "ok": 0, "error": 0, "error_by_stage": {}, "output_tokens": 0, "parts": 0,
+              "startup_s": None, "steady_clips_per_s": None}
     if plan.tasks.num_rows == 0:
         return counts
     started_ray = not ray.is_initialized()
@@ -109,9 +115,9 @@ def _dataset(cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str, spec
     blocks = [plan.tasks.slice(i, n) for i in range(0, plan.tasks.num_rows, n)]
     ds = ray.data.from_arrow(blocks)
     # Ray fuses map stages whose remote args match, which would run decoding inside the model actor,
-    # serialised with generation; decode tasks' own retry setting keeps them a separate, overlapping stage.
+    # serialised with generation; the decode tasks' memory reservation keeps them a separate stage.
     ds = ds.map_batches(decode_batch, batch_size=n, batch_format="pyarrow", num_cpus=cfg.decode_cpus,
-                        max_retries=DECODE_RETRIES,
+                        memory=_decode_memory_bytes(cfg),
                         fn_kwargs={"spec": spec, "num_frames": cfg.num_frames, "fps": cfg.fps})
     return ds.map_batches(
         CaptionActor, batch_size=n, batch_format="pyarrow",
@@ -125,24 +131,42 @@ def _dataset(cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str, spec
 def _write_stream(out, batches, counts: dict) -> None:
     run_tag = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     buffer: list[pa.Table] = []
-    last = time.monotonic()
+    started, last = store.now_utc(), time.monotonic()
+    done_at: list[tuple] = []  # (when the actor finished a batch, its rows): actor clocks, not arrival
     by_stage: Counter = Counter()
     for batch in batches:
         buffer.append(batch)
+        done_at.append((pc.max(batch.column("created_at")).as_py(), batch.num_rows))
         status = batch.column("status")
         counts["captioned"] += batch.num_rows
         counts["ok"] += pc.sum(pc.equal(status, "ok")).as_py() or 0
         counts["output_tokens"] += pc.sum(batch.column("output_tokens")).as_py() or 0
         by_stage.update(s for s in batch.column("error_stage").to_pylist() if s)
         if sum(t.num_rows for t in buffer) >= FLUSH_ROWS or time.monotonic() - last > FLUSH_SECONDS:
-            store.write_part(out, "captions", pa.concat_tables(buffer), part_name=f"part-{run_tag}-{counts['parts']:05d}")
+            _flush(out, buffer, f"part-{run_tag}-{counts['parts']:05d}")
             counts["parts"] += 1
             buffer, last = [], time.monotonic()
     if buffer:
-        store.write_part(out, "captions", pa.concat_tables(buffer), part_name=f"part-{run_tag}-{counts['parts']:05d}")
+        _flush(out, buffer, f"part-{run_tag}-{counts['parts']:05d}")
         counts["parts"] += 1
     counts["error"] = counts["captioned"] - counts["ok"]
     counts["error_by_stage"] = dict(by_stage)
+    counts.update(_throughput(started, sorted(done_at, key=lambda d: d[0])))
+
+
+def _flush(out, buffer: list[pa.Table], part_name: str) -> None:
+    store.write_part(out, "captions", pa.concat_tables(buffer), part_name=part_name)
+
+
+def _throughput(started, done_at: list[tuple]) -> dict:
+    """Startup (until the first batch is captioned: Ray workers, model load) and the steady rate after it."""
+    if not done_at:
+        return {}
+    first, first_rows = done_at[0]
+    window = (done_at[-1][0] - first).total_seconds()
+    rest = sum(n for _, n in done_at[1:])
+    return {"startup_s": round((first - started).total_seconds(), 3),
+            "steady_clips_per_s": round(rest / window, 4) if window > 0 and rest else None}
 
 
 def _drop_rows(out, caption_ids: set[str]) -> None:

@@ -10,9 +10,9 @@ Each consumer gets ``consumer.add(frame)`` with a :class:`media.frames.Frame`: t
 its PTS in seconds from the start of the stream, and an RGB uint8 image in display orientation
 (rotation applied, SAR squared) whose long side is ``long_side_px`` (never upscaled).
 
-Why this scaling: PySceneDetect's detectors were tuned on frames it converts to 8-bit colour at full
-size and shrinks with OpenCV's bilinear resize to a 256 px long side; swscale's antialiasing
-filters smooth differently and change which cuts are found, so we convert and resize the same way.
+Why this scaling: PySceneDetect's detectors were tuned on frames converted to 8-bit RGB at full size
+and shrunk with OpenCV's bilinear resize to a 256 px long side; we build the pixels the same way, so
+its published goldens reproduce exactly (see ``_small_rgb`` for the cheaper paths that do not).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Protocol
 
 import av
 import cv2
+from av.video.reformatter import VideoReformatter
 
 from media.frames import DecodeError, Frame, display_size, open_container, rotate
 
@@ -70,6 +71,19 @@ def _rotation_of(frame) -> int:
     return int(round(-(getattr(frame, "rotation", 0) or 0) / 90.0)) % 4 * 90
 
 
+def _small_rgb(frame, size: tuple[int, int], reformatter):
+    """RGB uint8 at ``size`` (coded orientation): full-size 8-bit RGB, then OpenCV's bilinear shrink.
+
+    This is PySceneDetect's own pixel path (its goldens reproduce exactly); swscale's scalers sample
+    differently and move borderline cuts (FAST_BILINEAR misses 2 of 16 goldens, smoothing filters
+    more). A persistent reformatter keeps one swscale context instead of building one per frame.
+    """
+    rgb = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    if (rgb.shape[1], rgb.shape[0]) == size:
+        return rgb
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
+
+
 def _frames(container, stream, path: str):
     """Decoded frames; skips single bad packets like ffmpeg does, stops after too many in a row."""
     failures = 0
@@ -109,6 +123,7 @@ def analyse_video(path: str, consumers: Sequence[FrameConsumer], long_side_px: i
         sar = stream.sample_aspect_ratio or 1
         size = analysis_size(cc.width, cc.height, sar, 0, long_side_px)
         frames = _frames(container, stream, path)
+        reformatter = VideoReformatter()  # keeps its swscale context across frames (one per frame is slow)
         while True:
             try:
                 frame = next(frames)
@@ -129,10 +144,7 @@ def analyse_video(path: str, consumers: Sequence[FrameConsumer], long_side_px: i
                 last_dur = t - pts[-1]
             else:
                 rotation = _rotation_of(frame)
-            # Full-size 8-bit RGB then OpenCV bilinear shrink: the pixels PySceneDetect's detectors expect.
-            rgb = frame.to_ndarray(format="rgb24")
-            if (rgb.shape[1], rgb.shape[0]) != size:
-                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
+            rgb = _small_rgb(frame, size, reformatter)
             item = Frame(len(pts), t, rotate(rgb, rotation))
             pts.append(t)
             for consumer in consumers:

@@ -7,7 +7,7 @@ Usage::
     table = apply_filter(clips_table, PRESETS["default"]())   # pure, vectorised
 
 Every rule a clip fails is named in ``reject_reason`` (';'-joined, in a fixed order), e.g.
-``motion<0.002;dark``. Rules (a threshold set to None is off):
+``motion<0.001;dark``. Rules (a threshold set to None is off):
 
 ==================  ======================================================  ========================
 reason              fails when                                              config field(s)
@@ -78,7 +78,7 @@ class FilterConfig:
     min_short_side_px: int | None = field(default=240, metadata=_h("reject clips whose short side is below this (px)"))
     min_aspect: float | None = field(default=0.4, metadata=_h("reject clips narrower than this width/height"))
     max_aspect: float | None = field(default=2.5, metadata=_h("reject clips wider than this width/height"))
-    min_motion: float | None = field(default=0.002, metadata=_h(
+    min_motion: float | None = field(default=0.001, metadata=_h(
         "reject clips whose motion_mean (frame diagonals per second) is below this: frozen frames, slideshows"))
     max_motion: float | None = field(default=None, metadata=_h("reject clips whose motion_mean is above this"))
     max_black_frame_frac: float | None = field(default=0.5, metadata=_h(
@@ -89,12 +89,12 @@ class FilterConfig:
         "reject as bright when mean luma (0..1) is above this"))
     max_flat_frame_frac: float | None = field(default=0.5, metadata=_h(
         "reject as flat when more than this share of frames has no detail"))
-    min_sharpness: float | None = field(default=10.0, metadata=_h(
+    min_sharpness: float | None = field(default=30.0, metadata=_h(
         "reject as blurry when the median variance of the Laplacian is below this"))
     min_contrast: float | None = field(default=0.02, metadata=_h("reject when the mean luma std (0..0.5) is below this"))
     min_colourfulness: float | None = field(default=None, metadata=_h(
         "reject as grey when colourfulness is below this (off: black-and-white film is fine)"))
-    max_text_area: float | None = field(default=0.02, metadata=_h(
+    max_text_area: float | None = field(default=0.015, metadata=_h(
         "reject when burned-in text covers more than this share of the frame on average"))
     reject_camera_motion: tuple[str, ...] = field(default=(), metadata=_h(
         "comma-separated camera_motion labels to reject, e.g. shaky,complex"))
@@ -132,15 +132,15 @@ def strict() -> FilterConfig:
     """Training-grade: visible motion, sharp, >= 360 px, little text, no shaky or unexplained camera motion."""
     return FilterConfig(min_short_side_px=360, min_aspect=0.5, max_aspect=2.4, min_motion=0.01, max_motion=0.5,
                         max_black_frame_frac=0.1, min_brightness=0.08, max_brightness=0.9, max_flat_frame_frac=0.1,
-                        min_sharpness=40.0, min_contrast=0.05, max_text_area=0.005,
+                        min_sharpness=150.0, min_contrast=0.05, max_text_area=0.005,
                         reject_camera_motion=("shaky", "complex"))
 
 
 def permissive() -> FilterConfig:
     """Only the unusable: all-black or flat, frozen still, absurd size or shape."""
-    return FilterConfig(min_short_side_px=64, min_aspect=0.2, max_aspect=5.0, min_motion=0.0005,
+    return FilterConfig(min_short_side_px=64, min_aspect=0.2, max_aspect=5.0, min_motion=0.0003,
                         max_black_frame_frac=0.9, min_brightness=0.01, max_brightness=0.99,
-                        max_flat_frame_frac=0.9, min_sharpness=2.0, min_contrast=0.005, max_text_area=0.2)
+                        max_flat_frame_frac=0.9, min_sharpness=5.0, min_contrast=0.005, max_text_area=0.1)
 
 
 def none() -> FilterConfig:
@@ -187,7 +187,6 @@ def _map_distinct(col: pa.ChunkedArray, fn, typ: pa.DataType) -> pa.Array:
 def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
     """(reason, fail mask with null where a needed value is null, is-score-rule) for every active rule."""
     out: list[tuple[str, pa.Array, bool]] = []
-    t = pa.table({n: t.column(n).combine_chunks() for n in t.column_names})  # plain arrays: one chunk layout
 
     def below(col, thr):
         return pc.less(t[col], thr)
@@ -236,9 +235,7 @@ def apply_filter(clips: pa.Table, cfg: FilterConfig, preset: str | None = None) 
     """
     t = manifests.conform(clips, "clips")
     n = t.num_rows
-    # Element-wise kernels over many columns want one chunk layout (mixed layouts misalign in
-    # binary_join_element_wise), so work on contiguous arrays.
-    t = t.combine_chunks()
+    t = t.combine_chunks()  # one chunk per column: element-wise kernels then line up row for row
     null_str = pa.scalar(None, pa.string())
     old = t["reject_reason"]
     # too_short: a preset value wins; otherwise each clip's own min_clip_s, and a too_short written
@@ -279,6 +276,8 @@ def _join_reasons(names: list[str], fails: list[pa.Array], old: pa.ChunkedArray)
 
     Vectorised through a code per row: bit i set when rule i failed, times the index of the row's
     foreign reasons. Only distinct codes are turned into text (there are few), then spread with take.
+    (pyarrow's binary_join_element_wise with null_handling="skip" drops all-null rows in pyarrow 26,
+    so it is not used.)
     """
     code = pa.repeat(pa.scalar(0, pa.int64()), len(old))
     for bit, fail in enumerate(fails):

@@ -1,7 +1,7 @@
 """Motion from dense optical flow: per-pair measurements and the camera-motion label of a clip.
 
-Method: DIS optical flow (OpenCV, Kroeger et al. 2016) between two small luma frames (long side
-``flow_long_side`` px). Magnitudes are divided by the frame diagonal and by the PTS gap between the
+Method: DIS optical flow (OpenCV, Kroeger et al. 2016, fast preset) between two small luma
+frames (long side ``flow_long_side`` px). Magnitudes are divided by the frame diagonal and by the PTS gap between the
 two frames, so every motion number is in *frame diagonals per second* (diag/s): the same scene moving
 at the same speed gives the same number at any resolution and frame rate, VFR included.
 
@@ -39,8 +39,9 @@ class FlowEstimator:
     """Dense DIS flow between two uint8 luma frames of the same size, summarised as a :class:`FlowSample`."""
 
     def __init__(self, grid_step_px: int = 8, ransac_px: float = 1.0, min_gradient: float = 16.0) -> None:
-        # FAST preset: ~0.5 ms at 160x90 on one core, far cheaper than Farneback (~5 ms) at equal quality
-        # for the global motion we need.
+        # FAST preset: ~0.5 ms at 128x72 on one core, ~10x cheaper than Farneback; known pans read within
+        # a few percent (tests). ULTRAFAST saves a third more but its noisier global fits mislabel some
+        # static shots (e.g. a screen with typing text read as a pan).
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         self._grid_step = grid_step_px
         self._ransac_px = ransac_px
@@ -110,6 +111,15 @@ class CameraThresholds:
     consistency: float = 0.6  # |mean vector| / mean |vector| at or above: one steady direction
     zoom_consistency: float = 0.7  # share of pairs zooming the same way for a zoom label
     axis_ratio: float = 2.0  # a pan/tilt needs its axis this many times the other one
+
+    def __post_init__(self) -> None:
+        if not self.static >= 0:
+            raise ValueError(f"camera static={self.static}: use a speed >= 0 in diag/s (default 0.015)")
+        for name in ("consistency", "zoom_consistency"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"camera {name}={getattr(self, name)}: use a share in 0..1")
+        if not self.axis_ratio >= 1:
+            raise ValueError(f"camera axis_ratio={self.axis_ratio}: use >= 1 (default 2)")
 
 
 def camera_label(tx: np.ndarray, ty: np.ndarray, zoom: np.ndarray, th: CameraThresholds,

@@ -18,7 +18,7 @@ class FrameQuality:
 
     luma_mean: float  # 0 (black) .. 1 (white)
     luma_std: float  # 0 .. 0.5
-    laplacian_var: float  # variance of the 3x3 Laplacian of luma on the 0..255 scale
+    laplacian_var: float  # variance of the 3x3 Laplacian of the coarse luma, 0..255 scale
     black_pixel_frac: float  # share of pixels darker than the black level
     colourfulness: float  # Hasler-Suesstrunk M, 0 (grey) .. ~150
 
@@ -38,10 +38,16 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-def frame_quality(rgb: np.ndarray, gray: np.ndarray, black_level: float) -> FrameQuality:
-    """Quality scalars of one frame: ``rgb`` HxWx3 uint8, ``gray`` its luma, ``black_level`` in 0..1."""
+def frame_quality(rgb: np.ndarray, gray: np.ndarray, coarse: np.ndarray, black_level: float) -> FrameQuality:
+    """Quality scalars of one frame: ``rgb`` HxWx3 uint8, ``gray`` its luma, ``coarse`` that luma area-
+    downscaled (long side ~128 px), ``black_level`` in 0..1.
+
+    Sharpness is measured on ``coarse``: the analysis frames are often shrunk without antialiasing
+    (as PySceneDetect does), which leaves pixel-level aliasing that a Laplacian at that size reads as
+    detail; averaged down to ~128 px the aliasing cancels and real blur still shows.
+    """
     mean, std = cv2.meanStdDev(gray)
-    lap = cv2.Laplacian(gray, cv2.CV_32F, ksize=1)
+    lap = cv2.Laplacian(coarse, cv2.CV_32F, ksize=1)
     _, lap_std = cv2.meanStdDev(lap)
     # Black pixels as ffmpeg's blackdetect counts them: luma at or below pix_th of full range.
     black = float(np.count_nonzero(gray <= black_level * 255.0)) / gray.size

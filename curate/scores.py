@@ -12,13 +12,14 @@ Usage (the curate decode pass does this for every video)::
 What is computed per frame (only scalars are kept, so memory grows with the number of frames, never
 with their size; about 100 bytes per frame):
 
-- every frame, on a copy downscaled to ``work_long_side`` px: luma mean/std, variance of the Laplacian,
-  share of black pixels, colourfulness (:mod:`curate.quality`), and the mean absolute luma difference
-  to the previous frame (at ``flow_long_side`` px) divided by the PTS gap;
+- every frame, on a copy downscaled to ``work_long_side`` px: luma mean/std, share of black pixels,
+  colourfulness; on the luma area-downscaled to ``flow_long_side`` px: variance of the Laplacian
+  (:mod:`curate.quality`), and the mean absolute difference to the previous frame (each frame's luma
+  stretched to a fixed contrast first, so fades do not count as change) divided by the PTS gap;
 - ``flow_fps`` times a second: DIS optical flow at ``flow_long_side`` px between the frame and the most
-  recent frame at least ``flow_min_gap_s`` older (so 60 and 120 fps video are measured over a
-  comparable time step), summarised into mean/p90 magnitude and a global similarity fit
-  (:mod:`curate.motion`);
+  recent frame at least ``flow_min_gap_s`` older (the same time step at 25, 60 or 120 fps, and at
+  least ~1 px of displacement for slow motion, where sub-pixel flow reads low), summarised into
+  mean/p90 magnitude and a global similarity fit (:mod:`curate.motion`);
 - ``text_fps`` times a second: the text-line area share (:mod:`curate.text`).
 
 A clip summarises the samples whose frames all lie inside [start_frame, end_frame): a flow pair or a
@@ -54,7 +55,7 @@ class ScoreConfig:
     work_long_side: int = 256  # px; quality and text are measured at this size so scores do not depend on it
     flow_long_side: int = 128  # px; optical flow and frame difference size (half of 256: a fast exact resize)
     flow_fps: float = 8.0  # flow pairs per second of video; 0 = every frame
-    flow_min_gap_s: float = 1 / 30  # a flow pair spans at least this much time
+    flow_min_gap_s: float = 1 / 15  # a flow pair spans at least this much time (sub-pixel flow is biased low)
     text_fps: float = 2.0  # text samples per second; 0 = every frame
     black_level: float = 0.10  # luma at or below (0..1) is a black pixel (ffmpeg blackdetect pix_th)
     black_frame_pixels: float = 0.98  # a frame with this share of black pixels is black (blackdetect default)
@@ -154,8 +155,9 @@ class FrameSignals:
         self._count = index + 1
         work_rgb = to_work_size(frame.rgb, cfg.work_long_side)
         gray = luma(work_rgb)
-        small = _normalise(to_work_size(gray, cfg.flow_long_side))
-        q = frame_quality(work_rgb, gray, cfg.black_level)
+        coarse = to_work_size(gray, cfg.flow_long_side)
+        small = _normalise(coarse)
+        q = frame_quality(work_rgb, gray, coarse, cfg.black_level)
         diff = math.nan
         if self._recent:
             p_index, p_pts, p_small = self._recent[-1]
@@ -164,7 +166,9 @@ class FrameSignals:
                 diff = float(cv2.absdiff(small, p_small).mean()) / 255.0 / dt
         self._frames.append(index=index, pts=frame.pts_s, luma_mean=q.luma_mean, luma_std=q.luma_std,
                             lap_var=q.laplacian_var, black=q.black_pixel_frac, colour=q.colourfulness, diff=diff)
-        if frame.pts_s >= self._next_flow_s and self._measure_flow(index, frame.pts_s, small):
+        # DIS needs a few of its 8 px patches each way; slivers (e.g. 256x6) get no flow, only quality.
+        flow_ok = min(small.shape) >= 16
+        if flow_ok and frame.pts_s >= self._next_flow_s and self._measure_flow(index, frame.pts_s, small):
             self._next_flow_s = _next_due(self._next_flow_s, frame.pts_s, cfg.flow_fps)
         if frame.pts_s >= self._next_text_s:
             self._text.append(index=index, frac=self._text_det.area_frac(gray))

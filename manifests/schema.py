@@ -65,21 +65,25 @@ VIDEOS = pa.schema(
 
 # Score columns computed from the analysis frame stream (curate/scores.py fills them).
 CLIP_SCORES = [
-    _f("motion_mean", pa.float32(), "mean dense optical-flow magnitude over the clip, per second, "
-       "as a fraction of the frame diagonal", "diag/s"),
-    _f("motion_p90", pa.float32(), "90th percentile of per-pixel flow magnitude, per second, "
-       "as a fraction of the frame diagonal", "diag/s"),
+    _f("motion_mean", pa.float32(), "mean dense optical-flow (DIS) magnitude over the clip, per second, "
+       "as a fraction of the frame diagonal (resolution- and frame-rate-independent)", "diag/s"),
+    _f("motion_p90", pa.float32(), "90th percentile of per-pixel flow magnitude in each sampled frame pair, "
+       "averaged over the clip's pairs, per second, as a fraction of the frame diagonal", "diag/s"),
     _f("frame_diff_mean", pa.float32(), "mean absolute luma difference between consecutive analysis "
-       "frames, per second, luma in 0..1", "1/s"),
+       "frames (128 px, each frame's luma stretched to a fixed contrast), per second, luma in 0..1", "1/s"),
     _f("camera_motion", pa.string(), "camera-motion label from the flow field: static, pan_left, pan_right, "
        "tilt_up, tilt_down, zoom_in, zoom_out, shaky, complex"),
-    _f("sharpness", pa.float32(), "median variance of the Laplacian of luma (0..255 scale) at analysis size"),
+    _f("sharpness", pa.float32(), "median over frames of the variance of the Laplacian of luma (0..255 scale), "
+       "measured with the frame area-downscaled to a 128 px long side"),
     _f("brightness_mean", pa.float32(), "mean luma, 0 (black) .. 1 (white)"),
     _f("contrast_std", pa.float32(), "mean per-frame standard deviation of luma, 0..0.5"),
-    _f("black_frame_frac", pa.float32(), "fraction of analysed frames that are black", "fraction"),
-    _f("flat_frame_frac", pa.float32(), "fraction of analysed frames with almost no spatial detail", "fraction"),
+    _f("black_frame_frac", pa.float32(), "fraction of frames that are black: >= 98% of pixels at or below "
+       "10% luma (ffmpeg blackdetect defaults)", "fraction"),
+    _f("flat_frame_frac", pa.float32(), "fraction of frames with almost no spatial detail (luma std < 0.02)",
+       "fraction"),
     _f("colourfulness", pa.float32(), "Hasler-Suesstrunk colourfulness, 0 (grey) .. ~150"),
-    _f("text_area_frac", pa.float32(), "mean fraction of the frame covered by text-like regions", "fraction"),
+    _f("text_area_frac", pa.float32(), "mean fraction of the frame covered by burned-in text lines "
+       "(top-hat/black-hat strokes grouped into persistent lines, sampled 2/s)", "fraction"),
     _f("aspect_ratio", pa.float32(), "display width / height"),
 ]
 

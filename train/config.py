@@ -33,6 +33,7 @@ class ModelConfig:
     in_channels: int = 3  # 3 in pixel space; set from the VAE's latent channels when one is used
     text_dim: int = 32  # hidden size of the text encoder; set from the encoder when training starts
     rope_theta: float = 10000.0
+    abs_pos_embed: bool = True  # add a fixed 3D sin-cos embedding of each token's position to RoPE
     checkpointing: bool = False  # activation checkpointing per block: less memory, ~30% more compute
 
     def __post_init__(self):
@@ -165,10 +166,10 @@ class RunConfig:
 
 
 def tiny() -> RunConfig:
-    """CPU tests and smoke runs: a 2-block, 64-wide model on 8-frame clips of ~256 tokens."""
+    """CPU tests and smoke runs: a 2-block, 64-wide model on 8-frame clips of ~512 tokens (e.g. 40x24 px)."""
     return RunConfig("tiny", ModelConfig(patch_size=(1, 4, 4), hidden_size=64, depth=2, num_heads=4),
-                     DataConfig(fps=8.0, max_frames=8, clip_tokens=256, batch_tokens=1024, max_side_px=128),
-                     TrainConfig(steps=200, lr=1e-3, warmup_steps=10, ema_decay=0.99, log_every=10,
+                     DataConfig(fps=8.0, max_frames=8, clip_tokens=512, batch_tokens=1024, max_side_px=128),
+                     TrainConfig(steps=200, lr=2e-3, warmup_steps=10, ema_decay=0.99, log_every=10,
                                  val_every=50, checkpoint_every=100, shift_base_tokens=256))
 
 

@@ -85,14 +85,33 @@ class TimestepEmbedder(nn.Module):
         return self.mlp(emb)  # (B, S, D)
 
 
+def _axis_split(dim: int) -> tuple[int, int, int]:
+    """Even parts of ``dim`` for the (t, h, w) axes: a quarter for time, the rest shared by rows and columns."""
+    d_t = 2 * (dim // 8)
+    d_hw = 2 * ((dim - d_t) // 4)
+    return dim - 2 * d_hw, d_hw, d_hw
+
+
+def sincos_position_embedding(pos: torch.Tensor, dim: int, theta: float = 10000.0) -> torch.Tensor:
+    """Fixed 3D sin-cos embedding (DiT's 2D one with a time axis) of (t, h, w) positions: (..., 3) -> (..., dim).
+
+    RoPE alone only tells a token where others are relative to it; this absolute signal lets the model
+    place content in the frame (the layout of a shot), which is what it must learn at high noise.
+    """
+    parts = []
+    for axis, d in enumerate(_axis_split(dim)):
+        omega = 1.0 / theta ** (torch.arange(d // 2, device=pos.device, dtype=torch.float64) / (d // 2))
+        angle = pos[..., axis:axis + 1].to(torch.float64) * omega  # (..., d/2)
+        parts += [angle.sin(), angle.cos()]
+    return torch.cat(parts, dim=-1)  # (..., dim)
+
+
 class Rope3D(nn.Module):
     """Rotary position embedding over (t, h, w): the head is split in three parts, one per axis."""
 
     def __init__(self, head_dim: int, theta: float = 10000.0):
         super().__init__()
-        d_t = 2 * (head_dim // 8)
-        d_hw = 2 * ((head_dim - d_t) // 4)
-        self.split = (head_dim - 2 * d_hw, d_hw, d_hw)  # even parts summing to head_dim
+        self.split = _axis_split(head_dim)  # even parts summing to head_dim
         for axis, d in zip("thw", self.split):
             inv = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
             self.register_buffer(f"inv_{axis}", inv, persistent=False)
@@ -256,6 +275,8 @@ class DiffusionTransformer(nn.Module):
         self_mask, cross_mask = attention_masks(seq, text_mask)  # (B, 1, L, L), (B, 1, L, S*Lt)
         seq_idx = seq.clamp(min=0)  # (B, L) padding reads slot 0's modulation; its output is ignored
         h = self.patch_embed(x)  # (B, L, D)
+        if self.cfg.abs_pos_embed:
+            h = h + sincos_position_embedding(pos, h.shape[-1]).to(h.dtype)  # (B, L, D)
         c = self.t_embed(t)  # (B, S, D)
         ctx = self.text_proj(text.reshape(b, s * lt, -1).to(h.dtype))  # (B, S*Lt, D)
         cos, sin = self.rope(pos, h.dtype)  # (B, 1, L, hd/2) x 2

@@ -95,6 +95,7 @@ svg.hist text { font-size:10px; fill:var(--muted); }
 button { font:inherit; font-size:12px; border:1px solid var(--line); background:#fff; border-radius:5px;
   padding:2px 8px; cursor:pointer; color:var(--ink); } button:hover { border-color:var(--accent); }
 button:disabled { opacity:.4; cursor:default; }
+select { max-width:200px; }
 select, input { font:inherit; font-size:13px; border:1px solid var(--line); border-radius:5px; padding:3px 6px;
   background:#fff; }
 .sheet { background:var(--card); border:1px solid var(--line); border-radius:8px; }
@@ -106,11 +107,12 @@ select, input { font:inherit; font-size:13px; border:1px solid var(--line); bord
 .rows { padding:4px 14px 14px; }
 .clip { display:grid; grid-template-columns:auto 1fr; gap:14px; padding:10px 0; border-bottom:1px solid var(--line); }
 .clip:last-child { border-bottom:0; }
-.thumb { background:#111; border-radius:4px; overflow:hidden; line-height:0; align-self:start;
+.thumb { line-height:0; align-self:start; }
+.thumb img, .thumb .noimg { display:block; max-width:100%; height:auto; border-radius:4px; background:#111;
   border-left:4px solid var(--keep); }
-.clip.rej .thumb { border-left-color:var(--rej); }
-.thumb img { display:block; } .thumb .noimg { color:#aaa; font-size:12px; line-height:1.3; padding:8px;
-  display:flex; align-items:center; justify-content:center; text-align:center; }
+.clip.rej .thumb img, .clip.rej .thumb .noimg { border-left-color:var(--rej); }
+.thumb .noimg { color:#aaa; font-size:12px; line-height:1.3; padding:8px; display:flex; align-items:center;
+  justify-content:center; text-align:center; }
 .info { min-width:0; } .line1 { display:flex; flex-wrap:wrap; gap:8px; align-items:center; font-size:12.5px; }
 .badge { font-size:11.5px; padding:1px 7px; border-radius:10px; color:#fff; background:var(--keep); }
 .badge.r { background:var(--rej); font-family: ui-monospace, Menlo, monospace; }
@@ -190,9 +192,10 @@ JS = r"""
     const i = r.i, keep = C.keep[i];
     const w = C.thumb_w[i], h = M.thumb_h;
     const size = w ? ' width="' + w + '" height="' + h + '"' : ' height="' + h + '"';
+    const col = 'style="width:' + M.thumb_col + 'px"';
     const thumb = C.thumb[i]
       ? '<img loading="lazy" decoding="async" src="' + esc(C.thumb[i]) + '"' + size + ' alt="frames of ' + esc(C.id[i]) + '">'
-      : '<div class="noimg" style="width:' + (w || 4 * h) + 'px;height:' + h + 'px">' + esc(C.thumb_err[i] || "no thumbnail") + "</div>";
+      : '<div class="noimg" style="height:' + h + 'px">' + esc(C.thumb_err[i] || "no thumbnail") + "</div>";
     const badges = keep ? '<span class="badge">kept</span>'
       : reasonsOf(i).map((x) => '<span class="badge r">' + esc(x) + "</span>").join("");
     const label = r.label ? '<span class="plabel">' + esc(r.label) + "</span>" : "";
@@ -207,7 +210,7 @@ JS = r"""
     else if (C.caption_err[i]) cap = '<p class="caption none">caption failed: ' + esc(C.caption_err[i]) + "</p>";
     else cap = '<p class="caption none">' + (keep ? "not captioned yet" : "rejected clips are not captioned") + "</p>";
     return '<article class="clip ' + (keep ? "keep" : "rej") + '" data-id="' + esc(C.id[i]) + '" data-reasons="' +
-      esc(C.reason[i]) + '"><div class="thumb">' + thumb + '</div><div class="info"><div class="line1">' + label +
+      esc(C.reason[i]) + '"><div class="thumb" ' + col + ">" + thumb + '</div><div class="info"><div class="line1">' + label +
       badges + '<span class="src" title="' + esc(C.video[i]) + '">' + esc(file) + "</span><span>" + span +
       '</span><code class="id">' + esc(C.id[i]) + '</code></div><div class="chips">' + chips + "</div>" + cap +
       "</div></article>";

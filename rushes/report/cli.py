@@ -34,12 +34,14 @@ def register(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="OUT", help="run directory written by `rushes curate` (holds videos/, clips/, "
                    "captions/, summary.json)")
-    p.add_argument("--html", metavar="PATH", help="write a self-contained HTML report to PATH and its thumbnails "
-                   "to PATH_files/ beside it (default: no report)")
-    p.add_argument("--sql", metavar="QUERY", help="run QUERY with DuckDB over the views videos, clips, captions and "
-                   "print the result; '-' reads the query from stdin (default: no query)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--html", metavar="PATH", help="write a self-contained HTML report to PATH and its thumbnails "
+                      "to PATH_files/ beside it, e.g. report.html -> report_files/ (default: no report)")
+    what.add_argument("--sql", metavar="QUERY", help="run QUERY with DuckDB over the views videos, clips, captions and "
+                      "print the result; '-' reads the query from stdin (default: no query)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                   help="output format of --sql (default: table)")
+                   help="output of --sql; without --sql, json prints the summary as one JSON object for scripts "
+                        "(default: table)")
     p.add_argument("--frames", type=int, default=4, help="frames per clip in the contact-sheet strip (default: 4)")
     p.add_argument("--thumb-height", type=int, default=72, help="thumbnail height in pixels (default: 72)")
     p.add_argument("--workers", type=int, default=0,
@@ -67,9 +69,10 @@ def run_inspect(args) -> int:
             return _run_sql(run_dir, args)
         if args.html:
             return _run_html(run_dir, args)
-        from rushes.report.summary import format_summary, summarize
+        from rushes.report.summary import format_summary, summarize, summary_json
 
-        print(format_summary(summarize(run_dir)), end="")
+        summary = summarize(run_dir)
+        print(summary_json(summary) if args.format == "json" else format_summary(summary), end="")
     except ManifestError as exc:  # a damaged or outdated manifest: say which, and how to fix it
         return _print_error(str(exc))
     return 0

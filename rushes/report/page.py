@@ -283,7 +283,11 @@ def _json_for_script(payload) -> str:
 
 def render_page(run_dir: Path, s: RunSummary, sheet: dict, cfg: ReportConfig) -> str:
     """The whole HTML document as a string."""
-    meta = {"page_size": cfg.page_size, "thumb_h": cfg.thumbs.height_px,
+    # One column width for every strip (frames at 16:9, plus gaps and the keep/reject border) so captions line
+    # up; wider strips (scope, 2.35:1) scale down to fit it, narrower ones (portrait) leave space.
+    n = cfg.thumbs.frames_per_clip
+    thumb_col = n * round(cfg.thumbs.height_px * 16 / 9) + 2 * (n - 1) + 4
+    meta = {"page_size": cfg.page_size, "thumb_h": cfg.thumbs.height_px, "thumb_col": thumb_col,
             "units": {d.name: d.unit for d in s.scores}, "descriptions": {d.name: d.description for d in s.scores}}
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return assets.PAGE.format(

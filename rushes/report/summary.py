@@ -13,6 +13,8 @@ reported as absent, never as errors: a run may not have been captioned yet.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 from collections import Counter
@@ -121,10 +123,11 @@ def message_class(message: str | None) -> str:
     """
     if not message:
         return "(no message)"
-    text = message.split(";")[0]
+    text = message.strip().splitlines()[0].split(";")[0]
+    text = re.sub(r"\[[^\]]*@ 0x[0-9a-fA-F]+\]\s*", "", text)  # ffmpeg's log prefix: [mov,mp4 @ 0x55d0...]
     text = re.sub(r"(['\"]).*?\1", "<...>", text)
     text = re.sub(r"\S*[/\\][^\s:;,]*", "<path>", text)
-    text = re.sub(r"\d+(\.\d+)?", "N", text)
+    text = re.sub(r"\b0x[0-9a-fA-F]+\b|\b\d+(\.\d+)?\b", "N", text)
     text = re.sub(r"\s+", " ", text).strip()
     return text[:100]
 
@@ -216,7 +219,7 @@ def stage_throughput(summary: dict) -> list[StageThroughput]:
         leaves = dict(_numeric_leaves(payload))
         rates = {k.split(".")[-1]: v for k, v in leaves.items() if k.split(".")[-1].endswith("_per_s")}
         steps = {k.split(".")[-1]: v for k, v in leaves.items() if ".stage_s." in f".{k}"}
-        wall = payload.get("wall_s")
+        wall = payload.get("wall_s", payload.get(f"{stage}_s"))  # filter writes filter_s
         out.append(StageThroughput(stage, float(wall) if isinstance(wall, (int, float)) else None, rates, steps))
     return out
 
@@ -353,6 +356,11 @@ def _format_throughput(s: RunSummary) -> list[str]:
         rows.append([t.stage, t.wall_s, rates, steps])
     return [_section("Throughput (summary.json)"), format_table(["stage", "wall_s", "rates", "time per step"], rows,
                                                                 max_cell=100)]
+
+
+def summary_json(s: RunSummary) -> str:
+    """The summary as JSON (``rushes inspect OUT --format json``): the dataclass fields, nested."""
+    return json.dumps(dataclasses.asdict(s), indent=1) + "\n"
 
 
 def format_summary(s: RunSummary) -> str:

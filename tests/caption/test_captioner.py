@@ -8,10 +8,10 @@ import shutil
 import pyarrow as pa
 import pytest
 import spy
-from conftest import level_at
+from grey_clips import level_at
 
 from caption.adapter import FRAMES_SCHEMA, CaptionActor, decode_batch
-from caption.captioner import Captioner, frame_spec, load_processor, resolve_model
+from caption.captioner import ModelNotFoundError, frame_spec, load_processor, resolve_model
 from caption.config import preset
 from caption.frames import FrameSpec, frame_times
 
@@ -39,8 +39,10 @@ def test_resolve_model_pins_a_local_folder_by_its_weights(tmp_path, tiny_vlms, q
     weights.write_bytes(bytes(data))
     other = resolve_model(preset("debug", model=str(copy)))
     assert other.captioner.split("@")[1] != first.captioner.split("@")[1]
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(ModelNotFoundError, match="config.json"):
         resolve_model(preset("debug", model=str(tmp_path)))
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        resolve_model(preset("debug", model=str(tmp_path / "missing")))
 
 
 def test_frame_spec_follows_the_processor(tiny_vlms):

@@ -8,7 +8,7 @@ import random
 import pyarrow.compute as pc
 import pytest
 import spy
-from conftest import level_at, make_run
+from grey_clips import cut_clip_file, level_at, make_run
 
 from caption.adapter import caption_id
 from caption.config import preset
@@ -79,7 +79,6 @@ def test_qwen_pipeline_aligns_rows_records_failures_and_resumes(tmp_path, grey_v
     assert json.loads((out / "config/caption.json").read_text())["prompt_version"] == "dense-v1"
 
     # Rerun after fixing the clip file and the model: only the two failed clips run, their error rows replaced.
-    from conftest import cut_clip_file
 
     cut_clip_file(grey_video, out / f"media/{broken_id}.mp4", *span_of[broken_id])
     again = run(out, cfg, captioner_cls=spy.make_spy(log))
@@ -104,6 +103,13 @@ def test_qwen_pipeline_aligns_rows_records_failures_and_resumes(tmp_path, grey_v
     assert all(r["error_stage"] == "parse" and r["caption_json"] for r in new.values() if r["status"] == "error")
     assert select.ok_captions(out, prompt_version="dense-v1").num_rows == 6
     assert pc.count_distinct(table.column("caption_id")).as_py() == 12
+    # The manifest opens as it is in the tools users look with.
+    import duckdb
+    import polars as pl
+
+    glob = f"{out}/captions/*.parquet"
+    assert duckdb.sql(f"select count(*) from '{glob}' where status = 'ok'").fetchall()[0][0] == 6 + structured["ok"]
+    assert pl.read_parquet(glob).height == 12
 
 
 def test_smolvlm_pipeline_fps_sampling_mixed_frame_counts(tmp_path, grey_video, tiny_vlms, ray_spy):

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 import manifests
-from curate.filter import PRESETS, FilterConfig, apply_filter, filter_run, resolve_config
+from curate.filter import PRESETS, FilterConfig, apply_filter, default, filter_run, resolve_config
 
 PARAMS = json.dumps({"detector": "AdaptiveDetector", "min_clip_s": 2.0})
 
@@ -41,8 +41,8 @@ def test_good_clip_kept_and_every_failed_rule_named():
     ])
     assert keep == [True, False, False]
     assert reasons[0] is None
-    assert reasons[1].split(";")[:2] == ["motion<0.002", "dark"]
-    assert set(reasons[2].split(";")) == {"small", "blurry", "text>0.02"}
+    assert reasons[1].split(";")[:2] == ["motion<0.001", "dark"]
+    assert set(reasons[2].split(";")) == {"small", "blurry", "text>0.015"}
 
 
 def test_too_short_uses_each_clips_min_clip_s_and_is_never_resurrected():
@@ -67,6 +67,7 @@ def test_missing_scores_rejected_explicitly_or_not_judged():
     assert reasons[1] == "blurry;missing_scores"
     keep, reasons = decide(rows, cfg=resolve_config("default", {"reject_missing": False}))
     assert keep == [True, False] and reasons[1] == "blurry"
+    assert apply_filter(manifests.schema_for("clips").empty_table(), default()).num_rows == 0
 
 
 def test_foreign_reasons_survive_and_stale_filter_reasons_are_recomputed():
@@ -77,7 +78,7 @@ def test_foreign_reasons_survive_and_stale_filter_reasons_are_recomputed():
 
 def test_presets_order_from_permissive_to_strict():
     rows = [clip(i, motion_mean=m, sharpness=s) for i, (m, s) in
-            enumerate([(0.0001, 300.0), (0.001, 300.0), (0.005, 300.0), (0.05, 30.0), (0.05, 300.0)])]
+            enumerate([(0.0001, 300.0), (0.0005, 300.0), (0.005, 300.0), (0.05, 20.0), (0.05, 300.0)])]
     kept = {p: sum(decide(rows, preset=p)[0]) for p in PRESETS}
     assert kept["none"] >= kept["permissive"] >= kept["default"] >= kept["strict"]
     assert kept["none"] == 5 and kept["strict"] == 1

@@ -25,11 +25,26 @@ def _cuts(path, detector="adaptive"):
     return result, splitter.cut_frames(result.pts_s)
 
 
-def test_testvideo_adaptive_detector_golden_cuts(footage_dir):
-    result, cuts = _cuts(footage_dir / "psd_testvideo.mp4")
-    golden = [30, 180, 394, 691]
-    assert len(cuts) == len(golden)
-    assert all(abs(c - g) <= 1 for c, g in zip(cuts, golden)), cuts
+GOLDEN_CONFIGS = {
+    "AdaptiveDetector.default": DetectorConfig(), "AdaptiveDetector.t5": DetectorConfig(adaptive_threshold=5),
+    "ContentDetector.default": DetectorConfig(name="content"),
+    "ContentDetector.t30": DetectorConfig(name="content", content_threshold=30),
+}
+
+
+@pytest.mark.parametrize("name", ["testvideo.mp4", "goldeneye-vfr-drop3.mp4", "counter.mp4", "fades.mp4"])
+def test_pyscenedetect_published_goldens_reproduce_exactly(footage_dir, name):
+    """Our analysis frames are the ones PySceneDetect's thresholds were tuned on: all its goldens hold
+    (psd_testvideo.mp4 AdaptiveDetector [30, 180, 394, 691] among them, exactly, not just within a frame)."""
+    path = footage_dir / f"psd_{name}"
+    fps = probe_video(str(path)).fps
+    splitters = {key: SceneSplitter(cfg, fps) for key, cfg in GOLDEN_CONFIGS.items()}
+    result = analyse_video(str(path), list(splitters.values()), long_side_px=256)  # one decode, four detectors
+    goldens = footage_dir / "groundtruth" / "pyscenedetect_goldens"
+    for key, splitter in splitters.items():
+        # Goldens are PySceneDetect frame numbers: PTS x nominal fps.
+        got = [round(result.pts_s[c] * fps) for c in splitter.cut_frames(result.pts_s)]
+        assert got == json.loads((goldens / f"{name}.{key}.json").read_text())["cuts"], key
 
 
 def test_goldeneye_vfr_cuts_at_golden_times(footage_dir):

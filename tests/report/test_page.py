@@ -6,11 +6,13 @@ The screenshot of the fixture report is written under pytest's tmp dir; its path
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
 
 from manifests import store
+from manifests.schema import schema_for
 from report_browser import Browser, find_chromium
 from rushes.report.page import ReportConfig, build_report
 from rushes.report.thumbs import ThumbConfig
@@ -44,7 +46,9 @@ def test_report_is_self_contained(report):
     assert thumbs == [f"c{i}-4f72.jpg" for i in range(1, 7)]
     assert 'loading="lazy"' in page
     # Units and descriptions of the score columns come from the schema metadata.
-    assert "diag/s" in page and "optical-flow magnitude" in page
+    field = schema_for("clips").field("motion_mean")
+    assert html.escape(field.metadata[b"description"].decode()) in page
+    assert f'<span class="unit">{field.metadata[b"unit"].decode()}</span>' in page
 
 
 def _rows(b: Browser) -> list[str]:
@@ -67,6 +71,8 @@ def test_thumbnails_load_and_filters_change_the_sheet(report, browser, tmp_path)
     b.wait_for("Array.from(document.querySelectorAll('#rows img')).every(i => i.complete)")
     widths = b.evaluate("Array.from(document.querySelectorAll('#rows img')).map(i => i.naturalWidth)")
     assert len(widths) == 6 and all(w == 4 * 96 + 3 * 2 for w in widths)  # 4 frames of 96x72 + gaps
+    shot = b.screenshot(tmp_path / "report.png")
+    print(f"\nscreenshot of the fixture report: {shot}")
 
     _choose(b, "filter", "r:dark")
     assert _rows(b) == ["c2", "c3", "c6"]
@@ -83,8 +89,6 @@ def test_thumbnails_load_and_filters_change_the_sheet(report, browser, tmp_path)
                "document.getElementById('q').dispatchEvent(new Event('input'))")
     b.wait_for("document.querySelectorAll('#rows article').length === 1")
     assert _rows(b) == ["c1"]
-    shot = b.screenshot(tmp_path / "report.png")
-    print(f"\nscreenshot of the fixture report: {shot}")
 
 
 @needs_chromium
@@ -105,12 +109,26 @@ def test_large_run_renders_one_page_at_a_time(tmp_path, browser):
              for i in range(1200)]
     store.write_part(tmp_path / "run", "videos", [{"video_id": "v", "path": "/missing.mp4", "status": "ok"}])
     store.write_part(tmp_path / "run", "clips", clips)
+    nasty = '</script><img src=x onerror="window.__pwned = 1"> & more'  # text from a model is data, not markup
+    store.write_part(tmp_path / "run", "captions", [{"caption_id": "k", "clip_id": "x0001", "caption": nasty,
+                                                      "status": "ok", "captioner": "m", "prompt_version": "p"}])
     result = build_report(tmp_path / "run", tmp_path / "big.html", ReportConfig(make_thumbs=False, page_size=50))
     b = browser
     b.navigate(result.html_path.as_uri())
     assert len(_rows(b)) == 50 and b.evaluate("document.getElementById('pageinfo').textContent") == "page 1 / 24"
+    caption = b.evaluate("document.querySelector('article[data-id=\"x0001\"] .caption').firstChild.textContent")
+    assert caption == nasty and b.evaluate("window.__pwned") is None
     b.evaluate("document.getElementById('next').click()")
     assert _rows(b)[0] == "x0050"
     _choose(b, "filter", "r:dark")
     assert b.evaluate("document.getElementById('count').textContent") == "400 of 1,200 clips"
     assert b.evaluate("document.getElementById('pageinfo').textContent") == "page 1 / 8"
+
+
+def test_cli_writes_the_report_and_rejects_bad_settings(run_dir, tmp_path, inspect, capsys):
+    out = tmp_path / "r.html"
+    assert inspect(["inspect", str(run_dir), "--html", str(out), "--frames", "3", "--thumb-height", "48"]) == 0
+    assert "6 ok, 0 failed" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "r_files" / "thumbs").iterdir())[0] == "c1-3f48.jpg"
+    assert inspect(["inspect", str(run_dir), "--html", str(out), "--frames", "0"]) == 2
+    assert "frames_per_clip=0" in capsys.readouterr().err

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from manifests.schema import schema_for
 from rushes.report.summary import message_class, split_reasons, summarize
+
+MOTION_UNIT = schema_for("clips").field("motion_mean").metadata[b"unit"].decode()
 
 
 def test_video_counts_footage_and_failures(run_dir):
@@ -33,7 +36,7 @@ def test_score_percentiles(run_dir):
     motion = next(d for d in s.scores if d.name == "motion_mean")
     # values 0.01 0.05 0.10 0.20 0.30 (c6 has none); linear interpolation at (n-1)*p/100.
     assert motion.count == 5
-    assert motion.unit == "diag/s"
+    assert motion.unit == MOTION_UNIT and MOTION_UNIT  # read from the schema's field metadata
     expected = {5: 0.018, 25: 0.05, 50: 0.10, 75: 0.20, 95: 0.28}
     for p, v in expected.items():
         assert motion.percentiles[p] == pytest.approx(v, abs=1e-6)
@@ -73,8 +76,17 @@ def test_inspect_prints_the_summary(run_dir, capsys, inspect):
     assert "dark 3 50.0%" in lines
     assert "motion<0.02;dark 1" in lines
     assert "footage in 0.01 h (18.0 s)" in lines
-    assert "motion_mean diag/s 5 0.018 0.05 0.1 0.2 0.28 0.132" in lines
+    assert f"motion_mean {MOTION_UNIT} 5 0.018 0.05 0.1 0.2 0.28 0.132" in lines
     assert "curate 20 footage_s_per_s 0.9 videos_per_s 0.25 decode 12s encode 4s probe 1.5s" in lines
+
+
+def test_summary_as_json_for_scripts(run_dir, capsys, inspect):
+    import json
+
+    assert inspect(["inspect", str(run_dir), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["videos_error"], data["clips_kept"]) == (3, 2)
+    assert data["reasons"][0] == ["dark", 3]
 
 
 def test_empty_run_directory_summarises_without_error(tmp_path, capsys, inspect):
@@ -89,3 +101,6 @@ def test_helpers_split_reasons_and_mask_messages():
     assert split_reasons("motion<0.02; dark;") == ["motion<0.02", "dark"]
     assert split_reasons(None) == []
     assert message_class("cannot open '/a b/c.mp4': bad header at 12; fix it") == "cannot open <...>: bad header at N"
+    ffprobe = ("ffprobe cannot read /in/x.mp4: ffprobe exited 1: [mov,mp4,m4a,3gp,3g2,mj2 @ 0x558b45be21c0] moov "
+               "atom not found\n/in/x.mp4: Invalid data found when processing input. Re-copy it")
+    assert message_class(ffprobe) == "ffprobe cannot read <path>: ffprobe exited N: moov atom not found"
