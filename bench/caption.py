@@ -1,6 +1,6 @@
 """Caption throughput: the whole Ray pipeline (the ``rushes caption`` path) vs ``generate`` in a loop.
 
-    python bench/caption.py [--clips 24] [--batch-size 4] [--max-new-tokens 48] [--layers 4] [--hidden 384]
+    python bench/caption.py [--clips 32] [--batch-size 4] [--max-new-tokens 64] [--layers 6] [--hidden 768]
 
 Both sides use the same random-weight Qwen2.5-VL built offline (tests/caption/tiny_vlm.py), on CPU,
 the same clips, the same frames (8 per clip) and the same batches. The baseline decodes every batch
@@ -50,12 +50,14 @@ def _baseline(cfg, out, batch_size: int) -> tuple[float, int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clips", type=int, default=24)
+    ap.add_argument("--clips", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--layers", type=int, default=4, help="language-model layers of the tiny Qwen2.5-VL")
-    ap.add_argument("--hidden", type=int, default=384, help="language-model width")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=6, help="language-model layers of the tiny Qwen2.5-VL")
+    ap.add_argument("--hidden", type=int, default=768, help="language-model width")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads on both sides (1: the other core decodes; 2 threads on a loaded "
+                         "2-core machine oversubscribe and run ~10x slower)")
     args = ap.parse_args()
 
     import ray

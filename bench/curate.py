@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -68,7 +69,9 @@ cfg = default()
 probe = probe_video(sys.argv[2])
 splitter, signals = SceneSplitter(cfg.detector, probe.fps), FrameSignals(cfg.score_config())
 result = analyse_video(sys.argv[2], [splitter, signals], cfg.analysis_long_side_px, threads=1)
-print(json.dumps({"frames": result.num_frames, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM, not ru_maxrss: the latter is inherited from the parent across fork/exec.
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+print(json.dumps({"frames": result.num_frames, "peak_rss_mb": int(hwm) / 1024}))
 """
 
 
@@ -131,7 +134,9 @@ def main() -> None:
     long = make_cut_video(f"{tmp}/long.mp4", [40.0, 40.0, 40.0], fps=25, size=(640, 360))
     mem_short, mem_120 = peak_memory(short.path), peak_memory(long.path)
     footage_s = sum(durations.values())
-    print(f"\n{len(files)} files, {footage_s:.1f} s of footage; each command in a fresh process, one run\n")
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n{len(files)} files, {footage_s:.1f} s of footage; {os.cpu_count()} CPUs, load average {load} at the "
+          f"end; one run\n")
     print("| comparison | rushes wall s | baseline wall s | ratio | target |")
     print("|---|---:|---:|---:|---|")
     rows = [

@@ -48,6 +48,9 @@ class CaptionConfig:
         if not self.model:
             raise ValueError("model is empty: pass a hub id (e.g. HuggingFaceTB/SmolVLM2-256M-Video-Instruct) "
                              "or a local folder")
+        from caption.prompts import get_prompt
+
+        get_prompt(self.prompt)  # raises naming the known prompts
         if self.num_frames < 1:
             raise ValueError(f"num_frames={self.num_frames}: must be >= 1 (8 is a good start)")
         if self.fps is not None and self.fps <= 0:

@@ -1,6 +1,6 @@
 """Clip encoding with ffmpeg (the one owner of it): all clips of a source video in ONE ffmpeg process.
 
-How: a single decode of the source, a ``select`` filter keeping only the frames of the clips (trims
+How: a single decode of the source (per 64 clips), a ``select`` filter keeping only the frames of the clips (trims
 and rejected spans drop out), rotation applied by ffmpeg's autorotate, a scale to square pixels and
 even sizes, one libx264 encoder with a keyframe forced at each clip start, and the ``segment`` muxer
 cutting the stream into one file per clip at those keyframes. Files are written under temporary names
@@ -28,6 +28,10 @@ from media.frames import fit_size
 
 # Half the smallest frame interval we expect: frames are selected by PTS against clip bounds.
 EPS_S = 5e-4
+# Clips per ffmpeg pass: one select expression with ~1000 terms overflows ffmpeg's expression parser.
+MAX_CLIPS_PER_PASS = 64
+# Seek this far before the first clip of a pass (ffmpeg decodes from the keyframe before anyway).
+SEEK_MARGIN_S = 1.0
 
 
 class EncodeError(RuntimeError):
@@ -49,37 +53,44 @@ def output_size(width_px: int, height_px: int, max_short_side_px: int) -> tuple[
 
 
 def build_args(src: str, jobs: Sequence[EncodeJob], tmp_dir: Path, size: tuple[int, int], cfg,
-               offset_s: float = 0.0) -> list[str]:
-    """The ffmpeg argument list that writes ``tmp_dir/seg-%06d.mp4``, one segment per job.
+               offset_s: float = 0.0, name: str = "seg") -> list[str]:
+    """The ffmpeg argument list that writes ``tmp_dir/<name>-%06d.mp4``, one segment per job.
 
-    ``offset_s`` converts our PTS (from the video stream start) to ffmpeg's filter time (from the
-    container start): it is the stream start minus the container start, usually 0.
+    ``offset_s`` converts our PTS (from the video stream start) to ffmpeg's time (from the container
+    start): the stream start minus the container start, usually 0. Decoding starts at a keyframe
+    shortly before the first job (input ``-ss``, frame-accurate when transcoding) and stops after
+    the last one, so a pass over a few clips of a long video does not decode all of it.
     """
-    # Select on the original time, then restart timestamps at 0 so the segment times are relative.
-    terms = "+".join(f"gte(t,{j.start_s + offset_s - EPS_S:.6f})*lt(t,{j.end_s + offset_s - EPS_S:.6f})"
-                     for j in jobs)
-    first = jobs[0].start_s
-    starts = ",".join(f"{j.start_s - first - EPS_S:.6f}" for j in jobs[1:])
-    vf = f"select='{terms}',setpts=PTS-STARTPTS,scale={size[0]}:{size[1]},setsar=1,format=yuv420p"
-    args = ["-i", src, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-fps_mode", "passthrough",
-            "-c:v", cfg.codec, "-preset", cfg.preset, "-crf", str(cfg.crf), "-pix_fmt", "yuv420p"]
+    first, last = jobs[0], jobs[-1]
+    seek = max(0.0, first.start_s + offset_s - SEEK_MARGIN_S)
+    shift = offset_s - seek  # our PTS -> ffmpeg filter time after the input seek
+    terms = "+".join(f"gte(t,{j.start_s + shift - EPS_S:.6f})*lt(t,{j.end_s + shift - EPS_S:.6f})" for j in jobs)
+    starts = ",".join(f"{j.start_s - first.start_s - EPS_S:.6f}" for j in jobs[1:])
+    # Select on the seeked time, then restart timestamps at 0 so the segment times are clip-relative.
+    script = tmp_dir / f"{name}-filter.txt"
+    script.write_text(f"select='{terms}',setpts=PTS-STARTPTS,scale={size[0]}:{size[1]},setsar=1,format=yuv420p")
+    args = ["-ss", f"{seek:.6f}"] if seek > 0 else []
+    args += ["-t", f"{last.end_s + offset_s + SEEK_MARGIN_S - seek:.6f}", "-i", src, "-map", "0:v:0",
+             "-an", "-sn", "-dn", "-filter_script:v", str(script), "-fps_mode", "passthrough",
+             "-c:v", cfg.codec, "-preset", cfg.preset, "-crf", str(cfg.crf), "-pix_fmt", "yuv420p"]
     if cfg.threads:
         args += ["-threads", str(cfg.threads)]
     if starts:
         args += ["-force_key_frames", starts]
     args += ["-f", "segment", "-segment_format", "mp4", "-reset_timestamps", "1",
-             "-segment_list", str(tmp_dir / "segments.csv"), "-segment_list_type", "csv"]
+             "-segment_list", str(tmp_dir / f"{name}.csv"), "-segment_list_type", "csv"]
     # Without a list the segment muxer cuts every 2 s: one clip must still be one segment.
     args += ["-segment_times", starts] if starts else ["-segment_time", "1000000000"]
-    return args + ["-y", str(tmp_dir / "seg-%06d.mp4")]
+    return args + ["-y", str(tmp_dir / f"{name}-%06d.mp4")]
 
 
 def encode_clips(src: str, jobs: Sequence[EncodeJob], out_dir: str | os.PathLike, width_px: int, height_px: int,
                  cfg, offset_s: float = 0.0) -> tuple[dict[str, Path], tuple[int, int]]:
     """Encode ``jobs`` of ``src`` into ``out_dir/<clip_id>.mp4``; returns ({clip_id: path}, (w, h)).
 
-    ``width_px``/``height_px`` are the display size of the source. Raises :class:`EncodeError` naming
-    the file on failure; nothing is left under a final name then.
+    ``width_px``/``height_px`` are the display size of the source. One ffmpeg process per
+    ``MAX_CLIPS_PER_PASS`` clips (ffmpeg's expression parser limits one select filter), so one for
+    most videos. Raises :class:`EncodeError` naming the file on failure; nothing gets a final name then.
     """
     out_dir = Path(out_dir)
     size = output_size(width_px, height_px, cfg.max_short_side_px)
@@ -89,15 +100,19 @@ def encode_clips(src: str, jobs: Sequence[EncodeJob], out_dir: str | os.PathLike
     tmp_dir = out_dir / f"_tmp-{uuid.uuid4().hex[:8]}"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     try:
-        try:
-            run_ffmpeg(build_args(src, jobs, tmp_dir, size, cfg, offset_s), timeout_s=cfg.timeout_s)
-        except FFmpegError as exc:
-            raise EncodeError(f"encoding clips of {src} failed: {exc}; check that ffmpeg decodes the file "
-                              f"(ffmpeg -i FILE -f null -) or rerun with --no-encode") from exc
-        segments = _segments(tmp_dir)
-        if len(segments) != len(jobs):
-            raise EncodeError(f"encoding {src}: ffmpeg wrote {len(segments)} segment(s) for {len(jobs)} clip(s); "
-                              f"the stream's timestamps are probably broken; rerun with --no-encode")
+        segments: list[Path] = []
+        for k in range(0, len(jobs), MAX_CLIPS_PER_PASS):
+            chunk, name = jobs[k:k + MAX_CLIPS_PER_PASS], f"pass{k // MAX_CLIPS_PER_PASS:05d}"
+            try:
+                run_ffmpeg(build_args(src, chunk, tmp_dir, size, cfg, offset_s, name), timeout_s=cfg.timeout_s)
+            except FFmpegError as exc:
+                raise EncodeError(f"encoding clips of {src} failed: {str(exc)[-600:]}; check that ffmpeg decodes "
+                                  f"the file (ffmpeg -i FILE -f null -) or rerun with --no-encode") from exc
+            found = _segments(tmp_dir, name)
+            if len(found) != len(chunk):
+                raise EncodeError(f"encoding {src}: ffmpeg wrote {len(found)} segment(s) for {len(chunk)} clip(s); "
+                                  f"the stream's timestamps are probably broken; rerun with --no-encode")
+            segments += found
         done: dict[str, Path] = {}
         for job, seg in zip(jobs, segments):
             final = out_dir / f"{job.clip_id}.mp4"
@@ -108,8 +123,8 @@ def encode_clips(src: str, jobs: Sequence[EncodeJob], out_dir: str | os.PathLike
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def _segments(tmp_dir: Path) -> list[Path]:
-    listing = tmp_dir / "segments.csv"
+def _segments(tmp_dir: Path, name: str) -> list[Path]:
+    listing = tmp_dir / f"{name}.csv"
     if not listing.exists():
         return []
     with open(listing, newline="") as fh:

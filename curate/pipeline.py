@@ -52,6 +52,10 @@ def tool_versions() -> dict:
 
 
 def _curate_task(path: str, out_dir: str, cfg, run: RunInfo) -> dict:
+    import cv2
+
+    # OpenCV's thread pool would otherwise take every core of the node: stay within the task's CPUs.
+    cv2.setNumThreads(max(1, cfg.decode_threads))
     outcome = dict(outcome_dict(process_video(path, out_dir, cfg, run)))
     outcome["node_id"] = ray.get_runtime_context().get_node_id()
     return outcome
@@ -80,6 +84,13 @@ def done_paths(out_dir: str | os.PathLike, cfg_hash: str) -> set[str]:
     return set(ok["path"].to_pylist())
 
 
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limit: int | None = None) -> dict:
     """Curate ``inputs`` into ``out_dir``; returns the ``curate`` entry written to ``summary.json``."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
@@ -90,7 +101,8 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
     write_json_atomic(out / "config" / "curate.json", {"config": cfg.to_dict(), "config_hash": cfg_hash,
                                                        "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
     skip = done_paths(out, cfg_hash)
-    todo = [p for p in paths if p not in skip]
+    # Longest first (by size): the last task on a worker is then a short one, so workers finish together.
+    todo = sorted((p for p in paths if p not in skip), key=_size, reverse=True)
     log.info("curate: %d input video(s), %d already done, %d to process -> %s", len(paths), len(paths) - len(todo),
              len(todo), out)
     outcomes = _run_tasks(todo, out, cfg, ray_cfg, cfg_hash) if todo else []

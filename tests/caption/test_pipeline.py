@@ -36,6 +36,30 @@ def _rows(out, **where) -> dict[str, dict]:
     return {r["clip_id"]: r for r in rows if all(r[k] == v for k, v in where.items())}
 
 
+def _assert_own_frames(ok_rows: dict, span_of: dict, model: str) -> None:
+    """Each OK row's frames are its own clip's, at the right times, in order."""
+    for clip_id, row in ok_rows.items():
+        start, end = span_of[clip_id]
+        assert row["frame_times_s"] == pytest.approx(frame_times(start, end, 4))
+        expected = [level_at(t) for t in row["frame_times_s"]]
+        # The spy prefixes each caption with the grey levels the processor received for that clip.
+        assert row["caption"].startswith(str(expected)), f"{clip_id} got another clip's frames"
+        assert row["frames_used"] == 4 and row["input_tokens"] > 0 and 0 < row["output_tokens"] <= 16
+        assert row["captioner"].startswith(model + "@")
+        assert row["caption_id"] == caption_id(clip_id, row["captioner"], "dense-v1")
+
+
+def _assert_qwen_inputs(calls: list[dict]) -> None:
+    """4 frames per clip at the decode size, rendered with Qwen's chat template and the versioned prompt."""
+    calls = [c for c in calls if "texts" in c]
+    assert calls, "the processor was never called"
+    for call in calls:
+        assert all(shape == [4, 42, 64, 3] for shape in call["shapes"]), "4 frames at the decode size"
+        for text in call["texts"]:
+            assert all(m in text for m in QWEN_MARKERS) and "Describe this video clip in detail" in text
+        assert call["tensor_shapes"]["video_grid_thw"] == [len(call["texts"]), 3]
+
+
 def test_qwen_pipeline_aligns_rows_records_failures_and_resumes(tmp_path, grey_video, tiny_vlms, ray_spy):
     out = tmp_path / "run"
     spans = [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 12), (1, 3)]
@@ -58,22 +82,8 @@ def test_qwen_pipeline_aligns_rows_records_failures_and_resumes(tmp_path, grey_v
     assert rows[failing_id]["error_stage"] == "generate" and failing_id in rows[failing_id]["error_message"]
     ok = {c: r for c, r in rows.items() if r["status"] == "ok"}
     assert len(ok) == 4
-    for clip_id, row in ok.items():
-        start, end = span_of[clip_id]
-        assert row["frame_times_s"] == pytest.approx(frame_times(start, end, 4))
-        expected = [level_at(t) for t in row["frame_times_s"]]
-        # The spy prefixes each caption with the grey levels the processor received for that clip.
-        assert row["caption"].startswith(str(expected)), f"{clip_id} got another clip's frames"
-        assert row["frames_used"] == 4 and row["input_tokens"] > 0 and 0 < row["output_tokens"] <= 16
-        assert row["captioner"].startswith(str(tiny_vlms["qwen2_5_vl"]) + "@")
-        assert row["caption_id"] == caption_id(clip_id, row["captioner"], "dense-v1")
-    calls = [c for c in _calls(log) if "texts" in c]
-    assert calls, "the processor was never called"
-    for call in calls:
-        assert all(shape == [4, 42, 64, 3] for shape in call["shapes"]), "4 frames at the decode size"
-        for text in call["texts"]:
-            assert all(m in text for m in QWEN_MARKERS) and "Describe this video clip in detail" in text
-        assert call["tensor_shapes"]["video_grid_thw"] == [len(call["texts"]), 3]
+    _assert_own_frames(ok, span_of, str(tiny_vlms["qwen2_5_vl"]))
+    _assert_qwen_inputs(_calls(log))
     assert summary["ok"] == 4 and summary["error_by_stage"] == {"frames": 1, "generate": 1}
     assert store.read_summary(out)["caption"]["ok"] == 4
     assert json.loads((out / "config/caption.json").read_text())["prompt_version"] == "dense-v1"

@@ -48,10 +48,14 @@ CLIPS = {
 }
 
 
-def _make(path: Path, vf: str | None, fps: int = FPS) -> None:
+def _make(path: Path, vf: str | None, fps: int = FPS, drop_every_third: bool = False) -> None:
     src = (["-f", "lavfi", "-i", f"color=black:size={W}x{H}:rate={fps}"] if vf is None else
            ["-f", "lavfi", "-i", CANVAS.format(fps=fps), "-vf", vf])
-    run_ffmpeg([*src, "-t", str(SECONDS), "-r", str(fps), "-pix_fmt", "yuv420p", "-c:v", "libx264",
+    # Variable frame rate like psd_goldeneye-vfr-drop3: every third frame dropped, timestamps kept.
+    rate = (["-fps_mode", "passthrough"] if drop_every_third else ["-r", str(fps)])
+    if drop_every_third:
+        src[-1] += r",select='not(eq(mod(n\,3)\,2))'"
+    run_ffmpeg([*src, "-t", str(SECONDS), *rate, "-pix_fmt", "yuv420p", "-c:v", "libx264",
                 "-preset", "ultrafast", "-crf", "18", "-y", str(path)], timeout_s=120, whitelist=None)
 
 
@@ -76,6 +80,8 @@ def synth(tmp_path_factory) -> dict[str, dict]:
     # The slow pan again at twice the frame rate: motion is per second, so it must read the same.
     _make(d / "pan_slow_50fps.mp4", CLIPS["pan_slow"], fps=50)
     out["pan_slow_50fps"] = _score(d / "pan_slow_50fps.mp4")
+    _make(d / "pan_slow_vfr.mp4", CLIPS["pan_slow"], drop_every_third=True)
+    out["pan_slow_vfr"] = _score(d / "pan_slow_vfr.mp4")
     out["pan_slow_every_frame"] = _score(d / "pan_slow.mp4", PRESETS["debug"]())
     out["pan_slow_fast_preset"] = _score(d / "pan_slow.mp4", PRESETS["fast"]())
     out["_dir"] = d
@@ -100,6 +106,8 @@ def test_motion_is_in_frame_diagonals_per_second_and_ordered(synth):
 def test_motion_does_not_depend_on_frame_rate_or_sampling(synth):
     slow = synth["pan_slow"]["motion_mean"]
     assert synth["pan_slow_50fps"]["motion_mean"] == pytest.approx(slow, rel=0.15)
+    assert synth["pan_slow_vfr"]["motion_mean"] == pytest.approx(slow, rel=0.15)
+    assert synth["pan_slow_vfr"]["frame_diff_mean"] == pytest.approx(synth["pan_slow"]["frame_diff_mean"], rel=0.3)
     assert synth["pan_slow_every_frame"]["motion_mean"] == pytest.approx(slow, rel=0.15)
     assert synth["pan_slow_fast_preset"]["motion_mean"] == pytest.approx(slow, rel=0.2)
     assert synth["pan_slow_fast_preset"]["camera_motion"] == "pan_right"

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from manifests import store
+from train_manifests import Clip, write_manifest
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Train tests run torch on one thread: on a shared 2-core machine two OpenMP threads per process
+    spin against other processes and a tiny step becomes ~30x slower. Restored after each test."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -16,38 +27,6 @@ def tiny_t5(tmp_path_factory) -> str:
     from train.encoders import save_tiny_text_encoder
 
     return save_tiny_text_encoder(tmp_path_factory.mktemp("t5") / "tiny-t5", kind="t5")
-
-
-@dataclass
-class Clip:
-    path: str  # source video (span) or, with encoded=True, the file to copy under OUT
-    start_s: float
-    end_s: float
-    width_px: int
-    height_px: int
-    caption: str
-    keep: bool = True
-    caption_status: str = "ok"
-    clip_path: str | None = None  # relative to OUT: an encoded clip
-
-
-def write_manifest(out: Path, clips: list[Clip]) -> Path:
-    """videos/clips/captions manifests as curate and caption write them."""
-    videos, rows, caps = {}, [], []
-    for i, c in enumerate(clips):
-        vid = f"v{abs(hash(c.path)) % 10**8:08d}"
-        videos[vid] = {"video_id": vid, "path": c.path, "status": "ok", "width_px": c.width_px,
-                       "height_px": c.height_px}
-        cid = f"clip{i:04d}"
-        rows.append({"clip_id": cid, "video_id": vid, "clip_path": c.clip_path, "start_s": c.start_s,
-                     "end_s": c.end_s, "duration_s": c.end_s - c.start_s, "width_px": c.width_px,
-                     "height_px": c.height_px, "keep": c.keep, "reject_reason": None if c.keep else "dark"})
-        caps.append({"caption_id": f"cap{i:04d}", "clip_id": cid, "caption": c.caption, "status": c.caption_status,
-                     "created_at": store.now_utc()})
-    store.write_part(out, "videos", list(videos.values()), part_name="part-0")
-    store.write_part(out, "clips", rows, part_name="part-0")
-    store.write_part(out, "captions", caps, part_name="part-0")
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,157 @@
+"""Trainer benchmark: is data loading a bottleneck, and how much compute does packing save?
+
+    python bench/train.py [--steps 30] [--rounds 3] [--threads 1]
+
+1. Throughput: real tokens/s of a full training step as the loop runs it (next pack from the loader,
+   caption dropout, collate, forward, backward, clip, AdamW, EMA) against forward+backward alone on the
+   very same packed tensors, measured in one process, rounds interleaved. Data come from a manifest of
+   synthetic clips of mixed sizes, prepared (decoded, embedded) once into the run's cache first, as
+   `rushes train` does before its first step.
+2. Packing efficiency (real tokens / computed tokens) on the same clip set, and on clips with the
+   geometries of ../shared/footage and random durations: first-fit-decreasing packing into the token
+   budget against pad-to-longest batching (as many clips per batch as the budget holds at the clip budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "train")]
+
+from train_manifests import Clip, write_manifest  # noqa: E402  (the train tests' manifest writer)
+from synth import make_cut_video  # noqa: E402
+
+from train.config import preset  # noqa: E402
+from train.data import PackLoader, collate, pack_first_fit, plan_clip, split_validation  # noqa: E402
+from train.encoders import save_tiny_text_encoder  # noqa: E402
+from train.loop import build_model, load_data, train_step  # noqa: E402
+
+
+def make_set(root: Path) -> Path:
+    """A manifest of 12 synthetic clips: three aspect ratios, durations 0.5-2 s (so token counts differ)."""
+    clips = []
+    for i, (w, h) in enumerate([(128, 72), (72, 128), (96, 96)]):
+        v = make_cut_video(root / f"v{i}.mp4", [2.0, 2.0], fps=16, size=(w, h))
+        for j, (s, e) in enumerate([(0.0, 0.5), (0.5, 1.5), (2.0, 4.0), (1.5, 2.25)]):
+            clips.append(Clip(v.path, s, e, w, h, f"synthetic pattern {i} part {j}"))
+    return write_manifest(root / "out", clips)
+
+
+def throughput(out: Path, run: Path, cfg, steps: int, rounds: int) -> dict:
+    device = torch.device("cpu")
+    prepared = load_data(out, run, cfg, device)  # decode + embed once into the cache (not timed)
+    train_set, _ = split_validation(prepared.examples, 0)
+    from dataclasses import replace
+
+    cfg = replace(cfg, model=replace(cfg.model, in_channels=prepared.channels, text_dim=prepared.text_dim))
+    model = build_model(cfg, device).train()
+    import copy
+
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    gen = torch.Generator().manual_seed(0)
+    dc = cfg.data
+    full_s, fb_s, tokens = 0.0, 0.0, 0
+    for r in range(rounds + 1):  # round 0 warms up allocators and caches
+        loader = PackLoader(train_set, dc.batch_tokens, seed=r)
+        batches, t0, n = [], time.perf_counter(), 0
+        for step in range(steps):
+            pack = loader.next()
+            drop = torch.rand(len(pack), generator=gen) < dc.caption_dropout
+            texts = [prepared.null_text if d else e.text for e, d in zip(pack, drop.tolist())]
+            batch = collate(pack, pad_multiple=dc.pad_multiple, texts=texts).to(device)
+            train_step(model, ema, opt, batch, gen, cfg, step)
+            batches.append(batch)
+            n += batch.real_tokens
+        t_full = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for b in batches:  # forward + backward alone, same tensors
+            out = model(b.x0, torch.rand(b.slot_tokens.shape, generator=gen), b.text, b.text_mask, b.pos, b.seq)
+            out.float().pow(2).mean().backward()
+            model.zero_grad(set_to_none=True)
+        t_fb = time.perf_counter() - t0
+        if r:
+            full_s, fb_s, tokens = full_s + t_full, fb_s + t_fb, tokens + n
+    return {"full": tokens / full_s, "fwd_bwd": tokens / fb_s}
+
+
+def efficiency(token_counts: list[int], budget: int, clip_budget: int, pad_multiple: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(token_counts)).tolist()
+    real = sum(token_counts)
+    packs = pack_first_fit(token_counts, budget, order)
+    padded = sum(-(-sum(token_counts[i] for i in p) // pad_multiple) * pad_multiple for p in packs)
+    per_batch = max(1, budget // clip_budget)
+    pad_longest = sum(len(order[i:i + per_batch]) * max(token_counts[j] for j in order[i:i + per_batch])
+                      for i in range(0, len(order), per_batch))
+    return {"packed_budget": real / (len(packs) * budget), "packed_pad64": real / padded,
+            "pad_longest": real / pad_longest, "clips": len(token_counts), "packs": len(packs)}
+
+
+FOOTAGE_GEOMETRIES = [(1280, 720), (1280, 544), (544, 1280), (1024, 576), (1920, 1080), (1280, 720),
+                      (320, 240), (640, 360), (640, 360)]  # display sizes of ../shared/footage
+
+
+def footage_like_counts(cfg, n: int = 400, seed: int = 0) -> list[int]:
+    rng = np.random.default_rng(seed)
+    d = cfg.data
+    counts = []
+    for _ in range(n):
+        w, h = FOOTAGE_GEOMETRIES[rng.integers(len(FOOTAGE_GEOMETRIES))]
+        plan = plan_clip(w, h, float(rng.uniform(0.3, 6.0)), d.fps, d.max_frames, d.clip_tokens,
+                         cfg.model.patch_size, d.max_side_px)
+        if plan:
+            counts.append(plan.tokens)
+    return counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=30, help="training steps per round")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is stable on a shared machine)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        root = Path(tmp)
+        out = make_set(root)
+        t5 = save_tiny_text_encoder(root / "t5")
+        rows = []
+        for name, overrides in [("tiny", {}), ("tiny, 1 clip/pack", {"batch_tokens": 512})]:
+            cfg = preset("tiny").with_overrides(data={"text_encoder": t5, **overrides})
+            tp = throughput(out, root / f"run-{len(rows)}", cfg, args.steps, args.rounds)
+            rows.append((name, cfg.data.batch_tokens, tp))
+        print(f"\nDevice: CPU ({args.threads} thread(s)); no GPU in this session. "
+              f"{args.rounds} x {args.steps} steps per row.\n")
+        print("| config | batch tokens | full step tokens/s | fwd+bwd tokens/s | full / fwd+bwd |")
+        print("|---|---|---|---|---|")
+        for name, budget, tp in rows:
+            print(f"| {name} | {budget} | {tp['full']:.0f} | {tp['fwd_bwd']:.0f} | "
+                  f"{tp['full'] / tp['fwd_bwd']:.2f}x |")
+
+        print("\n| clip set | preset (clip / batch tokens) | clips | packed, padded to budget | packed, padded to 64 "
+              "| pad-to-longest | packed / pad-to-longest |")
+        print("|---|---|---|---|---|---|---|")
+        tiny_counts = [e.num_tokens for e in load_data(out, root / "run-0", preset("tiny").with_overrides(
+            data={"text_encoder": t5}), torch.device("cpu")).examples]
+        sets = [("synthetic bench set", "tiny", tiny_counts * 10)]
+        for p in ("tiny", "small", "base"):
+            sets.append(("footage geometries, 0.3-6 s", p, footage_like_counts(preset(p))))
+        for label, p, counts in sets:
+            d = preset(p).data
+            e = efficiency(counts, d.batch_tokens, d.clip_tokens, d.pad_multiple)
+            print(f"| {label} | {p} ({d.clip_tokens} / {d.batch_tokens}) | {e['clips']} | {e['packed_budget']:.3f} | "
+                  f"{e['packed_pad64']:.3f} | {e['pad_longest']:.3f} | "
+                  f"{e['packed_budget'] / e['pad_longest']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
