@@ -56,10 +56,10 @@ def throughput(out: Path, run: Path, cfg, steps: int, rounds: int) -> dict:
     import copy
 
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, foreach=True)  # as train/loop.py
     gen = torch.Generator().manual_seed(0)
     dc = cfg.data
-    full_s, fb_s, tokens = 0.0, 0.0, 0
+    full_s, model_s, fb_s, tokens = 0.0, 0.0, 0.0, 0
     for r in range(rounds + 1):  # round 0 warms up allocators and caches
         loader = PackLoader(train_set, dc.batch_tokens, seed=r)
         batches, t0, n = [], time.perf_counter(), 0
@@ -73,14 +73,18 @@ def throughput(out: Path, run: Path, cfg, steps: int, rounds: int) -> dict:
             n += batch.real_tokens
         t_full = time.perf_counter() - t0
         t0 = time.perf_counter()
+        for step, b in enumerate(batches):  # the same step without data loading: same tensors
+            train_step(model, ema, opt, b, gen, cfg, step)
+        t_model = time.perf_counter() - t0
+        t0 = time.perf_counter()
         for b in batches:  # forward + backward alone, same tensors
             out = model(b.x0, torch.rand(b.slot_tokens.shape, generator=gen), b.text, b.text_mask, b.pos, b.seq)
             out.float().pow(2).mean().backward()
             model.zero_grad(set_to_none=True)
         t_fb = time.perf_counter() - t0
         if r:
-            full_s, fb_s, tokens = full_s + t_full, fb_s + t_fb, tokens + n
-    return {"full": tokens / full_s, "fwd_bwd": tokens / fb_s}
+            full_s, model_s, fb_s, tokens = full_s + t_full, model_s + t_model, fb_s + t_fb, tokens + n
+    return {"full": tokens / full_s, "model": tokens / model_s, "fwd_bwd": tokens / fb_s}
 
 
 def efficiency(token_counts: list[int], budget: int, clip_budget: int, pad_multiple: int, seed: int = 0) -> dict:
@@ -125,20 +129,22 @@ def main() -> None:
         out = make_set(root)
         t5 = save_tiny_text_encoder(root / "t5")
         rows = []
-        for name, overrides in [("tiny", {}), ("tiny, 1 clip/pack", {"batch_tokens": 512})]:
-            cfg = preset("tiny").with_overrides(data={"text_encoder": t5, **overrides})
+        for name, data_kw, model_kw in [("tiny", {}, {}), ("tiny, 1 clip/pack", {"batch_tokens": 512}, {}),
+                                        ("tiny data, 192-wide 4-block model", {}, {"hidden_size": 192, "depth": 4})]:
+            cfg = preset("tiny").with_overrides(data={"text_encoder": t5, **data_kw}, model=model_kw)
             tp = throughput(out, root / f"run-{len(rows)}", cfg, args.steps, args.rounds)
             rows.append((name, cfg.data.batch_tokens, tp))
         print(f"\nDevice: CPU ({args.threads} thread(s)); no GPU in this session. "
               f"{args.rounds} x {args.steps} steps per row.\n")
-        print("| config | batch tokens | full step tokens/s | fwd+bwd tokens/s | full / fwd+bwd |")
-        print("|---|---|---|---|---|")
+        print("| config | batch tokens | full step tokens/s | step without data tokens/s | fwd+bwd tokens/s | "
+              "full / fwd+bwd | full / step without data |")
+        print("|---|---|---|---|---|---|---|")
         for name, budget, tp in rows:
-            print(f"| {name} | {budget} | {tp['full']:.0f} | {tp['fwd_bwd']:.0f} | "
-                  f"{tp['full'] / tp['fwd_bwd']:.2f}x |")
+            print(f"| {name} | {budget} | {tp['full']:.0f} | {tp['model']:.0f} | {tp['fwd_bwd']:.0f} | "
+                  f"{tp['full'] / tp['fwd_bwd']:.2f}x | {tp['full'] / tp['model']:.2f}x |")
 
         print("\n| clip set | preset (clip / batch tokens) | clips | packed, padded to budget | packed, padded to 64 "
-              "| pad-to-longest | packed / pad-to-longest |")
+              "| pad-to-longest | packed to budget / pad-to-longest |")
         print("|---|---|---|---|---|---|---|")
         tiny_counts = [e.num_tokens for e in load_data(out, root / "run-0", preset("tiny").with_overrides(
             data={"text_encoder": t5}), torch.device("cpu")).examples]

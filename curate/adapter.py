@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from curate.decode import analyse_video
 from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
 from curate.probe import Probe, ProbeError, probe_video
-from curate.split import ClipSpan, SceneSplitter, detector_params, plan_clips
+from curate.split import DETECTOR_NAMES, ClipSpan, SceneSplitter, detector_params, plan_clips
 from manifests import content_hash, make_id, now_utc, write_part
 from manifests.store import manifest_dir
 from media.frames import DecodeError
@@ -74,6 +74,9 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
     except VideoFailure as exc:
         outcome.status, outcome.error_stage, outcome.error_message = "error", exc.stage, str(exc)
         log.warning("%s: %s failed: %s", path, exc.stage, exc)
+        # A failed video has no clips: drop what an earlier run (another config) left for it.
+        (manifest_dir(out_dir, "clips") / f"part-{outcome.video_id}.parquet").unlink(missing_ok=True)
+        _prune_media(Path(out_dir) / "media" / outcome.video_id, set())
     if outcome.status == "skipped":
         return outcome
     row.update(video_id=outcome.video_id, status=outcome.status, error_stage=outcome.error_stage,
@@ -138,7 +141,8 @@ def _already_done(out: Path, video_id: str, config_hash: str) -> bool:
 
 
 def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
-    splitter = SceneSplitter(cfg.detector, probe.fps)
+    # Frame-count rules use the nominal rate, as PySceneDetect does; some phones write a 90 kHz "rate".
+    splitter = SceneSplitter(cfg.detector, probe.fps if 0 < probe.fps < 1000 else probe.avg_fps)
     consumers: list = [splitter]
     signals = None
     score_cfg = cfg.score_config()
@@ -152,7 +156,7 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
         result = _timed(outcome, "decode", analyse_video, path, consumers, cfg.analysis_long_side_px, threads)
     except DecodeError as exc:
         raise VideoFailure("decode", str(exc)) from exc
-    row.update(num_frames_decoded=result.num_frames, warning=result.warning,
+    row.update(num_frames_decoded=result.num_frames, warning=result.warning or _short_warning(path, probe, result),
                rotation_deg=result.rotation_deg)
     deltas = [b - a for a, b in zip(result.pts_s[:-1], result.pts_s[1:])]
     if len(deltas) > 2:
@@ -166,6 +170,15 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
     return spans, (result, signals)
 
 
+def _short_warning(path: str, probe: Probe, result) -> str | None:
+    """A warning when far less decoded than the container claims (a truncated copy, or a broken header)."""
+    if probe.duration_s and result.end_s < 0.9 * probe.duration_s:
+        return (f"{path}: decoded {result.num_frames} frames ({result.end_s:.2f} s) but the container claims "
+                f"{probe.duration_s:.2f} s; the file is probably truncated (re-copy it) or its header is wrong; "
+                f"clips cover the decoded part only")
+    return None
+
+
 def _clip_rows(video_id: str, spans: list[ClipSpan], decoded, probe: Probe, cfg, run: RunInfo) -> list[dict]:
     result, signals = decoded
     params = detector_params(cfg)
@@ -173,7 +186,7 @@ def _clip_rows(video_id: str, spans: list[ClipSpan], decoded, probe: Probe, cfg,
         width, height = output_size(probe.width_px, probe.height_px, cfg.encode.max_short_side_px)
     else:
         width, height = probe.width_px, probe.height_px
-    detector = {"adaptive": "AdaptiveDetector", "content": "ContentDetector"}[cfg.detector.name]
+    detector = DETECTOR_NAMES[cfg.detector.name]
     rows = []
     for s in spans:
         row = {

@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from curate.scores import PRESETS as SCORE_PRESETS
-
 DETECTORS = ("adaptive", "content")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
@@ -24,6 +22,13 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+def _score_presets() -> dict:
+    # Imported when a config is made, not when the CLI is built: scores pull in OpenCV and numpy.
+    from curate.scores import PRESETS
+
+    return PRESETS
 
 
 @dataclass(frozen=True)
@@ -103,15 +108,16 @@ class CurateConfig:
         _check(32 <= self.analysis_long_side_px <= 1920, f"analysis_long_side_px must be in 32..1920, got "
                f"{self.analysis_long_side_px}; 256 reproduces PySceneDetect's cuts")
         _check(self.decode_threads >= 0, f"decode_threads must be >= 0 (0 = auto), got {self.decode_threads}")
-        _check(self.scores_preset is None or self.scores_preset in SCORE_PRESETS,
-               f"scores_preset {self.scores_preset!r} is not known; use one of {', '.join(SCORE_PRESETS)} "
+        score_presets = _score_presets()
+        _check(self.scores_preset is None or self.scores_preset in score_presets,
+               f"scores_preset {self.scores_preset!r} is not known; use one of {', '.join(score_presets)} "
                f"or None (cuts only)")
         _check(bool(self.filter_preset), "filter_preset must name a preset of rushes filter, e.g. 'default'")
         _check(self.probe_timeout_s > 0, f"probe_timeout_s must be > 0, got {self.probe_timeout_s}")
 
     def score_config(self):
         """The resolved :class:`curate.scores.ScoreConfig`, or None when scores are off."""
-        return SCORE_PRESETS[self.scores_preset]() if self.scores_preset else None
+        return _score_presets()[self.scores_preset]() if self.scores_preset else None
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-serialisable) of the resolved config, score settings included."""

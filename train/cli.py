@@ -12,9 +12,24 @@ from train.config import PRESETS, RunConfig, preset
 log = logging.getLogger(__name__)
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows real defaults; flags whose default comes from the preset say so themselves."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _by_preset(section: str, name: str) -> str:
+    """'preset: tiny 8, small 16, ...' for a config field, so --help states every default."""
+    values = [f"{p} {getattr(getattr(fn(), section), name)}" for p, fn in PRESETS.items()]
+    return f"(default from the preset: {', '.join(values)})"
+
+
 def register(subparsers) -> None:
     """Add ``train`` and ``sample`` to the ``rushes`` parser."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _Formatter
     p = subparsers.add_parser(
         "train", formatter_class=fmt,
         help="train a text-to-video diffusion transformer on the captioned, kept clips of OUT",
@@ -27,27 +42,30 @@ def register(subparsers) -> None:
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="where config, logs and checkpoints go")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
                    help="model/data/optimiser sizes: tiny (CPU smoke test) .. xl (GPU cluster)")
-    p.add_argument("--steps", type=int, help="total optimisation steps (default: the preset's)")
+    p.add_argument("--steps", type=int, help=f"total optimisation steps {_by_preset('train', 'steps')}")
     p.add_argument("--text-encoder", metavar="ID_OR_PATH",
                    help="transformers id or folder of a T5 encoder or CLIP text model "
                         "(default: google/t5-v1_1-base; e.g. openai/clip-vit-large-patch14)")
     p.add_argument("--vae", metavar="ID_OR_PATH",
                    help="diffusers id or folder of a VAE (AutoencoderKL, AutoencoderKLWan, ...) to train in latent "
                         "space (default: none, pixel space)")
-    p.add_argument("--fps", type=float, help="frame rate clips are sampled at (default: the preset's)")
-    p.add_argument("--max-frames", type=int, help="most frames per clip (default: the preset's)")
+    p.add_argument("--vae-subfolder", metavar="NAME",
+                   help="subfolder of --vae holding the VAE, e.g. vae for a pipeline repo (default: none)")
+    p.add_argument("--fps", type=float, help=f"frame rate clips are sampled at {_by_preset('data', 'fps')}")
+    p.add_argument("--max-frames", type=int, help=f"most frames per clip {_by_preset('data', 'max_frames')}")
     p.add_argument("--clip-tokens", type=int,
-                   help="token budget of one clip; its size is the largest that fits, keeping aspect")
-    p.add_argument("--batch-tokens", type=int, help="tokens per packed sequence, per device and step")
-    p.add_argument("--lr", type=float, help="peak AdamW learning rate (default: the preset's)")
-    p.add_argument("--caption-dropout", type=float, help="fraction of clips trained uncaptioned, for guidance")
-    p.add_argument("--seed", type=int, help="seed of weights, data order, noise (default: 0)")
+                   help=f"token budget of a full-length clip; its frame size is the largest that fits, keeping aspect "
+                        f"{_by_preset('data', 'clip_tokens')}")
+    p.add_argument("--batch-tokens", type=int, help=f"tokens per packed sequence, per device and step {_by_preset('data', 'batch_tokens')}")
+    p.add_argument("--lr", type=float, help=f"peak AdamW learning rate {_by_preset('train', 'lr')}")
+    p.add_argument("--caption-dropout", type=float, help="fraction of clips trained with the empty caption, for guidance (default: 0.1)")
+    p.add_argument("--seed", type=int, help="seed of the weights, data order, noise and caption dropout (default: 0)")
     p.add_argument("--captioner", help="train on captions of this captioner only (default: newest per clip)")
     p.add_argument("--prompt-version", help="train on captions of this prompt version only")
-    p.add_argument("--limit", type=int, help="use at most this many clips (quick trial)")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (one is always written last)")
-    p.add_argument("--val-every", type=int, help="steps between validation losses")
-    p.add_argument("--log-every", type=int, help="steps between log lines")
+    p.add_argument("--limit", type=int, help="use at most this many clips, a quick trial (default: all)")
+    p.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints; one is always written last {_by_preset('train', 'checkpoint_every')}")
+    p.add_argument("--val-every", type=int, help=f"steps between validation losses on held-out clips {_by_preset('train', 'val_every')}")
+    p.add_argument("--log-every", type=int, help=f"steps between log lines {_by_preset('train', 'log_every')}")
     p.add_argument("--device", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and clip count, train nothing")
     p.set_defaults(func=run_train)
@@ -62,7 +80,7 @@ def register(subparsers) -> None:
     s.add_argument("--size", default="64x64", metavar="HxW", help="height x width in pixels (must fit the patches)")
     s.add_argument("--out", required=True, metavar="VIDEO.mp4", help="output MP4 path")
     s.add_argument("--steps", type=int, help="Euler steps (default: the run's sample_steps, 30)")
-    s.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables (default: the run's)")
+    s.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 disables (default: the run's guidance, 4.0)")
     s.add_argument("--negative-prompt", default="", help="caption guided away from (default: the empty caption)")
     s.add_argument("--seed", type=int, default=0, help="noise seed")
     s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
@@ -79,7 +97,7 @@ def resolve_config(args) -> RunConfig:
         return cfg.with_overrides(train={"steps": args.steps, "log_every": args.log_every,
                                          "val_every": args.val_every, "checkpoint_every": args.checkpoint_every})
     return preset(args.preset).with_overrides(
-        data={"text_encoder": args.text_encoder, "vae": args.vae, "fps": args.fps, "max_frames": args.max_frames,
+        data={"text_encoder": args.text_encoder, "vae": args.vae, "vae_subfolder": args.vae_subfolder, "fps": args.fps, "max_frames": args.max_frames,
               "clip_tokens": args.clip_tokens, "batch_tokens": args.batch_tokens,
               "caption_dropout": args.caption_dropout, "captioner": args.captioner,
               "prompt_version": args.prompt_version, "limit": args.limit},

@@ -69,6 +69,7 @@ class DataConfig:
     text_encoder: str = "google/t5-v1_1-base"  # transformers id or local path of a T5 encoder or CLIP text model
     max_text_tokens: int = 64  # captions are truncated to this many tokens
     vae: str | None = None  # diffusers id or local path of a VAE; None trains in pixel space
+    vae_subfolder: str | None = None  # e.g. "vae" for a pipeline repo such as Wan-AI/Wan2.1-T2V-1.3B-Diffusers
     caption_dropout: float = 0.1  # fraction of clips trained with the empty caption (for guidance)
     val_clips: int = 1  # clips held out for the validation loss (none when the set has a single clip)
     captioner: str | None = None  # use captions of this captioner only (default: newest per clip)

@@ -93,21 +93,29 @@ class ClipPlan:
 def plan_clip(width: int, height: int, duration_s: float, fps: float, max_frames: int, clip_tokens: int,
               patch: tuple[int, int, int], max_side_px: int, temporal_factor: int = 1,
               spatial_factor: int = 1) -> ClipPlan | None:
-    """Largest aspect-keeping size and frame count whose tokens fit ``clip_tokens``; None when too short.
+    """Frame count (at ``fps``, at most ``max_frames``) and the largest aspect-keeping size such that a
+    clip of ``max_frames`` fits ``clip_tokens``; None when the clip is too short for one token in time.
 
     ``temporal_factor``/``spatial_factor`` are the VAE's compression (1 in pixel space); a causal video
     VAE turns 1 + k * temporal_factor frames into 1 + k latent frames.
     """
     pt, ph, pw = patch
+
+    def latent_slices(frames: int) -> int:
+        latent = frames if temporal_factor == 1 else (1 + (frames - 1) // temporal_factor if frames >= 1 else 0)
+        return latent // pt
+
     n = min(max_frames, int(math.floor(duration_s * fps + 1e-6)))
-    latent = n if temporal_factor == 1 else (1 + (n - 1) // temporal_factor if n >= 1 else 0)
-    gt = min(latent // pt, clip_tokens)
+    gt_max = max(1, min(latent_slices(max_frames), clip_tokens))
+    gt = min(latent_slices(n), gt_max)
     if gt < 1 or width < 1 or height < 1:
         return None
     latent = gt * pt
     frames = latent if temporal_factor == 1 else 1 + (latent - 1) * temporal_factor
     uh, uw = ph * spatial_factor, pw * spatial_factor  # pixels per token along rows and columns
-    area = clip_tokens // gt
+    # The frame size comes from the budget of a full-length clip, so a shorter clip keeps the resolution
+    # and has fewer tokens (native duration): resolution never depends on how long a shot lasts.
+    area = clip_tokens // gt_max
     scale = min(math.sqrt(area / ((width / uw) * (height / uh))), 1.0, max_side_px / max(width, height))
     gw, gh = max(1, int(width * scale / uw)), max(1, int(height * scale / uh))
     while gw * gh > area:  # only for extreme aspect ratios, where max(1, .) rounded a side up
@@ -153,7 +161,8 @@ class Prepared:
 
 def cache_key(data_cfg, patch: tuple[int, int, int]) -> str:
     """Hash of everything that shapes a cached tensor: change any of it and clips are decoded again."""
-    fields = ("fps", "max_frames", "clip_tokens", "max_side_px", "text_encoder", "max_text_tokens", "vae")
+    fields = ("fps", "max_frames", "clip_tokens", "max_side_px", "text_encoder", "max_text_tokens", "vae",
+              "vae_subfolder")
     return make_id("train-cache", {f: getattr(data_cfg, f) for f in fields}, list(patch), length=12)
 
 

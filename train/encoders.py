@@ -14,7 +14,6 @@ Use::
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -208,7 +207,3 @@ def save_tiny_vae(path: str | os.PathLike, kind: str = "image", seed: int = 0) -
     vae.save_pretrained(path)
     return str(path)
 
-
-def describe(obj) -> dict:
-    """Provenance of a loaded encoder for the run's config.json."""
-    return json.loads(json.dumps({"id": obj.id, "class": type(obj.model).__name__}))

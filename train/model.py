@@ -242,6 +242,10 @@ class DiffusionTransformer(nn.Module):
         self.t_embed = TimestepEmbedder(d)
         self.text_proj = nn.Sequential(nn.LayerNorm(cfg.text_dim, eps=1e-6), nn.Linear(cfg.text_dim, d),
                                        nn.GELU(approximate="tanh"), nn.Linear(d, d))
+        # Pooled caption added to the timestep vector (as SD3 does): a global signal through adaLN that the
+        # model picks up far sooner than cross-attention alone, which then adds the per-token detail.
+        self.text_pool = nn.Sequential(nn.LayerNorm(cfg.text_dim, eps=1e-6), nn.Linear(cfg.text_dim, d), nn.SiLU(),
+                                       nn.Linear(d, d))
         self.rope = Rope3D(d // heads, cfg.rope_theta)
         self.blocks = nn.ModuleList(DiTBlock(d, heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.final = FinalLayer(d, cfg.patch_dim)
@@ -277,7 +281,9 @@ class DiffusionTransformer(nn.Module):
         h = self.patch_embed(x)  # (B, L, D)
         if self.cfg.abs_pos_embed:
             h = h + sincos_position_embedding(pos, h.shape[-1]).to(h.dtype)  # (B, L, D)
-        c = self.t_embed(t)  # (B, S, D)
+        valid = text_mask[..., None].to(text.dtype)  # (B, S, Lt, 1)
+        pooled = (text * valid).sum(2) / valid.sum(2).clamp(min=1)  # (B, S, text_dim) mean of the caption tokens
+        c = self.t_embed(t) + self.text_pool(pooled.to(x.dtype))  # (B, S, D) per-clip conditioning
         ctx = self.text_proj(text.reshape(b, s * lt, -1).to(h.dtype))  # (B, S*Lt, D)
         cos, sin = self.rope(pos, h.dtype)  # (B, 1, L, hd/2) x 2
         for block in self.blocks:

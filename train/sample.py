@@ -117,7 +117,7 @@ def sample_video(run_dir, prompt: str, frames: int, size: tuple[int, int], steps
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cfg, model = load_run(run_dir, device, use_ema)
-    vae = Vae(cfg.data.vae, device=str(device)) if cfg.data.vae else None
+    vae = Vae(cfg.data.vae, cfg.data.vae_subfolder, device=str(device)) if cfg.data.vae else None
     tf, sf = (vae.temporal_factor, vae.spatial_factor) if vae else (1, 1)
     shape = resolve_shape(cfg, frames, size[0], size[1], tf, sf)
     enc = TextEncoder(cfg.data.text_encoder, cfg.data.max_text_tokens, device=str(device))

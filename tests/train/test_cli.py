@@ -42,3 +42,21 @@ def test_help_explains_the_train_flags(capsys):
     for flag in ("--preset", "--steps", "--text-encoder", "--vae", "--clip-tokens", "--batch-tokens", "--dry-run"):
         assert flag in text
     assert "google/t5-v1_1-base" in text
+
+
+def test_train_and_sample_in_latent_space_with_a_video_vae(synth_out, tiny_t5, tmp_path):
+    from train.encoders import save_tiny_vae
+
+    vae = save_tiny_vae(tmp_path / "wan", kind="wan")  # 4x causal in time, 4x in space, 4 channels
+    run = tmp_path / "run"
+    assert main(["train", str(synth_out), "--run", str(run), "--text-encoder", tiny_t5, "--vae", vae,
+                 "--max-frames", "5", "--clip-tokens", "64", "--batch-tokens", "256", "--steps", "2"]) == 0
+    assert json.loads((run / "config.json").read_text())["model"]["in_channels"] == 4
+    video = tmp_path / "latent.mp4"
+    assert main(["sample", str(run), "--prompt", "bars", "--frames", "5", "--size", "32x32", "--steps", "2",
+                 "--out", str(video)]) == 0
+    with av.open(str(video)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 5 and frames[0].shape == (32, 32, 3)
+    assert main(["sample", str(run), "--prompt", "bars", "--frames", "4", "--size", "32x32",
+                 "--out", str(video)]) == 2  # a causal VAE needs 1 + 4k frames

@@ -35,8 +35,10 @@ def test_plan_fits_the_token_budget_and_keeps_aspect():
         assert plan.tokens > 512 * 0.6  # uses most of the budget
         assert abs(plan.width_px / plan.height_px - w / h) / (w / h) < 0.35
         assert plan.width_px % 4 == 0 and plan.height_px % 4 == 0
+    long = plan_clip(640, 360, 3.0, fps=8, max_frames=8, clip_tokens=512, patch=(2, 4, 4), max_side_px=512)
     short = plan_clip(640, 360, 0.5, fps=8, max_frames=8, clip_tokens=512, patch=(2, 4, 4), max_side_px=512)
-    assert short.frames == 4 and short.grid[0] == 2
+    assert short.frames == 4 and short.grid[0] == 2  # native duration: fewer tokens, same frame size
+    assert (short.width_px, short.height_px) == (long.width_px, long.height_px) and short.tokens < long.tokens
     assert plan_clip(640, 360, 0.1, fps=8, max_frames=8, clip_tokens=512, patch=(2, 4, 4), max_side_px=512) is None
     tiny_src = plan_clip(32, 32, 1.0, fps=8, max_frames=8, clip_tokens=4096, patch=(1, 4, 4), max_side_px=512)
     assert (tiny_src.width_px, tiny_src.height_px) == (32, 32)  # never upscales

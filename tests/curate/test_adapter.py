@@ -1,0 +1,55 @@
+"""One video -> rows, without Ray: damaged files, superseded failures, config changes."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from curate.adapter import RunInfo, process_video
+from curate.config import debug
+from manifests import read
+from media.ffmpeg import run_ffmpeg
+from synth import make_cut_video
+
+CFG = dataclasses.replace(debug(), scores_preset=None)
+
+
+def test_truncated_file_with_index_up_front_keeps_decoded_part_and_warns(tmp_path):
+    src = make_cut_video(tmp_path / "src.mp4", [2.0, 2.0, 2.0], fps=25, size=(160, 120))
+    whole = tmp_path / "whole.mp4"
+    run_ffmpeg(["-i", src.path, "-c", "copy", "-movflags", "+faststart", "-y", str(whole)], timeout_s=60)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    o = process_video(str(cut), tmp_path / "run", CFG, RunInfo("t", "{}"))
+    row = read(tmp_path / "run", "videos").to_pylist()[0]
+    assert o.status == "ok" and row["num_frames_decoded"] < row["num_frames_probe"] == 150
+    assert "cut.mp4" in row["warning"] and "truncated" in row["warning"]
+    clips = read(tmp_path / "run", "clips").to_pylist()
+    assert max(c["end_frame"] for c in clips) == row["num_frames_decoded"]
+    assert all((tmp_path / "run" / c["clip_path"]).exists() for c in clips if c["clip_path"])
+
+
+def test_input_that_appears_later_supersedes_its_failure_row(tmp_path):
+    path = tmp_path / "late.mp4"
+    out = tmp_path / "run"
+    first = process_video(str(path), out, CFG, RunInfo("t", "{}"))
+    assert first.status == "error" and first.error_stage == "input"
+    make_cut_video(path, [1.0, 1.0], fps=25, size=(160, 120))
+    second = process_video(str(path), out, CFG, RunInfo("t", "{}"))
+    videos = read(out, "videos").to_pylist()
+    assert second.status == "ok" and [v["status"] for v in videos] == ["ok"]
+
+
+def test_new_config_replaces_clips_and_files_and_a_later_failure_drops_them(tmp_path):
+    v = make_cut_video(tmp_path / "v.mp4", [1.5, 1.5], fps=25, size=(160, 120))
+    out = tmp_path / "run"
+    process_video(v.path, out, CFG, RunInfo("a", "{}"))
+    old = {c["clip_path"] for c in read(out, "clips").to_pylist()}
+    process_video(v.path, out, dataclasses.replace(CFG, trim_s=0.2), RunInfo("b", "{}"))
+    new = {c["clip_path"] for c in read(out, "clips").to_pylist()}
+    assert old.isdisjoint(new) and {p.relative_to(out).as_posix() for p in (out / "media").rglob("*.mp4")} == new
+    # The same bytes now fail to encode (e.g. a broken ffmpeg): no clips may survive beside an error row.
+    broken = dataclasses.replace(CFG, trim_s=0.3, encode=dataclasses.replace(CFG.encode, timeout_s=1e-3))
+    o = process_video(v.path, out, broken, RunInfo("c", "{}"))
+    assert (o.status, o.error_stage) == ("error", "encode")
+    assert read(out, "clips").num_rows == 0 and not list((out / "media").rglob("*.mp4"))
