@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+# Test helper modules (synth.py, tiny_vlm.py, ...) import by bare name; test files may share basenames
+# across folders (pytest runs with --import-mode=importlib), helper modules may not.
+for _d in [REPO / "tests", *sorted(p for p in (REPO / "tests").iterdir() if p.is_dir() and p.name[0] not in "._")]:
+    sys.path.insert(0, str(_d))
 FOOTAGE = Path(os.environ.get("RUSHES_FOOTAGE", REPO.parent / "shared" / "footage"))
 
 
