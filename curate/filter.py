@@ -318,9 +318,10 @@ def filter_run(run_dir, preset: str = "default", overrides: dict | None = None, 
     started = time.perf_counter()
     cfg = resolve_config(preset, overrides)
     paths = manifests.part_paths(run_dir, "clips")
-    if not paths:
+    if not paths and not manifests.part_paths(run_dir, "videos"):
         raise ManifestError(f"no clips manifest in {run_dir}: expected {Path(run_dir) / 'clips'}/*.parquet; "
                             f"run `rushes curate` first")
+    # A curated run whose every video failed has videos rows but no clips: nothing to filter, not an error.
     total = kept = rewritten = 0
     reasons: Counter = Counter()
     decided = ("keep", "reject_reason", "filter_preset", "filter_params")

@@ -157,3 +157,11 @@ def test_cli_prints_counts_per_reason_and_other_readers_open_the_result(tmp_path
     glob = str(out / "clips" / "*.parquet")
     kept = duckdb.sql(f"select count(*) from read_parquet('{glob}') where keep").fetchall()[0][0]
     assert kept == pl.read_parquet(glob).filter(pl.col("keep")).height
+
+
+def test_run_whose_every_video_failed_filters_to_zero_not_an_error(tmp_path):
+    manifests.write_part(tmp_path, "videos", [{"video_id": "v", "path": "/x.mp4", "status": "error",
+                                               "error_stage": "input", "error_message": "/x.mp4 does not exist"}])
+    result = filter_run(tmp_path)
+    assert (result["clips"], result["kept"], result["rejected"]) == (0, 0, 0)
+    assert manifests.read_summary(tmp_path)["filter"]["clips"] == 0
