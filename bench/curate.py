@@ -13,7 +13,9 @@ machine; the table reports wall-time RATIOS measured in this run, so machine spe
   (cuts + encoding at the source size, the same output size as PySceneDetect), each a fresh process
   including Python and Ray start-up; and the full default run (cuts + scores + encode at 720p) for scale;
 - the two rushes runs again in this process with Ray already started and its workers warm ("warm Ray"),
-  which is what a run on a standing cluster sees.
+  which is what a run on a standing cluster sees;
+- the fixed cost of a fresh ``rushes curate`` process (Python imports, starting and stopping a local
+  Ray, the first task's imports, summary): the same cuts-only command on one 1 s synthetic video.
 
 Peak memory per worker: the analysis pass (decode + cuts + scores) of the longest footage file in a
 fresh process (peak RSS), and of a 10 s vs 120 s synthetic video to show it does not grow with length.
@@ -127,9 +129,11 @@ def main() -> None:
     if not args.skip_scores_run:
         t["rushes_full"] = timed(rushes(files, f"{tmp}/full"))
     t["warm_cuts"], t["warm_encode"] = warm_runs(files, tmp)
-    mem_long = peak_memory(longest)
     from synth import make_cut_video
 
+    tiny = make_cut_video(f"{tmp}/tiny.mp4", [0.5, 0.5], fps=25, size=(320, 240))
+    t["startup"] = timed(rushes([tiny.path], f"{tmp}/startup", "--no-encode", "--no-scores"))
+    mem_long = peak_memory(longest)
     short = make_cut_video(f"{tmp}/short.mp4", [5.0, 5.0], fps=25, size=(640, 360))
     long = make_cut_video(f"{tmp}/long.mp4", [40.0, 40.0, 40.0], fps=25, size=(640, 360))
     mem_short, mem_120 = peak_memory(short.path), peak_memory(long.path)
@@ -153,6 +157,8 @@ def main() -> None:
     for name, ours, base, target in rows:
         print(f"| {name} | {ours:.1f} | {base:.1f} | {ours / base:.2f} | {target} |")
     print(f"| speed-up of encoding run over split-video | | | {t['psd_split'] / t['rushes_encode']:.2f}x | >= 1.5x |")
+    print(f"| fixed start-up of a fresh `rushes curate` (one 1 s video) vs ffmpeg decode of all files | "
+          f"{t['startup']:.1f} | {t['ffmpeg']:.1f} | {t['startup'] / t['ffmpeg']:.2f} | (context) |")
     print("\n| peak memory of one worker's analysis pass | frames | peak RSS MiB |")
     print("|---|---:|---:|")
     print(f"| longest file ({Path(longest).name}, {durations[longest]:.0f} s) | {mem_long['frames']} | "

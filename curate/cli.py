@@ -70,7 +70,8 @@ def register(subparsers) -> None:
     r.add_argument("--memory-per-task-mb", type=int, default=0, help="memory reserved per video task, 0 = none")
     r.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance started here (all)")
     r.add_argument("--max-in-flight", type=int, default=0, help="videos submitted at once, 0 = 2x cluster CPUs")
-    r.add_argument("--decode-threads", type=int, default=None, help="PyAV decoder threads, 0 = CPUs per task")
+    r.add_argument("--decode-threads", type=int, default=None,
+                   help="PyAV decoder threads of the analysis pass, 0 = CPUs per task")
     p.set_defaults(func=main)
 
 
