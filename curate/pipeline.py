@@ -28,7 +28,7 @@ import ray
 
 from curate.adapter import RunInfo, outcome_dict, process_video, record_crash
 from curate.inputs import expand_inputs
-from manifests import config_hash, read, update_summary, write_json_atomic
+from manifests import config_hash, read, remove_temp_files, update_summary, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,9 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
     cfg_hash = config_hash(cfg.hashed_dict())
     write_json_atomic(out / "config" / "curate.json", {"config": cfg.to_dict(), "config_hash": cfg_hash,
                                                        "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
+    # A run killed mid-write (kill -9) can leave temporary parts behind: readers ignore them, this removes them.
+    for kind in ("videos", "clips"):
+        remove_temp_files(out, kind)
     skip = done_paths(out, cfg_hash)
     # Longest first (by size): the last task on a worker is then a short one, so workers finish together.
     todo = sorted((p for p in paths if p not in skip), key=_size, reverse=True)

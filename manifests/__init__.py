@@ -10,6 +10,7 @@ from manifests.store import (
     read,
     read_part,
     read_summary,
+    remove_temp_files,
     update_summary,
     validate_table,
     write_json_atomic,
@@ -18,6 +19,6 @@ from manifests.store import (
 
 __all__ = [
     "KINDS", "SCHEMA_VERSIONS", "ManifestError", "config_hash", "conform", "content_hash", "make_id",
-    "now_utc", "part_paths", "read", "read_part", "read_summary", "update_summary", "schema_for", "validate_table", "write_json_atomic",
+    "now_utc", "part_paths", "read", "read_part", "read_summary", "remove_temp_files", "update_summary", "schema_for", "validate_table", "write_json_atomic",
     "write_part",
 ]

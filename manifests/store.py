@@ -219,3 +219,17 @@ def update_summary(run_dir: str | os.PathLike, stage: str, payload: Mapping) -> 
     summary = read_summary(run_dir)
     summary[stage] = dict(payload)
     return write_json_atomic(Path(run_dir) / "summary.json", summary)
+
+
+def remove_temp_files(run_dir: str | os.PathLike, kind: str) -> int:
+    """Delete temporary part files of ``kind`` left by a writer that was killed mid-write; returns the count.
+
+    Call it only when no other writer of this kind is running on ``run_dir`` (a stage does, at its start).
+    """
+    d = manifest_dir(run_dir, kind)
+    if not d.is_dir():
+        return 0
+    stale = [p for p in d.iterdir() if p.name.startswith("_tmp-") and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)

@@ -49,6 +49,8 @@ def _assert_complete(out: Path, vids) -> None:
     on_disk = set((out / "media").rglob("*.mp4"))
     assert on_disk == referenced  # no orphan or temporary clip files left behind
     assert not list((out / "media").rglob("_tmp-*"))
+    for kind in ("videos", "clips"):  # temporary manifest parts of a killed run are cleaned on the rerun
+        assert not list((out / kind).glob("_tmp-*"))
 
 
 def test_kill_9_then_rerun_completes_without_lost_or_duplicated_clips(tmp_path):

@@ -114,3 +114,11 @@ def test_write_json_atomic_replaces_whole_file(tmp_path):
     store.write_json_atomic(p, {"b": 2})
     assert p.read_text().strip().startswith("{") and '"b": 2' in p.read_text()
     assert [x.name for x in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_remove_temp_files_deletes_only_leftover_temporaries(tmp_path):
+    manifests.write_part(tmp_path, "clips", [_clip(0)], part_name="part-v0")
+    (tmp_path / "clips" / "_tmp-part-v1-deadbeef").write_bytes(b"killed mid-write")
+    assert manifests.remove_temp_files(tmp_path, "clips") == 1
+    assert [p.name for p in (tmp_path / "clips").iterdir()] == ["part-v0.parquet"]
+    assert manifests.remove_temp_files(tmp_path, "videos") == 0
