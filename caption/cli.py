@@ -36,11 +36,11 @@ def register(subparsers) -> None:
     p.add_argument("--prompt", default=None,
                    help="prompt name or version: dense (one paragraph) or structured (JSON: short and dense "
                         f"caption, camera motion, shot type) [preset: {_DEFAULTS.prompt}]")
-    frames = p.add_mutually_exclusive_group()
-    frames.add_argument("--frames", type=int, default=None, dest="num_frames",
-                        help=f"frames per clip, spread uniformly over the clip [preset: {_DEFAULTS.num_frames}]")
-    frames.add_argument("--fps", type=float, default=None,
-                        help="sample frames at this rate instead (capped to --frames of the preset)")
+    p.add_argument("--frames", type=int, default=None, dest="num_frames",
+                   help="frames per clip, spread uniformly over the clip; with --fps the cap on frames per clip "
+                        f"[preset: {_DEFAULTS.num_frames}]")
+    p.add_argument("--fps", type=float, default=None,
+                   help="sample frames at this rate instead, capped to --frames (at least one frame)")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"clips per generate call, halved on out-of-memory [preset: {_DEFAULTS.batch_size}]")
     p.add_argument("--concurrency", type=int, default=None,

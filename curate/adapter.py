@@ -24,7 +24,7 @@ from curate.decode import analyse_video
 from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
 from curate.probe import Probe, ProbeError, probe_video
 from curate.split import DETECTOR_NAMES, ClipSpan, SceneSplitter, detector_params, plan_clips
-from manifests import content_hash, make_id, now_utc, write_part
+from manifests import conform, content_hash, make_id, now_utc, write_part
 from manifests.store import manifest_dir
 from media.frames import DecodeError
 
@@ -57,6 +57,11 @@ class VideoFailure(Exception):
     def __init__(self, stage: str, message: str) -> None:
         super().__init__(message)
         self.stage = stage
+
+
+def filter_overrides(cfg) -> dict | None:
+    """Filter overrides a curate run applies: cuts-only runs have no scores, so none is judged missing."""
+    return None if cfg.scores_preset else {"reject_missing": False}
 
 
 def path_video_id(path: str) -> str:
@@ -123,8 +128,14 @@ def _run_stages(path: str, out: Path, cfg, run: RunInfo, outcome: VideoOutcome, 
     clip_rows = _clip_rows(outcome.video_id, spans, decoded, probe, cfg, run)
     if cfg.encode.enabled:
         _encode(path, out, outcome, probe, clip_rows, cfg)
+    # Thresholds are applied before the part becomes visible, so a run killed before its final filter pass
+    # never shows clips that the filter would reject; the pass at the end of the run then rewrites nothing.
+    from curate.filter import apply_filter, resolve_config
+
+    filtered = apply_filter(conform(clip_rows, "clips"), resolve_config(cfg.filter_preset, filter_overrides(cfg)),
+                            preset=cfg.filter_preset)
     # Clips become visible only after their media files are complete.
-    write_part(out, "clips", clip_rows, part_name=f"part-{outcome.video_id}")
+    write_part(out, "clips", filtered, part_name=f"part-{outcome.video_id}")
     _prune_media(out / "media" / outcome.video_id, {r["clip_path"] for r in clip_rows if r.get("clip_path")})
     row["num_clips"] = len(clip_rows)
 

@@ -112,7 +112,10 @@ class CurateConfig:
         _check(self.scores_preset is None or self.scores_preset in score_presets,
                f"scores_preset {self.scores_preset!r} is not known; use one of {', '.join(score_presets)} "
                f"or None (cuts only)")
-        _check(bool(self.filter_preset), "filter_preset must name a preset of rushes filter, e.g. 'default'")
+        from curate.filter import PRESETS as filter_presets
+
+        _check(self.filter_preset in filter_presets, f"filter_preset {self.filter_preset!r} is not known; use one "
+               f"of {', '.join(sorted(filter_presets))} (rushes filter --preset)")
         _check(self.probe_timeout_s > 0, f"probe_timeout_s must be > 0, got {self.probe_timeout_s}")
 
     def score_config(self):
@@ -129,10 +132,11 @@ class CurateConfig:
     def hashed_dict(self) -> dict:
         """The part of the config that shapes outputs (what :func:`manifests.config_hash` is taken of).
 
-        Thread counts and timeouts change speed, not results, so a rerun with more threads still resumes.
+        Thread counts and timeouts change speed, not results, so a rerun with more threads still resumes;
+        the filter preset is applied by a cheap re-runnable step, so changing it never forces a re-decode.
         """
         d = self.to_dict()
-        for key in ("decode_threads", "probe_timeout_s"):
+        for key in ("decode_threads", "probe_timeout_s", "filter_preset"):
             d.pop(key)
         for key in ("threads", "timeout_s"):
             d["encode"].pop(key)

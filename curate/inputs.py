@@ -55,15 +55,22 @@ def _expand_one(item: str, seen_lists: set[str]) -> Iterable[str]:
     return [item]
 
 
-def expand_inputs(items: Iterable[str], limit: int | None = None) -> list[str]:
+def expand_inputs(items: Iterable[str], limit: int | None = None, exclude_dir: str | os.PathLike | None = None
+                  ) -> list[str]:
     """Absolute video paths from files, folders, globs and .txt lists, deduplicated, in order.
 
-    ``limit`` keeps the first N (for a quick trial run).
+    ``limit`` keeps the first N (for a quick trial run). Paths under ``exclude_dir`` (the run's own output,
+    when it lies inside an input folder) are left out so a rerun never curates its own clips. URLs such as
+    ``s3://`` are kept as given (they become error rows saying how to fetch them), not made into local paths.
     """
     seen: dict[str, None] = {}
     lists: set[str] = set()
+    skip = os.path.realpath(exclude_dir) + os.sep if exclude_dir else None
     for item in items:
         for path in _expand_one(os.path.expanduser(str(item)), lists):
-            seen.setdefault(os.path.abspath(path), None)
+            path = path if "://" in path else os.path.abspath(path)
+            if skip and os.path.realpath(path).startswith(skip):
+                continue
+            seen.setdefault(path, None)
     paths = list(seen)
     return paths[:limit] if limit else paths

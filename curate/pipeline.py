@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import ray
 
-from curate.adapter import RunInfo, outcome_dict, process_video, record_crash
+from curate.adapter import RunInfo, filter_overrides, outcome_dict, process_video, record_crash
 from curate.inputs import expand_inputs
 from manifests import config_hash, read, remove_temp_files, update_summary, write_json_atomic
 
@@ -95,9 +95,9 @@ def _size(path: str) -> int:
 def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limit: int | None = None) -> dict:
     """Curate ``inputs`` into ``out_dir``; returns the ``curate`` entry written to ``summary.json``."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # Ray workers (on other nodes too) must not resolve it against their own cwd
     out.mkdir(parents=True, exist_ok=True)
-    paths = expand_inputs(inputs, limit)
+    paths = expand_inputs(inputs, limit, exclude_dir=out)
     cfg_hash = config_hash(cfg.hashed_dict())
     write_json_atomic(out / "config" / "curate.json", {"config": cfg.to_dict(), "config_hash": cfg_hash,
                                                        "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
@@ -113,7 +113,7 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
     from curate.filter import filter_run
 
     # Cuts-only runs have no scores to judge: do not reject clips for missing them.
-    filter_run(out, preset=cfg.filter_preset, overrides=None if cfg.scores_preset else {"reject_missing": False})
+    filter_run(out, preset=cfg.filter_preset, overrides=filter_overrides(cfg))
     summary = build_summary(out, outcomes, started, time.perf_counter() - t0, len(paths) - len(todo))
     update_summary(out, "curate", summary)
     return summary

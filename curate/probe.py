@@ -103,6 +103,9 @@ def _bit_depth(stream: dict) -> int | None:
 
 
 def _check_readable(path: str) -> None:
+    if "://" in path:
+        raise ProbeError(f"{path} is a URL; only local (or mounted shared) files are read so far: copy it locally "
+                         f"(e.g. `aws s3 sync`) or mount the bucket, and pass the local path")
     if not os.path.exists(path):
         raise ProbeError(f"{path} does not exist; check the path (inputs may be files, folders, globs "
                          f"or a .txt list of paths)")

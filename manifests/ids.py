@@ -12,6 +12,8 @@ _CHUNK = 1 << 20
 def make_id(*parts: object, length: int = 16) -> str:
     """Hex id from any JSON-serialisable parts (order matters). Floats are rounded to microseconds."""
     def norm(x):
+        if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+            x = x.item()  # numpy scalars: the same value gives the same id as a Python number
         if isinstance(x, float):
             return round(x, 6)
         if isinstance(x, dict):

@@ -120,13 +120,15 @@ def stream_info(path: str) -> StreamInfo:
 
 def iter_frames(path: str, size: tuple[int, int] | None = None, start_s: float | None = None,
                 end_s: float | None = None, apply_rotation: bool = True, threads: int = 0,
-                interpolation: str = "BILINEAR") -> Iterator[Frame]:
+                interpolation: str = "BILINEAR", keep_preroll: bool = False) -> Iterator[Frame]:
     """Decode frames of ``path`` in order as RGB arrays.
 
     ``size`` is the (width, height) wanted in display orientation (after rotation); None keeps the
     coded size. ``start_s``/``end_s`` bound the PTS range [start_s, end_s); with ``start_s`` the
-    decoder seeks to the keyframe before it and frame indices are None. ``threads`` 0 lets FFmpeg
-    choose. Raises :class:`DecodeError` on a broken stream, after yielding what decoded.
+    decoder seeks to the keyframe before it and frame indices are None; ``keep_preroll`` also yields the
+    frames decoded between that keyframe and ``start_s`` (so the frame on screen at ``start_s`` is
+    included). ``threads`` 0 lets FFmpeg choose. Raises :class:`DecodeError` on a broken stream, after
+    yielding what decoded.
     """
     container = open_container(path)
     try:
@@ -146,7 +148,7 @@ def iter_frames(path: str, size: tuple[int, int] | None = None, start_s: float |
             if frame.pts is None:
                 continue
             pts_s = float(frame.pts * tb)
-            if start_s is not None and pts_s < start_s - 1e-6:
+            if start_s is not None and pts_s < start_s - 1e-6 and not keep_preroll:
                 continue
             if end_s is not None and pts_s >= end_s - 1e-6:
                 break
@@ -194,11 +196,13 @@ def sample_frames(path: str, times_s: Sequence[float], size: tuple[int, int] | N
         return []
     order = sorted(range(len(times_s)), key=lambda i: times_s[i])
     picked: list[Frame | None] = [None] * len(times_s)
-    # Start a little early so the frame shown at the first time (PTS <= t) is decoded too.
-    start = max(0.0, times_s[order[0]] - 0.5)
+    # Seek to the keyframe before the first time and keep the pre-roll: the frame on screen at that time
+    # (PTS <= t) may lie any distance before it (low frame rates, VFR stills).
+    start = times_s[order[0]]
     prev: Frame | None = None
     k = 0
-    for frame in iter_frames(path, size=size, start_s=None if start <= 0 else start, apply_rotation=apply_rotation):
+    for frame in iter_frames(path, size=size, start_s=None if start <= 0 else start, apply_rotation=apply_rotation,
+                             keep_preroll=True):
         while k < len(order) and frame.pts_s > times_s[order[k]] + 1e-6:
             picked[order[k]] = prev or frame
             k += 1

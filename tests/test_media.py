@@ -54,3 +54,10 @@ def test_fit_size_keeps_aspect_and_even_sizes():
     assert F.fit_size(1920, 1080, short_side=360) == (640, 360)
     assert F.fit_size(545, 1281, short_side=1000) == (544, 1280)
     assert F.fit_size(100, 50, max_side=64) == (64, 32)
+
+
+def test_sample_frames_at_low_frame_rate_returns_the_frame_on_screen(tmp_path):
+    # 1 fps: the frame shown at t=2.9 has PTS 2.0, more than half a second before t.
+    v = make_cut_video(tmp_path / "slow.mp4", [2.0, 3.0], fps=1, size=(64, 48))
+    got = F.sample_frames(v.path, [2.9, 4.5])
+    assert [round(f.pts_s, 2) for f in got] == [2.0, 4.0]

@@ -36,6 +36,12 @@ def test_flags_override_the_preset():
     assert cli.config_from_args(_parser().parse_args(["caption", "OUT"])).trust_remote_code is False
 
 
+def test_fps_and_frames_combine_as_the_readme_shows():
+    cfg = cli.config_from_args(_parser().parse_args(["caption", "OUT", "--prompt", "structured", "--fps", "1",
+                                                     "--frames", "16"]))
+    assert (cfg.fps, cfg.num_frames) == (1.0, 16)
+
+
 def test_dry_run_reports_the_plan_and_writes_nothing(tmp_path, grey_video, tiny_vlms, capsys):
     out = tmp_path / "run"
     make_run(out, grey_video, [(0, 2), (2, 4), (4, 6)], rejected={2})

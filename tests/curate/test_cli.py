@@ -74,3 +74,27 @@ def test_bad_flag_value_exits_2_with_a_fix(capsys):
     args = sub.choices["curate"].parse_args(["in.mp4", "--out", "o", "--crf", "80"])
     assert cli.main(args) == 2
     assert "crf must be in 0..51" in capsys.readouterr().err
+
+
+def test_inputs_skip_the_runs_own_output_and_keep_urls(tmp_path):
+    from curate.inputs import expand_inputs
+
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    out = tmp_path / "run"
+    (out / "media" / "v").mkdir(parents=True)
+    (out / "media" / "v" / "c.mp4").write_bytes(b"x")
+    got = expand_inputs([str(tmp_path), "s3://bucket/key.mp4"], exclude_dir=out)
+    assert got == [str(tmp_path / "a.mp4"), "s3://bucket/key.mp4"]
+
+
+def test_filter_preset_is_checked_and_not_part_of_the_config_hash():
+    import dataclasses
+
+    import pytest
+
+    from curate.config import default
+
+    base = default()
+    assert dataclasses.replace(base, filter_preset="strict").hashed_dict() == base.hashed_dict()
+    with pytest.raises(ValueError, match="strictt"):
+        dataclasses.replace(base, filter_preset="strictt")

@@ -113,3 +113,12 @@ def test_rerun_skips_completed_videos_and_a_new_config_reprocesses(curated):
     changed = dataclasses.replace(debug(), trim_s=0.2)
     third = run_curate([vids[0].path], out, changed, RayConfig())
     assert third["videos"]["processed_this_run"] == 1
+
+
+def test_clips_parts_are_filtered_before_they_become_visible(curated):
+    # The adapter applies the run's thresholds before writing each part, so a run killed before its final
+    # filter pass never exposes unfiltered clips, and that pass has nothing left to rewrite.
+    out, _, _, _ = curated
+    clips = read(out, "clips").to_pylist()
+    assert clips and all(c["filter_preset"] == debug().filter_preset and c["filter_params"] for c in clips)
+    assert read_summary(out)["filter"]["parts_rewritten"] == 0

@@ -122,3 +122,9 @@ def test_remove_temp_files_deletes_only_leftover_temporaries(tmp_path):
     assert manifests.remove_temp_files(tmp_path, "clips") == 1
     assert [p.name for p in (tmp_path / "clips").iterdir()] == ["part-v0.parquet"]
     assert manifests.remove_temp_files(tmp_path, "videos") == 0
+
+
+def test_numpy_scalars_give_the_same_id_as_python_numbers():
+    import numpy as np
+
+    assert manifests.make_id("v", np.float32(0.5), np.int64(3)) == manifests.make_id("v", 0.5, 3)
