@@ -215,3 +215,21 @@ def sample_frames(path: str, times_s: Sequence[float], size: tuple[int, int] | N
     if prev is None:
         raise DecodeError(f"no frame decoded from {path} at {times_s[order[0]]:.3f}s or later")
     return [f for f in picked if f is not None]
+
+
+def write_video(path: str, frames: np.ndarray, fps: float, crf: int = 18, preset: str = "veryfast") -> None:
+    """Write (T, H, W, 3) uint8 RGB frames as an H.264 yuv420p MP4 at ``fps`` (fractional rates kept,
+    e.g. 23.976 -> 24000/1001). Height and width must be even (yuv420p)."""
+    t, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"frame size {w}x{h} must be even for yuv420p; resize to {even(w)}x{even(h)}")
+    rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(1)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": preset}
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

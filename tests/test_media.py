@@ -61,3 +61,15 @@ def test_sample_frames_at_low_frame_rate_returns_the_frame_on_screen(tmp_path):
     v = make_cut_video(tmp_path / "slow.mp4", [2.0, 3.0], fps=1, size=(64, 48))
     got = F.sample_frames(v.path, [2.9, 4.5])
     assert [round(f.pts_s, 2) for f in got] == [2.0, 4.0]
+
+
+def test_write_video_keeps_a_fractional_frame_rate(tmp_path):
+    import numpy as np
+
+    frames = np.zeros((6, 24, 40, 3), dtype=np.uint8)
+    F.write_video(str(tmp_path / "s.mp4"), frames, fps=24000 / 1001)
+    info = F.stream_info(str(tmp_path / "s.mp4"))
+    assert (info.width_px, info.height_px) == (40, 24)
+    assert abs(info.fps - 23.976) < 1e-3
+    with pytest.raises(ValueError, match="even"):
+        F.write_video(str(tmp_path / "odd.mp4"), np.zeros((2, 23, 40, 3), dtype=np.uint8), fps=24)

@@ -96,7 +96,7 @@ def load(path: str | os.PathLike, model: torch.nn.Module, ema: torch.nn.Module |
     if ema is not None:
         ema.load_state_dict(load_file(str(path / "ema.safetensors")))
     if optimizer is not None:
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
     state = json.loads((path / "state.json").read_text())
     rng = load_file(str(path / "rng.safetensors"))
     if generator is not None:

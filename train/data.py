@@ -251,18 +251,24 @@ def pack_first_fit(token_counts: Sequence[int], budget: int, order: Sequence[int
     order.sort(key=lambda i: -token_counts[i])  # stable: ties keep the shuffled order
     packs: list[list[int]] = []
     room: list[int] = []
+    open_ids: list[int] = []  # packs that can still take the smallest clip; the others are never scanned again
+    smallest = min((token_counts[i] for i in order), default=0)
     for i in order:
         n = token_counts[i]
         if n > budget:
             raise ValueError(f"a clip of {n} tokens exceeds the pack budget {budget}; raise --batch-tokens")
-        for j, r in enumerate(room):
-            if n <= r:
+        for k, j in enumerate(open_ids):
+            if n <= room[j]:
                 packs[j].append(i)
                 room[j] -= n
+                if room[j] < smallest:
+                    del open_ids[k]
                 break
         else:
             packs.append([i])
             room.append(budget - n)
+            if room[-1] >= smallest:
+                open_ids.append(len(packs) - 1)
     return packs
 
 

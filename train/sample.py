@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
+from media.frames import write_video
 from train import checkpoint
 from train.config import RunConfig
 from train.diffusion import euler_sample, resolution_shift
@@ -93,19 +93,10 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 
 
 def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float) -> Path:
-    """Write (T, H, W, 3) uint8 frames as H.264 yuv420p MP4 (even sizes required) with PyAV."""
+    """Write (T, H, W, 3) uint8 frames as H.264 yuv420p MP4 (even sizes required) via ``media.frames``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    t, h, w, _ = frames.shape
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=max(1, int(round(fps))))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
-        for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_video(str(path), frames, fps)
     return path
 
 
