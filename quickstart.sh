@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash .ci/install
+# .ci/install falls back to .venv on a system Python that refuses pip installs (PEP 668).
+[ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && . .venv/bin/activate
 FOOTAGE=../shared/footage
 if [ ! -f "$FOOTAGE/README.md" ]; then
   python3 examples/make_footage.py runs/example_footage
