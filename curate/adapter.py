@@ -257,6 +257,48 @@ def record_crash(path: str, out_dir: str | os.PathLike, run: RunInfo, exc: BaseE
     return outcome
 
 
+def find_duplicates(paths: list[str]) -> dict[str, str]:
+    """``{duplicate: first path with the same bytes}``, in input order.
+
+    Only files whose size collides with another's are hashed, so distinct footage costs one stat each.
+    Two copies would share a ``video_id`` (it hashes the content): one row would hide the other, and their
+    tasks would race on the same media folder.
+    """
+    by_size: dict[int, list[str]] = {}
+    for p in paths:
+        try:
+            by_size.setdefault(os.path.getsize(p), []).append(p)
+        except OSError:
+            continue  # missing or unreadable: the task records it
+    dups: dict[str, str] = {}
+    for group in by_size.values():
+        if len(group) < 2 or os.path.getsize(group[0]) == 0:
+            continue
+        first: dict[str, str] = {}
+        for p in group:
+            try:
+                digest = content_hash(p)
+            except OSError:
+                continue
+            if digest in first:
+                dups[p] = first[digest]
+            else:
+                first[digest] = p
+    return dups
+
+
+def record_duplicate(path: str, original: str, out_dir: str | os.PathLike, config_hash: str) -> VideoOutcome:
+    """Record an input whose bytes equal an earlier input's as an error row (its clips are the original's)."""
+    outcome = VideoOutcome(path, path_video_id(path), "error", "input",
+                           f"{path} has the same content as {original}, which is curated instead; remove the "
+                           f"copy from the input (its clips would duplicate the original's)")
+    write_part(out_dir, "videos", [{
+        "video_id": outcome.video_id, "path": os.path.abspath(path), "status": "error",
+        "error_stage": outcome.error_stage, "error_message": outcome.error_message,
+        "config_hash": config_hash, "created_at": now_utc()}], part_name=f"part-{outcome.video_id}")
+    return outcome
+
+
 def outcome_dict(outcome: VideoOutcome) -> Mapping:
     """Outcome as a plain dict (what a Ray task returns)."""
     return dataclasses.asdict(outcome)

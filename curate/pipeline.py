@@ -26,7 +26,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 import ray
 
-from curate.adapter import RunInfo, filter_overrides, outcome_dict, process_video, record_crash
+from curate.adapter import (RunInfo, filter_overrides, find_duplicates, outcome_dict, process_video,
+                            record_crash, record_duplicate)
 from curate.inputs import expand_inputs
 from manifests import config_hash, read, remove_temp_files, update_summary, write_json_atomic
 
@@ -105,16 +106,22 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
     for kind in ("videos", "clips"):
         remove_temp_files(out, kind)
     skip = done_paths(out, cfg_hash)
+    dups = find_duplicates(paths)
     # Longest first (by size): the last task on a worker is then a short one, so workers finish together.
-    todo = sorted((p for p in paths if p not in skip), key=_size, reverse=True)
-    log.info("curate: %d input video(s), %d already done, %d to process -> %s", len(paths), len(paths) - len(todo),
-             len(todo), out)
+    todo = sorted((p for p in paths if p not in skip and p not in dups), key=_size, reverse=True)
+    skipped = len(paths) - len(todo) - len(dups)
+    log.info("curate: %d input video(s), %d already done, %d duplicate(s), %d to process -> %s", len(paths), skipped,
+             len(dups), len(todo), out)
     outcomes = _run_tasks(todo, out, cfg, ray_cfg, cfg_hash) if todo else []
+    for dup, original in dups.items():
+        outcome = record_duplicate(dup, original, out, cfg_hash)
+        log.warning("%s: %s", dup, outcome.error_message)
+        outcomes.append(outcome_dict(outcome))
     from curate.filter import filter_run
 
     # Cuts-only runs have no scores to judge: do not reject clips for missing them.
     filter_run(out, preset=cfg.filter_preset, overrides=filter_overrides(cfg))
-    summary = build_summary(out, outcomes, started, time.perf_counter() - t0, len(paths) - len(todo))
+    summary = build_summary(out, outcomes, started, time.perf_counter() - t0, skipped)
     update_summary(out, "curate", summary)
     return summary
 

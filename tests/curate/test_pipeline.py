@@ -122,3 +122,20 @@ def test_clips_parts_are_filtered_before_they_become_visible(curated):
     clips = read(out, "clips").to_pylist()
     assert clips and all(c["filter_preset"] == debug().filter_preset and c["filter_params"] for c in clips)
     assert read_summary(out)["filter"]["parts_rewritten"] == 0
+
+
+def test_a_copy_of_a_video_is_recorded_once_as_a_duplicate(tmp_path, ray_local):
+    import shutil
+
+    v = make_cut_video(tmp_path / "a.mp4", (2.5, 2.5), fps=25, size=(160, 120))
+    shutil.copy(v.path, tmp_path / "copy_of_a.mp4")
+    out = tmp_path / "run"
+    summary = run_curate([str(tmp_path / "a.mp4"), str(tmp_path / "copy_of_a.mp4")], out, debug(), RayConfig())
+    videos = {Path(r["path"]).name: r for r in read(out, "videos").to_pylist()}
+    assert videos["a.mp4"]["status"] == "ok"
+    dup = videos["copy_of_a.mp4"]
+    assert (dup["status"], dup["error_stage"]) == ("error", "input")
+    assert "same content as" in dup["error_message"] and "a.mp4" in dup["error_message"]
+    clips = read(out, "clips").to_pylist()
+    assert {c["video_id"] for c in clips} == {videos["a.mp4"]["video_id"]}
+    assert summary["videos"] == {**summary["videos"], "ok": 1, "error": 1, "processed_this_run": 2}
