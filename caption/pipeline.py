@@ -19,7 +19,6 @@ import os
 import time
 import uuid
 from collections import Counter
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,6 +30,7 @@ from caption.captioner import Captioner, frame_spec, load_processor, resolve_mod
 from caption.config import CaptionConfig
 from caption.prompts import get_prompt
 from manifests import store
+from media.versions import tool_versions as media_tool_versions
 from manifests.ids import config_hash
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,7 @@ def _decode_memory_bytes(cfg: CaptionConfig) -> int:
 
 def tool_versions() -> dict:
     """Versions of the libraries that shape a caption."""
-    found = {}
-    for name in ("rushes", "transformers", "torch", "av", "ray"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    return media_tool_versions(("transformers", "torch", "av", "ray"))
 
 
 def run(out: str | os.PathLike, cfg: CaptionConfig, limit: int | None = None, address: str | None = None,

@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -29,28 +28,17 @@ import ray
 from curate.adapter import (RunInfo, filter_overrides, find_duplicates, outcome_dict, process_video,
                             record_crash, record_duplicate)
 from curate.inputs import expand_inputs
+from media.versions import tool_versions as media_tool_versions
 from manifests import config_hash, read, remove_temp_files, update_summary, write_json_atomic
 
 log = logging.getLogger(__name__)
+# PyPI distributions whose versions shape curate's outputs.
+CURATE_PACKAGES = ("scenedetect", "av", "opencv-python-headless", "numpy", "ray")
 
 
 def tool_versions() -> dict:
     """Versions of every tool that shapes the outputs (recorded on every row)."""
-    import av
-    import cv2
-    import numpy
-    import scenedetect
-
-    from media.ffmpeg import ffmpeg_version
-
-    def dist(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "unknown"
-
-    return {"rushes": dist("rushes"), "ffmpeg": ffmpeg_version(), "scenedetect": scenedetect.__version__,
-            "av": av.__version__, "opencv": cv2.__version__, "numpy": numpy.__version__, "ray": ray.__version__}
+    return media_tool_versions(CURATE_PACKAGES, ffmpeg=True)
 
 
 def _curate_task(path: str, out_dir: str, cfg, run: RunInfo) -> dict:
