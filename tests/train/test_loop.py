@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -32,6 +33,8 @@ def test_loss_falls_on_a_tiny_set(synth_out, tiny_t5, tmp_path):
     assert checkpoint.latest(tmp_path / "run").name == "step-0000040"
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["model"]["text_dim"] == 32 and saved["model"]["in_channels"] == 3
+    versions = saved["tool_versions"]  # provenance, as on every manifest row
+    assert versions["torch"] == metadata.version("torch") and versions["safetensors"] and versions["av"]
 
 
 class Crash(Exception):
