@@ -13,7 +13,7 @@ import logging
 import sys
 
 # Modules that register subcommands, in the order they appear in --help.
-COMMAND_MODULES = ("curate.cli", "curate.filter", "caption.cli", "train.cli", "rushes.report.cli")
+COMMAND_MODULES = ("curate.cli", "caption.cli", "train.cli", "rushes.report.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
