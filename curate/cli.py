@@ -12,10 +12,12 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import sys
+from pathlib import Path
 
 from curate import config as C
 
@@ -143,8 +145,13 @@ def main(args) -> int:
         print(json.dumps(plan, indent=2))
         return 0
     from curate.pipeline import run_curate
+    from manifests.lock import LockError
 
-    summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit)
+    try:
+        summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit)
+    except LockError as exc:
+        print(f"rushes curate: {exc}", file=sys.stderr)
+        return 2
     v, c = summary["videos"], summary["clips"]
     print(f"curate: {v['ok']} ok / {v['error']} failed videos, {c['kept']} kept / {c['total']} clips, "
           f"{summary['kept_s']:.1f} s kept of {summary['footage_s']:.1f} s footage in {summary['wall_s']:.1f} s "
@@ -205,15 +212,19 @@ def register_filter(subparsers) -> None:
 def filter_main(args) -> int:
     """Handler of ``rushes filter``: re-apply thresholds, print counts per reason; 2 on a bad run or value."""
     from curate.filter import FilterConfig, filter_run, format_counts
+    from manifests.lock import LockError, acquire
     from manifests.store import ManifestError
 
     names = {f.name for f in dataclasses.fields(FilterConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names}
     if "reject_camera_motion" in overrides and overrides["reject_camera_motion"].lower() in ("", "none"):
         overrides["reject_camera_motion"] = ()
+    # A folder that is not there is no run: filter_run says so without the lock creating the folder.
+    writing = not args.dry_run and Path(args.out).is_dir()
     try:
-        result = filter_run(args.out, preset=args.preset, overrides=overrides, dry_run=args.dry_run)
-    except (ManifestError, ValueError) as exc:
+        with acquire(args.out, "rushes filter") if writing else contextlib.nullcontext():
+            result = filter_run(args.out, preset=args.preset, overrides=overrides, dry_run=args.dry_run)
+    except (LockError, ManifestError, ValueError) as exc:
         print(f"rushes filter: {exc}", file=sys.stderr)
         return 2
     print(format_counts(result))

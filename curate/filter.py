@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import time
 from collections import Counter
@@ -104,8 +105,9 @@ class FilterConfig:
             value = getattr(self, f.name)
             if f.name in ("reject_camera_motion", "reject_missing") or value is None:
                 continue
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"filter {f.name}={value!r}: give a number >= 0, or None to switch the rule off")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+                raise ValueError(f"filter {f.name}={value!r}: give a finite number >= 0, or none to switch the "
+                                 f"rule off")
         if self.min_aspect is not None and self.max_aspect is not None and self.min_aspect > self.max_aspect:
             raise ValueError(f"filter min_aspect={self.min_aspect} > max_aspect={self.max_aspect}: swap them")
         if isinstance(self.reject_camera_motion, str):

@@ -41,6 +41,7 @@ from manifests import (
     update_summary,
     write_json_atomic,
 )
+from manifests.lock import acquire
 from media.versions import tool_versions as media_tool_versions
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,18 @@ def _size(path: str) -> int:
 
 
 def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limit: int | None = None) -> dict:
-    """Curate ``inputs`` into ``out_dir``; returns the ``curate`` entry written to ``summary.json``."""
-    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    """Curate ``inputs`` into ``out_dir``; returns the ``curate`` entry written to ``summary.json``.
+
+    Holds OUT's writer lock for the whole run: a second writer on the same OUT raises
+    :class:`manifests.lock.LockError` at once, naming this one; so does an OUT that cannot be written.
+    """
     out = Path(out_dir).resolve()  # Ray workers (on other nodes too) must not resolve it against their own cwd
-    out.mkdir(parents=True, exist_ok=True)
+    with acquire(out, "rushes curate"):
+        return _run_locked(inputs, out, cfg, ray_cfg, limit)
+
+
+def _run_locked(inputs: list[str], out: Path, cfg, ray_cfg, limit: int | None) -> dict:
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
     paths = expand_inputs(inputs, limit, exclude_dir=out)
     cfg_hash = config_hash(cfg.hashed_dict())
     write_json_atomic(out / "config" / "curate.json", {"config": cfg.to_dict(), "config_hash": cfg_hash,
