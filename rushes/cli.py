@@ -14,12 +14,11 @@ import sys
 
 from caption import cli as caption_cli
 from curate import cli as curate_cli
-from curate import filter as filter_cli  # `rushes filter`; moves into curate.cli (issue 9), then this line goes
 from rushes.report import cli as report_cli
 from train import cli as train_cli
 
 # The modules that register subcommands, in the order their commands appear in --help.
-COMMAND_MODULES = (curate_cli, filter_cli, caption_cli, train_cli, report_cli)
+COMMAND_MODULES = (curate_cli, caption_cli, train_cli, report_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
