@@ -66,7 +66,7 @@ def test_queries_read_the_manifests_only(run_dir, tmp_path):
     # Reading a file nobody named, writing one, attaching a database, or switching access back on: all refused.
     secret = tmp_path / "secret.csv"
     secret.write_text("a,b\n1,2\n")
-    refused = [f"SELECT * FROM read_csv('/etc/passwd')", f"SELECT * FROM read_csv('{secret}')",
+    refused = ["SELECT * FROM read_csv('/etc/passwd')", f"SELECT * FROM read_csv('{secret}')",
                f"COPY (SELECT * FROM clips) TO '{tmp_path / 'leak.csv'}'",
                f"ATTACH '{tmp_path / 'x.duckdb'}'", "SET enable_external_access = true",
                "SELECT * FROM read_csv('https://example.com/x.csv')"]
