@@ -1,0 +1,41 @@
+"""Helpers for the S3 tests: moto's server on loopback, fake credentials, reading a whole bucket back."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+
+# Recognisable fake credentials: tests scan every object written for them.
+ACCESS_KEY = "AKIARUSHESTEST0000001"
+SECRET_KEY = "rushes-test-secret-do-not-write-9f3c2a"
+SESSION_TOKEN = "rushes-test-session-token-77e1b0"
+SECRETS = (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto_server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"moto_server did not answer on {url} within {timeout_s} s")
+
+
+def all_objects(bucket_uri: str) -> dict[str, bytes]:
+    """Every object in a bucket, key -> bytes (for checks such as 'no secret was written')."""
+    from storage import list_files, read_bytes
+
+    return {uri[len(bucket_uri) + 1:]: read_bytes(uri) for uri in list_files(bucket_uri)}
+
