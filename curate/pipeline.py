@@ -25,6 +25,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 import ray
 
+import storage
+
 from curate.adapter import (RunInfo, filter_overrides, find_duplicates, outcome_dict, process_video,
                             record_crash, record_duplicate)
 from curate.inputs import expand_inputs
@@ -76,20 +78,24 @@ def done_paths(out_dir: str | os.PathLike, cfg_hash: str) -> set[str]:
 
 def _size(path: str) -> int:
     try:
-        return os.path.getsize(path)
-    except OSError:
+        return storage.size(path)
+    except (OSError, ValueError):
         return 0
 
 
-def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limit: int | None = None) -> dict:
-    """Curate ``inputs`` into ``out_dir``; returns the ``curate`` entry written to ``summary.json``."""
+def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limit: int | None = None,
+               scratch: storage.Scratch | None = None) -> dict:
+    """Curate ``inputs`` into ``out_dir`` (a folder or ``s3://bucket/prefix``); returns the ``curate`` entry
+    written to ``summary.json``. ``scratch`` bounds the local copies of remote inputs (default: a folder
+    in the temp dir, 20 GiB)."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
-    out = Path(out_dir).resolve()  # Ray workers (on other nodes too) must not resolve it against their own cwd
-    out.mkdir(parents=True, exist_ok=True)
+    # Ray workers (on other nodes too) must not resolve a local OUT against their own cwd.
+    out = str(out_dir).rstrip("/") if storage.is_remote(out_dir) else Path(out_dir).resolve()
+    storage.makedirs(out)
     paths = expand_inputs(inputs, limit, exclude_dir=out)
     cfg_hash = config_hash(cfg.hashed_dict())
-    write_json_atomic(out / "config" / "curate.json", {"config": cfg.to_dict(), "config_hash": cfg_hash,
-                                                       "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
+    write_json_atomic(storage.join(out, "config", "curate.json"), {
+        "config": cfg.to_dict(), "config_hash": cfg_hash, "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
     # A run killed mid-write (kill -9) can leave temporary parts behind: readers ignore them, this removes them.
     for kind in ("videos", "clips"):
         remove_temp_files(out, kind)
@@ -100,7 +106,7 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
     skipped = len(paths) - len(todo) - len(dups)
     log.info("curate: %d input video(s), %d already done, %d duplicate(s), %d to process -> %s", len(paths), skipped,
              len(dups), len(todo), out)
-    outcomes = _run_tasks(todo, out, cfg, ray_cfg, cfg_hash) if todo else []
+    outcomes = _run_tasks(todo, out, cfg, ray_cfg, RunInfo(cfg_hash, "", scratch)) if todo else []
     for dup, original in dups.items():
         outcome = record_duplicate(dup, original, out, cfg_hash)
         log.warning("%s: %s", dup, outcome.error_message)
@@ -114,7 +120,7 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
     return summary
 
 
-def _run_tasks(todo: list[str], out: Path, cfg, ray_cfg, cfg_hash: str) -> list[dict]:
+def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
     # Starting a local Ray takes seconds of waiting on its processes: collect the tool versions
     # (imports and an ffmpeg subprocess) meanwhile instead of after it.
     pool = ThreadPoolExecutor(max_workers=1)
@@ -128,7 +134,7 @@ def _run_tasks(todo: list[str], out: Path, cfg, ray_cfg, cfg_hash: str) -> list[
             # Decoder threads follow the CPUs reserved per task: one more thread per task (measured)
             # overlaps decoding with the analysis alone but loses 5-10% when every core runs a task.
             cfg = dataclasses.replace(cfg, decode_threads=max(1, round(ray_cfg.num_cpus_per_task)))
-        run = RunInfo(cfg_hash, json.dumps(versions.result(), sort_keys=True))
+        run = dataclasses.replace(run, tool_versions=json.dumps(versions.result(), sort_keys=True))
         options = {"num_cpus": ray_cfg.num_cpus_per_task, "max_retries": 1}
         if ray_cfg.memory_per_task_mb:
             options["memory"] = ray_cfg.memory_per_task_mb * 1024 * 1024
@@ -156,7 +162,7 @@ def _run_tasks(todo: list[str], out: Path, cfg, ray_cfg, cfg_hash: str) -> list[
             ray.shutdown()
 
 
-def build_summary(out: Path, outcomes: list[dict], started: datetime, wall_s: float, skipped: int) -> dict:
+def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, skipped: int) -> dict:
     """The ``curate`` entry of ``summary.json``: counts over the run directory, throughput of this run."""
     videos = read(out, "videos").to_pylist()
     clips = read(out, "clips", validate=False).select(["keep", "reject_reason", "duration_s"]).to_pylist()
