@@ -120,7 +120,12 @@ def _timed(outcome: VideoOutcome, stage: str, fn, *args, **kwargs):
 
 def _check_input(path: str) -> None:
     if storage.is_remote(path):
-        if not storage.is_file(path) or storage.size(path) == 0:
+        try:
+            found = storage.is_file(path) and storage.size(path) > 0
+        except OSError as exc:
+            raise VideoFailure("input", f"cannot reach {path}: {exc}; check the network, AWS_ENDPOINT_URL and "
+                                        f"the AWS credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID)") from exc
+        if not found:
             raise VideoFailure("input", f"{path}: no such object, or it is empty; check the key (keys are "
                                         f"case-sensitive) and that your AWS credentials can read it")
     elif not os.path.isfile(path) or os.path.getsize(path) == 0:

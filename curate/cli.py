@@ -120,7 +120,10 @@ def dry_run(paths: list[str], out: str, cfg) -> dict:
     total_s, bad, remote_bytes = 0.0, [], 0
     for path in paths:
         if storage.is_remote(path):  # not downloaded for a dry run: its size only
-            remote_bytes += storage.size(path) if storage.is_file(path) else 0
+            try:
+                remote_bytes += storage.size(path)
+            except OSError as exc:
+                bad.append(f"{path}: {exc}")
             continue
         try:
             total_s += probe_video(path).duration_s or 0.0

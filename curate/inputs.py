@@ -40,7 +40,15 @@ def _is_video(location: str) -> bool:
 
 
 def _expand_remote(item: str, seen_lists: set[str]) -> list[str]:
-    """The same rules as for local inputs, for an object-store URI."""
+    """The same rules as for local inputs, for an object-store URI; kept as given when the store cannot be
+    reached (no network, no credentials), so the run records it as a failed input naming the cause."""
+    try:
+        return _list_remote(item, seen_lists)
+    except OSError:
+        return [item]
+
+
+def _list_remote(item: str, seen_lists: set[str]) -> list[str]:
     if item.lower().endswith(".txt") and storage.is_file(item):
         if item in seen_lists:
             return []

@@ -8,7 +8,8 @@ Usage::
 
 Each view reads the part files in place (``read_parquet`` over the visible parts, so nothing is
 copied); a manifest that does not exist yet becomes an empty view with the declared schema, so the
-same query works before and after a stage has run.
+same query works before and after a stage has run. A run in a bucket (``s3://...``) is read through
+:mod:`storage` as registered ``pyarrow.dataset`` views, so DuckDB needs no httpfs extension (no download).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import storage
 from manifests import store
 from manifests.schema import KINDS, schema_for
 
@@ -41,11 +43,15 @@ def connect(run_dir: str | os.PathLike):
     """An in-memory DuckDB connection with one view per manifest kind of ``run_dir``."""
     import duckdb
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    run_dir = run_dir if storage.is_remote(run_dir) else Path(run_dir)
+    if not storage.is_dir(run_dir):
         raise FileNotFoundError(f"run directory {run_dir} does not exist; pass the OUT folder a stage wrote")
     con = duckdb.connect(":memory:")
     for kind in KINDS:
+        if storage.is_remote(run_dir):
+            con.register(f"_parts_{kind}", store.dataset(run_dir, kind))
+            con.execute(f"CREATE VIEW {kind} AS SELECT * FROM _parts_{kind}")
+            continue
         paths = store.part_paths(run_dir, kind)
         if paths:
             files = "[" + ", ".join(_sql_string(str(p)) for p in paths) + "]"
