@@ -10,7 +10,6 @@ from storage.fs import (
     StorageError,
     copy_file,
     delete,
-    delete_tree,
     exists,
     filesystem,
     glob,
@@ -32,11 +31,18 @@ from storage.fs import (
     temp_sibling,
     write_bytes_atomic,
 )
-from storage.scratch import LocalCopy, Scratch, ScratchError, local_copy, staging_dir
+from storage.scratch import (
+    LocalCopy,
+    Scratch,
+    ScratchError,
+    local_copy,
+    readable,
+    staging_dir,
+)
 
 __all__ = [
-    "TEMP_PREFIX", "LocalCopy", "Scratch", "ScratchError", "StorageError", "copy_file", "delete", "delete_tree", "exists",
+    "TEMP_PREFIX", "LocalCopy", "Scratch", "ScratchError", "StorageError", "copy_file", "delete", "exists",
     "filesystem", "glob", "is_dir", "is_file", "is_remote", "is_uri", "join", "list_files", "local_copy", "makedirs", "name",
-    "open_input", "open_output", "parent", "publish", "read_bytes", "resolve", "size", "staging_dir", "temp_sibling",
+    "open_input", "open_output", "parent", "publish", "read_bytes", "readable", "resolve", "size", "staging_dir", "temp_sibling",
     "write_bytes_atomic",
 ]

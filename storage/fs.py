@@ -222,14 +222,6 @@ def delete(where) -> None:
         pass
 
 
-def delete_tree(where) -> None:
-    """Delete a folder (remotely: every object under the prefix) and everything in it; absent is fine."""
-    fs, path = resolve(where)
-    fs.delete_dir_contents(path, missing_dir_ok=True)
-    if not is_remote(where) and os.path.isdir(path):
-        os.rmdir(path)
-
-
 def copy_file(src, dst) -> None:
     """Copy one file between any two locations (upload, download or server-side copy)."""
     src_fs, src_path = resolve(src)

@@ -157,6 +157,19 @@ def local_copy(where, scratch: Scratch | None = None, hasher=None) -> Iterator[L
 
 
 @contextmanager
+def readable(where, scratch: Scratch | None = None) -> Iterator[str]:
+    """A local path to read ``where`` from: the path itself when local, a scratch copy of an object otherwise.
+
+    For decoders that need a seekable file (PyAV, ffmpeg); the copy is removed when the block ends.
+    """
+    if not is_remote(where):
+        yield os.fspath(where)
+        return
+    with local_copy(where, scratch) as copy:
+        yield copy.path
+
+
+@contextmanager
 def staging_dir(scratch: Scratch | None = None) -> Iterator[Path]:
     """A private local folder under the scratch root (outputs made locally before upload), removed after."""
     scratch = scratch or Scratch()

@@ -7,11 +7,18 @@ import sys
 import uuid
 
 import pytest
-from s3_server import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, free_port, wait_ready
+from s3_server import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    SESSION_TOKEN,
+    free_port,
+    make_bucket,
+    wait_ready,
+)
 
 
 @pytest.fixture(scope="session")
-def s3_server():
+def s3_server(tmp_path_factory):
     """Endpoint URL of a moto S3 server on 127.0.0.1 (a free port), with the AWS environment pointing at it.
 
     Sets ``AWS_ENDPOINT_URL`` and fake credentials in ``os.environ`` for the session (subprocesses such as
@@ -20,8 +27,10 @@ def s3_server():
     pytest.importorskip("moto.server", reason="moto[server] not installed: pip install 'moto[server]'")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    # The server logs every request: to a file, since a full pipe would block it.
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w+b")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=log, stderr=subprocess.STDOUT)
     env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            "AWS_SESSION_TOKEN": SESSION_TOKEN, "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_EC2_METADATA_DISABLED": "true"}
@@ -31,7 +40,7 @@ def s3_server():
         mp.delenv("AWS_PROFILE", raising=False)
         mp.delenv("AWS_ENDPOINT_URL_S3", raising=False)
         try:
-            wait_ready(url, proc)
+            wait_ready(url, proc, log)
             yield url
         finally:
             proc.terminate()
@@ -40,16 +49,10 @@ def s3_server():
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            log.close()
 
 
 @pytest.fixture
 def bucket(s3_server) -> str:
     """A fresh, empty bucket on the session's server; returns ``s3://NAME``."""
-    import pyarrow.fs as pafs
-
-    name = f"rushes-{uuid.uuid4().hex[:10]}"
-    admin = pafs.S3FileSystem(endpoint_override=s3_server.split("://", 1)[1], scheme="http",
-                              access_key=ACCESS_KEY, secret_key=SECRET_KEY, session_token=SESSION_TOKEN,
-                              region="us-east-1", allow_bucket_creation=True)
-    admin.create_dir(name)
-    return f"s3://{name}"
+    return make_bucket(s3_server, f"rushes-{uuid.uuid4().hex[:10]}")

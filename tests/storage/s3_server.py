@@ -20,13 +20,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+def wait_ready(url: str, proc: subprocess.Popen, log, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"moto_server exited with {proc.returncode}: {log.read().decode()[-2000:]}")
         try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+            # No proxy: a proxy from the environment must not answer for loopback.
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url + "/moto-api/", timeout=1).close()
             return
         except OSError:
             time.sleep(0.2)
@@ -39,3 +41,14 @@ def all_objects(bucket_uri: str) -> dict[str, bytes]:
 
     return {uri[len(bucket_uri) + 1:]: read_bytes(uri) for uri in list_files(bucket_uri)}
 
+
+
+def make_bucket(endpoint_url: str, name: str) -> str:
+    """Create bucket ``name`` on the server at ``endpoint_url``; returns ``s3://NAME``."""
+    import pyarrow.fs as pafs
+
+    admin = pafs.S3FileSystem(endpoint_override=endpoint_url.split("://", 1)[1], scheme="http",
+                              access_key=ACCESS_KEY, secret_key=SECRET_KEY, session_token=SESSION_TOKEN,
+                              region="us-east-1", allow_bucket_creation=True)
+    admin.create_dir(name)
+    return f"s3://{name}"

@@ -124,6 +124,9 @@ def test_content_hash_streams_objects_and_scratch_copies_are_removed(bucket, tmp
         assert copy.digest == manifests.content_hash(local) and copy.size_bytes == len(data)
         raise RuntimeError("decoder crashed")
     assert [p.name for p in (tmp_path / "scratch").iterdir()] == [".lock"]  # copy and reservation gone
+    with storage.readable(uri, scratch) as path:  # what decoders get: a local path, removed afterwards
+        assert Path(path).read_bytes() == data and Path(path).is_relative_to(tmp_path / "scratch")
+    assert not Path(path).exists()
     with storage.local_copy(local, scratch, hasher=manifests.content_hasher()) as copy:  # local: read in place
         assert copy.path == str(local) and copy.workdir is None and copy.digest == manifests.content_hash(local)
 
