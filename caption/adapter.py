@@ -13,7 +13,7 @@ imports ray.
 
 Usage (what ``caption/pipeline.py`` wires into Ray Data)::
 
-    plan = plan_run(out, cfg, resolved.captioner, prompt.version)
+    plan = plan_run(out, resolved.captioner, prompt.version, limit=10)
     frames = decode_batch(plan.tasks, spec=spec, num_frames=8, fps=None)
     rows = CaptionActor(cfg, resolved, prompt.version, config_hash, tool_versions)(frames)
 """
@@ -46,14 +46,18 @@ FRAMES_SCHEMA = pa.schema([
     ("error_message", pa.string()),
 ])
 
-TASK_COLUMNS = ("clip_id", "path", "offset_s", "start_s", "end_s", "width_px", "height_px")
+# One row per clip to caption: where its frames come from (``path``, with ``offset_s`` the clip's start on
+# that file's timeline: the clip start for an encoded clip, 0 for a span of the source video).
+TASK_SCHEMA = pa.schema([("clip_id", pa.string()), ("path", pa.string()), ("offset_s", pa.float64()),
+                         ("start_s", pa.float64()), ("end_s", pa.float64()), ("width_px", pa.int32()),
+                         ("height_px", pa.int32())])
 
 
 @dataclass(frozen=True)
 class Plan:
     """What a run will do: ``tasks`` to caption, clips skipped as already done, error rows to retry."""
 
-    tasks: pa.Table  # TASK_COLUMNS, one row per clip to caption
+    tasks: pa.Table  # TASK_SCHEMA, one row per clip to caption
     kept: int  # kept clips in the run
     skipped_done: int  # already captioned OK by this captioner and prompt version
     retry_caption_ids: list[str]  # earlier error rows of the clips in ``tasks`` (replaced by this run)
@@ -97,10 +101,7 @@ def _task_table(out: str | os.PathLike, clips: pa.Table) -> pa.Table:
             width, height = video.get("width_px"), video.get("height_px")
         rows.append({"clip_id": clip["clip_id"], "path": path, "offset_s": offset, "start_s": clip["start_s"],
                      "end_s": clip["end_s"], "width_px": width, "height_px": height})
-    schema = pa.schema([("clip_id", pa.string()), ("path", pa.string()), ("offset_s", pa.float64()),
-                        ("start_s", pa.float64()), ("end_s", pa.float64()), ("width_px", pa.int32()),
-                        ("height_px", pa.int32())])
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.Table.from_pylist(rows, schema=TASK_SCHEMA)
 
 
 def decode_batch(tasks: pa.Table, spec: FrameSpec, num_frames: int, fps: float | None) -> pa.Table:

@@ -1,11 +1,9 @@
 """Per-clip motion, quality and text scores from the analysis frame stream (no second decode).
 
-Usage (the curate decode pass does this for every video)::
+Usage (the curate adapter does this for every video)::
 
     signals = FrameSignals(ScoreConfig())
-    for frame in iter_frames(path, size=analysis_size):   # every frame, decode order
-        detector.process_frame(...)                       # cut detection reads the same frames
-        signals.add(frame)
+    result = analyse_video(path, [splitter, signals])   # curate.decode: one decode, every frame, both consumers
     for clip in clips:
         row.update(signals.clip_scores(clip.start_frame, clip.end_frame, clip.width_px, clip.height_px))
 

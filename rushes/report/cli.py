@@ -47,7 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="processes decoding thumbnails; 0 = min(4, CPU count) (default: 0)")
     p.add_argument("--no-thumbs", action="store_true",
-                   help="write the HTML report without decoding any video (no contact-sheet images)")
+                   help="write the HTML report without decoding any video, no contact-sheet images (default: off)")
     p.add_argument("--page-size", type=int, default=50, help="contact-sheet rows per page in the report (default: 50)")
     p.set_defaults(func=run_inspect)
 

@@ -98,3 +98,28 @@ def test_filter_preset_is_checked_and_not_part_of_the_config_hash():
     assert dataclasses.replace(base, filter_preset="strict").hashed_dict() == base.hashed_dict()
     with pytest.raises(ValueError, match="strictt"):
         dataclasses.replace(base, filter_preset="strictt")
+
+
+def test_dry_run_leaves_out_the_runs_own_output_like_a_real_run(tmp_path, capsys):
+    import argparse
+    import shutil
+
+    v = make_cut_video(tmp_path / "v.mp4", [1.0], fps=25, size=(64, 48))
+    out = tmp_path / "run"
+    (out / "media" / "x").mkdir(parents=True)
+    shutil.copy(v.path, out / "media" / "x" / "clip.mp4")  # a clip of an earlier run inside the input folder
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    assert cli.main(sub.choices["curate"].parse_args([str(tmp_path), "--out", str(out), "--dry-run"])) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["videos"] == 1 and plan["duration_s"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_register_adds_curate_and_filter():
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    assert {"curate", "filter"} <= set(sub.choices)
+    args = sub.choices["filter"].parse_args(["OUT", "--min-motion", "0.02", "--max-text-area", "none"])
+    assert args.func is cli.filter_main and args.min_motion == 0.02 and args.max_text_area is None
