@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rushes {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (default: off)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                help="the step to run; `rushes COMMAND --help` lists its flags and their defaults")
     for module in COMMAND_MODULES:
         module.register(sub)
     return parser

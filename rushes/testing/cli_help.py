@@ -33,7 +33,8 @@ def _shown_help(parser: argparse.ArgumentParser, action: argparse.Action) -> str
 
 
 def help_problems(parser: argparse.ArgumentParser) -> list[str]:
-    """One line per flag of ``parser`` whose help is missing or does not state its default."""
+    """One line per argument of ``parser`` whose help is missing, or per optional flag (not ``required``) whose
+    help does not state its default or states another value than the real default."""
     problems = []
     for action in parser._actions:  # noqa: SLF001
         if isinstance(action, (argparse._HelpAction, argparse._VersionAction)) or action.help == argparse.SUPPRESS:
@@ -42,9 +43,9 @@ def help_problems(parser: argparse.ArgumentParser) -> list[str]:
         text = _shown_help(parser, action)
         if not text.strip():
             problems.append(f"{name}: no help text")
-        elif action.option_strings and not _DEFAULT.search(text):
+        elif action.option_strings and not action.required and not _DEFAULT.search(text):
             problems.append(f"{name}: help does not state its default: {text!r}")
-        elif action.option_strings and action.default not in (None, False, argparse.SUPPRESS) \
+        elif action.option_strings and not action.required and action.default not in (None, argparse.SUPPRESS) \
                 and not isinstance(action.default, bool) and str(action.default) not in _DEFAULT.search(text).group():
             problems.append(f"{name}: help states a default other than the real one ({action.default!r}): {text!r}")
     return problems

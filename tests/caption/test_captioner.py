@@ -59,16 +59,16 @@ def test_generate_batches_video_inputs_in_order(grey_video, qwen_cfg):
     from caption.adapter import frames_from_row
 
     clips = [frames_from_row(r) for r in frames.to_pylist()]
-    clips[1] = ClipFrames(rgb=clips[1].rgb[:2], times_s=clips[1].times_s[:2])  # a shorter prompt in the middle
+    clips[0] = ClipFrames(rgb=clips[0].rgb[:2], times_s=clips[0].times_s[:2])  # a shorter prompt first
     expected = [[level_at(t) for t in c.times_s] for c in clips]
     gens = cap.generate(clips, "Describe this video.")
     call = cap.calls[-1]
     assert call["levels"] == expected
-    assert call["shapes"] == [[4, 42, 64, 3], [2, 42, 64, 3], [4, 42, 64, 3]]
+    assert call["shapes"] == [[2, 42, 64, 3], [4, 42, 64, 3], [4, 42, 64, 3]]
     assert call["texts"][0].endswith("<|vision_end|>Describe this video.<|im_end|>\n<|im_start|>assistant\n")
     # Each result belongs to its own clip: its prompt length is that clip's alone (the padded batch is longer).
     alone = [int(cap.build_inputs([c], "Describe this video.")["input_ids"].shape[1]) for c in clips]
-    assert alone[1] < alone[0] == alone[2]
+    assert alone[0] < alone[1] == alone[2]
     assert [g.input_tokens for g in gens] == alone
     assert len(gens) == 3 and all(0 < g.output_tokens <= 16 for g in gens)
 

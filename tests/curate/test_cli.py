@@ -123,3 +123,20 @@ def test_register_adds_curate_and_filter():
     assert {"curate", "filter"} <= set(sub.choices)
     args = sub.choices["filter"].parse_args(["OUT", "--min-motion", "0.02", "--max-text-area", "none"])
     assert args.func is cli.filter_main and args.min_motion == 0.02 and args.max_text_area is None
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["curate", "in.mp4", "--out", "{out}/o", "--min-clip-s", "nan"], "min_clip_s must be a finite number"),
+    (["curate", "in.mp4", "--out", "{out}/o", "--max-clip-s", "inf"], "max_clip_s must be a finite number"),
+    (["curate", "in.mp4", "--out", "{out}/o", "--threshold", "nan"], "adaptive_threshold must be a finite number"),
+    (["filter", "{out}", "--min-motion", "nan"], "min_motion=nan: give a finite number"),
+    (["filter", "{out}", "--max-text-area", "inf"], "max_text_area=inf: give a finite number"),
+])
+def test_numbers_must_be_finite(tmp_path, capsys, argv, words):
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    args = sub.choices[argv[0]].parse_args([a.format(out=tmp_path) for a in argv[1:]])
+    assert args.func(args) == 2
+    assert words in capsys.readouterr().err
