@@ -76,13 +76,13 @@ def throughput(out: Path, run: Path, cfg, steps: int, rounds: int) -> dict:
             drop = torch.rand(len(pack), generator=gen) < dc.caption_dropout
             texts = [prepared.null_text if d else e.text for e, d in zip(pack, drop.tolist())]
             batch = collate(pack, pad_multiple=dc.pad_multiple, texts=texts).to(device)
-            train_step(model, ema, opt, batch, gen, cfg, step)
+            train_step(model, ema, opt, [batch], [gen], cfg, step)
             batches.append(batch)
             n += batch.real_tokens
         t_full = time.perf_counter() - t0
         t0 = time.perf_counter()
         for step, b in enumerate(batches):  # the same step without data loading: same tensors
-            train_step(model, ema, opt, b, gen, cfg, step)
+            train_step(model, ema, opt, [b], [gen], cfg, step)
         t_model = time.perf_counter() - t0
         t0 = time.perf_counter()
         for b in batches:  # forward + backward alone, same tensors

@@ -68,6 +68,8 @@ class DataConfig:
     max_frames: int = 8  # at most this many frames per clip (a longer clip is sampled from its start)
     clip_tokens: int = 256  # token budget of one clip: its size is the largest that fits, keeping aspect
     batch_tokens: int = 1024  # tokens per packed sequence (per device and step); clips are packed to fill it
+    packs_per_step: int = 1  # packed sequences per step over all workers: global batch = this * batch_tokens
+    stream_window: int = 256  # clips held (and shuffled, then packed) at a time when training from encodings
     pad_multiple: int = 64  # a pack is padded to a multiple of this (batch_tokens gives one static shape)
     max_side_px: int = 512  # never decode a side longer than this, whatever the token budget allows
     text_encoder: str = "google/t5-v1_1-base"  # transformers id or local path of a T5 encoder or CLIP text model
@@ -87,6 +89,8 @@ class DataConfig:
         _positive("max_side_px", self.max_side_px, "use e.g. 512")
         _positive("pad_multiple", self.pad_multiple, "use 64, or batch_tokens for one static shape")
         _positive("max_text_tokens", self.max_text_tokens, "use e.g. 64")
+        _positive("packs_per_step", self.packs_per_step, "use 1, or the number of workers")
+        _positive("stream_window", self.stream_window, "use e.g. 256 clips")
         if self.batch_tokens < self.clip_tokens:
             raise ValueError(f"batch_tokens {self.batch_tokens} < clip_tokens {self.clip_tokens}: a clip could not "
                              f"fit in a sequence; raise --batch-tokens or lower --clip-tokens")
