@@ -70,18 +70,33 @@ def filter_overrides(cfg) -> dict | None:
     return None if cfg.scores_preset else {"reject_missing": False}
 
 
+class DuplicateInput(Exception):
+    """The input's bytes are a video an earlier run curated under another path that still exists."""
+
+    def __init__(self, original: str) -> None:
+        super().__init__(original)
+        self.original = original
+
+
+def input_path(path: str) -> str:
+    """The path a row records: absolute for a local file, a URL as given."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def path_video_id(path: str) -> str:
     """Id of an input that could not be hashed (missing or unreadable): derived from its path."""
-    return make_id("video-path", os.path.abspath(path))
+    return make_id("video-path", input_path(path))
 
 
 def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> VideoOutcome:
     """Curate one video into ``out_dir``; always returns an outcome, writing a videos row."""
     t0 = time.perf_counter()
     outcome = VideoOutcome(path, path_video_id(path), "ok")
-    row: dict = {"path": os.path.abspath(path)}
+    row: dict = {"path": input_path(path)}
     try:
         _run_stages(path, Path(out_dir), cfg, run, outcome, row)
+    except DuplicateInput as exc:
+        return record_duplicate(path, exc.original, out_dir, run)
     except VideoFailure as exc:
         outcome.status, outcome.error_stage, outcome.error_message = "error", exc.stage, str(exc)
         log.warning("%s: %s failed: %s", path, exc.stage, exc)
@@ -119,7 +134,10 @@ def _run_stages(path: str, out: Path, cfg, run: RunInfo, outcome: VideoOutcome, 
         raise VideoFailure("hash", f"cannot read {path}: {exc}; check the file and its permissions") from exc
     outcome.video_id = make_id("video", digest)
     row["content_hash"] = digest
-    if _already_done(out, outcome.video_id, run.config_hash):
+    done = _recorded(out, outcome.video_id)
+    if done and done["status"] == "ok" and done["path"] != input_path(path) and os.path.exists(done["path"]):
+        raise DuplicateInput(done["path"])  # a copy of a video an earlier run curated (a moved file is not)
+    if done and done["status"] == "ok" and done["config_hash"] == run.config_hash:
         outcome.status = "skipped"
         return
     try:
@@ -143,15 +161,16 @@ def _run_stages(path: str, out: Path, cfg, run: RunInfo, outcome: VideoOutcome, 
     row["num_clips"] = len(clip_rows)
 
 
-def _already_done(out: Path, video_id: str, config_hash: str) -> bool:
+def _recorded(out: Path, video_id: str) -> dict | None:
+    """The ``path``, ``status`` and ``config_hash`` an earlier run recorded for ``video_id``, or None."""
     part = manifest_dir(out, "videos") / f"part-{video_id}.parquet"
     if not part.exists():
-        return False
+        return None
     try:
-        done = pq.read_table(part, columns=["status", "config_hash"]).to_pylist()
+        done = pq.read_table(part, columns=["path", "status", "config_hash"]).to_pylist()
     except (OSError, ValueError):
-        return False
-    return bool(done) and done[0]["status"] == "ok" and done[0]["config_hash"] == config_hash
+        return None
+    return done[0] if done else None
 
 
 def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
@@ -257,7 +276,7 @@ def _write_row(out_dir: str | os.PathLike, outcome: VideoOutcome, row: dict, run
 def record_error(path: str, out_dir: str | os.PathLike, run: RunInfo, stage: str, message: str) -> VideoOutcome:
     """Record an input that failed outside its task (a dead worker, a duplicate) as an error row."""
     outcome = VideoOutcome(path, path_video_id(path), "error", stage, message)
-    _write_row(out_dir, outcome, {"path": os.path.abspath(path)}, run)
+    _write_row(out_dir, outcome, {"path": input_path(path)}, run)
     return outcome
 
 

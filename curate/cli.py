@@ -108,12 +108,14 @@ def build_config(args) -> C.CurateConfig:
     return dataclasses.replace(cfg, detector=det, encode=enc)
 
 
-def dry_run(paths: list[str], out: str, cfg) -> dict:
-    """What a run would do: counts, total duration (ffprobe), inputs that already fail, where outputs go."""
+def dry_run(found, out: str, cfg) -> dict:
+    """What a run would do: counts, total duration (ffprobe), inputs that already fail, files left out per
+    reason, where outputs go. ``found`` is :class:`curate.inputs.Inputs`."""
     from curate.pipeline import done_paths
     from curate.probe import ProbeError, probe_video
     from manifests import config_hash
 
+    paths = found.paths
     total_s, bad = 0.0, []
     for path in paths:
         try:
@@ -122,7 +124,7 @@ def dry_run(paths: list[str], out: str, cfg) -> dict:
             bad.append(str(exc))
     done = done_paths(out, config_hash(cfg.hashed_dict())) & set(paths)
     return {"videos": len(paths), "already_done": len(done), "to_process": len(paths) - len(done),
-            "duration_s": round(total_s, 3), "unreadable": bad, "out": out}
+            "duration_s": round(total_s, 3), "unreadable": bad, "skipped_inputs": found.skipped_counts(), "out": out}
 
 
 def main(args) -> int:
@@ -139,9 +141,9 @@ def main(args) -> int:
         print(f"rushes curate: --limit must be >= 1, got {args.limit}", file=sys.stderr)
         return 2
     if args.dry_run:
-        from curate.inputs import expand_inputs
+        from curate.inputs import collect_inputs
 
-        plan = dry_run(expand_inputs(args.inputs, args.limit, exclude_dir=args.out), args.out, cfg)
+        plan = dry_run(collect_inputs(args.inputs, args.limit, exclude_dir=args.out), args.out, cfg)
         print(json.dumps(plan, indent=2))
         return 0
     from curate.pipeline import run_curate

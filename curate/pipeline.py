@@ -33,7 +33,7 @@ from curate.adapter import (
     record_crash,
     record_duplicate,
 )
-from curate.inputs import expand_inputs
+from curate.inputs import collect_inputs
 from manifests import (
     config_hash,
     read,
@@ -107,7 +107,8 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
 
 def _run_locked(inputs: list[str], out: Path, cfg, ray_cfg, limit: int | None) -> dict:
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
-    paths = expand_inputs(inputs, limit, exclude_dir=out)
+    found = collect_inputs(inputs, limit, exclude_dir=out)
+    paths = found.paths
     cfg_hash = config_hash(cfg.hashed_dict())
     write_json_atomic(out / "config" / "curate.json", {"config": cfg.to_dict(), "config_hash": cfg_hash,
                                                        "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
@@ -131,7 +132,7 @@ def _run_locked(inputs: list[str], out: Path, cfg, ray_cfg, limit: int | None) -
 
     # Cuts-only runs have no scores to judge: do not reject clips for missing them.
     filter_run(out, preset=cfg.filter_preset, overrides=filter_overrides(cfg))
-    summary = build_summary(out, outcomes, started, time.perf_counter() - t0, skipped)
+    summary = build_summary(out, outcomes, started, time.perf_counter() - t0, skipped, found.skipped_counts())
     update_summary(out, "curate", summary)
     return summary
 
@@ -170,8 +171,10 @@ def _run_tasks(todo: list[str], out: Path, cfg, ray_cfg, run: RunInfo) -> list[d
             ray.shutdown()
 
 
-def build_summary(out: Path, outcomes: list[dict], started: datetime, wall_s: float, skipped: int) -> dict:
-    """The ``curate`` entry of ``summary.json``: counts over the run directory, throughput of this run."""
+def build_summary(out: Path, outcomes: list[dict], started: datetime, wall_s: float, skipped: int,
+                  inputs_skipped: dict[str, int] | None = None) -> dict:
+    """The ``curate`` entry of ``summary.json``: counts over the run directory, throughput of this run, and
+    the files the inputs expanded to that are not videos (``inputs_skipped``: count per reason)."""
     videos = read(out, "videos").to_pylist()
     clips = read(out, "clips", validate=False).select(["keep", "reject_reason", "duration_s"]).to_pylist()
     errors = Counter(v["error_stage"] for v in videos if v["status"] == "error")
@@ -184,6 +187,7 @@ def build_summary(out: Path, outcomes: list[dict], started: datetime, wall_s: fl
         stage_s.update(o["stage_s"])
     return {
         "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(), "wall_s": wall_s,
+        "inputs_skipped": dict(inputs_skipped or {}),
         "videos": {"total": len(videos), "ok": sum(v["status"] == "ok" for v in videos),
                    "error": sum(v["status"] == "error" for v in videos), "errors_by_stage": dict(errors),
                    "processed_this_run": len(processed), "skipped_this_run": skipped + len(outcomes) - len(processed),
