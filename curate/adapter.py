@@ -189,7 +189,8 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
         result = _timed(outcome, "decode", analyse_video, path, consumers, cfg.analysis_long_side_px, threads)
     except DecodeError as exc:
         raise VideoFailure("decode", str(exc)) from exc
-    row.update(num_frames_decoded=result.num_frames, warning=result.warning or _short_warning(path, probe, result),
+    warnings = [w for w in (result.warning, _short_warning(path, probe, result)) if w]
+    row.update(num_frames_decoded=result.num_frames, warning="; ".join(warnings) or None,
                rotation_deg=result.rotation_deg)
     deltas = [b - a for a, b in zip(result.pts_s[:-1], result.pts_s[1:])]
     if len(deltas) > 2:
@@ -197,7 +198,9 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
         lo, hi = deltas[len(deltas) // 20], deltas[-1 - len(deltas) // 20]
         row["vfr"] = bool(probe.vfr or hi > lo * 1.05)  # the decoded timing is the truth
     try:
-        spans = plan_clips(splitter.cut_frames(result.pts_s), result.pts_s, result.end_s, cfg)
+        # Clips never span a damaged region: decoding resumed at before_index, after a gap in the frames.
+        spans = plan_clips(splitter.cut_frames(result.pts_s), result.pts_s, result.end_s, cfg,
+                           breaks=[g.before_index for g in result.gaps if g.before_index])
     except (ValueError, ArithmeticError) as exc:
         raise VideoFailure("detect", f"scene detection on {path} failed: {exc}; try --detector content") from exc
     return spans, signals

@@ -112,23 +112,41 @@ def detector_params(cfg) -> str:
                        "scenedetect": scenedetect.__version__}, sort_keys=True)
 
 
-def _time_of(pts_s: Sequence[float], end_s: float, frame: int) -> float:
-    return pts_s[frame] if frame < len(pts_s) else end_s
+def plan_clips(cut_frames: Sequence[int], pts_s: Sequence[float], end_s: float, cfg,
+               breaks: Sequence[int] = ()) -> list[ClipSpan]:
+    """Scenes between cuts -> clips, after trimming and splitting long scenes into windows.
 
-
-def plan_clips(cut_frames: Sequence[int], pts_s: Sequence[float], end_s: float, cfg) -> list[ClipSpan]:
-    """Scenes between cuts -> clips, after trimming and splitting long scenes into windows."""
+    ``breaks`` are the frames where decoding resumed after a damaged region: the video is planned as
+    separate pieces there (each ending with its last decoded frame, not trimmed like a cut), so no clip
+    spans the frames that did not decode.
+    """
     n = len(pts_s)
-    bounds = [0, *[c for c in cut_frames if 0 < c < n], n]
+    edges = [0, *sorted(b for b in set(breaks) if 0 < b < n), n]
+    spans: list[ClipSpan] = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        step = pts_s[hi - 1] - pts_s[hi - 2] if hi - lo >= 2 else 1 / 25
+        piece_end = end_s if hi == n else pts_s[hi - 1] + step
+        cuts = [c for c in cut_frames if lo < c < hi]
+        spans += _plan_piece(cuts, pts_s, lo, hi, piece_end, cfg, spans[-1].scene_index + 1 if spans else 0)
+    return spans
+
+
+def _plan_piece(cut_frames: Sequence[int], pts_s: Sequence[float], lo: int, hi: int, end_s: float, cfg,
+                first_scene: int) -> list[ClipSpan]:
+    """Clips of the frames [lo, hi), which end at ``end_s``."""
+    def time_of(frame: int) -> float:
+        return pts_s[frame] if frame < hi else end_s
+
+    bounds = [lo, *cut_frames, hi]
     spans: list[ClipSpan] = []
     eps = 1e-6
-    for scene, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        # Trim at detected cuts only: the start and end of the video are not cuts.
-        start = bisect.bisect_left(pts_s, pts_s[a] + cfg.trim_s - eps, a, b) if a > 0 else a
-        end = bisect.bisect_left(pts_s, _time_of(pts_s, end_s, b) - cfg.trim_s - eps, start, b) if b < n else b
+    for scene, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]), start=first_scene):
+        # Trim at detected cuts only: the start and end of the video (or of a decoded piece) are not cuts.
+        start = bisect.bisect_left(pts_s, pts_s[a] + cfg.trim_s - eps, a, b) if a > lo else a
+        end = bisect.bisect_left(pts_s, time_of(b) - cfg.trim_s - eps, start, b) if b < hi else b
         if end <= start:  # the trim ate the scene: keep its frames so it is still listed
             start, end = a, b
-        t0, t1 = pts_s[start], _time_of(pts_s, end_s, end)
+        t0, t1 = pts_s[start], time_of(end)
         if t1 - t0 < cfg.min_clip_s - eps:
             spans.append(ClipSpan(scene, 0, start, end, t0, t1, False, TOO_SHORT))
             continue
@@ -137,5 +155,5 @@ def plan_clips(cut_frames: Sequence[int], pts_s: Sequence[float], end_s: float, 
                            for k in range(1, windows)] + [end]
         for w, (fa, fb) in enumerate(zip(edges[:-1], edges[1:])):
             if fb > fa:
-                spans.append(ClipSpan(scene, w, fa, fb, pts_s[fa], _time_of(pts_s, end_s, fb), True, None))
+                spans.append(ClipSpan(scene, w, fa, fb, pts_s[fa], time_of(fb), True, None))
     return spans
