@@ -114,7 +114,7 @@ def test_duckdb_polars_and_pandas_open_the_manifests(curated):
 
 
 def test_rerun_skips_completed_videos_and_a_new_config_reprocesses(curated):
-    out, vids, bad, _ = curated
+    out, vids, _, _ = curated
     before = read(out, "clips").sort_by("clip_id").to_pylist()
     again = run_curate([v.path for v in vids], out, debug(), RayConfig())
     assert again["videos"]["skipped_this_run"] == len(vids) and again["videos"]["processed_this_run"] == 0
