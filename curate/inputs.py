@@ -2,9 +2,12 @@
 
 An input may be a video file, a folder (searched recursively for video extensions), a glob pattern
 (``'footage/**/*.mp4'``, quoted so the shell does not expand it), or a ``.txt`` file listing one input
-per line (``#`` starts a comment; a URL line such as ``s3://bucket/a.mp4`` stays a URL). An explicit path
-that does not exist, or a glob that matches nothing, is kept as given, so the run records it as a failed
-input instead of silently skipping it; so is a file named explicitly whatever its extension.
+per line (``#`` starts a comment). An explicit path that does not exist, or a glob that matches nothing,
+is kept as given, so the run records it as a failed input instead of silently skipping it; so is a file
+named explicitly whatever its extension. Each of these may also be in a bucket (``s3://bucket/raw/``,
+``'s3://bucket/raw/**/*.mp4'``, ``s3://bucket/lists/day1.txt``, whose relative lines resolve against the
+list's own prefix); listing goes through :mod:`storage`, and keys are kept exactly as stored (spaces
+included). Other URLs (``https://``), in a list too, stay as written: their row says how to fetch them.
 
 Symbolic links are followed, folders too; a link that leads back into a folder being searched is not
 followed again (a cycle). Each video is listed once by its resolved path (what the manifest records), so
@@ -21,6 +24,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import storage
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +80,65 @@ def _from_folder(folder: Path, found: Inputs) -> list[str]:
     return sorted(videos)
 
 
-def _from_list(item: str, seen_lists: set[str], found: Inputs) -> list[str]:
-    real = os.path.realpath(item)
-    if real in seen_lists:  # a list that includes itself
-        return []
-    seen_lists.add(real)
-    base = Path(item).parent
+def _is_video(location: str) -> bool:
+    name = storage.name(location)
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS and not name.startswith(".")
+
+
+def _expand_remote(item: str, seen_lists: set[str], found: Inputs) -> list[str]:
+    """The same rules as for local inputs, for an object-store URI; kept as given when the store cannot be
+    reached (no network, no credentials), so the run records it as a failed input naming the cause."""
+    try:
+        return _list_remote(item, seen_lists, found)
+    except OSError:
+        return [item]
+
+
+def _keep_videos(locations: list[str], found: Inputs) -> list[str]:
+    videos = []
+    for loc in locations:
+        if _is_video(loc):
+            videos.append(loc)
+        else:
+            found.skip("hidden" if storage.name(loc).startswith(".") else "not_video", loc)
+    return videos
+
+
+def _list_remote(item: str, seen_lists: set[str], found: Inputs) -> list[str]:
+    if item.lower().endswith(".txt") and storage.is_file(item):
+        if item in seen_lists:
+            return []
+        seen_lists.add(item)
+        return _expand_list(storage.read_bytes(item).decode("utf-8"), storage.parent(item), seen_lists, found)
+    if _is_glob(item):
+        return _keep_videos(list(storage.glob(item)), found) or [item]
+    if not storage.is_file(item) and storage.is_dir(item):
+        return _keep_videos(list(storage.list_files(item)), found)
+    return [item]
+
+
+def _expand_list(text: str, base, seen_lists: set[str], found: Inputs) -> list[str]:
+    """Entries of a ``.txt`` list: absolute paths and URIs as written, relative ones against ``base``."""
     out: list[str] = []
-    for line in Path(item).read_text().splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            entry = line if os.path.isabs(line) or "://" in line else str(base / line)
+            entry = line if os.path.isabs(line) or storage.is_uri(line) else str(storage.join(base, line))
             out.extend(_expand_one(entry, seen_lists, found))
     return out
 
 
 def _expand_one(item: str, seen_lists: set[str], found: Inputs) -> Iterable[str]:
+    if storage.is_remote(item):
+        return _expand_remote(item, seen_lists, found)
     if "://" in item:
-        return [item]  # a URL: the run records it as an error row saying how to fetch it
+        return [item]  # another URL: the run records it as an error row saying how to fetch it
     if item.lower().endswith(".txt") and os.path.isfile(item):
-        return _from_list(item, seen_lists, found)
+        real = os.path.realpath(item)
+        if real in seen_lists:  # a list that includes itself
+            return []
+        seen_lists.add(real)
+        return _expand_list(Path(item).read_text(), Path(item).parent, seen_lists, found)
     if os.path.isdir(item):
         return _from_folder(Path(item), found)
     if _is_glob(item) and not os.path.exists(item):
@@ -111,13 +155,16 @@ def collect_inputs(items: Iterable[str], limit: int | None = None, exclude_dir: 
     """Videos from files, folders, globs and .txt lists, deduplicated by resolved path, in order.
 
     ``limit`` keeps the first N (for a quick trial run). Paths under ``exclude_dir`` (the run's own output,
-    when it lies inside an input folder) are left out so a rerun never curates its own clips. URLs such as
-    ``s3://`` are kept as given (they become error rows saying how to fetch them), not made into local paths.
+    when it lies inside an input folder) are left out so a rerun never curates its own clips. Object-store
+    URIs are expanded through :mod:`storage`; other URLs (``https://``) are kept as given and become error rows.
     """
     found = Inputs()
     listed: dict[str, None] = {}
     lists: set[str] = set()
-    skip = os.path.realpath(exclude_dir) + os.sep if exclude_dir else None
+    skip = None
+    if exclude_dir:
+        skip = (str(exclude_dir).rstrip("/") + "/" if storage.is_remote(exclude_dir)
+                else os.path.realpath(exclude_dir) + os.sep)
     for item in items:
         for path in _expand_one(os.path.expanduser(str(item)), lists, found):
             if "://" not in path:

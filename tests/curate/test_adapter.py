@@ -67,7 +67,7 @@ def test_rows_written_outside_a_task_carry_the_runs_provenance(tmp_path):
 
 
 def test_a_url_input_is_an_error_row_that_keeps_the_url(tmp_path):
-    o = process_video("s3://bucket/take 1.mp4", tmp_path / "run", CFG, RunInfo("t", "{}"))
+    o = process_video("https://example.com/take 1.mp4", tmp_path / "run", CFG, RunInfo("t", "{}"))
     row = read(tmp_path / "run", "videos").to_pylist()[0]
-    assert (o.status, row["error_stage"], row["path"]) == ("error", "input", "s3://bucket/take 1.mp4")
-    assert "is a URL" in row["error_message"] and "copy it locally" in row["error_message"]
+    assert (o.status, row["error_stage"], row["path"]) == ("error", "input", "https://example.com/take 1.mp4")
+    assert "is a URL" in row["error_message"]

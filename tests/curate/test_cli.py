@@ -166,6 +166,6 @@ def test_every_file_a_folder_holds_is_listed_or_counted_and_links_are_followed(t
 
 def test_a_url_in_a_list_stays_a_url(tmp_path):
     listing = tmp_path / "list.txt"
-    listing.write_text("s3://bucket/a.mp4\nhttps://example.com/b.mp4  # remote\nlocal.mp4\n")
-    assert expand_inputs([str(listing)]) == ["s3://bucket/a.mp4", "https://example.com/b.mp4",
+    listing.write_text("ftp://host/a.mp4\nhttps://example.com/b.mp4  # remote\nlocal.mp4\n")
+    assert expand_inputs([str(listing)]) == ["ftp://host/a.mp4", "https://example.com/b.mp4",
                                              str(tmp_path / "local.mp4")]
