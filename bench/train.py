@@ -29,9 +29,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "train")]
 from train_manifests import Clip, write_manifest  # noqa: E402  (the train tests' manifest writer)
 from synth import make_cut_video  # noqa: E402
 
+from rushes.testing.tiny import save_tiny_text_encoder  # noqa: E402
 from train.config import preset  # noqa: E402
-from train.data import PackLoader, collate, pack_first_fit, plan_clip, split_validation  # noqa: E402
-from train.encoders import save_tiny_text_encoder  # noqa: E402
+from train.data import plan_clip, split_validation  # noqa: E402
+from train.packing import PackLoader, collate, pack_first_fit  # noqa: E402
 from train.loop import build_model, load_data, train_step  # noqa: E402
 
 

@@ -71,6 +71,7 @@ def run(out: str | os.PathLike, cfg: CaptionConfig, limit: int | None = None, ad
                     "frame_spec": {"max_side": spec.max_side, "max_pixels": spec.max_pixels}}
     chash = config_hash(resolved_cfg)
     store.write_json_atomic(Path(out) / "config" / "caption.json", {**resolved_cfg, "config_hash": chash})
+    store.remove_temp_files(out, "captions")  # a part whose writer was killed mid-write
     _drop_rows(out, set(plan.retry_caption_ids))
     start = time.perf_counter()
     counts = _execute(out, cfg, plan, resolved, prompt.version, spec, chash, address, captioner_cls)

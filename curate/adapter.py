@@ -23,7 +23,13 @@ import pyarrow.parquet as pq
 from curate.decode import analyse_video
 from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
 from curate.probe import Probe, ProbeError, probe_video
-from curate.split import DETECTOR_NAMES, ClipSpan, SceneSplitter, detector_params, plan_clips
+from curate.split import (
+    DETECTOR_NAMES,
+    ClipSpan,
+    SceneSplitter,
+    detector_params,
+    plan_clips,
+)
 from manifests import conform, content_hash, make_id, now_utc, write_part
 from manifests.store import manifest_dir
 from media.frames import DecodeError
@@ -84,11 +90,8 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
         _prune_media(Path(out_dir) / "media" / outcome.video_id, set())
     if outcome.status == "skipped":
         return outcome
-    row.update(video_id=outcome.video_id, status=outcome.status, error_stage=outcome.error_stage,
-               error_message=outcome.error_message, process_s=time.perf_counter() - t0,
-               config_hash=run.config_hash, tool_versions=run.tool_versions, created_at=now_utc())
-    # Last write: the videos row marks the video complete.
-    write_part(out_dir, "videos", [row], part_name=f"part-{outcome.video_id}")
+    row.update(process_s=time.perf_counter() - t0)
+    _write_row(out_dir, outcome, row, run)  # last write: the videos row marks the video complete
     if outcome.video_id != path_video_id(path):
         # An earlier run may have recorded this path as failed before it could be hashed: supersede it.
         (manifest_dir(out_dir, "videos") / f"part-{path_video_id(path)}.parquet").unlink(missing_ok=True)
@@ -124,8 +127,8 @@ def _run_stages(path: str, out: Path, cfg, run: RunInfo, outcome: VideoOutcome, 
     except ProbeError as exc:
         raise VideoFailure("probe", str(exc)) from exc
     row.update(probe.row())
-    spans, decoded = _detect(path, probe, cfg, outcome, row)
-    clip_rows = _clip_rows(outcome.video_id, spans, decoded, probe, cfg, run)
+    spans, signals = _detect(path, probe, cfg, outcome, row)
+    clip_rows = _clip_rows(outcome.video_id, spans, signals, probe, cfg, run)
     if cfg.encode.enabled:
         _encode(path, out, outcome, probe, clip_rows, cfg)
     # Thresholds are applied before the part becomes visible, so a run killed before its final filter pass
@@ -178,7 +181,7 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
         spans = plan_clips(splitter.cut_frames(result.pts_s), result.pts_s, result.end_s, cfg)
     except (ValueError, ArithmeticError) as exc:
         raise VideoFailure("detect", f"scene detection on {path} failed: {exc}; try --detector content") from exc
-    return spans, (result, signals)
+    return spans, signals
 
 
 def _short_warning(path: str, probe: Probe, result) -> str | None:
@@ -190,8 +193,7 @@ def _short_warning(path: str, probe: Probe, result) -> str | None:
     return None
 
 
-def _clip_rows(video_id: str, spans: list[ClipSpan], decoded, probe: Probe, cfg, run: RunInfo) -> list[dict]:
-    result, signals = decoded
+def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg, run: RunInfo) -> list[dict]:
     params = detector_params(cfg)
     if cfg.encode.enabled:
         width, height = output_size(probe.width_px, probe.height_px, cfg.encode.max_short_side_px)
@@ -244,17 +246,26 @@ def _prune_media(media_dir: Path, referenced: set[str]) -> None:
                 stale.unlink(missing_ok=True)
 
 
+def _write_row(out_dir: str | os.PathLike, outcome: VideoOutcome, row: dict, run: RunInfo) -> None:
+    """The one writer of videos rows: outcome, provenance and time added; one part per video id."""
+    row.update(video_id=outcome.video_id, status=outcome.status, error_stage=outcome.error_stage,
+               error_message=outcome.error_message, config_hash=run.config_hash, tool_versions=run.tool_versions,
+               created_at=now_utc())
+    write_part(out_dir, "videos", [row], part_name=f"part-{outcome.video_id}")
+
+
+def record_error(path: str, out_dir: str | os.PathLike, run: RunInfo, stage: str, message: str) -> VideoOutcome:
+    """Record an input that failed outside its task (a dead worker, a duplicate) as an error row."""
+    outcome = VideoOutcome(path, path_video_id(path), "error", stage, message)
+    _write_row(out_dir, outcome, {"path": os.path.abspath(path)}, run)
+    return outcome
+
+
 def record_crash(path: str, out_dir: str | os.PathLike, run: RunInfo, exc: BaseException) -> VideoOutcome:
     """Record a video whose worker process died (out of memory, crash in a native library) as an error."""
-    outcome = VideoOutcome(path, path_video_id(path), "error", "worker",
-                           f"the worker processing {path} died ({type(exc).__name__}: {str(exc)[:300]}); "
-                           f"give tasks more memory (--memory-per-task-mb) or check the file with ffmpeg -i")
-    write_part(out_dir, "videos", [{
-        "video_id": outcome.video_id, "path": os.path.abspath(path), "status": "error",
-        "error_stage": outcome.error_stage, "error_message": outcome.error_message,
-        "config_hash": run.config_hash, "tool_versions": run.tool_versions, "created_at": now_utc()}],
-        part_name=f"part-{outcome.video_id}")
-    return outcome
+    return record_error(path, out_dir, run, "worker",
+                        f"the worker processing {path} died ({type(exc).__name__}: {str(exc)[:300]}); "
+                        f"give tasks more memory (--memory-per-task-mb) or check the file with ffmpeg -i")
 
 
 def find_duplicates(paths: list[str]) -> dict[str, str]:
@@ -287,16 +298,11 @@ def find_duplicates(paths: list[str]) -> dict[str, str]:
     return dups
 
 
-def record_duplicate(path: str, original: str, out_dir: str | os.PathLike, config_hash: str) -> VideoOutcome:
+def record_duplicate(path: str, original: str, out_dir: str | os.PathLike, run: RunInfo) -> VideoOutcome:
     """Record an input whose bytes equal an earlier input's as an error row (its clips are the original's)."""
-    outcome = VideoOutcome(path, path_video_id(path), "error", "input",
-                           f"{path} has the same content as {original}, which is curated instead; remove the "
-                           f"copy from the input (its clips would duplicate the original's)")
-    write_part(out_dir, "videos", [{
-        "video_id": outcome.video_id, "path": os.path.abspath(path), "status": "error",
-        "error_stage": outcome.error_stage, "error_message": outcome.error_message,
-        "config_hash": config_hash, "created_at": now_utc()}], part_name=f"part-{outcome.video_id}")
-    return outcome
+    return record_error(path, out_dir, run, "input",
+                        f"{path} has the same content as {original}, which is curated instead; remove the "
+                        f"copy from the input (its clips would duplicate the original's)")
 
 
 def outcome_dict(outcome: VideoOutcome) -> Mapping:

@@ -1,4 +1,4 @@
-"""``rushes curate``: raw footage -> probed videos -> scene clips (+ scores), on Ray.
+"""``rushes curate`` (raw footage -> probed videos -> scene clips + scores, on Ray) and ``rushes filter``.
 
 Examples::
 
@@ -6,15 +6,18 @@ Examples::
     rushes curate 'footage/**/*.mov' list.txt --out runs/a --dry-run
     rushes curate footage/ --out runs/a --no-encode --detector content
     RAY_ADDRESS=auto rushes curate s3list.txt --out /shared/runs/a --num-cpus-per-task 2
+    rushes filter runs/a --preset strict --min-motion 0.02       # re-decide keep, no video decoded
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import sys
+from pathlib import Path
 
 from curate import config as C
 
@@ -22,6 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
+    """Add ``rushes curate`` and ``rushes filter`` to the ``rushes`` parser."""
+    register_curate(subparsers)
+    register_filter(subparsers)
+
+
+def register_curate(subparsers) -> None:
     """Add ``rushes curate`` to the ``rushes`` parser."""
     p = subparsers.add_parser(
         "curate", help="probe raw footage and cut it into scene clips with Parquet manifests",
@@ -132,14 +141,91 @@ def main(args) -> int:
     if args.dry_run:
         from curate.inputs import expand_inputs
 
-        plan = dry_run(expand_inputs(args.inputs, args.limit), args.out, cfg)
+        plan = dry_run(expand_inputs(args.inputs, args.limit, exclude_dir=args.out), args.out, cfg)
         print(json.dumps(plan, indent=2))
         return 0
     from curate.pipeline import run_curate
+    from manifests.lock import LockError
 
-    summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit)
+    try:
+        summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit)
+    except LockError as exc:
+        print(f"rushes curate: {exc}", file=sys.stderr)
+        return 2
     v, c = summary["videos"], summary["clips"]
     print(f"curate: {v['ok']} ok / {v['error']} failed videos, {c['kept']} kept / {c['total']} clips, "
           f"{summary['kept_s']:.1f} s kept of {summary['footage_s']:.1f} s footage in {summary['wall_s']:.1f} s "
           f"-> {args.out}/summary.json")
+    return 0
+
+
+def _optional(kind):
+    """argparse type: a number, or none/off to switch the rule off."""
+    def parse(text: str):
+        if text.strip().lower() in ("none", "off"):
+            return None
+        return kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def register_filter(subparsers) -> None:
+    """Add ``rushes filter`` to the ``rushes`` parser: one flag per :class:`FilterConfig` field."""
+    from curate.filter import PRESETS, FilterConfig, default
+
+    base = default()
+    p = subparsers.add_parser(
+        "filter", help="re-apply thresholds to a clips manifest (seconds, no video decoded)",
+        description="Set keep/reject_reason of every clip in OUT/clips from its stored scores, write the "
+                    "manifest atomically, record the thresholds in OUT/filter.json and print counts per reason. "
+                    "A flag overrides the preset's value; 'none' switches a rule off. Defaults shown are the "
+                    "'default' preset's.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("out", metavar="OUT", help="run directory written by `rushes curate`")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                   help="named threshold set: " + "; ".join(f"{k}: {v.__doc__.splitlines()[0]}"
+                                                             for k, v in PRESETS.items()))
+    p.add_argument("--dry-run", action="store_true", help="print the counts without rewriting anything")
+    for f in dataclasses.fields(FilterConfig):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(base, f.name)
+        if f.name == "reject_camera_motion":
+            kind, shown = str, ",".join(value) or "none"
+        elif f.name == "reject_missing":
+            kind, shown = _bool, value
+        else:
+            kind = _optional(int if f.name.endswith("_px") else float)
+            shown = value
+        p.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, metavar="X",
+                       help=f"{f.metadata['help']} (default preset: {shown})")
+    p.set_defaults(func=filter_main)
+
+
+def filter_main(args) -> int:
+    """Handler of ``rushes filter``: re-apply thresholds, print counts per reason; 2 on a bad run or value."""
+    from curate.filter import FilterConfig, filter_run, format_counts
+    from manifests.lock import LockError, acquire
+    from manifests.store import ManifestError
+
+    names = {f.name for f in dataclasses.fields(FilterConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    if "reject_camera_motion" in overrides and overrides["reject_camera_motion"].lower() in ("", "none"):
+        overrides["reject_camera_motion"] = ()
+    # A folder that is not there is no run: filter_run says so without the lock creating the folder.
+    writing = not args.dry_run and Path(args.out).is_dir()
+    try:
+        with acquire(args.out, "rushes filter") if writing else contextlib.nullcontext():
+            result = filter_run(args.out, preset=args.preset, overrides=overrides, dry_run=args.dry_run)
+    except (LockError, ManifestError, ValueError) as exc:
+        print(f"rushes filter: {exc}", file=sys.stderr)
+        return 2
+    print(format_counts(result))
     return 0

@@ -13,6 +13,7 @@ which videos a rerun may skip.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 DETECTORS = ("adaptive", "content")
@@ -22,6 +23,15 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+def _check_finite(obj) -> None:
+    """Every number of a config must be finite: nan and inf are refused, naming the field."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value}; give a plain number "
+                             f"(default {f.default})")
 
 
 def _score_presets() -> dict:
@@ -44,6 +54,7 @@ class DetectorConfig:
     luma_only: bool = False  # both: compare brightness only (for black-and-white footage)
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         _check(self.name in DETECTORS, f"detector {self.name!r} is not known; use one of {', '.join(DETECTORS)}")
         _check(self.adaptive_threshold > 0, f"adaptive_threshold must be > 0, got {self.adaptive_threshold}; "
                f"PySceneDetect's default is 3.0")
@@ -75,6 +86,7 @@ class EncodeConfig:
     timeout_s: float = 3600.0  # ffmpeg wall-clock limit per source video
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         _check(self.codec in ("libx264",), f"codec {self.codec!r} is not supported; use libx264")
         _check(self.preset in X264_PRESETS, f"preset {self.preset!r} is not an x264 preset; use one of "
                f"{', '.join(X264_PRESETS)}")
@@ -101,6 +113,7 @@ class CurateConfig:
     probe_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         _check(self.min_clip_s >= 0, f"min_clip_s must be >= 0, got {self.min_clip_s}")
         _check(self.max_clip_s > 0 and self.max_clip_s >= self.min_clip_s,
                f"max_clip_s must be > 0 and >= min_clip_s ({self.min_clip_s}), got {self.max_clip_s}")
@@ -154,6 +167,7 @@ class RayConfig:
     local_num_cpus: int | None = None  # CPUs of a local instance started here; None = all
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         _check(self.num_cpus_per_task > 0, f"num_cpus_per_task must be > 0, got {self.num_cpus_per_task}; "
                f"fractions like 0.5 run two videos per core")
         _check(self.memory_per_task_mb >= 0, f"memory_per_task_mb must be >= 0, got {self.memory_per_task_mb}")

@@ -18,18 +18,31 @@ import logging
 import os
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow.compute as pc
 import ray
 
-from curate.adapter import (RunInfo, filter_overrides, find_duplicates, outcome_dict, process_video,
-                            record_crash, record_duplicate)
+from curate.adapter import (
+    RunInfo,
+    filter_overrides,
+    find_duplicates,
+    outcome_dict,
+    process_video,
+    record_crash,
+    record_duplicate,
+)
 from curate.inputs import expand_inputs
+from manifests import (
+    config_hash,
+    read,
+    remove_temp_files,
+    update_summary,
+    write_json_atomic,
+)
+from manifests.lock import acquire
 from media.versions import tool_versions as media_tool_versions
-from manifests import config_hash, read, remove_temp_files, update_summary, write_json_atomic
 
 log = logging.getLogger(__name__)
 # PyPI distributions whose versions shape curate's outputs.
@@ -82,10 +95,18 @@ def _size(path: str) -> int:
 
 
 def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limit: int | None = None) -> dict:
-    """Curate ``inputs`` into ``out_dir``; returns the ``curate`` entry written to ``summary.json``."""
-    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    """Curate ``inputs`` into ``out_dir``; returns the ``curate`` entry written to ``summary.json``.
+
+    Holds OUT's writer lock for the whole run: a second writer on the same OUT raises
+    :class:`manifests.lock.LockError` at once, naming this one; so does an OUT that cannot be written.
+    """
     out = Path(out_dir).resolve()  # Ray workers (on other nodes too) must not resolve it against their own cwd
-    out.mkdir(parents=True, exist_ok=True)
+    with acquire(out, "rushes curate"):
+        return _run_locked(inputs, out, cfg, ray_cfg, limit)
+
+
+def _run_locked(inputs: list[str], out: Path, cfg, ray_cfg, limit: int | None) -> dict:
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
     paths = expand_inputs(inputs, limit, exclude_dir=out)
     cfg_hash = config_hash(cfg.hashed_dict())
     write_json_atomic(out / "config" / "curate.json", {"config": cfg.to_dict(), "config_hash": cfg_hash,
@@ -100,9 +121,10 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
     skipped = len(paths) - len(todo) - len(dups)
     log.info("curate: %d input video(s), %d already done, %d duplicate(s), %d to process -> %s", len(paths), skipped,
              len(dups), len(todo), out)
-    outcomes = _run_tasks(todo, out, cfg, ray_cfg, cfg_hash) if todo else []
+    run = RunInfo(cfg_hash, json.dumps(tool_versions(), sort_keys=True))
+    outcomes = _run_tasks(todo, out, cfg, ray_cfg, run) if todo else []
     for dup, original in dups.items():
-        outcome = record_duplicate(dup, original, out, cfg_hash)
+        outcome = record_duplicate(dup, original, out, run)
         log.warning("%s: %s", dup, outcome.error_message)
         outcomes.append(outcome_dict(outcome))
     from curate.filter import filter_run
@@ -114,21 +136,13 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
     return summary
 
 
-def _run_tasks(todo: list[str], out: Path, cfg, ray_cfg, cfg_hash: str) -> list[dict]:
-    # Starting a local Ray takes seconds of waiting on its processes: collect the tool versions
-    # (imports and an ffmpeg subprocess) meanwhile instead of after it.
-    pool = ThreadPoolExecutor(max_workers=1)
-    versions = pool.submit(tool_versions)
-    try:
-        started_ray = ensure_ray(ray_cfg)
-    finally:
-        pool.shutdown(wait=True)
+def _run_tasks(todo: list[str], out: Path, cfg, ray_cfg, run: RunInfo) -> list[dict]:
+    started_ray = ensure_ray(ray_cfg)
     try:
         if not cfg.decode_threads:
             # Decoder threads follow the CPUs reserved per task: one more thread per task (measured)
             # overlaps decoding with the analysis alone but loses 5-10% when every core runs a task.
             cfg = dataclasses.replace(cfg, decode_threads=max(1, round(ray_cfg.num_cpus_per_task)))
-        run = RunInfo(cfg_hash, json.dumps(versions.result(), sort_keys=True))
         options = {"num_cpus": ray_cfg.num_cpus_per_task, "max_retries": 1}
         if ray_cfg.memory_per_task_mb:
             options["memory"] = ray_cfg.memory_per_task_mb * 1024 * 1024

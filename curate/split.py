@@ -3,7 +3,7 @@
 Usage, inside the decode pass::
 
     splitter = SceneSplitter(cfg.detector, nominal_fps)
-    analyse_video(path, [splitter, ...])
+    result = analyse_video(path, [splitter, ...])
     cuts = splitter.cut_frames(result.pts_s)          # first frame of each new scene
     spans = plan_clips(cuts, result.pts_s, result.end_s, cfg)
 

@@ -6,7 +6,7 @@ Use::
     from train.loop import train
     result = train("OUT", "runs/tiny", preset("tiny"))      # resumes when runs/tiny has a checkpoint
 
-Writes ``RUN_DIR/config.json`` (resolved config), ``RUN_DIR/log.jsonl`` (one JSON line per logged step
+Writes ``RUN_DIR/config.json`` (resolved config and tool versions), ``RUN_DIR/log.jsonl`` (one JSON line per logged step
 and validation), ``RUN_DIR/skipped.jsonl`` (clips that failed to decode), ``RUN_DIR/checkpoints/`` and a
 ``train`` entry in ``OUT/summary.json``.
 """
@@ -26,14 +26,18 @@ import numpy as np
 import torch
 
 from manifests import store
+from media.versions import tool_versions
 from train import checkpoint
 from train.config import RunConfig
-from train.data import (PackedBatch, PackLoader, Prepared, collate, pack_first_fit, prepare, split_validation,
-                        training_clips)
+from train.data import Prepared, prepare, split_validation, training_clips
+from train.encoders import TextEncoder, Vae
 from train.diffusion import training_loss
 from train.model import DiffusionTransformer, count_parameters
+from train.packing import PackedBatch, PackLoader, collate, pack_first_fit
 
 log = logging.getLogger(__name__)
+
+TOOLS = ("torch", "transformers", "diffusers", "safetensors", "av")  # recorded in config.json
 
 
 @dataclass
@@ -56,8 +60,6 @@ def default_device() -> torch.device:
 
 def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device) -> Prepared:
     """Prepare (or read from ``RUN_DIR/cache``) every kept, captioned clip of ``out_dir``."""
-    from train.encoders import TextEncoder, Vae
-
     d = cfg.data
     sources = training_clips(out_dir, d.captioner, d.prompt_version, d.limit)
     dev = str(device)
@@ -135,6 +137,12 @@ def _truncate_log(run_dir: Path, step: int) -> None:
         path.write_text("".join(ln + "\n" for ln in keep))
 
 
+def write_config(run_dir: Path, cfg: RunConfig) -> None:
+    """``RUN_DIR/config.json``: the resolved config plus the versions of the tools of this call."""
+    record = {**cfg.to_dict(), "tool_versions": tool_versions(TOOLS)}
+    (run_dir / "config.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)
@@ -159,7 +167,7 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
 
     # 2. Model, EMA and optimizer; the config is resolved against the data (channels, text width).
     cfg = replace(cfg, model=replace(cfg.model, in_channels=prepared.channels, text_dim=prepared.text_dim))
-    (run_dir / "config.json").write_text(cfg.to_json())
+    write_config(run_dir, cfg)
     generator = seed_everything(tc.seed)
     model = build_model(cfg, device).train()
     ema = copy.deepcopy(model).requires_grad_(False).eval()

@@ -98,3 +98,45 @@ def test_filter_preset_is_checked_and_not_part_of_the_config_hash():
     assert dataclasses.replace(base, filter_preset="strict").hashed_dict() == base.hashed_dict()
     with pytest.raises(ValueError, match="strictt"):
         dataclasses.replace(base, filter_preset="strictt")
+
+
+def test_dry_run_leaves_out_the_runs_own_output_like_a_real_run(tmp_path, capsys):
+    import argparse
+    import shutil
+
+    v = make_cut_video(tmp_path / "v.mp4", [1.0], fps=25, size=(64, 48))
+    out = tmp_path / "run"
+    (out / "media" / "x").mkdir(parents=True)
+    shutil.copy(v.path, out / "media" / "x" / "clip.mp4")  # a clip of an earlier run inside the input folder
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    assert cli.main(sub.choices["curate"].parse_args([str(tmp_path), "--out", str(out), "--dry-run"])) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["videos"] == 1 and plan["duration_s"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_register_adds_curate_and_filter():
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    assert {"curate", "filter"} <= set(sub.choices)
+    args = sub.choices["filter"].parse_args(["OUT", "--min-motion", "0.02", "--max-text-area", "none"])
+    assert args.func is cli.filter_main and args.min_motion == 0.02 and args.max_text_area is None
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["curate", "in.mp4", "--out", "{out}/o", "--min-clip-s", "nan"], "min_clip_s must be a finite number"),
+    (["curate", "in.mp4", "--out", "{out}/o", "--max-clip-s", "inf"], "max_clip_s must be a finite number"),
+    (["curate", "in.mp4", "--out", "{out}/o", "--threshold", "nan"], "adaptive_threshold must be a finite number"),
+    (["filter", "{out}", "--min-motion", "nan"], "min_motion=nan: give a finite number"),
+    (["filter", "{out}", "--max-text-area", "inf"], "max_text_area=inf: give a finite number"),
+])
+def test_numbers_must_be_finite(tmp_path, capsys, argv, words):
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    args = sub.choices[argv[0]].parse_args([a.format(out=tmp_path) for a in argv[1:]])
+    assert args.func(args) == 2
+    assert words in capsys.readouterr().err

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 import numpy as np
+import pytest
 
 from manifests import store
 from train import checkpoint
@@ -31,18 +33,38 @@ def test_loss_falls_on_a_tiny_set(synth_out, tiny_t5, tmp_path):
     assert checkpoint.latest(tmp_path / "run").name == "step-0000040"
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["model"]["text_dim"] == 32 and saved["model"]["in_channels"] == 3
+    versions = saved["tool_versions"]  # provenance, as on every manifest row
+    assert versions["torch"] == metadata.version("torch") and versions["safetensors"] and versions["av"]
+
+
+class Crash(Exception):
+    """Raised from the log callback: the run dies after logging a step it never checkpointed."""
+
+
+def _log(run_dir):
+    timing = {"step_s", "tokens_per_s"}
+    return [{k: v for k, v in json.loads(line).items() if k not in timing and not k.endswith("_s")}
+            for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
 def test_resume_reproduces_the_uninterrupted_losses_exactly(synth_out, tiny_t5, tmp_path):
     # caption dropout and a packing budget holding two clips exercise every random stream and the data position
-    cfg = _cfg(tiny_t5, steps=8, checkpoint_every=3, val_every=4).with_overrides(
+    cfg = _cfg(tiny_t5, steps=8, checkpoint_every=3, val_every=4, log_every=1).with_overrides(
         data={"caption_dropout": 0.5, "batch_tokens": 256})
     full = train(synth_out, tmp_path / "full", cfg, echo=lambda s: None)
-    part = train(synth_out, tmp_path / "part", cfg.with_overrides(train={"steps": 5}), echo=lambda s: None)
-    assert part.step == 5 and checkpoint.latest(tmp_path / "part").name == "step-0000005"
+
+    def crash_at_step_5(line):
+        if line.startswith("step=5 "):
+            raise Crash(line)
+
+    # The interrupted run logs steps 4 and 5 past its last checkpoint (step 3), then dies.
+    with pytest.raises(Crash):
+        train(synth_out, tmp_path / "part", cfg, echo=crash_at_step_5)
+    assert checkpoint.latest(tmp_path / "part").name == "step-0000003"
+    assert [r["step"] for r in _log(tmp_path / "part")][-2:] == [4, 5]
     resumed = train(synth_out, tmp_path / "part", cfg, echo=lambda s: None)
-    assert resumed.start_step == 5 and resumed.step == 8
-    assert part.losses + resumed.losses == full.losses  # bit-exact, not approximately
-    assert resumed.val_losses == full.val_losses[-1:]
-    steps = [json.loads(line)["step"] for line in (tmp_path / "part" / "log.jsonl").read_text().splitlines()]
-    assert steps == sorted(steps)  # the log reads as one run
+    assert resumed.start_step == 3 and resumed.step == 8
+    assert full.losses[3:] == resumed.losses  # bit-exact, not approximately
+    assert resumed.val_losses == full.val_losses  # steps 4 and 8
+    # The log reads as one run: the lines of steps 4 and 5 written before the crash are gone.
+    assert _log(tmp_path / "part") == _log(tmp_path / "full")
