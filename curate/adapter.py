@@ -26,10 +26,11 @@ from curate.probe import Probe, ProbeError, probe_video
 from curate.split import (
     DETECTOR_NAMES,
     ClipSpan,
-    SceneSplitter,
     detector_params,
+    make_splitter,
     plan_clips,
 )
+from curate.shots import ShotModelError, resolve_device
 from manifests import conform, content_hash, make_id, now_utc, write_part
 from manifests.store import manifest_dir
 from media.frames import DecodeError
@@ -156,7 +157,11 @@ def _already_done(out: Path, video_id: str, config_hash: str) -> bool:
 
 def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
     # Frame-count rules use the nominal rate, as PySceneDetect does; some phones write a 90 kHz "rate".
-    splitter = SceneSplitter(cfg.detector, probe.fps if 0 < probe.fps < 1000 else probe.avg_fps)
+    try:
+        splitter = make_splitter(cfg.detector, probe.fps if 0 < probe.fps < 1000 else probe.avg_fps,
+                                 resolve_device(cfg.model_device) if cfg.detector.uses_transnet else "cpu")
+    except ShotModelError as exc:  # e.g. a worker node without the quality extra
+        raise VideoFailure("detect", str(exc)) from exc
     consumers: list = [splitter]
     signals = None
     score_cfg = cfg.score_config()

@@ -123,6 +123,15 @@ def load_model(device: str = "cpu"):
     return model.eval()
 
 
+def resolve_device(requested: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU (a Ray task sees one only when it was given one), else ``cpu``."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def small_frame(rgb: np.ndarray) -> np.ndarray:
     """An analysis frame (HxWx3 RGB uint8) as the network's 27x48x3 input (area shrink, aspect not kept,
     as the reference's ``scale=48:27``)."""

