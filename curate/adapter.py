@@ -5,6 +5,10 @@ clips, encodes them, then writes the video's clips part and, last, its videos pa
 the completion marker a rerun looks for. Known per-video failures (missing or empty file, not a video,
 undecodable stream, ffmpeg failure) become a videos row with ``status='error'``, the stage that
 failed and a message naming the file and the fix; anything else is a bug and raises.
+
+Inputs and ``out_dir`` may be in a bucket (:mod:`storage`): a remote video is streamed into a bounded
+scratch copy (hashed while it streams, removed afterwards, also on failure) that ffprobe and PyAV read;
+clips of a remote run are encoded into a local staging folder and uploaded before their part is written.
 """
 
 from __future__ import annotations
@@ -15,24 +19,19 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import storage
 
 from curate.decode import analyse_video
 from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
 from curate.probe import Probe, ProbeError, probe_video
-from curate.split import (
-    DETECTOR_NAMES,
-    ClipSpan,
-    detector_params,
-    make_splitter,
-    plan_clips,
-)
 from curate.shots import ShotModelError, resolve_device
-from manifests import conform, content_hash, make_id, now_utc, write_part
-from manifests.store import manifest_dir
+from curate.split import DETECTOR_NAMES, ClipSpan, detector_params, make_splitter, plan_clips
+from manifests import (ManifestError, conform, content_hash, content_hasher, delete_part, make_id, now_utc,
+                       part_location, read_part, write_part)
 from media.frames import DecodeError
 
 log = logging.getLogger(__name__)
@@ -40,10 +39,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunInfo:
-    """Per-run facts every row records."""
+    """Per-run facts every row records, and where remote inputs are copied to be read."""
 
     config_hash: str
     tool_versions: str  # JSON
+    scratch: storage.Scratch | None = None  # None: the default scratch folder and cap
 
 
 @dataclass
@@ -71,31 +71,40 @@ def filter_overrides(cfg) -> dict | None:
     return None if cfg.scores_preset else {"reject_missing": False}
 
 
+def input_location(path: str) -> str:
+    """How an input is recorded: an absolute local path, or the URI as given."""
+    return path if storage.is_uri(path) else os.path.abspath(path)
+
+
 def path_video_id(path: str) -> str:
     """Id of an input that could not be hashed (missing or unreadable): derived from its path."""
-    return make_id("video-path", os.path.abspath(path))
+    return make_id("video-path", input_location(path))
+
+
+def _run_location(out_dir):
+    return out_dir if storage.is_remote(out_dir) else Path(out_dir)
 
 
 def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> VideoOutcome:
     """Curate one video into ``out_dir``; always returns an outcome, writing a videos row."""
     t0 = time.perf_counter()
     outcome = VideoOutcome(path, path_video_id(path), "ok")
-    row: dict = {"path": os.path.abspath(path)}
+    row: dict = {"path": input_location(path)}
     try:
-        _run_stages(path, Path(out_dir), cfg, run, outcome, row)
+        _run_stages(path, _run_location(out_dir), cfg, run, outcome, row)
     except VideoFailure as exc:
         outcome.status, outcome.error_stage, outcome.error_message = "error", exc.stage, str(exc)
         log.warning("%s: %s failed: %s", path, exc.stage, exc)
         # A failed video has no clips: drop what an earlier run (another config) left for it.
-        (manifest_dir(out_dir, "clips") / f"part-{outcome.video_id}.parquet").unlink(missing_ok=True)
-        _prune_media(Path(out_dir) / "media" / outcome.video_id, set())
+        delete_part(out_dir, "clips", f"part-{outcome.video_id}")
+        _prune_media(_run_location(out_dir), outcome.video_id, set())
     if outcome.status == "skipped":
         return outcome
     row.update(process_s=time.perf_counter() - t0)
     _write_row(out_dir, outcome, row, run)  # last write: the videos row marks the video complete
     if outcome.video_id != path_video_id(path):
         # An earlier run may have recorded this path as failed before it could be hashed: supersede it.
-        (manifest_dir(out_dir, "videos") / f"part-{path_video_id(path)}.parquet").unlink(missing_ok=True)
+        delete_part(out_dir, "videos", f"part-{path_video_id(path)}")
     return outcome
 
 
@@ -107,22 +116,50 @@ def _timed(outcome: VideoOutcome, stage: str, fn, *args, **kwargs):
         outcome.stage_s[stage] = outcome.stage_s.get(stage, 0.0) + time.perf_counter() - t
 
 
-def _run_stages(path: str, out: Path, cfg, run: RunInfo, outcome: VideoOutcome, row: dict) -> None:
-    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+def _check_input(path: str) -> None:
+    if storage.is_remote(path):
+        try:
+            found = storage.is_file(path) and storage.size(path) > 0
+        except OSError as exc:
+            raise VideoFailure("input", f"cannot reach {path}: {exc}; check the network, AWS_ENDPOINT_URL and "
+                                        f"the AWS credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID)") from exc
+        if not found:
+            raise VideoFailure("input", f"{path}: no such object, or it is empty; check the key (keys are "
+                                        f"case-sensitive) and that your AWS credentials can read it")
+    elif not os.path.isfile(path) or os.path.getsize(path) == 0:
         try:
             probe_video(path)  # raises with the message that names the problem and the fix
         except ProbeError as exc:
             raise VideoFailure("input", str(exc)) from exc
-    row["size_bytes"] = os.path.getsize(path)
-    try:
-        digest = _timed(outcome, "hash", content_hash, path)
-    except OSError as exc:
-        raise VideoFailure("hash", f"cannot read {path}: {exc}; check the file and its permissions") from exc
-    outcome.video_id = make_id("video", digest)
-    row["content_hash"] = digest
-    if _already_done(out, outcome.video_id, run.config_hash):
-        outcome.status = "skipped"
-        return
+
+
+def _run_stages(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: dict) -> None:
+    _check_input(path)
+    with ExitStack() as stack:
+        try:
+            # Hashing streams the bytes once; for a remote input the same pass fills the scratch copy.
+            copy = _timed(outcome, "hash", stack.enter_context,
+                          storage.local_copy(path, run.scratch, hasher=content_hasher()))
+        except storage.ScratchError as exc:
+            raise VideoFailure("input", str(exc)) from exc
+        except OSError as exc:
+            raise VideoFailure("hash", f"cannot read {path}: {exc}; check the file and its permissions") from exc
+        row["size_bytes"] = copy.size_bytes
+        outcome.video_id = make_id("video", copy.digest)
+        row["content_hash"] = copy.digest
+        if _already_done(out, outcome.video_id, run.config_hash):
+            outcome.status = "skipped"
+            return
+        try:
+            _analyse(copy.path, out, cfg, run, outcome, row, stack)
+        except VideoFailure as exc:
+            if copy.workdir is None:
+                raise
+            raise VideoFailure(exc.stage, str(exc).replace(copy.path, path)) from exc  # name the object
+
+
+def _analyse(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: dict, stack: ExitStack) -> None:
+    """Probe, decode, plan, encode and write the clips part of one readable local file."""
     try:
         probe = _timed(outcome, "probe", probe_video, path, cfg.probe_timeout_s)
     except ProbeError as exc:
@@ -131,7 +168,11 @@ def _run_stages(path: str, out: Path, cfg, run: RunInfo, outcome: VideoOutcome, 
     spans, signals = _detect(path, probe, cfg, outcome, row)
     clip_rows = _clip_rows(outcome.video_id, spans, signals, probe, cfg, run)
     if cfg.encode.enabled:
-        _encode(path, out, outcome, probe, clip_rows, cfg)
+        # A bucket has no local folder to encode into: encode into a staging folder, then upload.
+        local_out = stack.enter_context(storage.staging_dir(run.scratch)) if storage.is_remote(out) else out
+        _encode(path, local_out, outcome, probe, clip_rows, cfg)
+        if local_out is not out:
+            _upload_media(local_out, out, clip_rows)
     # Thresholds are applied before the part becomes visible, so a run killed before its final filter pass
     # never shows clips that the filter would reject; the pass at the end of the run then rewrites nothing.
     from curate.filter import apply_filter, resolve_config
@@ -140,17 +181,23 @@ def _run_stages(path: str, out: Path, cfg, run: RunInfo, outcome: VideoOutcome, 
                             preset=cfg.filter_preset)
     # Clips become visible only after their media files are complete.
     write_part(out, "clips", filtered, part_name=f"part-{outcome.video_id}")
-    _prune_media(out / "media" / outcome.video_id, {r["clip_path"] for r in clip_rows if r.get("clip_path")})
+    _prune_media(out, outcome.video_id, {r["clip_path"] for r in clip_rows if r.get("clip_path")})
     row["num_clips"] = len(clip_rows)
 
 
-def _already_done(out: Path, video_id: str, config_hash: str) -> bool:
-    part = manifest_dir(out, "videos") / f"part-{video_id}.parquet"
-    if not part.exists():
+def _upload_media(local_out: Path, out: str, clip_rows: list[dict]) -> None:
+    for r in clip_rows:
+        if r.get("clip_path"):
+            storage.copy_file(local_out / r["clip_path"], storage.join(out, r["clip_path"]))
+
+
+def _already_done(out, video_id: str, config_hash: str) -> bool:
+    part = part_location(out, "videos", f"part-{video_id}")
+    if not storage.exists(part):
         return False
     try:
-        done = pq.read_table(part, columns=["status", "config_hash"]).to_pylist()
-    except (OSError, ValueError):
+        done = read_part(part, "videos", columns=["status", "config_hash"]).to_pylist()
+    except ManifestError:
         return False
     return bool(done) and done[0]["status"] == "ok" and done[0]["config_hash"] == config_hash
 
@@ -243,12 +290,12 @@ def _encode(path: str, out: Path, outcome: VideoOutcome, probe: Probe, clip_rows
             r["clip_path"] = done[r["clip_id"]].relative_to(out).as_posix()
 
 
-def _prune_media(media_dir: Path, referenced: set[str]) -> None:
+def _prune_media(out, video_id: str, referenced: set[str]) -> None:
     """Delete clip files of an earlier config of this video (only after the new clips part is visible)."""
-    if media_dir.is_dir():
-        for stale in media_dir.glob("*.mp4"):
-            if f"media/{media_dir.name}/{stale.name}" not in referenced:
-                stale.unlink(missing_ok=True)
+    for stale in storage.list_files(storage.join(out, "media", video_id), recursive=False):
+        name = storage.name(stale)
+        if name.endswith(".mp4") and f"media/{video_id}/{name}" not in referenced:
+            storage.delete(stale)
 
 
 def _write_row(out_dir: str | os.PathLike, outcome: VideoOutcome, row: dict, run: RunInfo) -> None:
@@ -262,7 +309,7 @@ def _write_row(out_dir: str | os.PathLike, outcome: VideoOutcome, row: dict, run
 def record_error(path: str, out_dir: str | os.PathLike, run: RunInfo, stage: str, message: str) -> VideoOutcome:
     """Record an input that failed outside its task (a dead worker, a duplicate) as an error row."""
     outcome = VideoOutcome(path, path_video_id(path), "error", stage, message)
-    _write_row(out_dir, outcome, {"path": os.path.abspath(path)}, run)
+    _write_row(out_dir, outcome, {"path": input_location(path)}, run)
     return outcome
 
 
@@ -283,12 +330,12 @@ def find_duplicates(paths: list[str]) -> dict[str, str]:
     by_size: dict[int, list[str]] = {}
     for p in paths:
         try:
-            by_size.setdefault(os.path.getsize(p), []).append(p)
-        except OSError:
-            continue  # missing or unreadable: the task records it
+            by_size.setdefault(storage.size(p), []).append(p)
+        except (OSError, ValueError):
+            continue  # missing or unreadable (or an unsupported URL): the task records it
     dups: dict[str, str] = {}
-    for group in by_size.values():
-        if len(group) < 2 or os.path.getsize(group[0]) == 0:
+    for size, group in by_size.items():
+        if len(group) < 2 or size == 0:
             continue
         first: dict[str, str] = {}
         for p in group:

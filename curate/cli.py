@@ -5,7 +5,7 @@ Examples::
     rushes curate footage/ --out runs/a                      # folders, files, globs, .txt lists
     rushes curate 'footage/**/*.mov' list.txt --out runs/a --dry-run
     rushes curate footage/ --out runs/a --no-encode --detector content
-    RAY_ADDRESS=auto rushes curate s3list.txt --out /shared/runs/a --num-cpus-per-task 2
+    RAY_ADDRESS=auto rushes curate s3://bucket/lists/day1.txt --out s3://bucket/runs/a --scratch /mnt/scratch
     rushes filter runs/a --preset strict --min-motion 0.02       # re-decide keep, no video decoded
 """
 
@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+import storage
 from curate import config as C
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,22 @@ def register_curate(subparsers) -> None:
                     "resumes: videos completed with the same config are skipped.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="video files, folders (searched recursively), quoted globs, or .txt files listing inputs")
-    p.add_argument("--out", required=True, help="run directory for manifests, clips and summary.json")
+                   help="video files, folders (searched recursively), quoted globs, or .txt files listing inputs; "
+                        "each may be in a bucket (s3://bucket/raw/, 's3://bucket/raw/**/*.mp4', s3://bucket/list.txt); "
+                        "credentials and endpoint from the AWS environment (AWS_PROFILE, AWS_ENDPOINT_URL, ...)")
+    p.add_argument("--out", required=True,
+                   help="run directory for manifests, clips and summary.json: a folder or s3://bucket/prefix")
     p.add_argument("--preset", default="default", choices=sorted(C.PRESETS),
                    help="named config; 'debug' = short clips and tiny fast encodes for trials")
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be processed (count, total duration, output location) and exit")
     p.add_argument("--limit", type=int, default=None, help="process only the first N videos (a quick trial)")
+    p.add_argument("--scratch", default=None, metavar="DIR",
+                   help="local folder for copies of remote inputs and clips staged for upload, removed after each "
+                        "video (default: rushes-scratch in the temp folder)")
+    p.add_argument("--scratch-max-gb", type=float, default=20.0,
+                   help="cap on the remote-input copies held at once in --scratch by all tasks of this machine; "
+                        "a larger object is recorded as an error")
     g = p.add_argument_group("cuts and clip rules (default: the preset's values)")
     g.add_argument("--detector", choices=C.DETECTORS, default=None,
                    help="scene detector: adaptive (PySceneDetect AdaptiveDetector, robust to camera motion), content "
@@ -118,20 +128,27 @@ def build_config(args) -> C.CurateConfig:
 
 
 def dry_run(paths: list[str], out: str, cfg) -> dict:
-    """What a run would do: counts, total duration (ffprobe), inputs that already fail, where outputs go."""
+    """What a run would do: counts, total duration (ffprobe; remote inputs count their bytes instead, unread),
+    inputs that already fail, where outputs go."""
     from curate.pipeline import done_paths
     from curate.probe import ProbeError, probe_video
     from manifests import config_hash
 
-    total_s, bad = 0.0, []
+    total_s, bad, remote_bytes = 0.0, [], 0
     for path in paths:
+        if storage.is_remote(path):  # not downloaded for a dry run: its size only
+            try:
+                remote_bytes += storage.size(path)
+            except OSError as exc:
+                bad.append(f"{path}: {exc}")
+            continue
         try:
             total_s += probe_video(path).duration_s or 0.0
         except ProbeError as exc:
             bad.append(str(exc))
     done = done_paths(out, config_hash(cfg.hashed_dict())) & set(paths)
     return {"videos": len(paths), "already_done": len(done), "to_process": len(paths) - len(done),
-            "duration_s": round(total_s, 3), "unreadable": bad, "out": out}
+            "duration_s": round(total_s, 3), "unreadable": bad, "remote_bytes": remote_bytes, "out": out}
 
 
 def main(args) -> int:
@@ -142,6 +159,8 @@ def main(args) -> int:
                               num_gpus_per_task=args.num_gpus_per_task,
                               memory_per_task_mb=args.memory_per_task_mb, max_in_flight=args.max_in_flight,
                               local_num_cpus=args.num_cpus)
+        scratch = storage.Scratch(**({"root": Path(args.scratch)} if args.scratch else {}),
+                                  max_bytes=int(args.scratch_max_gb * 2**30))
         if cfg.detector.uses_transnet:  # fail before any video is touched when the network cannot load
             from curate.shots import ShotModelError, weights_path
 
@@ -165,7 +184,7 @@ def main(args) -> int:
     from manifests.lock import LockError
 
     try:
-        summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit)
+        summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit, scratch=scratch)
     except LockError as exc:
         print(f"rushes curate: {exc}", file=sys.stderr)
         return 2

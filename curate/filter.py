@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import manifests
+import storage
 from manifests.store import ManifestError
 
 CAMERA_LABELS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out", "shaky", "complex")
@@ -318,7 +319,7 @@ def filter_run(run_dir, preset: str = "default", overrides: dict | None = None, 
     cfg = resolve_config(preset, overrides)
     paths = manifests.part_paths(run_dir, "clips")
     if not paths and not manifests.part_paths(run_dir, "videos"):
-        raise ManifestError(f"no clips manifest in {run_dir}: expected {Path(run_dir) / 'clips'}/*.parquet; "
+        raise ManifestError(f"no clips manifest in {run_dir}: expected {manifests.manifest_dir(run_dir, 'clips')}/*.parquet; "
                             f"run `rushes curate` first")
     # A curated run whose every video failed has videos rows but no clips: nothing to filter, not an error.
     total = kept = rewritten = 0
@@ -331,13 +332,13 @@ def filter_run(run_dir, preset: str = "default", overrides: dict | None = None, 
         kept += pc.sum(after["keep"]).as_py() or 0
         reasons.update(reason_counts(after))
         if not dry_run and not all(before[c].equals(after[c]) for c in decided):
-            manifests.write_part(run_dir, "clips", after, part_name=path.stem)
+            manifests.write_part(run_dir, "clips", after, part_name=Path(path).stem)  # a Path, or a URI
             rewritten += 1
     result = {"preset": preset, "params": json.loads(cfg.to_json()), "clips": total, "kept": kept,
               "rejected": total - kept, "reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
               "parts_rewritten": rewritten, "filter_s": round(time.perf_counter() - started, 3)}
     if not dry_run:
-        manifests.write_json_atomic(Path(run_dir) / "filter.json",
+        manifests.write_json_atomic(storage.join(run_dir, "filter.json"),
                                     {**result, "created_at": manifests.now_utc().isoformat()})
         manifests.update_summary(run_dir, "filter", result)
     return result

@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import ray
 
+import storage
 from curate.adapter import (
     RunInfo,
     filter_overrides,
@@ -89,28 +90,37 @@ def done_paths(out_dir: str | os.PathLike, cfg_hash: str) -> set[str]:
 
 def _size(path: str) -> int:
     try:
-        return os.path.getsize(path)
-    except OSError:
+        return storage.size(path)
+    except (OSError, ValueError):
         return 0
 
 
-def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limit: int | None = None) -> dict:
-    """Curate ``inputs`` into ``out_dir``; returns the ``curate`` entry written to ``summary.json``.
+def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limit: int | None = None,
+               scratch: storage.Scratch | None = None) -> dict:
+    """Curate ``inputs`` into ``out_dir`` (a folder or ``s3://bucket/prefix``); returns the ``curate`` entry
+    written to ``summary.json``. ``scratch`` bounds the local copies of remote inputs (default: a folder
+    in the temp dir, 20 GiB).
 
-    Holds OUT's writer lock for the whole run: a second writer on the same OUT raises
+    Holds OUT's writer lock for the whole run (local OUT): a second writer on the same OUT raises
     :class:`manifests.lock.LockError` at once, naming this one; so does an OUT that cannot be written.
     """
-    out = Path(out_dir).resolve()  # Ray workers (on other nodes too) must not resolve it against their own cwd
+    # Ray workers (on other nodes too) must not resolve a local OUT against their own cwd.
+    if storage.is_remote(out_dir):
+        out = str(out_dir).rstrip("/")
+        storage.makedirs(out)
+        # No lease object on object storage yet: one writer per bucket OUT is the user's to ensure.
+        return _run_locked(inputs, out, cfg, ray_cfg, limit, scratch)
+    out = Path(out_dir).resolve()
     with acquire(out, "rushes curate"):
-        return _run_locked(inputs, out, cfg, ray_cfg, limit)
+        return _run_locked(inputs, out, cfg, ray_cfg, limit, scratch)
 
 
-def _run_locked(inputs: list[str], out: Path, cfg, ray_cfg, limit: int | None) -> dict:
+def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch) -> dict:
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     paths = expand_inputs(inputs, limit, exclude_dir=out)
     cfg_hash = config_hash(cfg.hashed_dict())
-    write_json_atomic(out / "config" / "curate.json", {"config": cfg.to_dict(), "config_hash": cfg_hash,
-                                                       "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
+    write_json_atomic(storage.join(out, "config", "curate.json"), {
+        "config": cfg.to_dict(), "config_hash": cfg_hash, "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
     # A run killed mid-write (kill -9) can leave temporary parts behind: readers ignore them, this removes them.
     for kind in ("videos", "clips"):
         remove_temp_files(out, kind)
@@ -121,7 +131,7 @@ def _run_locked(inputs: list[str], out: Path, cfg, ray_cfg, limit: int | None) -
     skipped = len(paths) - len(todo) - len(dups)
     log.info("curate: %d input video(s), %d already done, %d duplicate(s), %d to process -> %s", len(paths), skipped,
              len(dups), len(todo), out)
-    run = RunInfo(cfg_hash, json.dumps(tool_versions(), sort_keys=True))
+    run = RunInfo(cfg_hash, json.dumps(tool_versions(), sort_keys=True), scratch)
     outcomes = _run_tasks(todo, out, cfg, ray_cfg, run) if todo else []
     for dup, original in dups.items():
         outcome = record_duplicate(dup, original, out, run)
@@ -136,7 +146,7 @@ def _run_locked(inputs: list[str], out: Path, cfg, ray_cfg, limit: int | None) -
     return summary
 
 
-def _run_tasks(todo: list[str], out: Path, cfg, ray_cfg, run: RunInfo) -> list[dict]:
+def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
     started_ray = ensure_ray(ray_cfg)
     try:
         if not cfg.decode_threads:
@@ -170,7 +180,7 @@ def _run_tasks(todo: list[str], out: Path, cfg, ray_cfg, run: RunInfo) -> list[d
             ray.shutdown()
 
 
-def build_summary(out: Path, outcomes: list[dict], started: datetime, wall_s: float, skipped: int) -> dict:
+def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, skipped: int) -> dict:
     """The ``curate`` entry of ``summary.json``: counts over the run directory, throughput of this run."""
     videos = read(out, "videos").to_pylist()
     clips = read(out, "clips", validate=False).select(["keep", "reject_reason", "duration_s"]).to_pylist()

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 
+import storage
+
 _CHUNK = 1 << 20
 
 
@@ -26,10 +28,15 @@ def make_id(*parts: object, length: int = 16) -> str:
     return hashlib.blake2b(blob.encode(), digest_size=32).hexdigest()[:length]
 
 
+def content_hasher():
+    """A fresh hash object of the content-hash algorithm (blake2b-128): feed it bytes while streaming them."""
+    return hashlib.blake2b(digest_size=16)
+
+
 def content_hash(path: str | os.PathLike) -> str:
-    """blake2b-128 hex digest of a file's bytes (streamed, constant memory)."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
+    """blake2b-128 hex digest of a file's or object's bytes (a path or URI; streamed, constant memory)."""
+    h = content_hasher()
+    with storage.open_input(path) as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()

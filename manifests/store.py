@@ -1,6 +1,7 @@
 """Read, write and validate manifests: directories of Parquet part files.
 
-Layout of a run directory::
+A run directory is a local folder or a bucket prefix (``s3://bucket/run``): every call here goes through
+:mod:`storage`, so both behave the same. Layout::
 
     OUT/videos/part-*.parquet   one row per source video
     OUT/clips/part-*.parquet    one row per clip (kept and rejected)
@@ -10,8 +11,10 @@ Layout of a run directory::
 
 Writers go through :func:`conform` so every part has exactly the declared schema (pyarrow would
 otherwise infer ``null`` for a column that is empty in one batch, and DuckDB/Polars refuse to read
-such parts together). A part is written to a temporary name starting with ``_`` and made visible by
-an atomic rename, so readers globbing ``*.parquet`` never see a half-written file.
+such parts together). A part is written to a temporary name starting with ``_tmp-`` and published when
+complete (an atomic rename on disk; on object storage, which has no rename, a server-side copy to the
+final key followed by deleting the temporary object), so readers listing ``*.parquet`` never see a
+half-written part. Writers publish a video's videos row last: it is the completion marker a rerun trusts.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+import storage
 from manifests.schema import PRIMARY_KEYS, SCHEMA_VERSIONS, schema_for
 
 
@@ -89,57 +93,80 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def manifest_dir(run_dir: str | os.PathLike, kind: str) -> Path:
-    """Directory holding the part files of ``kind`` inside a run directory."""
+def manifest_dir(run_dir, kind: str):
+    """Folder (prefix, for a bucket) holding the part files of ``kind`` inside a run directory."""
     schema_for(kind)  # validates kind
-    return Path(run_dir) / kind
+    return storage.join(run_dir, kind)
 
 
-def write_part(run_dir: str | os.PathLike, kind: str, data, part_name: str | None = None) -> Path:
-    """Atomically write one part file of ``kind`` into ``run_dir/kind/`` and return its path.
+def part_location(run_dir, kind: str, part_name: str):
+    """Where the part ``part_name`` (no extension) of ``kind`` lives: a ``Path``, or a URI for a bucket."""
+    return storage.join(manifest_dir(run_dir, kind), f"{part_name}.parquet")
+
+
+def write_part(run_dir, kind: str, data, part_name: str | None = None):
+    """Atomically write one part file of ``kind`` into ``run_dir/kind/`` and return its location.
 
     ``part_name`` (without extension) makes the write idempotent: rewriting the same name replaces
     the part atomically, which is how resumable writers avoid duplicates. Without it a random name is used.
+    The part is written under a ``_tmp-`` name and published when complete (:func:`storage.publish`:
+    a rename on disk, a server-side copy on object storage), so no reader ever sees part of it.
     """
     table = conform(data, kind)
-    out_dir = manifest_dir(run_dir, kind)
-    out_dir.mkdir(parents=True, exist_ok=True)
     name = part_name or f"part-{uuid.uuid4().hex}"
     if "/" in name or name.startswith(("_", ".")):
         raise ManifestError(f"part name {name!r} must be a plain file name not starting with '_' or '.'")
-    final = out_dir / f"{name}.parquet"
-    tmp = out_dir / f"_tmp-{name}-{uuid.uuid4().hex[:8]}"
+    final = part_location(run_dir, kind, name)
+    storage.makedirs(storage.parent(final))
+    tmp = storage.temp_sibling(final)
     try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        with storage.open_output(tmp) as fh:
+            pq.write_table(table, fh, compression="zstd")
+        if not storage.is_remote(tmp):
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        storage.publish(tmp, final)
+    except BaseException:
+        storage.delete(tmp)  # a stream closed by an exception may have stored what was written so far
+        raise
     return final
 
 
-def part_paths(run_dir: str | os.PathLike, kind: str) -> list[Path]:
-    """Visible part files of ``kind``, sorted by name (temporary files are ignored)."""
+def _visible(name: str) -> bool:
+    return name.endswith(".parquet") and not name.startswith(("_", "."))
+
+
+def part_paths(run_dir, kind: str) -> list:
+    """Visible part files of ``kind``, sorted by name (temporary and unpublished files are ignored).
+
+    ``Path`` objects for a local run, URIs for a run in a bucket.
+    """
     d = manifest_dir(run_dir, kind)
-    if not d.is_dir():
-        return []
-    return sorted(p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith(("_", ".")))
+    found = [f for f in storage.list_files(d, recursive=False) if _visible(storage.name(f))]
+    return found if storage.is_remote(d) else [Path(f) for f in found]
 
 
-def read_part(path: str | os.PathLike, kind: str, validate: bool = True) -> pa.Table:
-    """Read one part file, validated against the schema of ``kind``."""
+def delete_part(run_dir, kind: str, part_name: str) -> None:
+    """Remove the part ``part_name`` of ``kind`` if it exists (a superseded or failed video's rows)."""
+    storage.delete(part_location(run_dir, kind, part_name))
+
+
+def read_part(path, kind: str, validate: bool = True, columns: list[str] | None = None) -> pa.Table:
+    """Read one part file (a path or URI), validated against the schema of ``kind``.
+
+    ``columns`` reads only those columns (validation is then skipped: the table is partial by design).
+    """
     try:
-        table = pq.read_table(path)
+        fs, inner = storage.resolve(path)
+        table = pq.read_table(inner, filesystem=fs, columns=columns)
     except (OSError, pa.ArrowInvalid) as exc:
         raise ManifestError(f"cannot read manifest part {path}: {exc}; delete it and rerun the stage") from exc
-    if validate:
+    if validate and columns is None:
         validate_table(table, kind, where=str(path))
     return table
 
 
-def read(run_dir: str | os.PathLike, kind: str, validate: bool = True, missing_ok: bool = True) -> pa.Table:
+def read(run_dir, kind: str, validate: bool = True, missing_ok: bool = True) -> pa.Table:
     """Read every part of ``kind`` in ``run_dir`` into one table with the declared schema.
 
     With ``missing_ok`` an absent manifest reads as an empty table; otherwise it raises
@@ -156,6 +183,21 @@ def read(run_dir: str | os.PathLike, kind: str, validate: bool = True, missing_o
     if validate:
         validate_table(table, kind, where=str(manifest_dir(run_dir, kind)))
     return table
+
+
+def dataset(run_dir, kind: str):
+    """A ``pyarrow.dataset`` over the visible parts of ``kind`` with the declared schema (lazy, any location).
+
+    What engines without object-store credentials of their own scan: ``duckdb`` registers it as a view
+    (``con.register("clips", store.dataset(run, "clips"))``) and reads through this filesystem, so a run in
+    a bucket needs no DuckDB extension. Unpublished parts are not in it.
+    """
+    import pyarrow.dataset as ds
+
+    paths = part_paths(run_dir, kind)
+    fs, _ = storage.resolve(run_dir)
+    return ds.dataset([storage.resolve(p)[1] for p in paths], schema=schema_for(kind), format="parquet",
+                      filesystem=fs)
 
 
 def validate_table(table: pa.Table, kind: str, where: str = "") -> None:
@@ -179,44 +221,29 @@ def validate_table(table: pa.Table, kind: str, where: str = "") -> None:
             raise ManifestError(f"{kind} manifest{loc} has duplicate {keys[0]} values")
 
 
-def replace_rows(run_dir: str | os.PathLike, kind: str, part: Path, table: pa.Table) -> Path:
+def replace_rows(run_dir, kind: str, part, table: pa.Table):
     """Atomically replace an existing part with ``table`` (same name), e.g. after re-applying filters."""
-    return write_part(run_dir, kind, table, part_name=Path(part).stem)
+    return write_part(run_dir, kind, table, part_name=storage.name(part).removesuffix(".parquet"))
 
 
-def write_json_atomic(path: str | os.PathLike, payload) -> Path:
-    """Write JSON to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps(payload, indent=2, sort_keys=True, default=str))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+def write_json_atomic(path, payload):
+    """Write JSON to ``path`` (a path or URI) so readers see the old or the whole new document."""
+    storage.write_bytes_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+    return path if storage.is_remote(path) else Path(path)
 
 
-def rows(table: pa.Table) -> Iterable[dict]:
-    """Iterate a table as row dicts (convenience for small manifests)."""
-    return table.to_pylist()
-
-
-def read_summary(run_dir: str | os.PathLike) -> dict:
+def read_summary(run_dir) -> dict:
     """``OUT/summary.json`` as a dict keyed by stage (``{}`` when absent)."""
-    path = Path(run_dir) / "summary.json"
-    if not path.exists():
+    path = storage.join(run_dir, "summary.json")
+    if not storage.is_file(path):
         return {}
     try:
-        return json.loads(path.read_text())
+        return json.loads(storage.read_bytes(path))
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{path} is not valid JSON ({exc}); delete it and rerun the last stage") from exc
 
 
-def update_summary(run_dir: str | os.PathLike, stage: str, payload: Mapping) -> Path:
+def update_summary(run_dir, stage: str, payload: Mapping):
     """Set ``summary.json[stage] = payload`` atomically, keeping the other stages' entries.
 
     Each stage owns one key (``curate``, ``filter``, ``caption``, ``train``) holding its counts,
@@ -224,18 +251,16 @@ def update_summary(run_dir: str | os.PathLike, stage: str, payload: Mapping) -> 
     """
     summary = read_summary(run_dir)
     summary[stage] = dict(payload)
-    return write_json_atomic(Path(run_dir) / "summary.json", summary)
+    return write_json_atomic(storage.join(run_dir, "summary.json"), summary)
 
 
-def remove_temp_files(run_dir: str | os.PathLike, kind: str) -> int:
+def remove_temp_files(run_dir, kind: str) -> int:
     """Delete temporary part files of ``kind`` left by a writer that was killed mid-write; returns the count.
 
     Call it only when no other writer of this kind is running on ``run_dir`` (a stage does, at its start).
     """
-    d = manifest_dir(run_dir, kind)
-    if not d.is_dir():
-        return 0
-    stale = [p for p in d.iterdir() if p.name.startswith("_tmp-") and p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
+    stale = [f for f in storage.list_files(manifest_dir(run_dir, kind), recursive=False)
+             if storage.name(f).startswith(storage.TEMP_PREFIX)]
+    for f in stale:
+        storage.delete(f)
     return len(stale)

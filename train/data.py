@@ -118,14 +118,24 @@ def plan_clip(width: int, height: int, duration_s: float, fps: float, max_frames
     return ClipPlan(frames, gw * uw, gh * uh, (gt, gh, gw))
 
 
-def decode_clip(src: ClipSource, plan: ClipPlan, fps: float) -> torch.Tensor:
-    """Frames of ``src`` at ``fps`` resized to the plan's size: (3, T, H, W) float32 in [-1, 1]."""
+def decode_rgb(src: ClipSource, plan: ClipPlan, fps: float) -> np.ndarray:
+    """Frames of ``src`` at ``fps`` resized to the plan's size: (T, H, W, 3) uint8 (what `rushes encode` stores)."""
     times = mframes.fps_times(src.start_s, max(src.end_s, src.start_s + plan.frames / fps), fps)[:plan.frames]
     got = mframes.sample_frames(src.path, times, size=(plan.width_px, plan.height_px))
     if len(got) < plan.frames:
         raise mframes.DecodeError(f"{src.path}: decoded {len(got)} of {plan.frames} frames of clip {src.clip_id}")
-    rgb = np.stack([f.rgb for f in got])  # (T, H, W, 3) uint8
-    return torch.from_numpy(rgb).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+    return np.stack([f.rgb for f in got])  # (T, H, W, 3) uint8
+
+
+def rgb_to_video(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(T, H, W, 3) uint8 frames -> (3, T, H, W) float32 in [-1, 1], as the model and the VAE take them."""
+    frames = torch.from_numpy(rgb) if isinstance(rgb, np.ndarray) else rgb
+    return frames.permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+def decode_clip(src: ClipSource, plan: ClipPlan, fps: float) -> torch.Tensor:
+    """Frames of ``src`` at ``fps`` resized to the plan's size: (3, T, H, W) float32 in [-1, 1]."""
+    return rgb_to_video(decode_rgb(src, plan, fps))
 
 
 @dataclass

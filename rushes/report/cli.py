@@ -36,7 +36,7 @@ def register(subparsers) -> None:
                     "or a DuckDB query with --sql.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="OUT", help="run directory written by `rushes curate` (holds videos/, clips/, "
-                   "captions/, summary.json)")
+                   "captions/, summary.json): a folder or s3://bucket/prefix")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--html", metavar="PATH", help="write a self-contained HTML report to PATH and its thumbnails "
                       "to PATH_files/ beside it, e.g. report.html -> report_files/ (default: no report)")
@@ -75,8 +75,10 @@ def _print_error(message: str) -> int:
 
 def run_inspect(args) -> int:
     """Handler of ``rushes inspect``: returns 0 on success, 2 on a usage or query error."""
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
+    import storage
+
+    run_dir = args.run_dir if storage.is_remote(args.run_dir) else Path(args.run_dir)
+    if not storage.is_dir(run_dir):
         return _print_error(f"run directory {run_dir} does not exist; pass the OUT folder a stage wrote")
     if not is_run(run_dir):
         return _print_error(f"{run_dir} is not a rushes run: it has none of {', '.join(RUN_MARKERS)}; pass the OUT "

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+import storage
 from manifests import store
 from rushes.report import assets
 from rushes.report.summary import (NUMERIC_SCORES, PERCENTILES, UNSPECIFIED, Distribution, RunSummary, distribution,
@@ -291,7 +292,7 @@ def render_page(run_dir: Path, s: RunSummary, sheet: dict, cfg: ReportConfig) ->
             "units": {d.name: d.unit for d in s.scores}, "descriptions": {d.name: d.description for d in s.scores}}
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return assets.page().format(
-        title=html.escape(f"rushes · {run_dir.name}"),
+        title=html.escape(f"rushes · {storage.name(run_dir)}"),
         run_dir=html.escape(str(run_dir)),
         generated=generated,
         css=assets.css(),
@@ -305,12 +306,23 @@ def render_page(run_dir: Path, s: RunSummary, sheet: dict, cfg: ReportConfig) ->
     )
 
 
+def _download_clips(run_dir: str, clip_rows: list[dict], staging: Path) -> Path:
+    for row in clip_rows:
+        rel = row.get("clip_path")
+        if rel and not rel.startswith("/") and ".." not in rel.split("/"):  # never follow a path out of OUT
+            try:
+                storage.copy_file(storage.join(run_dir, rel), staging / rel)
+            except OSError:
+                continue  # thumb_tasks reports the clip file as missing
+    return staging
+
+
 def build_report(run_dir: str | os.PathLike, html_path: str | os.PathLike, cfg: ReportConfig | None = None,
                  summary: RunSummary | None = None) -> ReportResult:
     """Write the HTML report of ``run_dir`` to ``html_path`` and its thumbnails beside it."""
     cfg = cfg or ReportConfig()
     t0 = time.perf_counter()
-    run_dir, html_path = Path(run_dir), Path(html_path)
+    run_dir, html_path = run_dir if storage.is_remote(run_dir) else Path(run_dir), Path(html_path)
     s = summary or summarize(run_dir)
     videos = store.read(run_dir, "videos").select(["video_id", "path"]).to_pylist()
     video_paths = {v["video_id"]: v["path"] for v in videos}
@@ -319,8 +331,11 @@ def build_report(run_dir: str | os.PathLike, html_path: str | os.PathLike, cfg: 
     thumbs: dict = {}
     t1 = time.perf_counter()
     if cfg.make_thumbs and clip_rows:
-        tasks, thumbs = thumb_tasks(run_dir, clip_rows, video_paths, cfg.thumbs)
-        thumbs.update(extract_thumbnails(tasks, files_dir / "thumbs", cfg.thumbs))
+        with storage.staging_dir() as staging:
+            # A run in a bucket: thumbnails decode local copies of its clip files (removed afterwards).
+            local_run = _download_clips(run_dir, clip_rows, staging) if storage.is_remote(run_dir) else run_dir
+            tasks, thumbs = thumb_tasks(local_run, clip_rows, video_paths, cfg.thumbs)
+            thumbs.update(extract_thumbnails(tasks, files_dir / "thumbs", cfg.thumbs))
     thumbs_s = time.perf_counter() - t1
     sheet = clip_records(run_dir, clip_rows, video_paths, thumbs, f"{files_dir.name}/thumbs", cfg)
     page = render_page(run_dir, s, sheet, cfg)

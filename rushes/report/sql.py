@@ -8,7 +8,8 @@ Usage::
 
 Each view reads the part files in place (``read_parquet`` over the visible parts, so nothing is
 copied); a manifest that does not exist yet becomes an empty view with the declared schema, so the
-same query works before and after a stage has run.
+same query works before and after a stage has run. A run in a bucket (``s3://...``) is read through
+:mod:`storage` as registered ``pyarrow.dataset`` views, so DuckDB needs no httpfs extension (no download).
 
 A query reads the run's manifests and nothing else: once the views exist, DuckDB's external access is
 switched off (no other file, no network, no extension install, no ``COPY ... TO`` or ``ATTACH``; only the
@@ -23,6 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import storage
 from manifests import store
 from manifests.schema import KINDS, schema_for
 
@@ -47,12 +49,16 @@ def connect(run_dir: str | os.PathLike, allow_external_access: bool = False):
     """An in-memory DuckDB connection with one view per manifest kind of ``run_dir``, locked down (see above)."""
     import duckdb
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    run_dir = run_dir if storage.is_remote(run_dir) else Path(run_dir)
+    if not storage.is_dir(run_dir):
         raise FileNotFoundError(f"run directory {run_dir} does not exist; pass the OUT folder a stage wrote")
     con = duckdb.connect(":memory:")
     parts: list[str] = []
     for kind in KINDS:
+        if storage.is_remote(run_dir):
+            con.register(f"_parts_{kind}", store.dataset(run_dir, kind))
+            con.execute(f"CREATE VIEW {kind} AS SELECT * FROM _parts_{kind}")
+            continue
         paths = [str(p) for p in store.part_paths(run_dir, kind)]
         parts += paths
         if paths:

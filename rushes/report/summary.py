@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+import storage
 from manifests import store
 from manifests.schema import CLIP_SCORES
 from rushes.report.table import format_table, format_value
@@ -226,8 +227,8 @@ def stage_throughput(summary: dict) -> list[StageThroughput]:
 
 def summarize(run_dir: str | os.PathLike) -> RunSummary:
     """Read a run directory's manifests and summary.json into a :class:`RunSummary`."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    run_dir = run_dir if storage.is_remote(run_dir) else Path(run_dir)
+    if not storage.is_dir(run_dir):
         raise FileNotFoundError(f"run directory {run_dir} does not exist; pass the OUT folder a stage wrote")
     videos = store.read(run_dir, "videos")
     clips = store.read(run_dir, "clips")
