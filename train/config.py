@@ -35,6 +35,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     abs_pos_embed: bool = True  # add a fixed 3D sin-cos embedding of each token's position to RoPE
     checkpointing: bool = False  # activation checkpointing per block: less memory, ~30% more compute
+    attention: str = "auto"  # block-diagonal kernel: auto, segments, varlen or dense (train.model.PackedAttention)
 
     def __post_init__(self):
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
@@ -42,6 +43,9 @@ class ModelConfig:
             raise ValueError(f"patch_size must be three positive ints (pt, ph, pw), got {self.patch_size}")
         for name in ("hidden_size", "depth", "num_heads", "mlp_ratio", "in_channels", "text_dim", "rope_theta"):
             _positive(name, getattr(self, name), "pick a preset (tiny, small, base, large, xl) or a positive value")
+        if self.attention not in ("auto", "segments", "varlen", "dense"):
+            raise ValueError(f"attention must be auto, segments, varlen or dense, got {self.attention!r}; "
+                             f"auto picks the fastest exact kernel for the device")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}; "
                              f"change one of them")
