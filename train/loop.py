@@ -18,6 +18,7 @@ import contextlib
 import copy
 import json
 import logging
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -30,11 +31,12 @@ from manifests import store
 from media.versions import tool_versions
 from train import checkpoint, shards
 from train.config import RunConfig
-from train.data import Example, Prepared, prepare, split_validation, training_clips
+from train.data import ClipSource, Example, Prepared, prepare, split_validation
 from train.encoders import TextEncoder, Vae
 from train.diffusion import training_loss
 from train.model import DiffusionTransformer, count_parameters
 from train.packing import PackedBatch, PackLoader, collate, pack_first_fit
+from train.selection import record_selection, select_clips
 from train.throughput import Stopwatch, batch_flops, peak_flops
 from train.stream import PackStream, open_encodings
 
@@ -61,10 +63,17 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device) -> Prepared:
-    """Prepare (or read from ``RUN_DIR/cache``) every kept, captioned clip of ``out_dir``."""
+def out_dirs(out_dir) -> list:
+    """One OUT or several, as a list."""
+    return [out_dir] if isinstance(out_dir, (str, os.PathLike)) else list(out_dir)
+
+
+def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device,
+              sources: list[ClipSource] | None = None) -> Prepared:
+    """Prepare (or read from ``RUN_DIR/cache``) ``sources``, by default the clips of ``out_dir`` (one OUT or
+    several) that ``cfg.data`` selects (train/selection.py)."""
     d = cfg.data
-    sources = training_clips(out_dir, d.captioner, d.prompt_version, d.limit)
+    sources = select_clips(out_dirs(out_dir), d).clips if sources is None else sources
     dev = str(device)
     return prepare(sources, d, cfg.model.patch_size, Path(run_dir) / "cache",
                    lambda: TextEncoder(d.text_encoder, d.max_text_tokens, device=dev),
@@ -84,23 +93,29 @@ class TrainData:
     num_train: int
     skipped: list[dict]
     encodings: str | None = None  # the encodings folder streamed, None when decoded on the fly
+    selection: dict | None = None  # how the clips were chosen (train/selection.py), for RUN_DIR/selection.json
 
 
 def load_train_data(out_dir, run_dir, cfg: RunConfig, device: torch.device, use_encodings: bool = True) -> TrainData:
-    """Encodings of OUT made with this config when there are any (a mismatch raises, naming the setting), else
-    every clip decoded and encoded once into ``RUN_DIR/cache`` (:func:`load_data`)."""
-    d, patch = cfg.data, cfg.model.patch_size
-    folder = shards.find_encodings(out_dir, shards.key_inputs(d, patch)) if use_encodings else None
+    """The clips ``cfg.data`` selects from ``out_dir`` (one OUT or several, train/selection.py): from the encodings
+    of OUT made with this config when there are any (a mismatch raises, naming the setting; a single OUT only),
+    else decoded and encoded once into ``RUN_DIR/cache`` (:func:`load_data`)."""
+    d, patch, outs = cfg.data, cfg.model.patch_size, out_dirs(out_dir)
+    selection = select_clips(outs, d)
+    if use_encodings and len(outs) > 1:
+        log.info("training on %d runs: clips are decoded on the fly (encodings are per run)", len(outs))
+    use = use_encodings and len(outs) == 1
+    folder = shards.find_encodings(outs[0], shards.key_inputs(d, patch)) if use else None
     if folder is None:
-        prepared = load_data(out_dir, run_dir, cfg, device)
+        prepared = load_data(outs, run_dir, cfg, device, selection.clips)
         train_set, val_set = split_validation(prepared.examples, d.val_clips)
         return TrainData(PackLoader(train_set, d.batch_tokens, seed=cfg.train.seed), val_set, prepared.null_text,
                          prepared.channels, prepared.text_dim, len(prepared.examples), len(train_set),
-                         prepared.skipped)
-    enc = open_encodings(folder, training_clips(out_dir, d.captioner, d.prompt_version, d.limit), patch, d.val_clips)
+                         prepared.skipped, selection=selection.record)
+    enc = open_encodings(folder, selection.clips, patch, d.val_clips)
     stream = PackStream(folder, enc.train_ids, patch, d.batch_tokens, d.stream_window, cfg.train.seed)
     return TrainData(stream, enc.val, enc.null_text, enc.channels, enc.text_dim, enc.num_clips, len(enc.train_ids),
-                     enc.skipped, str(folder))
+                     enc.skipped, str(folder), selection.record)
 
 
 def pack_generator(seed: int, step: int, pack: int) -> torch.Generator:
@@ -248,7 +263,7 @@ def _speed(counts: dict, stats: dict, data_s: float, world: int, peak: float | N
 def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = None,
           echo: Callable[[str], None] = print, use_encodings: bool = True, rank: int = 0,
           world: int = 1) -> TrainResult:
-    """Train (or resume) a run from the manifests in ``out_dir``; see the module docstring.
+    """Train (or resume) a run from the manifests in ``out_dir`` (one OUT or a list); see the module docstring.
 
     ``rank``/``world``: this worker among ``world`` DDP workers (``train/pipeline.py`` launches them on Ray
     Train); worker 0 writes the config, logs and checkpoints.
@@ -266,6 +281,7 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
     data = load_train_data(out_dir, run_dir, cfg, device, use_encodings)
     if lead:
+        record_selection(run_dir, data.selection)  # refuses a resumed run whose clips changed
         with open(run_dir / "skipped.jsonl", "w") as fh:
             fh.writelines(json.dumps(s) + "\n" for s in data.skipped)
 
@@ -320,8 +336,8 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
         if lead and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps):
             checkpoint.save(run_dir, step + 1, net, ema, optimizer, generator, data.source.state_dict())
 
-    if lead:
-        store.update_summary(out_dir, "train", {
+    for out in out_dirs(out_dir) if lead else []:
+        store.update_summary(out, "train", {
             "run_dir": str(run_dir), "step": result.step, "clips": result.num_clips, "skipped": result.skipped,
             "parameters": result.parameters, "workers": world, "encodings": data.encodings,
             "last_loss": result.losses[-1] if result.losses else None,

@@ -37,7 +37,7 @@ import ray
 from manifests import store
 from train import shards
 from train.config import RunConfig
-from train.loop import TrainResult
+from train.loop import TrainResult, out_dirs
 from train.encode import EncodeActor, EncodeConfig, EncodePlan, decode_batch, plan_encode, probe_encoders
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
     try:
         trainer = TorchTrainer(
             _train_worker,
-            train_loop_config={"out": str(Path(out).resolve()), "run_dir": str(run_dir), "cfg": cfg,
+            train_loop_config={"out": [str(Path(o).resolve()) for o in out_dirs(out)], "run_dir": str(run_dir), "cfg": cfg,
                                "use_encodings": use_encodings, "torch_threads": torch_threads},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                          resources_per_worker=resources),
