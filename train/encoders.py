@@ -76,13 +76,24 @@ class TextEncoder:
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings (N, Lt, D) float32 on CPU and mask (N, Lt) bool of ``texts`` (truncated to max_tokens)."""
+        """Embeddings (N, Lt, D) float32 on CPU and mask (N, Lt) bool of ``texts`` (truncated to max_tokens).
+
+        A text that tokenises to nothing (the empty caption of caption dropout, with a tokenizer that adds no
+        special token) gets one all-zero token, so every caption has at least one token to attend to.
+        """
         batch = self.tokenizer(list(texts), padding="longest", truncation=True, max_length=self.max_tokens,
                                return_tensors="pt")
-        ids = batch["input_ids"].to(self.device)
-        mask = batch["attention_mask"].to(self.device)
-        out = self.model(input_ids=ids, attention_mask=mask)
-        return out.last_hidden_state.float().cpu(), mask.bool().cpu()
+        mask = batch["attention_mask"].bool()  # (N, Lt)
+        if mask.shape[1] == 0:  # every text is empty: the encoder cannot run on zero tokens
+            emb = torch.zeros(len(texts), 1, self.hidden_size)
+            mask = torch.zeros(len(texts), 1, dtype=torch.bool)
+        else:
+            ids = batch["input_ids"].to(self.device)
+            emb = self.model(input_ids=ids, attention_mask=mask.to(self.device)).last_hidden_state.float().cpu()
+        empty = ~mask.any(dim=1)  # (N,)
+        emb[empty, 0] = 0.0
+        mask[empty, 0] = True
+        return emb, mask
 
 
 class Vae:

@@ -80,10 +80,17 @@ class PackLoader:
         self.index += 1
         return [self.examples[i] for i in pack]
 
+    def next_packs(self, n: int, rank: int = 0, world: int = 1) -> list[list[Example]]:
+        """Worker ``rank``'s share of the next ``n`` packs (packs rank, rank + world, ...): one global order."""
+        return [self.next() for _ in range(n)][rank::world]
+
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "index": self.index, "seed": self.seed, "budget": self.budget}
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") == "stream":
+            raise ValueError("this checkpoint's data position is a position in encoding shards, but no matching "
+                             "encodings were found; rerun `rushes encode` with the run's settings to resume it")
         self.epoch, self.index = int(state["epoch"]), int(state["index"])
         self._packs = None
 

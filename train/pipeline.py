@@ -27,14 +27,7 @@ import ray
 from manifests import store
 from train import shards
 from train.config import RunConfig
-from train.encode import (
-    EncodeActor,
-    EncodeConfig,
-    EncodePlan,
-    decode_batch,
-    plan_encode,
-    probe_encoders,
-)
+from train.encode import EncodeActor, EncodeConfig, EncodePlan, decode_batch, plan_encode, probe_encoders
 
 log = logging.getLogger(__name__)
 

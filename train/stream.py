@@ -27,14 +27,9 @@ import numpy as np
 import torch
 
 from train import shards
-from train.data import (
-    ClipSource,
-    Example,
-    pack_first_fit,
-    rgb_to_video,
-    split_validation,
-)
+from train.data import ClipSource, Example, rgb_to_video, split_validation
 from train.model import patchify
+from train.packing import pack_first_fit
 
 COLUMNS = ["clip_id", "caption", "caption_hash", "status", "num_tokens", "video", "video_shape", "video_dtype",
            "text", "text_shape", "text_dtype"]

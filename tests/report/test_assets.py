@@ -11,7 +11,7 @@ from pathlib import Path
 from rushes.report import assets
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("manifests", "media", "curate", "caption", "train", "rushes")
+PACKAGES = ("manifests", "media", "cluster", "curate", "caption", "train", "rushes")
 
 
 def test_wheel_ships_the_report_assets(tmp_path):

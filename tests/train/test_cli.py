@@ -84,3 +84,24 @@ def test_train_and_sample_in_latent_space_with_a_video_vae(synth_out, tiny_t5, t
     assert len(frames) == 5 and frames[0].shape == (32, 32, 3)
     assert main(["sample", str(run), "--prompt", "bars", "--frames", "4", "--size", "32x32",
                  "--out", str(video)]) == 2  # a causal VAE needs 1 + 4k frames
+
+
+def test_empty_captions_with_a_tokenizer_that_adds_no_end_token(synth_out, tmp_path):
+    # Such a tokenizer gives zero tokens for "", the caption of caption dropout and the default negative prompt.
+    from rushes.testing.tiny import save_tiny_text_encoder
+    from train.encoders import TextEncoder
+
+    t5 = save_tiny_text_encoder(tmp_path / "t5", kind="t5", end_token=False)
+    assert TextEncoder(t5).tokenizer([""])["input_ids"] == [[]]
+    run = tmp_path / "run"
+    assert main(["train", str(synth_out), "--run", str(run), "--text-encoder", t5, "--max-frames", "4",
+                 "--clip-tokens", "128", "--batch-tokens", "256", "--steps", "3", "--caption-dropout", "0.9",
+                 "--log-every", "1"]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 3 and all(0 < v < 10 for v in losses)
+    video = tmp_path / "empty.mp4"
+    assert main(["sample", str(run), "--prompt", "", "--frames", "2", "--size", "16x16", "--steps", "2",
+                 "--out", str(video)]) == 0
+    with av.open(str(video)) as c:
+        assert len([f for f in c.decode(video=0)]) == 2

@@ -87,7 +87,7 @@ def test_encode_resumes_records_failures_and_retries_them(tmp_path, synth_out, t
 
 @pytest.mark.slow
 def test_encode_with_a_vae_stores_latents_under_another_key(out_copy, tiny_t5, tmp_path, ray_local):
-    from train.encoders import save_tiny_vae
+    from rushes.testing.tiny import save_tiny_vae
     from train.pipeline import run_encode
 
     vae = save_tiny_vae(tmp_path / "wan", kind="wan")
