@@ -37,3 +37,19 @@ def write_random_shards(folder: Path, num_clips: int, shard_rows: int = 64, seed
             rows, part = [], part + 1
     shards.write_null_caption(folder, torch.zeros(1, text_dim))
     return ids
+
+
+def encode_in_process(out: Path, cfg) -> Path:
+    """What ``rushes encode`` does, in this process without Ray (the same plan, decode and encoder code):
+    fast tests of training from encodings. Returns the encodings folder."""
+    from train.encode import EncodeActor, decode_batch, plan_encode
+
+    inputs = shards.key_inputs(cfg.data, cfg.model.patch_size)
+    folder = shards.key_dir(out, inputs)
+    actor = EncodeActor(cfg.data, cfg.model.patch_size, device="cpu")
+    temporal, spatial = actor.factors()
+    frames = decode_batch(plan_encode(out, cfg.data, folder).tasks, cfg.data, cfg.model.patch_size, temporal, spatial)
+    shards.write_key(folder, inputs)
+    shards.write_null_caption(folder, actor.embed([""])[0])
+    shards.write_shard(folder, actor(frames), "part-local")
+    return folder
