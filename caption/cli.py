@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
+
+import storage
 
 from caption.config import DEFAULT_MODEL, PRESETS, RECOMMENDED_GPU_MODEL, CaptionConfig
 
@@ -27,7 +28,8 @@ def register(subparsers) -> None:
                     f"caption rows beside the old ones. On a GPU try --model {RECOMMENDED_GPU_MODEL} "
                     "--num-gpus 1 --batch-size 8.",
         formatter_class=argparse.HelpFormatter)  # defaults are spelled out per flag (most come from the preset)
-    p.add_argument("out", metavar="OUT", help="run directory written by 'rushes curate' (reads OUT/clips)")
+    p.add_argument("out", metavar="OUT", help="run directory written by 'rushes curate' (reads OUT/clips): "
+                   "a folder or s3://bucket/prefix")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="named settings the flags below override (debug = 4 frames, 16 tokens, tiny batches) [default]")
     p.add_argument("--model", default=None,
@@ -83,7 +85,7 @@ def handle(args) -> int:
     if args.limit is not None and args.limit < 1:
         log.error("--limit %s: must be >= 1", args.limit)
         return 2
-    if not os.path.isdir(os.path.join(args.out, "clips")):
+    if not storage.is_dir(storage.join(args.out, "clips")):
         log.error("%s has no clips manifest (OUT/clips): run 'rushes curate INPUT %s' first", args.out, args.out)
         return 2
     from caption.captioner import ModelNotFoundError

@@ -38,7 +38,8 @@ def register(subparsers) -> None:
                     "Writes RUN/config.json, RUN/log.jsonl, RUN/checkpoints/; rerunning with the same --run "
                     "resumes from its newest checkpoint (its saved config wins; --steps may extend it). "
                     "Preset defaults are shown by --dry-run.")
-    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/")
+    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/: a folder or "
+                   "s3://bucket/prefix (clips are read through local copies)")
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="where config, logs and checkpoints go")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
                    help="model/data/optimiser sizes: tiny (CPU smoke test) .. xl (GPU cluster)")
