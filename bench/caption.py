@@ -2,7 +2,7 @@
 
     python bench/caption.py [--clips 32] [--batch-size 4] [--max-new-tokens 64] [--layers 6] [--hidden 768]
 
-Both sides use the same random-weight Qwen2.5-VL built offline (tests/caption/tiny_vlm.py), on CPU,
+Both sides use the same random-weight Qwen2.5-VL built offline (rushes/testing/tiny.py), on CPU,
 the same clips, the same frames (8 per clip) and the same batches. The baseline decodes every batch
 first and then times only ``Captioner.generate`` over them in a loop (model loaded, no Ray, no
 decoding, no manifest writes). The pipeline side runs ``caption.pipeline.run`` on a fresh run
@@ -28,7 +28,7 @@ from caption.config import preset  # noqa: E402
 from caption.pipeline import run  # noqa: E402
 from caption.prompts import get_prompt  # noqa: E402
 from grey_clips import make_grey_video, make_run  # noqa: E402  (tests/caption: grey-level clips)
-from tiny_vlm import build_tiny_qwen25_vl  # noqa: E402
+from rushes.testing.tiny import build_tiny_qwen25_vl  # noqa: E402
 
 
 def _baseline(cfg, out, batch_size: int) -> tuple[float, int, int]:

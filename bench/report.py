@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "report")]
+sys.path.insert(0, str(REPO))
 
 from manifests import store  # noqa: E402
 from media.ffmpeg import run_ffmpeg  # noqa: E402
-from report_browser import Browser, find_chromium  # noqa: E402
 from rushes.report.page import ReportConfig, build_report  # noqa: E402
 from rushes.report.thumbs import ThumbConfig  # noqa: E402
+from rushes.testing.browser import Browser, find_chromium  # noqa: E402
 
 CLIP_S = 2.0
 SOURCES = 4

@@ -1,6 +1,6 @@
 """Trainer benchmark: is data loading a bottleneck, and how much compute does packing save?
 
-    python bench/train.py [--steps 30] [--rounds 3] [--threads 1]
+    python bench/train.py [--steps 30] [--rounds 3] [--threads 1] [--only throughput,packing,attention]
 
 1. Throughput: real tokens/s of a full training step as the loop runs it (next pack from the loader,
    caption dropout, collate, forward, backward, clip, AdamW, EMA) against forward+backward alone on the
@@ -10,11 +10,18 @@
 2. Packing efficiency (real tokens / computed tokens) on the same clip set, and on clips with the
    geometries of ../shared/footage and random durations: first-fit-decreasing packing into the token
    budget against pad-to-longest batching (as many clips per batch as the budget holds at the clip budget).
+3. Attention memory: peak resident memory of one block-diagonal self-attention (forward + backward, clips of
+   4,096 tokens as the base preset packs them) with the masked-dense reference (an L x L mask) against the
+   per-clip kernel ``rushes train`` uses on CPU, each measured in a fresh process (VmHWM reset before the
+   call), at 16k and 64k packed tokens, with the largest output difference between the two.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,9 +36,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "train")]
 from train_manifests import Clip, write_manifest  # noqa: E402  (the train tests' manifest writer)
 from synth import make_cut_video  # noqa: E402
 
+from rushes.testing.tiny import save_tiny_text_encoder  # noqa: E402
 from train.config import preset  # noqa: E402
-from train.data import PackLoader, collate, pack_first_fit, plan_clip, split_validation  # noqa: E402
-from train.encoders import save_tiny_text_encoder  # noqa: E402
+from train.data import plan_clip, split_validation  # noqa: E402
+from train.packing import PackLoader, collate, pack_first_fit  # noqa: E402
 from train.loop import build_model, load_data, train_step  # noqa: E402
 
 
@@ -68,13 +76,13 @@ def throughput(out: Path, run: Path, cfg, steps: int, rounds: int) -> dict:
             drop = torch.rand(len(pack), generator=gen) < dc.caption_dropout
             texts = [prepared.null_text if d else e.text for e, d in zip(pack, drop.tolist())]
             batch = collate(pack, pad_multiple=dc.pad_multiple, texts=texts).to(device)
-            train_step(model, ema, opt, batch, gen, cfg, step)
+            train_step(model, ema, opt, [batch], [gen], cfg, step)
             batches.append(batch)
             n += batch.real_tokens
         t_full = time.perf_counter() - t0
         t0 = time.perf_counter()
         for step, b in enumerate(batches):  # the same step without data loading: same tensors
-            train_step(model, ema, opt, b, gen, cfg, step)
+            train_step(model, ema, opt, [b], [gen], cfg, step)
         t_model = time.perf_counter() - t0
         t0 = time.perf_counter()
         for b in batches:  # forward + backward alone, same tensors
@@ -117,15 +125,75 @@ def footage_like_counts(cfg, n: int = 400, seed: int = 0) -> list[int]:
     return counts
 
 
+ATTENTION_CHILD = r"""
+import json, sys, time
+import torch
+from train.model import PackedAttention
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024  # MiB
+
+kernel, tokens, clip, heads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+seq = torch.arange(tokens // clip).repeat_interleave(clip)[None]  # (1, L) clips of `clip` tokens
+q, k, v = (torch.randn(1, heads, tokens, 64, generator=g, requires_grad=True) for _ in range(3))
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+base, t0 = status("VmRSS"), time.perf_counter()
+out = PackedAttention(seq, kernel)(q, k, v)  # the mask (dense) or the segments are built inside the timing
+out.backward(torch.ones_like(out))
+seconds = time.perf_counter() - t0
+torch.save(out[0, :, ::97].detach(), sys.argv[5])
+print(json.dumps({"peak_mib": status("VmHWM") - base, "seconds": seconds}))
+"""
+
+
+def attention_memory(kernel: str, tokens: int, clip: int, heads: int, tmp: Path) -> dict:
+    """Peak RSS above the inputs of one PackedAttention forward + backward, in a fresh process."""
+    sample = tmp / f"att-{kernel}-{tokens}.pt"
+    proc = subprocess.run([sys.executable, "-c", ATTENTION_CHILD, kernel, str(tokens), str(clip), str(heads),
+                           str(sample)], capture_output=True, text=True, cwd=REPO, timeout=3600,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    if proc.returncode:
+        raise RuntimeError(f"attention child failed: {proc.stderr[-2000:]}")
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "sample": torch.load(sample)}
+
+
+def attention_rows(tmp: Path, heads: int = 2, clip: int = 4096) -> None:
+    print("\n| packed tokens | clips x tokens | heads x dim | masked-dense peak MiB | block-diagonal (segments) "
+          "peak MiB | block / dense | dense s | block s | max abs diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for tokens in (16384, 65536):
+        block = attention_memory("segments", tokens, clip, heads, tmp)
+        if tokens * tokens * 5 < 8 * 2**30:  # bool mask + its float copy must fit this machine
+            dense = attention_memory("dense", tokens, clip, heads, tmp)
+            diff = float((dense["sample"] - block["sample"]).abs().max())
+            cells = (f"{dense['peak_mib']:.0f} | {block['peak_mib']:.0f} | {block['peak_mib'] / dense['peak_mib']:.3f} "
+                     f"| {dense['seconds']:.1f} | {block['seconds']:.1f} | {diff:.1e}")
+        else:
+            cells = (f"not run (the mask alone: {tokens * tokens / 2**30:.0f} GiB bool, {tokens * tokens * 4 / 2**30:.0f} "
+                     f"GiB as float) | {block['peak_mib']:.0f} | - | - | {block['seconds']:.1f} | -")
+        print(f"| {tokens} | {tokens // clip} x {clip} | {heads} x 64 | {cells} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30, help="training steps per round")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is stable on a shared machine)")
+    ap.add_argument("--only", default="throughput,packing,attention",
+                    help="comma-separated sections to run: throughput, packing, attention")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    only = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         root = Path(tmp)
+        if "attention" in only:
+            attention_rows(root)
+        if not only & {"throughput", "packing"}:
+            return
         out = make_set(root)
         t5 = save_tiny_text_encoder(root / "t5")
         rows = []

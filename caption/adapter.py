@@ -13,7 +13,7 @@ imports ray.
 
 Usage (what ``caption/pipeline.py`` wires into Ray Data)::
 
-    plan = plan_run(out, cfg, resolved.captioner, prompt.version)
+    plan = plan_run(out, resolved.captioner, prompt.version, limit=10)
     frames = decode_batch(plan.tasks, spec=spec, num_frames=8, fps=None)
     rows = CaptionActor(cfg, resolved, prompt.version, config_hash, tool_versions)(frames)
 """
@@ -37,6 +37,7 @@ from caption.frames import ClipFrames, FrameSpec, decode_clip, display_dims, fra
 from caption.prompts import ParseError, get_prompt, parse_output
 from manifests import select, store
 from manifests.ids import make_id
+from manifests.paths import UnsafePathError, resolve_inside
 from media.frames import DecodeError
 
 # What the decode stage hands to the model actors: frames travel as raw bytes plus their shape.
@@ -48,14 +49,19 @@ FRAMES_SCHEMA = pa.schema([
     ("error_message", pa.string()),
 ])
 
-TASK_COLUMNS = ("clip_id", "path", "offset_s", "start_s", "end_s", "width_px", "height_px")
+# One row per clip to caption: where its frames come from (``path``, with ``offset_s`` the clip's start on
+# that file's timeline: the clip start for an encoded clip, 0 for a span of the source video), or why they
+# cannot be read (``error_message``, e.g. a clip_path that points outside the run directory).
+TASK_SCHEMA = pa.schema([("clip_id", pa.string()), ("path", pa.string()), ("offset_s", pa.float64()),
+                         ("start_s", pa.float64()), ("end_s", pa.float64()), ("width_px", pa.int32()),
+                         ("height_px", pa.int32()), ("error_message", pa.string())])
 
 
 @dataclass(frozen=True)
 class Plan:
     """What a run will do: ``tasks`` to caption, clips skipped as already done, error rows to retry."""
 
-    tasks: pa.Table  # TASK_COLUMNS, one row per clip to caption
+    tasks: pa.Table  # TASK_SCHEMA, one row per clip to caption
     kept: int  # kept clips in the run
     skipped_done: int  # already captioned OK by this captioner and prompt version
     retry_caption_ids: list[str]  # earlier error rows of the clips in ``tasks`` (replaced by this run)
@@ -91,24 +97,28 @@ def _task_table(out: str | os.PathLike, clips: pa.Table) -> pa.Table:
     rows = []
     for clip in clips.to_pylist():
         video = videos.get(clip["video_id"], {})
-        if clip["clip_path"]:
-            path, offset = str(storage.join(out, clip["clip_path"])), clip["start_s"]  # a path, or a URI
-            width, height = clip["width_px"], clip["height_px"]
+        row = {"clip_id": clip["clip_id"], "start_s": clip["start_s"], "end_s": clip["end_s"]}
+        if clip["clip_path"] is not None:
+            try:  # a clip_path edited to point outside OUT is refused, never read
+                path = str(resolve_inside(out, clip["clip_path"], column="clip_path", row=f"clip {clip['clip_id']}"))
+            except UnsafePathError as exc:
+                path, row["error_message"] = None, str(exc)
+            row |= {"path": path, "offset_s": clip["start_s"], "width_px": clip["width_px"],
+                    "height_px": clip["height_px"]}
         else:
-            path, offset = video.get("path"), 0.0
-            width, height = video.get("width_px"), video.get("height_px")
-        rows.append({"clip_id": clip["clip_id"], "path": path, "offset_s": offset, "start_s": clip["start_s"],
-                     "end_s": clip["end_s"], "width_px": width, "height_px": height})
-    schema = pa.schema([("clip_id", pa.string()), ("path", pa.string()), ("offset_s", pa.float64()),
-                        ("start_s", pa.float64()), ("end_s", pa.float64()), ("width_px", pa.int32()),
-                        ("height_px", pa.int32())])
-    return pa.Table.from_pylist(rows, schema=schema)
+            row |= {"path": video.get("path"), "offset_s": 0.0, "width_px": video.get("width_px"),
+                    "height_px": video.get("height_px")}
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=TASK_SCHEMA)
 
 
 def decode_batch(tasks: pa.Table, spec: FrameSpec, num_frames: int, fps: float | None) -> pa.Table:
     """Decode the frames of each task row; a clip that does not decode gets ``error_message`` instead."""
     out = []
     for task in tasks.to_pylist():
+        if task.get("error_message"):
+            out.append({"clip_id": task["clip_id"], "error_message": task["error_message"]})
+            continue
         try:
             if not task["path"]:
                 raise DecodeError(f"no clip file and no source video path for clip {task['clip_id']}; "

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import sys
 
 import storage
 
 from caption.config import DEFAULT_MODEL, PRESETS, RECOMMENDED_GPU_MODEL, CaptionConfig
 
-log = logging.getLogger(__name__)
 
-_DEFAULTS = CaptionConfig()
+def _preset_default(name: str) -> str:
+    """'(default: from --preset: default 8, debug 4)' for a config field, so --help states every default."""
+    values = [f"{p} {getattr(fn(), name)}" for p, fn in PRESETS.items()]
+    return f"(default: from --preset: {', '.join(values)})"
 
 
 def register(subparsers) -> None:
@@ -27,39 +29,43 @@ def register(subparsers) -> None:
                     "revision and prompt version, and retry failed clips. A new --model or --prompt adds new "
                     f"caption rows beside the old ones. On a GPU try --model {RECOMMENDED_GPU_MODEL} "
                     "--num-gpus 1 --batch-size 8.",
-        formatter_class=argparse.HelpFormatter)  # defaults are spelled out per flag (most come from the preset)
+        formatter_class=argparse.HelpFormatter)  # each flag states its default itself (most come from the preset)
     p.add_argument("out", metavar="OUT", help="run directory written by 'rushes curate' (reads OUT/clips): "
                    "a folder or s3://bucket/prefix")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="named settings the flags below override (debug = 4 frames, 16 tokens, tiny batches) [default]")
+                   help="named settings the flags below override (debug = 4 frames, 16 tokens, tiny batches) "
+                        "(default: default)")
     p.add_argument("--model", default=None,
-                   help=f"hub model id or local folder (save_pretrained output) [preset: {DEFAULT_MODEL}]")
-    p.add_argument("--revision", default=None, help="hub branch, tag or commit [default branch]")
+                   help=f"hub model id or local folder (save_pretrained output) (default: {DEFAULT_MODEL})")
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit (default: the default branch)")
     p.add_argument("--prompt", default=None,
                    help="prompt name or version: dense (one paragraph) or structured (JSON: short and dense "
-                        f"caption, camera motion, shot type) [preset: {_DEFAULTS.prompt}]")
+                        f"caption, camera motion, shot type) {_preset_default('prompt')}")
     p.add_argument("--frames", type=int, default=None, dest="num_frames",
                    help="frames per clip, spread uniformly over the clip; with --fps the cap on frames per clip "
-                        f"[preset: {_DEFAULTS.num_frames}]")
+                        f"{_preset_default('num_frames')}")
     p.add_argument("--fps", type=float, default=None,
-                   help="sample frames at this rate instead, capped to --frames (at least one frame)")
+                   help="sample frames at this rate instead, capped to --frames (at least one frame) "
+                        "(default: none, uniform over the clip)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help=f"clips per generate call, halved on out-of-memory [preset: {_DEFAULTS.batch_size}]")
+                   help=f"clips per generate call, halved on out-of-memory {_preset_default('batch_size')}")
     p.add_argument("--concurrency", type=int, default=None,
-                   help=f"model actors, each loading the model once [preset: {_DEFAULTS.concurrency}]")
+                   help=f"model actors, each loading the model once {_preset_default('concurrency')}")
     p.add_argument("--num-gpus", type=float, default=None,
-                   help=f"GPUs per model actor; 0 runs on CPU [preset: {_DEFAULTS.num_gpus}]")
+                   help=f"GPUs per model actor; 0 runs on CPU {_preset_default('num_gpus')}")
     p.add_argument("--max-new-tokens", type=int, default=None,
-                   help=f"longest caption in tokens [preset: {_DEFAULTS.max_new_tokens}]")
+                   help=f"longest caption in tokens {_preset_default('max_new_tokens')}")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
-                   help="model dtype; auto = bfloat16 on GPU, float32 on CPU [preset: auto]")
-    p.add_argument("--limit", type=int, default=None, help="caption at most N clips (quick trial) [all]")
+                   help="model dtype; auto = bfloat16 on GPU, float32 on CPU (default: auto)")
+    p.add_argument("--limit", type=int, default=None, help="caption at most N clips, a quick trial (default: all)")
     p.add_argument("--dry-run", action="store_true",
-                   help="print what would run (model, clips to caption, skipped, output) and exit [off]")
+                   help="print what would run (model, clips to caption, skipped, output) and exit (default: off)")
     p.add_argument("--trust-remote-code", action="store_true",
-                   help="allow the model repository's own Python code to run (only for repos you trust) [off]")
+                   help="allow the model repository's own Python code to run, only for repos you trust "
+                        "(default: off)")
     p.add_argument("--address", default=None,
-                   help="Ray cluster address (or set RAY_ADDRESS); unset starts or reuses a local Ray")
+                   help="Ray cluster to join: host:port, ray://host:10001, or 'auto' for the one `ray start` "
+                        "recorded on this machine (default: $RAY_ADDRESS, else a fresh local Ray)")
     p.set_defaults(func=handle)
 
 
@@ -75,29 +81,30 @@ def config_from_args(args) -> CaptionConfig:
     return PRESETS[args.preset](**overrides)
 
 
+def _error(message: str, code: int = 2) -> int:
+    print(f"rushes caption: {message}", file=sys.stderr)
+    return code
+
+
 def handle(args) -> int:
     """Run the caption stage; exit code 1 when every clip failed, 2 on bad arguments."""
     try:
         cfg = config_from_args(args)
     except ValueError as exc:
-        log.error("%s", exc)
-        return 2
+        return _error(str(exc))
     if args.limit is not None and args.limit < 1:
-        log.error("--limit %s: must be >= 1", args.limit)
-        return 2
+        return _error(f"--limit {args.limit}: must be >= 1")
     if not storage.is_dir(storage.join(args.out, "clips")):
-        log.error("%s has no clips manifest (OUT/clips): run 'rushes curate INPUT %s' first", args.out, args.out)
-        return 2
+        return _error(f"{args.out} has no clips manifest (OUT/clips): run 'rushes curate INPUT --out {args.out}' "
+                      f"first")
     from caption.captioner import ModelNotFoundError
     from caption.pipeline import run
 
     try:
         summary = run(args.out, cfg, limit=args.limit, address=args.address, dry_run=args.dry_run)
     except ModelNotFoundError as exc:
-        log.error("%s", exc)
-        return 2
+        return _error(str(exc))
     print(json.dumps(summary, indent=2, sort_keys=True))
     if not args.dry_run and summary["captioned"] and not summary["ok"]:
-        log.error("every clip failed; see error_stage/error_message in %s/captions", args.out)
-        return 1
+        return _error(f"every clip failed; see error_stage/error_message in {args.out}/captions", 1)
     return 0

@@ -30,6 +30,7 @@ from caption.adapter import CaptionActor, Plan, decode_batch, plan_run
 from caption.captioner import Captioner, frame_spec, load_processor, resolve_model
 from caption.config import CaptionConfig
 from caption.prompts import get_prompt
+from cluster.ray_connect import connect
 from manifests import store
 from media.versions import tool_versions as media_tool_versions
 from manifests.ids import config_hash
@@ -72,6 +73,7 @@ def run(out: str | os.PathLike, cfg: CaptionConfig, limit: int | None = None, ad
                     "frame_spec": {"max_side": spec.max_side, "max_pixels": spec.max_pixels}}
     chash = config_hash(resolved_cfg)
     store.write_json_atomic(storage.join(out, "config", "caption.json"), {**resolved_cfg, "config_hash": chash})
+    store.remove_temp_files(out, "captions")  # a part whose writer was killed mid-write
     _drop_rows(out, set(plan.retry_caption_ids))
     start = time.perf_counter()
     counts = _execute(out, cfg, plan, resolved, prompt.version, spec, chash, address, captioner_cls)
@@ -90,16 +92,13 @@ def _execute(out, cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str,
               "startup_s": None, "steady_clips_per_s": None}
     if plan.tasks.num_rows == 0:
         return counts
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    session = connect(address)
     try:
         ds = _dataset(cfg, plan, resolved, prompt_version, spec, chash, captioner_cls)
         _write_stream(out, ds.iter_batches(batch_size=None, batch_format="pyarrow"), counts)
         log.debug("ray data stats:\n%s", ds.stats())
     finally:
-        if started_ray:
-            ray.shutdown()
+        session.close()
     return counts
 
 

@@ -28,7 +28,8 @@ import storage
 from curate.decode import analyse_video
 from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
 from curate.probe import Probe, ProbeError, probe_video
-from curate.split import DETECTOR_NAMES, ClipSpan, SceneSplitter, detector_params, plan_clips
+from curate.shots import ShotModelError, resolve_device
+from curate.split import DETECTOR_NAMES, ClipSpan, detector_params, make_splitter, plan_clips
 from manifests import (ManifestError, conform, content_hash, content_hasher, delete_part, make_id, now_utc,
                        part_location, read_part, write_part)
 from media.frames import DecodeError
@@ -70,6 +71,14 @@ def filter_overrides(cfg) -> dict | None:
     return None if cfg.scores_preset else {"reject_missing": False}
 
 
+class DuplicateInput(Exception):
+    """The input's bytes are a video an earlier run curated under another path that still exists."""
+
+    def __init__(self, original: str) -> None:
+        super().__init__(original)
+        self.original = original
+
+
 def input_location(path: str) -> str:
     """How an input is recorded: an absolute local path, or the URI as given."""
     return path if storage.is_uri(path) else os.path.abspath(path)
@@ -91,6 +100,8 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
     row: dict = {"path": input_location(path)}
     try:
         _run_stages(path, _run_location(out_dir), cfg, run, outcome, row)
+    except DuplicateInput as exc:
+        return record_duplicate(path, exc.original, out_dir, run)
     except VideoFailure as exc:
         outcome.status, outcome.error_stage, outcome.error_message = "error", exc.stage, str(exc)
         log.warning("%s: %s failed: %s", path, exc.stage, exc)
@@ -99,11 +110,8 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
         _prune_media(_run_location(out_dir), outcome.video_id, set())
     if outcome.status == "skipped":
         return outcome
-    row.update(video_id=outcome.video_id, status=outcome.status, error_stage=outcome.error_stage,
-               error_message=outcome.error_message, process_s=time.perf_counter() - t0,
-               config_hash=run.config_hash, tool_versions=run.tool_versions, created_at=now_utc())
-    # Last write: the videos row marks the video complete.
-    write_part(out_dir, "videos", [row], part_name=f"part-{outcome.video_id}")
+    row.update(process_s=time.perf_counter() - t0)
+    _write_row(out_dir, outcome, row, run)  # last write: the videos row marks the video complete
     if outcome.video_id != path_video_id(path):
         # An earlier run may have recorded this path as failed before it could be hashed: supersede it.
         delete_part(out_dir, "videos", f"part-{path_video_id(path)}")
@@ -149,7 +157,10 @@ def _run_stages(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: d
         row["size_bytes"] = copy.size_bytes
         outcome.video_id = make_id("video", copy.digest)
         row["content_hash"] = copy.digest
-        if _already_done(out, outcome.video_id, run.config_hash):
+        done = _recorded(out, outcome.video_id)
+        if done and done["status"] == "ok" and done["path"] != input_location(path) and storage.exists(done["path"]):
+            raise DuplicateInput(done["path"])  # a copy of a video an earlier run curated (a moved file is not)
+        if done and done["status"] == "ok" and done["config_hash"] == run.config_hash:
             outcome.status = "skipped"
             return
         try:
@@ -167,8 +178,8 @@ def _analyse(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: dict
     except ProbeError as exc:
         raise VideoFailure("probe", str(exc)) from exc
     row.update(probe.row())
-    spans, decoded = _detect(path, probe, cfg, outcome, row)
-    clip_rows = _clip_rows(outcome.video_id, spans, decoded, probe, cfg, run)
+    spans, signals = _detect(path, probe, cfg, outcome, row)
+    clip_rows = _clip_rows(outcome.video_id, spans, signals, probe, cfg, run)
     if cfg.encode.enabled:
         # A bucket has no local folder to encode into: encode into a staging folder, then upload.
         local_out = stack.enter_context(storage.staging_dir(run.scratch)) if storage.is_remote(out) else out
@@ -193,20 +204,25 @@ def _upload_media(local_out: Path, out: str, clip_rows: list[dict]) -> None:
             storage.copy_file(local_out / r["clip_path"], storage.join(out, r["clip_path"]))
 
 
-def _already_done(out, video_id: str, config_hash: str) -> bool:
+def _recorded(out, video_id: str) -> dict | None:
+    """The ``path``, ``status`` and ``config_hash`` an earlier run recorded for ``video_id``, or None."""
     part = part_location(out, "videos", f"part-{video_id}")
     if not storage.exists(part):
-        return False
+        return None
     try:
-        done = read_part(part, "videos", columns=["status", "config_hash"]).to_pylist()
+        done = read_part(part, "videos", columns=["path", "status", "config_hash"]).to_pylist()
     except ManifestError:
-        return False
-    return bool(done) and done[0]["status"] == "ok" and done[0]["config_hash"] == config_hash
+        return None
+    return done[0] if done else None
 
 
 def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
     # Frame-count rules use the nominal rate, as PySceneDetect does; some phones write a 90 kHz "rate".
-    splitter = SceneSplitter(cfg.detector, probe.fps if 0 < probe.fps < 1000 else probe.avg_fps)
+    try:
+        splitter = make_splitter(cfg.detector, probe.fps if 0 < probe.fps < 1000 else probe.avg_fps,
+                                 resolve_device(cfg.model_device) if cfg.detector.uses_transnet else "cpu")
+    except ShotModelError as exc:  # e.g. a worker node without the quality extra
+        raise VideoFailure("detect", str(exc)) from exc
     consumers: list = [splitter]
     signals = None
     score_cfg = cfg.score_config()
@@ -220,7 +236,8 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
         result = _timed(outcome, "decode", analyse_video, path, consumers, cfg.analysis_long_side_px, threads)
     except DecodeError as exc:
         raise VideoFailure("decode", str(exc)) from exc
-    row.update(num_frames_decoded=result.num_frames, warning=result.warning or _short_warning(path, probe, result),
+    warnings = [w for w in (result.warning, _short_warning(path, probe, result)) if w]
+    row.update(num_frames_decoded=result.num_frames, warning="; ".join(warnings) or None,
                rotation_deg=result.rotation_deg)
     deltas = [b - a for a, b in zip(result.pts_s[:-1], result.pts_s[1:])]
     if len(deltas) > 2:
@@ -228,10 +245,12 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
         lo, hi = deltas[len(deltas) // 20], deltas[-1 - len(deltas) // 20]
         row["vfr"] = bool(probe.vfr or hi > lo * 1.05)  # the decoded timing is the truth
     try:
-        spans = plan_clips(splitter.cut_frames(result.pts_s), result.pts_s, result.end_s, cfg)
+        # Clips never span a damaged region: decoding resumed at before_index, after a gap in the frames.
+        spans = plan_clips(splitter.cut_frames(result.pts_s), result.pts_s, result.end_s, cfg,
+                           breaks=[g.before_index for g in result.gaps if g.before_index])
     except (ValueError, ArithmeticError) as exc:
         raise VideoFailure("detect", f"scene detection on {path} failed: {exc}; try --detector content") from exc
-    return spans, (result, signals)
+    return spans, signals
 
 
 def _short_warning(path: str, probe: Probe, result) -> str | None:
@@ -243,8 +262,7 @@ def _short_warning(path: str, probe: Probe, result) -> str | None:
     return None
 
 
-def _clip_rows(video_id: str, spans: list[ClipSpan], decoded, probe: Probe, cfg, run: RunInfo) -> list[dict]:
-    result, signals = decoded
+def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg, run: RunInfo) -> list[dict]:
     params = detector_params(cfg)
     if cfg.encode.enabled:
         width, height = output_size(probe.width_px, probe.height_px, cfg.encode.max_short_side_px)
@@ -297,17 +315,26 @@ def _prune_media(out, video_id: str, referenced: set[str]) -> None:
             storage.delete(stale)
 
 
+def _write_row(out_dir: str | os.PathLike, outcome: VideoOutcome, row: dict, run: RunInfo) -> None:
+    """The one writer of videos rows: outcome, provenance and time added; one part per video id."""
+    row.update(video_id=outcome.video_id, status=outcome.status, error_stage=outcome.error_stage,
+               error_message=outcome.error_message, config_hash=run.config_hash, tool_versions=run.tool_versions,
+               created_at=now_utc())
+    write_part(out_dir, "videos", [row], part_name=f"part-{outcome.video_id}")
+
+
+def record_error(path: str, out_dir: str | os.PathLike, run: RunInfo, stage: str, message: str) -> VideoOutcome:
+    """Record an input that failed outside its task (a dead worker, a duplicate) as an error row."""
+    outcome = VideoOutcome(path, path_video_id(path), "error", stage, message)
+    _write_row(out_dir, outcome, {"path": input_location(path)}, run)
+    return outcome
+
+
 def record_crash(path: str, out_dir: str | os.PathLike, run: RunInfo, exc: BaseException) -> VideoOutcome:
     """Record a video whose worker process died (out of memory, crash in a native library) as an error."""
-    outcome = VideoOutcome(path, path_video_id(path), "error", "worker",
-                           f"the worker processing {path} died ({type(exc).__name__}: {str(exc)[:300]}); "
-                           f"give tasks more memory (--memory-per-task-mb) or check the file with ffmpeg -i")
-    write_part(out_dir, "videos", [{
-        "video_id": outcome.video_id, "path": input_location(path), "status": "error",
-        "error_stage": outcome.error_stage, "error_message": outcome.error_message,
-        "config_hash": run.config_hash, "tool_versions": run.tool_versions, "created_at": now_utc()}],
-        part_name=f"part-{outcome.video_id}")
-    return outcome
+    return record_error(path, out_dir, run, "worker",
+                        f"the worker processing {path} died ({type(exc).__name__}: {str(exc)[:300]}); "
+                        f"give tasks more memory (--memory-per-task-mb) or check the file with ffmpeg -i")
 
 
 def find_duplicates(paths: list[str]) -> dict[str, str]:
@@ -340,16 +367,11 @@ def find_duplicates(paths: list[str]) -> dict[str, str]:
     return dups
 
 
-def record_duplicate(path: str, original: str, out_dir: str | os.PathLike, config_hash: str) -> VideoOutcome:
+def record_duplicate(path: str, original: str, out_dir: str | os.PathLike, run: RunInfo) -> VideoOutcome:
     """Record an input whose bytes equal an earlier input's as an error row (its clips are the original's)."""
-    outcome = VideoOutcome(path, path_video_id(path), "error", "input",
-                           f"{path} has the same content as {original}, which is curated instead; remove the "
-                           f"copy from the input (its clips would duplicate the original's)")
-    write_part(out_dir, "videos", [{
-        "video_id": outcome.video_id, "path": input_location(path), "status": "error",
-        "error_stage": outcome.error_stage, "error_message": outcome.error_message,
-        "config_hash": config_hash, "created_at": now_utc()}], part_name=f"part-{outcome.video_id}")
-    return outcome
+    return record_error(path, out_dir, run, "input",
+                        f"{path} has the same content as {original}, which is curated instead; remove the "
+                        f"copy from the input (its clips would duplicate the original's)")
 
 
 def outcome_dict(outcome: VideoOutcome) -> Mapping:

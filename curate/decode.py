@@ -12,28 +12,22 @@ its PTS in seconds from the start of the stream, and an RGB uint8 image in displ
 
 Why this scaling: PySceneDetect's detectors were tuned on frames converted to 8-bit RGB at full size
 and shrunk with OpenCV's bilinear resize to a 256 px long side; we build the pixels the same way, so
-its published goldens reproduce exactly (see ``_small_rgb`` for the cheaper paths that do not).
+its published goldens reproduce exactly (see ``_small`` for why the cheaper swscale paths are not used).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-import av
 import cv2
-from av.video.reformatter import VideoReformatter
 
-from media.frames import DecodeError, Frame, display_size, open_container, rotate
+from media.frames import DecodeError, Frame, FrameReader, Gap, display_size, rotate
 
 log = logging.getLogger(__name__)
-
-# Give up on a stream after this many undecodable packets in a row (single bad packets are skipped).
-MAX_CONSECUTIVE_FAILURES = 16
 
 
 class FrameConsumer(Protocol):
@@ -44,117 +38,74 @@ class FrameConsumer(Protocol):
 
 @dataclass
 class DecodeResult:
-    """What the analysis pass saw: frame timing, the analysis size, and how long it took."""
+    """What the analysis pass saw: frame timing, the analysis size, and the damaged regions skipped."""
 
     pts_s: array  # PTS in seconds of every decoded frame (strictly increasing)
     end_s: float  # PTS just after the last frame (last PTS + its duration)
-    nominal_fps: float  # the rate PySceneDetect uses for frame-based rules
     rotation_deg: int
     analysis_size: tuple[int, int]  # (width, height) of the frames given to consumers, display orientation
-    decode_s: float
-    warning: str | None = None  # set when decoding stopped early on a damaged stream
+    gaps: list[Gap] = field(default_factory=list)  # damaged regions decoding skipped (clips never span one)
+    warning: str | None = None  # damaged regions skipped, or decoding stopped early on a damaged stream
 
     @property
     def num_frames(self) -> int:
         return len(self.pts_s)
 
 
-def analysis_size(coded_w: int, coded_h: int, sar, rotation_deg: int, long_side_px: int) -> tuple[int, int]:
+def analysis_size(coded_w: int, coded_h: int, sar, long_side_px: int) -> tuple[int, int]:
     """(width, height) in coded orientation of the analysis frames: display aspect, long side capped."""
     disp_w, disp_h = display_size(coded_w, coded_h, sar, 0)
     scale = min(1.0, long_side_px / max(disp_w, disp_h))
     return max(1, round(disp_w * scale)), max(1, round(disp_h * scale))
 
 
-def _rotation_of(frame) -> int:
-    # PyAV reports the display-matrix angle counter-clockwise; turning clockwise by its negation displays it.
-    return int(round(-(getattr(frame, "rotation", 0) or 0) / 90.0)) % 4 * 90
-
-
-def _small_rgb(frame, size: tuple[int, int], reformatter):
-    """RGB uint8 at ``size`` (coded orientation): full-size 8-bit RGB, then OpenCV's bilinear shrink.
+def _small(rgb, size: tuple[int, int]):
+    """RGB uint8 at ``size`` (coded orientation) from the full-size 8-bit RGB: OpenCV's bilinear shrink.
 
     This is PySceneDetect's own pixel path (its goldens reproduce exactly); swscale's scalers sample
-    differently and move borderline cuts (FAST_BILINEAR misses 2 of 16 goldens, smoothing filters
-    more). A persistent reformatter keeps one swscale context instead of building one per frame.
+    differently and move borderline cuts (FAST_BILINEAR misses 2 of 16 goldens, smoothing filters more).
     """
-    rgb = reformatter.reformat(frame, format="rgb24").to_ndarray()
     if (rgb.shape[1], rgb.shape[0]) == size:
         return rgb
     return cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
 
 
-def _frames(container, stream, path: str):
-    """Decoded frames; skips single bad packets like ffmpeg does, stops after too many in a row."""
-    failures = 0
-    while True:
-        try:
-            for frame in container.decode(stream):
-                failures = 0
-                yield frame
-            return
-        except av.error.EOFError:
-            return
-        except av.error.FFmpegError as exc:
-            failures += 1
-            if failures >= MAX_CONSECUTIVE_FAILURES:
-                raise DecodeError(f"decoding {path} failed {failures} times in a row: {exc}; the file is "
-                                  f"damaged past this point") from exc
-
-
 def analyse_video(path: str, consumers: Sequence[FrameConsumer], long_side_px: int = 256,
                   threads: int = 1) -> DecodeResult:
     """Decode ``path`` once and feed every frame to each consumer; raises :class:`DecodeError` when no
-    frame decodes. A stream that breaks part-way keeps what decoded and sets ``warning``."""
-    t0 = time.perf_counter()
-    container = open_container(path)
+    frame decodes. Damaged regions are skipped (decoding resumes at the next decodable frame) and listed
+    in ``gaps``; a stream that cannot be read on keeps what decoded. Either sets ``warning``."""
     pts = array("d")
-    warning, rotation, size, last_dur = None, 0, (0, 0), 0.0
-    try:
-        if not container.streams.video:
-            raise DecodeError(f"{path} has no video stream (audio-only or not a video); remove it from the input")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = max(1, threads)
-        cc, tb = stream.codec_context, stream.time_base
-        rate = stream.guessed_rate or stream.average_rate
-        nominal_fps = float(rate) if rate else 25.0
-        start = stream.start_time or 0
-        sar = stream.sample_aspect_ratio or 1
-        size = analysis_size(cc.width, cc.height, sar, 0, long_side_px)
-        frames = _frames(container, stream, path)
-        reformatter = VideoReformatter()  # keeps its swscale context across frames (one per frame is slow)
-        while True:
-            try:
-                frame = next(frames)
-            except StopIteration:
-                break
-            except DecodeError as exc:
-                if not pts:
-                    raise
-                warning = f"decoding stopped at {pts[-1]:.3f} s: {exc}; clips cover the decoded part only"
-                log.warning("%s", warning)
-                break
-            if frame.pts is not None:
-                t = float((frame.pts - start) * tb)
-            else:
-                t = (pts[-1] + 1.0 / nominal_fps) if pts else 0.0
-            if pts:
-                t = max(t, pts[-1] + 1e-6)  # keep PTS strictly increasing on damaged streams
-                last_dur = t - pts[-1]
-            else:
-                rotation = _rotation_of(frame)
-            rgb = _small_rgb(frame, size, reformatter)
-            item = Frame(len(pts), t, rotate(rgb, rotation))
-            pts.append(t)
-            for consumer in consumers:
-                consumer.add(item)
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"decoding {path} failed: {exc}; the file may be truncated or corrupt") from exc
-    finally:
-        container.close()
-    if not pts:
-        raise DecodeError(f"no frame decodes from {path}; the video stream is empty or damaged: re-copy the file")
-    end_s = pts[-1] + (last_dur or 1.0 / nominal_fps)
-    shown = size if rotation % 180 == 0 else (size[1], size[0])
-    return DecodeResult(pts, end_s, nominal_fps, rotation, shown, time.perf_counter() - t0, warning)
+    warning = None
+    with FrameReader(path, threads) as reader:
+        size = analysis_size(*reader.coded_size, reader.sar, long_side_px)
+        try:
+            for frame in reader:
+                item = Frame(frame.index, frame.pts_s, rotate(_small(frame.rgb, size), reader.rotation_deg))
+                pts.append(frame.pts_s)
+                for consumer in consumers:
+                    consumer.add(item)
+        except DecodeError as exc:
+            if not pts:
+                raise
+            warning = f"decoding stopped at {pts[-1]:.3f} s: {exc}; clips cover the decoded part only"
+        if not pts:
+            raise DecodeError(f"no frame decodes from {path}; the video stream is empty or damaged: re-copy the file")
+        warning = warning or _damage_warning(path, reader)
+        if warning:
+            log.warning("%s", warning)
+        last_dur = pts[-1] - pts[-2] if len(pts) > 1 else 1.0 / reader.fps
+        shown = size if reader.rotation_deg % 180 == 0 else (size[1], size[0])
+        return DecodeResult(pts, pts[-1] + last_dur, reader.rotation_deg, shown, list(reader.gaps), warning)
+
+
+def _damage_warning(path: str, reader: FrameReader) -> str | None:
+    """One line naming the damaged regions decoding skipped, or None."""
+    parts = [f"{g.after_s:.3f}-{g.before_s:.3f} s" if g.after_s is not None else f"start-{g.before_s:.3f} s"
+             for g in reader.gaps]
+    if reader.tail_failures:
+        parts.append(f"{reader.tail_failures} packet(s) after the last frame (truncated?)")
+    if not parts:
+        return None
+    return (f"{path} is damaged: no frame decodes in {', '.join(parts)}; decoding resumed after each damaged "
+            f"region and no clip spans one; re-copy the file to recover them")

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from media.ffmpeg import FFmpegError, run_ffmpeg
+from media.ffmpeg import FFmpegError, media_input, run_ffmpeg
 from media.frames import fit_size
 
 # Half the smallest frame interval we expect: frames are selected by PTS against clip bounds.
@@ -70,7 +70,7 @@ def build_args(src: str, jobs: Sequence[EncodeJob], tmp_dir: Path, size: tuple[i
     script = tmp_dir / f"{name}-filter.txt"
     script.write_text(f"select='{terms}',setpts=PTS-STARTPTS,scale={size[0]}:{size[1]},setsar=1,format=yuv420p")
     args = ["-ss", f"{seek:.6f}"] if seek > 0 else []
-    args += ["-t", f"{last.end_s + offset_s + SEEK_MARGIN_S - seek:.6f}", "-i", src, "-map", "0:v:0",
+    args += ["-t", f"{last.end_s + offset_s + SEEK_MARGIN_S - seek:.6f}", *media_input(src), "-map", "0:v:0",
              "-an", "-sn", "-dn", "-filter_script:v", str(script), "-fps_mode", "passthrough",
              "-c:v", cfg.codec, "-preset", cfg.preset, "-crf", str(cfg.crf), "-pix_fmt", "yuv420p"]
     if cfg.threads:

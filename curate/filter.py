@@ -1,6 +1,6 @@
 """Thresholds applied to raw clip scores: ``rushes filter OUT`` re-decides ``keep`` without touching video.
 
-Usage::
+Usage (the ``rushes filter`` command of :mod:`curate.cli` calls :func:`filter_run`)::
 
     from curate.filter import apply_filter, filter_run, PRESETS
     counts = filter_run("OUT", preset="strict", overrides={"min_motion": 0.01})
@@ -41,11 +41,10 @@ clips), unless ``min_duration_s`` is set explicitly: then only that value decide
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import math
 import re
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -107,8 +106,9 @@ class FilterConfig:
             value = getattr(self, f.name)
             if f.name in ("reject_camera_motion", "reject_missing") or value is None:
                 continue
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"filter {f.name}={value!r}: give a number >= 0, or None to switch the rule off")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+                raise ValueError(f"filter {f.name}={value!r}: give a finite number >= 0, or none to switch the "
+                                 f"rule off")
         if self.min_aspect is not None and self.max_aspect is not None and self.min_aspect > self.max_aspect:
             raise ValueError(f"filter min_aspect={self.min_aspect} > max_aspect={self.max_aspect}: swap them")
         if isinstance(self.reject_camera_motion, str):
@@ -237,7 +237,6 @@ def apply_filter(clips: pa.Table, cfg: FilterConfig, preset: str | None = None) 
     t = manifests.conform(clips, "clips")
     n = t.num_rows
     t = t.combine_chunks()  # one chunk per column: element-wise kernels then line up row for row
-    null_str = pa.scalar(None, pa.string())
     old = t["reject_reason"]
     # too_short: a preset value wins; otherwise each clip's own min_clip_s, and a too_short written
     # earlier (by the split, which did not encode the clip) always stays, so re-filtering never
@@ -354,65 +353,3 @@ def format_counts(result: dict) -> str:
         lines.append("rejected per reason (a clip failing several rules counts under each):")
         lines += [f"  {r.ljust(width)}  {c}" for r, c in result["reasons"].items()]
     return "\n".join(lines)
-
-
-def _optional(kind):
-    """argparse type: a number, or none/off to switch the rule off."""
-    def parse(text: str):
-        if text.strip().lower() in ("none", "off"):
-            return None
-        return kind(text)
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "yes", "1"):
-        return True
-    if text.lower() in ("false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def register(subparsers) -> None:
-    """Add ``rushes filter`` to the ``rushes`` parser: one flag per :class:`FilterConfig` field."""
-    base = default()
-    p = subparsers.add_parser(
-        "filter", help="re-apply thresholds to a clips manifest (seconds, no video decoded)",
-        description="Set keep/reject_reason of every clip in OUT/clips from its stored scores, write the "
-                    "manifest atomically, record the thresholds in OUT/filter.json and print counts per reason. "
-                    "A flag overrides the preset's value; 'none' switches a rule off. Defaults shown are the "
-                    "'default' preset's.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("out", metavar="OUT", help="run directory written by `rushes curate`")
-    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
-                   help="named threshold set: " + "; ".join(f"{k}: {v.__doc__.splitlines()[0]}"
-                                                             for k, v in PRESETS.items()))
-    p.add_argument("--dry-run", action="store_true", help="print the counts without rewriting anything")
-    for f in dataclasses.fields(FilterConfig):
-        flag = "--" + f.name.replace("_", "-")
-        value = getattr(base, f.name)
-        if f.name == "reject_camera_motion":
-            kind, shown = str, ",".join(value) or "none"
-        elif f.name == "reject_missing":
-            kind, shown = _bool, value
-        else:
-            kind = _optional(int if f.name.endswith("_px") else float)
-            shown = value
-        p.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, metavar="X",
-                       help=f"{f.metadata['help']} (default preset: {shown})")
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args) -> int:
-    names = {f.name for f in dataclasses.fields(FilterConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in names}
-    if "reject_camera_motion" in overrides and overrides["reject_camera_motion"].lower() in ("", "none"):
-        overrides["reject_camera_motion"] = ()
-    try:
-        result = filter_run(args.out, preset=args.preset, overrides=overrides, dry_run=args.dry_run)
-    except (ManifestError, ValueError) as exc:
-        print(f"rushes filter: {exc}", file=sys.stderr)
-        return 2
-    print(format_counts(result))
-    return 0

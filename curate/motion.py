@@ -20,8 +20,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-CAMERA_LABELS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out", "shaky", "complex")
-
 
 @dataclass(frozen=True)
 class FlowSample:
@@ -32,7 +30,6 @@ class FlowSample:
     tx: float  # global translation of the frame centre, +x = content moves right (NaN: too little texture)
     ty: float  # +y = content moves down
     zoom: float  # relative scale change per second, > 0 = content grows (zoom in)
-    inlier_frac: float  # share of grid points the global model explains
 
 
 class FlowEstimator:
@@ -71,17 +68,15 @@ class FlowEstimator:
         textured = np.hypot(gx, gy) >= self._min_gradient
         if int(textured.sum()) >= max(12, textured.size // 10):
             uv = flow.reshape(-1, 2)[flat_idx][textured]
-            tx, ty, zoom, inliers = _fit_similarity(pts[textured], uv, self._ransac_px)
+            tx, ty, zoom = _fit_similarity(pts[textured], uv, self._ransac_px)
         else:
             tx = ty = zoom = math.nan
-            inliers = 0.0
         return FlowSample(
             mean=float(mag.mean()) * norm,
             p90=_p90(mag) * norm,
             tx=tx * norm,
             ty=ty * norm,
             zoom=zoom / max(dt_s, 1e-6),
-            inlier_frac=inliers,
         )
 
 
@@ -92,15 +87,15 @@ def _p90(mag: np.ndarray) -> float:
     return float(np.partition(sample, k)[k])
 
 
-def _fit_similarity(pts: np.ndarray, uv: np.ndarray, ransac_px: float) -> tuple[float, float, float, float]:
-    """Translation (px), scale change (relative) and inlier share of the similarity mapping pts -> pts+uv."""
-    matrix, inliers = cv2.estimateAffinePartial2D(pts, pts + uv, method=cv2.RANSAC,
+def _fit_similarity(pts: np.ndarray, uv: np.ndarray, ransac_px: float) -> tuple[float, float, float]:
+    """Translation (px) and scale change (relative) of the similarity mapping pts -> pts+uv (RANSAC)."""
+    matrix, _ = cv2.estimateAffinePartial2D(pts, pts + uv, method=cv2.RANSAC,
                                                   ransacReprojThreshold=ransac_px, maxIters=100, refineIters=5)
     if matrix is None:  # degenerate (e.g. all points identical): fall back to the robust median shift
         med = np.median(uv, axis=0)
-        return float(med[0]), float(med[1]), 0.0, 0.0
+        return float(med[0]), float(med[1]), 0.0
     scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
-    return float(matrix[0, 2]), float(matrix[1, 2]), scale - 1.0, float(inliers.mean())
+    return float(matrix[0, 2]), float(matrix[1, 2]), scale - 1.0
 
 
 @dataclass(frozen=True)

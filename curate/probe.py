@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from media.ffmpeg import FFmpegError, run_ffprobe_json
-from media.frames import display_size
+from media.ffmpeg import FFmpegError, RefusedFormat, run_ffprobe_json
+from media.frames import display_rotation, display_size
 
 # A stream whose nominal and average rates differ by more than this is variable-frame-rate.
 VFR_TOLERANCE = 0.01
@@ -87,11 +87,9 @@ def _rotation(stream: dict) -> int:
     # Newer ffprobe reports the display matrix as side data; older ones as a "rotate" tag (clockwise).
     for side in stream.get("side_data_list") or []:
         if "rotation" in side:
-            return int(round(-float(side["rotation"]) / 90.0)) % 4 * 90
+            return display_rotation(float(side["rotation"]))
     tag = (stream.get("tags") or {}).get("rotate")
-    if tag:
-        return int(round(float(tag) / 90.0)) % 4 * 90
-    return 0
+    return display_rotation(-float(tag)) if tag else 0
 
 
 def _bit_depth(stream: dict) -> int | None:
@@ -122,6 +120,8 @@ def probe_video(path: str, timeout_s: float = 60.0) -> Probe:
     _check_readable(path)
     try:
         info = run_ffprobe_json(path, timeout_s=timeout_s)
+    except RefusedFormat as exc:
+        raise ProbeError(str(exc)) from exc
     except FFmpegError as exc:
         raise ProbeError(f"ffprobe cannot read {path}: {exc}. The file is probably truncated or not a video; "
                          f"re-copy it or remove it from the input") from exc

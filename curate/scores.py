@@ -1,11 +1,9 @@
 """Per-clip motion, quality and text scores from the analysis frame stream (no second decode).
 
-Usage (the curate decode pass does this for every video)::
+Usage (the curate adapter does this for every video)::
 
     signals = FrameSignals(ScoreConfig())
-    for frame in iter_frames(path, size=analysis_size):   # every frame, decode order
-        detector.process_frame(...)                       # cut detection reads the same frames
-        signals.add(frame)
+    result = analyse_video(path, [splitter, signals])   # curate.decode: one decode, every frame, both consumers
     for clip in clips:
         row.update(signals.clip_scores(clip.start_frame, clip.end_frame, clip.width_px, clip.height_px))
 
@@ -69,8 +67,8 @@ class ScoreConfig:
         if not 32 <= self.flow_long_side <= self.work_long_side:
             raise ValueError(f"flow_long_side={self.flow_long_side}: use 32..work_long_side px (default 128)")
         for name in ("flow_fps", "text_fps", "flow_min_gap_s"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 = every frame)")
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name}={getattr(self, name)} must be a finite number >= 0 (0 = every frame)")
         for name in ("black_level", "black_frame_pixels", "flat_luma_std"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be in (0, 1]")

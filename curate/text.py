@@ -96,7 +96,3 @@ class TextDetector:
                     continue
             covered[y:y + bh, x:x + bw] = 1
         return float(covered.mean())
-
-    def reset(self) -> None:
-        """Forget the previous sample (e.g. after a seek)."""
-        self._prev_candidates = None

@@ -23,7 +23,7 @@ def _f(name: str, typ: pa.DataType, description: str, unit: str = "", nullable: 
 
 # Provenance columns shared by every kind: what produced the row.
 _PROVENANCE = [
-    _f("config_hash", pa.string(), "sha256 prefix of the resolved config that produced this row"),
+    _f("config_hash", pa.string(), "blake2b prefix (12 hex digits) of the resolved config that produced this row"),
     _f("tool_versions", pa.string(), "JSON object of tool name -> version (rushes, ffmpeg, scenedetect, av, ...)"),
     _f("created_at", pa.timestamp("us", tz="UTC"), "when the row was written"),
 ]

@@ -4,10 +4,16 @@ Times are PTS seconds; a frame index is the decoded-frame index counted from the
 stream (only known when decoding starts at the beginning). Rotation tags (phone video) are applied to
 the pixels so frames come out in display orientation; anamorphic pixels (SAR) are squared by the
 resize when a target size is computed with :func:`display_size`.
+
+Files are opened with the protocol and demuxer allow-lists of :mod:`media.ffmpeg` (real media
+containers only: a playlist, a concat list or an image sequence is refused before any file it names is
+opened). Decoding keeps going past damaged regions: a packet that does not decode is skipped and the
+decoder resynchronises at the next decodable frame; :class:`FrameReader` records each such gap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -15,9 +21,14 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
-# Decoding options passed to libavformat: local files only, so a crafted playlist cannot reach out.
-OPEN_OPTIONS = {"protocol_whitelist": "file,pipe"}
+from media.ffmpeg import DEFAULT_PROTOCOLS, MEDIA_DEMUXERS, refused_format, sniff_format
+
+# Decoding options passed to libavformat: local files, real media containers only (no playlist can reach out).
+OPEN_OPTIONS = {"protocol_whitelist": DEFAULT_PROTOCOLS, "format_whitelist": MEDIA_DEMUXERS}
+# Give up on a file after this many demuxer errors in a row (a damaged container that stops advancing).
+MAX_DEMUX_FAILURES = 16
 
 
 class DecodeError(RuntimeError):
@@ -48,10 +59,22 @@ class Frame:
     rgb: np.ndarray
 
 
-def _clockwise(rotation: float | int | None) -> int:
-    # PyAV/ffprobe report the display-matrix angle (counter-clockwise); ffmpeg's autorotate turns the
-    # picture clockwise by the negated angle.
-    return int(round(-(rotation or 0) / 90.0)) % 4 * 90
+@dataclass(frozen=True)
+class Gap:
+    """A damaged region decoding skipped: no frame decoded between ``after_s`` and ``before_s`` (PTS s)."""
+
+    after_s: float | None  # PTS of the last frame before the damage (None: damage at the start)
+    before_s: float  # PTS of the first frame decoded after it
+    after_index: int | None  # decoded-frame index of those two frames (None: unknown, e.g. after a seek)
+    before_index: int | None
+    packets: int  # packets that failed to decode
+    error: str
+
+
+def display_rotation(ccw_deg: float | None) -> int:
+    """Clockwise rotation (0, 90, 180, 270) that shows a picture upright, from the display-matrix angle
+    PyAV and ffprobe report (counter-clockwise degrees). ffmpeg's autorotate turns the picture the same way."""
+    return int(round(-(ccw_deg or 0) / 90.0)) % 4 * 90
 
 
 def rotate(rgb: np.ndarray, rotation_deg: int) -> np.ndarray:
@@ -86,23 +109,67 @@ def fit_size(width: int, height: int, short_side: int | None = None, max_side: i
 
 
 def open_container(path: str):
-    """Open a media file with PyAV, raising :class:`DecodeError` naming the file on failure."""
+    """Open a media file with PyAV, raising :class:`DecodeError` naming the file on failure (and what the
+    file is when it is a playlist, list or still image: those are refused unread)."""
     try:
         return av.open(str(path), options=OPEN_OPTIONS)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
+        kind = sniff_format(str(path))
+        if kind:
+            raise DecodeError(refused_format(str(path), kind)) from exc
         raise DecodeError(f"cannot open {path}: {exc}; check that it is a complete video file") from exc
 
 
-def _video_stream(container, path: str):
+def video_stream(container, path: str):
+    """The first video stream of an open container; :class:`DecodeError` when it has none."""
     if not container.streams.video:
         raise DecodeError(f"{path} has no video stream (audio-only or not a video); remove it from the input")
     return container.streams.video[0]
 
 
+@contextlib.contextmanager
+def decode_errors(path: str):
+    """Turn PyAV's errors inside the block into :class:`DecodeError` naming the file."""
+    try:
+        yield
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"decoding {path} failed: {exc}; the file may be truncated or corrupt") from exc
+
+
+def decoded(container, stream, path: str, on_skip=None) -> Iterator:
+    """PyAV frames of ``stream`` in decode order, resynchronising after damage.
+
+    A packet that does not decode is skipped (``on_skip(exc)`` is called) and decoding resumes at the next
+    decodable frame, as ffmpeg does; the demuxer gets :data:`MAX_DEMUX_FAILURES` tries in a row before
+    the rest of the file is given up with :class:`DecodeError` (after the frames that decoded)."""
+    demux_failures = 0
+    while True:
+        try:
+            for packet in container.demux(stream):
+                demux_failures = 0
+                try:
+                    frames = packet.decode()
+                except av.error.EOFError:
+                    return
+                except av.error.FFmpegError as exc:
+                    if on_skip is not None:
+                        on_skip(exc)
+                    continue
+                yield from frames
+            return
+        except av.error.EOFError:
+            return
+        except av.error.FFmpegError as exc:
+            demux_failures += 1
+            if demux_failures >= MAX_DEMUX_FAILURES:
+                raise DecodeError(f"reading {path} failed {demux_failures} times in a row: {exc}; the file is "
+                                  f"damaged past this point") from exc
+
+
 def stream_info(path: str) -> StreamInfo:
     """Probe the first video stream with PyAV (decodes one frame to read the rotation tag)."""
-    with open_container(path) as container:
-        stream = _video_stream(container, path)
+    with open_container(path) as container, decode_errors(path):
+        stream = video_stream(container, path)
         cc = stream.codec_context
         sar = stream.sample_aspect_ratio or Fraction(1)
         rate = stream.guessed_rate or stream.average_rate
@@ -110,8 +177,8 @@ def stream_info(path: str) -> StreamInfo:
         if duration is None and container.duration:
             duration = container.duration / av.time_base
         rotation = 0
-        for frame in container.decode(stream):
-            rotation = _clockwise(getattr(frame, "rotation", 0))
+        for frame in decoded(container, stream, path):
+            rotation = display_rotation(getattr(frame, "rotation", 0))
             break
         w, h = display_size(cc.width, cc.height, sar, rotation)
         return StreamInfo(cc.width, cc.height, w, h, rotation, Fraction(sar), float(rate) if rate else 0.0,
@@ -127,43 +194,109 @@ def iter_frames(path: str, size: tuple[int, int] | None = None, start_s: float |
     coded size. ``start_s``/``end_s`` bound the PTS range [start_s, end_s); with ``start_s`` the
     decoder seeks to the keyframe before it and frame indices are None; ``keep_preroll`` also yields the
     frames decoded between that keyframe and ``start_s`` (so the frame on screen at ``start_s`` is
-    included). ``threads`` 0 lets FFmpeg choose. Raises :class:`DecodeError` on a broken stream, after
-    yielding what decoded.
+    included). ``threads`` 0 lets FFmpeg choose. Damaged packets are skipped (see :func:`decoded`);
+    raises :class:`DecodeError` when the file cannot be read on, after yielding what decoded.
     """
     container = open_container(path)
     try:
-        stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"
-        if threads:
-            stream.codec_context.thread_count = threads
-        tb = stream.time_base
-        seeked = False
-        if start_s and start_s > 0:
-            container.seek(int(start_s / tb), stream=stream, backward=True, any_frame=False)
-            seeked = True
-        index = -1
-        rotation = None
-        for frame in container.decode(stream):
-            index += 1
-            if frame.pts is None:
-                continue
-            pts_s = float(frame.pts * tb)
-            if start_s is not None and pts_s < start_s - 1e-6 and not keep_preroll:
-                continue
-            if end_s is not None and pts_s >= end_s - 1e-6:
-                break
-            if rotation is None:
-                rotation = _clockwise(getattr(frame, "rotation", 0)) if apply_rotation else 0
-            if size is not None:
-                w, h = size if rotation % 180 == 0 else (size[1], size[0])
-                rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation=interpolation)
-            else:
-                rgb = frame.to_ndarray(format="rgb24")
-            yield Frame(None if seeked else index, pts_s, rotate(rgb, rotation))
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"decoding {path} failed: {exc}; the file may be truncated or corrupt") from exc
+        with decode_errors(path):
+            yield from _scaled_frames(container, path, size, start_s, end_s, apply_rotation, threads,
+                                      interpolation, keep_preroll)
     finally:
         container.close()
+
+
+def _scaled_frames(container, path, size, start_s, end_s, apply_rotation, threads, interpolation, keep_preroll):
+    stream = video_stream(container, path)
+    stream.thread_type = "AUTO"
+    if threads:
+        stream.codec_context.thread_count = threads
+    tb = stream.time_base
+    seeked = False
+    if start_s and start_s > 0:
+        container.seek(int(start_s / tb), stream=stream, backward=True, any_frame=False)
+        seeked = True
+    index = -1
+    rotation = None
+    for frame in decoded(container, stream, path):
+        index += 1
+        if frame.pts is None:
+            continue
+        pts_s = float(frame.pts * tb)
+        if start_s is not None and pts_s < start_s - 1e-6 and not keep_preroll:
+            continue
+        if end_s is not None and pts_s >= end_s - 1e-6:
+            break
+        if rotation is None:
+            rotation = display_rotation(getattr(frame, "rotation", 0)) if apply_rotation else 0
+        if size is not None:
+            w, h = size if rotation % 180 == 0 else (size[1], size[0])
+            rgb = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation=interpolation)
+        else:
+            rgb = frame.to_ndarray(format="rgb24")
+        yield Frame(None if seeked else index, pts_s, rotate(rgb, rotation))
+
+
+class FrameReader:
+    """Every frame of the first video stream of a file, in decode order, at full size (a context manager).
+
+    Iterating yields :class:`Frame` objects whose ``rgb`` is the full-size picture in *coded* orientation
+    (square pixels not applied, not rotated: the caller scales, then :func:`rotate` s by ``rotation_deg``,
+    known once the first frame is out). ``pts_s`` counts from the stream start and strictly increases
+    (a frame without a PTS, or one out of order on a damaged stream, gets a time just after the previous).
+    Damaged regions are skipped, each recorded in ``gaps``; ``tail_failures`` counts packets that failed
+    after the last decoded frame. Raises :class:`DecodeError` when the file cannot be opened or read on.
+    """
+
+    def __init__(self, path: str, threads: int = 1) -> None:
+        self.path = str(path)
+        self._container = open_container(self.path)
+        try:
+            with decode_errors(self.path):
+                self._stream = video_stream(self._container, self.path)
+                self._stream.thread_type = "AUTO"
+                self._stream.codec_context.thread_count = max(1, threads)
+                cc = self._stream.codec_context
+                self.coded_size: tuple[int, int] = (cc.width, cc.height)
+                self.sar = Fraction(self._stream.sample_aspect_ratio or 1)
+                rate = self._stream.guessed_rate or self._stream.average_rate
+        except BaseException:
+            self._container.close()
+            raise
+        self.fps = float(rate) if rate else 25.0  # nominal rate; 25 when the container gives none
+        self.rotation_deg = 0
+        self.gaps: list[Gap] = []
+        self.tail_failures = 0
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._container.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        stream = self._stream
+        tb, start = stream.time_base, stream.start_time or 0
+        reformatter = VideoReformatter()  # keeps its swscale context across frames (one per frame is slow)
+        failed: list[Exception] = []
+        last: float | None = None
+        index = -1
+        with decode_errors(self.path):
+            for frame in decoded(self._container, stream, self.path, on_skip=failed.append):
+                t = float((frame.pts - start) * tb) if frame.pts is not None else (
+                    last + 1.0 / self.fps if last is not None else 0.0)
+                if last is None:
+                    self.rotation_deg = display_rotation(getattr(frame, "rotation", 0))
+                else:
+                    t = max(t, last + 1e-6)
+                index += 1
+                if failed:
+                    self.gaps.append(Gap(last, t, index - 1 if last is not None else None, index, len(failed),
+                                         str(failed[-1])))
+                    failed.clear()
+                last = t
+                yield Frame(index, t, reformatter.reformat(frame, format="rgb24").to_ndarray())
+        self.tail_failures = len(failed)
 
 
 def uniform_times(start_s: float, end_s: float, n: int) -> list[float]:
@@ -220,7 +353,7 @@ def sample_frames(path: str, times_s: Sequence[float], size: tuple[int, int] | N
 def write_video(path: str, frames: np.ndarray, fps: float, crf: int = 18, preset: str = "veryfast") -> None:
     """Write (T, H, W, 3) uint8 RGB frames as an H.264 yuv420p MP4 at ``fps`` (fractional rates kept,
     e.g. 23.976 -> 24000/1001). Height and width must be even (yuv420p)."""
-    t, h, w, _ = frames.shape
+    _, h, w, _ = frames.shape
     if h % 2 or w % 2:
         raise ValueError(f"frame size {w}x{h} must be even for yuv420p; resize to {even(w)}x{even(h)}")
     rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(1)

@@ -1,19 +1,28 @@
 """The ``rushes`` command: one subcommand per stage.
 
-Each stage module exposes ``register(subparsers)``, adding its subcommands with
-``set_defaults(func=handler)``; handlers import heavy libraries (torch, ray) only when they run, so
-``rushes --help`` stays fast. A handler returns the process exit code.
+Each stage's CLI module exposes ``register(subparsers)``, adding its subcommands with
+``set_defaults(func=handler)``. The modules are imported plainly below; they import heavy libraries
+(torch, ray, transformers) only inside their handlers, so ``rushes --help`` stays fast. A handler returns
+the process exit code; errors go to stderr with a non-zero exit. Two outcomes are handled here for every
+command: Ray unreachable at the address the user gave (exit 2), and a job stopped by SIGINT or SIGTERM
+(exit 128 + the signal number, e.g. 130 or 143; finished work is kept and a rerun resumes).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
+import signal
 import sys
 
-# Modules that register subcommands, in the order they appear in --help.
-COMMAND_MODULES = ("curate.cli", "curate.filter", "caption.cli", "train.cli", "rushes.report.cli")
+from caption import cli as caption_cli
+from cluster.ray_connect import JobInterrupted, RayConnectError, interrupting_signal
+from curate import cli as curate_cli
+from rushes.report import cli as report_cli
+from train import cli as train_cli
+
+# The modules that register subcommands, in the order their commands appear in --help.
+COMMAND_MODULES = (curate_cli, caption_cli, train_cli, report_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,11 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rushes {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (default: off)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                help="the step to run; `rushes COMMAND --help` lists its flags and their defaults")
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
+
+
+def _stop(signum, _frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise JobInterrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,9 +56,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return 2
-    return int(args.func(args) or 0)
+    # SIGTERM stops a command like Ctrl-C does: finally blocks run (Ray is shut down, temporary files stay for
+    # the next run to clear) and the message below says how to resume. cluster.ray_connect does the same while
+    # a Ray job runs, over Ray's own handler.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        return int(args.func(args) or 0)
+    except RayConnectError as exc:
+        print(f"rushes {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM
+        signum = getattr(exc, "signum", None) or interrupting_signal() or signal.SIGINT
+        print(f"rushes {args.command}: stopped by {signal.Signals(signum).name}; finished work is saved, rerun "
+              f"the same command to resume", file=sys.stderr)
+        return 128 + signum
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

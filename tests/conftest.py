@@ -31,7 +31,8 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+        # address="local": a fresh instance of our own, never another process's cluster found in /tmp/ray
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  object_store_memory=512 * 1024 * 1024, configure_logging=False)
     yield ray
     ray.shutdown()

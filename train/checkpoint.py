@@ -2,12 +2,12 @@
 
 Layout::
 
-    RUN_DIR/checkpoints/step-000100/model.safetensors     weights (float32)
-                                   ema.safetensors       EMA weights (what `rushes sample` uses)
-                                   optimizer.pt          AdamW state (torch.save, loaded weights_only)
-                                   state.json            step, data position, RNG states of python/numpy
-                                   rng.safetensors       torch CPU (and CUDA) RNG states, the noise generator
-    RUN_DIR/checkpoints/latest                           name of the newest complete checkpoint
+    RUN_DIR/checkpoints/step-0000100/model.safetensors    weights (float32; step zero-padded to 7 digits)
+                                    ema.safetensors       EMA weights (what `rushes sample` uses)
+                                    optimizer.pt          AdamW state (torch.save, loaded weights_only)
+                                    state.json            step, data position, RNG states of python/numpy
+                                    rng.safetensors       torch CPU (and CUDA) RNG states, the noise generator
+    RUN_DIR/checkpoints/latest                            name of the newest complete checkpoint
 
 A checkpoint is written to a temporary folder and renamed into place, and ``latest`` is rewritten
 last, so a crash mid-save leaves the previous checkpoint usable.
@@ -33,7 +33,6 @@ class Resumed:
 
     step: int
     data_state: dict
-    extra: dict
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
@@ -55,8 +54,12 @@ def _state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, ema: torch.nn.Module,
          optimizer: torch.optim.Optimizer, generator: torch.Generator, data_state: dict,
-         extra: dict | None = None, keep: int = 2) -> Path:
-    """Write a checkpoint of ``step`` and point ``latest`` at it; keeps the newest ``keep`` checkpoints."""
+         keep: int = 2) -> Path:
+    """Write a checkpoint of ``step`` and point ``latest`` at it; keeps the newest ``keep`` checkpoints up to it.
+
+    A later step's folder left by a run killed before it updated ``latest`` is not counted: it is never
+    pointed at, and the resumed run overwrites it when it gets there.
+    """
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
@@ -72,7 +75,7 @@ def save(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, ema: tor
     save_file(rng, str(tmp / "rng.safetensors"))
     np_state = np.random.get_state()
     py_state = random.getstate()
-    state = {"step": step, "data": data_state, "extra": extra or {},
+    state = {"step": step, "data": data_state,
              "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
              "python_rng": [py_state[0], list(py_state[1]), py_state[2]]}
     (tmp / "state.json").write_text(json.dumps(state))
@@ -82,14 +85,13 @@ def save(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, ema: tor
     marker_tmp = root / "_latest.tmp"
     marker_tmp.write_text(name)
     os.replace(marker_tmp, root / "latest")
-    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
+    for old in sorted(p for p in root.glob("step-*") if p.is_dir() and p.name <= name)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def load(path: str | os.PathLike, model: torch.nn.Module, ema: torch.nn.Module | None = None,
-         optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None,
-         restore_rng: bool = True) -> Resumed:
+         optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None) -> Resumed:
     """Load a checkpoint folder into the given objects (in place) and restore the global RNG states."""
     path = Path(path)
     model.load_state_dict(load_file(str(path / "model.safetensors")))
@@ -101,15 +103,14 @@ def load(path: str | os.PathLike, model: torch.nn.Module, ema: torch.nn.Module |
     rng = load_file(str(path / "rng.safetensors"))
     if generator is not None:
         generator.set_state(rng["generator"])
-    if restore_rng:
-        torch.set_rng_state(rng["torch_cpu"])
-        if "torch_cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state(rng["torch_cuda"])
-        n = state["numpy_rng"]
-        np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
-        p = state["python_rng"]
-        random.setstate((p[0], tuple(p[1]), p[2]))
-    return Resumed(int(state["step"]), state["data"], state.get("extra", {}))
+    torch.set_rng_state(rng["torch_cpu"])
+    if "torch_cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["torch_cuda"])
+    n = state["numpy_rng"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
+    p = state["python_rng"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+    return Resumed(int(state["step"]), state["data"])
 
 
 def load_weights(path: str | os.PathLike, model: torch.nn.Module, use_ema: bool = True) -> None:

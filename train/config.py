@@ -35,6 +35,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     abs_pos_embed: bool = True  # add a fixed 3D sin-cos embedding of each token's position to RoPE
     checkpointing: bool = False  # activation checkpointing per block: less memory, ~30% more compute
+    attention: str = "auto"  # block-diagonal kernel: auto, segments, varlen or dense (train.model.PackedAttention)
 
     def __post_init__(self):
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
@@ -42,6 +43,9 @@ class ModelConfig:
             raise ValueError(f"patch_size must be three positive ints (pt, ph, pw), got {self.patch_size}")
         for name in ("hidden_size", "depth", "num_heads", "mlp_ratio", "in_channels", "text_dim", "rope_theta"):
             _positive(name, getattr(self, name), "pick a preset (tiny, small, base, large, xl) or a positive value")
+        if self.attention not in ("auto", "segments", "varlen", "dense"):
+            raise ValueError(f"attention must be auto, segments, varlen or dense, got {self.attention!r}; "
+                             f"auto picks the fastest exact kernel for the device")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}; "
                              f"change one of them")
@@ -64,6 +68,8 @@ class DataConfig:
     max_frames: int = 8  # at most this many frames per clip (a longer clip is sampled from its start)
     clip_tokens: int = 256  # token budget of one clip: its size is the largest that fits, keeping aspect
     batch_tokens: int = 1024  # tokens per packed sequence (per device and step); clips are packed to fill it
+    packs_per_step: int = 1  # packed sequences per step over all workers: global batch = this * batch_tokens
+    stream_window: int = 256  # clips held (and shuffled, then packed) at a time when training from encodings
     pad_multiple: int = 64  # a pack is padded to a multiple of this (batch_tokens gives one static shape)
     max_side_px: int = 512  # never decode a side longer than this, whatever the token budget allows
     text_encoder: str = "google/t5-v1_1-base"  # transformers id or local path of a T5 encoder or CLIP text model
@@ -83,6 +89,8 @@ class DataConfig:
         _positive("max_side_px", self.max_side_px, "use e.g. 512")
         _positive("pad_multiple", self.pad_multiple, "use 64, or batch_tokens for one static shape")
         _positive("max_text_tokens", self.max_text_tokens, "use e.g. 64")
+        _positive("packs_per_step", self.packs_per_step, "use 1, or the number of workers")
+        _positive("stream_window", self.stream_window, "use e.g. 256 clips")
         if self.batch_tokens < self.clip_tokens:
             raise ValueError(f"batch_tokens {self.batch_tokens} < clip_tokens {self.clip_tokens}: a clip could not "
                              f"fit in a sequence; raise --batch-tokens or lower --clip-tokens")
@@ -129,6 +137,29 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}; 0.999 is usual")
         if not all(0.0 < t < 1.0 for t in self.val_timesteps):
             raise ValueError(f"val_timesteps must lie in (0, 1), got {self.val_timesteps}")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Resources and batching of ``rushes encode`` (what the tensors are is the run's DataConfig)."""
+
+    batch_size: int = 8  # clips per decode task and per encoder call
+    concurrency: int = 1  # encoder actors, each loading the text encoder (and VAE) once
+    num_gpus: float = 0.0  # GPUs per encoder actor (0 = CPU)
+    actor_cpus: float = 1.0  # CPUs reserved per encoder actor
+    decode_cpus: float = 1.0  # CPUs per decode task
+    torch_threads: int | None = None  # intra-op threads per actor; None = torch/Ray default
+    shard_rows: int = 256  # clips per shard file: fewer, larger files; a crash loses at most this many
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.concurrency < 1 or self.shard_rows < 1:
+            raise ValueError(f"batch_size={self.batch_size}, concurrency={self.concurrency}, shard_rows="
+                             f"{self.shard_rows}: each must be >= 1")
+        if self.num_gpus < 0 or self.actor_cpus < 0 or self.decode_cpus <= 0:
+            raise ValueError(f"num_gpus={self.num_gpus}, actor_cpus={self.actor_cpus}, decode_cpus="
+                             f"{self.decode_cpus}: GPUs and actor CPUs must be >= 0 and decode CPUs > 0")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads={self.torch_threads}: must be >= 1 or None")
 
 
 @dataclass(frozen=True)

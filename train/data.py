@@ -8,8 +8,8 @@
    encodes them with the optional VAE, embeds captions with the frozen text encoder, cuts spacetime
    patches, and caches everything under ``cache_dir`` so later epochs and resumed runs read tensors.
    A clip that fails to decode is skipped and reported, never stopping the run.
-4. :class:`PackLoader` packs clips into sequences of ``batch_tokens`` (first-fit decreasing on a
-   shuffled epoch), and :func:`collate` builds the :class:`PackedBatch` the model takes.
+4. :func:`split_validation` holds clips out by a hash of their id. Packing the rest into sequences is
+   train/packing.py.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import storage
 from manifests import select, store
 from manifests.ids import make_id
 from media import frames as mframes
-from train.model import grid_positions, patchify
+from train.encoders import latent_frames, pixel_frames
+from train.model import patchify
 
 log = logging.getLogger(__name__)
 
@@ -97,22 +98,16 @@ def plan_clip(width: int, height: int, duration_s: float, fps: float, max_frames
     """Frame count (at ``fps``, at most ``max_frames``) and the largest aspect-keeping size such that a
     clip of ``max_frames`` fits ``clip_tokens``; None when the clip is too short for one token in time.
 
-    ``temporal_factor``/``spatial_factor`` are the VAE's compression (1 in pixel space); a causal video
-    VAE turns 1 + k * temporal_factor frames into 1 + k latent frames.
+    ``temporal_factor``/``spatial_factor`` are the VAE's compression (1 in pixel space); frames map to
+    latent frames as :func:`train.encoders.latent_frames` says.
     """
     pt, ph, pw = patch
-
-    def latent_slices(frames: int) -> int:
-        latent = frames if temporal_factor == 1 else (1 + (frames - 1) // temporal_factor if frames >= 1 else 0)
-        return latent // pt
-
     n = min(max_frames, int(math.floor(duration_s * fps + 1e-6)))
-    gt_max = max(1, min(latent_slices(max_frames), clip_tokens))
-    gt = min(latent_slices(n), gt_max)
+    gt_max = max(1, min(latent_frames(max_frames, temporal_factor) // pt, clip_tokens))
+    gt = min(latent_frames(n, temporal_factor) // pt, gt_max)
     if gt < 1 or width < 1 or height < 1:
         return None
-    latent = gt * pt
-    frames = latent if temporal_factor == 1 else 1 + (latent - 1) * temporal_factor
+    frames = pixel_frames(gt * pt, temporal_factor)
     uh, uw = ph * spatial_factor, pw * spatial_factor  # pixels per token along rows and columns
     # The frame size comes from the budget of a full-length clip, so a shorter clip keeps the resolution
     # and has fewer tokens (native duration): resolution never depends on how long a shot lasts.
@@ -124,15 +119,25 @@ def plan_clip(width: int, height: int, duration_s: float, fps: float, max_frames
     return ClipPlan(frames, gw * uw, gh * uh, (gt, gh, gw))
 
 
-def decode_clip(src: ClipSource, plan: ClipPlan, fps: float) -> torch.Tensor:
-    """Frames of ``src`` at ``fps`` resized to the plan's size: (3, T, H, W) float32 in [-1, 1]."""
+def decode_rgb(src: ClipSource, plan: ClipPlan, fps: float) -> np.ndarray:
+    """Frames of ``src`` at ``fps`` resized to the plan's size: (T, H, W, 3) uint8 (what `rushes encode` stores)."""
     times = mframes.fps_times(src.start_s, max(src.end_s, src.start_s + plan.frames / fps), fps)[:plan.frames]
     with storage.readable(src.path) as path:  # a clip in a bucket: a local copy while it decodes
         got = mframes.sample_frames(path, times, size=(plan.width_px, plan.height_px))
     if len(got) < plan.frames:
         raise mframes.DecodeError(f"{src.path}: decoded {len(got)} of {plan.frames} frames of clip {src.clip_id}")
-    rgb = np.stack([f.rgb for f in got])  # (T, H, W, 3) uint8
-    return torch.from_numpy(rgb).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+    return np.stack([f.rgb for f in got])  # (T, H, W, 3) uint8
+
+
+def rgb_to_video(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(T, H, W, 3) uint8 frames -> (3, T, H, W) float32 in [-1, 1], as the model and the VAE take them."""
+    frames = torch.from_numpy(rgb) if isinstance(rgb, np.ndarray) else rgb
+    return frames.permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+def decode_clip(src: ClipSource, plan: ClipPlan, fps: float) -> torch.Tensor:
+    """Frames of ``src`` at ``fps`` resized to the plan's size: (3, T, H, W) float32 in [-1, 1]."""
+    return rgb_to_video(decode_rgb(src, plan, fps))
 
 
 @dataclass
@@ -239,129 +244,6 @@ def _save_atomic(tensors: dict, path: Path, metadata: dict) -> None:
     tmp = path.with_name(f"_tmp-{path.name}-{os.getpid()}")
     save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------- packing
-
-
-def pack_first_fit(token_counts: Sequence[int], budget: int, order: Sequence[int] | None = None) -> list[list[int]]:
-    """Indices grouped into packs of at most ``budget`` tokens, first-fit decreasing.
-
-    ``order`` (a permutation) breaks ties between equal sizes, so a shuffled order gives shuffled packs.
-    """
-    order = list(range(len(token_counts))) if order is None else list(order)
-    order.sort(key=lambda i: -token_counts[i])  # stable: ties keep the shuffled order
-    packs: list[list[int]] = []
-    room: list[int] = []
-    open_ids: list[int] = []  # packs that can still take the smallest clip; the others are never scanned again
-    smallest = min((token_counts[i] for i in order), default=0)
-    for i in order:
-        n = token_counts[i]
-        if n > budget:
-            raise ValueError(f"a clip of {n} tokens exceeds the pack budget {budget}; raise --batch-tokens")
-        for k, j in enumerate(open_ids):
-            if n <= room[j]:
-                packs[j].append(i)
-                room[j] -= n
-                if room[j] < smallest:
-                    del open_ids[k]
-                break
-        else:
-            packs.append([i])
-            room.append(budget - n)
-            if room[-1] >= smallest:
-                open_ids.append(len(packs) - 1)
-    return packs
-
-
-class PackLoader:
-    """Endless, deterministic stream of packs of examples; its position is ``(epoch, index)``.
-
-    Each epoch shuffles the clips with ``seed + epoch``, packs them first-fit decreasing into
-    ``budget`` tokens, and shuffles the packs. Saving :meth:`state_dict` and restoring it resumes at the
-    same pack, which exact resume relies on.
-    """
-
-    def __init__(self, examples: Sequence[Example], budget: int, seed: int = 0):
-        self.examples = list(examples)
-        self.budget = budget
-        self.seed = seed
-        self.epoch, self.index = 0, 0
-        self._packs: list[list[int]] | None = None
-
-    def epoch_packs(self, epoch: int) -> list[list[int]]:
-        rng = np.random.default_rng(self.seed + epoch)
-        order = rng.permutation(len(self.examples)).tolist()
-        packs = pack_first_fit([e.num_tokens for e in self.examples], self.budget, order)
-        return [packs[i] for i in rng.permutation(len(packs))]
-
-    def next(self) -> list[Example]:
-        if self._packs is None:
-            self._packs = self.epoch_packs(self.epoch)
-        if self.index >= len(self._packs):
-            self.epoch, self.index = self.epoch + 1, 0
-            self._packs = self.epoch_packs(self.epoch)
-        pack = self._packs[self.index]
-        self.index += 1
-        return [self.examples[i] for i in pack]
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index, "seed": self.seed, "budget": self.budget}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._packs = None
-
-
-@dataclass
-class PackedBatch:
-    """One packed sequence (B = 1) as the model and the loss take it; see train/model.py for shapes."""
-
-    x0: torch.Tensor  # (1, L, patch_dim) clean tokens
-    pos: torch.Tensor  # (1, L, 3) long
-    seq: torch.Tensor  # (1, L) long, -1 = padding
-    text: torch.Tensor  # (1, S, Lt, text_dim)
-    text_mask: torch.Tensor  # (1, S, Lt) bool
-    slot_tokens: torch.Tensor  # (1, S) long, tokens per clip
-    clip_ids: list[str]
-    grids: list[tuple[int, int, int]]
-
-    @property
-    def real_tokens(self) -> int:
-        return int(self.slot_tokens.sum())
-
-    def to(self, device) -> PackedBatch:
-        return PackedBatch(self.x0.to(device), self.pos.to(device), self.seq.to(device), self.text.to(device),
-                           self.text_mask.to(device), self.slot_tokens.to(device), self.clip_ids, self.grids)
-
-
-def collate(examples: Sequence[Example], pad_multiple: int = 1,
-            texts: Sequence[torch.Tensor] | None = None) -> PackedBatch:
-    """Pack ``examples`` into one sequence, padded to a multiple of ``pad_multiple`` tokens.
-
-    ``texts`` replaces the captions (caption dropout: the empty caption's embedding).
-    """
-    texts = list(texts) if texts is not None else [e.text for e in examples]
-    n = sum(e.num_tokens for e in examples)
-    length = -(-n // pad_multiple) * pad_multiple
-    dim = examples[0].tokens.shape[1]
-    x0 = torch.zeros(1, length, dim)
-    pos = torch.zeros(1, length, 3, dtype=torch.long)
-    seq = torch.full((1, length), -1, dtype=torch.long)
-    lt = max(t.shape[0] for t in texts)
-    text = torch.zeros(1, len(examples), lt, texts[0].shape[-1])
-    text_mask = torch.zeros(1, len(examples), lt, dtype=torch.bool)
-    at = 0
-    for slot, (e, t) in enumerate(zip(examples, texts)):
-        x0[0, at:at + e.num_tokens] = e.tokens
-        pos[0, at:at + e.num_tokens] = grid_positions(e.grid)
-        seq[0, at:at + e.num_tokens] = slot
-        text[0, slot, :t.shape[0]] = t
-        text_mask[0, slot, :t.shape[0]] = True
-        at += e.num_tokens
-    slot_tokens = torch.tensor([[e.num_tokens for e in examples]])
-    return PackedBatch(x0, pos, seq, text, text_mask, slot_tokens, [e.clip_id for e in examples],
-                       [e.grid for e in examples])
 
 
 def split_validation(examples: Sequence[Example], val_clips: int) -> tuple[list[Example], list[Example]]:

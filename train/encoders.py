@@ -1,8 +1,9 @@
 """The one owner of transformers and diffusers in the trainer: the frozen text encoder and the optional VAE.
 
 Both load through ``from_pretrained`` from a model id or a local folder, so tests and users take the
-same path. For offline tests and smoke runs :func:`save_tiny_text_encoder` and :func:`save_tiny_vae`
-write tiny random-weight models of the real families to a folder.
+same path (offline tests build tiny random-weight models with ``rushes.testing.tiny``). The frame
+arithmetic of a causal video VAE lives here too (:func:`latent_frames`, :func:`pixel_frames`): data planning
+and sampling both ask it.
 
 Use::
 
@@ -14,13 +15,26 @@ Use::
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 
 T5_TYPES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
 CLIP_TYPES = {"clip": "CLIPTextModel", "clip_text_model": "CLIPTextModel"}
+
+
+def latent_frames(frames: int, temporal_factor: int = 1) -> int:
+    """Latent frames a VAE compressing time by ``temporal_factor`` makes of ``frames`` pixel frames.
+
+    1 means no compression in time (pixel space or an image VAE). A causal video VAE (Wan, CogVideoX, ...)
+    keeps the first frame and compresses the rest: 1 + k * temporal_factor frames -> 1 + k latent frames.
+    """
+    if temporal_factor == 1:
+        return frames
+    return 1 + (frames - 1) // temporal_factor if frames >= 1 else 0
+
+
+def pixel_frames(latent: int, temporal_factor: int = 1) -> int:
+    """Pixel frames that make exactly ``latent`` latent frames: the inverse of :func:`latent_frames`."""
+    return latent if temporal_factor == 1 else 1 + (latent - 1) * temporal_factor
 
 
 class EncoderError(RuntimeError):
@@ -62,57 +76,24 @@ class TextEncoder:
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings (N, Lt, D) float32 on CPU and mask (N, Lt) bool of ``texts`` (truncated to max_tokens)."""
+        """Embeddings (N, Lt, D) float32 on CPU and mask (N, Lt) bool of ``texts`` (truncated to max_tokens).
+
+        A text that tokenises to nothing (the empty caption of caption dropout, with a tokenizer that adds no
+        special token) gets one all-zero token, so every caption has at least one token to attend to.
+        """
         batch = self.tokenizer(list(texts), padding="longest", truncation=True, max_length=self.max_tokens,
                                return_tensors="pt")
-        ids = batch["input_ids"].to(self.device)
-        mask = batch["attention_mask"].to(self.device)
-        out = self.model(input_ids=ids, attention_mask=mask)
-        return out.last_hidden_state.float().cpu(), mask.bool().cpu()
-
-
-def save_tiny_text_encoder(path: str | os.PathLike, kind: str = "t5", hidden: int = 32, vocab_size: int = 400,
-                           seed: int = 0) -> str:
-    """Write a tiny random-weight T5 encoder (``kind="t5"``) or CLIP text model (``"clip"``) with a
-    byte-level BPE tokenizer to ``path``; returns the path, loadable with :class:`TextEncoder`."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast, T5Config, T5EncoderModel
-
-    path = Path(path)
-    specials = ["<pad>", "</s>", "<unk>"] if kind == "t5" else ["<|endoftext|>", "<|startoftext|>"]
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    tok.decoder = decoders.ByteLevel()
-    corpus = ["a dog runs on a beach at sunset while the camera pans", "a black and white film of a man walking",
-              "an animated rabbit in a green forest, bright colours", "fire burning at night, fast motion",
-              "close-up of a cockatoo bird, handheld camera", "the quick brown fox jumps over the lazy dog"]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus * 4, trainer=trainer)
-    if kind == "t5":  # T5 appends </s>; CLIP wraps in <|startoftext|> ... <|endoftext|>
-        tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    elif kind == "clip":
-        tok.post_processor = processors.TemplateProcessing(single="<|startoftext|> $A <|endoftext|>",
-                                                           special_tokens=[("<|startoftext|>", 1),
-                                                                           ("<|endoftext|>", 0)])
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                       bos_token="<|startoftext|>")
-    else:
-        raise ValueError(f"unknown tiny text encoder kind {kind!r}; use 't5' or 'clip'")
-    torch.manual_seed(seed)
-    if kind == "t5":
-        cfg = T5Config(vocab_size=tok.get_vocab_size(), d_model=hidden, d_kv=8, d_ff=2 * hidden, num_layers=2,
-                       num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-        model = T5EncoderModel(cfg)
-    else:
-        cfg = CLIPTextConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=2 * hidden,
-                             num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-                             pad_token_id=0, bos_token_id=1, eos_token_id=0)
-        model = CLIPTextModel(cfg)
-    model.save_pretrained(path)
-    fast.save_pretrained(path)
-    return str(path)
+        mask = batch["attention_mask"].bool()  # (N, Lt)
+        if mask.shape[1] == 0:  # every text is empty: the encoder cannot run on zero tokens
+            emb = torch.zeros(len(texts), 1, self.hidden_size)
+            mask = torch.zeros(len(texts), 1, dtype=torch.bool)
+        else:
+            ids = batch["input_ids"].to(self.device)
+            emb = self.model(input_ids=ids, attention_mask=mask.to(self.device)).last_hidden_state.float().cpu()
+        empty = ~mask.any(dim=1)  # (N,)
+        emb[empty, 0] = 0.0
+        mask[empty, 0] = True
+        return emb, mask
 
 
 class Vae:
@@ -155,15 +136,6 @@ class Vae:
         temporal = 1 if z.shape[1] == 9 else (9 - 1) // max(1, z.shape[1] - 1)
         return temporal, spatial
 
-    def valid_frames(self, n: int) -> int:
-        """Largest usable pixel frame count <= n: 1 + k * temporal_factor for causal video VAEs."""
-        if self.temporal_factor == 1:
-            return n
-        return 1 + (n - 1) // self.temporal_factor * self.temporal_factor if n >= 1 else 0
-
-    def latent_frames(self, n: int) -> int:
-        return n if self.temporal_factor == 1 else 1 + (n - 1) // self.temporal_factor
-
     @torch.no_grad()
     def _encode_raw(self, video: torch.Tensor) -> torch.Tensor:
         x = video.to(self.device, self.dtype)
@@ -186,24 +158,3 @@ class Vae:
         else:
             x = self.model.decode(z.permute(1, 0, 2, 3)).sample.permute(1, 0, 2, 3)
         return x.float().cpu()
-
-
-def save_tiny_vae(path: str | os.PathLike, kind: str = "image", seed: int = 0) -> str:
-    """Write a tiny random-weight diffusers VAE to ``path``: ``"image"`` (AutoencoderKL, 4x spatial) or
-    ``"wan"`` (AutoencoderKLWan, 4x temporal, 4x spatial). Returns the path, loadable with :class:`Vae`."""
-    from diffusers import AutoencoderKL, AutoencoderKLWan
-
-    torch.manual_seed(seed)
-    if kind == "image":
-        vae = AutoencoderKL(block_out_channels=(8, 8, 16), down_block_types=("DownEncoderBlock2D",) * 3,
-                            up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=4,
-                            layers_per_block=1, sample_size=32)
-    elif kind == "wan":
-        vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 2], num_res_blocks=1,
-                               temperal_downsample=[True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
-                               scale_factor_temporal=4, scale_factor_spatial=4)
-    else:
-        raise ValueError(f"unknown tiny VAE kind {kind!r}; use 'image' or 'wan'")
-    vae.save_pretrained(path)
-    return str(path)
-

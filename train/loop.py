@@ -6,18 +6,19 @@ Use::
     from train.loop import train
     result = train("OUT", "runs/tiny", preset("tiny"))      # resumes when runs/tiny has a checkpoint
 
-Writes ``RUN_DIR/config.json`` (resolved config), ``RUN_DIR/log.jsonl`` (one JSON line per logged step
-and validation), ``RUN_DIR/skipped.jsonl`` (clips that failed to decode), ``RUN_DIR/checkpoints/`` and a
-``train`` entry in ``OUT/summary.json``.
+Writes ``RUN_DIR/config.json`` (resolved config and tool versions), ``RUN_DIR/log.jsonl`` (one JSON line per
+logged step: loss, clips, tokens, model FLOPs, real tokens/s, the step's seconds split into data wait, forward,
+backward and optimizer, and MFU on a GPU; one line per validation), ``RUN_DIR/skipped.jsonl`` (clips that failed
+to decode), ``RUN_DIR/checkpoints/`` and a ``train`` entry in ``OUT/summary.json``; stdout echoes the log lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,14 +27,20 @@ import numpy as np
 import torch
 
 from manifests import store
-from train import checkpoint
+from media.versions import tool_versions
+from train import checkpoint, shards
 from train.config import RunConfig
-from train.data import (PackedBatch, PackLoader, Prepared, collate, pack_first_fit, prepare, split_validation,
-                        training_clips)
+from train.data import Example, Prepared, prepare, split_validation, training_clips
+from train.encoders import TextEncoder, Vae
 from train.diffusion import training_loss
 from train.model import DiffusionTransformer, count_parameters
+from train.packing import PackedBatch, PackLoader, collate, pack_first_fit
+from train.throughput import Stopwatch, batch_flops, peak_flops
+from train.stream import PackStream, open_encodings
 
 log = logging.getLogger(__name__)
+
+TOOLS = ("torch", "transformers", "diffusers", "safetensors", "av")  # recorded in config.json
 
 
 @dataclass
@@ -56,14 +63,50 @@ def default_device() -> torch.device:
 
 def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device) -> Prepared:
     """Prepare (or read from ``RUN_DIR/cache``) every kept, captioned clip of ``out_dir``."""
-    from train.encoders import TextEncoder, Vae
-
     d = cfg.data
     sources = training_clips(out_dir, d.captioner, d.prompt_version, d.limit)
     dev = str(device)
     return prepare(sources, d, cfg.model.patch_size, Path(run_dir) / "cache",
                    lambda: TextEncoder(d.text_encoder, d.max_text_tokens, device=dev),
                    lambda: Vae(d.vae, d.vae_subfolder, device=dev) if d.vae else None)
+
+
+@dataclass
+class TrainData:
+    """Where a run's packs come from (encodings streamed from shards, or clips prepared in memory)."""
+
+    source: PackLoader | PackStream  # next_packs / state_dict / load_state_dict
+    val_set: list[Example]
+    null_text: torch.Tensor
+    channels: int
+    text_dim: int
+    num_clips: int
+    num_train: int
+    skipped: list[dict]
+    encodings: str | None = None  # the encodings folder streamed, None when decoded on the fly
+
+
+def load_train_data(out_dir, run_dir, cfg: RunConfig, device: torch.device, use_encodings: bool = True) -> TrainData:
+    """Encodings of OUT made with this config when there are any (a mismatch raises, naming the setting), else
+    every clip decoded and encoded once into ``RUN_DIR/cache`` (:func:`load_data`)."""
+    d, patch = cfg.data, cfg.model.patch_size
+    folder = shards.find_encodings(out_dir, shards.key_inputs(d, patch)) if use_encodings else None
+    if folder is None:
+        prepared = load_data(out_dir, run_dir, cfg, device)
+        train_set, val_set = split_validation(prepared.examples, d.val_clips)
+        return TrainData(PackLoader(train_set, d.batch_tokens, seed=cfg.train.seed), val_set, prepared.null_text,
+                         prepared.channels, prepared.text_dim, len(prepared.examples), len(train_set),
+                         prepared.skipped)
+    enc = open_encodings(folder, training_clips(out_dir, d.captioner, d.prompt_version, d.limit), patch, d.val_clips)
+    stream = PackStream(folder, enc.train_ids, patch, d.batch_tokens, d.stream_window, cfg.train.seed)
+    return TrainData(stream, enc.val, enc.null_text, enc.channels, enc.text_dim, enc.num_clips, len(enc.train_ids),
+                     enc.skipped, str(folder))
+
+
+def pack_generator(seed: int, step: int, pack: int) -> torch.Generator:
+    """The random stream of one pack (caption dropout, timesteps, noise): a function of the seed, the step and
+    the pack's place in the step's global pack list, so it is the same whichever worker trains the pack."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, pack]).generate_state(1)[0]))
 
 
 def build_model(cfg: RunConfig, device: torch.device) -> DiffusionTransformer:
@@ -78,29 +121,46 @@ def lr_at(step: int, cfg: RunConfig) -> float:
     return cfg.train.lr * min(1.0, (step + 1) / warm) if warm else cfg.train.lr
 
 
-def train_step(model, ema, optimizer, batch: PackedBatch, generator: torch.Generator, cfg: RunConfig,
-               step: int) -> dict:
-    """One optimisation step on a packed batch: loss, backward, clip, AdamW, EMA. Returns log numbers."""
+def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: list[torch.Generator],
+               cfg: RunConfig, step: int, world: int = 1) -> dict:
+    """One optimisation step on this worker's packs: losses, backward, clip, AdamW, EMA. Returns log numbers,
+    with the seconds of the forward passes (noise and loss included), the backward passes and the optimizer.
+
+    The gradient is the mean over the step's ``packs_per_step`` packs of all workers, whatever their number:
+    each pack's loss is scaled by world / packs_per_step and DDP averages over the workers.
+    """
     tc = cfg.train
+    watch, seconds = Stopwatch(batches[0].x0.device), {"forward_s": 0.0, "backward_s": 0.0}
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, cfg)
-    on_gpu = batch.x0.device.type == "cuda"
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):  # bf16 on GPU only; CPU stays fp32
-        loss, _ = training_loss(
-            lambda x_t, t: model(x_t, t, batch.text, batch.text_mask, batch.pos, batch.seq),
-            batch.x0, batch.seq, batch.slot_tokens, generator, tc.timestep_mean, tc.timestep_std,
-            tc.shift_base_tokens, tc.max_shift)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    scale = world / cfg.data.packs_per_step
+    total = torch.zeros((), device=batches[0].x0.device)
+    for i, (batch, gen) in enumerate(zip(batches, generators)):
+        last = i == len(batches) - 1
+        with contextlib.nullcontext() if last or world == 1 else model.no_sync():  # one all-reduce per step
+            on_gpu = batch.x0.device.type == "cuda"
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):  # bf16 on GPU only; CPU fp32
+                loss, _ = training_loss(
+                    lambda x_t, t: model(x_t, t, batch.text, batch.text_mask, batch.pos, batch.seq),
+                    batch.x0, batch.seq, batch.slot_tokens, gen, tc.timestep_mean, tc.timestep_std,
+                    tc.shift_base_tokens, tc.max_shift)
+            seconds["forward_s"] += watch.lap()
+            (loss * scale).backward()
+            seconds["backward_s"] += watch.lap()
+        total += loss.detach() / cfg.data.packs_per_step
+    if world > 1:
+        torch.distributed.all_reduce(total)  # the mean loss over every worker's packs
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip else float("inf"))
     optimizer.step()
     with torch.no_grad():  # one fused call over all tensors: a per-tensor loop costs more than a tiny model's step
         torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - tc.ema_decay)
-    return {"loss": loss.item(), "grad_norm": float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
+    stats = {"loss": total.item(), "grad_norm": float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
+    return {**stats, **seconds, "optimizer_s": watch.lap()}
 
 
 @torch.no_grad()
-def validation_loss(model, val_set, prepared: Prepared, cfg: RunConfig, device) -> float:
+def validation_loss(model, val_set, cfg: RunConfig, device) -> float:
     """Mean loss over held-out clips at the fixed ``val_timesteps`` with fixed noise (comparable across steps)."""
     if not val_set:
         return float("nan")
@@ -135,6 +195,12 @@ def _truncate_log(run_dir: Path, step: int) -> None:
         path.write_text("".join(ln + "\n" for ln in keep))
 
 
+def write_config(run_dir: Path, cfg: RunConfig, workers: int = 1) -> None:
+    """``RUN_DIR/config.json``: the resolved config plus the workers and versions of the tools of this call."""
+    record = {**cfg.to_dict(), "workers": workers, "tool_versions": tool_versions(TOOLS)}
+    (run_dir / "config.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)
@@ -142,69 +208,122 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)  # noise, timesteps and caption dropout come from this stream
 
 
+def _distributed(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DDP over the process group the launcher set up (Ray Train: gloo on CPU, NCCL on GPU)."""
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+
+
+def _batches(packs: list[list[Example]], generators, data: TrainData, dc, device) -> list[PackedBatch]:
+    """Collate each pack, replacing a random share of captions with the empty one (caption dropout, for CFG)."""
+    out = []
+    for pack, gen in zip(packs, generators):
+        dropped = torch.rand(len(pack), generator=gen) < dc.caption_dropout
+        texts = [data.null_text if d else e.text for e, d in zip(pack, dropped.tolist())]
+        out.append(collate(pack, pad_multiple=dc.pad_multiple, texts=texts).to(device))
+    return out
+
+
+def _step_counts(packs: list[list[Example]], batches: list[PackedBatch], world: int, cfg: RunConfig) -> dict:
+    """Clips, real tokens, computed tokens and model FLOPs (train/throughput.py) of the whole step, summed over
+    the workers."""
+    counts = torch.tensor([sum(len(p) for p in packs), sum(b.real_tokens for b in batches),
+                           sum(int(b.x0.shape[1]) for b in batches), sum(batch_flops(cfg.model, b) for b in batches)],
+                          dtype=torch.long, device=batches[0].x0.device)
+    if world > 1:
+        torch.distributed.all_reduce(counts)
+    return dict(zip(("clips", "real_tokens", "tokens", "flops"), counts.tolist()))
+
+
+def _speed(counts: dict, stats: dict, data_s: float, world: int, peak: float | None) -> dict:
+    """Log numbers of one step's speed: the step's seconds (data wait + forward + backward + optimizer), real
+    tokens/s over all workers, and MFU where the device's peak is known (GPU)."""
+    step_s = data_s + stats["forward_s"] + stats["backward_s"] + stats["optimizer_s"]
+    record = {"data_s": data_s, "step_s": step_s, "tokens_per_s": counts["real_tokens"] / step_s}
+    if peak:
+        record["mfu"] = counts["flops"] / (step_s * peak * world)
+    return record
+
+
 def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = None,
-          echo: Callable[[str], None] = print) -> TrainResult:
-    """Train (or resume) a run from the manifests in ``out_dir``; see the module docstring."""
+          echo: Callable[[str], None] = print, use_encodings: bool = True, rank: int = 0,
+          world: int = 1) -> TrainResult:
+    """Train (or resume) a run from the manifests in ``out_dir``; see the module docstring.
+
+    ``rank``/``world``: this worker among ``world`` DDP workers (``train/pipeline.py`` launches them on Ray
+    Train); worker 0 writes the config, logs and checkpoints.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device else default_device()
     tc, dc = cfg.train, cfg.data
+    lead = rank == 0
+    if dc.packs_per_step % world:
+        raise ValueError(f"packs_per_step {dc.packs_per_step} does not divide among {world} workers: use a number "
+                         f"of workers that divides it (a run keeps its global batch), or a new run with "
+                         f"--packs-per-step {world}")
 
-    # 1. Data: decode once into the cache, hold out validation clips, pack the rest by token budget.
-    prepared = load_data(out_dir, run_dir, cfg, device)
-    with open(run_dir / "skipped.jsonl", "w") as fh:
-        fh.writelines(json.dumps(s) + "\n" for s in prepared.skipped)
-    train_set, val_set = split_validation(prepared.examples, dc.val_clips)
-    loader = PackLoader(train_set, dc.batch_tokens, seed=tc.seed)
+    # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
+    data = load_train_data(out_dir, run_dir, cfg, device, use_encodings)
+    if lead:
+        with open(run_dir / "skipped.jsonl", "w") as fh:
+            fh.writelines(json.dumps(s) + "\n" for s in data.skipped)
 
     # 2. Model, EMA and optimizer; the config is resolved against the data (channels, text width).
-    cfg = replace(cfg, model=replace(cfg.model, in_channels=prepared.channels, text_dim=prepared.text_dim))
-    (run_dir / "config.json").write_text(cfg.to_json())
+    cfg = replace(cfg, model=replace(cfg.model, in_channels=data.channels, text_dim=data.text_dim))
+    if lead:
+        write_config(run_dir, cfg, world)
     generator = seed_everything(tc.seed)
-    model = build_model(cfg, device).train()
-    ema = copy.deepcopy(model).requires_grad_(False).eval()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
+    net = build_model(cfg, device).train()
+    ema = copy.deepcopy(net).requires_grad_(False).eval()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
                                   foreach=True)
 
     # 3. Resume: weights, EMA, optimizer, data position and every random stream.
     start = 0
     ckpt = checkpoint.latest(run_dir)
     if ckpt is not None:
-        resumed = checkpoint.load(ckpt, model, ema, optimizer, generator)
+        resumed = checkpoint.load(ckpt, net, ema, optimizer, generator)
         start = resumed.step
-        loader.load_state_dict(resumed.data_state)
-        _truncate_log(run_dir, start)
+        data.source.load_state_dict(resumed.data_state)
+        if lead:
+            _truncate_log(run_dir, start)
         echo(f"resumed from {ckpt} at step {start}")
-    result = TrainResult(str(run_dir), start, start, num_clips=len(prepared.examples),
-                         skipped=len(prepared.skipped), parameters=count_parameters(model))
-    echo(f"training {result.parameters:,} parameters on {len(train_set)} clips ({len(val_set)} validation, "
-         f"{len(prepared.skipped)} skipped) on {device}, steps {start} -> {tc.steps}")
+    model = _distributed(net, device) if world > 1 else net
+    result = TrainResult(str(run_dir), start, start, num_clips=data.num_clips,
+                         skipped=len(data.skipped), parameters=count_parameters(net))
+    echo(f"training {result.parameters:,} parameters on {data.num_train} clips ({len(data.val_set)} validation, "
+         f"{len(data.skipped)} skipped{', from ' + data.encodings if data.encodings else ''}) on {device} with "
+         f"{world} worker(s), steps {start} -> {tc.steps}")
 
-    # 4. The loop.
+    # 4. The loop: each step takes the next packs_per_step packs of one global order; this worker trains its share.
+    peak = peak_flops(device)
     for step in range(start, tc.steps):
-        t0 = time.perf_counter()
-        pack = loader.next()
-        dropped = torch.rand(len(pack), generator=generator) < dc.caption_dropout  # caption dropout for CFG
-        texts = [prepared.null_text if d else e.text for e, d in zip(pack, dropped.tolist())]
-        batch = collate(pack, pad_multiple=dc.pad_multiple, texts=texts).to(device)
-        stats = train_step(model, ema, optimizer, batch, generator, cfg, step)
+        watch = Stopwatch(device)
+        packs = data.source.next_packs(dc.packs_per_step, rank, world)
+        generators = [pack_generator(tc.seed, step, rank + i * world) for i in range(len(packs))]
+        batches = _batches(packs, generators, data, dc, device)
+        data_s = watch.lap()
+        stats = train_step(model, ema, optimizer, batches, generators, cfg, step, world)
         result.losses.append(stats["loss"])
         result.step = step + 1
-        dt = time.perf_counter() - t0
         if (step + 1) % tc.log_every == 0 or step == start or step + 1 == tc.steps:
-            _append_log(run_dir, {"step": step + 1, **stats, "clips": len(pack), "real_tokens": batch.real_tokens,
-                                  "tokens": int(batch.x0.shape[1]), "step_s": dt,
-                                  "tokens_per_s": batch.real_tokens / dt}, echo)
-        if val_set and ((step + 1) % tc.val_every == 0 or step + 1 == tc.steps):
-            val = validation_loss(model, val_set, prepared, cfg, device)
-            val_ema = validation_loss(ema, val_set, prepared, cfg, device)
+            counts = _step_counts(packs, batches, world, cfg)  # every worker takes part in the sum
+            if lead:
+                _append_log(run_dir, {"step": step + 1, **stats, **counts, "workers": world,
+                                      **_speed(counts, stats, data_s, world, peak)}, echo)
+        if lead and data.val_set and ((step + 1) % tc.val_every == 0 or step + 1 == tc.steps):
+            val = validation_loss(net, data.val_set, cfg, device)
+            val_ema = validation_loss(ema, data.val_set, cfg, device)
             result.val_losses.append((step + 1, val))
             _append_log(run_dir, {"step": step + 1, "val_loss": val, "val_loss_ema": val_ema}, echo)
-        if (step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps:
-            checkpoint.save(run_dir, step + 1, model, ema, optimizer, generator, loader.state_dict())
+        if lead and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps):
+            checkpoint.save(run_dir, step + 1, net, ema, optimizer, generator, data.source.state_dict())
 
-    store.update_summary(out_dir, "train", {
-        "run_dir": str(run_dir), "step": result.step, "clips": result.num_clips, "skipped": result.skipped,
-        "parameters": result.parameters, "last_loss": result.losses[-1] if result.losses else None,
-        "last_val_loss": result.val_losses[-1][1] if result.val_losses else None})
+    if lead:
+        store.update_summary(out_dir, "train", {
+            "run_dir": str(run_dir), "step": result.step, "clips": result.num_clips, "skipped": result.skipped,
+            "parameters": result.parameters, "workers": world, "encodings": data.encodings,
+            "last_loss": result.losses[-1] if result.losses else None,
+            "last_val_loss": result.val_losses[-1][1] if result.val_losses else None})
     return result

@@ -147,12 +147,12 @@ class SelfAttention(nn.Module):
         self.k_norm = nn.RMSNorm(hidden // heads, eps=1e-6)
         self.proj = nn.Linear(hidden, hidden)
 
-    def forward(self, x, cos, sin, mask):
+    def forward(self, x, cos, sin, attend: PackedAttention):
         b, n, d = x.shape  # (B, L, D)
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads)  # (B, L, 3, H, hd)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, hd)
         q, k = apply_rope(self.q_norm(q), cos, sin), apply_rope(self.k_norm(k), cos, sin)  # (B, H, L, hd)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, hd); mask (B, 1, L, L)
+        out = attend(q, k, v)  # (B, H, L, hd), each token attending within its own clip
         return self.proj(out.transpose(1, 2).reshape(b, n, d))  # (B, L, D)
 
 
@@ -190,12 +190,12 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(hidden, inner), nn.GELU(approximate="tanh"), nn.Linear(inner, hidden))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
 
-    def forward(self, x, c, seq_idx, cos, sin, self_mask, ctx, cross_mask):
+    def forward(self, x, c, seq_idx, cos, sin, attend, ctx, cross_mask):
         # x (B, L, D); c (B, S, D) timestep conditioning per clip; seq_idx (B, L) slot per token (padding -> 0)
         mod = self.ada(c)  # (B, S, 6D)
         mod = torch.gather(mod, 1, seq_idx[..., None].expand(-1, -1, mod.shape[-1]))  # (B, L, 6D) per token
         sh1, sc1, g1, sh2, sc2, g2 = mod.chunk(6, dim=-1)  # each (B, L, D)
-        x = x + g1 * self.attn(modulate(self.norm1(x), sh1, sc1), cos, sin, self_mask)  # (B, L, D)
+        x = x + g1 * self.attn(modulate(self.norm1(x), sh1, sc1), cos, sin, attend)  # (B, L, D)
         x = x + self.cross(self.norm2(x), ctx, cross_mask)  # (B, L, D)
         return x + g2 * self.mlp(modulate(self.norm3(x), sh2, sc2))  # (B, L, D)
 
@@ -217,18 +217,87 @@ class FinalLayer(nn.Module):
 # ---------------------------------------------------------------- model
 
 
-def attention_masks(seq: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Block-diagonal masks (True = may attend) from slots ``seq`` (B, L) and ``text_mask`` (B, S, Lt).
+ATTENTION_KERNELS = ("auto", "segments", "varlen", "dense")
 
-    Self: a token sees tokens of its own clip; padding (-1) sees padding only, so no row is empty.
-    Cross: a token sees its own clip's valid caption tokens; padding sees every caption token.
+
+def segment_bounds(seq: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """[(start, end), ...] of each run of one slot in every row of ``seq`` (B, L); padding (-1) is a run too.
+
+    Packing lays every clip out contiguously; a slot appearing in two runs is a bug and raises ValueError.
+    """
+    out = []
+    for row in seq.tolist():  # one host copy per forward pass
+        cuts = [0] + [i for i in range(1, len(row)) if row[i] != row[i - 1]] + [len(row)]
+        runs = list(zip(cuts[:-1], cuts[1:]))
+        if len({row[s] for s, _ in runs}) != len(runs):
+            raise ValueError("a clip's tokens are not contiguous in the packed sequence; pack with train.packing")
+        out.append(runs)
+    return out
+
+
+class PackedAttention:
+    """Self-attention confined to each clip of a packed sequence (block-diagonal), without an L x L mask.
+
+    Kernels (``ModelConfig.attention``):
+    - ``segments``: one ``scaled_dot_product_attention`` per clip segment (memory linear in tokens for a
+      fixed clip size; the CPU choice: FlexAttention has no CPU backward in torch 2.14);
+    - ``varlen``: ``torch.nn.attention.varlen.varlen_attn`` (flash attention over cumulative lengths), on
+      CUDA in half precision;
+    - ``dense``: the reference, a (B, 1, L, L) boolean mask; memory quadratic in L;
+    - ``auto``: varlen on CUDA when the inputs are (or autocast makes them) half precision, else segments.
+    Padding (slot -1) attends to padding only, as in the dense reference, so no softmax row is empty.
+    """
+
+    def __init__(self, seq: torch.Tensor, kernel: str = "auto"):
+        if kernel not in ATTENTION_KERNELS:
+            raise ValueError(f"unknown attention kernel {kernel!r}; use one of {', '.join(ATTENTION_KERNELS)}")
+        self.kernel, self.length = kernel, seq.shape[1]
+        if kernel == "dense":
+            self.mask = (seq[:, :, None] == seq[:, None, :])[:, None]  # (B, 1, L, L)
+        else:
+            self.bounds = segment_bounds(seq)
+
+    def _use_varlen(self, q: torch.Tensor) -> bool:
+        if self.kernel == "segments" or q.device.type != "cuda":
+            return False
+        half = q.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled("cuda")
+        return half or self.kernel == "varlen"
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q, k, v (B, H, L, hd) -> (B, H, L, hd)."""
+        if self.kernel == "dense":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
+        if self._use_varlen(q):
+            return self._varlen(q, k, v)
+        rows = [torch.cat([F.scaled_dot_product_attention(q[b:b + 1, :, s:e], k[b:b + 1, :, s:e],
+                                                          v[b:b + 1, :, s:e]) for s, e in runs], dim=2)
+                for b, runs in enumerate(self.bounds)]  # each (1, H, L, hd)
+        return torch.cat(rows, dim=0)  # (B, H, L, hd)
+
+    def _varlen(self, q, k, v):
+        from torch.nn.attention.varlen import varlen_attn
+
+        b, h, n, hd = q.shape
+        half = q.dtype if q.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+        ends = [row * n + e for row, runs in enumerate(self.bounds) for _, e in runs]
+        cu = torch.tensor([0, *ends], dtype=torch.int32, device=q.device)  # (segments + 1,)
+        longest = max(e - s for runs in self.bounds for s, e in runs)
+        flat = [t.transpose(1, 2).reshape(b * n, h, hd).to(half) for t in (q, k, v)]  # each (B*L, H, hd)
+        out = varlen_attn(*flat, cu, cu, longest, longest)  # (B*L, H, hd)
+        return out.reshape(b, n, h, hd).transpose(1, 2).to(q.dtype)  # (B, H, L, hd)
+
+
+def cross_attention_mask(seq: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, L, S*Lt) True = may attend, from slots ``seq`` (B, L) and ``text_mask`` (B, S, Lt).
+
+    A token sees its own clip's valid caption tokens (at least one per clip: ``TextEncoder.encode`` gives an
+    empty caption one zero token); padding sees every caption token, keeping its softmax finite.
     """
     b, s, lt = text_mask.shape
-    self_mask = seq[:, :, None] == seq[:, None, :]  # (B, L, L)
     text_slot = torch.arange(s, device=seq.device).repeat_interleave(lt)  # (M,) slot of each caption token
     cross = (seq[:, :, None] == text_slot[None, None, :]) & text_mask.reshape(b, 1, s * lt)  # (B, L, M)
     cross = cross | (seq < 0)[:, :, None]  # (B, L, M) padding rows attend to all, keeping softmax finite
-    return self_mask[:, None], cross[:, None]  # (B, 1, L, L), (B, 1, L, M)
+    return cross[:, None]  # (B, 1, L, M)
 
 
 class DiffusionTransformer(nn.Module):
@@ -276,7 +345,8 @@ class DiffusionTransformer(nn.Module):
         Returns (B, L, patch_dim).
         """
         b, s, lt, _ = text.shape
-        self_mask, cross_mask = attention_masks(seq, text_mask)  # (B, 1, L, L), (B, 1, L, S*Lt)
+        attend = PackedAttention(seq, self.cfg.attention)  # block-diagonal self-attention
+        cross_mask = cross_attention_mask(seq, text_mask)  # (B, 1, L, S*Lt)
         seq_idx = seq.clamp(min=0)  # (B, L) padding reads slot 0's modulation; its output is ignored
         h = self.patch_embed(x)  # (B, L, D)
         if self.cfg.abs_pos_embed:
@@ -288,9 +358,9 @@ class DiffusionTransformer(nn.Module):
         cos, sin = self.rope(pos, h.dtype)  # (B, 1, L, hd/2) x 2
         for block in self.blocks:
             if self.cfg.checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, c, seq_idx, cos, sin, self_mask, ctx, cross_mask, use_reentrant=False)
+                h = checkpoint(block, h, c, seq_idx, cos, sin, attend, ctx, cross_mask, use_reentrant=False)
             else:
-                h = block(h, c, seq_idx, cos, sin, self_mask, ctx, cross_mask)  # (B, L, D)
+                h = block(h, c, seq_idx, cos, sin, attend, ctx, cross_mask)  # (B, L, D)
         return self.final(h, c, seq_idx)  # (B, L, patch_dim)
 
 

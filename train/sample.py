@@ -22,6 +22,7 @@ from media.frames import write_video
 from train import checkpoint
 from train.config import RunConfig
 from train.diffusion import euler_sample, resolution_shift
+from train.encoders import TextEncoder, Vae, latent_frames, pixel_frames
 from train.model import DiffusionTransformer, grid_positions, unpatchify
 
 
@@ -40,9 +41,8 @@ def resolve_shape(cfg: RunConfig, frames: int, height: int, width: int, temporal
     """Check that frames/size fit the patch grid (and VAE), raising a ValueError that names valid values."""
     pt, ph, pw = cfg.model.patch_size
     uh, uw = ph * spatial_factor, pw * spatial_factor
-    latent = frames if temporal_factor == 1 else (frames - 1) // temporal_factor + 1
-    ok_frames = (frames - 1) % temporal_factor == 0 if temporal_factor > 1 else True
-    if frames < 1 or not ok_frames or latent % pt:
+    latent = latent_frames(frames, temporal_factor)
+    if frames < 1 or pixel_frames(latent, temporal_factor) != frames or latent % pt:
         step = pt * temporal_factor
         hint = f"1 + a multiple of {step}" if temporal_factor > 1 else f"a multiple of {pt}"
         raise ValueError(f"--frames {frames} does not fit this model; use {hint}")
@@ -104,8 +104,6 @@ def sample_video(run_dir, prompt: str, frames: int, size: tuple[int, int], steps
                  guidance: float | None = None, seed: int = 0, use_ema: bool = True, device=None,
                  negative_prompt: str = "") -> tuple[torch.Tensor, RunConfig]:
     """Generate one clip for ``prompt``: video (3, T, H, W) in [-1, 1] and the run's config."""
-    from train.encoders import TextEncoder, Vae
-
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cfg, model = load_run(run_dir, device, use_ema)
     vae = Vae(cfg.data.vae, cfg.data.vae_subfolder, device=str(device)) if cfg.data.vae else None

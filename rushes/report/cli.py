@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 EPILOG = """\
-SQL views (DuckDB, read straight from the Parquet parts; a manifest not written yet is an empty view):
+SQL views (DuckDB, read straight from the Parquet parts; a manifest not written yet is an empty view).
+A query reads these views only: other files, the network and COPY ... TO are refused unless
+--allow-external-access is given.
   videos    one row per source video (status, error_stage, error_message, duration_s, ...)
   clips     one row per clip, kept and rejected (keep, reject_reason, scores, start_s, end_s, ...)
   captions  one row per caption attempt (caption, captioner, prompt_version, status, ...)
@@ -22,6 +24,7 @@ examples:
   rushes inspect OUT --html OUT/report.html
   rushes inspect OUT --sql "SELECT reject_reason, count(*) n FROM clips GROUP BY 1 ORDER BY n DESC"
   rushes inspect OUT --sql "SELECT c.clip_id, k.caption FROM clips c JOIN captions k USING (clip_id)" --format csv
+  rushes inspect OUT --allow-external-access --sql "COPY (SELECT * FROM clips WHERE keep) TO 'kept.parquet'"
 """
 
 
@@ -47,9 +50,22 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="processes decoding thumbnails; 0 = min(4, CPU count) (default: 0)")
     p.add_argument("--no-thumbs", action="store_true",
-                   help="write the HTML report without decoding any video (no contact-sheet images)")
+                   help="write the HTML report without decoding any video, no contact-sheet images (default: off)")
     p.add_argument("--page-size", type=int, default=50, help="contact-sheet rows per page in the report (default: 50)")
+    p.add_argument("--allow-external-access", action="store_true",
+                   help="let --sql read and write files other than the run's manifests and reach the network, e.g. "
+                        "COPY (SELECT ...) TO 'kept.parquet'; without it such a query fails (default: off)")
     p.set_defaults(func=run_inspect)
+
+
+# What a stage writes into OUT; a folder with none of them is not a run.
+RUN_MARKERS = ("videos/", "clips/", "captions/", "summary.json")
+
+
+def is_run(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds a manifest folder or the summary a stage writes."""
+    return any((run_dir / m.rstrip("/")).is_dir() if m.endswith("/") else (run_dir / m).is_file()
+               for m in RUN_MARKERS)
 
 
 def _print_error(message: str) -> int:
@@ -64,6 +80,9 @@ def run_inspect(args) -> int:
     run_dir = args.run_dir if storage.is_remote(args.run_dir) else Path(args.run_dir)
     if not storage.is_dir(run_dir):
         return _print_error(f"run directory {run_dir} does not exist; pass the OUT folder a stage wrote")
+    if not is_run(run_dir):
+        return _print_error(f"{run_dir} is not a rushes run: it has none of {', '.join(RUN_MARKERS)}; pass the OUT "
+                            f"folder of `rushes curate INPUT --out OUT`")
     from manifests.store import ManifestError
 
     try:
@@ -86,7 +105,7 @@ def _run_sql(run_dir: Path, args) -> int:
 
     sql = sys.stdin.read() if args.sql == "-" else args.sql
     try:
-        result = query(run_dir, sql)
+        result = query(run_dir, sql, allow_external_access=args.allow_external_access)
     except QueryError as exc:
         return _print_error(f"query failed: {exc}")
     print(render(result.columns, result.rows, args.format))

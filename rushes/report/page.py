@@ -291,18 +291,18 @@ def render_page(run_dir: Path, s: RunSummary, sheet: dict, cfg: ReportConfig) ->
     meta = {"page_size": cfg.page_size, "thumb_h": cfg.thumbs.height_px, "thumb_col": thumb_col,
             "units": {d.name: d.unit for d in s.scores}, "descriptions": {d.name: d.description for d in s.scores}}
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return assets.PAGE.format(
+    return assets.page().format(
         title=html.escape(f"rushes · {storage.name(run_dir)}"),
         run_dir=html.escape(str(run_dir)),
         generated=generated,
-        css=assets.CSS,
+        css=assets.css(),
         stats=_stat_cards(s),
         reasons=_reason_rows(s),
         failures=_failures(run_dir, s, cfg.max_failures_listed),
         throughput=_throughput(s),
         histograms=_histograms(s, sheet, cfg.histogram_bins) or '<p class="muted">no scores yet</p>',
         data=_json_for_script({"clips": sheet, "meta": meta}),
-        js=assets.JS,
+        js=assets.js(),
     )
 
 

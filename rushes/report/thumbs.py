@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from manifests.ids import make_id
+from manifests.paths import UnsafePathError, resolve_inside
 from media.frames import DecodeError, even, sample_frames, uniform_times
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -82,20 +87,34 @@ def _frame_size(width, height, height_px: int) -> tuple[int, int] | None:
     return even(height_px * width / height), even(height_px)
 
 
+def thumb_name(clip_id: str, cfg: ThumbConfig) -> str:
+    """File name of a clip's strip: the clip id when it is a plain token, else a hash of it (an edited id such as
+    ``../../x`` must not name a file outside the thumbnail folder)."""
+    safe = clip_id if _PLAIN_ID.fullmatch(clip_id or "") else make_id("thumb", clip_id)
+    return f"{safe}-{cfg.frames_per_clip}f{cfg.height_px}.jpg"
+
+
 def thumb_tasks(run_dir: str | os.PathLike, clip_rows: list[dict], video_paths: dict[str, str],
                 cfg: ThumbConfig) -> tuple[list[ThumbTask], dict[str, ThumbResult]]:
     """Tasks for every clip that has a readable source, and error results for those that have none.
 
-    An encoded clip (``clip_path`` under the run directory) is sampled over its own timeline; otherwise
-    the span ``[start_s, end_s)`` of the source video (``videos.path``) is sampled.
+    An encoded clip (``clip_path``, which must resolve inside the run directory: see
+    :func:`manifests.paths.resolve_inside`) is sampled over its own timeline; a clip without one is sampled
+    over the span ``[start_s, end_s)`` of its source video (``videos.path``). A ``clip_path`` pointing outside
+    the run directory gets an error result and is never opened.
     """
-    run_dir = Path(run_dir)
     tasks, missing = [], {}
     for row in clip_rows:
         clip_id = row["clip_id"]
         size = _frame_size(row.get("width_px"), row.get("height_px"), cfg.height_px)
-        name = f"{clip_id}-{cfg.frames_per_clip}f{cfg.height_px}.jpg"
-        encoded = run_dir / row["clip_path"] if row.get("clip_path") else None
+        name = thumb_name(clip_id, cfg)
+        encoded = None
+        if row.get("clip_path") is not None:
+            try:
+                encoded = resolve_inside(run_dir, row["clip_path"], column="clip_path", row=f"clip {clip_id}")
+            except UnsafePathError as exc:
+                missing[clip_id] = ThumbResult(None, str(exc))
+                continue
         if encoded is not None and encoded.is_file():
             duration = row.get("duration_s") or 0.0
             times = uniform_times(0.0, duration, cfg.frames_per_clip) if duration > 0 else [0.0]

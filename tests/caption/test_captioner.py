@@ -13,7 +13,7 @@ from grey_clips import level_at
 from caption.adapter import FRAMES_SCHEMA, CaptionActor, decode_batch
 from caption.captioner import ModelNotFoundError, frame_spec, load_processor, resolve_model
 from caption.config import preset
-from caption.frames import FrameSpec, frame_times
+from caption.frames import ClipFrames, FrameSpec, frame_times
 
 
 def _tasks(video, spans, path=None) -> pa.Table:
@@ -59,14 +59,18 @@ def test_generate_batches_video_inputs_in_order(grey_video, qwen_cfg):
     from caption.adapter import frames_from_row
 
     clips = [frames_from_row(r) for r in frames.to_pylist()]
+    clips[0] = ClipFrames(rgb=clips[0].rgb[:2], times_s=clips[0].times_s[:2])  # a shorter prompt first
+    expected = [[level_at(t) for t in c.times_s] for c in clips]
     gens = cap.generate(clips, "Describe this video.")
     call = cap.calls[-1]
-    assert call["levels"] == [[level_at(t) for t in c.times_s] for c in clips]
-    assert call["shapes"] == [[4, 42, 64, 3]] * 3
+    assert call["levels"] == expected
+    assert call["shapes"] == [[2, 42, 64, 3], [4, 42, 64, 3], [4, 42, 64, 3]]
     assert call["texts"][0].endswith("<|vision_end|>Describe this video.<|im_end|>\n<|im_start|>assistant\n")
-    # Left padding: every prompt ends at the last column, where generation starts.
-    assert len(gens) == 3 and all(g.input_tokens > 0 and 0 < g.output_tokens <= 16 for g in gens)
-    assert all(g.text.startswith(str(lv)) for g, lv in zip(gens, call["levels"]))
+    # Each result belongs to its own clip: its prompt length is that clip's alone (the padded batch is longer).
+    alone = [int(cap.build_inputs([c], "Describe this video.")["input_ids"].shape[1]) for c in clips]
+    assert alone[0] < alone[1] == alone[2]
+    assert [g.input_tokens for g in gens] == alone
+    assert len(gens) == 3 and all(0 < g.output_tokens <= 16 for g in gens)
 
 
 def test_families_without_video_input_get_frames_as_images(grey_video, qwen_cfg):

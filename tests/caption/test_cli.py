@@ -9,6 +9,7 @@ from grey_clips import make_run
 
 from caption import cli
 from manifests import store
+from rushes.testing.cli_help import help_problems, subparser
 
 FLAGS = ("--model", "--prompt", "--frames", "--fps", "--batch-size", "--concurrency", "--num-gpus",
          "--max-new-tokens", "--limit", "--dry-run", "--trust-remote-code", "--address", "--revision", "--preset")
@@ -21,10 +22,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def test_help_explains_every_flag():
-    text = _parser()._subparsers._group_actions[0].choices["caption"].format_help()
+    parser = subparser(cli.register, "caption")
+    assert help_problems(parser) == []
+    text = parser.format_help()
     for flag in FLAGS:
         assert flag in text
     assert "SmolVLM2-256M-Video-Instruct" in text and "Qwen2.5-VL" in text
+    assert "(default: from --preset: default 8, debug 4)" in " ".join(text.split())
 
 
 def test_flags_override_the_preset():
@@ -53,9 +57,10 @@ def test_dry_run_reports_the_plan_and_writes_nothing(tmp_path, grey_video, tiny_
     assert not store.part_paths(out, "captions")
 
 
-def test_bad_arguments_exit_2_with_a_hint(tmp_path, caplog):
+def test_bad_arguments_exit_2_with_a_hint_on_stderr(tmp_path, capsys):
     args = _parser().parse_args(["caption", str(tmp_path)])
     assert args.func(args) == 2
-    assert "rushes curate" in caplog.text
+    err = capsys.readouterr()
+    assert f"rushes curate INPUT --out {tmp_path}" in err.err and err.out == ""
     args = _parser().parse_args(["caption", str(tmp_path), "--frames", "0"])
-    assert args.func(args) == 2 and "num_frames=0" in caplog.text
+    assert args.func(args) == 2 and "num_frames=0" in capsys.readouterr().err

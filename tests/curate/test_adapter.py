@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
-from curate.adapter import RunInfo, process_video
+from curate.adapter import RunInfo, process_video, record_crash, record_duplicate
 from curate.config import debug
 from manifests import read
 from media.ffmpeg import run_ffmpeg
@@ -53,3 +52,22 @@ def test_new_config_replaces_clips_and_files_and_a_later_failure_drops_them(tmp_
     o = process_video(v.path, out, broken, RunInfo("c", "{}"))
     assert (o.status, o.error_stage) == ("error", "encode")
     assert read(out, "clips").num_rows == 0 and not list((out / "media").rglob("*.mp4"))
+
+
+def test_rows_written_outside_a_task_carry_the_runs_provenance(tmp_path):
+    run = RunInfo("cfg", '{"ffmpeg": "x", "rushes": "y"}')
+    v = make_cut_video(tmp_path / "v.mp4", [1.0], fps=25, size=(64, 48))
+    ok = process_video(v.path, tmp_path / "run", CFG, run)
+    record_crash(str(tmp_path / "crashed.mp4"), tmp_path / "run", run, MemoryError("killed"))
+    record_duplicate(str(tmp_path / "copy.mp4"), v.path, tmp_path / "run", run)
+    rows = read(tmp_path / "run", "videos").to_pylist()
+    assert ok.status == "ok" and sorted(r["error_stage"] or "ok" for r in rows) == ["input", "ok", "worker"]
+    assert [(r["tool_versions"], r["config_hash"]) for r in rows] == [(run.tool_versions, "cfg")] * 3
+    assert all(r["created_at"] is not None for r in rows)
+
+
+def test_a_url_input_is_an_error_row_that_keeps_the_url(tmp_path):
+    o = process_video("https://example.com/take 1.mp4", tmp_path / "run", CFG, RunInfo("t", "{}"))
+    row = read(tmp_path / "run", "videos").to_pylist()[0]
+    assert (o.status, row["error_stage"], row["path"]) == ("error", "input", "https://example.com/take 1.mp4")
+    assert "is a URL" in row["error_message"]

@@ -98,3 +98,74 @@ def test_filter_preset_is_checked_and_not_part_of_the_config_hash():
     assert dataclasses.replace(base, filter_preset="strict").hashed_dict() == base.hashed_dict()
     with pytest.raises(ValueError, match="strictt"):
         dataclasses.replace(base, filter_preset="strictt")
+
+
+def test_dry_run_leaves_out_the_runs_own_output_like_a_real_run(tmp_path, capsys):
+    import argparse
+    import shutil
+
+    v = make_cut_video(tmp_path / "v.mp4", [1.0], fps=25, size=(64, 48))
+    out = tmp_path / "run"
+    (out / "media" / "x").mkdir(parents=True)
+    shutil.copy(v.path, out / "media" / "x" / "clip.mp4")  # a clip of an earlier run inside the input folder
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    assert cli.main(sub.choices["curate"].parse_args([str(tmp_path), "--out", str(out), "--dry-run"])) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["videos"] == 1 and plan["duration_s"] == pytest.approx(1.0, abs=0.05)
+    assert plan["skipped_inputs"] == {"run_output": 1}
+
+
+def test_register_adds_curate_and_filter():
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    assert {"curate", "filter"} <= set(sub.choices)
+    args = sub.choices["filter"].parse_args(["OUT", "--min-motion", "0.02", "--max-text-area", "none"])
+    assert args.func is cli.filter_main and args.min_motion == 0.02 and args.max_text_area is None
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["curate", "in.mp4", "--out", "{out}/o", "--min-clip-s", "nan"], "min_clip_s must be a finite number"),
+    (["curate", "in.mp4", "--out", "{out}/o", "--max-clip-s", "inf"], "max_clip_s must be a finite number"),
+    (["curate", "in.mp4", "--out", "{out}/o", "--threshold", "nan"], "adaptive_threshold must be a finite number"),
+    (["filter", "{out}", "--min-motion", "nan"], "min_motion=nan: give a finite number"),
+    (["filter", "{out}", "--max-text-area", "inf"], "max_text_area=inf: give a finite number"),
+])
+def test_numbers_must_be_finite(tmp_path, capsys, argv, words):
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli.register(sub)
+    args = sub.choices[argv[0]].parse_args([a.format(out=tmp_path) for a in argv[1:]])
+    assert args.func(args) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_every_file_a_folder_holds_is_listed_or_counted_and_links_are_followed(tmp_path):
+    import os
+
+    from curate.inputs import collect_inputs
+
+    src, outside = tmp_path / "src", tmp_path / "outside"
+    (src / "sub").mkdir(parents=True)
+    outside.mkdir()
+    for p in ("src/a.mp4", "src/notes.md", "src/.hidden.mp4", "src/sub/b.mov", "outside/c.mkv", "outside/d.txt"):
+        (tmp_path / p).write_bytes(b"0")
+    os.symlink(outside, src / "linked")  # a linked folder is followed
+    os.symlink(src, src / "sub" / "loop")  # a cycle back to the top is cut
+    os.symlink(src / "a.mp4", src / "alias.mp4")  # another name of a listed file
+    os.symlink(tmp_path / "gone.mp4", src / "dangling.mp4")  # a broken link stays: its row says so
+    found = collect_inputs([str(src)])
+    assert found.paths == [str(src / "a.mp4"), str(src / "dangling.mp4"), str(outside / "c.mkv"),
+                           str(src / "sub" / "b.mov")]
+    assert found.skipped_counts() == {"hidden": 1, "not_video": 2, "same_file": 1, "symlink_cycle": 1}
+    assert found.skipped["not_video"] == [str(src / "notes.md"), str(src / "linked" / "d.txt")]
+
+
+def test_a_url_in_a_list_stays_a_url(tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("ftp://host/a.mp4\nhttps://example.com/b.mp4  # remote\nlocal.mp4\n")
+    assert expand_inputs([str(listing)]) == ["ftp://host/a.mp4", "https://example.com/b.mp4",
+                                             str(tmp_path / "local.mp4")]

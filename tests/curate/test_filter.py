@@ -85,7 +85,7 @@ def test_presets_order_from_permissive_to_strict():
 
 
 def test_camera_rule_and_config_errors_name_the_fix():
-    keep, reasons = decide([clip(0, camera_motion="shaky"), clip(1)],
+    _, reasons = decide([clip(0, camera_motion="shaky"), clip(1)],
                            cfg=FilterConfig(reject_camera_motion="shaky,complex"))
     assert reasons == ["camera=shaky", None]
     with pytest.raises(ValueError, match="unknown label"):

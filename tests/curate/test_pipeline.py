@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from curate.config import RayConfig, debug
-from curate.pipeline import run_curate
+from curate.pipeline import run_curate, tool_versions
 from manifests import read, read_summary
 from media.ffmpeg import run_ffmpeg, run_ffprobe_json
 from synth import make_cut_video
@@ -85,6 +85,15 @@ def test_bad_inputs_become_error_rows_naming_file_and_fix(curated):
                                                                                if v["status"] == "error"}]
 
 
+def test_every_row_kind_records_the_same_tool_versions(curated):
+    out = curated[0]
+    expected = json.dumps(tool_versions(), sort_keys=True)
+    assert {"rushes", "ffmpeg", "scenedetect", "av"} <= set(json.loads(expected))
+    videos, clips = read(out, "videos").to_pylist(), read(out, "clips").to_pylist()
+    assert {v["status"] for v in videos} == {"ok", "error"} and clips
+    assert [r["tool_versions"] for r in videos + clips] == [expected] * (len(videos) + len(clips))
+
+
 def test_summary_has_counts_and_throughput(curated):
     out, _, _, summary = curated
     assert read_summary(out)["curate"] == json.loads(json.dumps(summary, default=str))
@@ -105,7 +114,7 @@ def test_duckdb_polars_and_pandas_open_the_manifests(curated):
 
 
 def test_rerun_skips_completed_videos_and_a_new_config_reprocesses(curated):
-    out, vids, bad, _ = curated
+    out, vids, _, _ = curated
     before = read(out, "clips").sort_by("clip_id").to_pylist()
     again = run_curate([v.path for v in vids], out, debug(), RayConfig())
     assert again["videos"]["skipped_this_run"] == len(vids) and again["videos"]["processed_this_run"] == 0
@@ -136,6 +145,29 @@ def test_a_copy_of_a_video_is_recorded_once_as_a_duplicate(tmp_path, ray_local):
     dup = videos["copy_of_a.mp4"]
     assert (dup["status"], dup["error_stage"]) == ("error", "input")
     assert "same content as" in dup["error_message"] and "a.mp4" in dup["error_message"]
+    assert dup["tool_versions"] == videos["a.mp4"]["tool_versions"] == json.dumps(tool_versions(), sort_keys=True)
     clips = read(out, "clips").to_pylist()
     assert {c["video_id"] for c in clips} == {videos["a.mp4"]["video_id"]}
     assert summary["videos"] == {**summary["videos"], "ok": 1, "error": 1, "processed_this_run": 2}
+
+
+def test_a_copy_found_in_a_later_run_gets_its_own_row_and_skipped_files_are_counted(tmp_path, ray_local):
+    import shutil
+
+    first, later = tmp_path / "day1", tmp_path / "day2"
+    first.mkdir()
+    later.mkdir()
+    v = make_cut_video(first / "a.mp4", (1.5, 1.5), fps=25, size=(160, 120))
+    (first / "notes.md").write_text("shot list")
+    out = tmp_path / "run"
+    one = run_curate([str(first)], out, debug(), RayConfig())
+    assert one["inputs_skipped"] == {"not_video": 1} and one["videos"]["ok"] == 1
+    shutil.copy(v.path, later / "a_renamed.mp4")
+    two = run_curate([str(later)], out, debug(), RayConfig())
+    videos = {Path(r["path"]).name: r for r in read(out, "videos").to_pylist()}
+    assert set(videos) == {"a.mp4", "a_renamed.mp4"} and videos["a.mp4"]["status"] == "ok"
+    dup = videos["a_renamed.mp4"]
+    assert (dup["status"], dup["error_stage"]) == ("error", "input")
+    assert f"same content as {v.path}" in dup["error_message"] and dup["tool_versions"]
+    assert two["videos"]["error"] == 1 and two["inputs_skipped"] == {}
+    assert {c["video_id"] for c in read(out, "clips").to_pylist()} == {videos["a.mp4"]["video_id"]}

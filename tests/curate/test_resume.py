@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from manifests import read
 from media.ffmpeg import run_ffprobe_json

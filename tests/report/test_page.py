@@ -13,7 +13,7 @@ import pytest
 
 from manifests import store
 from manifests.schema import schema_for
-from report_browser import Browser, find_chromium
+from rushes.testing.browser import Browser, find_chromium
 from rushes.report.page import ReportConfig, build_report
 from rushes.report.thumbs import ThumbConfig
 

@@ -51,11 +51,46 @@ def test_cli_formats(run_dir, capsys, inspect):
     assert "query failed" in capsys.readouterr().err
 
 
-def test_help_explains_every_flag(capsys, inspect):
-    with pytest.raises(SystemExit):
-        inspect(["inspect", "--help"])
-    out = capsys.readouterr().out
+def test_help_explains_every_flag():
+    from rushes.report import cli
+    from rushes.testing.cli_help import help_problems, subparser
+
+    parser = subparser(cli.register, "inspect")
+    assert help_problems(parser) == []
     for flag in ("--html", "--sql", "--format", "--frames", "--thumb-height", "--workers", "--no-thumbs",
                  "--page-size"):
-        assert flag in out
-    assert "default" in out
+        assert flag in parser.format_help()
+
+
+def test_queries_read_the_manifests_only(run_dir, tmp_path):
+    # Reading a file nobody named, writing one, attaching a database, or switching access back on: all refused.
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a,b\n1,2\n")
+    refused = ["SELECT * FROM read_csv('/etc/passwd')", f"SELECT * FROM read_csv('{secret}')",
+               f"COPY (SELECT * FROM clips) TO '{tmp_path / 'leak.csv'}'",
+               f"ATTACH '{tmp_path / 'x.duckdb'}'", "SET enable_external_access = true",
+               "SELECT * FROM read_csv('https://example.com/x.csv')"]
+    for sql in refused:
+        with pytest.raises(QueryError, match="disabled by configuration|configuration has been locked"):
+            query(run_dir, sql)
+    assert not (tmp_path / "leak.csv").exists() and not (tmp_path / "x.duckdb").exists()
+    assert query(run_dir, "SELECT count(*) FROM clips").rows == [(6,)]  # the views still read their parts
+
+
+def test_allow_external_access_lets_a_query_export(run_dir, tmp_path, inspect, capsys):
+    out = tmp_path / "kept.csv"
+    sql = f"COPY (SELECT clip_id FROM clips WHERE keep ORDER BY 1) TO '{out}' (HEADER)"
+    assert inspect(["inspect", str(run_dir), "--sql", sql]) == 2
+    assert "--allow-external-access" in capsys.readouterr().err and not out.exists()
+    assert inspect(["inspect", str(run_dir), "--sql", sql, "--allow-external-access"]) == 0
+    assert out.read_text().split() == ["clip_id", "c1", "c4"]
+
+
+def test_a_folder_that_is_not_a_run_is_refused(tmp_path, inspect, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    for argv in (["inspect", str(tmp_path)], ["inspect", str(tmp_path), "--sql", "SELECT 1"],
+                 ["inspect", str(tmp_path), "--html", str(tmp_path / "r.html")]):
+        assert inspect(argv) == 2
+        captured = capsys.readouterr()
+        assert "is not a rushes run" in captured.err and "rushes curate" in captured.err and captured.out == ""
+    assert not (tmp_path / "r.html").exists()

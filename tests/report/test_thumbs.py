@@ -72,3 +72,27 @@ def test_unreadable_sources_become_errors_not_exceptions(tmp_path):
     results = extract_thumbnails(tasks, tmp_path / "t", ThumbConfig(workers=2))
     assert set(results) == {"s0", "s1"}
     assert all(r.file is None and "garbage.mp4" in r.error for r in results.values())
+
+
+def test_clip_paths_outside_the_run_are_refused_and_ids_cannot_name_files_outside(run_dir, tmp_path):
+    import os
+    import shutil
+
+    run = tmp_path / "run"
+    (run / "media").mkdir(parents=True)
+    outside = tmp_path / "outside.mp4"  # a real video nobody named
+    shutil.copy(run_dir / "media" / "c4.mp4", outside)
+    os.symlink(outside, run / "media" / "link.mp4")
+    shutil.copy(run_dir / "media" / "c4.mp4", run / "media" / "ok.mp4")
+    hostile = {"abs": str(outside), "up": "../outside.mp4", "link": "media/link.mp4", "etc": "../../../../etc/passwd"}
+    rows = [{"clip_id": k, "video_id": "v", "clip_path": p, "start_s": 0.0, "end_s": 2.0, "duration_s": 2.0,
+             "width_px": 160, "height_px": 120} for k, p in hostile.items()]
+    rows.append({"clip_id": "../../escape", "video_id": "v", "clip_path": "media/ok.mp4", "start_s": 0.0,
+                 "end_s": 2.0, "duration_s": 2.0, "width_px": 160, "height_px": 120})
+    tasks, missing = thumb_tasks(run, rows, {"v": str(outside)}, ThumbConfig())
+    assert set(missing) == set(hostile) and [t.clip_id for t in tasks] == ["../../escape"]
+    for clip_id, path in hostile.items():
+        assert missing[clip_id].error.startswith(f"clip {clip_id}: clip_path {path!r}"), missing[clip_id].error
+    results = extract_thumbnails(tasks, tmp_path / "report_files" / "thumbs", ThumbConfig(workers=1))
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.jpg"))
+    assert written == [f"report_files/thumbs/{results['../../escape'].file}"], "strips stay in the thumbnail folder"

@@ -24,7 +24,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_t5(tmp_path_factory) -> str:
     """A tiny random-weight T5 encoder folder, loaded through from_pretrained like a real id."""
-    from train.encoders import save_tiny_text_encoder
+    from rushes.testing.tiny import save_tiny_text_encoder
 
     return save_tiny_text_encoder(tmp_path_factory.mktemp("t5") / "tiny-t5", kind="t5")
 

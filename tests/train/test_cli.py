@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import av
 import pytest
 
-from rushes.cli import main
+from rushes.cli import build_parser, main
 
 
 def test_train_then_sample_from_the_command_line(synth_out, tiny_t5, tmp_path, capsys):
@@ -32,20 +33,43 @@ def test_train_then_sample_from_the_command_line(synth_out, tiny_t5, tmp_path, c
     assert len(frames) == 6 and frames[0].shape == (24, 40, 3)
 
     assert main(["sample", str(run), "--prompt", "x", "--size", "25x40", "--out", str(video)]) == 2
-    assert "multiple of 4" in capsys.readouterr().out
+    assert "multiple of 4" in capsys.readouterr().err
 
 
-def test_help_explains_the_train_flags(capsys):
+def test_errors_go_to_stderr_with_exit_2(synth_out, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(synth_out), "--run", str(run), "--fps", "-1"]) == 2
+    out = capsys.readouterr()
+    assert "fps must be > 0" in out.err and out.out == ""
+    assert main(["train", str(tmp_path / "empty"), "--run", str(run), "--dry-run"]) == 2
+    out = capsys.readouterr()
+    assert "rushes train:" in out.err and "captions manifest" in out.err and out.out == ""
+    assert main(["sample", str(tmp_path / "nothing"), "--prompt", "x", "--out", str(tmp_path / "x.mp4")]) == 2
+    out = capsys.readouterr()
+    assert "not a training run" in out.err and out.out == ""
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_help_explains_every_flag_and_its_default(command, capsys):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     with pytest.raises(SystemExit):
-        main(["train", "--help"])
-    text = capsys.readouterr().out
-    for flag in ("--preset", "--steps", "--text-encoder", "--vae", "--clip-tokens", "--batch-tokens", "--dry-run"):
-        assert flag in text
-    assert "google/t5-v1_1-base" in text
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for action in sub._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        flag = action.option_strings[-1]
+        assert action.help and len(action.help) > 15, f"{flag} has no explanation"
+        entry = " ".join(sub.formatter_class("x")._get_help_string(action).split()) % vars(action)
+        assert entry in text, f"{flag}: its help is not shown"
+        assert "default" in entry or action.required, f"{flag}: --help does not state its default"
+    if command == "train":
+        assert "google/t5-v1_1-base" in text and "tiny 200, small 20000" in text  # preset defaults spelled out
 
 
 def test_train_and_sample_in_latent_space_with_a_video_vae(synth_out, tiny_t5, tmp_path):
-    from train.encoders import save_tiny_vae
+    from rushes.testing.tiny import save_tiny_vae
 
     vae = save_tiny_vae(tmp_path / "wan", kind="wan")  # 4x causal in time, 4x in space, 4 channels
     run = tmp_path / "run"
@@ -60,3 +84,24 @@ def test_train_and_sample_in_latent_space_with_a_video_vae(synth_out, tiny_t5, t
     assert len(frames) == 5 and frames[0].shape == (32, 32, 3)
     assert main(["sample", str(run), "--prompt", "bars", "--frames", "4", "--size", "32x32",
                  "--out", str(video)]) == 2  # a causal VAE needs 1 + 4k frames
+
+
+def test_empty_captions_with_a_tokenizer_that_adds_no_end_token(synth_out, tmp_path):
+    # Such a tokenizer gives zero tokens for "", the caption of caption dropout and the default negative prompt.
+    from rushes.testing.tiny import save_tiny_text_encoder
+    from train.encoders import TextEncoder
+
+    t5 = save_tiny_text_encoder(tmp_path / "t5", kind="t5", end_token=False)
+    assert TextEncoder(t5).tokenizer([""])["input_ids"] == [[]]
+    run = tmp_path / "run"
+    assert main(["train", str(synth_out), "--run", str(run), "--text-encoder", t5, "--max-frames", "4",
+                 "--clip-tokens", "128", "--batch-tokens", "256", "--steps", "3", "--caption-dropout", "0.9",
+                 "--log-every", "1"]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 3 and all(0 < v < 10 for v in losses)
+    video = tmp_path / "empty.mp4"
+    assert main(["sample", str(run), "--prompt", "", "--frames", "2", "--size", "16x16", "--steps", "2",
+                 "--out", str(video)]) == 0
+    with av.open(str(video)) as c:
+        assert len([f for f in c.decode(video=0)]) == 2

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from train.config import DataConfig, preset
-from train.data import (PackLoader, collate, pack_first_fit, plan_clip, prepare, split_validation,
-                        training_clips)
+from train.data import plan_clip, prepare, split_validation, training_clips
+from train.packing import PackLoader, collate, pack_first_fit
 
 
 def test_training_clips_keep_only_captioned_kept_clips(synth_out):
@@ -76,7 +76,8 @@ def test_prepare_decodes_embeds_caches_and_skips_bad_clips(synth_out, tiny_t5, t
 
 
 def test_prepare_in_latent_space_with_a_video_vae(synth_out, tiny_t5, tmp_path):
-    from train.encoders import TextEncoder, Vae, save_tiny_vae
+    from rushes.testing.tiny import save_tiny_vae
+    from train.encoders import TextEncoder, Vae
 
     vae_path = save_tiny_vae(tmp_path / "wan", kind="wan")
     cfg = DataConfig(fps=8, max_frames=5, clip_tokens=64, text_encoder=tiny_t5, vae=vae_path)

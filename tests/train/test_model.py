@@ -112,3 +112,59 @@ def test_activation_checkpointing_gives_same_gradients():
     _run(model, clips)[0].pow(2).sum().backward()
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, ref[n], msg=n)
+
+
+def _model_with(attention):
+    model = _model()
+    object.__setattr__(model.cfg, "attention", attention)
+    return model
+
+
+def test_block_diagonal_attention_equals_the_dense_mask_outputs_and_gradients():
+    # The whole model, float64: the per-clip kernel against the L x L masked reference.
+    clips = _clips()
+    weights = torch.randn(1, sum(c["x"].shape[0] for c in clips) + 5, 12, dtype=torch.float64)
+    results = {}
+    for kernel in ("dense", "segments"):
+        model = _model_with(kernel)
+        out = _run(model, clips, pad=5)
+        (out * weights).sum().backward()
+        results[kernel] = out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+    torch.testing.assert_close(results["segments"][0], results["dense"][0], rtol=1e-12, atol=1e-12)
+    for name, grad in results["dense"][1].items():
+        torch.testing.assert_close(results["segments"][1][name], grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_packed_attention_kernels_agree_on_a_batch_of_packs():
+    # Two rows packed differently (clip sizes, padding), q/k/v gradients included.
+    from train.model import PackedAttention
+
+    seq = torch.tensor([[0] * 5 + [1] * 3 + [2] * 6 + [-1] * 2, [0] * 9 + [1] * 7])  # (2, 16)
+    g = torch.Generator().manual_seed(0)
+    qkv = [torch.randn(2, 3, 16, 8, generator=g, dtype=torch.float64) for _ in range(3)]
+    outs, grads = {}, {}
+    for kernel in ("dense", "segments", "auto"):
+        leaves = [t.clone().requires_grad_(True) for t in qkv]
+        outs[kernel] = PackedAttention(seq, kernel)(*leaves)
+        outs[kernel].pow(2).sum().backward()
+        grads[kernel] = [t.grad for t in leaves]
+    for kernel in ("segments", "auto"):
+        torch.testing.assert_close(outs[kernel], outs["dense"], rtol=1e-12, atol=1e-12)
+        for a, b in zip(grads[kernel], grads["dense"]):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="contiguous"):
+        PackedAttention(torch.tensor([[0, 0, 1, 0]]), "segments")
+    with pytest.raises(ValueError, match="attention"):
+        ModelConfig(attention="flash")
+
+
+@pytest.mark.gpu
+def test_varlen_attention_matches_dense_on_cuda_in_bf16():
+    from train.model import PackedAttention
+
+    seq = torch.tensor([[0] * 300 + [1] * 200 + [2] * 500 + [-1] * 24], device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    qkv = [torch.randn(1, 4, 1024, 64, generator=g, device="cuda", dtype=torch.bfloat16) for _ in range(3)]
+    dense = PackedAttention(seq, "dense")(*qkv).float()
+    varlen = PackedAttention(seq, "varlen")(*qkv).float()
+    torch.testing.assert_close(varlen, dense, rtol=2e-2, atol=2e-2)

@@ -2,7 +2,8 @@
 
 The training loss falls at least 5x from its start, and a sample for a training caption is far closer
 (MSE) to its clip than the untrained model's sample from the same noise, and closer to its own clip than
-to the other clip (the caption, not chance, picks the clip). Samples use the raw weights: after a few
+to the other clip (the caption, not chance, picks the clip; both clips are 16:9, so they share one token grid
+and the comparison always runs). Samples use the raw weights: after a few
 hundred steps the EMA (decay 0.99) still averages in the early, untrained weights. Every clip trains
 (``val_clips=0``); the default split would hold one of two clips out.
 """
@@ -23,6 +24,19 @@ CLIPS = [("psd_testvideo.mp4", 1.5, 2.5, 1280, 720, "a street scene with parked 
          ("mpy_chaplin.mp4", 1.0, 2.0, 640, 360, "a black and white film of a man in a hat")]
 
 
+def _targets(out, cfg) -> list:
+    """(caption, plan, clip (3, T, H, W) as trained on) of every clip; every sample is compared with every
+    other clip, which needs one token grid: fail, never skip the comparison, when the clips do not share it."""
+    d = cfg.data
+    targets = []
+    for src in training_clips(out):
+        plan = plan_clip(src.width_px, src.height_px, src.end_s - src.start_s, d.fps, d.max_frames, d.clip_tokens,
+                         cfg.model.patch_size, d.max_side_px)
+        targets.append((src.caption, plan, decode_clip(src, plan, d.fps)))
+    assert len({plan.grid for _, plan, _ in targets}) == 1, f"clips differ in grid: {[p.grid for _, p, _ in targets]}"
+    return targets
+
+
 def _overfit(footage_dir, tmp_path, tiny_t5, n_clips, steps):
     from train_manifests import Clip, write_manifest
 
@@ -30,6 +44,7 @@ def _overfit(footage_dir, tmp_path, tiny_t5, n_clips, steps):
                                             for f, s, e, w, h, cap in CLIPS[:n_clips]])
     cfg = preset("tiny").with_overrides(data={"text_encoder": tiny_t5, "caption_dropout": 0.0, "val_clips": 0},
                                         train={"steps": steps, "val_every": steps, "checkpoint_every": steps})
+    targets = _targets(out, cfg)
     result = train(out, tmp_path / "run", cfg, echo=lambda s: None)
     losses = np.array(result.losses)
     first, last = losses[:10].mean(), losses[-10:].mean()
@@ -40,12 +55,6 @@ def _overfit(footage_dir, tmp_path, tiny_t5, n_clips, steps):
     enc = TextEncoder(tiny_t5)
     emb, mask = enc.encode([""])  # the empty caption, unused at guidance 1
     null = emb[0][mask[0]]
-    d = run_cfg.data
-    targets = []
-    for src in training_clips(out):
-        plan = plan_clip(src.width_px, src.height_px, src.end_s - src.start_s, d.fps, d.max_frames, d.clip_tokens,
-                         run_cfg.model.patch_size, d.max_side_px)
-        targets.append((src.caption, plan, decode_clip(src, plan, d.fps)))  # (3, T, H, W) as trained on
     for caption, plan, clip in targets:
         emb, mask = enc.encode([caption])
         mse = {}
@@ -54,9 +63,9 @@ def _overfit(footage_dir, tmp_path, tiny_t5, n_clips, steps):
             video = unpatchify(tokens, plan.grid, run_cfg.model.patch_size, 3).clamp(-1, 1)
             mse[name] = float((video - clip).pow(2).mean())
             if name == "trained":
-                mse["other clips"] = [float((video - c).pow(2).mean()) for cap, p, c in targets
-                                      if cap != caption and p.grid == plan.grid]
+                mse["other clips"] = [float((video - c).pow(2).mean()) for cap, _, c in targets if cap != caption]
         assert mse["trained"] < 0.25 * mse["untrained"], (caption, mse)
+        assert len(mse["other clips"]) == n_clips - 1
         assert all(mse["trained"] < 0.5 * m for m in mse["other clips"]), (caption, mse)
 
 

@@ -1,19 +1,24 @@
-"""Tiny random-weight vision-language models of real families, built offline for tests and benchmarks.
+"""Tiny random-weight models of real families, built offline for tests, benchmarks and smoke runs.
 
-Each builder writes a folder that loads through the same ``AutoProcessor.from_pretrained`` /
-``AutoModelForImageTextToText.from_pretrained`` path a user's real model id takes: the family's real
-config, model, tokenizer, image processor, video processor and chat template, with random weights and
-a tiny byte-level BPE vocabulary trained here with ``tokenizers``.
+Each builder writes a folder that loads through the same ``from_pretrained`` path a user's real model id
+takes (no download): the family's real config, model classes and tokenizer/processors, with random
+weights and a tiny byte-level BPE vocabulary trained here with ``tokenizers``.
+
+- :func:`save_tiny_text_encoder`: a T5 encoder or CLIP text model (``train.encoders.TextEncoder``).
+- :func:`save_tiny_vae`: a diffusers image VAE or causal video VAE (``train.encoders.Vae``).
+- :func:`build_tiny_qwen25_vl`, :func:`build_tiny_smolvlm`: vision-language captioners (``caption``).
 
 Usage::
 
-    from tiny_vlm import build_tiny_qwen25_vl, build_tiny_smolvlm
+    from rushes.testing.tiny import build_tiny_qwen25_vl, save_tiny_text_encoder
     path = build_tiny_qwen25_vl(tmp_dir / "qwen", text_layers=2)
+    t5 = save_tiny_text_encoder(tmp_dir / "t5", kind="t5")
 
-The traps these builders avoid are listed in DESIGN.md section 6 (special tokens as single tokens with
+The traps the VLM builders avoid are listed in DESIGN.md section 6 (special tokens as single tokens with
 their ids in the model config, eos/pad ids in both text and generation configs, left padding,
 ``mrope_section`` summing to head_dim // 2).
 """
+
 
 from __future__ import annotations
 
@@ -56,19 +61,24 @@ QWEN_CHAT_TEMPLATE = (
 )
 
 
+def _bpe(corpus: list[str], special_tokens: list[str], vocab_size: int, add_prefix_space: bool):
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``corpus``; special tokens get the first ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus * 4, trainer=trainer)
+    return tok
+
+
 def train_bpe(special_tokens: list[str], vocab_size: int = 512) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Train a byte-level BPE on the small corpus; special tokens get the first ids. Returns (vocab, merges)."""
     import json
 
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    model = json.loads(tok.to_str())["model"]
+    model = json.loads(_bpe(_CORPUS, special_tokens, vocab_size, add_prefix_space=False).to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     return model["vocab"], merges
 
@@ -166,4 +176,75 @@ def build_tiny_smolvlm(out: str | os.PathLike, text_layers: int = 2, hidden: int
     return out
 
 
-BUILDERS = {"qwen2_5_vl": build_tiny_qwen25_vl, "smolvlm": build_tiny_smolvlm}
+_CAPTIONS = ["a dog runs on a beach at sunset while the camera pans", "a black and white film of a man walking",
+             "an animated rabbit in a green forest, bright colours", "fire burning at night, fast motion",
+             "close-up of a cockatoo bird, handheld camera", "the quick brown fox jumps over the lazy dog"]
+
+
+def _text_tokenizer(kind: str, vocab_size: int, end_token: bool):
+    """The tiny byte-level BPE of a T5 (appends ``</s>``) or CLIP (wraps in start/end) text encoder."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    if kind not in ("t5", "clip"):
+        raise ValueError(f"unknown tiny text encoder kind {kind!r}; use 't5' or 'clip'")
+    specials = ["<pad>", "</s>", "<unk>"] if kind == "t5" else ["<|endoftext|>", "<|startoftext|>"]
+    tok = _bpe(_CAPTIONS, specials, vocab_size, add_prefix_space=True)
+    if kind == "t5":
+        if end_token:
+            tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+        return tok, PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                            unk_token="<unk>")
+    single = "<|startoftext|> $A <|endoftext|>" if end_token else "$A"
+    tok.post_processor = processors.TemplateProcessing(
+        single=single, special_tokens=[("<|startoftext|>", 1), ("<|endoftext|>", 0)])
+    return tok, PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                        bos_token="<|startoftext|>")
+
+
+def save_tiny_text_encoder(path: str | os.PathLike, kind: str = "t5", hidden: int = 32, vocab_size: int = 400,
+                           seed: int = 0, end_token: bool = True) -> str:
+    """Write a tiny random-weight T5 encoder (``kind="t5"``) or CLIP text model (``"clip"``) with a
+    byte-level BPE tokenizer to ``path``; returns the path, loadable with ``train.encoders.TextEncoder``.
+
+    ``end_token=False`` builds a tokenizer that adds no special token at all (as some real encoders' do),
+    so the empty caption tokenises to zero tokens.
+    """
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    tok, fast = _text_tokenizer(kind, vocab_size, end_token)
+    torch.manual_seed(seed)
+    if kind == "t5":
+        cfg = T5Config(vocab_size=tok.get_vocab_size(), d_model=hidden, d_kv=8, d_ff=2 * hidden, num_layers=2,
+                       num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+        model = T5EncoderModel(cfg)
+    else:
+        cfg = CLIPTextConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=2 * hidden,
+                             num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+                             pad_token_id=0, bos_token_id=1, eos_token_id=0)
+        model = CLIPTextModel(cfg)
+    model.save_pretrained(Path(path))
+    fast.save_pretrained(Path(path))
+    return str(path)
+
+
+def save_tiny_vae(path: str | os.PathLike, kind: str = "image", seed: int = 0) -> str:
+    """Write a tiny random-weight diffusers VAE to ``path``: ``"image"`` (AutoencoderKL, 4x spatial) or
+    ``"wan"`` (AutoencoderKLWan, 4x temporal, 4x spatial). Returns the path, loadable with ``train.encoders.Vae``."""
+    import torch
+    from diffusers import AutoencoderKL, AutoencoderKLWan
+
+    torch.manual_seed(seed)
+    if kind == "image":
+        vae = AutoencoderKL(block_out_channels=(8, 8, 16), down_block_types=("DownEncoderBlock2D",) * 3,
+                            up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, norm_num_groups=4,
+                            layers_per_block=1, sample_size=32)
+    elif kind == "wan":
+        vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 2], num_res_blocks=1,
+                               temperal_downsample=[True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
+                               scale_factor_temporal=4, scale_factor_spatial=4)
+    else:
+        raise ValueError(f"unknown tiny VAE kind {kind!r}; use 'image' or 'wan'")
+    vae.save_pretrained(path)
+    return str(path)

@@ -1,0 +1,194 @@
+"""Connecting to Ray: the one module that starts a local Ray instance or joins a cluster.
+
+Usage (what a stage's ``pipeline.py`` does)::
+
+    from cluster.ray_connect import connect
+    session = connect(address, num_cpus=4)     # address: --address, else $RAY_ADDRESS, else None
+    try:
+        ...                                    # ray.remote / ray.data work
+    finally:
+        session.close()                        # shuts Ray down if this call started it
+
+Rules:
+
+- **No address means a fresh local instance** (``ray.init(address="local")``), never the cluster an earlier
+  ``ray start`` recorded in Ray's temp folder (``$RAY_TMPDIR/ray/ray_current_cluster``): that record outlives
+  the cluster, and attaching to a dead one hangs.
+- **Joining is explicit**: ``--address`` or ``$RAY_ADDRESS``, as ``host:port`` (the head's GCS),
+  ``ray://host:10001`` (Ray Client), or ``auto`` (the cluster ``ray start`` recorded on this machine);
+  ``local`` is the same as no address.
+- **Bounded wait**: before joining, the head is reached with a TCP connect retried for ``connect_timeout_s``;
+  an unreachable head raises :class:`RayConnectError` naming the address, where it came from, and the fix.
+- **Interruptible**: while a session is open, SIGINT and SIGTERM raise :class:`JobInterrupted` (a
+  ``KeyboardInterrupt``) in the driver, so the pipeline's ``finally`` blocks run and ``close()`` stops the local
+  instance and its workers. Finished work stays on disk; temporary files are cleared by the next run. A second
+  signal acts at once (the default handlers are back after the first).
+- A Ray already initialised in this process (a test fixture, a notebook) is reused and left running.
+
+``ray`` is imported inside the functions, so importing this module (the CLI does, for the error types) stays
+cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CONNECT_TIMEOUT_S = 15.0  # $RUSHES_RAY_CONNECT_TIMEOUT_S overrides it
+_received: list[int] = []  # signals that interrupted a job in this process (Ray may re-raise a plain KeyboardInterrupt)
+
+
+class RayConnectError(ConnectionError):
+    """Ray could not be reached at the address the user gave; the message says which and how to fix it."""
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while a job ran; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@dataclass
+class RaySession:
+    """An open connection: ``started`` when this process started Ray (``close`` then shuts it down)."""
+
+    started: bool
+    address: str | None  # what was joined; None for a local instance
+    _handlers: dict = field(default_factory=dict, repr=False)
+
+    def close(self) -> None:
+        """Restore the signal handlers, and shut Ray down if this session started or joined it."""
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._handlers = {}
+        if self.started:
+            import ray
+
+            ray.shutdown()
+
+
+def requested_address(address: str | None) -> tuple[str | None, str]:
+    """The address to join and where it came from: the argument, else ``$RAY_ADDRESS``, else (None, "");
+    ``local`` (either way) asks for a fresh local instance, as no address does."""
+    if address:
+        target, source = address.strip(), "--address"
+    else:
+        target, source = os.environ.get("RAY_ADDRESS", "").strip(), "RAY_ADDRESS"
+    return (target, source) if target and target != "local" else (None, "")
+
+
+def _record_file() -> Path:
+    """Where ``ray start`` records the address of the cluster it started (Ray's temp folder)."""
+    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+
+
+def head_endpoint(address: str, source: str) -> tuple[str, int, str]:
+    """(host, port, where they came from) to reach for ``address``; ``auto`` reads the record ``ray start`` left
+    on this machine."""
+    target = address
+    if address == "auto":
+        record = _record_file()
+        try:
+            target = record.read_text().strip()
+        except OSError:
+            raise RayConnectError(
+                f"{source} 'auto': no Ray cluster is recorded on this machine ({record} is missing). Start one with "
+                f"`ray start --head`, pass its address (host:6379 or ray://host:10001), or leave --address and "
+                f"RAY_ADDRESS unset to run on a fresh local Ray instance") from None
+        source = f"{source} 'auto' (recorded in {record})"
+    hostport = target.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise RayConnectError(f"{source} {target!r} is not a Ray address: use host:port (the head's GCS, e.g. "
+                              f"10.0.0.5:6379), ray://host:10001, or auto")
+    return host.strip("[]"), int(port), source
+
+
+def wait_for_head(address: str, source: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> None:
+    """Return once the head of ``address`` accepts a TCP connection; raise :class:`RayConnectError` after
+    ``timeout_s`` (retrying meanwhile, so a head that is still starting is waited for)."""
+    host, port, source = head_endpoint(address, source)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, min(left, 5.0))):
+                return
+        except OSError as exc:
+            if time.monotonic() + 0.5 >= deadline:
+                raise RayConnectError(
+                    f"cannot reach the Ray cluster at {address} (from {source}; {host}:{port}: {exc}) within "
+                    f"{timeout_s:g} s. Check that the cluster is up (`ray status` on the head), fix the address, "
+                    f"or unset --address and RAY_ADDRESS to run on a fresh local Ray instance") from None
+            time.sleep(0.5)
+
+
+def interrupting_signal() -> int | None:
+    """The signal that interrupted a job in this process, if one did (``ray.get`` re-raises a plain
+    ``KeyboardInterrupt`` that no longer says which)."""
+    return _received[-1] if _received else None
+
+
+def _interrupt(signum, _frame):
+    # First signal: stop the job through the driver's finally blocks. A second one acts at once.
+    _received.append(signum)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise JobInterrupted(signum)
+
+
+def _install_handlers(previous: dict) -> dict:
+    """Route SIGINT and SIGTERM to :func:`_interrupt`; returns the handlers ``close()`` puts back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # signals are delivered to the main thread only; its owner handles them
+    for s in previous:
+        signal.signal(s, _interrupt)
+    return previous
+
+
+def _current_handlers() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for a cluster's head: ``$RUSHES_RAY_CONNECT_TIMEOUT_S`` or 15."""
+    text = os.environ.get("RUSHES_RAY_CONNECT_TIMEOUT_S", "").strip()
+    try:
+        value = float(text) if text else DEFAULT_CONNECT_TIMEOUT_S
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise RayConnectError(f"RUSHES_RAY_CONNECT_TIMEOUT_S={text!r}: use a number of seconds > 0, e.g. 30")
+    return value
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, connect_timeout_s: float | None = None,
+            **local_options) -> RaySession:
+    """Start a local Ray instance or join the cluster at ``address`` / ``$RAY_ADDRESS`` (see the module docstring).
+
+    ``num_cpus`` and ``local_options`` (e.g. ``object_store_memory``) apply to a local instance only;
+    ``connect_timeout_s`` (default :func:`connect_timeout`) bounds the wait for a cluster's head.
+    """
+    import ray
+
+    previous = _current_handlers()  # before ray.init, which installs a SIGTERM handler of its own
+    if ray.is_initialized():
+        return RaySession(False, None, _install_handlers(previous))
+    target, source = requested_address(address)
+    common = {"log_to_driver": False, "configure_logging": False}
+    if target is None:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **common, **local_options)
+    else:
+        wait_for_head(target, source, connect_timeout_s or connect_timeout())
+        ray.init(address=target, **common)
+    return RaySession(True, target, _install_handlers(previous))

@@ -1,0 +1,54 @@
+"""The ``rushes`` command as a user meets it: every command registered, every flag explained, errors on stderr."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from rushes.cli import build_parser
+from rushes.testing.cli_help import help_problems
+
+REPO = Path(__file__).resolve().parents[1]
+COMMANDS = {"curate", "filter", "caption", "train", "sample", "inspect"}
+
+
+def _commands() -> dict:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")  # noqa: SLF001
+    return {"rushes": parser, **sub.choices}
+
+
+def test_every_command_is_registered_and_every_flag_states_its_default():
+    commands = _commands()
+    assert set(commands) == COMMANDS | {"rushes"}
+    problems = [f"rushes {name} {p}" for name, parser in commands.items() for p in help_problems(parser)]
+    assert not problems, "\n".join(problems)
+
+
+def test_no_command_is_a_usage_error_on_stderr():
+    res = subprocess.run([sys.executable, "-m", "rushes.cli"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stdout == "" and "COMMAND" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "rushes.cli", "--help"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and all(c in res.stdout for c in COMMANDS)
+
+
+def test_every_command_reports_bad_input_on_stderr_with_a_nonzero_exit(tmp_path, capsys):
+    from rushes.cli import main
+
+    missing = str(tmp_path / "missing")
+    cases = {"curate": ["curate", "in.mp4", "--out", str(tmp_path / "o"), "--crf", "80"],
+             "filter": ["filter", missing],
+             "caption": ["caption", str(tmp_path)],
+             "train": ["train", str(tmp_path), "--run", str(tmp_path / "r"), "--lr", "-1"],
+             "sample": ["sample", missing, "--prompt", "a cat", "--out", str(tmp_path / "s.mp4")],
+             "inspect": ["inspect", missing]}
+    on_stdout = set()
+    for name, argv in cases.items():
+        code = main(argv)
+        out, err = capsys.readouterr()
+        assert code != 0, f"rushes {' '.join(argv)} exited 0"
+        if out.strip() or not err.strip():
+            on_stdout.add(name)
+    assert not on_stdout, f"errors not on stderr (or output on stdout): {sorted(on_stdout)}"

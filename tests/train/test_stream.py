@@ -1,0 +1,86 @@
+"""Streaming from shards: every clip once per epoch, bounded window, exact resume, worker shares of one order."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from train.stream import PackStream
+from train_shards import write_random_shards
+
+PATCH = (1, 4, 4)
+
+
+@pytest.fixture(scope="module")
+def shard_set(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("enc") / "key"
+    return folder, write_random_shards(folder, 90, shard_rows=16)
+
+
+def _ids(packs):
+    return [[e.clip_id for e in p] for p in packs]
+
+
+def test_an_epoch_takes_every_clip_once_in_packs_within_the_budget(shard_set):
+    folder, ids = shard_set
+    stream = PackStream(folder, ids, PATCH, budget=96, window=20, seed=3)
+    seen, packs = Counter(), 0
+    while True:
+        pack = stream.next_packs(1)[0]
+        if stream.epoch == 1:  # the position is the taken pack's: this one opens epoch 1
+            break
+        assert sum(e.num_tokens for e in pack) <= 96
+        assert sum(len(p) for p in stream._current.packs) <= 20  # memory holds one window of clips
+        seen.update(e.clip_id for e in pack)
+        packs += 1
+    assert seen == Counter({cid: 1 for cid in ids})
+    again = PackStream(folder, ids, PATCH, budget=96, window=20, seed=3)
+    first = _ids(again.next_packs(packs))
+    assert Counter(c for p in first for c in p) == Counter({cid: 1 for cid in ids})
+    assert _ids(PackStream(folder, ids, PATCH, budget=96, window=20, seed=3).next_packs(5)) == first[:5]
+    assert _ids(PackStream(folder, ids, PATCH, budget=96, window=20, seed=4).next_packs(5)) != first[:5]
+    assert _ids(again.next_packs(5)) != first[:5]  # epoch 1 is shuffled anew
+
+
+def test_only_the_selected_clips_with_their_caption_are_streamed(shard_set):
+    folder, ids = shard_set
+    chosen = dict(list(ids.items())[:30])
+    chosen["clip000001"] = "another caption"  # re-captioned since encoding: not this row
+    stream = PackStream(folder, chosen, PATCH, budget=128, window=8)
+    got = [e.clip_id for p in stream.next_packs(40) for e in p]
+    assert set(got) == set(chosen) - {"clip000001"}
+
+
+def test_the_saved_position_resumes_exactly(shard_set):
+    folder, ids = shard_set
+    full = PackStream(folder, ids, PATCH, budget=96, window=12, seed=1)
+    expected = full.next_packs(60)  # crosses windows, shards and an epoch
+    part = PackStream(folder, ids, PATCH, budget=96, window=12, seed=1)
+    head = part.next_packs(37)
+    state = part.state_dict()
+    resumed = PackStream(folder, ids, PATCH, budget=96, window=12, seed=1)
+    resumed.load_state_dict(state)
+    tail = resumed.next_packs(23)
+    assert _ids(head + tail) == _ids(expected)
+    for got, want in zip(tail, expected[37:]):
+        for g, w in zip(got, want):
+            assert torch.equal(g.tokens, w.tokens) and torch.equal(g.text, w.text) and g.grid == w.grid
+
+
+def test_workers_split_one_global_order(shard_set):
+    folder, ids = shard_set
+    one = _ids(PackStream(folder, ids, PATCH, budget=96, window=16, seed=2).next_packs(24))
+    streams = [PackStream(folder, ids, PATCH, budget=96, window=16, seed=2) for _ in range(3)]
+    for step in range(4):  # each step: 6 packs of the global order, 2 per worker, none twice, none left out
+        shares = [_ids(s.next_packs(6, rank=r, world=3)) for r, s in enumerate(streams)]
+        assert all(len(share) == 2 for share in shares)
+        assert sorted(p for share in shares for p in share) == sorted(one[step * 6:step * 6 + 6])
+    assert len({str(s.state_dict()) for s in streams}) == 1  # every worker holds the same position
+
+
+def test_a_stream_position_is_refused_by_another_kind_of_loader(shard_set):
+    folder, ids = shard_set
+    with pytest.raises(ValueError, match="--no-encodings"):
+        PackStream(folder, ids, PATCH, budget=96).load_state_dict({"epoch": 0, "index": 3})

@@ -1,0 +1,225 @@
+"""Encodings on disk: each clip's training tensors, written once by ``rushes encode`` and streamed by training.
+
+Layout (plain Parquet, readable without rushes)::
+
+    OUT/encodings/<key>/key.json                 everything that shaped the tensors (see :func:`key_inputs`)
+    OUT/encodings/<key>/null_caption.parquet     the empty caption's embedding (classifier-free guidance)
+    OUT/encodings/<key>/part-*.parquet           one row per clip (SCHEMA): ok rows carry tensors, error
+                                                 rows carry ``error_message``
+
+A tensor is stored as raw bytes plus its shape and dtype; with numpy alone::
+
+    np.frombuffer(row["video"], row["video_dtype"]).reshape(row["video_shape"])
+
+``video`` is the clip as training consumes it: in pixel space the decoded frames (T, H, W, 3) uint8 at the
+planned size (training maps them to [-1, 1]); with a VAE the normalised latent (C, T', H', W') float32.
+``text`` is the caption embedding (Lt, D) float32, valid tokens only. Files appear by an atomic rename of a
+temporary ``_``-prefixed file, so readers never see half a shard.
+
+The key is a hash of :func:`key_inputs`: a run whose settings differ in any of them uses another folder, and
+:func:`find_encodings` names the setting that differs instead of reusing tensors made differently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from manifests import store
+from manifests.ids import make_id
+
+FORMAT_VERSION = 1
+ROW_GROUP_ROWS = 16  # rows per Parquet row group: a reader holds at most one group of a shard it streams
+
+SCHEMA = pa.schema([
+    ("clip_id", pa.string()),
+    ("caption", pa.string()),
+    ("caption_hash", pa.string()),  # caption_hash(caption): a changed caption is encoded again
+    ("status", pa.string()),  # "ok" or "error"
+    ("error_stage", pa.string()),  # plan (too short), decode, vae or text
+    ("error_message", pa.string()),
+    ("num_tokens", pa.int64()),  # training tokens of the clip (packing reads this column alone)
+    ("grid", pa.list_(pa.int32())),  # (gt, gh, gw) patch grid
+    ("video", pa.binary()),
+    ("video_shape", pa.list_(pa.int32())),
+    ("video_dtype", pa.string()),
+    ("text", pa.binary()),
+    ("text_shape", pa.list_(pa.int32())),
+    ("text_dtype", pa.string()),
+    ("created_at", pa.timestamp("us", tz="UTC")),
+])
+
+# DataConfig fields that shape an encoded tensor; batch size, steps and the like do not.
+DATA_FIELDS = ("fps", "max_frames", "clip_tokens", "max_side_px", "text_encoder", "max_text_tokens", "vae",
+               "vae_subfolder")
+
+
+class EncodingMismatch(ValueError):
+    """Encodings exist for OUT but none were made with this run's settings; the message names the difference."""
+
+
+def caption_hash(caption: str) -> str:
+    return make_id("caption", caption, length=16)
+
+
+def model_revision(id_or_path: str | None, subfolder: str | None = None) -> str | None:
+    """What identifies a model's weights without loading them.
+
+    A local folder: a hash of its config files and the names and sizes of every other file. A hub id: the
+    commit of the snapshot in the local Hugging Face cache (None before the first download).
+    """
+    if not id_or_path:
+        return None
+    folder = Path(id_or_path) / (subfolder or "")
+    if folder.is_dir():
+        h = hashlib.blake2b(digest_size=8)
+        for p in sorted(q for q in folder.rglob("*") if q.is_file()):
+            rel = p.relative_to(folder).as_posix()
+            h.update(rel.encode())
+            h.update(p.read_bytes() if p.suffix == ".json" else str(p.stat().st_size).encode())
+        return f"local:{h.hexdigest()}"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        name = f"{subfolder}/config.json" if subfolder else "config.json"
+        hit = try_to_load_from_cache(id_or_path, name)
+    except Exception:  # noqa: BLE001 - an unparsable id is not cached; loading it reports the real error
+        return None
+    if isinstance(hit, str):
+        parts = Path(hit).parts
+        return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+    return None
+
+
+def key_inputs(data_cfg, patch: tuple[int, int, int]) -> dict:
+    """Everything that shaped an encoded clip: the data settings, patch size and model revisions."""
+    inputs = {"format": FORMAT_VERSION, **{f: getattr(data_cfg, f) for f in DATA_FIELDS},
+              "patch_size": [int(p) for p in patch]}
+    inputs["text_encoder_revision"] = model_revision(data_cfg.text_encoder)
+    inputs["vae_revision"] = model_revision(data_cfg.vae, data_cfg.vae_subfolder)
+    return inputs
+
+
+def encoding_key(inputs: dict) -> str:
+    return make_id("encodings", inputs, length=12)
+
+
+def encodings_root(out: str | os.PathLike) -> Path:
+    return Path(out) / "encodings"
+
+
+def key_dir(out: str | os.PathLike, inputs: dict) -> Path:
+    return encodings_root(out) / encoding_key(inputs)
+
+
+def write_key(folder: Path, inputs: dict) -> None:
+    store.write_json_atomic(folder / "key.json", inputs)
+
+
+def _differences(have: dict, want: dict) -> list[str]:
+    return [f"{k}={have.get(k)!r} (this run: {want.get(k)!r})" for k in sorted(set(have) | set(want))
+            if have.get(k) != want.get(k)]
+
+
+def find_encodings(out: str | os.PathLike, inputs: dict) -> Path | None:
+    """The encodings folder of OUT made with ``inputs``; None when OUT has no encodings at all.
+
+    Raises :class:`EncodingMismatch` when encodings exist but none match, naming the settings that
+    differ from the closest folder.
+    """
+    root = encodings_root(out)
+    folders = sorted(p for p in root.iterdir() if (p / "key.json").is_file()) if root.is_dir() else []
+    if not folders:
+        return None
+    want = encoding_key(inputs)
+    if any(p.name == want for p in folders):
+        return root / want
+    diffs = sorted((_differences(json.loads((p / "key.json").read_text()), inputs), p.name) for p in folders)
+    closest, name = min(diffs, key=lambda d: len(d[0]))
+    raise EncodingMismatch(
+        f"{root} holds encodings made with other settings; the closest ({name}) differs in: "
+        f"{'; '.join(closest)}. Run `rushes encode {out}` with this run's settings (it writes a new folder beside "
+        f"the old), train with the settings of the encodings, or pass --no-encodings to decode on the fly")
+
+
+def write_shard(folder: Path, rows: list[dict] | pa.Table, name: str) -> Path:
+    """Atomically write ``rows`` (SCHEMA) as ``folder/name.parquet``: a temporary file, then a rename."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=SCHEMA)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{name}.parquet"
+    tmp = folder / f"_tmp-{name}-{uuid.uuid4().hex[:8]}"
+    try:
+        pq.write_table(table.cast(SCHEMA), tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def shard_paths(folder: Path) -> list[Path]:
+    """Visible shards of an encodings folder, sorted by name."""
+    return sorted(p for p in folder.glob("part-*.parquet")) if folder.is_dir() else []
+
+
+def tensor_row(tensor: torch.Tensor, prefix: str) -> dict:
+    """``{prefix: bytes, prefix_shape: [...], prefix_dtype: "..."}`` of a CPU tensor."""
+    arr = tensor.detach().cpu().contiguous().numpy()
+    return {prefix: arr.tobytes(), f"{prefix}_shape": list(arr.shape), f"{prefix}_dtype": str(arr.dtype)}
+
+
+def row_tensor(row: dict, prefix: str) -> torch.Tensor:
+    """Inverse of :func:`tensor_row` (a writable copy)."""
+    arr = np.frombuffer(row[prefix], dtype=row[f"{prefix}_dtype"]).reshape(row[f"{prefix}_shape"])
+    return torch.from_numpy(arr.copy())
+
+
+def write_null_caption(folder: Path, text: torch.Tensor) -> None:
+    table = pa.Table.from_pylist([tensor_row(text, "text")], schema=pa.schema(
+        [("text", pa.binary()), ("text_shape", pa.list_(pa.int32())), ("text_dtype", pa.string())]))
+    tmp = folder / f"_tmp-null-{uuid.uuid4().hex[:8]}"
+    pq.write_table(table, tmp)
+    os.replace(tmp, folder / "null_caption.parquet")
+
+
+def read_null_caption(folder: Path) -> torch.Tensor:
+    path = folder / "null_caption.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the encode run that made {folder} did not finish; "
+                                f"rerun `rushes encode` (it resumes)")
+    return row_tensor(pq.read_table(path).to_pylist()[0], "text")
+
+
+def read_status(folder: Path) -> dict[str, tuple[str, str, str | None]]:
+    """clip_id -> (caption_hash, status, error_message), reading only those columns; an ok row wins."""
+    out: dict[str, tuple[str, str, str | None]] = {}
+    for path in shard_paths(folder):
+        t = pq.read_table(path, columns=["clip_id", "caption_hash", "status", "error_message"])
+        for cid, ch, st, err in zip(*(t.column(c).to_pylist() for c in t.column_names)):
+            if cid not in out or st == "ok":
+                out[cid] = (ch, st, err)
+    return out
+
+
+def iter_rows(path: Path, columns: list[str] | None = None, skip_rows: int = 0) -> Iterator[dict]:
+    """Rows of one shard, one row group in memory at a time, starting after ``skip_rows`` rows."""
+    f = pq.ParquetFile(path)
+    seen = 0
+    for g in range(f.num_row_groups):
+        n = f.metadata.row_group(g).num_rows
+        if seen + n <= skip_rows:
+            seen += n
+            continue
+        rows = f.read_row_group(g, columns=columns).to_pylist()
+        yield from rows[max(0, skip_rows - seen):]
+        seen += n

@@ -1,0 +1,175 @@
+"""Training data streamed from encoding shards: bounded memory, a global pack order, an exact position.
+
+Each epoch visits the shards in an order shuffled with ``seed + epoch`` and reads their rows in turn, one
+Parquet row group at a time. Rows of the training clips are gathered into a window of at most ``window``
+clips (the bounded shuffle buffer); the window is shuffled, packed first-fit decreasing into
+``budget``-token packs, and the packs are shuffled. Memory holds one window, whatever the number of clips.
+
+The pack order depends on the seed and the shards only, never on the number of workers: a step takes the
+next ``n`` packs of that global order and worker ``rank`` of ``world`` turns packs ``rank, rank + world, ...``
+of them into tensors. The position (epoch, where the current window starts, packs taken from it) is all
+a checkpoint needs: :meth:`PackStream.load_state_dict` re-reads that window and skips the packs taken.
+
+Usage::
+
+    data = open_encodings(folder, sources, patch=(1, 4, 4), val_clips=1)
+    stream = PackStream(folder, data.train_ids, patch, budget=1024, window=256, seed=0)
+    packs = stream.next_packs(2, rank=0, world=1)          # [[Example, ...], [Example, ...]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from train import shards
+from train.data import ClipSource, Example, rgb_to_video, split_validation
+from train.model import patchify
+from train.packing import pack_first_fit
+
+COLUMNS = ["clip_id", "caption", "caption_hash", "status", "num_tokens", "video", "video_shape", "video_dtype",
+           "text", "text_shape", "text_dtype"]
+
+
+def row_example(row: dict, patch: tuple[int, int, int]) -> Example:
+    """A shard row as the trainer takes it: pixel frames mapped to [-1, 1] (or the latent), cut into patches."""
+    video = shards.row_tensor(row, "video")
+    if video.dtype == torch.uint8:  # pixel space: (T, H, W, 3) frames
+        video = rgb_to_video(video)
+    tokens, grid = patchify(video, patch)
+    return Example(row["clip_id"], row.get("caption") or "", tokens.contiguous(), grid, shards.row_tensor(row, "text"))
+
+
+@dataclass
+class EncodedSet:
+    """The clips of a run found in an encodings folder, split into training ids and validation examples."""
+
+    folder: Path
+    train_ids: dict[str, str]  # clip_id -> caption_hash
+    val: list[Example]
+    null_text: torch.Tensor
+    skipped: list[dict] = field(default_factory=list)  # clips whose encoding failed, with the reason
+    channels: int = 3
+    text_dim: int = 0
+
+    @property
+    def num_clips(self) -> int:
+        return len(self.train_ids) + len(self.val)
+
+
+def open_encodings(folder: Path, sources: Sequence[ClipSource], patch: tuple[int, int, int],
+                   val_clips: int) -> EncodedSet:
+    """Check that ``folder`` holds every clip of ``sources`` (with its current caption) and split them.
+
+    Raises ValueError naming the missing clips and the fix when some were never encoded.
+    """
+    status = shards.read_status(folder)
+    good, skipped, missing = [], [], []
+    for src in sources:
+        have = status.get(src.clip_id)
+        if have is None or have[0] != shards.caption_hash(src.caption):
+            missing.append(src.clip_id)
+        elif have[1] != "ok":
+            skipped.append({"clip_id": src.clip_id, "path": src.path, "error": have[2]})
+        else:
+            good.append(src)
+    if missing:
+        raise ValueError(f"{len(missing)} of {len(sources)} clips (e.g. {missing[0]}) have no encoding with their "
+                         f"current caption in {folder}: run `rushes encode` again with this run's settings (it "
+                         f"encodes only what is missing), or pass --no-encodings to decode on the fly")
+    if not good:
+        raise ValueError(f"every clip failed to encode in {folder}; first error: {skipped[0]['error']}")
+    train, val = split_validation(good, val_clips)
+    val_hashes = {s.clip_id: shards.caption_hash(s.caption) for s in val}
+    val_rows = list(_select_rows(folder, val_hashes))
+    ex = [row_example(r, patch) for r in sorted(val_rows, key=lambda r: r["clip_id"])]
+    first = val_rows[0] if val_rows else next(_select_rows(folder, {good[0].clip_id: shards.caption_hash(
+        good[0].caption)}))
+    channels = 3 if first["video_dtype"] == "uint8" else int(first["video_shape"][0])
+    return EncodedSet(folder, {s.clip_id: shards.caption_hash(s.caption) for s in train}, ex,
+                      shards.read_null_caption(folder), skipped, channels, int(first["text_shape"][-1]))
+
+
+def _select_rows(folder: Path, wanted: dict[str, str]) -> Iterator[dict]:
+    """Ok rows of ``wanted`` (clip_id -> caption_hash), once each, streaming the shards."""
+    seen = set()
+    for path in shards.shard_paths(folder):
+        for row in shards.iter_rows(path, COLUMNS):
+            cid = row["clip_id"]
+            if row["status"] == "ok" and wanted.get(cid) == row["caption_hash"] and cid not in seen:
+                seen.add(cid)
+                yield row
+
+
+@dataclass
+class _Window:
+    packs: list[list[dict]]  # rows per pack, in the order they are taken
+    end: tuple[int, int]  # (shard position in the epoch's order, row) where the next window starts
+
+
+class PackStream:
+    """Endless, deterministic stream of packs read lazily from the shards of an encodings folder."""
+
+    def __init__(self, folder: Path, train_ids: dict[str, str], patch: tuple[int, int, int], budget: int,
+                 window: int = 256, seed: int = 0):
+        self.folder, self.ids, self.patch = Path(folder), train_ids, tuple(patch)
+        self.budget, self.window, self.seed = budget, window, seed
+        self.paths = shards.shard_paths(self.folder)
+        self.epoch, self.start, self.taken = 0, (0, 0), 0  # the position
+        self._current: _Window | None = None
+
+    def _order(self, epoch: int) -> list[int]:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.paths)).tolist()
+
+    def _read_window(self, epoch: int, start: tuple[int, int]) -> _Window:
+        """Up to ``window`` training rows from ``start`` on, packed; empty packs at the end of the epoch."""
+        order, rows = self._order(epoch), []
+        shard, row = start
+        seen: set[str] = set()
+        while shard < len(order) and len(rows) < self.window:
+            for r in shards.iter_rows(self.paths[order[shard]], COLUMNS, skip_rows=row):
+                row += 1
+                cid = r["clip_id"]
+                if r["status"] == "ok" and self.ids.get(cid) == r["caption_hash"] and cid not in seen:
+                    seen.add(cid)
+                    rows.append(r)
+                    if len(rows) == self.window:
+                        break
+            else:
+                shard, row = shard + 1, 0
+        rng = np.random.default_rng([self.seed, epoch, start[0], start[1]])
+        packs = pack_first_fit([r["num_tokens"] for r in rows], self.budget, rng.permutation(len(rows)).tolist())
+        return _Window([[rows[i] for i in packs[k]] for k in rng.permutation(len(packs))], (shard, row))
+
+    def _next_rows(self) -> list[dict]:
+        for _ in range(len(self.paths) + 2):  # an empty window only at an epoch's end; two in a row: no data
+            if self._current is None:
+                self._current = self._read_window(self.epoch, self.start)
+            if self.taken < len(self._current.packs):
+                self.taken += 1
+                return self._current.packs[self.taken - 1]
+            end = self._current.end
+            self.epoch, self.start = (self.epoch + 1, (0, 0)) if end[0] >= len(self.paths) else (self.epoch, end)
+            self.taken, self._current = 0, None
+        raise ValueError(f"no training clip found in the shards of {self.folder}")
+
+    def next_packs(self, n: int, rank: int = 0, world: int = 1) -> list[list[Example]]:
+        """This worker's share of the next ``n`` packs of the global order (packs rank, rank + world, ...)."""
+        got = [self._next_rows() for _ in range(n)]
+        return [[row_example(r, self.patch) for r in pack] for pack in got[rank::world]]
+
+    def state_dict(self) -> dict:
+        return {"kind": "stream", "epoch": self.epoch, "shard": self.start[0], "row": self.start[1],
+                "taken": self.taken, "seed": self.seed, "budget": self.budget, "window": self.window}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") != "stream":
+            raise ValueError("this checkpoint's data position is not a shard stream position (it was trained "
+                             "without encodings); resume it with --no-encodings")
+        self.epoch, self.start, self.taken = int(state["epoch"]), (int(state["shard"]), int(state["row"])), \
+            int(state["taken"])
+        self._current = None
