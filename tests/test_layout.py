@@ -9,14 +9,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("curate", "caption", "train")
-SHARED = ("manifests", "media", "cluster")  # the layers every stage may import
+SHARED = ("storage", "manifests", "media", "cluster")  # the layers every stage may import
 FIRST_PARTY = {*STAGES, *SHARED, "rushes", "tests", "bench"}
 # What each shared package may import of the first-party code besides itself (third-party and stdlib aside).
 SHARED_MAY_IMPORT = {
-    "manifests": set(),
-    "media": {"manifests"},
+    "storage": set(),  # local paths and s3:// on pyarrow.fs: the bottom layer
+    "manifests": {"storage"},
+    "media": {"manifests", "storage"},
     "cluster": set(),  # connecting to Ray: knows nothing of manifests or stages
-    "rushes/report": {"manifests", "media"},  # the report reads manifests; it never calls a stage
+    "rushes/report": {"manifests", "media", "storage"},  # the report reads manifests; it never calls a stage
 }
 # Modules that may import ray: each stage's pipeline.py and the one shared Ray-connection module.
 RAY_MODULES = {"pipeline.py", "cluster/ray_connect.py"}
