@@ -65,7 +65,8 @@ def _add_train(subparsers) -> None:
                     "Writes RUN/config.json, RUN/log.jsonl, RUN/checkpoints/; rerunning with the same --run "
                     "resumes from its newest checkpoint (its saved config wins; --steps may extend it). "
                     "Errors go to stderr with exit status 2.")
-    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/")
+    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/: "
+                   "a folder or s3://bucket/prefix (clip files are decoded from local copies)")
     p.add_argument("--run", required=True, metavar="RUN_DIR",
                    help="where config, logs and checkpoints go (required; an existing run resumes)")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
@@ -113,7 +114,8 @@ def _add_encode(subparsers) -> None:
                     "actors), into Parquet shards under OUT/encodings/<key>/, where <key> hashes every setting "
                     "that shaped them (listed in key.json). `rushes train` with the same settings streams them. "
                     "Reruns skip clips already encoded; failed clips are rows with a reason and are retried.")
-    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/")
+    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/: "
+                   "a folder or s3://bucket/prefix (clip files are decoded from local copies)")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
                    help="the training preset whose data settings (and patch size) to encode for")
     _add_shaping_flags(p)
