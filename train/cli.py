@@ -66,8 +66,9 @@ def _add_train(subparsers) -> None:
                     "resumes from its newest checkpoint (its saved config wins; --steps may extend it). "
                     "Errors go to stderr with exit status 2.")
     p.add_argument("out", metavar="OUT", nargs="+",
-                   help="run directories of curate/caption holding videos/, clips/, captions/ (one or several; a "
-                        "clip in several is trained once)")
+                   help="run directories of curate/caption holding videos/, clips/, captions/: folders or "
+                        "s3://bucket/prefix (clip files are decoded from local copies); one or several, a clip in "
+                        "several is trained once")
     p.add_argument("--where", metavar="SQL",
                    help="train only on clips whose clips-manifest row satisfies this DuckDB condition, e.g. "
                         "\"motion_mean > 0.01 AND duration_s >= 3\" (columns of the clips manifest, plus caption); "
@@ -119,7 +120,8 @@ def _add_encode(subparsers) -> None:
                     "actors), into Parquet shards under OUT/encodings/<key>/, where <key> hashes every setting "
                     "that shaped them (listed in key.json). `rushes train` with the same settings streams them. "
                     "Reruns skip clips already encoded; failed clips are rows with a reason and are retried.")
-    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/")
+    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/: "
+                   "a folder or s3://bucket/prefix (clip files are decoded from local copies)")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
                    help="the training preset whose data settings (and patch size) to encode for")
     _add_shaping_flags(p)

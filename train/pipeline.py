@@ -34,28 +34,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+from cluster.ray_connect import connect
 from manifests import store
 from train import shards
 from train.config import RunConfig
 from train.loop import TrainResult, out_dirs
+from train.selection import run_name
 from train.encode import EncodeActor, EncodeConfig, EncodePlan, decode_batch, plan_encode, probe_encoders
 
 log = logging.getLogger(__name__)
 
 DECODE_BASE_MEMORY = 512 << 20  # a decoder, PyAV, pyarrow and torch in one worker (measured ~520 MiB)
-
-
-def ensure_ray(address: str | None) -> bool:
-    """Connect to Ray: reuse an initialised instance, else ``address``/``$RAY_ADDRESS``, else start a fresh
-    local one (never attach silently to a cluster). Returns True when this call started it."""
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
-    return True
 
 
 def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit: int | None = None,
@@ -68,7 +57,7 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
     plan = plan_encode(out, cfg.data, folder, limit)
     if dry_run or (plan.tasks.num_rows == 0 and (folder / "null_caption.parquet").exists()):
         return {**_head(folder, plan), "dry_run": dry_run, "encoded": 0}
-    started = ensure_ray(address)
+    session = connect(address)
     try:
         t0 = time.perf_counter()
         probe = ray.get(ray.remote(probe_encoders).options(num_gpus=enc.num_gpus or None, num_cpus=enc.actor_cpus)
@@ -81,8 +70,7 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
         counts = _execute(folder, cfg, enc, plan, probe) if plan.tasks.num_rows else {"encoded": 0}
         elapsed = time.perf_counter() - t0
     finally:
-        if started:
-            ray.shutdown()
+        session.close()
     summary = {**_head(folder, plan), **counts, "elapsed_s": round(elapsed, 3),
                "clips_per_s": round(counts["encoded"] / elapsed, 3) if elapsed > 0 else None}
     store.update_summary(out, "encode", summary)
@@ -169,19 +157,18 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
         raise ValueError(f"--workers {workers} must be >= 1 and --gpus-per-worker {gpus_per_worker} >= 0")
     run_dir = Path(run_dir).resolve()
     resources = {"CPU": 1.0, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
-    started = ensure_ray(address)
+    session = connect(address)
     try:
         trainer = TorchTrainer(
             _train_worker,
-            train_loop_config={"out": [str(Path(o).resolve()) for o in out_dirs(out)], "run_dir": str(run_dir), "cfg": cfg,
+            train_loop_config={"out": [run_name(o) for o in out_dirs(out)], "run_dir": str(run_dir), "cfg": cfg,
                                "use_encodings": use_encodings, "torch_threads": torch_threads},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                          resources_per_worker=resources),
             run_config=RayRunConfig(name="ray-train", storage_path=str(run_dir)))
         result = trainer.fit()
     finally:
-        if started:
-            ray.shutdown()
+        session.close()
     if result.error:
         raise result.error
     with result.checkpoint.as_directory() as folder:

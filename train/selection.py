@@ -37,7 +37,8 @@ class Selection:
     record: dict
 
 
-def _run_name(out: str | os.PathLike) -> str:
+def run_name(out: str | os.PathLike) -> str:
+    """A run as recorded and handed to workers: a URI as given, a local folder as an absolute path."""
     text = str(out)
     return text if "://" in text else str(Path(text).resolve())
 
@@ -82,7 +83,7 @@ def select_clips(out_dirs: Sequence[str | os.PathLike], data_cfg) -> Selection:
         if data_cfg.where:
             keep = matching_ids(out, data_cfg.where, {c.clip_id: c.caption for c in clips})
             clips = [c for c in clips if c.clip_id in keep]
-        per_run.append({"run": _run_name(out), "clips": len(clips)})
+        per_run.append({"run": run_name(out), "clips": len(clips)})
         for c in clips:
             chosen.setdefault(c.clip_id, c)
     sources = sorted(chosen.values(), key=lambda c: c.clip_id)[:data_cfg.limit]
