@@ -162,8 +162,8 @@ def attention_memory(kernel: str, tokens: int, clip: int, heads: int, tmp: Path)
 
 
 def attention_rows(tmp: Path, heads: int = 2, clip: int = 4096) -> None:
-    print(f"\n| packed tokens | clips x tokens | heads x dim | masked-dense peak MiB | block-diagonal (segments) "
-          f"peak MiB | block / dense | dense s | block s | max abs diff |")
+    print("\n| packed tokens | clips x tokens | heads x dim | masked-dense peak MiB | block-diagonal (segments) "
+          "peak MiB | block / dense | dense s | block s | max abs diff |")
     print("|---|---|---|---|---|---|---|---|---|")
     for tokens in (16384, 65536):
         block = attention_memory("segments", tokens, clip, heads, tmp)

@@ -81,11 +81,6 @@ def test_only_pipeline_modules_and_the_connection_module_import_ray():
                     f"{rel} imports ray; only a stage's pipeline.py and cluster/ray_connect.py may")
 
 
-# Modules that still call ray.init themselves, being switched to cluster.ray_connect by their owner (issue 12).
-# Strict: the test fails while this names a module that no longer needs it.
-RAY_INIT_PENDING = {"train/pipeline.py"}
-
-
 def test_ray_is_started_or_joined_only_by_the_connection_module():
     # One owner of ray.init: the rules (fresh local instance by default, explicit joins, bounded wait, signals)
     # hold everywhere only if no stage calls ray.init itself.
@@ -97,10 +92,9 @@ def test_ray_is_started_or_joined_only_by_the_connection_module():
                      and n.func.value.id == "ray"}
             if calls & {"init", "shutdown"}:
                 callers.add(mod.relative_to(REPO).as_posix())
-    assert callers - {"cluster/ray_connect.py"} == RAY_INIT_PENDING, (
+    assert callers <= {"cluster/ray_connect.py"}, (
         f"call ray.init/ray.shutdown only in cluster/ray_connect.py (use connect() and session.close()): "
-        f"{sorted(callers - RAY_INIT_PENDING - {'cluster/ray_connect.py'})}; switched, remove from "
-        f"RAY_INIT_PENDING: {sorted(RAY_INIT_PENDING - callers)}")
+        f"{sorted(callers - {'cluster/ray_connect.py'})}")
 
 
 def test_model_imports_torch_only_and_diffusion_not_model():

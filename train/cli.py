@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from train.config import PRESETS, RunConfig, TrainConfig, preset
+from train.config import PRESETS, EncodeConfig, RunConfig, TrainConfig, preset
 
 log = logging.getLogger(__name__)
 
@@ -31,26 +31,14 @@ def _by_preset(section: str, name: str) -> str:
 
 
 def register(subparsers) -> None:
-    """Add ``train`` and ``sample`` to the ``rushes`` parser."""
+    """Add ``train``, ``encode`` and ``sample`` to the ``rushes`` parser."""
     _add_train(subparsers)
+    _add_encode(subparsers)
     _add_sample(subparsers)
 
 
-def _add_train(subparsers) -> None:
-    p = subparsers.add_parser(
-        "train", formatter_class=_Formatter,
-        help="train a text-to-video diffusion transformer on the captioned, kept clips of OUT",
-        description="Train a spacetime-patch diffusion transformer (rectified flow) on the kept clips of OUT that "
-                    "have an ok caption. Clips of different sizes are packed into sequences of --batch-tokens. "
-                    "Writes RUN/config.json, RUN/log.jsonl, RUN/checkpoints/; rerunning with the same --run "
-                    "resumes from its newest checkpoint (its saved config wins; --steps may extend it). "
-                    "Errors go to stderr with exit status 2.")
-    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/")
-    p.add_argument("--run", required=True, metavar="RUN_DIR",
-                   help="where config, logs and checkpoints go (required; an existing run resumes)")
-    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
-                   help="model/data/optimiser sizes: tiny (CPU smoke test) .. xl (GPU cluster)")
-    p.add_argument("--steps", type=int, help=f"total optimisation steps {_by_preset('train', 'steps')}")
+def _add_shaping_flags(p) -> None:
+    """Flags that shape a clip's tensors, shared by ``train`` and ``encode`` so both resolve the same key."""
     p.add_argument("--text-encoder", metavar="ID_OR_PATH",
                    help="transformers id or folder of a T5 encoder or CLIP text model "
                         f"{_by_preset('data', 'text_encoder')}; e.g. openai/clip-vit-large-patch14")
@@ -64,6 +52,27 @@ def _add_train(subparsers) -> None:
     p.add_argument("--clip-tokens", type=int,
                    help="token budget of a full-length clip; its frame size is the largest that fits, keeping "
                         f"aspect {_by_preset('data', 'clip_tokens')}")
+    p.add_argument("--captioner", help="use captions of this captioner only (default: the newest per clip)")
+    p.add_argument("--prompt-version", help="use captions of this prompt version only (default: any)")
+
+
+def _add_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", formatter_class=_Formatter,
+        help="train a text-to-video diffusion transformer on the captioned, kept clips of OUT",
+        description="Train a spacetime-patch diffusion transformer (rectified flow) on the kept clips of OUT that "
+                    "have an ok caption. Clips of different sizes are packed into sequences of --batch-tokens. "
+                    "Writes RUN/config.json, RUN/log.jsonl, RUN/checkpoints/; rerunning with the same --run "
+                    "resumes from its newest checkpoint (its saved config wins; --steps may extend it). "
+                    "Errors go to stderr with exit status 2.")
+    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/: "
+                   "a folder or s3://bucket/prefix (clip files are decoded from local copies)")
+    p.add_argument("--run", required=True, metavar="RUN_DIR",
+                   help="where config, logs and checkpoints go (required; an existing run resumes)")
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
+                   help="model/data/optimiser sizes: tiny (CPU smoke test) .. xl (GPU cluster)")
+    p.add_argument("--steps", type=int, help=f"total optimisation steps {_by_preset('train', 'steps')}")
+    _add_shaping_flags(p)
     p.add_argument("--batch-tokens", type=int,
                    help=f"tokens per packed sequence, per device and step {_by_preset('data', 'batch_tokens')}")
     p.add_argument("--lr", type=float, help=f"peak AdamW learning rate {_by_preset('train', 'lr')}")
@@ -72,18 +81,54 @@ def _add_train(subparsers) -> None:
                         f"{_by_preset('data', 'caption_dropout')}")
     p.add_argument("--seed", type=int,
                    help=f"seed of the weights, data order, noise and caption dropout {_by_preset('train', 'seed')}")
-    p.add_argument("--captioner", help="train on captions of this captioner only (default: the newest per clip)")
-    p.add_argument("--prompt-version", help="train on captions of this prompt version only (default: any)")
     p.add_argument("--limit", type=int, help="use at most this many clips, a quick trial (default: all)")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints; one is always written last "
                                                        f"{_by_preset('train', 'checkpoint_every')}")
     p.add_argument("--val-every", type=int,
                    help=f"steps between validation losses on held-out clips {_by_preset('train', 'val_every')}")
     p.add_argument("--log-every", type=int, help=f"steps between log lines {_by_preset('train', 'log_every')}")
+    p.add_argument("--packs-per-step", type=int,
+                   help="packed sequences per step over all workers: the global batch is this times --batch-tokens, "
+                        "whatever the number of workers (default: the preset's 1, or --workers when given)")
+    p.add_argument("--no-encodings", action="store_true",
+                   help="decode and encode clips on the fly even when OUT/encodings has (or mismatches) encodings "
+                        "(default: off; `rushes encode` output matching this run's settings is streamed)")
+    p.add_argument("--workers", type=int,
+                   help="data-parallel workers under Ray Train (TorchTrainer, DDP; gloo on CPU, NCCL on GPU), on a "
+                        "local Ray or the cluster of --address/$RAY_ADDRESS (default: none, one process, no Ray)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray Train worker; 0 trains on CPU")
+    p.add_argument("--address", help="Ray cluster address for --workers (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--device", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda when available, else cpu)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved config and clip count, train nothing (default: off)")
     p.set_defaults(func=run_train)
+
+
+def _add_encode(subparsers) -> None:
+    defaults = EncodeConfig()
+    p = subparsers.add_parser(
+        "encode", formatter_class=_Formatter,
+        help="encode the captioned, kept clips of OUT once for training (writes OUT/encodings/<key>)",
+        description="Decode each kept, captioned clip as training plans it, encode it with the VAE (when --vae is "
+                    "given) and its caption with the text encoder, on Ray Data (CPU decode tasks feeding encoder "
+                    "actors), into Parquet shards under OUT/encodings/<key>/, where <key> hashes every setting "
+                    "that shaped them (listed in key.json). `rushes train` with the same settings streams them. "
+                    "Reruns skip clips already encoded; failed clips are rows with a reason and are retried.")
+    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/: "
+                   "a folder or s3://bucket/prefix (clip files are decoded from local copies)")
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
+                   help="the training preset whose data settings (and patch size) to encode for")
+    _add_shaping_flags(p)
+    p.add_argument("--limit", type=int, help="encode at most this many clips in this run (default: all)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="clips per decode task and encoder call")
+    p.add_argument("--concurrency", type=int, default=defaults.concurrency,
+                   help="encoder actors, each loading the encoders once")
+    p.add_argument("--num-gpus", type=float, default=defaults.num_gpus, help="GPUs per encoder actor; 0 runs on CPU")
+    p.add_argument("--shard-rows", type=int, default=defaults.shard_rows, help="clips per shard file")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a fresh local Ray)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the key folder and how many clips would be encoded, encode nothing (default: off)")
+    p.set_defaults(func=run_encode)
 
 
 def _add_sample(subparsers) -> None:
@@ -120,13 +165,20 @@ def resolve_config(args) -> RunConfig:
         log.info("using the saved config of %s (resume); only --steps and logging flags apply", args.run)
         return cfg.with_overrides(train={"steps": args.steps, "log_every": args.log_every,
                                          "val_every": args.val_every, "checkpoint_every": args.checkpoint_every})
-    return preset(args.preset).with_overrides(
-        data={"text_encoder": args.text_encoder, "vae": args.vae, "vae_subfolder": args.vae_subfolder, "fps": args.fps, "max_frames": args.max_frames,
-              "clip_tokens": args.clip_tokens, "batch_tokens": args.batch_tokens,
-              "caption_dropout": args.caption_dropout, "captioner": args.captioner,
-              "prompt_version": args.prompt_version, "limit": args.limit},
+    packs = args.packs_per_step or (args.workers if args.workers and args.workers > 1 else None)
+    return shaped_config(args).with_overrides(
+        data={"batch_tokens": args.batch_tokens, "caption_dropout": args.caption_dropout, "limit": args.limit,
+              "packs_per_step": packs},
         train={"steps": args.steps, "lr": args.lr, "seed": args.seed, "log_every": args.log_every,
                "val_every": args.val_every, "checkpoint_every": args.checkpoint_every})
+
+
+def shaped_config(args) -> RunConfig:
+    """The preset with the flags of :func:`_add_shaping_flags` applied."""
+    return preset(args.preset).with_overrides(data={
+        "text_encoder": args.text_encoder, "vae": args.vae, "vae_subfolder": args.vae_subfolder, "fps": args.fps,
+        "max_frames": args.max_frames, "clip_tokens": args.clip_tokens, "captioner": args.captioner,
+        "prompt_version": args.prompt_version})
 
 
 def _fail(command: str, exc: Exception) -> int:
@@ -148,12 +200,41 @@ def run_train(args) -> int:
             print(f"{len(clips)} captioned kept clip(s) in {args.out}; run dir {args.run}; "
                   f"{cfg.train.steps} steps of {cfg.data.batch_tokens} tokens")
             return 0
-        from train.loop import train
+        if args.workers:
+            from train.pipeline import run_train_workers
 
-        result = train(args.out, args.run, cfg, device=args.device)
+            result = run_train_workers(args.out, args.run, cfg, args.workers, args.gpus_per_worker, args.address,
+                                       use_encodings=not args.no_encodings)
+        else:
+            from train.loop import train
+
+            result = train(args.out, args.run, cfg, device=args.device, use_encodings=not args.no_encodings)
     except (ValueError, FileNotFoundError, EncoderError) as exc:
         return _fail("train", exc)
     print(f"trained steps {result.start_step} -> {result.step}; checkpoints in {Path(args.run) / 'checkpoints'}")
+    return 0
+
+
+def run_encode(args) -> int:
+    """``rushes encode``: exit status 1 when every clip failed, 2 on bad arguments."""
+    from train.encoders import EncoderError
+
+    try:
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit {args.limit}: must be >= 1")
+        cfg = shaped_config(args)
+        enc = EncodeConfig(batch_size=args.batch_size, concurrency=args.concurrency, num_gpus=args.num_gpus,
+                           shard_rows=args.shard_rows)
+        from train.pipeline import run_encode as encode
+
+        summary = encode(args.out, cfg, enc, limit=args.limit, address=args.address, dry_run=args.dry_run)
+    except (ValueError, FileNotFoundError, EncoderError) as exc:
+        return _fail("encode", exc)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    if summary.get("encoded") and not summary.get("ok"):
+        print(f"rushes encode: every clip failed; see error_stage/error_message in {summary['folder']}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

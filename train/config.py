@@ -140,6 +140,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EncodeConfig:
+    """Resources and batching of ``rushes encode`` (what the tensors are is the run's DataConfig)."""
+
+    batch_size: int = 8  # clips per decode task and per encoder call
+    concurrency: int = 1  # encoder actors, each loading the text encoder (and VAE) once
+    num_gpus: float = 0.0  # GPUs per encoder actor (0 = CPU)
+    actor_cpus: float = 1.0  # CPUs reserved per encoder actor
+    decode_cpus: float = 1.0  # CPUs per decode task
+    torch_threads: int | None = None  # intra-op threads per actor; None = torch/Ray default
+    shard_rows: int = 256  # clips per shard file: fewer, larger files; a crash loses at most this many
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.concurrency < 1 or self.shard_rows < 1:
+            raise ValueError(f"batch_size={self.batch_size}, concurrency={self.concurrency}, shard_rows="
+                             f"{self.shard_rows}: each must be >= 1")
+        if self.num_gpus < 0 or self.actor_cpus < 0 or self.decode_cpus <= 0:
+            raise ValueError(f"num_gpus={self.num_gpus}, actor_cpus={self.actor_cpus}, decode_cpus="
+                             f"{self.decode_cpus}: GPUs and actor CPUs must be >= 0 and decode CPUs > 0")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads={self.torch_threads}: must be >= 1 or None")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that shapes a run; written to ``RUN_DIR/config.json``."""
 

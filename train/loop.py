@@ -6,9 +6,10 @@ Use::
     from train.loop import train
     result = train("OUT", "runs/tiny", preset("tiny"))      # resumes when runs/tiny has a checkpoint
 
-Writes ``RUN_DIR/config.json`` (resolved config and tool versions), ``RUN_DIR/log.jsonl`` (one JSON line per logged step
-and validation), ``RUN_DIR/skipped.jsonl`` (clips that failed to decode), ``RUN_DIR/checkpoints/`` and a
-``train`` entry in ``OUT/summary.json``.
+Writes ``RUN_DIR/config.json`` (resolved config and tool versions), ``RUN_DIR/log.jsonl`` (one JSON line per
+logged step: loss, clips, tokens, model FLOPs, real tokens/s, the step's seconds split into data wait, forward,
+backward and optimizer, and MFU on a GPU; one line per validation), ``RUN_DIR/skipped.jsonl`` (clips that failed
+to decode), ``RUN_DIR/checkpoints/`` and a ``train`` entry in ``OUT/summary.json``; stdout echoes the log lines.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import copy
 import json
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +35,7 @@ from train.encoders import TextEncoder, Vae
 from train.diffusion import training_loss
 from train.model import DiffusionTransformer, count_parameters
 from train.packing import PackedBatch, PackLoader, collate, pack_first_fit
+from train.throughput import Stopwatch, batch_flops, peak_flops
 from train.stream import PackStream, open_encodings
 
 log = logging.getLogger(__name__)
@@ -122,12 +123,14 @@ def lr_at(step: int, cfg: RunConfig) -> float:
 
 def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: list[torch.Generator],
                cfg: RunConfig, step: int, world: int = 1) -> dict:
-    """One optimisation step on this worker's packs: losses, backward, clip, AdamW, EMA. Returns log numbers.
+    """One optimisation step on this worker's packs: losses, backward, clip, AdamW, EMA. Returns log numbers,
+    with the seconds of the forward passes (noise and loss included), the backward passes and the optimizer.
 
     The gradient is the mean over the step's ``packs_per_step`` packs of all workers, whatever their number:
     each pack's loss is scaled by world / packs_per_step and DDP averages over the workers.
     """
     tc = cfg.train
+    watch, seconds = Stopwatch(batches[0].x0.device), {"forward_s": 0.0, "backward_s": 0.0}
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, cfg)
     optimizer.zero_grad(set_to_none=True)
@@ -142,7 +145,9 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
                     lambda x_t, t: model(x_t, t, batch.text, batch.text_mask, batch.pos, batch.seq),
                     batch.x0, batch.seq, batch.slot_tokens, gen, tc.timestep_mean, tc.timestep_std,
                     tc.shift_base_tokens, tc.max_shift)
+            seconds["forward_s"] += watch.lap()
             (loss * scale).backward()
+            seconds["backward_s"] += watch.lap()
         total += loss.detach() / cfg.data.packs_per_step
     if world > 1:
         torch.distributed.all_reduce(total)  # the mean loss over every worker's packs
@@ -150,7 +155,8 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
     optimizer.step()
     with torch.no_grad():  # one fused call over all tensors: a per-tensor loop costs more than a tiny model's step
         torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - tc.ema_decay)
-    return {"loss": total.item(), "grad_norm": float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
+    stats = {"loss": total.item(), "grad_norm": float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
+    return {**stats, **seconds, "optimizer_s": watch.lap()}
 
 
 @torch.no_grad()
@@ -218,13 +224,25 @@ def _batches(packs: list[list[Example]], generators, data: TrainData, dc, device
     return out
 
 
-def _step_counts(packs: list[list[Example]], batches: list[PackedBatch], world: int) -> dict:
-    """Clips, real tokens and computed tokens of the whole step, summed over the workers."""
+def _step_counts(packs: list[list[Example]], batches: list[PackedBatch], world: int, cfg: RunConfig) -> dict:
+    """Clips, real tokens, computed tokens and model FLOPs (train/throughput.py) of the whole step, summed over
+    the workers."""
     counts = torch.tensor([sum(len(p) for p in packs), sum(b.real_tokens for b in batches),
-                           sum(int(b.x0.shape[1]) for b in batches)], dtype=torch.long, device=batches[0].x0.device)
+                           sum(int(b.x0.shape[1]) for b in batches), sum(batch_flops(cfg.model, b) for b in batches)],
+                          dtype=torch.long, device=batches[0].x0.device)
     if world > 1:
         torch.distributed.all_reduce(counts)
-    return dict(zip(("clips", "real_tokens", "tokens"), counts.tolist()))
+    return dict(zip(("clips", "real_tokens", "tokens", "flops"), counts.tolist()))
+
+
+def _speed(counts: dict, stats: dict, data_s: float, world: int, peak: float | None) -> dict:
+    """Log numbers of one step's speed: the step's seconds (data wait + forward + backward + optimizer), real
+    tokens/s over all workers, and MFU where the device's peak is known (GPU)."""
+    step_s = data_s + stats["forward_s"] + stats["backward_s"] + stats["optimizer_s"]
+    record = {"data_s": data_s, "step_s": step_s, "tokens_per_s": counts["real_tokens"] / step_s}
+    if peak:
+        record["mfu"] = counts["flops"] / (step_s * peak * world)
+    return record
 
 
 def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = None,
@@ -279,20 +297,21 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
          f"{world} worker(s), steps {start} -> {tc.steps}")
 
     # 4. The loop: each step takes the next packs_per_step packs of one global order; this worker trains its share.
+    peak = peak_flops(device)
     for step in range(start, tc.steps):
-        t0 = time.perf_counter()
+        watch = Stopwatch(device)
         packs = data.source.next_packs(dc.packs_per_step, rank, world)
         generators = [pack_generator(tc.seed, step, rank + i * world) for i in range(len(packs))]
         batches = _batches(packs, generators, data, dc, device)
+        data_s = watch.lap()
         stats = train_step(model, ema, optimizer, batches, generators, cfg, step, world)
         result.losses.append(stats["loss"])
         result.step = step + 1
-        dt = time.perf_counter() - t0
         if (step + 1) % tc.log_every == 0 or step == start or step + 1 == tc.steps:
-            counts = _step_counts(packs, batches, world)  # every worker takes part in the sum
+            counts = _step_counts(packs, batches, world, cfg)  # every worker takes part in the sum
             if lead:
-                _append_log(run_dir, {"step": step + 1, **stats, **counts, "workers": world, "step_s": dt,
-                                      "tokens_per_s": counts["real_tokens"] / dt}, echo)
+                _append_log(run_dir, {"step": step + 1, **stats, **counts, "workers": world,
+                                      **_speed(counts, stats, data_s, world, peak)}, echo)
         if lead and data.val_set and ((step + 1) % tc.val_every == 0 or step + 1 == tc.steps):
             val = validation_loss(net, data.val_set, cfg, device)
             val_ema = validation_loss(ema, data.val_set, cfg, device)

@@ -1,4 +1,5 @@
-"""Ray wiring of the trainer (the only module in train/ importing ray): ``rushes encode`` on Ray Data.
+"""Ray wiring of the trainer (the only module in train/ importing ray): ``rushes encode`` on Ray Data, and
+``rushes train --workers N`` on Ray Train.
 
 kept, captioned clips -> ``map_batches(decode_batch)`` CPU tasks -> ``map_batches(EncodeActor)`` actor pool
 (encoders loaded once per actor; ``concurrency`` actors with ``num_gpus`` each) -> shards written by the driver
@@ -10,41 +11,39 @@ Usage::
     from train.encode import EncodeConfig
     from train.pipeline import run_encode
     summary = run_encode("OUT", preset("tiny").with_overrides(data={"text_encoder": "t5"}), EncodeConfig())
+    result = run_train_workers("OUT", "runs/x", preset("tiny"), workers=2)   # TrainResult of worker 0
+
+Training: :func:`run_train_workers` starts ``workers`` Ray Train workers (``TorchTrainer``: it sets up the
+process group, gloo on CPU and NCCL on GPU) that each run ``train.loop.train`` with their rank; the loop
+wraps the model in DDP and takes its share of every step's global pack list. Worker 0 writes the run
+directory, so on a cluster RUN_DIR (and OUT) must be on storage every node sees.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+from cluster.ray_connect import connect
 from manifests import store
 from train import shards
 from train.config import RunConfig
+from train.loop import TrainResult
 from train.encode import EncodeActor, EncodeConfig, EncodePlan, decode_batch, plan_encode, probe_encoders
 
 log = logging.getLogger(__name__)
 
 DECODE_BASE_MEMORY = 512 << 20  # a decoder, PyAV, pyarrow and torch in one worker (measured ~520 MiB)
-
-
-def ensure_ray(address: str | None) -> bool:
-    """Connect to Ray: reuse an initialised instance, else ``address``/``$RAY_ADDRESS``, else start a fresh
-    local one (never attach silently to a cluster). Returns True when this call started it."""
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
-    return True
 
 
 def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit: int | None = None,
@@ -57,7 +56,7 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
     plan = plan_encode(out, cfg.data, folder, limit)
     if dry_run or (plan.tasks.num_rows == 0 and (folder / "null_caption.parquet").exists()):
         return {**_head(folder, plan), "dry_run": dry_run, "encoded": 0}
-    started = ensure_ray(address)
+    session = connect(address)
     try:
         t0 = time.perf_counter()
         probe = ray.get(ray.remote(probe_encoders).options(num_gpus=enc.num_gpus or None, num_cpus=enc.actor_cpus)
@@ -70,8 +69,7 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
         counts = _execute(folder, cfg, enc, plan, probe) if plan.tasks.num_rows else {"encoded": 0}
         elapsed = time.perf_counter() - t0
     finally:
-        if started:
-            ray.shutdown()
+        session.close()
     summary = {**_head(folder, plan), **counts, "elapsed_s": round(elapsed, 3),
                "clips_per_s": round(counts["encoded"] / elapsed, 3) if elapsed > 0 else None}
     store.update_summary(out, "encode", summary)
@@ -123,3 +121,54 @@ def _write_shards(folder, batches, shard_rows: int) -> dict:
     counts["error"] = counts["encoded"] - counts["ok"]
     counts["error_by_stage"] = dict(by_stage)
     return counts
+
+
+def _train_worker(config: dict) -> None:
+    """The loop of one Ray Train worker: train.loop.train with this worker's rank; worker 0 reports the result."""
+    import torch
+    from ray.train.torch import get_device
+
+    from train.loop import train
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if config["torch_threads"]:
+        torch.set_num_threads(config["torch_threads"])
+    result = train(config["out"], config["run_dir"], config["cfg"], device=get_device(),
+                   echo=print if rank == 0 else (lambda s: None), use_encodings=config["use_encodings"],
+                   rank=rank, world=world)
+    with tempfile.TemporaryDirectory() as tmp:  # Ray Train keeps a result only with a checkpoint: a tiny one
+        if rank == 0:
+            (Path(tmp) / "result.json").write_text(json.dumps(vars(result)))
+        ray.train.report({"step": result.step},
+                         checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
+
+
+def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worker: float = 0.0,
+                      address: str | None = None, use_encodings: bool = True,
+                      torch_threads: int | None = None) -> TrainResult:
+    """Train (or resume) ``run_dir`` with ``workers`` DDP workers on Ray Train; returns worker 0's result."""
+    from ray.train import RunConfig as RayRunConfig
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if workers < 1 or gpus_per_worker < 0:
+        raise ValueError(f"--workers {workers} must be >= 1 and --gpus-per-worker {gpus_per_worker} >= 0")
+    run_dir = Path(run_dir).resolve()
+    resources = {"CPU": 1.0, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
+    session = connect(address)
+    try:
+        trainer = TorchTrainer(
+            _train_worker,
+            train_loop_config={"out": str(Path(out).resolve()), "run_dir": str(run_dir), "cfg": cfg,
+                               "use_encodings": use_encodings, "torch_threads": torch_threads},
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
+                                         resources_per_worker=resources),
+            run_config=RayRunConfig(name="ray-train", storage_path=str(run_dir)))
+        result = trainer.fit()
+    finally:
+        session.close()
+    if result.error:
+        raise result.error
+    with result.checkpoint.as_directory() as folder:
+        return TrainResult(**json.loads((Path(folder) / "result.json").read_text()))

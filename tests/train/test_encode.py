@@ -123,3 +123,19 @@ def test_a_changed_model_folder_changes_the_revision(tiny_t5, tmp_path):
     cfg = json.loads((copy / "config.json").read_text())
     (copy / "config.json").write_text(json.dumps({**cfg, "dropout_rate": 0.2}))
     assert shards.model_revision(str(copy)) != shards.model_revision(tiny_t5)
+
+
+def test_encode_command_line_help_and_dry_run(out_copy, tiny_t5, capsys):
+    from rushes.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["encode", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--text-encoder", "--vae", "--fps", "--clip-tokens", "--batch-size", "--concurrency", "--num-gpus",
+                 "--address", "--dry-run"):
+        assert flag in text
+    assert main(["encode", str(out_copy), "--text-encoder", tiny_t5, "--max-frames", "4", "--clip-tokens", "192",
+                 "--dry-run"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["to_encode"] == 3 and summary["dry_run"] and not (out_copy / "encodings").exists()
+    assert summary["key"] == shards.encoding_key(shards.key_inputs(_cfg(tiny_t5).data, (1, 4, 4)))

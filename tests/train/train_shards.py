@@ -27,7 +27,7 @@ def write_random_shards(folder: Path, num_clips: int, shard_rows: int = 64, seed
         frames = torch.from_numpy(rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8))
         text = torch.from_numpy(rng.standard_normal((1 + i % 5, text_dim)).astype(np.float32))
         grid = [t // patch[0], h // patch[1], w // patch[2]]
-        cid = f"clip{i:06d}"
+        cid = f"clip{i:04d}"  # the ids train_manifests.write_manifest gives
         ids[cid] = shards.caption_hash(caption)
         rows.append({"clip_id": cid, "caption": caption, "caption_hash": ids[cid], "status": "ok",
                      "num_tokens": grid[0] * grid[1] * grid[2], "grid": grid, "created_at": store.now_utc(),
@@ -37,3 +37,19 @@ def write_random_shards(folder: Path, num_clips: int, shard_rows: int = 64, seed
             rows, part = [], part + 1
     shards.write_null_caption(folder, torch.zeros(1, text_dim))
     return ids
+
+
+def encode_in_process(out: Path, cfg) -> Path:
+    """What ``rushes encode`` does, in this process without Ray (the same plan, decode and encoder code):
+    fast tests of training from encodings. Returns the encodings folder."""
+    from train.encode import EncodeActor, decode_batch, plan_encode
+
+    inputs = shards.key_inputs(cfg.data, cfg.model.patch_size)
+    folder = shards.key_dir(out, inputs)
+    actor = EncodeActor(cfg.data, cfg.model.patch_size, device="cpu")
+    temporal, spatial = actor.factors()
+    frames = decode_batch(plan_encode(out, cfg.data, folder).tasks, cfg.data, cfg.model.patch_size, temporal, spatial)
+    shards.write_key(folder, inputs)
+    shards.write_null_caption(folder, actor.embed([""])[0])
+    shards.write_shard(folder, actor(frames), "part-local")
+    return folder
