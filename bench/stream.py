@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "train")]
+sys.path.insert(0, str(REPO))
 
-from synth import make_cut_video  # noqa: E402
-from train_manifests import Clip, write_manifest  # noqa: E402  (the train tests' manifest writer)
-from train_shards import write_random_shards  # noqa: E402
+from rushes.testing.synth import make_cut_video  # noqa: E402
+from rushes.testing.train_manifests import Clip, write_manifest  # noqa: E402
+from rushes.testing.train_shards import write_random_shards  # noqa: E402
 
 from rushes.testing.tiny import save_tiny_text_encoder  # noqa: E402
 from train import shards  # noqa: E402

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
 

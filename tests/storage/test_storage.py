@@ -75,6 +75,9 @@ def test_inspect_sql_and_summary_read_a_bucket_run(bucket):
     assert (s.videos_total, s.videos_ok, s.clips_total, s.clips_kept) == (1, 1, 3, 2)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         query(f"{bucket}/runs/none", "SELECT 1")
+    res = subprocess.run([sys.executable, "-m", "rushes.cli", "inspect", run, "--sql", "SELECT count(*) n FROM clips",
+                          "--format", "csv"], cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
+    assert (res.returncode, res.stdout) == (0, "n\n3\n"), res.stderr
 
 
 def test_unsupported_scheme_and_bucketless_uri_name_the_fix():

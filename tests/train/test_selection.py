@@ -15,7 +15,7 @@ from train.selection import SelectionError, select_clips
 @pytest.fixture(scope="module")
 def second_out(synth_out, tmp_path_factory):
     """A second run over the same source video: one clip also in synth_out (same id), two of its own."""
-    from train_manifests import Clip, write_manifest
+    from rushes.testing.train_manifests import Clip, write_manifest
 
     src = str(synth_out.parent / "src.mp4")
     return write_manifest(tmp_path_factory.mktemp("second") / "out", [

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from train.stream import PackStream
-from train_shards import write_random_shards
+from rushes.testing.train_shards import write_random_shards
 
 PATCH = (1, 4, 4)
 
