@@ -8,7 +8,8 @@ Usage (``curate.scores`` does this on the frames it samples for text, 1-2 per se
 The model is PP-OCRv6 detection (small), the ONNX file shipped inside the ``rapidocr`` wheel (no download),
 run by onnxruntime on one thread (a curate task owns one core). Only detection runs: no recognition, so the
 cost is one forward of a ~10 MB network per sampled frame. ``area_frac`` is the share of the frame covered by
-the union of the detected text boxes (quadrilaterals), ``boxes`` their count.
+the union of the detected text boxes (quadrilaterals), ``boxes`` their count; boxes taller than
+``max_box_height`` of the frame are dropped (the detector's whole-picture boxes on flat frames).
 
 :func:`available` says whether the ``quality`` extra is installed; curate falls back to the classical
 heuristic of :mod:`curate.text` when it is not, and records which method produced the score.
@@ -66,10 +67,14 @@ class OcrTextDetector:
 
     method = METHOD
 
-    def __init__(self, long_side_px: int = 480, threads: int = 1, box_thresh: float = 0.5) -> None:
+    def __init__(self, long_side_px: int = 480, threads: int = 1, box_thresh: float = 0.5,
+                 max_box_height: float = 0.25) -> None:
         if not 96 <= long_side_px <= 2048:
             raise ValueError(f"OCR long_side_px={long_side_px}: use 96..2048 px (default 480)")
+        if not 0 < max_box_height <= 1:
+            raise ValueError(f"OCR max_box_height={max_box_height}: use a share of the frame height in (0, 1]")
         self.long_side_px = long_side_px
+        self.max_box_height = max_box_height
         self._engine = _engine(long_side_px, max(1, threads), box_thresh)
 
     def measure(self, rgb: np.ndarray) -> tuple[float, int]:
@@ -83,6 +88,11 @@ class OcrTextDetector:
         out = self._engine(np.ascontiguousarray(rgb[:, :, ::-1]), use_det=True, use_cls=False, use_rec=False)
         boxes = getattr(out, "boxes", None)
         if boxes is None or len(boxes) == 0:
+            return 0.0, 0
+        # On flat or low-contrast frames the detector sometimes returns one box around the whole picture;
+        # a text line is never a quarter of the frame tall (measured: such boxes were 52-100% of it).
+        boxes = [b for b in boxes if float(np.ptp(b[:, 1])) <= self.max_box_height * h]
+        if not boxes:
             return 0.0, 0
         mask = np.zeros((h, w), np.uint8)
         cv2.fillPoly(mask, [np.round(b).astype(np.int32).reshape(-1, 1, 2) for b in boxes], 1)

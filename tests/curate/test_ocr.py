@@ -20,9 +20,9 @@ if not os.path.exists(FONT):
     pytest.skip(f"{FONT} (fonts-dejavu) is needed to burn text into test clips", allow_module_level=True)
 
 
-def _clip(footage_dir, tmp_path, name: str, vf: str):
+def _clip(footage_dir, tmp_path, name: str, vf: str, start: float = 7.5):
     out = tmp_path / f"{name}.mp4"
-    run_ffmpeg(["-ss", "7.5", "-t", "2", "-i", str(footage_dir / "psd_issue-195-aspect-ratio.mp4"), "-an",
+    run_ffmpeg(["-ss", str(start), "-t", "2", "-i", str(footage_dir / "psd_issue-195-aspect-ratio.mp4"), "-an",
                 "-vf", f"scale=854:-2,setsar=1,{vf}", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "20",
                 "-pix_fmt", "yuv420p", str(out)])
     return out
@@ -59,7 +59,8 @@ def test_ocr_finds_a_small_corner_watermark_from_a_sharper_copy_of_the_same_pass
 
 
 def test_ocr_reads_no_text_in_a_text_free_shot(footage_dir, tmp_path):
-    _, scores = _scores(_clip(footage_dir, tmp_path, "clean", "null"))
+    """Its first frame is one on which the detector returns a box around the whole picture: dropped."""
+    _, scores = _scores(_clip(footage_dir, tmp_path, "clean", "null", start=0.5))
     assert scores["text_area_frac"] < 0.001 and scores["text_boxes"] == 0
 
 
