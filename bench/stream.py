@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -160,22 +159,22 @@ def encoded_rows(root: Path, t5: str, steps: int) -> None:
     assert streamed.step == fly.step
 
 
-def workers_rows(root: Path, t5: str, steps: int) -> None:
+def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...]) -> None:
     from train.pipeline import run_train_workers
 
     out = random_set(root, 400, t5)
-    cfg = _cfg(t5, packs_per_step=2).with_overrides(train={"steps": steps})
-    rates = {}
-    for n in (1, 2):
-        shutil.rmtree(root / f"w{n}", ignore_errors=True)
-        run_train_workers(out, root / f"w{n}", cfg, workers=n, torch_threads=1)
-        rates[n] = _steady(root / f"w{n}")
-    print(f"\n{steps} steps of 2 packs x 1024 tokens (400 tiny clips), tiny preset, 1 torch thread per worker, "
+    print(f"\n{steps} steps of 2 packs per step (400 tiny clips), tiny preset, 1 torch thread per worker, "
           f"Ray Train on CPU (gloo)\n")
-    print("| workers | samples/s (steps 3..) | vs 1 worker |")
-    print("|---|---|---|")
-    for n, r in rates.items():
-        print(f"| {n} | {r:.2f} | {r / rates[1]:.2f}x |", flush=True)
+    print("| tokens per pack | 1 worker samples/s | 2 workers samples/s | 2 / 1 |")
+    print("|---|---|---|---|")
+    for budget in batch_tokens:
+        cfg = _cfg(t5, packs_per_step=2, batch_tokens=budget).with_overrides(train={"steps": steps})
+        rates = {}
+        for n in (1, 2):
+            run = root / f"w{n}-{budget}"
+            run_train_workers(out, run, cfg, workers=n, torch_threads=1)
+            rates[n] = _steady(run)
+        print(f"| {budget} | {rates[1]:.2f} | {rates[2]:.2f} | {rates[2] / rates[1]:.2f}x |", flush=True)
 
 
 def main() -> None:
@@ -187,6 +186,7 @@ def main() -> None:
     ap.add_argument("--only", default="rss,encoded,workers", help="comma-separated: rss, encoded, workers")
     ap.add_argument("--steps", type=int, default=40, help="training steps of the encoded/on-the-fly rows")
     ap.add_argument("--workers-steps", type=int, default=30, help="training steps of each workers row")
+    ap.add_argument("--workers-tokens", default="1024,4096", help="tokens per pack of the workers rows")
     args = ap.parse_args()
     only = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
@@ -197,7 +197,7 @@ def main() -> None:
         if "encoded" in only:
             encoded_rows(root, t5, args.steps)
         if "workers" in only:
-            workers_rows(root, t5, args.workers_steps)
+            workers_rows(root, t5, args.workers_steps, tuple(int(t) for t in args.workers_tokens.split(",")))
 
 
 if __name__ == "__main__":

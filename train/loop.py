@@ -10,6 +10,11 @@ Writes ``RUN_DIR/config.json`` (resolved config and tool versions), ``RUN_DIR/lo
 logged step: loss, clips, tokens, model FLOPs, real tokens/s, the step's seconds split into data wait, forward,
 backward and optimizer, and MFU on a GPU; one line per validation), ``RUN_DIR/skipped.jsonl`` (clips that failed
 to decode), ``RUN_DIR/checkpoints/`` and a ``train`` entry in ``OUT/summary.json``; stdout echoes the log lines.
+
+Data come from ``OUT/encodings/<key>`` when ``rushes encode`` wrote encodings with this run's settings
+(streamed, :mod:`train.stream`), else every clip is decoded and encoded once into ``RUN_DIR/cache``. With
+``world`` > 1 (``train/pipeline.py`` starts the workers on Ray Train) the model is wrapped in DDP and each
+worker trains its share of every step's ``packs_per_step`` packs.
 """
 
 from __future__ import annotations
@@ -273,10 +278,7 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     device = torch.device(device) if device else default_device()
     tc, dc = cfg.train, cfg.data
     lead = rank == 0
-    if dc.packs_per_step % world:
-        raise ValueError(f"packs_per_step {dc.packs_per_step} does not divide among {world} workers: use a number "
-                         f"of workers that divides it (a run keeps its global batch), or a new run with "
-                         f"--packs-per-step {world}")
+    _check_workers(dc.packs_per_step, world)
 
     # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
     data = load_train_data(out_dir, run_dir, cfg, device, use_encodings)
@@ -296,15 +298,7 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
                                   foreach=True)
 
     # 3. Resume: weights, EMA, optimizer, data position and every random stream.
-    start = 0
-    ckpt = checkpoint.latest(run_dir)
-    if ckpt is not None:
-        resumed = checkpoint.load(ckpt, net, ema, optimizer, generator)
-        start = resumed.step
-        data.source.load_state_dict(resumed.data_state)
-        if lead:
-            _truncate_log(run_dir, start)
-        echo(f"resumed from {ckpt} at step {start}")
+    start = _resume(run_dir, net, ema, optimizer, generator, data, lead, echo)
     model = _distributed(net, device) if world > 1 else net
     result = TrainResult(str(run_dir), start, start, num_clips=data.num_clips,
                          skipped=len(data.skipped), parameters=count_parameters(net))
@@ -343,3 +337,23 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
             "last_loss": result.losses[-1] if result.losses else None,
             "last_val_loss": result.val_losses[-1][1] if result.val_losses else None})
     return result
+
+
+def _check_workers(packs_per_step: int, world: int) -> None:
+    if packs_per_step % world:
+        raise ValueError(f"packs_per_step {packs_per_step} does not divide among {world} workers: use a number "
+                         f"of workers that divides it (a run keeps its global batch), or a new run with "
+                         f"--packs-per-step {world}")
+
+
+def _resume(run_dir: Path, net, ema, optimizer, generator, data: TrainData, lead: bool, echo) -> int:
+    """Load the newest checkpoint (weights, EMA, optimizer, data position, RNG states); the step to start at."""
+    ckpt = checkpoint.latest(run_dir)
+    if ckpt is None:
+        return 0
+    resumed = checkpoint.load(ckpt, net, ema, optimizer, generator)
+    data.source.load_state_dict(resumed.data_state)
+    if lead:
+        _truncate_log(run_dir, resumed.step)
+    echo(f"resumed from {ckpt} at step {resumed.step}")
+    return resumed.step
