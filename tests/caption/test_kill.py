@@ -17,23 +17,24 @@ from manifests import store
 
 REPO = Path(__file__).resolve().parents[2]
 
-# The real `rushes caption` in a subprocess, with parts flushed every 2 captions; the second part's write is
-# cut at half its bytes and the process SIGKILLs itself right there (before the atomic rename).
+# The real `rushes caption` in a subprocess, with parts flushed every 2 captions; the second part, written to its
+# temporary file, is cut at half its bytes and the process SIGKILLs itself right there (before it is published).
 KILL_MID_WRITE = """
 import os, signal, sys
-import pyarrow.parquet as pq
+import storage
 import caption.pipeline
 caption.pipeline.FLUSH_ROWS = 2
-_write, _calls = pq.write_table, []
-def write_then_die(table, where, **kw):
-    _write(table, where, **kw)
-    _calls.append(where)
-    if len(_calls) == 2:
-        size = os.path.getsize(where)
-        with open(where, "r+b") as fh:
-            fh.truncate(size // 2)
-        os.kill(os.getpid(), signal.SIGKILL)
-pq.write_table = write_then_die
+_publish, _parts = storage.publish, []
+def publish_or_die(tmp, final):
+    if "/captions/" in str(final) and str(final).endswith(".parquet"):
+        _parts.append(final)
+        if len(_parts) == 2:  # the second caption part: written under its temporary name, not yet published
+            size = os.path.getsize(tmp)
+            with open(tmp, "r+b") as fh:
+                fh.truncate(size // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return _publish(tmp, final)
+storage.publish = publish_or_die
 from rushes.cli import main
 sys.exit(main(sys.argv[1:]))
 """
