@@ -74,7 +74,7 @@ def main() -> None:
 
     base_out = root / "base"
     make_run(base_out, video, spans, encoded=set(range(0, args.clips, 2)))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         base_s, base_tokens, params = _baseline(cfg, base_out, args.batch_size)
         pipe_out = root / "pipe"

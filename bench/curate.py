@@ -93,7 +93,7 @@ def warm_runs(files: list[str], tmp: str) -> tuple[float, float]:
     from curate.pipeline import run_curate
     from rushes.testing.synth import make_cut_video
 
-    ray.init(num_cpus=None, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=None, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         cuts = dataclasses.replace(default(), scores_preset=None, encode=EncodeConfig(enabled=False))
         enc = dataclasses.replace(default(), scores_preset=None, encode=EncodeConfig(max_short_side_px=0))
