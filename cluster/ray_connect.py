@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import tempfile
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -86,8 +86,10 @@ def requested_address(address: str | None) -> tuple[str | None, str]:
 
 
 def _record_file() -> Path:
-    """Where ``ray start`` records the address of the cluster it started (Ray's temp folder)."""
-    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    """Where ``ray start`` records the address of the cluster it started: Ray's temp folder, chosen as Ray does
+    (``$RAY_TMPDIR``, else ``$TMPDIR`` on Linux, else ``/tmp``)."""
+    base = os.environ.get("RAY_TMPDIR") or (sys.platform.startswith("linux") and os.environ.get("TMPDIR")) or "/tmp"
+    return Path(base) / "ray" / "ray_current_cluster"
 
 
 def head_endpoint(address: str, source: str) -> tuple[str, int, str]:

@@ -10,6 +10,10 @@ Each consumer gets ``consumer.add(frame)`` with a :class:`media.frames.Frame`: t
 its PTS in seconds from the start of the stream, and an RGB uint8 image in display orientation
 (rotation applied, SAR squared) whose long side is ``long_side_px`` (never upscaled).
 
+A consumer that also needs a sharper copy of a few frames (OCR text samples, 1-2 per second) has
+``detail_side(pts_s) -> int``: a non-zero long side makes the pass build that copy from the same decoded
+picture and hand it to ``consumer.add_detail(frame)`` just before ``add`` (still one decode).
+
 Why this scaling: PySceneDetect's detectors were tuned on frames converted to 8-bit RGB at full size
 and shrunk with OpenCV's bilinear resize to a 256 px long side; we build the pixels the same way, so
 its published goldens reproduce exactly (see ``_small`` for why the cheaper swscale paths are not used).
@@ -70,6 +74,13 @@ def _small(rgb, size: tuple[int, int]):
     return cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
 
 
+def _detail(rgb, size: tuple[int, int]):
+    """A sharper copy for a consumer's few sampled frames: area shrink (no aliasing of small text)."""
+    if (rgb.shape[1], rgb.shape[0]) == size:
+        return rgb
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
 def analyse_video(path: str, consumers: Sequence[FrameConsumer], long_side_px: int = 256,
                   threads: int = 1) -> DecodeResult:
     """Decode ``path`` once and feed every frame to each consumer; raises :class:`DecodeError` when no
@@ -79,8 +90,14 @@ def analyse_video(path: str, consumers: Sequence[FrameConsumer], long_side_px: i
     warning = None
     with FrameReader(path, threads) as reader:
         size = analysis_size(*reader.coded_size, reader.sar, long_side_px)
+        detail = [c for c in consumers if hasattr(c, "detail_side")]
         try:
             for frame in reader:
+                for consumer in detail:
+                    side = consumer.detail_side(frame.pts_s)
+                    if side:
+                        big = _detail(frame.rgb, analysis_size(*reader.coded_size, reader.sar, side))
+                        consumer.add_detail(Frame(frame.index, frame.pts_s, rotate(big, reader.rotation_deg)))
                 item = Frame(frame.index, frame.pts_s, rotate(_small(frame.rgb, size), reader.rotation_deg))
                 pts.append(frame.pts_s)
                 for consumer in consumers:

@@ -18,7 +18,11 @@ with their size; about 100 bytes per frame):
   recent frame at least ``flow_min_gap_s`` older (the same time step at 25, 60 or 120 fps, and at
   least ~1 px of displacement for slow motion, where sub-pixel flow reads low), summarised into
   mean/p90 magnitude and a global similarity fit (:mod:`curate.motion`);
-- ``text_fps`` times a second: the text-line area share (:mod:`curate.text`).
+- text, by the method ``text_method`` resolves to: with the ``quality`` extra installed (``auto``), PP-OCR text
+  detection (:mod:`curate.ocr`) ``ocr_fps`` times a second on a sharper copy of the sampled frame
+  (``ocr_long_side`` px, built by the same decode pass, see :mod:`curate.decode`): share of the frame
+  covered by text boxes and their count; without it, the classical text-line heuristic (:mod:`curate.text`)
+  ``text_fps`` times a second on the analysis frame. ``text_method`` is recorded per clip.
 
 A clip summarises the samples whose frames all lie inside [start_frame, end_frame): a flow pair or a
 frame difference that straddles a cut is never counted. Sampling flow at 8/s and text at 2/s keeps the
@@ -43,7 +47,8 @@ from media.frames import Frame
 
 SCORE_COLUMNS = ("motion_mean", "motion_p90", "frame_diff_mean", "camera_motion", "sharpness",
                  "brightness_mean", "contrast_std", "black_frame_frac", "flat_frame_frac", "colourfulness",
-                 "text_area_frac", "aspect_ratio")
+                 "text_area_frac", "text_boxes", "text_method", "aspect_ratio")
+TEXT_METHODS = ("auto", "ocr", "heuristic")
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,10 @@ class ScoreConfig:
     flow_long_side: int = 128  # px; optical flow and frame difference size (half of 256: a fast exact resize)
     flow_fps: float = 8.0  # flow pairs per second of video; 0 = every frame
     flow_min_gap_s: float = 1 / 15  # a flow pair spans at least this much time (sub-pixel flow is biased low)
-    text_fps: float = 2.0  # text samples per second; 0 = every frame
+    text_fps: float = 2.0  # heuristic text samples per second; 0 = every frame
+    text_method: str = "auto"  # auto: OCR when the quality extra is installed, else the heuristic; ocr; heuristic
+    ocr_fps: float = 1.0  # OCR text samples per second; 0 = every frame
+    ocr_long_side: int = 480  # px; long side of the sharper copy OCR reads (small corner text needs ~480)
     black_level: float = 0.10  # luma at or below (0..1) is a black pixel (ffmpeg blackdetect pix_th)
     black_frame_pixels: float = 0.98  # a frame with this share of black pixels is black (blackdetect default)
     flat_luma_std: float = 0.02  # a frame whose luma std (0..0.5) is below this has no detail
@@ -66,7 +74,11 @@ class ScoreConfig:
             raise ValueError(f"work_long_side={self.work_long_side}: use 32..4096 px (default 256)")
         if not 32 <= self.flow_long_side <= self.work_long_side:
             raise ValueError(f"flow_long_side={self.flow_long_side}: use 32..work_long_side px (default 128)")
-        for name in ("flow_fps", "text_fps", "flow_min_gap_s"):
+        if self.text_method not in TEXT_METHODS:
+            raise ValueError(f"text_method={self.text_method!r}: use one of {', '.join(TEXT_METHODS)}")
+        if not 96 <= self.ocr_long_side <= 2048:
+            raise ValueError(f"ocr_long_side={self.ocr_long_side}: use 96..2048 px (default 480)")
+        for name in ("flow_fps", "text_fps", "ocr_fps", "flow_min_gap_s"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"{name}={getattr(self, name)} must be a finite number >= 0 (0 = every frame)")
         for name in ("black_level", "black_frame_pixels", "flat_luma_std"):
@@ -110,6 +122,15 @@ def _normalise(gray: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(gray, alpha=gain, beta=128.0 - gain * float(mean[0, 0]))
 
 
+def _ocr_detector(cfg: ScoreConfig):
+    """The OCR detector ``cfg.text_method`` asks for, or None for the heuristic."""
+    from curate import ocr
+
+    if cfg.text_method == "heuristic" or (cfg.text_method == "auto" and not ocr.available()):
+        return None
+    return ocr.OcrTextDetector(cfg.ocr_long_side)
+
+
 class _Columns:
     """Growable float columns (array('d')) with a cached numpy view."""
 
@@ -138,9 +159,11 @@ class FrameSignals:
         self.config = config or ScoreConfig()
         self._frames = _Columns("index", "pts", "luma_mean", "luma_std", "lap_var", "black", "colour", "diff")
         self._flow = _Columns("ref", "cur", "mean", "p90", "tx", "ty", "zoom")
-        self._text = _Columns("index", "frac")
+        self._text = _Columns("index", "frac", "boxes")
         self._flow_est = FlowEstimator()
         self._text_det = TextDetector(self.config.text)
+        self._ocr = _ocr_detector(self.config)
+        self.text_method = self._ocr.method if self._ocr is not None else "heuristic"
         self._recent: deque[tuple[int, float, np.ndarray]] = deque(maxlen=8)  # (index, pts, flow-size luma)
         self._next_flow_s = -math.inf
         self._next_text_s = -math.inf
@@ -169,9 +192,22 @@ class FrameSignals:
         if flow_ok and frame.pts_s >= self._next_flow_s and self._measure_flow(index, frame.pts_s, small):
             self._next_flow_s = _next_due(self._next_flow_s, frame.pts_s, cfg.flow_fps)
         if frame.pts_s >= self._next_text_s:
-            self._text.append(index=index, frac=self._text_det.area_frac(gray))
-            self._next_text_s = _next_due(self._next_text_s, frame.pts_s, cfg.text_fps)
+            if self._ocr is not None:  # no sharper copy came (frames fed by hand): read the analysis frame
+                self.add_detail(Frame(index, frame.pts_s, frame.rgb))
+            else:
+                self._text.append(index=index, frac=self._text_det.area_frac(gray), boxes=math.nan)
+                self._next_text_s = _next_due(self._next_text_s, frame.pts_s, cfg.text_fps)
         self._recent.append((index, frame.pts_s, small))
+
+    def detail_side(self, pts_s: float) -> int:
+        """Long side (px) of the sharper copy of this frame OCR wants (a text sample is due), else 0."""
+        return self.config.ocr_long_side if self._ocr is not None and pts_s >= self._next_text_s else 0
+
+    def add_detail(self, frame: Frame) -> None:
+        """OCR text sample of a sharper copy of the next frame (given just before its ``add``)."""
+        frac, boxes = self._ocr.measure(frame.rgb)
+        self._text.append(index=frame.index if frame.index is not None else self._count, frac=frac, boxes=boxes)
+        self._next_text_s = _next_due(self._next_text_s, frame.pts_s, self.config.ocr_fps)
 
     def _measure_flow(self, index: int, pts_s: float, small: np.ndarray) -> bool:
         """Flow against the newest recent frame at least ``flow_min_gap_s`` older; False when none is."""
@@ -209,6 +245,9 @@ class FrameSignals:
             sel = (t["index"] >= start_frame) & (t["index"] < end_frame)
             if sel.any():
                 out["text_area_frac"] = float(t["frac"][sel].mean())
+                out["text_method"] = self.text_method
+                if self._ocr is not None:
+                    out["text_boxes"] = float(t["boxes"][sel].mean())
         return out
 
     def _quality_scores(self, f: dict[str, np.ndarray], lo: int, hi: int) -> dict:

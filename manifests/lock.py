@@ -15,7 +15,6 @@ On file systems without ``flock`` the pid check alone decides. Stdlib only.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
@@ -91,10 +90,8 @@ def _try_flock(fd: int) -> bool | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
-    except OSError as exc:
-        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-            return None
-        raise
+    except OSError:  # ENOLCK, EOPNOTSUPP, ...: some network file systems
+        return None
     return True
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 KINDS = ("videos", "clips", "captions")
 
-SCHEMA_VERSIONS = {"videos": 2, "clips": 1, "captions": 1}
+SCHEMA_VERSIONS = {"videos": 2, "clips": 2, "captions": 1}
 
 
 def _f(name: str, typ: pa.DataType, description: str, unit: str = "", nullable: bool = True) -> pa.Field:
@@ -82,8 +82,12 @@ CLIP_SCORES = [
     _f("flat_frame_frac", pa.float32(), "fraction of frames with almost no spatial detail (luma std < 0.02)",
        "fraction"),
     _f("colourfulness", pa.float32(), "Hasler-Suesstrunk colourfulness, 0 (grey) .. ~150"),
-    _f("text_area_frac", pa.float32(), "mean fraction of the frame covered by burned-in text lines "
-       "(top-hat/black-hat strokes grouped into persistent lines, sampled 2/s)", "fraction"),
+    _f("text_area_frac", pa.float32(), "mean fraction of the frame covered by text: PP-OCR text boxes sampled "
+       "1/s (text_method ppocr-v6-det) or, without the quality extra, persistent burned-in text lines found by "
+       "top-hat/black-hat strokes sampled 2/s (text_method heuristic)", "fraction"),
+    _f("text_boxes", pa.float32(), "mean number of PP-OCR text boxes per sampled frame; null for the heuristic",
+       "boxes"),
+    _f("text_method", pa.string(), "what produced text_area_frac: ppocr-v6-det (OCR detection) or heuristic"),
     _f("aspect_ratio", pa.float32(), "display width / height"),
 ]
 

@@ -6,9 +6,10 @@ Use::
     from train.loop import train
     result = train("OUT", "runs/tiny", preset("tiny"))      # resumes when runs/tiny has a checkpoint
 
-Writes ``RUN_DIR/config.json`` (resolved config and tool versions), ``RUN_DIR/log.jsonl`` (one JSON line per logged step
-and validation), ``RUN_DIR/skipped.jsonl`` (clips that failed to decode), ``RUN_DIR/checkpoints/`` and a
-``train`` entry in ``OUT/summary.json``.
+Writes ``RUN_DIR/config.json`` (resolved config and tool versions), ``RUN_DIR/log.jsonl`` (one JSON line per
+logged step: loss, clips, tokens, model FLOPs, real tokens/s, the step's seconds split into data wait, forward,
+backward and optimizer, and MFU on a GPU; one line per validation), ``RUN_DIR/skipped.jsonl`` (clips that failed
+to decode), ``RUN_DIR/checkpoints/`` and a ``train`` entry in ``OUT/summary.json``; stdout echoes the log lines.
 
 Data come from ``OUT/encodings/<key>`` when ``rushes encode`` wrote encodings with this run's settings
 (streamed, :mod:`train.stream`), else every clip is decoded and encoded once into ``RUN_DIR/cache``. With
@@ -22,8 +23,8 @@ import contextlib
 import copy
 import json
 import logging
+import os
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,11 +36,13 @@ from manifests import store
 from media.versions import tool_versions
 from train import checkpoint, shards
 from train.config import RunConfig
-from train.data import Example, Prepared, prepare, split_validation, training_clips
+from train.data import ClipSource, Example, Prepared, prepare, split_validation
 from train.encoders import TextEncoder, Vae
 from train.diffusion import training_loss
 from train.model import DiffusionTransformer, count_parameters
 from train.packing import PackedBatch, PackLoader, collate, pack_first_fit
+from train.selection import record_selection, select_clips
+from train.throughput import Stopwatch, batch_flops, peak_flops
 from train.stream import PackStream, open_encodings
 
 log = logging.getLogger(__name__)
@@ -65,10 +68,17 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device) -> Prepared:
-    """Prepare (or read from ``RUN_DIR/cache``) every kept, captioned clip of ``out_dir``."""
+def out_dirs(out_dir) -> list:
+    """One OUT or several, as a list."""
+    return [out_dir] if isinstance(out_dir, (str, os.PathLike)) else list(out_dir)
+
+
+def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device,
+              sources: list[ClipSource] | None = None) -> Prepared:
+    """Prepare (or read from ``RUN_DIR/cache``) ``sources``, by default the clips of ``out_dir`` (one OUT or
+    several) that ``cfg.data`` selects (train/selection.py)."""
     d = cfg.data
-    sources = training_clips(out_dir, d.captioner, d.prompt_version, d.limit)
+    sources = select_clips(out_dirs(out_dir), d).clips if sources is None else sources
     dev = str(device)
     return prepare(sources, d, cfg.model.patch_size, Path(run_dir) / "cache",
                    lambda: TextEncoder(d.text_encoder, d.max_text_tokens, device=dev),
@@ -88,23 +98,29 @@ class TrainData:
     num_train: int
     skipped: list[dict]
     encodings: str | None = None  # the encodings folder streamed, None when decoded on the fly
+    selection: dict | None = None  # how the clips were chosen (train/selection.py), for RUN_DIR/selection.json
 
 
 def load_train_data(out_dir, run_dir, cfg: RunConfig, device: torch.device, use_encodings: bool = True) -> TrainData:
-    """Encodings of OUT made with this config when there are any (a mismatch raises, naming the setting), else
-    every clip decoded and encoded once into ``RUN_DIR/cache`` (:func:`load_data`)."""
-    d, patch = cfg.data, cfg.model.patch_size
-    folder = shards.find_encodings(out_dir, shards.key_inputs(d, patch)) if use_encodings else None
+    """The clips ``cfg.data`` selects from ``out_dir`` (one OUT or several, train/selection.py): from the encodings
+    of OUT made with this config when there are any (a mismatch raises, naming the setting; a single OUT only),
+    else decoded and encoded once into ``RUN_DIR/cache`` (:func:`load_data`)."""
+    d, patch, outs = cfg.data, cfg.model.patch_size, out_dirs(out_dir)
+    selection = select_clips(outs, d)
+    if use_encodings and len(outs) > 1:
+        log.info("training on %d runs: clips are decoded on the fly (encodings are per run)", len(outs))
+    use = use_encodings and len(outs) == 1
+    folder = shards.find_encodings(outs[0], shards.key_inputs(d, patch)) if use else None
     if folder is None:
-        prepared = load_data(out_dir, run_dir, cfg, device)
+        prepared = load_data(outs, run_dir, cfg, device, selection.clips)
         train_set, val_set = split_validation(prepared.examples, d.val_clips)
         return TrainData(PackLoader(train_set, d.batch_tokens, seed=cfg.train.seed), val_set, prepared.null_text,
                          prepared.channels, prepared.text_dim, len(prepared.examples), len(train_set),
-                         prepared.skipped)
-    enc = open_encodings(folder, training_clips(out_dir, d.captioner, d.prompt_version, d.limit), patch, d.val_clips)
+                         prepared.skipped, selection=selection.record)
+    enc = open_encodings(folder, selection.clips, patch, d.val_clips)
     stream = PackStream(folder, enc.train_ids, patch, d.batch_tokens, d.stream_window, cfg.train.seed)
     return TrainData(stream, enc.val, enc.null_text, enc.channels, enc.text_dim, enc.num_clips, len(enc.train_ids),
-                     enc.skipped, str(folder))
+                     enc.skipped, str(folder), selection.record)
 
 
 def pack_generator(seed: int, step: int, pack: int) -> torch.Generator:
@@ -127,12 +143,14 @@ def lr_at(step: int, cfg: RunConfig) -> float:
 
 def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: list[torch.Generator],
                cfg: RunConfig, step: int, world: int = 1) -> dict:
-    """One optimisation step on this worker's packs: losses, backward, clip, AdamW, EMA. Returns log numbers.
+    """One optimisation step on this worker's packs: losses, backward, clip, AdamW, EMA. Returns log numbers,
+    with the seconds of the forward passes (noise and loss included), the backward passes and the optimizer.
 
     The gradient is the mean over the step's ``packs_per_step`` packs of all workers, whatever their number:
     each pack's loss is scaled by world / packs_per_step and DDP averages over the workers.
     """
     tc = cfg.train
+    watch, seconds = Stopwatch(batches[0].x0.device), {"forward_s": 0.0, "backward_s": 0.0}
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, cfg)
     optimizer.zero_grad(set_to_none=True)
@@ -147,7 +165,9 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
                     lambda x_t, t: model(x_t, t, batch.text, batch.text_mask, batch.pos, batch.seq),
                     batch.x0, batch.seq, batch.slot_tokens, gen, tc.timestep_mean, tc.timestep_std,
                     tc.shift_base_tokens, tc.max_shift)
+            seconds["forward_s"] += watch.lap()
             (loss * scale).backward()
+            seconds["backward_s"] += watch.lap()
         total += loss.detach() / cfg.data.packs_per_step
     if world > 1:
         torch.distributed.all_reduce(total)  # the mean loss over every worker's packs
@@ -155,7 +175,8 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
     optimizer.step()
     with torch.no_grad():  # one fused call over all tensors: a per-tensor loop costs more than a tiny model's step
         torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - tc.ema_decay)
-    return {"loss": total.item(), "grad_norm": float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
+    stats = {"loss": total.item(), "grad_norm": float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
+    return {**stats, **seconds, "optimizer_s": watch.lap()}
 
 
 @torch.no_grad()
@@ -223,19 +244,31 @@ def _batches(packs: list[list[Example]], generators, data: TrainData, dc, device
     return out
 
 
-def _step_counts(packs: list[list[Example]], batches: list[PackedBatch], world: int) -> dict:
-    """Clips, real tokens and computed tokens of the whole step, summed over the workers."""
+def _step_counts(packs: list[list[Example]], batches: list[PackedBatch], world: int, cfg: RunConfig) -> dict:
+    """Clips, real tokens, computed tokens and model FLOPs (train/throughput.py) of the whole step, summed over
+    the workers."""
     counts = torch.tensor([sum(len(p) for p in packs), sum(b.real_tokens for b in batches),
-                           sum(int(b.x0.shape[1]) for b in batches)], dtype=torch.long, device=batches[0].x0.device)
+                           sum(int(b.x0.shape[1]) for b in batches), sum(batch_flops(cfg.model, b) for b in batches)],
+                          dtype=torch.long, device=batches[0].x0.device)
     if world > 1:
         torch.distributed.all_reduce(counts)
-    return dict(zip(("clips", "real_tokens", "tokens"), counts.tolist()))
+    return dict(zip(("clips", "real_tokens", "tokens", "flops"), counts.tolist()))
+
+
+def _speed(counts: dict, stats: dict, data_s: float, world: int, peak: float | None) -> dict:
+    """Log numbers of one step's speed: the step's seconds (data wait + forward + backward + optimizer), real
+    tokens/s over all workers, and MFU where the device's peak is known (GPU)."""
+    step_s = data_s + stats["forward_s"] + stats["backward_s"] + stats["optimizer_s"]
+    record = {"data_s": data_s, "step_s": step_s, "tokens_per_s": counts["real_tokens"] / step_s}
+    if peak:
+        record["mfu"] = counts["flops"] / (step_s * peak * world)
+    return record
 
 
 def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = None,
           echo: Callable[[str], None] = print, use_encodings: bool = True, rank: int = 0,
           world: int = 1) -> TrainResult:
-    """Train (or resume) a run from the manifests in ``out_dir``; see the module docstring.
+    """Train (or resume) a run from the manifests in ``out_dir`` (one OUT or a list); see the module docstring.
 
     ``rank``/``world``: this worker among ``world`` DDP workers (``train/pipeline.py`` launches them on Ray
     Train); worker 0 writes the config, logs and checkpoints.
@@ -250,6 +283,7 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
     data = load_train_data(out_dir, run_dir, cfg, device, use_encodings)
     if lead:
+        record_selection(run_dir, data.selection)  # refuses a resumed run whose clips changed
         with open(run_dir / "skipped.jsonl", "w") as fh:
             fh.writelines(json.dumps(s) + "\n" for s in data.skipped)
 
@@ -273,20 +307,21 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
          f"{world} worker(s), steps {start} -> {tc.steps}")
 
     # 4. The loop: each step takes the next packs_per_step packs of one global order; this worker trains its share.
+    peak = peak_flops(device)
     for step in range(start, tc.steps):
-        t0 = time.perf_counter()
+        watch = Stopwatch(device)
         packs = data.source.next_packs(dc.packs_per_step, rank, world)
         generators = [pack_generator(tc.seed, step, rank + i * world) for i in range(len(packs))]
         batches = _batches(packs, generators, data, dc, device)
+        data_s = watch.lap()
         stats = train_step(model, ema, optimizer, batches, generators, cfg, step, world)
         result.losses.append(stats["loss"])
         result.step = step + 1
-        dt = time.perf_counter() - t0
         if (step + 1) % tc.log_every == 0 or step == start or step + 1 == tc.steps:
-            counts = _step_counts(packs, batches, world)  # every worker takes part in the sum
+            counts = _step_counts(packs, batches, world, cfg)  # every worker takes part in the sum
             if lead:
-                _append_log(run_dir, {"step": step + 1, **stats, **counts, "workers": world, "step_s": dt,
-                                      "tokens_per_s": counts["real_tokens"] / dt}, echo)
+                _append_log(run_dir, {"step": step + 1, **stats, **counts, "workers": world,
+                                      **_speed(counts, stats, data_s, world, peak)}, echo)
         if lead and data.val_set and ((step + 1) % tc.val_every == 0 or step + 1 == tc.steps):
             val = validation_loss(net, data.val_set, cfg, device)
             val_ema = validation_loss(ema, data.val_set, cfg, device)
@@ -295,8 +330,8 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
         if lead and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps):
             checkpoint.save(run_dir, step + 1, net, ema, optimizer, generator, data.source.state_dict())
 
-    if lead:
-        store.update_summary(out_dir, "train", {
+    for out in out_dirs(out_dir) if lead else []:
+        store.update_summary(out, "train", {
             "run_dir": str(run_dir), "step": result.step, "clips": result.num_clips, "skipped": result.skipped,
             "parameters": result.parameters, "workers": world, "encodings": data.encodings,
             "last_loss": result.losses[-1] if result.losses else None,

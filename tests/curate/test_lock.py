@@ -92,3 +92,25 @@ def test_an_unusable_out_is_one_line_and_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err
         assert words in err and out in err and "--out" in err, (out, err)
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_without_flock_the_pid_decides(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".lock").write_text(json.dumps({"pid": alive.pid, "host": socket.gethostname(),
+                                                    "started_at": "x", "command": "rushes curate"}))
+        with pytest.raises(LockError, match=f"pid {alive.pid} on host"):
+            with acquire(tmp_path, "test"):
+                pass
+    finally:
+        alive.kill()
+        alive.wait()
+    with acquire(tmp_path, "test") as path:  # its owner is gone now
+        assert json.loads(path.read_text())["pid"] == os.getpid()

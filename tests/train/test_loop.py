@@ -29,6 +29,7 @@ def test_loss_falls_on_a_tiny_set(synth_out, tiny_t5, tmp_path):
     assert any("val_loss" in r for r in log) and log[-1]["step"] == 40
     train_lines = [r for r in log if "loss" in r]
     assert all(r["real_tokens"] <= r["tokens"] <= 512 for r in train_lines)
+    assert [r["step"] for r in train_lines] == [1, 5, 10, 15, 20, 25, 30, 35, 40]
     assert store.read_summary(synth_out)["train"]["step"] == 40
     assert checkpoint.latest(tmp_path / "run").name == "step-0000040"
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -37,12 +38,28 @@ def test_loss_falls_on_a_tiny_set(synth_out, tiny_t5, tmp_path):
     assert versions["torch"] == metadata.version("torch") and versions["safetensors"] and versions["av"]
 
 
+def test_log_splits_each_step_time_and_counts_tokens_per_second(synth_out, tiny_t5, tmp_path):
+    echoed = []
+    train(synth_out, tmp_path / "run", _cfg(tiny_t5, steps=4, log_every=1, val_every=100), echo=echoed.append)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    train_lines = [r for r in lines if "loss" in r]
+    assert len(train_lines) == 4
+    for r in train_lines:
+        phases = [r["data_s"], r["forward_s"], r["backward_s"], r["optimizer_s"]]
+        assert all(p > 0 for p in phases) and r["step_s"] == pytest.approx(sum(phases), rel=1e-9)
+        assert r["tokens_per_s"] == pytest.approx(r["real_tokens"] / r["step_s"], rel=1e-9)
+        assert isinstance(r["flops"], int) and r["flops"] > 0
+        assert "mfu" not in r  # MFU needs a known GPU peak; on CPU none is claimed
+    printed = [s for s in echoed if s.startswith("step=")]
+    assert all(k in printed[0] for k in ("tokens_per_s=", "data_s=", "forward_s=", "backward_s=", "optimizer_s="))
+
+
 class Crash(Exception):
     """Raised from the log callback: the run dies after logging a step it never checkpointed."""
 
 
 def _log(run_dir):
-    timing = {"step_s", "tokens_per_s"}
+    timing = {"step_s", "tokens_per_s", "mfu"}
     return [{k: v for k, v in json.loads(line).items() if k not in timing and not k.endswith("_s")}
             for line in (run_dir / "log.jsonl").read_text().splitlines()]
 

@@ -1,0 +1,87 @@
+"""OCR text score (curate.ocr through curate.scores): real PP-OCR detection on text burned over real footage."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import pytest
+
+pytest.importorskip("rapidocr", reason="the quality extra is not installed: pip install 'rushes[quality]'")
+
+from curate import ocr  # noqa: E402
+from curate.decode import analyse_video  # noqa: E402
+from curate.scores import FrameSignals, ScoreConfig  # noqa: E402
+from media.ffmpeg import run_ffmpeg  # noqa: E402
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+if not os.path.exists(FONT):
+    pytest.skip(f"{FONT} (fonts-dejavu) is needed to burn text into test clips", allow_module_level=True)
+
+
+def _clip(footage_dir, tmp_path, name: str, vf: str):
+    out = tmp_path / f"{name}.mp4"
+    run_ffmpeg(["-ss", "7.5", "-t", "2", "-i", str(footage_dir / "psd_issue-195-aspect-ratio.mp4"), "-an",
+                "-vf", f"scale=854:-2,setsar=1,{vf}", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "20",
+                "-pix_fmt", "yuv420p", str(out)])
+    return out
+
+
+class _Spy(FrameSignals):
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.detail_sizes = []
+
+    def add_detail(self, frame) -> None:
+        self.detail_sizes.append(frame.rgb.shape[:2])
+        super().add_detail(frame)
+
+
+def _scores(path, method="ocr"):
+    signals = _Spy(dataclasses.replace(ScoreConfig(), text_method=method))
+    result = analyse_video(str(path), [signals], long_side_px=256)
+    return signals, signals.clip_scores(0, result.num_frames, *result.analysis_size)
+
+
+def test_ocr_finds_a_small_corner_watermark_from_a_sharper_copy_of_the_same_pass(footage_dir, tmp_path):
+    """A corner watermark (what the heuristic reads as 0.0) is found; the sharper copy OCR reads comes
+    from the one decode pass, once per second, at 480 px while the analysis frames stay 256 px."""
+    marked = _clip(footage_dir, tmp_path, "watermark", f"drawtext=fontfile={FONT}:text='NEWS24':fontsize=h/30:"
+                   f"x=w-tw-w/40:y=h/30:fontcolor=white@0.7")
+    signals, scores = _scores(marked)
+    assert scores["text_method"] == ocr.METHOD
+    assert scores["text_area_frac"] > 0.001 and scores["text_boxes"] >= 1
+    assert signals.detail_sizes and all(max(s) == 480 for s in signals.detail_sizes)
+    assert 2 <= len(signals.detail_sizes) <= 3  # 1/s over 2 s (not every frame)
+    _, heuristic = _scores(marked, "heuristic")
+    assert heuristic["text_method"] == "heuristic" and heuristic["text_boxes"] is None
+
+
+def test_ocr_reads_no_text_in_a_text_free_shot(footage_dir, tmp_path):
+    _, scores = _scores(_clip(footage_dir, tmp_path, "clean", "null"))
+    assert scores["text_area_frac"] < 0.001 and scores["text_boxes"] == 0
+
+
+def test_heuristic_is_the_fallback_without_the_quality_extra(monkeypatch):
+    import numpy as np
+
+    from media.frames import Frame
+
+    monkeypatch.setitem(sys.modules, "rapidocr", None)  # as if it were not installed
+    assert not ocr.available()
+    signals = FrameSignals(ScoreConfig())  # text_method auto
+    for i in range(3):
+        signals.add(Frame(i, i / 2, np.zeros((72, 128, 3), np.uint8)))
+    scores = signals.clip_scores(0, 3, 128, 72)
+    assert scores["text_method"] == "heuristic" and scores["text_boxes"] is None
+
+
+def test_asking_for_ocr_without_the_package_names_what_to_install(monkeypatch):
+    ocr._engine.cache_clear()
+    monkeypatch.setitem(sys.modules, "rapidocr", None)
+    try:
+        with pytest.raises(ocr.OcrUnavailable, match=r"pip install 'rushes\[quality\]'"):
+            FrameSignals(dataclasses.replace(ScoreConfig(), text_method="ocr"))
+    finally:
+        ocr._engine.cache_clear()
