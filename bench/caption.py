@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "caption")]
+sys.path.insert(0, str(REPO))
 
 from caption.adapter import decode_batch, frames_from_row, plan_run  # noqa: E402
 from caption.captioner import Captioner, frame_spec, load_processor, resolve_model  # noqa: E402
 from caption.config import preset  # noqa: E402
 from caption.pipeline import run  # noqa: E402
 from caption.prompts import get_prompt  # noqa: E402
-from grey_clips import make_grey_video, make_run  # noqa: E402  (tests/caption: grey-level clips)
+from rushes.testing.grey_clips import make_grey_video, make_run  # noqa: E402
 from rushes.testing.tiny import build_tiny_qwen25_vl  # noqa: E402
 
 

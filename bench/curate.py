@@ -37,7 +37,6 @@ REPO = Path(__file__).resolve().parents[1]
 # This file is named like the package it measures: drop bench/ from the path so `import curate` is the package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 from curate.inputs import expand_inputs  # noqa: E402
 from curate.probe import probe_video  # noqa: E402
@@ -92,7 +91,7 @@ def warm_runs(files: list[str], tmp: str) -> tuple[float, float]:
 
     from curate.config import EncodeConfig, RayConfig, default
     from curate.pipeline import run_curate
-    from synth import make_cut_video
+    from rushes.testing.synth import make_cut_video
 
     ray.init(num_cpus=None, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
@@ -129,7 +128,7 @@ def main() -> None:
     if not args.skip_scores_run:
         t["rushes_full"] = timed(rushes(files, f"{tmp}/full"))
     t["warm_cuts"], t["warm_encode"] = warm_runs(files, tmp)
-    from synth import make_cut_video
+    from rushes.testing.synth import make_cut_video
 
     tiny = make_cut_video(f"{tmp}/tiny.mp4", [0.5, 0.5], fps=25, size=(320, 240))
     t["startup"] = timed(rushes([tiny.path], f"{tmp}/startup", "--no-encode", "--no-scores"))

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "train")]
+sys.path.insert(0, str(REPO))
 
-from train_manifests import Clip, write_manifest  # noqa: E402  (the train tests' manifest writer)
-from synth import make_cut_video  # noqa: E402
+from rushes.testing.train_manifests import Clip, write_manifest  # noqa: E402
+from rushes.testing.synth import make_cut_video  # noqa: E402
 
 from rushes.testing.tiny import save_tiny_text_encoder  # noqa: E402
 from train.config import preset  # noqa: E402

@@ -29,6 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+import storage
+
 from caption.captioner import Captioner, Generation, ResolvedModel, is_out_of_memory
 from caption.config import CaptionConfig
 from caption.frames import ClipFrames, FrameSpec, decode_clip, display_dims, frame_times
@@ -122,8 +124,9 @@ def decode_batch(tasks: pa.Table, spec: FrameSpec, num_frames: int, fps: float |
                 raise DecodeError(f"no clip file and no source video path for clip {task['clip_id']}; "
                                   f"rerun curate so its videos manifest lists the source")
             times = frame_times(task["start_s"], task["end_s"], num_frames, fps)
-            width, height = display_dims(task["path"], task["width_px"], task["height_px"])
-            clip = decode_clip(task["path"], times, offset_s=task["offset_s"], size=spec.size_for(width, height))
+            with storage.readable(task["path"]) as path:  # a clip in a bucket: a local copy while it decodes
+                width, height = display_dims(path, task["width_px"], task["height_px"])
+                clip = decode_clip(path, times, offset_s=task["offset_s"], size=spec.size_for(width, height))
             out.append({"clip_id": task["clip_id"], "frames": clip.rgb.tobytes(),
                         "frames_shape": list(clip.rgb.shape), "frame_times_s": clip.times_s})
         except (DecodeError, ValueError, OSError) as exc:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+
+import storage
 
 from caption.config import DEFAULT_MODEL, PRESETS, RECOMMENDED_GPU_MODEL, CaptionConfig
 
@@ -29,7 +30,8 @@ def register(subparsers) -> None:
                     f"caption rows beside the old ones. On a GPU try --model {RECOMMENDED_GPU_MODEL} "
                     "--num-gpus 1 --batch-size 8.",
         formatter_class=argparse.HelpFormatter)  # each flag states its default itself (most come from the preset)
-    p.add_argument("out", metavar="OUT", help="run directory written by 'rushes curate' (reads OUT/clips)")
+    p.add_argument("out", metavar="OUT", help="run directory written by 'rushes curate' (reads OUT/clips): "
+                   "a folder or s3://bucket/prefix")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="named settings the flags below override (debug = 4 frames, 16 tokens, tiny batches) "
                         "(default: default)")
@@ -92,7 +94,7 @@ def handle(args) -> int:
         return _error(str(exc))
     if args.limit is not None and args.limit < 1:
         return _error(f"--limit {args.limit}: must be >= 1")
-    if not os.path.isdir(os.path.join(args.out, "clips")):
+    if not storage.is_dir(storage.join(args.out, "clips")):
         return _error(f"{args.out} has no clips manifest (OUT/clips): run 'rushes curate INPUT --out {args.out}' "
                       f"first")
     from caption.captioner import ModelNotFoundError

@@ -19,11 +19,12 @@ import os
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
+
+import storage
 
 from caption.adapter import CaptionActor, Plan, decode_batch, plan_run
 from caption.captioner import Captioner, frame_spec, load_processor, resolve_model
@@ -71,7 +72,7 @@ def run(out: str | os.PathLike, cfg: CaptionConfig, limit: int | None = None, ad
     resolved_cfg = {**cfg.to_dict(), "captioner": resolved.captioner, "prompt_version": prompt.version,
                     "frame_spec": {"max_side": spec.max_side, "max_pixels": spec.max_pixels}}
     chash = config_hash(resolved_cfg)
-    store.write_json_atomic(Path(out) / "config" / "caption.json", {**resolved_cfg, "config_hash": chash})
+    store.write_json_atomic(storage.join(out, "config", "caption.json"), {**resolved_cfg, "config_hash": chash})
     store.remove_temp_files(out, "captions")  # a part whose writer was killed mid-write
     _drop_rows(out, set(plan.retry_caption_ids))
     start = time.perf_counter()

@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import tempfile
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -86,8 +86,10 @@ def requested_address(address: str | None) -> tuple[str | None, str]:
 
 
 def _record_file() -> Path:
-    """Where ``ray start`` records the address of the cluster it started (Ray's temp folder)."""
-    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    """Where ``ray start`` records the address of the cluster it started: Ray's temp folder, chosen as Ray does
+    (``$RAY_TMPDIR``, else ``$TMPDIR`` on Linux, else ``/tmp``)."""
+    base = os.environ.get("RAY_TMPDIR") or (sys.platform.startswith("linux") and os.environ.get("TMPDIR")) or "/tmp"
+    return Path(base) / "ray" / "ray_current_cluster"
 
 
 def head_endpoint(address: str, source: str) -> tuple[str, int, str]:
@@ -187,7 +189,17 @@ def connect(address: str | None = None, num_cpus: int | None = None, connect_tim
     target, source = requested_address(address)
     common = {"log_to_driver": False, "configure_logging": False}
     if target is None:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **common, **local_options)
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **common, **local_options)
+        except (RuntimeError, ConnectionError, OSError, ValueError) as exc:
+            raise RayConnectError(f"could not start a local Ray instance: {exc} Check free memory and the space "
+                                  f"in Ray's temp folder ({_record_file().parent}), retry on a less loaded machine, "
+                                  f"or join a running cluster with --address") from exc
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception when its node times out starting
+            if "timed out during startup" not in str(exc):
+                raise
+            raise RayConnectError(f"could not start a local Ray instance: {exc} Retry on a less loaded machine, "
+                                  f"or join a running cluster with --address") from exc
     else:
         wait_for_head(target, source, connect_timeout_s or connect_timeout())
         ray.init(address=target, **common)

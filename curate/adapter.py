@@ -56,6 +56,7 @@ class VideoOutcome:
     error_stage: str | None = None
     error_message: str | None = None
     stage_s: dict = field(default_factory=dict)  # probe, hash, decode, encode seconds
+    duration_s: float | None = None  # probed length of the footage (live progress counts footage hours)
 
 
 class VideoFailure(Exception):
@@ -324,6 +325,7 @@ def _write_row(out_dir: str | os.PathLike, outcome: VideoOutcome, row: dict, run
     row.update(video_id=outcome.video_id, status=outcome.status, error_stage=outcome.error_stage,
                error_message=outcome.error_message, config_hash=run.config_hash, tool_versions=run.tool_versions,
                created_at=now_utc())
+    outcome.duration_s = row.get("duration_s")
     write_part(out_dir, "videos", [row], part_name=f"part-{outcome.video_id}")
 
 

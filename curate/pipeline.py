@@ -36,6 +36,7 @@ from curate.adapter import (
     record_duplicate,
 )
 from curate.inputs import collect_inputs
+from curate.progress import RunProgress
 from manifests import (
     config_hash,
     read,
@@ -149,6 +150,7 @@ def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
         cfg_ref, run_ref = ray.put(cfg), ray.put(run)
         limit = ray_cfg.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
         pending, queue, outcomes = {}, list(reversed(todo)), []
+        progress = RunProgress(len(todo))
         while queue or pending:
             while queue and len(pending) < limit:
                 path = queue.pop()
@@ -161,8 +163,10 @@ def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
                 except (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError) as exc:
                     outcome = outcome_dict(record_crash(path, out, run, exc))
                 outcomes.append(outcome)
+                progress.update(outcome)
                 log.info("[%d/%d] %s: %s%s", len(outcomes), len(todo), outcome["path"], outcome["status"],
                          f" ({outcome['error_stage']}: {outcome['error_message']})" if outcome["error_stage"] else "")
+        progress.close()
         return outcomes
     finally:
         session.close()

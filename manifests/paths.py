@@ -10,7 +10,8 @@ Usage::
         ...  # record an error row with str(exc): it names the row, the path and the fix
 
 Refused: an absolute path, any ``..`` component, and a path that resolves (through symlinks, in OUT or in the
-path itself) outside the run directory. A symlink whose target stays inside OUT is followed.
+path itself) outside the run directory. A symlink whose target stays inside OUT is followed. For a run in a
+bucket (``s3://...``, no symlinks) the same textual rules hold and the result is the object's URI.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+import storage
 from manifests.store import ManifestError
 
 
@@ -25,12 +27,14 @@ class UnsafePathError(ManifestError):
     """A manifest path that is absolute, climbs out with ``..`` or resolves outside the run directory."""
 
 
-def resolve_inside(run_dir: str | os.PathLike, rel: str, column: str = "path", row: str = "a row") -> Path:
+def resolve_inside(run_dir: str | os.PathLike, rel: str, column: str = "path", row: str = "a row") -> Path | str:
     """The absolute path of ``rel`` inside ``run_dir`` (symlinks resolved), or :class:`UnsafePathError`.
 
     ``column`` and ``row`` name what is refused in the message (e.g. ``"clip_path"``, ``"clip 3f2a..."``).
+    A ``run_dir`` in a bucket gives the object's URI (a ``str``).
     """
-    root = Path(run_dir).resolve()
+    remote = storage.is_remote(run_dir)
+    root = str(run_dir).rstrip("/") if remote else Path(run_dir).resolve()
     text = os.fspath(rel) if rel is not None else ""
     why = None
     if not text.strip():
@@ -39,6 +43,8 @@ def resolve_inside(run_dir: str | os.PathLike, rel: str, column: str = "path", r
         why = "is absolute"
     elif ".." in PurePosixPath(text.replace("\\", "/")).parts:
         why = "climbs out with '..'"
+    elif remote:
+        return storage.join(root, text)
     else:
         target = (root / text).resolve()
         if root in target.parents:

@@ -9,14 +9,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("curate", "caption", "train")
-SHARED = ("manifests", "media", "cluster")  # the layers every stage may import
+SHARED = ("storage", "manifests", "media", "cluster")  # the layers every stage may import
 FIRST_PARTY = {*STAGES, *SHARED, "rushes", "tests", "bench"}
 # What each shared package may import of the first-party code besides itself (third-party and stdlib aside).
 SHARED_MAY_IMPORT = {
-    "manifests": set(),
-    "media": {"manifests"},
-    "cluster": set(),  # connecting to Ray: knows nothing of manifests or stages
-    "rushes/report": {"manifests", "media"},  # the report reads manifests; it never calls a stage
+    "storage": set(),  # where files live (pyarrow.fs): below everything
+    "manifests": {"storage"},
+    "media": {"manifests", "storage"},
+    "cluster": set(),  # connecting to Ray: knows nothing of files, manifests or stages
+    "rushes/report": {"manifests", "media", "storage"},  # the report reads manifests; it never calls a stage
 }
 # Modules that may import ray: each stage's pipeline.py and the one shared Ray-connection module.
 RAY_MODULES = {"pipeline.py", "cluster/ray_connect.py"}
@@ -110,17 +111,14 @@ def test_no_utils_modules():
     assert not found, f"no utils.py: put helpers with the concept they serve ({found})"
 
 
-# bench/ scripts that still put tests/ on sys.path; each is being moved to rushes.testing (issue 9). Remove a
-# name once its script is fixed: the test fails while the set names a script that no longer needs it.
-BENCH_STILL_IMPORTING_TESTS = {"caption.py", "curate.py", "train.py"}
-
-
 def test_bench_never_imports_from_tests():
-    offenders = {p.name for p in _modules("bench") if '"tests"' in p.read_text() or "tests/" in
-                 "".join(n.replace(".", "/") for n in _dotted(p))}
-    assert offenders == BENCH_STILL_IMPORTING_TESTS, (
-        f"bench/ imports test helpers from tests/: {sorted(offenders - BENCH_STILL_IMPORTING_TESTS)} "
-        f"(move them into rushes/testing); fixed and still listed: {sorted(BENCH_STILL_IMPORTING_TESTS - offenders)}")
+    # bench/ runs without tests/ on the path: helpers both need live in rushes/testing.
+    test_helpers = {p.stem for p in (REPO / "tests").rglob("*.py")} - {"conftest", "__init__"}
+    for mod in _modules("bench"):
+        bad = _imports(mod) & test_helpers
+        assert not bad and '"tests"' not in mod.read_text(), (
+            f"{mod.relative_to(REPO)} imports test helpers from tests/ ({sorted(bad) or 'puts tests/ on sys.path'}): "
+            f"move them into rushes/testing")
 
 
 def test_rushes_help_imports_no_heavy_library():

@@ -6,7 +6,7 @@ import pytest
 
 from media import frames as F
 from media.ffmpeg import FFmpegError, ffmpeg_version, run_ffmpeg
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 
 def test_synthetic_video_has_cuts_and_frames_where_claimed(tmp_path):

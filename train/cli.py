@@ -59,13 +59,20 @@ def _add_shaping_flags(p) -> None:
 def _add_train(subparsers) -> None:
     p = subparsers.add_parser(
         "train", formatter_class=_Formatter,
-        help="train a text-to-video diffusion transformer on the captioned, kept clips of OUT",
+        help="train a text-to-video diffusion transformer on the captioned, kept clips of OUT (or several OUTs)",
         description="Train a spacetime-patch diffusion transformer (rectified flow) on the kept clips of OUT that "
                     "have an ok caption. Clips of different sizes are packed into sequences of --batch-tokens. "
                     "Writes RUN/config.json, RUN/log.jsonl, RUN/checkpoints/; rerunning with the same --run "
                     "resumes from its newest checkpoint (its saved config wins; --steps may extend it). "
                     "Errors go to stderr with exit status 2.")
-    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/")
+    p.add_argument("out", metavar="OUT", nargs="+",
+                   help="run directories of curate/caption holding videos/, clips/, captions/: folders or "
+                        "s3://bucket/prefix (clip files are decoded from local copies); one or several, a clip in "
+                        "several is trained once")
+    p.add_argument("--where", metavar="SQL",
+                   help="train only on clips whose clips-manifest row satisfies this DuckDB condition, e.g. "
+                        "\"motion_mean > 0.01 AND duration_s >= 3\" (columns of the clips manifest, plus caption); "
+                        "the selection is recorded in RUN_DIR/selection.json (default: every kept, captioned clip)")
     p.add_argument("--run", required=True, metavar="RUN_DIR",
                    help="where config, logs and checkpoints go (required; an existing run resumes)")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
@@ -113,7 +120,8 @@ def _add_encode(subparsers) -> None:
                     "actors), into Parquet shards under OUT/encodings/<key>/, where <key> hashes every setting "
                     "that shaped them (listed in key.json). `rushes train` with the same settings streams them. "
                     "Reruns skip clips already encoded; failed clips are rows with a reason and are retried.")
-    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/")
+    p.add_argument("out", metavar="OUT", help="run directory of curate/caption holding videos/, clips/, captions/: "
+                   "a folder or s3://bucket/prefix (clip files are decoded from local copies)")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
                    help="the training preset whose data settings (and patch size) to encode for")
     _add_shaping_flags(p)
@@ -160,13 +168,16 @@ def resolve_config(args) -> RunConfig:
     saved = Path(args.run) / "config.json"
     if saved.exists():
         cfg = RunConfig.from_dict(json.loads(saved.read_text()))
+        if args.where is not None and args.where != cfg.data.where:
+            raise ValueError(f"{args.run} was started with --where {cfg.data.where!r}; resume it with the same "
+                             f"condition (or none), or train a new --run for --where {args.where!r}")
         log.info("using the saved config of %s (resume); only --steps and logging flags apply", args.run)
         return cfg.with_overrides(train={"steps": args.steps, "log_every": args.log_every,
                                          "val_every": args.val_every, "checkpoint_every": args.checkpoint_every})
     packs = args.packs_per_step or (args.workers if args.workers and args.workers > 1 else None)
     return shaped_config(args).with_overrides(
         data={"batch_tokens": args.batch_tokens, "caption_dropout": args.caption_dropout, "limit": args.limit,
-              "packs_per_step": packs},
+              "packs_per_step": packs, "where": args.where},
         train={"steps": args.steps, "lr": args.lr, "seed": args.seed, "log_every": args.log_every,
                "val_every": args.val_every, "checkpoint_every": args.checkpoint_every})
 
@@ -191,11 +202,12 @@ def run_train(args) -> int:
     try:
         cfg = resolve_config(args)
         if args.dry_run:
-            from train.data import training_clips
+            from train.selection import select_clips
 
-            clips = training_clips(args.out, cfg.data.captioner, cfg.data.prompt_version, cfg.data.limit)
+            selection = select_clips(args.out, cfg.data)
             print(cfg.to_json())
-            print(f"{len(clips)} captioned kept clip(s) in {args.out}; run dir {args.run}; "
+            print(json.dumps(selection.record, indent=2, sort_keys=True))
+            print(f"{len(selection.clips)} captioned kept clip(s) in {', '.join(args.out)}; run dir {args.run}; "
                   f"{cfg.train.steps} steps of {cfg.data.batch_tokens} tokens")
             return 0
         if args.workers:

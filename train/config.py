@@ -81,6 +81,7 @@ class DataConfig:
     captioner: str | None = None  # use captions of this captioner only (default: newest per clip)
     prompt_version: str | None = None  # use captions of this prompt version only
     limit: int | None = None  # use at most this many clips (quick trials)
+    where: str | None = None  # SQL condition over the clips manifest selecting the clips (train/selection.py)
 
     def __post_init__(self):
         _positive("fps", self.fps, "use e.g. --fps 8")
@@ -98,6 +99,8 @@ class DataConfig:
             raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}; 0.1 is usual")
         if self.val_clips < 0:
             raise ValueError(f"val_clips must be >= 0, got {self.val_clips}")
+        if self.where is not None and not self.where.strip():
+            raise ValueError("where is empty; give a SQL condition such as \"duration_s >= 3\", or leave it out")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1 or None, got {self.limit}")
 

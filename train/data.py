@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import torch
 from safetensors.torch import load_file, save_file
 
+import storage
 from manifests import select, store
 from manifests.ids import make_id
 from media import frames as mframes
@@ -68,7 +69,7 @@ def training_clips(out_dir: str | os.PathLike, captioner: str | None = None, pro
     out = []
     for r in rows[:limit]:
         encoded = r["clip_path"] is not None
-        path = str(Path(out_dir) / r["clip_path"]) if encoded else r["path"]
+        path = str(storage.join(out_dir, r["clip_path"])) if encoded else r["path"]  # a path, or a URI
         start = 0.0 if encoded else float(r["start_s"] or 0.0)
         span = float(r["end_s"] or 0.0) - float(r["start_s"] or 0.0)
         w = r["width_px"] or r["video_width_px"]
@@ -121,7 +122,8 @@ def plan_clip(width: int, height: int, duration_s: float, fps: float, max_frames
 def decode_rgb(src: ClipSource, plan: ClipPlan, fps: float) -> np.ndarray:
     """Frames of ``src`` at ``fps`` resized to the plan's size: (T, H, W, 3) uint8 (what `rushes encode` stores)."""
     times = mframes.fps_times(src.start_s, max(src.end_s, src.start_s + plan.frames / fps), fps)[:plan.frames]
-    got = mframes.sample_frames(src.path, times, size=(plan.width_px, plan.height_px))
+    with storage.readable(src.path) as path:  # a clip in a bucket: a local copy while it decodes
+        got = mframes.sample_frames(path, times, size=(plan.width_px, plan.height_px))
     if len(got) < plan.frames:
         raise mframes.DecodeError(f"{src.path}: decoded {len(got)} of {plan.frames} frames of clip {src.clip_id}")
     return np.stack([f.rgb for f in got])  # (T, H, W, 3) uint8

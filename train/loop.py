@@ -10,6 +10,11 @@ Writes ``RUN_DIR/config.json`` (resolved config and tool versions), ``RUN_DIR/lo
 logged step: loss, clips, tokens, model FLOPs, real tokens/s, the step's seconds split into data wait, forward,
 backward and optimizer, and MFU on a GPU; one line per validation), ``RUN_DIR/skipped.jsonl`` (clips that failed
 to decode), ``RUN_DIR/checkpoints/`` and a ``train`` entry in ``OUT/summary.json``; stdout echoes the log lines.
+
+Data come from ``OUT/encodings/<key>`` when ``rushes encode`` wrote encodings with this run's settings
+(streamed, :mod:`train.stream`), else every clip is decoded and encoded once into ``RUN_DIR/cache``. With
+``world`` > 1 (``train/pipeline.py`` starts the workers on Ray Train) the model is wrapped in DDP and each
+worker trains its share of every step's ``packs_per_step`` packs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import contextlib
 import copy
 import json
 import logging
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -30,11 +36,12 @@ from manifests import store
 from media.versions import tool_versions
 from train import checkpoint, shards
 from train.config import RunConfig
-from train.data import Example, Prepared, prepare, split_validation, training_clips
+from train.data import ClipSource, Example, Prepared, prepare, split_validation
 from train.encoders import TextEncoder, Vae
 from train.diffusion import training_loss
 from train.model import DiffusionTransformer, count_parameters
 from train.packing import PackedBatch, PackLoader, collate, pack_first_fit
+from train.selection import record_selection, select_clips
 from train.throughput import Stopwatch, batch_flops, peak_flops
 from train.stream import PackStream, open_encodings
 
@@ -61,10 +68,17 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device) -> Prepared:
-    """Prepare (or read from ``RUN_DIR/cache``) every kept, captioned clip of ``out_dir``."""
+def out_dirs(out_dir) -> list:
+    """One OUT or several, as a list."""
+    return [out_dir] if isinstance(out_dir, (str, os.PathLike)) else list(out_dir)
+
+
+def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device,
+              sources: list[ClipSource] | None = None) -> Prepared:
+    """Prepare (or read from ``RUN_DIR/cache``) ``sources``, by default the clips of ``out_dir`` (one OUT or
+    several) that ``cfg.data`` selects (train/selection.py)."""
     d = cfg.data
-    sources = training_clips(out_dir, d.captioner, d.prompt_version, d.limit)
+    sources = select_clips(out_dirs(out_dir), d).clips if sources is None else sources
     dev = str(device)
     return prepare(sources, d, cfg.model.patch_size, Path(run_dir) / "cache",
                    lambda: TextEncoder(d.text_encoder, d.max_text_tokens, device=dev),
@@ -84,23 +98,29 @@ class TrainData:
     num_train: int
     skipped: list[dict]
     encodings: str | None = None  # the encodings folder streamed, None when decoded on the fly
+    selection: dict | None = None  # how the clips were chosen (train/selection.py), for RUN_DIR/selection.json
 
 
 def load_train_data(out_dir, run_dir, cfg: RunConfig, device: torch.device, use_encodings: bool = True) -> TrainData:
-    """Encodings of OUT made with this config when there are any (a mismatch raises, naming the setting), else
-    every clip decoded and encoded once into ``RUN_DIR/cache`` (:func:`load_data`)."""
-    d, patch = cfg.data, cfg.model.patch_size
-    folder = shards.find_encodings(out_dir, shards.key_inputs(d, patch)) if use_encodings else None
+    """The clips ``cfg.data`` selects from ``out_dir`` (one OUT or several, train/selection.py): from the encodings
+    of OUT made with this config when there are any (a mismatch raises, naming the setting; a single OUT only),
+    else decoded and encoded once into ``RUN_DIR/cache`` (:func:`load_data`)."""
+    d, patch, outs = cfg.data, cfg.model.patch_size, out_dirs(out_dir)
+    selection = select_clips(outs, d)
+    if use_encodings and len(outs) > 1:
+        log.info("training on %d runs: clips are decoded on the fly (encodings are per run)", len(outs))
+    use = use_encodings and len(outs) == 1
+    folder = shards.find_encodings(outs[0], shards.key_inputs(d, patch)) if use else None
     if folder is None:
-        prepared = load_data(out_dir, run_dir, cfg, device)
+        prepared = load_data(outs, run_dir, cfg, device, selection.clips)
         train_set, val_set = split_validation(prepared.examples, d.val_clips)
         return TrainData(PackLoader(train_set, d.batch_tokens, seed=cfg.train.seed), val_set, prepared.null_text,
                          prepared.channels, prepared.text_dim, len(prepared.examples), len(train_set),
-                         prepared.skipped)
-    enc = open_encodings(folder, training_clips(out_dir, d.captioner, d.prompt_version, d.limit), patch, d.val_clips)
+                         prepared.skipped, selection=selection.record)
+    enc = open_encodings(folder, selection.clips, patch, d.val_clips)
     stream = PackStream(folder, enc.train_ids, patch, d.batch_tokens, d.stream_window, cfg.train.seed)
     return TrainData(stream, enc.val, enc.null_text, enc.channels, enc.text_dim, enc.num_clips, len(enc.train_ids),
-                     enc.skipped, str(folder))
+                     enc.skipped, str(folder), selection.record)
 
 
 def pack_generator(seed: int, step: int, pack: int) -> torch.Generator:
@@ -248,7 +268,7 @@ def _speed(counts: dict, stats: dict, data_s: float, world: int, peak: float | N
 def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = None,
           echo: Callable[[str], None] = print, use_encodings: bool = True, rank: int = 0,
           world: int = 1) -> TrainResult:
-    """Train (or resume) a run from the manifests in ``out_dir``; see the module docstring.
+    """Train (or resume) a run from the manifests in ``out_dir`` (one OUT or a list); see the module docstring.
 
     ``rank``/``world``: this worker among ``world`` DDP workers (``train/pipeline.py`` launches them on Ray
     Train); worker 0 writes the config, logs and checkpoints.
@@ -258,14 +278,12 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     device = torch.device(device) if device else default_device()
     tc, dc = cfg.train, cfg.data
     lead = rank == 0
-    if dc.packs_per_step % world:
-        raise ValueError(f"packs_per_step {dc.packs_per_step} does not divide among {world} workers: use a number "
-                         f"of workers that divides it (a run keeps its global batch), or a new run with "
-                         f"--packs-per-step {world}")
+    _check_workers(dc.packs_per_step, world)
 
     # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
     data = load_train_data(out_dir, run_dir, cfg, device, use_encodings)
     if lead:
+        record_selection(run_dir, data.selection)  # refuses a resumed run whose clips changed
         with open(run_dir / "skipped.jsonl", "w") as fh:
             fh.writelines(json.dumps(s) + "\n" for s in data.skipped)
 
@@ -280,15 +298,7 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
                                   foreach=True)
 
     # 3. Resume: weights, EMA, optimizer, data position and every random stream.
-    start = 0
-    ckpt = checkpoint.latest(run_dir)
-    if ckpt is not None:
-        resumed = checkpoint.load(ckpt, net, ema, optimizer, generator)
-        start = resumed.step
-        data.source.load_state_dict(resumed.data_state)
-        if lead:
-            _truncate_log(run_dir, start)
-        echo(f"resumed from {ckpt} at step {start}")
+    start = _resume(run_dir, net, ema, optimizer, generator, data, lead, echo)
     model = _distributed(net, device) if world > 1 else net
     result = TrainResult(str(run_dir), start, start, num_clips=data.num_clips,
                          skipped=len(data.skipped), parameters=count_parameters(net))
@@ -320,10 +330,30 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
         if lead and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps):
             checkpoint.save(run_dir, step + 1, net, ema, optimizer, generator, data.source.state_dict())
 
-    if lead:
-        store.update_summary(out_dir, "train", {
+    for out in out_dirs(out_dir) if lead else []:
+        store.update_summary(out, "train", {
             "run_dir": str(run_dir), "step": result.step, "clips": result.num_clips, "skipped": result.skipped,
             "parameters": result.parameters, "workers": world, "encodings": data.encodings,
             "last_loss": result.losses[-1] if result.losses else None,
             "last_val_loss": result.val_losses[-1][1] if result.val_losses else None})
     return result
+
+
+def _check_workers(packs_per_step: int, world: int) -> None:
+    if packs_per_step % world:
+        raise ValueError(f"packs_per_step {packs_per_step} does not divide among {world} workers: use a number "
+                         f"of workers that divides it (a run keeps its global batch), or a new run with "
+                         f"--packs-per-step {world}")
+
+
+def _resume(run_dir: Path, net, ema, optimizer, generator, data: TrainData, lead: bool, echo) -> int:
+    """Load the newest checkpoint (weights, EMA, optimizer, data position, RNG states); the step to start at."""
+    ckpt = checkpoint.latest(run_dir)
+    if ckpt is None:
+        return 0
+    resumed = checkpoint.load(ckpt, net, ema, optimizer, generator)
+    data.source.load_state_dict(resumed.data_state)
+    if lead:
+        _truncate_log(run_dir, resumed.step)
+    echo(f"resumed from {ckpt} at step {resumed.step}")
+    return resumed.step

@@ -38,7 +38,8 @@ from cluster.ray_connect import connect
 from manifests import store
 from train import shards
 from train.config import RunConfig
-from train.loop import TrainResult
+from train.loop import TrainResult, out_dirs
+from train.selection import run_name
 from train.encode import EncodeActor, EncodeConfig, EncodePlan, decode_batch, plan_encode, probe_encoders
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
     try:
         trainer = TorchTrainer(
             _train_worker,
-            train_loop_config={"out": str(Path(out).resolve()), "run_dir": str(run_dir), "cfg": cfg,
+            train_loop_config={"out": [run_name(o) for o in out_dirs(out)], "run_dir": str(run_dir), "cfg": cfg,
                                "use_encodings": use_encodings, "torch_threads": torch_threads},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                          resources_per_worker=resources),

@@ -85,16 +85,16 @@ def open_encodings(folder: Path, sources: Sequence[ClipSource], patch: tuple[int
         raise ValueError(f"every clip failed to encode in {folder}; first error: {skipped[0]['error']}")
     train, val = split_validation(good, val_clips)
     val_hashes = {s.clip_id: shards.caption_hash(s.caption) for s in val}
-    val_rows = list(_select_rows(folder, val_hashes))
+    val_rows = list(select_rows(folder, val_hashes))
     ex = [row_example(r, patch) for r in sorted(val_rows, key=lambda r: r["clip_id"])]
-    first = val_rows[0] if val_rows else next(_select_rows(folder, {good[0].clip_id: shards.caption_hash(
+    first = val_rows[0] if val_rows else next(select_rows(folder, {good[0].clip_id: shards.caption_hash(
         good[0].caption)}))
     channels = 3 if first["video_dtype"] == "uint8" else int(first["video_shape"][0])
     return EncodedSet(folder, {s.clip_id: shards.caption_hash(s.caption) for s in train}, ex,
                       shards.read_null_caption(folder), skipped, channels, int(first["text_shape"][-1]))
 
 
-def _select_rows(folder: Path, wanted: dict[str, str]) -> Iterator[dict]:
+def select_rows(folder: Path, wanted: dict[str, str]) -> Iterator[dict]:
     """Ok rows of ``wanted`` (clip_id -> caption_hash), once each, streaming the shards."""
     seen = set()
     for path in shards.shard_paths(folder):

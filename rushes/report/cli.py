@@ -62,10 +62,12 @@ def register(subparsers) -> None:
 RUN_MARKERS = ("videos/", "clips/", "captions/", "summary.json")
 
 
-def is_run(run_dir: Path) -> bool:
-    """True when ``run_dir`` holds a manifest folder or the summary a stage writes."""
-    return any((run_dir / m.rstrip("/")).is_dir() if m.endswith("/") else (run_dir / m).is_file()
-               for m in RUN_MARKERS)
+def is_run(run_dir) -> bool:
+    """True when ``run_dir`` (a folder or ``s3://`` prefix) holds a manifest folder or the summary a stage writes."""
+    import storage
+
+    return any(storage.is_dir(storage.join(run_dir, m.rstrip("/"))) if m.endswith("/")
+               else storage.is_file(storage.join(run_dir, m)) for m in RUN_MARKERS)
 
 
 def _print_error(message: str) -> int:

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from grey_clips import make_grey_video  # noqa: E402
+from rushes.testing.grey_clips import make_grey_video  # noqa: E402
 from rushes.testing.tiny import build_tiny_qwen25_vl, build_tiny_smolvlm  # noqa: E402
 
 

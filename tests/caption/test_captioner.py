@@ -8,7 +8,7 @@ import shutil
 import pyarrow as pa
 import pytest
 import spy
-from grey_clips import level_at
+from rushes.testing.grey_clips import level_at
 
 from caption.adapter import FRAMES_SCHEMA, CaptionActor, decode_batch
 from caption.captioner import ModelNotFoundError, frame_spec, load_processor, resolve_model

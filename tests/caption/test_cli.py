@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from grey_clips import make_run
+from rushes.testing.grey_clips import make_run
 
 from caption import cli
 from manifests import store

@@ -7,7 +7,7 @@ import os
 import shutil
 
 import pyarrow as pa
-from grey_clips import make_run
+from rushes.testing.grey_clips import make_run
 
 from caption.adapter import decode_batch, plan_run
 from caption.frames import FrameSpec

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from grey_clips import cut_clip_file, level_at
+from rushes.testing.grey_clips import cut_clip_file, level_at
 
 from caption.frames import FrameSpec, decode_clip, display_dims, frame_times
 from media.frames import DecodeError

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grey_clips import make_run
+from rushes.testing.grey_clips import make_run
 
 from manifests import store
 

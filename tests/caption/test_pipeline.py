@@ -8,7 +8,7 @@ import random
 import pyarrow.compute as pc
 import pytest
 import spy
-from grey_clips import cut_clip_file, level_at, make_run
+from rushes.testing.grey_clips import cut_clip_file, level_at, make_run
 
 from caption.adapter import caption_id
 from caption.config import preset

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,6 +97,42 @@ def test_no_address_starts_a_fresh_local_instance_despite_a_stale_record(tmp_pat
     assert summary["videos"]["ok"] == 1
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # a second Ray cluster start (~1-2 min on 2 busy cores): `pytest -m slow`
+def test_auto_joins_the_cluster_ray_start_recorded_and_leaves_it_running(tmp_path, ray_tmp, videos):
+    port = _free_port()
+    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}",
+                             "--num-cpus=1", "--include-dashboard=false", "--block"], env=_env(ray_tmp),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        record = ray_tmp / "ray" / "ray_current_cluster"
+        deadline = time.monotonic() + 180
+        while not (record.exists() and record.read_text().strip()):
+            assert head.poll() is None, f"ray start failed: {head.communicate()[1][-2000:]}"
+            assert time.monotonic() < deadline, "ray start did not record its cluster within 180 s"
+            time.sleep(0.5)
+        sessions = sorted(p.name for p in (ray_tmp / "ray").glob("session_2*"))
+        code, err = _finish(_curate(videos[:1], tmp_path / "out", ray_tmp, "--address", "auto"), timeout_s=300)
+        assert code == 0, err[-3000:]
+        assert json.loads((tmp_path / "out" / "summary.json").read_text())["curate"]["videos"]["ok"] == 1
+        # Joined, not started: no new Ray session folder, and the cluster outlives the job.
+        assert sorted(p.name for p in (ray_tmp / "ray").glob("session_2*")) == sessions
+        assert head.poll() is None, "the job shut down a cluster it only joined"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("how", ["flag", "env", "auto"])
 def test_an_unreachable_address_fails_fast_naming_it_and_the_fix(tmp_path, ray_tmp, videos, how):
     record = _stale_record(ray_tmp)
@@ -111,7 +147,8 @@ def test_an_unreachable_address_fails_fast_naming_it_and_the_fix(tmp_path, ray_t
     assert not _leftovers(ray_tmp), "nothing was started"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# SIGINT takes the same path as SIGTERM (a KeyboardInterrupt in the driver): its run is in `pytest -m slow`.
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_a_signal_stops_the_job_and_its_workers_and_a_rerun_resumes(tmp_path, ray_tmp, videos, signum):
     out = tmp_path / "out"
     proc = _curate(videos, out, ray_tmp, "--num-cpus", "1")  # one video at a time: the job is long enough to stop

@@ -8,7 +8,7 @@ from curate.adapter import RunInfo, process_video, record_crash, record_duplicat
 from curate.config import debug
 from manifests import read
 from media.ffmpeg import run_ffmpeg
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 CFG = dataclasses.replace(debug(), scores_preset=None)
 

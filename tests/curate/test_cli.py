@@ -11,7 +11,7 @@ import pytest
 
 from curate import cli
 from curate.inputs import expand_inputs
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from manifests import read
 from media.ffmpeg import run_ffmpeg
 from media.frames import DecodeError, FrameReader, iter_frames, stream_info
 from sentinel import Sentinel
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 PLAYLISTS = {
     "hls.m3u8": ("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{seg}\n#EXT-X-ENDLIST\n", "HLS playlist"),

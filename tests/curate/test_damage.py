@@ -13,7 +13,7 @@ from curate.config import debug
 from curate.decode import analyse_video
 from manifests import read
 from media.frames import FrameReader, iter_frames
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 FPS, SECONDS = 25, 8.0
 

@@ -11,7 +11,7 @@ from curate.config import EncodeConfig, debug
 from curate.encode import EncodeJob, build_args, encode_clips, output_size
 from manifests import read
 from media.ffmpeg import run_ffmpeg, run_ffprobe_json
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 
 def _streams(path):

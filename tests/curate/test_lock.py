@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from manifests.lock import LockError, acquire
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ from curate.config import RayConfig, debug
 from curate.pipeline import run_curate, tool_versions
 from manifests import read, read_summary
 from media.ffmpeg import run_ffmpeg, run_ffprobe_json
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 SHOTS = [(2.0, 1.0, 2.4), (3.0, 2.2)]  # seconds per shot
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from manifests import read
 from media.ffmpeg import run_ffprobe_json
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = [(2.0, 1.5, 2.0), (1.5, 2.5), (2.0, 2.0, 1.0), (3.0,), (1.2, 1.2, 1.2)]

@@ -10,7 +10,7 @@ import pytest
 from curate.config import DetectorConfig, debug, default
 from curate.decode import analyse_video
 from curate.split import SceneSplitter, detector_params, plan_clips
-from synth import SOURCES, make_cut_video
+from rushes.testing.synth import SOURCES, make_cut_video
 
 
 def _pts(n: int, fps: float = 25.0) -> list[float]:

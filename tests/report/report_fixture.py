@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from manifests import store
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

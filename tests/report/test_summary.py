@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from manifests import store
 from manifests.schema import schema_for
 from rushes.report.summary import message_class, split_reasons, summarize
 
@@ -89,7 +90,10 @@ def test_summary_as_json_for_scripts(run_dir, capsys, inspect):
     assert data["reasons"][0] == ["dark", 3]
 
 
-def test_empty_run_directory_summarises_without_error(tmp_path, capsys, inspect):
+def test_a_run_with_only_some_manifests_summarises_without_error(tmp_path, capsys, inspect):
+    assert inspect(["inspect", str(tmp_path)]) == 2  # an empty folder is not a run
+    assert "is not a rushes run" in capsys.readouterr().err
+    store.write_part(tmp_path, "videos", [{"video_id": "v", "path": "/in/x.mp4", "status": "ok"}])
     assert inspect(["inspect", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "no captions manifest yet" in out and "no summary.json" in out

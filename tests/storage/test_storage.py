@@ -42,6 +42,44 @@ def test_listing_and_globs_keep_keys_with_spaces(bucket):
     assert not [u for u in storage.list_files(bucket) if storage.TEMP_PREFIX in u]
 
 
+def test_curate_inputs_expand_prefixes_globs_and_txt_lists_in_a_bucket(bucket, tmp_path):
+    from curate.inputs import expand_inputs
+
+    for k in ["raw/day one/take 1.mp4", "raw/day one/take 2.MOV", "raw/day one/notes.md", "raw/b/c.mkv",
+              "runs/a/media/v/clip.mp4"]:
+        storage.write_bytes_atomic(f"{bucket}/{k}", b"x")
+    storage.write_bytes_atomic(f"{bucket}/lists/day one.txt", "\n".join([
+        "# relative lines resolve against the list's prefix", f"{bucket}/raw/b/", "../raw/nope.mp4  # kept as given",
+        f"{bucket}/raw/day one/*.MOV", f"{bucket}/lists/day one.txt"]).encode())
+    local_list = tmp_path / "list.txt"
+    local_list.write_text(f"{bucket}/raw/day one/take 1.mp4\n")
+    got = expand_inputs([f"{bucket}/lists/day one.txt", str(local_list), f"{bucket}/raw", f"{bucket}/runs"],
+                        exclude_dir=f"{bucket}/runs/a")
+    assert got == [f"{bucket}/raw/b/c.mkv", f"{bucket}/lists/../raw/nope.mp4", f"{bucket}/raw/day one/take 2.MOV",
+                   f"{bucket}/raw/day one/take 1.mp4"]
+
+
+def test_inspect_sql_and_summary_read_a_bucket_run(bucket):
+    from rushes.report.sql import query
+    from rushes.report.summary import summarize
+
+    run = f"{bucket}/runs/a run"
+    manifests.write_part(run, "videos", [{"video_id": "v0", "path": f"{bucket}/raw/a b.mp4", "status": "ok",
+                                          "duration_s": 4.0}], part_name="part-v0")
+    manifests.write_part(run, "clips", [_clip(0), _clip(1, keep=False), _clip(2)], part_name="part-v0")
+    _unpublished(run)
+    result = query(run, "SELECT count(*), count(*) FILTER (WHERE keep) FROM clips JOIN videos USING (video_id)")
+    assert result.rows == [(3, 2)]
+    assert query(run, "SELECT count(*) FROM captions").rows == [(0,)]
+    s = summarize(run)
+    assert (s.videos_total, s.videos_ok, s.clips_total, s.clips_kept) == (1, 1, 3, 2)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        query(f"{bucket}/runs/none", "SELECT 1")
+    res = subprocess.run([sys.executable, "-m", "rushes.cli", "inspect", run, "--sql", "SELECT count(*) n FROM clips",
+                          "--format", "csv"], cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
+    assert (res.returncode, res.stdout) == (0, "n\n3\n"), res.stderr
+
+
 def test_unsupported_scheme_and_bucketless_uri_name_the_fix():
     with pytest.raises(storage.StorageError, match="unsupported location scheme ftp://"):
         storage.list_files("ftp://host/x")

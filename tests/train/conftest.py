@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from train_manifests import Clip, write_manifest
+from rushes.testing.train_manifests import Clip, write_manifest
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,7 @@ def tiny_t5(tmp_path_factory) -> str:
 def synth_out(tmp_path_factory) -> Path:
     """OUT with three synthetic clips (two spans of one video, one encoded clip file), plus a rejected
     clip and a failed caption that training must ignore."""
-    from synth import make_cut_video
+    from rushes.testing.synth import make_cut_video
 
     root = tmp_path_factory.mktemp("synth_out")
     v = make_cut_video(root / "src.mp4", [1.0, 1.0], fps=16, size=(96, 64))

@@ -21,7 +21,7 @@ def test_training_clips_keep_only_captioned_kept_clips(synth_out):
 
 
 def test_training_clips_names_the_fix_when_nothing_is_captioned(tmp_path):
-    from train_manifests import Clip, write_manifest
+    from rushes.testing.train_manifests import Clip, write_manifest
 
     write_manifest(tmp_path, [Clip("/x.mp4", 0, 1, 64, 64, "c", caption_status="error")])
     with pytest.raises(ValueError, match="rushes caption"):

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from train_manifests import Clip, write_manifest
+from rushes.testing.train_manifests import Clip, write_manifest
 
 from train import shards
 from train.config import preset
@@ -61,7 +61,7 @@ def test_encode_writes_what_training_plans_readable_without_rushes(out_copy, tin
 
 
 def test_encode_resumes_records_failures_and_retries_them(tmp_path, synth_out, tiny_t5, ray_local):
-    from synth import make_cut_video
+    from rushes.testing.synth import make_cut_video
 
     from train.pipeline import run_encode
 

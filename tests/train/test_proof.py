@@ -38,7 +38,7 @@ def _targets(out, cfg) -> list:
 
 
 def _overfit(footage_dir, tmp_path, tiny_t5, n_clips, steps):
-    from train_manifests import Clip, write_manifest
+    from rushes.testing.train_manifests import Clip, write_manifest
 
     out = write_manifest(tmp_path / "out", [Clip(str(footage_dir / f), s, e, w, h, cap)
                                             for f, s, e, w, h, cap in CLIPS[:n_clips]])

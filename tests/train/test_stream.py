@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from train.stream import PackStream
-from train_shards import write_random_shards
+from rushes.testing.train_shards import write_random_shards
 
 PATCH = (1, 4, 4)
 
@@ -47,10 +47,10 @@ def test_an_epoch_takes_every_clip_once_in_packs_within_the_budget(shard_set):
 def test_only_the_selected_clips_with_their_caption_are_streamed(shard_set):
     folder, ids = shard_set
     chosen = dict(list(ids.items())[:30])
-    chosen["clip000001"] = "another caption"  # re-captioned since encoding: not this row
+    chosen["clip0001"] = "another caption"  # re-captioned since encoding: not this row
     stream = PackStream(folder, chosen, PATCH, budget=128, window=8)
     got = [e.clip_id for p in stream.next_packs(40) for e in p]
-    assert set(got) == set(chosen) - {"clip000001"}
+    assert set(got) == set(chosen) - {"clip0001"}
 
 
 def test_the_saved_position_resumes_exactly(shard_set):

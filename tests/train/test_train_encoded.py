@@ -11,7 +11,7 @@ from rushes.cli import main
 from train import checkpoint
 from train.config import preset
 from train.loop import train
-from train_shards import encode_in_process
+from rushes.testing.train_shards import encode_in_process
 
 
 def _cfg(tiny_t5, **train_kw):

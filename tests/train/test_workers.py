@@ -10,7 +10,7 @@ import pytest
 
 from train.config import preset
 from train.loop import train
-from train_shards import encode_in_process
+from rushes.testing.train_shards import encode_in_process
 
 
 @pytest.mark.slow

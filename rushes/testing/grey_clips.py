@@ -12,7 +12,7 @@ from pathlib import Path
 from manifests import store
 from manifests.ids import make_id
 from media.ffmpeg import run_ffmpeg
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 LEVELS = [10 + 20 * i for i in range(12)]
 FPS = 10

@@ -27,7 +27,7 @@ def write_random_shards(folder: Path, num_clips: int, shard_rows: int = 64, seed
         frames = torch.from_numpy(rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8))
         text = torch.from_numpy(rng.standard_normal((1 + i % 5, text_dim)).astype(np.float32))
         grid = [t // patch[0], h // patch[1], w // patch[2]]
-        cid = f"clip{i:06d}"
+        cid = f"clip{i:04d}"  # the ids train_manifests.write_manifest gives
         ids[cid] = shards.caption_hash(caption)
         rows.append({"clip_id": cid, "caption": caption, "caption_hash": ids[cid], "status": "ok",
                      "num_tokens": grid[0] * grid[1] * grid[2], "grid": grid, "created_at": store.now_utc(),

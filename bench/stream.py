@@ -1,0 +1,204 @@
+"""Training at scale: memory of streamed encodings, encoded against on-the-fly data, Ray Train workers.
+
+    python bench/stream.py [--only rss,encoded,workers] [--steps 40] [--workers-steps 30]
+
+1. Memory (``rss``): peak RSS (VmHWM) of ``rushes train`` (``train.loop.train``, tiny preset, one torch
+   thread) streaming encodings of 200 and of 2,000 tiny random clips for the same number of steps (one epoch of
+   the larger set), each in a fresh process; against the same clips held in memory as the on-the-fly path
+   holds its prepared set (every clip's tensors resident, PackLoader).
+2. Encoded against on-the-fly (``encoded``): a fresh training run of ``--steps`` steps on the same synthetic
+   video clips, from encodings written by ``rushes encode`` earlier against decoding and encoding every clip
+   first (today's path without encodings); samples/s over the whole run, and over the training steps alone.
+3. Workers (``workers``): ``rushes train --workers 2`` against ``--workers 1`` on Ray Train (tiny preset, one
+   torch thread per worker, the same global batch of 2 packs per step), samples/s over the logged steps after
+   the first two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rushes.testing.synth import make_cut_video  # noqa: E402
+from rushes.testing.train_manifests import Clip, write_manifest  # noqa: E402
+from rushes.testing.train_shards import write_random_shards  # noqa: E402
+
+from rushes.testing.tiny import save_tiny_text_encoder  # noqa: E402
+from train import shards  # noqa: E402
+from train.config import EncodeConfig, preset  # noqa: E402
+
+
+def _cfg(t5: str, **data):
+    return preset("tiny").with_overrides(
+        data={"text_encoder": t5, "max_frames": 4, "clip_tokens": 96, "batch_tokens": 1024, "val_clips": 0,
+              "stream_window": 64, **data},
+        train={"log_every": 1, "val_every": 10 ** 6, "checkpoint_every": 10 ** 6})
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def random_set(root: Path, clips: int, t5: str) -> Path:
+    """OUT with ``clips`` tiny clips in its manifests and encodings of them (random content) under the key."""
+    out = root / f"out-{clips}"
+    write_manifest(out, [Clip("/nonexistent.mp4", 0.0, 1.0, 16, 16, f"random clip {i}") for i in range(clips)])
+    cfg = _cfg(t5)
+    inputs = shards.key_inputs(cfg.data, cfg.model.patch_size)
+    write_random_shards(shards.key_dir(out, inputs), clips, shard_rows=64)
+    shards.write_key(shards.key_dir(out, inputs), inputs)
+    return out
+
+
+def rss_child(out: str, t5: str, steps: int, mode: str) -> None:
+    """One measurement in this (fresh) process; prints JSON."""
+    import torch
+
+    torch.set_num_threads(1)
+    from train.loop import train
+
+    cfg = _cfg(t5).with_overrides(train={"steps": steps})
+    if mode == "resident":  # the on-the-fly path's shape: every clip's tensors in memory, PackLoader over them
+        from train import loop
+        from train.packing import PackLoader
+        from train.stream import open_encodings, row_example, select_rows
+        from train.data import training_clips
+
+        folder = shards.find_encodings(out, shards.key_inputs(cfg.data, cfg.model.patch_size))
+        enc = open_encodings(folder, training_clips(out), cfg.model.patch_size, 0)
+        examples = [row_example(r, cfg.model.patch_size) for r in select_rows(folder, enc.train_ids)]
+        real = loop.load_train_data
+
+        def resident(*args, **kwargs):
+            data = real(*args, **kwargs)
+            data.source = PackLoader(examples, cfg.data.batch_tokens, seed=0)
+            return data
+        loop.load_train_data = resident
+    t0 = time.perf_counter()
+    result = train(out, Path(out) / f"run-{mode}", cfg, echo=lambda s: None)
+    print(json.dumps({"peak_rss_mib": peak_rss_mib(), "steps": result.step, "clips": result.num_clips,
+                      "s": time.perf_counter() - t0}))
+
+
+def _child(out: Path, t5: str, steps: int, mode: str) -> dict:
+    res = subprocess.run([sys.executable, __file__, "--child", str(out), t5, str(steps), mode], capture_output=True,
+                         text=True, check=True, cwd=REPO)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def rss_rows(root: Path, t5: str) -> None:
+    small, large = random_set(root, 200, t5), random_set(root, 2000, t5)
+    tokens = sum(row["num_tokens"] for p in shards.shard_paths(next((large / "encodings").iterdir()))
+                 for row in shards.iter_rows(p, ["num_tokens"]))
+    steps = tokens // 1024 + 1  # one epoch of the 2,000 clips
+    print(f"\n{steps} steps of 1024 tokens (one epoch of 2,000 clips), tiny preset, 1 torch thread, "
+          f"stream window 64 clips\n")
+    print("| data | 200 clips peak RSS MiB | 2,000 clips peak RSS MiB | 2,000 / 200 |")
+    print("|---|---|---|---|")
+    for mode, label in (("stream", "streamed from encodings (rushes train)"),
+                        ("resident", "every clip resident (the on-the-fly path's in-memory set)")):
+        a, b = _child(small, t5, steps, mode), _child(large, t5, steps, mode)
+        print(f"| {label} | {a['peak_rss_mib']:.0f} | {b['peak_rss_mib']:.0f} | "
+              f"{b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x |", flush=True)
+
+
+def video_set(root: Path) -> Path:
+    """A manifest of 24 synthetic video clips of three aspect ratios."""
+    clips = []
+    for i, (w, h) in enumerate([(128, 72), (72, 128), (96, 96)]):
+        v = make_cut_video(root / f"v{i}.mp4", [2.0, 2.0], fps=16, size=(w, h))
+        for j in range(8):
+            clips.append(Clip(v.path, j * 0.5, j * 0.5 + 0.5, w, h, f"synthetic pattern {i} part {j}"))
+    return write_manifest(root / "videos-out", clips)
+
+
+def _steady(run: Path, skip: int = 2) -> float:
+    """Samples/s over the logged steps after the first ``skip``."""
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    lines = [r for r in lines if "loss" in r and r["step"] > skip]
+    return sum(r["clips"] for r in lines) / sum(r["step_s"] for r in lines)
+
+
+def encoded_rows(root: Path, t5: str, steps: int) -> None:
+    import torch
+
+    from train.loop import train
+    from train.pipeline import run_encode
+
+    torch.set_num_threads(1)
+    out = video_set(root)
+    cfg = _cfg(t5, clip_tokens=192, batch_tokens=512, stream_window=256).with_overrides(train={"steps": steps})
+    t0 = time.perf_counter()
+    fly = train(out, root / "fly", cfg, echo=lambda s: None, use_encodings=False)
+    fly_s = time.perf_counter() - t0
+    enc = run_encode(out, cfg, EncodeConfig(batch_size=4))
+    t0 = time.perf_counter()
+    streamed = train(out, root / "enc", cfg, echo=lambda s: None)
+    enc_s = time.perf_counter() - t0
+    clips = sum(json.loads(line).get("clips", 0) for line in (root / "enc" / "log.jsonl").read_text().splitlines())
+    print(f"\n{steps} steps, {fly.num_clips} clips, tiny preset, 1 torch thread; `rushes encode` took "
+          f"{enc['elapsed_s']:.1f} s (Ray start included), once\n")
+    print("| data | run wall s | samples/s over the run | samples/s over steps 3.. |")
+    print("|---|---|---|---|")
+    print(f"| decoded + encoded on the fly (no encodings) | {fly_s:.1f} | {clips / fly_s:.2f} | "
+          f"{_steady(root / 'fly'):.2f} |")
+    print(f"| streamed from encodings | {enc_s:.1f} | {clips / enc_s:.2f} | {_steady(root / 'enc'):.2f} |")
+    print(f"| encodings / on the fly | | {fly_s / enc_s:.2f}x | "
+          f"{_steady(root / 'enc') / _steady(root / 'fly'):.2f}x |", flush=True)
+    assert streamed.step == fly.step
+
+
+def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...]) -> None:
+    from train.pipeline import run_train_workers
+
+    out = random_set(root, 400, t5)
+    print(f"\n{steps} steps of 2 packs per step (400 tiny clips), tiny preset, 1 torch thread per worker, "
+          f"Ray Train on CPU (gloo)\n")
+    print("| tokens per pack | 1 worker samples/s | 2 workers samples/s | 2 / 1 |")
+    print("|---|---|---|---|")
+    for budget in batch_tokens:
+        cfg = _cfg(t5, packs_per_step=2, batch_tokens=budget).with_overrides(train={"steps": steps})
+        rates = {}
+        for n in (1, 2):
+            run = root / f"w{n}-{budget}"
+            run_train_workers(out, run, cfg, workers=n, torch_threads=1)
+            rates[n] = _steady(run)
+        print(f"| {budget} | {rates[1]:.2f} | {rates[2]:.2f} | {rates[2] / rates[1]:.2f}x |", flush=True)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        out, t5, steps, mode = sys.argv[2:6]
+        rss_child(out, t5, int(steps), mode)
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="rss,encoded,workers", help="comma-separated: rss, encoded, workers")
+    ap.add_argument("--steps", type=int, default=40, help="training steps of the encoded/on-the-fly rows")
+    ap.add_argument("--workers-steps", type=int, default=30, help="training steps of each workers row")
+    ap.add_argument("--workers-tokens", default="1024,4096", help="tokens per pack of the workers rows")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
+        root = Path(tmp)
+        t5 = save_tiny_text_encoder(root / "t5")
+        if "rss" in only:
+            rss_rows(root, t5)
+        if "encoded" in only:
+            encoded_rows(root, t5, args.steps)
+        if "workers" in only:
+            workers_rows(root, t5, args.workers_steps, tuple(int(t) for t in args.workers_tokens.split(",")))
+
+
+if __name__ == "__main__":
+    main()
