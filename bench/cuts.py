@@ -11,7 +11,8 @@ Torch and OpenCV run on one thread, so frames/s is per core.
 
 Accuracy is on hard cuts: a detected cut matches a true one within one frame (each true cut matched once).
 A detection inside an annotated gradual transition (fade, dissolve) is neither a hit nor a false positive:
-those transitions have no single true frame; "gradual found" counts the transitions with a detection inside. Truth comes from ``TRUTH`` below, each entry with its source.
+those transitions have no single true frame; "gradual found" counts the transitions with a detection inside.
+Truth comes from ``TRUTH`` below, each entry with its source.
 
 The reference row runs the package's own ``TransNetV2.predict_frames`` on the same 48x27 frames of one file,
 for the per-core speed comparison (same cuts asserted).

@@ -86,7 +86,8 @@ def measure(path: Path, method: str) -> tuple[float, float, float]:
     result = analyse_video(str(path), consumers, long_side_px=256, threads=1)
     scores = signals.clip_scores(0, result.num_frames, *result.analysis_size)
     cpu = time.process_time() - t
-    return scores["text_area_frac"] or 0.0, scores["text_boxes"] if scores["text_boxes"] is not None else float("nan"), cpu
+    boxes = scores["text_boxes"]
+    return scores["text_area_frac"] or 0.0, boxes if boxes is not None else float("nan"), cpu
 
 
 def main() -> int:

@@ -228,9 +228,13 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
     signals = None
     score_cfg = cfg.score_config()
     if score_cfg is not None:
+        from curate.ocr import OcrUnavailable
         from curate.scores import FrameSignals
 
-        signals = FrameSignals(score_cfg)
+        try:
+            signals = FrameSignals(score_cfg)
+        except OcrUnavailable as exc:  # e.g. a worker node without the quality extra
+            raise VideoFailure("detect", str(exc)) from exc
         consumers.append(signals)
     threads = cfg.decode_threads or 1  # the pipeline sets it from the CPUs given to the task
     try:

@@ -75,7 +75,10 @@ def register_curate(subparsers) -> None:
     g.add_argument("--trim-s", type=float, default=None, help="seconds dropped on each side of a cut (preset 0.1)")
     g.add_argument("--analysis-size", type=int, default=None,
                    help="long side in px of the analysis frames for cuts and scores (preset 256)")
-    g.add_argument("--scores", default=None, help="score preset of curate.scores (default, fast, debug)")
+    g.add_argument("--scores", default=None,
+                   help="score preset of curate.scores (default, fast, debug, ocr = PP-OCR text detection from the "
+                        "quality extra: finds watermarks, caption boxes and signs the default heuristic misses, "
+                        "~3x the analysis CPU)")
     g.add_argument("--no-scores", action="store_true", help="cuts only: skip the per-clip motion/quality scores")
     g.add_argument("--filter-preset", default=None, help="rushes filter preset applied at the end (preset default)")
     e = p.add_argument_group("encoding")
@@ -90,16 +93,38 @@ def register_curate(subparsers) -> None:
                    help="Ray cluster address ('auto', 'ray://head:10001'); default $RAY_ADDRESS, else a local instance")
     r.add_argument("--num-cpus-per-task", type=float, default=1.0,
                    help="CPUs reserved per video task (also the decoder threads); 0.5 runs two per core")
-    r.add_argument("--num-gpus-per-task", type=float, default=0.0,
-                   help="GPUs reserved per video task; TransNetV2 (--detector transnetv2/hybrid) then runs on it")
-    r.add_argument("--model-device", default=None, choices=C.MODEL_DEVICES,
-                   help="device of TransNetV2: auto = cuda when the task was given a GPU, else cpu")
+    _add_model_flags(r)
     r.add_argument("--memory-per-task-mb", type=int, default=0, help="memory reserved per video task, 0 = none")
     r.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance started here (all)")
     r.add_argument("--max-in-flight", type=int, default=0, help="videos submitted at once, 0 = 2x cluster CPUs")
     r.add_argument("--decode-threads", type=int, default=None,
                    help="PyAV decoder threads of the analysis pass, 0 = CPUs per task")
     p.set_defaults(func=main)
+
+
+def _add_model_flags(group) -> None:
+    group.add_argument("--num-gpus-per-task", type=float, default=0.0,
+                       help="GPUs reserved per video task; TransNetV2 (--detector transnetv2/hybrid) then runs on it")
+    group.add_argument("--model-device", default=None, choices=C.MODEL_DEVICES,
+                       help="device of TransNetV2: auto = cuda when the task was given a GPU, else cpu")
+
+
+def _check_models(cfg) -> None:
+    """Fail before any video is touched when a model the config asks for cannot load (ValueError: exit 2)."""
+    if cfg.detector.uses_transnet:
+        from curate.shots import ShotModelError, weights_path
+
+        try:
+            weights_path()
+        except ShotModelError as exc:
+            raise ValueError(str(exc)) from exc
+    scores = cfg.score_config()
+    if scores is not None and scores.text_method == "ocr":
+        from curate import ocr
+
+        if not ocr.available():
+            raise ValueError(f"--scores ocr needs rapidocr and onnxruntime: pip install 'rushes[quality]' "
+                             f"(or pip install {ocr.PACKAGE_PIN} onnxruntime)")
 
 
 def _override(obj, **changes):
@@ -164,13 +189,7 @@ def main(args) -> int:
                               local_num_cpus=args.num_cpus)
         scratch = storage.Scratch(**({"root": Path(args.scratch)} if args.scratch else {}),
                                   max_bytes=int(args.scratch_max_gb * 2**30))
-        if cfg.detector.uses_transnet:  # fail before any video is touched when the network cannot load
-            from curate.shots import ShotModelError, weights_path
-
-            try:
-                weights_path()
-            except ShotModelError as exc:
-                raise ValueError(str(exc)) from exc
+        _check_models(cfg)
     except ValueError as exc:
         print(f"rushes curate: {exc}", file=sys.stderr)
         return 2

@@ -18,11 +18,12 @@ with their size; about 100 bytes per frame):
   recent frame at least ``flow_min_gap_s`` older (the same time step at 25, 60 or 120 fps, and at
   least ~1 px of displacement for slow motion, where sub-pixel flow reads low), summarised into
   mean/p90 magnitude and a global similarity fit (:mod:`curate.motion`);
-- text, by the method ``text_method`` resolves to: with the ``quality`` extra installed (``auto``), PP-OCR text
-  detection (:mod:`curate.ocr`) ``ocr_fps`` times a second on a sharper copy of the sampled frame
-  (``ocr_long_side`` px, built by the same decode pass, see :mod:`curate.decode`): share of the frame
-  covered by text boxes and their count; without it, the classical text-line heuristic (:mod:`curate.text`)
-  ``text_fps`` times a second on the analysis frame. ``text_method`` is recorded per clip.
+- text, by ``text_method``: the classical text-line heuristic (:mod:`curate.text`, default) ``text_fps``
+  times a second on the analysis frame; or (``ocr``, the ``ocr`` preset; ``auto`` = ocr when the ``quality``
+  extra is installed, else the heuristic) PP-OCR text detection (:mod:`curate.ocr`) ``ocr_fps`` times a
+  second on a sharper copy of the sampled frame (``ocr_long_side`` px, built by the same decode pass, see
+  :mod:`curate.decode`): share of the frame covered by text boxes and their count. ``text_method`` is
+  recorded per clip. OCR is not the default because of its cost (``bench/text.py``: +208% CPU per clip).
 
 A clip summarises the samples whose frames all lie inside [start_frame, end_frame): a flow pair or a
 frame difference that straddles a cut is never counted. Sampling flow at 8/s and text at 2/s keeps the
@@ -60,7 +61,7 @@ class ScoreConfig:
     flow_fps: float = 8.0  # flow pairs per second of video; 0 = every frame
     flow_min_gap_s: float = 1 / 15  # a flow pair spans at least this much time (sub-pixel flow is biased low)
     text_fps: float = 2.0  # heuristic text samples per second; 0 = every frame
-    text_method: str = "auto"  # auto: OCR when the quality extra is installed, else the heuristic; ocr; heuristic
+    text_method: str = "heuristic"  # heuristic (cheap); ocr (PP-OCR, the quality extra); auto (ocr if installed)
     ocr_fps: float = 1.0  # OCR text samples per second; 0 = every frame
     ocr_long_side: int = 480  # px; long side of the sharper copy OCR reads (small corner text needs ~480)
     black_level: float = 0.10  # luma at or below (0..1) is a black pixel (ffmpeg blackdetect pix_th)
@@ -101,7 +102,13 @@ def debug() -> ScoreConfig:
     return ScoreConfig(flow_fps=0.0, text_fps=0.0)
 
 
-PRESETS = {"default": default, "fast": fast, "debug": debug}
+def ocr() -> ScoreConfig:
+    """The defaults with PP-OCR text detection (the ``quality`` extra): finds corner watermarks, caption boxes
+    and signs the heuristic misses (recall 0.94 against 0.57 in ``bench/text.py``) at ~3x the pass's CPU."""
+    return ScoreConfig(text_method="ocr")
+
+
+PRESETS = {"default": default, "fast": fast, "debug": debug, "ocr": ocr}
 
 
 def _next_due(due_s: float, pts_s: float, rate: float) -> float:

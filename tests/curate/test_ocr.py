@@ -71,7 +71,7 @@ def test_heuristic_is_the_fallback_without_the_quality_extra(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "rapidocr", None)  # as if it were not installed
     assert not ocr.available()
-    signals = FrameSignals(ScoreConfig())  # text_method auto
+    signals = FrameSignals(ScoreConfig(text_method="auto"))
     for i in range(3):
         signals.add(Frame(i, i / 2, np.zeros((72, 128, 3), np.uint8)))
     scores = signals.clip_scores(0, 3, 128, 72)
