@@ -69,19 +69,15 @@ def _hwm_kb(pid: int) -> int:
     return 0
 
 
-def run_curate(corpus: Corpus, out: Path, args) -> dict:
-    """Run the CLI over the corpus, polling the peak RSS of every process under it; wall time and hang."""
-    cmd = [sys.executable, "-m", "rushes.cli", "curate", *corpus.inputs, "--out", str(out),
-           "--preset", args.preset, "--num-cpus", str(args.num_cpus), *args.extra]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": tempfile.mkdtemp(prefix="ray", dir="/tmp")}
-    env.pop("RAY_ADDRESS", None)
+def _watch(cmd: list[str], env: dict, timeout_s: float) -> dict:
+    """Run ``cmd``, polling the peak RSS (VmHWM) of every process under it until it ends or times out."""
     peaks: dict[int, tuple[int, str]] = {}
-    t0 = time.perf_counter()
     log = tempfile.TemporaryFile("w+")
+    t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     hang = False
     while proc.poll() is None:
-        if time.perf_counter() - t0 > args.timeout_s:
+        if time.perf_counter() - t0 > timeout_s:
             hang = True
             proc.kill()
             break
@@ -90,10 +86,25 @@ def run_curate(corpus: Corpus, out: Path, args) -> dict:
         time.sleep(0.5)
     wall = time.perf_counter() - t0
     log.seek(0)
-    workers = [kb for pid, (kb, c) in peaks.items() if "default_worker" in c or c.startswith("ray::")]
+    workers = [kb for kb, c in peaks.values() if "default_worker" in c or c.startswith("ray::")]
     return {"wall_s": wall, "rc": proc.wait(), "hang": hang, "log": log.read(), "cmd": cmd,
             "worker_peaks_mb": sorted(kb / 1024 for kb in workers),
             "driver_peak_mb": peaks.get(proc.pid, (0, ""))[0] / 1024}
+
+
+def run_curate(corpus: Corpus, out: Path, args) -> dict:
+    """The CLI over the corpus on a fresh local Ray (rerun once, resuming, when Ray's own 30 s node start-up
+    limit passes on an overloaded machine; the wall time is both runs')."""
+    cmd = [sys.executable, "-m", "rushes.cli", "curate", *corpus.inputs, "--out", str(out),
+           "--preset", args.preset, "--num-cpus", str(args.num_cpus), *args.extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": tempfile.mkdtemp(prefix="ray", dir="/tmp")}
+    env.pop("RAY_ADDRESS", None)
+    run = _watch(cmd, env, args.timeout_s)
+    if "timed out during startup" in run["log"]:
+        first = run["wall_s"]
+        run = _watch(cmd, env, args.timeout_s)
+        run["wall_s"] += first
+    return run
 
 
 def case_table(results: list[dict]) -> list[str]:

@@ -114,7 +114,8 @@ def _video(path: Path, i: int, seconds: int | None = None, extra: Iterable[str] 
     seconds = seconds or 1 + i % 3
     sep = ":" if "=" in src else "="
     run_ffmpeg(["-f", "lavfi", "-i", f"{src}{sep}size={size[0]}x{size[1]}:rate=15",
-                "-t", str(seconds), *codec, "-g", "15", *extra, "-y", str(path)], timeout_s=120, whitelist=None)
+                "-t", str(seconds), "-vf", f"hue=h={i * 7 % 360}",  # every video differs (no byte-identical pair)
+                *codec, "-g", "15", *extra, "-y", str(path)], timeout_s=120, whitelist=None)
     return path
 
 

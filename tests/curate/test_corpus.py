@@ -22,10 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 def test_every_corpus_case_gets_its_outcome_and_every_input_is_accounted_for(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", n=2)
     out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rushes.cli", "curate", *corpus.inputs, "--out", str(out),
+           "--preset", "debug", "--no-scores", "--num-cpus", "2"]
     try:
-        proc = subprocess.run([sys.executable, "-m", "rushes.cli", "curate", *corpus.inputs, "--out", str(out),
-                               "--preset", "debug", "--no-scores", "--num-cpus", "2"],
-                              cwd=REPO, capture_output=True, text=True, timeout=900)
+        for _ in range(2):  # on an overloaded machine Ray's own 30 s node start-up limit can pass: rerun (resumes)
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+            if "timed out during startup" not in proc.stderr:
+                break
     finally:
         corpus.close()
     assert proc.returncode == 0, proc.stderr[-3000:]
