@@ -89,7 +89,7 @@ def run(out: str | os.PathLike, cfg: CaptionConfig, limit: int | None = None, ad
 def _execute(out, cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str, spec, chash: str,
              address: str | None, captioner_cls: type) -> dict:
     counts = {"captioned": 0, "ok": 0, "error": 0, "error_by_stage": {}, "output_tokens": 0, "parts": 0,
-              "startup_s": None, "steady_clips_per_s": None}
+              "nodes_used": 0, "startup_s": None, "steady_clips_per_s": None}
     if plan.tasks.num_rows == 0:
         return counts
     session = connect(address)
@@ -110,11 +110,11 @@ def _dataset(cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str, spec
     ds = ray.data.from_arrow(blocks)
     # Ray fuses map stages whose remote args match, which would run decoding inside the model actor,
     # serialised with generation; the decode tasks' memory reservation keeps them a separate stage.
-    ds = ds.map_batches(decode_batch, batch_size=n, batch_format="pyarrow", num_cpus=cfg.decode_cpus,
+    ds = ds.map_batches(_decode_on_node, batch_size=n, batch_format="pyarrow", num_cpus=cfg.decode_cpus,
                         memory=_decode_memory_bytes(cfg),
                         fn_kwargs={"spec": spec, "num_frames": cfg.num_frames, "fps": cfg.fps})
     return ds.map_batches(
-        CaptionActor, batch_size=n, batch_format="pyarrow",
+        _CaptionActorOnNode, batch_size=n, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=cfg.concurrency), num_gpus=cfg.num_gpus or None,
         num_cpus=cfg.actor_cpus,
         fn_constructor_kwargs={"cfg": cfg, "resolved": resolved, "prompt_version": prompt_version,
@@ -122,13 +122,36 @@ def _dataset(cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str, spec
                                "captioner_cls": captioner_cls})
 
 
+def _node_id() -> str:
+    return ray.get_runtime_context().get_node_id()
+
+
+def _decode_on_node(tasks: pa.Table, **kwargs) -> pa.Table:
+    """:func:`decode_batch`, each row tagged with the Ray node that decoded it (``nodes`` column)."""
+    table = decode_batch(tasks, **kwargs)
+    return table.append_column("nodes", pa.array([_node_id()] * table.num_rows, pa.string()))
+
+
+class _CaptionActorOnNode(CaptionActor):
+    """:class:`CaptionActor` whose rows carry ``nodes``: the nodes that decoded and captioned the batch. The driver
+    counts them (``nodes_used`` in the summary) and drops the column before writing."""
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        nodes = set(batch.column("nodes").to_pylist()) | {_node_id()}
+        table = super().__call__(batch.drop_columns(["nodes"]))
+        return table.append_column("nodes", pa.array([",".join(sorted(nodes))] * table.num_rows, pa.string()))
+
+
 def _write_stream(out, batches, counts: dict) -> None:
     run_tag = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     buffer: list[pa.Table] = []
+    nodes: set[str] = set()
     started, last = store.now_utc(), time.monotonic()
     done_at: list[tuple] = []  # (when the actor finished a batch, its rows): actor clocks, not arrival
     by_stage: Counter = Counter()
     for batch in batches:
+        nodes.update(n for joined in batch.column("nodes").to_pylist() for n in joined.split(","))
+        batch = batch.drop_columns(["nodes"])
         buffer.append(batch)
         done_at.append((pc.max(batch.column("created_at")).as_py(), batch.num_rows))
         status = batch.column("status")
@@ -145,6 +168,7 @@ def _write_stream(out, batches, counts: dict) -> None:
         counts["parts"] += 1
     counts["error"] = counts["captioned"] - counts["ok"]
     counts["error_by_stage"] = dict(by_stage)
+    counts["nodes_used"] = len(nodes)
     counts.update(_throughput(started, sorted(done_at, key=lambda d: d[0])))
 
 

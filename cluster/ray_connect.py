@@ -23,6 +23,10 @@ Rules:
   ``KeyboardInterrupt``) in the driver, so the pipeline's ``finally`` blocks run and ``close()`` stops the local
   instance and its workers. Finished work stays on disk; temporary files are cleared by the next run. A second
   signal acts at once (the default handlers are back after the first).
+- **A lost cluster ends the job**: while joined, a watchdog thread reaches the head every 2 s; when it has not
+  answered for ``connect_timeout_s``, the process prints one line naming the address (and that a rerun resumes)
+  and exits with status 3 at once (Ray's own calls would block on a dead head). Finished videos and caption parts
+  are on disk, complete; a rerun skips them and clears what the lost job left half-written.
 - A Ray already initialised in this process (a test fixture, a notebook) is reused and left running.
 
 ``ray`` is imported inside the functions, so importing this module (the CLI does, for the error types) stays
@@ -63,9 +67,12 @@ class RaySession:
     started: bool
     address: str | None  # what was joined; None for a local instance
     _handlers: dict = field(default_factory=dict, repr=False)
+    _watching: threading.Event | None = field(default=None, repr=False)  # set: the head watchdog stops
 
     def close(self) -> None:
         """Restore the signal handlers, and shut Ray down if this session started or joined it."""
+        if self._watching is not None:
+            self._watching.set()
         for signum, handler in self._handlers.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._handlers = {}
@@ -131,6 +138,33 @@ def wait_for_head(address: str, source: str, timeout_s: float = DEFAULT_CONNECT_
                     f"{timeout_s:g} s. Check that the cluster is up (`ray status` on the head), fix the address, "
                     f"or unset --address and RAY_ADDRESS to run on a fresh local Ray instance") from None
             time.sleep(0.5)
+
+
+LOST_EXIT_STATUS = 3  # the process's exit status when the cluster's head stops answering mid-job
+
+
+def _head_answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2.0):
+            return True
+    except OSError:
+        return False
+
+
+def _watch_head(address: str, source: str, timeout_s: float, stop: threading.Event, poll_s: float = 2.0) -> None:
+    """Exit the process with :data:`LOST_EXIT_STATUS` and a one-line message once the head of ``address`` has not
+    answered for ``timeout_s`` (unless ``stop`` is set first)."""
+    host, port, source = head_endpoint(address, source)
+    last_ok = time.monotonic()
+    while not stop.wait(poll_s):
+        if _head_answers(host, port):
+            last_ok = time.monotonic()
+        elif time.monotonic() - last_ok > timeout_s and not stop.is_set():
+            os.write(2, (f"rushes: lost the Ray cluster at {address} (from {source}): its head ({host}:{port}) has "
+                         f"not answered for {timeout_s:g} s. Finished work is saved: rerun the same command once the "
+                         f"cluster is back, or with --address and RAY_ADDRESS unset to resume on a fresh local Ray "
+                         f"instance\n").encode())
+            os._exit(LOST_EXIT_STATUS)  # Ray's calls block on a dead head: no cleanup would finish
 
 
 def interrupting_signal() -> int | None:
@@ -201,6 +235,11 @@ def connect(address: str | None = None, num_cpus: int | None = None, connect_tim
             raise RayConnectError(f"could not start a local Ray instance: {exc} Retry on a less loaded machine, "
                                   f"or join a running cluster with --address") from exc
     else:
-        wait_for_head(target, source, connect_timeout_s or connect_timeout())
+        timeout_s = connect_timeout_s or connect_timeout()
+        wait_for_head(target, source, timeout_s)
         ray.init(address=target, **common)
+        watching = threading.Event()
+        threading.Thread(target=_watch_head, args=(target, source, timeout_s, watching), daemon=True,
+                         name="rushes-ray-head-watchdog").start()
+        return RaySession(True, target, _install_handlers(previous), watching)
     return RaySession(True, target, _install_handlers(previous))
