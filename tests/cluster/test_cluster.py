@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from synth import make_cut_video
+from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
 # `ray start`, except that it waits up to 120 s (not Ray's fixed 30 s) for its node to register: on a loaded 2-core
