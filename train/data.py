@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 import storage
 from manifests import select, store
+from manifests.paths import UnsafePathError, resolve_inside
 from manifests.ids import make_id
 from media import frames as mframes
 from train.encoders import latent_frames, pixel_frames
@@ -48,6 +49,8 @@ class ClipSource:
     end_s: float
     width_px: int  # display size of the source
     height_px: int
+    refused: str | None = None  # why ``path`` is not read (a clip_path outside OUT): the clip is skipped
+
 
 
 def training_clips(out_dir: str | os.PathLike, captioner: str | None = None, prompt_version: str | None = None,
@@ -68,13 +71,19 @@ def training_clips(out_dir: str | os.PathLike, captioner: str | None = None, pro
                          f"first (or check --captioner/--prompt-version)")
     out = []
     for r in rows[:limit]:
-        encoded = r["clip_path"] is not None
-        path = str(storage.join(out_dir, r["clip_path"])) if encoded else r["path"]  # a path, or a URI
+        encoded, refused = r["clip_path"] is not None, None
+        path = r["path"]  # the source video (a path, or a URI) when the clip is a span of it
+        if encoded:
+            try:  # a clip_path is read only inside OUT (an edited row could name any file)
+                path = str(resolve_inside(out_dir, r["clip_path"], column="clip_path", row=f"clip {r['clip_id']}"))
+            except UnsafePathError as exc:
+                path, refused = r["clip_path"], str(exc)
         start = 0.0 if encoded else float(r["start_s"] or 0.0)
         span = float(r["end_s"] or 0.0) - float(r["start_s"] or 0.0)
         w = r["width_px"] or r["video_width_px"]
         h = r["height_px"] or r["video_height_px"]
-        out.append(ClipSource(r["clip_id"], r["caption"], path, start, start + span, int(w or 0), int(h or 0)))
+        out.append(ClipSource(r["clip_id"], r["caption"], path, start, start + span, int(w or 0), int(h or 0),
+                              refused))
     return out
 
 
@@ -121,6 +130,8 @@ def plan_clip(width: int, height: int, duration_s: float, fps: float, max_frames
 
 def decode_rgb(src: ClipSource, plan: ClipPlan, fps: float) -> np.ndarray:
     """Frames of ``src`` at ``fps`` resized to the plan's size: (T, H, W, 3) uint8 (what `rushes encode` stores)."""
+    if src.refused:
+        raise UnsafePathError(src.refused)
     times = mframes.fps_times(src.start_s, max(src.end_s, src.start_s + plan.frames / fps), fps)[:plan.frames]
     with storage.readable(src.path) as path:  # a clip in a bucket: a local copy while it decodes
         got = mframes.sample_frames(path, times, size=(plan.width_px, plan.height_px))

@@ -151,3 +151,23 @@ def test_presets_validate():
         DataConfig(clip_tokens=512, batch_tokens=256)
     with pytest.raises(ValueError, match="preset"):
         preset("huge")
+
+
+@pytest.mark.parametrize("clip_path", ["../outside.mp4", "/etc/passwd", "media/../../outside.mp4"])
+def test_a_clip_path_outside_out_is_never_read_and_the_clip_is_skipped(tmp_path, tiny_t5, clip_path):
+    from rushes.testing.synth import make_cut_video
+    from rushes.testing.train_manifests import Clip, write_manifest
+
+    outside = make_cut_video(tmp_path / "outside.mp4", [1.0], fps=16, size=(64, 64))  # a real, decodable video
+    (tmp_path / "out" / "media").mkdir(parents=True)
+    inside = make_cut_video(tmp_path / "out" / "media" / "ok.mp4", [1.0], fps=16, size=(64, 64))
+    out = write_manifest(tmp_path / "out", [Clip(inside.path, 0.0, 1.0, 64, 64, "inside", clip_path="media/ok.mp4"),
+                                            Clip(outside.path, 0.0, 1.0, 64, 64, "edited", clip_path=clip_path)])
+    sources = training_clips(out)
+    cfg = DataConfig(fps=8, max_frames=4, clip_tokens=96, text_encoder=tiny_t5)
+    from train.encoders import TextEncoder
+
+    prep = prepare(sources, cfg, (1, 4, 4), tmp_path / "cache", lambda: TextEncoder(tiny_t5), lambda: None)
+    assert [e.clip_id for e in prep.examples] == [s.clip_id for s in sources if s.caption == "inside"]
+    (skipped,) = prep.skipped
+    assert "clip_path" in skipped["error"] and clip_path in skipped["error"] and "inside it" in skipped["error"]
