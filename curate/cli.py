@@ -57,7 +57,13 @@ def register_curate(subparsers) -> None:
     p.add_argument("--scratch-max-gb", type=float, default=20.0,
                    help="cap on the remote-input copies held at once in --scratch by all tasks of this machine; "
                         "a larger object is recorded as an error")
-    g = p.add_argument_group("cuts and clip rules (default: the preset's values)")
+    _add_cut_flags(p.add_argument_group("cuts and clip rules (default: the preset's values)"))
+    _add_encode_flags(p.add_argument_group("encoding"))
+    _add_ray_flags(p.add_argument_group("Ray"))
+    p.set_defaults(func=main)
+
+
+def _add_cut_flags(g) -> None:
     g.add_argument("--detector", choices=C.DETECTORS, default=None,
                    help="scene detector: adaptive (PySceneDetect AdaptiveDetector, robust to camera motion), content "
                         "(ContentDetector), transnetv2 (the TransNetV2 network: also finds fades and dissolves; needs "
@@ -81,14 +87,18 @@ def register_curate(subparsers) -> None:
                         "~3x the analysis CPU)")
     g.add_argument("--no-scores", action="store_true", help="cuts only: skip the per-clip motion/quality scores")
     g.add_argument("--filter-preset", default=None, help="rushes filter preset applied at the end (preset default)")
-    e = p.add_argument_group("encoding")
+
+
+def _add_encode_flags(e) -> None:
     e.add_argument("--no-encode", action="store_true", help="keep spans only: no clip files, clip_path null")
     e.add_argument("--max-short-side", type=int, default=None,
                    help="cap on the short side of encoded clips in px, 0 = source size (preset 720)")
     e.add_argument("--crf", type=int, default=None, help="x264 CRF (preset 22, as PySceneDetect's split-video)")
     e.add_argument("--x264-preset", default=None, choices=C.X264_PRESETS, help="x264 speed preset (preset veryfast)")
     e.add_argument("--encode-threads", type=int, default=None, help="x264 threads per video, 0 = auto")
-    r = p.add_argument_group("Ray")
+
+
+def _add_ray_flags(r) -> None:
     r.add_argument("--address", default=None,
                    help="Ray cluster address ('auto', 'ray://head:10001'); default $RAY_ADDRESS, else a local instance")
     r.add_argument("--num-cpus-per-task", type=float, default=1.0,
@@ -99,7 +109,6 @@ def register_curate(subparsers) -> None:
     r.add_argument("--max-in-flight", type=int, default=0, help="videos submitted at once, 0 = 2x cluster CPUs")
     r.add_argument("--decode-threads", type=int, default=None,
                    help="PyAV decoder threads of the analysis pass, 0 = CPUs per task")
-    p.set_defaults(func=main)
 
 
 def _add_model_flags(group) -> None:

@@ -283,19 +283,14 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
     data = load_train_data(out_dir, run_dir, cfg, device, use_encodings)
     if lead:
-        record_selection(run_dir, data.selection)  # refuses a resumed run whose clips changed
-        with open(run_dir / "skipped.jsonl", "w") as fh:
-            fh.writelines(json.dumps(s) + "\n" for s in data.skipped)
+        _record_data(run_dir, data)
 
     # 2. Model, EMA and optimizer; the config is resolved against the data (channels, text width).
     cfg = replace(cfg, model=replace(cfg.model, in_channels=data.channels, text_dim=data.text_dim))
     if lead:
         write_config(run_dir, cfg, world)
     generator = seed_everything(tc.seed)
-    net = build_model(cfg, device).train()
-    ema = copy.deepcopy(net).requires_grad_(False).eval()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
-                                  foreach=True)
+    net, ema, optimizer = _model_and_optimizer(cfg, device)
 
     # 3. Resume: weights, EMA, optimizer, data position and every random stream.
     start = _resume(run_dir, net, ema, optimizer, generator, data, lead, echo)
@@ -323,20 +318,49 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
                 _append_log(run_dir, {"step": step + 1, **stats, **counts, "workers": world,
                                       **_speed(counts, stats, data_s, world, peak)}, echo)
         if lead and data.val_set and ((step + 1) % tc.val_every == 0 or step + 1 == tc.steps):
-            val = validation_loss(net, data.val_set, cfg, device)
-            val_ema = validation_loss(ema, data.val_set, cfg, device)
-            result.val_losses.append((step + 1, val))
-            _append_log(run_dir, {"step": step + 1, "val_loss": val, "val_loss_ema": val_ema}, echo)
+            _validate(run_dir, step + 1, net, ema, data.val_set, cfg, device, result, echo)
         if lead and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps):
             checkpoint.save(run_dir, step + 1, net, ema, optimizer, generator, data.source.state_dict())
 
-    for out in out_dirs(out_dir) if lead else []:
+    if lead:
+        _record_summary(out_dir, run_dir, result, world, data.encodings)
+    return result
+
+
+def _record_data(run_dir: Path, data: TrainData) -> None:
+    """The clips selected (``selection.json``, refusing a resumed run whose clips changed) and skipped."""
+    record_selection(run_dir, data.selection)
+    with open(run_dir / "skipped.jsonl", "w") as fh:
+        fh.writelines(json.dumps(s) + "\n" for s in data.skipped)
+
+
+def _model_and_optimizer(cfg: RunConfig, device: torch.device):
+    """The model (training mode), its EMA copy (frozen) and AdamW over the model's parameters."""
+    tc = cfg.train
+    net = build_model(cfg, device).train()
+    ema = copy.deepcopy(net).requires_grad_(False).eval()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
+                                  foreach=True)
+    return net, ema, optimizer
+
+
+def _validate(run_dir: Path, step: int, net, ema, val_set, cfg: RunConfig, device, result: TrainResult,
+              echo: Callable[[str], None]) -> None:
+    """Validation loss of the weights and of the EMA at fixed timesteps, logged and kept in ``result``."""
+    val = validation_loss(net, val_set, cfg, device)
+    val_ema = validation_loss(ema, val_set, cfg, device)
+    result.val_losses.append((step, val))
+    _append_log(run_dir, {"step": step, "val_loss": val, "val_loss_ema": val_ema}, echo)
+
+
+def _record_summary(out_dir, run_dir: Path, result: TrainResult, world: int, encodings: str | None) -> None:
+    """The ``train`` entry of each OUT's ``summary.json``."""
+    for out in out_dirs(out_dir):
         store.update_summary(out, "train", {
             "run_dir": str(run_dir), "step": result.step, "clips": result.num_clips, "skipped": result.skipped,
-            "parameters": result.parameters, "workers": world, "encodings": data.encodings,
+            "parameters": result.parameters, "workers": world, "encodings": encodings,
             "last_loss": result.losses[-1] if result.losses else None,
             "last_val_loss": result.val_losses[-1][1] if result.val_losses else None})
-    return result
 
 
 def _check_workers(packs_per_step: int, world: int) -> None:
