@@ -99,10 +99,11 @@ def handle(args) -> int:
                       f"first")
     from caption.captioner import ModelNotFoundError
     from caption.pipeline import run
+    from manifests.lock import LockError
 
     try:
         summary = run(args.out, cfg, limit=args.limit, address=args.address, dry_run=args.dry_run)
-    except ModelNotFoundError as exc:
+    except (ModelNotFoundError, LockError) as exc:
         return _error(str(exc))
     print(json.dumps(summary, indent=2, sort_keys=True))
     if not args.dry_run and summary["captioned"] and not summary["ok"]:

@@ -32,6 +32,7 @@ from caption.config import CaptionConfig
 from caption.prompts import get_prompt
 from cluster.ray_connect import connect
 from manifests import store
+from manifests.lock import writer_lock
 from media.versions import tool_versions as media_tool_versions
 from manifests.ids import config_hash
 
@@ -68,6 +69,12 @@ def run(out: str | os.PathLike, cfg: CaptionConfig, limit: int | None = None, ad
             "retrying_errors": len(plan.retry_caption_ids)}
     if dry_run:
         return {**head, "dry_run": True, "output": str(store.manifest_dir(out, "captions"))}
+    with writer_lock(out, "rushes caption"):  # a second writer on this OUT is refused at once, naming this one
+        return _run_locked(out, cfg, plan, resolved, prompt, head, address, captioner_cls)
+
+
+def _run_locked(out, cfg: CaptionConfig, plan: Plan, resolved, prompt, head: dict, address: str | None,
+                captioner_cls: type) -> dict:
     spec = frame_spec(load_processor(resolved, cfg), cfg)
     resolved_cfg = {**cfg.to_dict(), "captioner": resolved.captioner, "prompt_version": prompt.version,
                     "frame_spec": {"max_side": spec.max_side, "max_pixels": spec.max_pixels}}

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import storage
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
@@ -151,3 +153,11 @@ def _inode(path: Path) -> int | None:
         return path.stat().st_ino
     except FileNotFoundError:
         return None
+
+
+def writer_lock(out: str | os.PathLike, command: str) -> contextlib.AbstractContextManager:
+    """:func:`acquire` for a local OUT. A bucket OUT has no lease object yet: one writer per ``s3://`` OUT is the
+    user's to ensure, so this holds nothing there."""
+    if storage.is_remote(out):
+        return contextlib.nullcontext()
+    return acquire(out, command)

@@ -227,6 +227,7 @@ def run_train(args) -> int:
 
 def run_encode(args) -> int:
     """``rushes encode``: exit status 1 when every clip failed, 2 on bad arguments."""
+    from manifests.lock import LockError
     from train.encoders import EncoderError
 
     try:
@@ -238,7 +239,7 @@ def run_encode(args) -> int:
         from train.pipeline import run_encode as encode
 
         summary = encode(args.out, cfg, enc, limit=args.limit, address=args.address, dry_run=args.dry_run)
-    except (ValueError, FileNotFoundError, EncoderError) as exc:
+    except (ValueError, FileNotFoundError, EncoderError, LockError) as exc:
         return _fail("encode", exc)
     print(json.dumps(summary, indent=2, sort_keys=True))
     if summary.get("encoded") and not summary.get("ok"):

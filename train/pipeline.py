@@ -36,6 +36,7 @@ import ray
 
 from cluster.ray_connect import connect
 from manifests import store
+from manifests.lock import writer_lock
 from train import shards
 from train.config import RunConfig
 from train.loop import TrainResult, out_dirs
@@ -57,6 +58,12 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
     plan = plan_encode(out, cfg.data, folder, limit)
     if dry_run or (plan.tasks.num_rows == 0 and (folder / "null_caption.parquet").exists()):
         return {**_head(folder, plan), "dry_run": dry_run, "encoded": 0}
+    with writer_lock(out, "rushes encode"):  # a second writer on this OUT is refused at once, naming this one
+        return _encode_locked(out, cfg, enc, limit, address)
+
+
+def _encode_locked(out, cfg: RunConfig, enc: EncodeConfig, limit: int | None, address: str | None) -> dict:
+    patch = cfg.model.patch_size
     session = connect(address)
     try:
         t0 = time.perf_counter()

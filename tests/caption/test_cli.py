@@ -64,3 +64,16 @@ def test_bad_arguments_exit_2_with_a_hint_on_stderr(tmp_path, capsys):
     assert f"rushes curate INPUT --out {tmp_path}" in err.err and err.out == ""
     args = _parser().parse_args(["caption", str(tmp_path), "--frames", "0"])
     assert args.func(args) == 2 and "num_frames=0" in capsys.readouterr().err
+
+
+def test_a_second_writer_on_one_out_is_refused_at_once_naming_the_first(tmp_path, grey_video, tiny_vlms, capsys):
+    from manifests.lock import acquire
+
+    out = tmp_path / "run"
+    make_run(out, grey_video, [(0, 2), (2, 4)])
+    args = _parser().parse_args(["caption", str(out), "--model", str(tiny_vlms["smolvlm"])])
+    with acquire(out, "rushes curate"):  # another writer (here: this process) holds OUT
+        assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "is being written by" in err and "rushes curate" in err
+    assert not store.part_paths(out, "captions") and not (out / "config" / "caption.json").exists()

@@ -139,3 +139,14 @@ def test_encode_command_line_help_and_dry_run(out_copy, tiny_t5, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["to_encode"] == 3 and summary["dry_run"] and not (out_copy / "encodings").exists()
     assert summary["key"] == shards.encoding_key(shards.key_inputs(_cfg(tiny_t5).data, (1, 4, 4)))
+
+
+def test_encode_refuses_a_second_writer_on_one_out(out_copy, tiny_t5, capsys):
+    from manifests.lock import acquire
+    from rushes.cli import main
+
+    with acquire(out_copy, "rushes caption"):  # another writer holds OUT
+        code = main(["encode", str(out_copy), "--text-encoder", tiny_t5, "--max-frames", "4", "--clip-tokens", "192"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is being written by" in err and "rushes caption" in err
+    assert not (out_copy / "encodings").exists()
