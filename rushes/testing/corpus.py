@@ -13,7 +13,6 @@ outcome of every case, in the same words as :attr:`Case.expect`. ``bench/soak.py
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from curate.inputs import collect_inputs
 from manifests import read
 from media.ffmpeg import run_ffmpeg
+from rushes.testing.sentinel import Sentinel
 
 GOOD = [  # (lavfi source, codec args, extension)
     ("testsrc2", ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], ".mp4"),
@@ -30,43 +30,6 @@ GOOD = [  # (lavfi source, codec args, extension)
     ("life=mold=10:ratio=0.5", ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], ".mov"),
 ]
 HLS = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{seg}\n#EXT-X-ENDLIST\n"
-
-
-class Sentinel:
-    """A FIFO that records whether anything opened it (``opened``); it serves ``payload`` to a reader.
-
-    The writer thread blocks in ``open(O_WRONLY)`` until a reader opens the FIFO; :meth:`close` wakes it
-    itself without counting that as an open.
-    """
-
-    def __init__(self, path: str | os.PathLike, payload: bytes = b"") -> None:
-        self.path = Path(path)
-        os.mkfifo(self.path)
-        self.payload, self.opened, self._closing = payload, False, False
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY)
-        if not self._closing:
-            self.opened = True
-        try:
-            view = memoryview(self.payload)
-            while view and not self._closing:
-                view = view[os.write(fd, view):]
-        except BrokenPipeError:
-            pass
-        finally:
-            os.close(fd)
-
-    def close(self) -> None:
-        """Wake the writer (if nobody opened the FIFO) and wait for it."""
-        self._thread.join(timeout=1.0)
-        self._closing = True
-        if self._thread.is_alive():
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
-            self._thread.join(timeout=10)
-            os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from curate.probe import ProbeError, probe_video
 from manifests import read
 from media.ffmpeg import run_ffmpeg
 from media.frames import DecodeError, FrameReader, iter_frames, stream_info
-from sentinel import Sentinel
+from rushes.testing.sentinel import Sentinel
 from rushes.testing.synth import make_cut_video
 
 PLAYLISTS = {
