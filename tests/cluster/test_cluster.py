@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from ray_processes import leftovers
 from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,19 +140,6 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _leftovers(temp_dir: Path) -> list[str]:
-    """Processes still using the cluster's temp folder (its daemons and workers), by pid."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(temp_dir) in cmd and int(pid) != os.getpid():
-            found.append(f"{pid}: {cmd[:160]}")
-    return found
-
-
 @pytest.fixture
 def cluster():
     # Short: Ray's socket paths must fit in 107 bytes (tmp_path is too long).
@@ -162,7 +150,7 @@ def cluster():
         yield c
     finally:
         c.stop()
-        for line in _leftovers(temp_dir):  # workers that outlived their raylet: ours alone (our temp folder)
+        for line in leftovers(temp_dir):  # workers that outlived their raylet: ours alone (our temp folder)
             try:
                 os.kill(int(line.split(":")[0]), signal.SIGKILL)
             except ProcessLookupError:

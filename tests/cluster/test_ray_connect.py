@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ray_processes import leftovers
 from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,21 +60,8 @@ def _finish(proc: subprocess.Popen, timeout_s: float) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def _leftovers(ray_tmp: Path) -> list[str]:
-    """Command lines of processes still using this test's Ray temp folder (Ray's daemons and workers)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(ray_tmp) in cmd and int(pid) != os.getpid():
-            found.append(f"{pid}: {cmd[:160]}")
-    return found
-
-
 def _stop_leftovers(ray_tmp: Path) -> None:
-    for line in _leftovers(ray_tmp):
+    for line in leftovers(ray_tmp):
         try:
             os.kill(int(line.split(":")[0]), signal.SIGKILL)
         except ProcessLookupError:
@@ -144,7 +132,7 @@ def test_an_unreachable_address_fails_fast_naming_it_and_the_fix(tmp_path, ray_t
     assert "Traceback" not in err and "cannot reach the Ray cluster at" in err
     assert {"flag": "--address", "env": "RAY_ADDRESS", "auto": str(record)}[how] in err
     assert "unset --address and RAY_ADDRESS" in err
-    assert not _leftovers(ray_tmp), "nothing was started"
+    assert not leftovers(ray_tmp), "nothing was started"
 
 
 # SIGINT takes the same path as SIGTERM (a KeyboardInterrupt in the driver): its run is in `pytest -m slow`.
@@ -166,7 +154,7 @@ def test_a_signal_stops_the_job_and_its_workers_and_a_rerun_resumes(tmp_path, ra
     assert "Traceback" not in err
     assert stopped_s < 60, f"took {stopped_s:.1f} s to stop"
     time.sleep(1.0)
-    assert not _leftovers(ray_tmp), "Ray's processes outlived the job"
+    assert not leftovers(ray_tmp), "Ray's processes outlived the job"
     done = len(list((out / "videos").glob("*.parquet")))
     assert 1 <= done < len(videos)
 
