@@ -141,9 +141,7 @@ if mode == "chunk":
     A.analyse_chunk_of(job, 1, cfg, run)
 else:
     parts = [A.analyse_chunk_of(job, k, cfg, run) for k in range(len(job.spans))]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert A.reconcile_video(job, parts, "unused", dataclasses.replace(cfg, encode=dataclasses.replace(
-        cfg.encode, enabled=False)), run) is not None
+    assert A.reconcile_video(job, parts, "unused", cfg, run) is not None
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
