@@ -194,14 +194,16 @@ def analyse_chunk(path: str, consumers: Sequence, span: ChunkSpan, long_side_px:
                     break
                 if out.start is None and frame.pts_s >= span.start_s:
                     out.start = (frame.pts_s, [c.state(frame.pts_s) for c in consumers])
-                mark = (frame.pts_s, zlib.crc32(_feed(reader, frame, consumers, size).rgb))
+                item = _feed(reader, frame, consumers, size)
+                fed.append(frame.pts_s)
+                in_tail = span.next_warm_s is not None and frame.pts_s >= span.next_warm_s
+                mark = (frame.pts_s, zlib.crc32(item.rgb)) if in_tail or frame.pts_s < span.start_s else None
                 if frame.pts_s < span.start_s:
                     out.head.append(mark)
                 else:
                     out.pts_s.append(frame.pts_s)
-                if span.next_warm_s is not None and frame.pts_s >= span.next_warm_s:
+                if in_tail:
                     out.tail.append(mark)
-                fed.append(frame.pts_s)
         except DecodeError as exc:
             out.problem = f"decoding stopped after {fed[-1] if fed else span.warm_s:.3f} s: {exc}"
         out.problem = out.problem or _chunk_problem(reader, span, first_s, out)
