@@ -92,6 +92,20 @@ def test_a_warm_up_too_short_for_the_detector_is_caught_not_approximated(long_vi
     assert "in one task instead of 4 chunks" in caplog.text and "did not converge" in caplog.text
 
 
+def test_a_damaged_span_sends_the_video_to_one_task(tmp_path, caplog):
+    """A chunk that meets damage (frames that do not decode) cannot prove its join: the whole video is decoded
+    in one task, which records the damage and plans around it as usual."""
+    v = make_cut_video(tmp_path / "whole.mp4", [4.0, 4.0], fps=25, size=(160, 120),
+                       extra_output_args=["-movflags", "+faststart"])
+    data = bytearray(Path(v.path).read_bytes())
+    a, b = int(len(data) * 0.40), int(len(data) * 0.55)
+    data[a:b] = bytes((i * 7919) % 251 for i in range(b - a))
+    (tmp_path / "damaged.mp4").write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="curate.adapter"):
+        _, plan = _chunked(str(tmp_path / "damaged.mp4"), _cfg(chunk_s=2.0))
+    assert plan is None and "damaged" in caplog.text
+
+
 def test_a_chunk_that_cannot_read_its_span_sends_the_video_to_one_task(long_video, tmp_path):
     cfg = _cfg()
     probe = probe_video(long_video)
