@@ -19,6 +19,11 @@ decoded again in one task, and the log says why; results are never approximated.
 
 TransNetV2 (``--detector transnetv2|hybrid``) reads 100-frame windows aligned to the start of the video,
 so those videos always run as one task.
+
+Memory: a chunk task holds only its own frames' per-frame scalars (~100 B a frame) beside the decoder, so its
+peak does not grow with the video: 145 MB peak RSS for a 180 s chunk of a 30-minute 640x360 25 fps video
+(``bench/scale.py``'s ``peak_mb``). The reconcile task holds the whole video's scalars (~4.5 MB for 30 minutes
+at 25 fps) and its clip rows; the encode tasks are ffmpeg processes over their own group of clips.
 """
 
 from __future__ import annotations
