@@ -203,6 +203,27 @@ class _Long:
     plan_ref: object = None
 
 
+class WorkQueue:
+    """Units of work, handed out longest first (footage seconds; ``math.inf`` for a step that unblocks a
+    video), in submission order among equals: chunks and encode groups of every video compete with whole videos,
+    so the last units running are short ones and workers finish together."""
+
+    def __init__(self) -> None:
+        self._heap: list = []
+        self._seq = itertools.count()
+
+    def push(self, work_s: float, kind: str, path: str, *args) -> None:
+        heapq.heappush(self._heap, (-work_s, next(self._seq), kind, path, args))
+
+    def pop(self) -> tuple[str, str, tuple]:
+        """``(kind, path, args)`` of the longest unit."""
+        _, _, kind, path, args = heapq.heappop(self._heap)
+        return kind, path, args
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
 class _Driver:
     """Submits every unit of work (a video, a chunk, a reconcile, an encode group, a finish) longest first
     from one heap, at most ``max_in_flight`` at a time, and follows each long video through its steps."""
@@ -218,24 +239,22 @@ class _Driver:
         self.cfg_ref, self.run_ref = ray.put(cfg), ray.put(run)
         self.whole_ref = ray.put(dataclasses.replace(cfg, chunk_s=0.0))  # a long video redone in one task
         self.limit = ray_cfg.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-        self.heap: list = []
-        self.seq = itertools.count()
+        self.queue = WorkQueue()
         self.pending: dict = {}  # ref -> (kind, path)
         self.long: dict[str, _Long] = {}
         self.outcomes: list[dict] = []
         self.progress = None
 
     def push(self, work_s: float, kind: str, path: str, *args) -> None:
-        """Queue a task; the heap hands out the most footage seconds first."""
-        heapq.heappush(self.heap, (-work_s, next(self.seq), kind, path, args))
+        self.queue.push(work_s, kind, path, *args)
 
     def run(self, todo: list[str]) -> list[dict]:
         self.progress = RunProgress(len(todo))
         for path in todo:
             self.push(_size(path) / _BYTES_PER_S, "video", path, path, self.out, self.cfg_ref, self.run_ref)
-        while self.heap or self.pending:
-            while self.heap and len(self.pending) < self.limit:
-                _, _, kind, path, args = heapq.heappop(self.heap)
+        while self.queue or self.pending:
+            while self.queue and len(self.pending) < self.limit:
+                kind, path, args = self.queue.pop()
                 self.pending[self.tasks[kind].remote(*args)] = (kind, path)
             ready, _ = ray.wait(list(self.pending), num_returns=1)
             for ref in ready:
