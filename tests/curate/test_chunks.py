@@ -228,3 +228,39 @@ def test_curate_with_small_chunks_on_real_footage_equals_a_run_without(long_vide
         tables[chunk_s] = _tables(tmp_path / f"chunk{chunk_s:g}")
     assert "60 s of footage in 15 chunks" in caplog.text and "10 s of footage in 3 chunks" in caplog.text
     _assert_equal_tables(tables[0.0], tables[4.0])
+
+
+@pytest.mark.slow
+def test_kill_9_while_a_long_video_is_encoded_then_rerun_completes_it(long_video, tmp_path):
+    """Killed after some of a chunked video's clip files exist but before its rows: the rerun redoes the video
+    and leaves exactly the clip files its clips reference (the videos row is still written last)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "rushes.cli", "curate", long_video, "--out", str(out), "--preset", "debug",
+            "--chunk-s", str(CHUNK_S), "--num-cpus", "2"]
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(args, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not list((out / "media").rglob("*.mp4")):
+            assert proc.poll() is None, "rushes curate exited before it could be killed"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not list((out / "videos").glob("part-*.parquet")), "the kill should land before the videos row"
+    rerun = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert [v["status"] for v in read(out, "videos").to_pylist()] == ["ok"]
+    clips = read(out, "clips").to_pylist()
+    referenced = {out / c["clip_path"] for c in clips if c["clip_path"]}
+    assert set((out / "media").rglob("*.mp4")) == referenced and not list((out / "media").rglob("_tmp-*"))
+    one = tmp_path / "one"
+    A.process_video(long_video, one, dataclasses.replace(debug(), chunk_s=0.0), RUN)
+    assert sorted(c["clip_id"] for c in clips) == sorted(c["clip_id"] for c in read(one, "clips").to_pylist())
