@@ -103,6 +103,10 @@ def _add_train(subparsers) -> None:
                    help="data-parallel workers under Ray Train (TorchTrainer, DDP; gloo on CPU, NCCL on GPU), on a "
                         "local Ray or the cluster of --address/$RAY_ADDRESS (default: none, one process, no Ray)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray Train worker; 0 trains on CPU")
+    p.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
+                   help="how --workers share the model: ddp keeps a whole copy per worker; fsdp (FSDP2) shards "
+                        "weights, gradients, optimizer state and EMA per transformer block, for the large and xl "
+                        "presets; checkpoints hold whole tensors either way, so a run may switch on resume")
     p.add_argument("--address", help="Ray cluster address for --workers (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--device", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda when available, else cpu)")
     p.add_argument("--dry-run", action="store_true",
@@ -210,11 +214,14 @@ def run_train(args) -> int:
             print(f"{len(selection.clips)} captioned kept clip(s) in {', '.join(args.out)}; run dir {args.run}; "
                   f"{cfg.train.steps} steps of {cfg.data.batch_tokens} tokens")
             return 0
+        if args.parallel != "ddp" and not args.workers:
+            raise ValueError(f"--parallel {args.parallel} needs --workers N (Ray Train sets up the process group "
+                             f"it shards over); add e.g. --workers 2")
         if args.workers:
             from train.pipeline import run_train_workers
 
             result = run_train_workers(args.out, args.run, cfg, args.workers, args.gpus_per_worker, args.address,
-                                       use_encodings=not args.no_encodings)
+                                       use_encodings=not args.no_encodings, parallel=args.parallel)
         else:
             from train.loop import train
 

@@ -44,6 +44,9 @@ def test_errors_go_to_stderr_with_exit_2(synth_out, tmp_path, capsys):
     assert main(["train", str(tmp_path / "empty"), "--run", str(run), "--dry-run"]) == 2
     out = capsys.readouterr()
     assert "rushes train:" in out.err and "captions manifest" in out.err and out.out == ""
+    assert main(["train", str(synth_out), "--run", str(run), "--parallel", "fsdp"]) == 2
+    out = capsys.readouterr()
+    assert "--parallel fsdp needs --workers N" in out.err and not run.exists()
     assert main(["sample", str(tmp_path / "nothing"), "--prompt", "x", "--out", str(tmp_path / "x.mp4")]) == 2
     out = capsys.readouterr()
     assert "not a training run" in out.err and out.out == ""
