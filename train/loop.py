@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +42,7 @@ from train.data import ClipSource, Example, Prepared, prepare, split_validation
 from train.encoders import TextEncoder, Vae
 from train.diffusion import training_loss
 from train.model import DiffusionTransformer, count_parameters
+from train.progress import record_line
 from train.packing import PackedBatch, PackLoader, collate, pack_first_fit
 from train.selection import record_selection, select_clips
 from train.throughput import Stopwatch, batch_flops, peak_flops
@@ -205,7 +207,7 @@ def validation_loss(model, val_set, cfg: RunConfig, device) -> float:
 def _append_log(run_dir: Path, record: dict, echo: Callable[[str], None]) -> None:
     with open(run_dir / "log.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
-    echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+    echo(record_line(record))
 
 
 def _truncate_log(run_dir: Path, step: int) -> None:
@@ -263,12 +265,14 @@ def _speed(counts: dict, stats: dict, data_s: float, world: int, peak: float | N
 
 def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = None,
           echo: Callable[[str], None] = print, use_encodings: bool = True, rank: int = 0,
-          world: int = 1, parallel: str = "ddp") -> TrainResult:
+          world: int = 1, parallel: str = "ddp", on_step: Callable[[int, int, int], None] | None = None
+          ) -> TrainResult:
     """Train (or resume) a run from the manifests in ``out_dir`` (one OUT or a list); see the module docstring.
 
     ``rank``/``world``: this worker among ``world`` workers (``train/pipeline.py`` launches them on Ray Train),
     data-parallel by ``parallel`` (``ddp``, or ``fsdp`` sharding the model: train/parallel.py); worker 0 writes
-    the config, logs and checkpoints.
+    the config, logs and checkpoints. ``on_step(steps_done, clips, real_tokens)`` is called by worker 0 after
+    every step with this worker's counts (live progress: train/progress.py).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -277,7 +281,6 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     lead = rank == 0
     _check_workers(dc.packs_per_step, world)
     dp.check_parallel(parallel)
-    sharded = parallel == "fsdp"  # then validation and checkpoints are collective: every worker takes part
 
     # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
     data = load_train_data(out_dir, run_dir, cfg, device, use_encodings)
@@ -303,29 +306,62 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
          f"{world} worker(s) ({parallel}), steps {start} -> {tc.steps}")
 
     # 4. The loop: each step takes the next packs_per_step packs of one global order; this worker trains its share.
-    peak = peak_flops(device)
+    run = _Run(run_dir, cfg, device, rank, world, parallel, data, model, net, ema, optimizer, generator, result,
+               echo if lead else None, on_step if lead else None)
     for step in range(start, tc.steps):
-        watch = Stopwatch(device)
-        packs = data.source.next_packs(dc.packs_per_step, rank, world)
-        generators = [pack_generator(tc.seed, step, rank + i * world) for i in range(len(packs))]
-        batches = _batches(packs, generators, data, dc, device)
-        data_s = watch.lap()
-        stats = train_step(model, ema, optimizer, batches, generators, cfg, step, world)
-        result.losses.append(stats["loss"])
-        result.step = step + 1
-        if (step + 1) % tc.log_every == 0 or step == start or step + 1 == tc.steps:
-            counts = _step_counts(packs, batches, world, cfg)  # every worker takes part in the sum
-            if lead:
-                _append_log(run_dir, {"step": step + 1, **stats, **counts, "workers": world, "parallel": parallel,
-                                      **_speed(counts, stats, data_s, world, peak)}, echo)
-        if (lead or sharded) and data.val_set and ((step + 1) % tc.val_every == 0 or step + 1 == tc.steps):
-            _validate(run_dir, step + 1, net, ema, data.val_set, cfg, device, result, echo if lead else None)
-        if (lead or sharded) and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps):
-            checkpoint.save(run_dir, step + 1, net, ema, optimizer, generator, data.source.state_dict(), write=lead)
-
+        _run_step(run, step)
     if lead:
         _record_summary(out_dir, run_dir, result, world, parallel, data.encodings)
     return result
+
+
+@dataclass
+class _Run:
+    """What every step of :func:`train` uses; ``echo`` and ``on_step`` are None on workers other than 0."""
+
+    run_dir: Path
+    cfg: RunConfig
+    device: torch.device
+    rank: int
+    world: int
+    parallel: str
+    data: TrainData
+    model: torch.nn.Module  # what the loss calls: net itself, DDP over it, or net sharded (FSDP)
+    net: torch.nn.Module
+    ema: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    result: TrainResult
+    echo: Callable[[str], None] | None
+    on_step: Callable[[int, int, int], None] | None
+
+
+def _run_step(run: _Run, step: int) -> None:
+    """One step of :func:`train`: this worker's packs, the optimisation step, then log, validation and
+    checkpoint when due (collective ones on every worker: the counts' sum, and under FSDP the last two)."""
+    tc, dc, data, lead = run.cfg.train, run.cfg.data, run.data, run.rank == 0
+    watch, cpu = Stopwatch(run.device), time.process_time()
+    packs = data.source.next_packs(dc.packs_per_step, run.rank, run.world)
+    generators = [pack_generator(tc.seed, step, run.rank + i * run.world) for i in range(len(packs))]
+    batches = _batches(packs, generators, data, dc, run.device)
+    data_s = watch.lap()
+    stats = train_step(run.model, run.ema, run.optimizer, batches, generators, run.cfg, step, run.world)
+    stats["cpu_s"] = time.process_time() - cpu  # well below step_s: this worker waited (for a core or a peer)
+    run.result.losses.append(stats["loss"])
+    run.result.step = done = step + 1
+    if run.on_step is not None:
+        run.on_step(done, sum(len(p) for p in packs), sum(b.real_tokens for b in batches))
+    if done % tc.log_every == 0 or step == run.result.start_step or done == tc.steps:
+        counts = _step_counts(packs, batches, run.world, run.cfg)  # every worker takes part in the sum
+        if lead:
+            _append_log(run.run_dir, {"step": done, **stats, **counts, "workers": run.world, "parallel": run.parallel,
+                                      **_speed(counts, stats, data_s, run.world, peak_flops(run.device))}, run.echo)
+    sharded = run.parallel == "fsdp"  # validation and checkpoints are collective: every worker takes part
+    if (lead or sharded) and data.val_set and (done % tc.val_every == 0 or done == tc.steps):
+        _validate(run.run_dir, done, run.net, run.ema, data.val_set, run.cfg, run.device, run.result, run.echo)
+    if (lead or sharded) and (done % tc.checkpoint_every == 0 or done == tc.steps):
+        checkpoint.save(run.run_dir, done, run.net, run.ema, run.optimizer, run.generator, data.source.state_dict(),
+                        write=lead)
 
 
 def _record_data(run_dir: Path, data: TrainData) -> None:

@@ -23,8 +23,10 @@ every node sees.
 from __future__ import annotations
 
 import json
+import contextlib
 import logging
 import os
+import threading
 import tempfile
 import time
 import uuid
@@ -42,6 +44,7 @@ from train import shards
 from train.config import RunConfig
 from train.loop import TrainResult, out_dirs
 from train.parallel import check_parallel
+from train.progress import LogFollower, StepProgress
 from train.selection import run_name
 from train.encode import EncodeActor, EncodeConfig, EncodePlan, decode_batch, plan_encode, probe_encoders
 
@@ -156,9 +159,11 @@ def _train_worker(config: dict) -> None:
 
 def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worker: float = 0.0,
                       address: str | None = None, use_encodings: bool = True,
-                      torch_threads: int | None = None, parallel: str = "ddp") -> TrainResult:
+                      torch_threads: int | None = None, parallel: str = "ddp",
+                      progress: StepProgress | None = None) -> TrainResult:
     """Train (or resume) ``run_dir`` with ``workers`` Ray Train workers, data-parallel by ``parallel`` (``ddp``
-    or ``fsdp``, train/parallel.py); returns worker 0's result."""
+    or ``fsdp``, train/parallel.py); returns worker 0's result. ``progress`` shows the lines worker 0 appends to
+    ``RUN_DIR/log.jsonl`` while the workers run (train/progress.py)."""
     from ray.train import RunConfig as RayRunConfig
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -178,10 +183,32 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                          resources_per_worker=resources),
             run_config=RayRunConfig(name="ray-train", storage_path=str(run_dir)))
-        result = trainer.fit()
+        with _following(run_dir / "log.jsonl", progress):
+            result = trainer.fit()
     finally:
         session.close()
     if result.error:
         raise result.error
     with result.checkpoint.as_directory() as folder:
         return TrainResult(**json.loads((Path(folder) / "result.json").read_text()))
+
+
+@contextlib.contextmanager
+def _following(log_path: Path, progress: StepProgress | None, every_s: float = 1.0):
+    """While the block runs, a driver thread shows the log lines worker 0 appends (one last read at the end)."""
+    if progress is None:
+        yield
+        return
+    follower, stop = LogFollower(log_path, progress), threading.Event()
+
+    def follow():
+        while not stop.wait(every_s):
+            follower.poll()
+    thread = threading.Thread(target=follow, name="rushes-train-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        follower.poll()
