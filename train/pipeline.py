@@ -145,8 +145,7 @@ def _train_worker(config: dict) -> None:
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if config["torch_threads"]:
-        torch.set_num_threads(config["torch_threads"])
+    torch.set_num_threads(config["torch_threads"])
     result = train(config["out"], config["run_dir"], config["cfg"], device=get_device(),
                    echo=print if rank == 0 else (lambda s: None), use_encodings=config["use_encodings"],
                    rank=rank, world=world, parallel=config["parallel"])
@@ -162,7 +161,8 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
                       torch_threads: int | None = None, parallel: str = "ddp",
                       progress: StepProgress | None = None) -> TrainResult:
     """Train (or resume) ``run_dir`` with ``workers`` Ray Train workers, data-parallel by ``parallel`` (``ddp``
-    or ``fsdp``, train/parallel.py); returns worker 0's result. ``progress`` shows the lines worker 0 appends to
+    or ``fsdp``, train/parallel.py); returns worker 0's result. Each worker runs ``torch_threads`` intra-op
+    threads, by default one per CPU Ray reserves for it (1), so N workers on N cores never oversubscribe them. ``progress`` shows the lines worker 0 appends to
     ``RUN_DIR/log.jsonl`` while the workers run (train/progress.py)."""
     from ray.train import RunConfig as RayRunConfig
     from ray.train import ScalingConfig
@@ -178,7 +178,7 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
         trainer = TorchTrainer(
             _train_worker,
             train_loop_config={"out": [run_name(o) for o in out_dirs(out)], "run_dir": str(run_dir), "cfg": cfg,
-                               "use_encodings": use_encodings, "torch_threads": torch_threads,
+                               "use_encodings": use_encodings, "torch_threads": torch_threads or int(resources["CPU"]),
                                "parallel": parallel},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                          resources_per_worker=resources),

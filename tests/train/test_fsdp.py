@@ -3,6 +3,7 @@ DDP/one process and between worker counts (whole tensors on disk, shards in memo
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from rushes.testing.train_shards import write_random_shards
 from train import checkpoint, shards
 from train.config import preset
 from train.loop import train
+from train.progress import StepProgress
 
 
 def _cfg(t5: str, steps: int, packs: int = 2):
@@ -110,9 +112,13 @@ def test_two_fsdp_workers_on_ray_train_resume_a_one_process_run_and_hand_back(ra
     one = train(random_out, tmp_path / "one", cfg, echo=_quiet)
     run = tmp_path / "moved"
     head = train(random_out, run, cfg.with_overrides(train={"steps": 2}), echo=_quiet)
+    shown = io.StringIO()  # not a terminal: the driver prints worker 0's log lines and progress lines
     two = run_train_workers(random_out, run, cfg.with_overrides(train={"steps": 4}), workers=2, torch_threads=1,
-                            parallel="fsdp")
+                            parallel="fsdp", progress=StepProgress(4, start=2, every_s=0, stream=shown))
     assert (two.start_step, two.step) == (2, 4)
+    assert [ln.split(",")[0] for ln in shown.getvalue().splitlines() if ln.startswith("train progress")] == \
+        ["train progress: step 3/4", "train progress: step 4/4"]
+    assert "step=4 loss=" in shown.getvalue() and "parallel=fsdp" in shown.getvalue()
     saved = json.loads((run / "config.json").read_text())
     assert (saved["workers"], saved["parallel"]) == (2, "fsdp")
     tail = train(random_out, run, cfg, echo=_quiet)
