@@ -64,6 +64,7 @@ class ScoreConfig:
     text_method: str = "heuristic"  # heuristic (cheap); ocr (PP-OCR, the quality extra); auto (ocr if installed)
     ocr_fps: float = 1.0  # OCR text samples per second; 0 = every frame
     ocr_long_side: int = 480  # px; long side of the sharper copy OCR reads (small corner text needs ~480)
+    ocr_model: str = "v4-mobile"  # curate.ocr.MODELS: v4-mobile (~3x cheaper) or v6-small
     black_level: float = 0.10  # luma at or below (0..1) is a black pixel (ffmpeg blackdetect pix_th)
     black_frame_pixels: float = 0.98  # a frame with this share of black pixels is black (blackdetect default)
     flat_luma_std: float = 0.02  # a frame whose luma std (0..0.5) is below this has no detail
@@ -77,6 +78,8 @@ class ScoreConfig:
             raise ValueError(f"flow_long_side={self.flow_long_side}: use 32..work_long_side px (default 128)")
         if self.text_method not in TEXT_METHODS:
             raise ValueError(f"text_method={self.text_method!r}: use one of {', '.join(TEXT_METHODS)}")
+        if self.ocr_model not in ("v4-mobile", "v6-small"):
+            raise ValueError(f"ocr_model={self.ocr_model!r}: use v4-mobile or v6-small (curate.ocr.MODELS)")
         if not 96 <= self.ocr_long_side <= 2048:
             raise ValueError(f"ocr_long_side={self.ocr_long_side}: use 96..2048 px (default 480)")
         for name in ("flow_fps", "text_fps", "ocr_fps", "flow_min_gap_s"):
@@ -135,7 +138,7 @@ def _ocr_detector(cfg: ScoreConfig):
 
     if cfg.text_method == "heuristic" or (cfg.text_method == "auto" and not ocr.available()):
         return None
-    return ocr.OcrTextDetector(cfg.ocr_long_side)
+    return ocr.OcrTextDetector(cfg.ocr_long_side, model=cfg.ocr_model)
 
 
 class _Columns:
