@@ -118,11 +118,15 @@ def test_a_chunk_that_cannot_read_its_span_sends_the_video_to_one_task(long_vide
     assert part.decode.problem and "gone.mp4" in part.decode.problem
 
 
-@pytest.mark.parametrize("name", ["mpy_chaplin.mp4", "psd_goldeneye-vfr-drop3.mp4", "psd_issue-134-rotate.mp4"])
-def test_real_footage_in_small_chunks_gives_the_one_task_clips(footage_dir, name):
-    """Real files (VFR with dropped frames, a rotation tag, film grain) in 4 s chunks: several per file."""
+@pytest.mark.parametrize("name, detector", [("mpy_chaplin.mp4", "adaptive"), ("psd_goldeneye-vfr-drop3.mp4", "adaptive"),
+                                            ("psd_issue-134-rotate.mp4", "adaptive"),
+                                            ("psd_issue-195-aspect-ratio.mp4", "content")])
+def test_real_footage_in_small_chunks_gives_the_one_task_clips(footage_dir, name, detector):
+    """Real files (VFR with dropped frames, a rotation tag, film grain, anamorphic pixels) in 4 s chunks: several
+    per file (ContentDetector on the last: borders where its MERGE filter is open continue from the previous
+    chunk's detector)."""
     path = str(footage_dir / name)
-    cfg = _cfg(chunk_s=4.0)
+    cfg = _cfg(detector, chunk_s=4.0)
     one, row = _one_task(path, cfg)
     job, plan = _chunked(path, cfg)
     assert len(job.spans) >= 3 and plan is not None
