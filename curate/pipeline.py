@@ -298,6 +298,9 @@ class _Driver:
         return state.left == 0
 
     def after_chunk(self, path: str, ref, value, node: str) -> None:
+        state = self.long[path]
+        log.info("%s: chunk %d analysed (%d of %d left)", path, value.decode.span.index, state.left - 1,
+                 len(state.refs) + state.left)
         if self.collected(path, ref, node):
             state = self.long[path]
             # Reconciling unblocks the video's encoding: it goes first.
