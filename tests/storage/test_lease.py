@@ -115,3 +115,18 @@ def test_a_lease_taken_after_the_renewers_last_look_is_still_reported(bucket):
         with lease(out, "rushes caption", lease_s=600, settle_s=0):  # no renewal during the block
             _steal(out)
     assert _lease_doc(out)["token"] == "other"
+
+
+@pytest.mark.parametrize("command", ["curate", "filter"])
+def test_curate_and_filter_on_a_bucket_out_held_by_another_writer_exit_2_naming_it(bucket, tmp_path, command):
+    from pathlib import Path
+
+    out = f"{bucket}/runs/held"
+    storage.write_bytes_atomic(f"{out}/config/curate.json", b"{}")  # a run folder exists (filter writes only then)
+    args = {"curate": ["curate", str(tmp_path), "--out", out], "filter": ["filter", out, "--preset", "strict"]}
+    with writer_lock(out, "rushes caption"):
+        res = subprocess.run([sys.executable, "-m", "rushes.cli", *args[command]], capture_output=True, text=True,
+                             timeout=300, cwd=Path(__file__).resolve().parents[2], check=False)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "being written by pid" in res.stderr and "(rushes caption)" in res.stderr
+    assert not storage.exists(f"{out}/filter.json") and not storage.exists(f"{out}/summary.json")
