@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+import storage
 from cluster.ray_connect import connect
 from manifests import store
 from manifests.lock import writer_lock
@@ -61,7 +62,7 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
     inputs = shards.key_inputs(cfg.data, patch)
     folder = shards.key_dir(out, inputs)
     plan = plan_encode(out, cfg.data, folder, limit)
-    if dry_run or (plan.tasks.num_rows == 0 and (folder / "null_caption.parquet").exists()):
+    if dry_run or (plan.tasks.num_rows == 0 and storage.is_file(shards.null_caption_path(folder))):
         return {**_head(folder, plan), "dry_run": dry_run, "encoded": 0}
     with writer_lock(out, "rushes encode"):  # a second writer on this OUT is refused at once, naming this one
         return _encode_locked(out, cfg, enc, limit, address)
@@ -90,7 +91,7 @@ def _encode_locked(out, cfg: RunConfig, enc: EncodeConfig, limit: int | None, ad
 
 
 def _head(folder, plan: EncodePlan) -> dict:
-    return {"key": folder.name, "folder": str(folder), "selected": plan.selected, "skipped_done": plan.skipped_done,
+    return {"key": storage.name(folder), "folder": str(folder), "selected": plan.selected, "skipped_done": plan.skipped_done,
             "to_encode": plan.tasks.num_rows, "retrying_errors": plan.retrying_errors}
 
 
