@@ -29,6 +29,7 @@ from curate.decode import analyse_video
 from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
 from curate.probe import Probe, ProbeError, probe_video
 from curate.shots import ShotModelError, resolve_device
+from curate.signature import FrameSignature
 from curate.split import DETECTOR_NAMES, ClipSpan, detector_params, make_splitter, plan_clips
 from manifests import (ManifestError, conform, content_hash, content_hasher, delete_part, make_id, now_utc,
                        part_location, read_part, write_part)
@@ -179,8 +180,8 @@ def _analyse(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: dict
     except ProbeError as exc:
         raise VideoFailure("probe", str(exc)) from exc
     row.update(probe.row())
-    spans, signals = _detect(path, probe, cfg, outcome, row)
-    clip_rows = _clip_rows(outcome.video_id, spans, signals, probe, cfg, run)
+    spans, signals, signature = _detect(path, probe, cfg, outcome, row)
+    clip_rows = _clip_rows(outcome.video_id, spans, signals, probe, cfg, run, signature)
     if cfg.encode.enabled:
         # A bucket has no local folder to encode into: encode into a staging folder, then upload.
         local_out = stack.enter_context(storage.staging_dir(run.scratch)) if storage.is_remote(out) else out
@@ -224,7 +225,8 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
                                  resolve_device(cfg.model_device) if cfg.detector.uses_transnet else "cpu")
     except ShotModelError as exc:  # e.g. a worker node without the quality extra
         raise VideoFailure("detect", str(exc)) from exc
-    consumers: list = [splitter]
+    signature = FrameSignature()
+    consumers: list = [splitter, signature]
     signals = None
     score_cfg = cfg.score_config()
     if score_cfg is not None:
@@ -255,7 +257,7 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
                            breaks=[g.before_index for g in result.gaps if g.before_index])
     except (ValueError, ArithmeticError) as exc:
         raise VideoFailure("detect", f"scene detection on {path} failed: {exc}; try --detector content") from exc
-    return spans, signals
+    return spans, signals, signature
 
 
 def _short_warning(path: str, probe: Probe, result) -> str | None:
@@ -267,7 +269,8 @@ def _short_warning(path: str, probe: Probe, result) -> str | None:
     return None
 
 
-def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg, run: RunInfo) -> list[dict]:
+def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg, run: RunInfo,
+               signature: FrameSignature | None = None) -> list[dict]:
     params = detector_params(cfg)
     if cfg.encode.enabled:
         width, height = output_size(probe.width_px, probe.height_px, cfg.encode.max_short_side_px)
@@ -289,6 +292,8 @@ def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg,
         }
         if signals is not None:
             row.update(signals.clip_scores(s.start_frame, s.end_frame, width, height))
+        if signature is not None:  # compared by the near-duplicate search at the end of the run (curate.dedup)
+            row["signature"] = signature.clip_signature(s.start_frame, s.end_frame)
         rows.append(row)
     return rows
 
