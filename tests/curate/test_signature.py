@@ -110,6 +110,19 @@ def test_match_share_finds_a_trimmed_copy_at_its_time_offset_and_rejects_another
     assert match_share(other, original, cfg)[0] < 0.2
     black = np.zeros(16, np.uint64)  # two all-black clips: nothing to compare, never a match
     assert match_share(black, black, cfg) == (0.0, 0)
+    # Two distinct shots that are black at the same times: black samples count for nothing.
+    half_black_a, half_black_b = original.copy(), other[:len(original)].copy()
+    half_black_a[::2] = half_black_b[::2] = NO_HASH
+    assert match_share(half_black_a, half_black_b, cfg)[0] < 0.2
+
+
+def test_match_share_needs_one_consistent_time_offset():
+    cfg = DedupConfig()
+    slides = np.array([frame_hash(scene(100 + k)) for k in range(12)], np.uint64)  # a new picture every 0.5 s
+    assert match_share(slides, slides, cfg) == (1.0, 12)
+    assert match_share(slides[3:9], slides, cfg) == (1.0, 6)  # a cut-out, found at its offset
+    # The same pictures in another order are another clip: at any one offset only one or two line up.
+    assert match_share(slides[::-1], slides, cfg)[0] <= 0.25
     assert popcount(np.array([0xFF, 2**64 - 1], np.uint64)).tolist() == [8, 64]
 
 
