@@ -6,10 +6,11 @@
    5% centre crop, first 1.3 s trimmed). The originals are curated into OUT (default config, no clip files),
    then originals + copies into the same OUT, each video through ``curate.adapter.process_video`` and the
    run's search through ``curate.dedup.dedup_run`` (what ``rushes curate`` runs). Caught = the copy's clip
-   points at the original's clip over the same time. The same footage is also curated in one run (copies
-   and originals together): found = the copy's clip and the original's are marked one way or the other.
+   points at the original's clip over the same time. The same clips searched as one run (copies and
+   originals together, no earlier run to prefer): found = the copy's clip and the original's are marked
+   one way or the other.
 2. False positives: every pair of distinct clips of the shared footage (other videos, and other shots of
-   the same video) verified with ``curate.dedup.match_share``; and the marks of a run of the originals alone.
+   the same video) verified with ``curate.dedup.match_share``; and the marks of the originals searched alone.
 3. Cost: the analysis pass of every original with and without the signature consumer (process CPU time,
    interleaved, best of 2), as CPU seconds added per minute of footage; the search's time on the run, and
    on ``--scale`` synthetic clips (random signatures, a fifth of them still shots).
@@ -21,6 +22,7 @@ import argparse
 import dataclasses
 import itertools
 import logging
+import shutil
 import sys
 import time
 from datetime import timedelta
@@ -49,22 +51,36 @@ def _curate(paths, out, cfg) -> None:
         process_video(str(p), out, cfg, run)
 
 
+def _copy_run(src: Path, dst: Path, videos: set[str] | None = None) -> None:
+    """The videos and clips parts of ``src`` (of ``videos``' ids only, when given) in a new OUT ``dst``."""
+    for kind in ("videos", "clips"):
+        (dst / kind).mkdir(parents=True)
+        for part in (src / kind).glob("part-*.parquet"):
+            if videos is None or part.stem.removeprefix("part-") in videos:
+                shutil.copy(part, dst / kind / part.name)
+
+
 def catch_rates(sources, plan, work: Path, cfg) -> tuple[dict, dict, dict]:
-    """(two-run scores, one-run scores, dedup_run result of the two-run OUT) per transform."""
+    """(two-run scores, one-run scores, dedup_run result of the two-run OUT) per transform.
+
+    One run is the two-run OUT's parts searched again without the earlier run's precedence: process_video
+    writes the same parts whichever run it is in, so no video is decoded twice."""
     two, one = work / "two-runs", work / "one-run"
     _curate(sources, two, cfg)
     before = manifests.now_utc() + timedelta(microseconds=1)
     _curate(sorted(plan), two, cfg)
     result = dedup_run(two, before=before)
-    _curate([*sources, *sorted(plan)], one, cfg)
+    _copy_run(two, one)
     dedup_run(one)
     return score_copies(two, plan), score_copies(one, plan), result
 
 
-def false_positives(sources, work: Path, cfg) -> dict:
+def false_positives(sources, work: Path) -> dict:
     """Verified pairs among all distinct clips of the originals, and the marks of a run of them alone."""
     out = work / "originals"
-    _curate(sources, out, cfg)
+    paths = {str(Path(p).resolve()) for p in sources}
+    ids = {v["video_id"] for v in manifests.read(work / "two-runs", "videos").to_pylist() if v["path"] in paths}
+    _copy_run(work / "two-runs", out, ids)
     dedup_run(out)
     t = manifests.read(out, "clips")
     sigs = [np.asarray(s or [], np.uint64) for s in t["signature"].to_pylist()]
@@ -148,7 +164,7 @@ def main() -> None:
     plan = make_copies(sources, args.work / "copies")
     cfg = dataclasses.replace(default(), encode=EncodeConfig(enabled=False))
     two, one, result = catch_rates(sources, plan, args.work, cfg)
-    fp = false_positives(sources, args.work, cfg)
+    fp = false_positives(sources, args.work)
     cost = pass_cost(sources)
     scale = search_scale(args.scale)
     print(f"{len(sources)} videos, {len(plan)} copies; DedupConfig defaults {dataclasses.asdict(DedupConfig())}\n")

@@ -9,15 +9,18 @@
 2. Encoded against on-the-fly (``encoded``): a fresh training run of ``--steps`` steps on the same synthetic
    video clips, from encodings written by ``rushes encode`` earlier against decoding and encoding every clip
    first (today's path without encodings); samples/s over the whole run, and over the training steps alone.
-3. Workers (``workers``): ``rushes train --workers 2`` against ``--workers 1`` on Ray Train (tiny preset, one
-   torch thread per worker, the same global batch of 2 packs per step), samples/s over the logged steps after
-   the first two.
+3. Workers (``workers``): ``rushes train --workers 2`` (DDP and FSDP) against ``--workers 1`` on Ray Train and
+   against one process without Ray (tiny preset, one torch thread per worker, the same global batch of 2 packs
+   per step), samples/s over the logged steps after the first two, with worker 0's step split into data,
+   forward, backward (the gradient all-reduce and any wait for the other worker included) and optimizer, and
+   its CPU share of the step (below 1: it waited for a core or for the other worker).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -159,22 +162,60 @@ def encoded_rows(root: Path, t5: str, steps: int) -> None:
     assert streamed.step == fly.step
 
 
-def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...]) -> None:
+def _phases(run: Path, skip: int = 2) -> dict:
+    """Worker 0's mean milliseconds per step of each phase over the logged steps after the first ``skip``, its
+    CPU share (cpu_s / step_s: below 1 it waited for a core or for the other worker), and the CPU milliseconds
+    all workers spend per sample (worker 0's times the workers): the cost of a sample whatever the load."""
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    lines = [r for r in lines if "loss" in r and r["step"] > skip]
+    mean = {k: 1000 * sum(r[k] for r in lines) / len(lines)
+            for k in ("data_s", "forward_s", "backward_s", "optimizer_s", "step_s")}
+    cpu = sum(r["cpu_s"] for r in lines)  # worker 0's; each worker trains 1/workers of the clips
+    return {**mean, "busy": cpu / sum(r["step_s"] for r in lines),
+            "cpu_ms_per_sample": 1000 * cpu * lines[0]["workers"] / sum(r["clips"] for r in lines)}
+
+
+def _load() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+WORKER_RUNS = (("Ray Train, 1 worker", 1, "ddp"), ("one process, no Ray", 0, "ddp"),
+               ("Ray Train, 2 workers, DDP", 2, "ddp"), ("Ray Train, 2 workers, FSDP", 2, "fsdp"))
+
+
+def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...], runs: set[str]) -> None:
+    """Samples/s of one process, 1 and 2 Ray Train workers on the same global batch, with worker 0's step split
+    into phases; the load average (1/5/15 min) before each row says how much else the cores ran."""
+    import torch
+
+    from train.loop import train
     from train.pipeline import run_train_workers
 
+    torch.set_num_threads(1)
     out = random_set(root, 400, t5)
     print(f"\n{steps} steps of 2 packs per step (400 tiny clips), tiny preset, 1 torch thread per worker, "
-          f"Ray Train on CPU (gloo)\n")
-    print("| tokens per pack | 1 worker samples/s | 2 workers samples/s | 2 / 1 |")
-    print("|---|---|---|---|")
+          f"Ray Train on CPU (gloo), {os.cpu_count()} cores; ms per step of worker 0 over steps 3..{steps}\n")
+    print("| tokens per pack | run | samples/s | vs 1 worker | data ms | forward ms | backward ms (+ all-reduce) "
+          "| optimizer ms | step ms | CPU busy | CPU ms per sample | load before |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for budget in batch_tokens:
         cfg = _cfg(t5, packs_per_step=2, batch_tokens=budget).with_overrides(train={"steps": steps})
-        rates = {}
-        for n in (1, 2):
-            run = root / f"w{n}-{budget}"
-            run_train_workers(out, run, cfg, workers=n, torch_threads=1)
-            rates[n] = _steady(run)
-        print(f"| {budget} | {rates[1]:.2f} | {rates[2]:.2f} | {rates[2] / rates[1]:.2f}x |", flush=True)
+        base = None
+        for label, n, parallel in WORKER_RUNS:
+            if f"{n}{parallel}" not in runs:
+                continue
+            run, load = root / f"w{n}-{parallel}-{budget}", _load()
+            if n == 0:
+                train(out, run, cfg, echo=lambda s: None)
+            else:
+                run_train_workers(out, run, cfg, workers=n, torch_threads=1, parallel=parallel)
+            rate, ph = _steady(run), _phases(run)
+            base = rate if n == 1 else base
+            ratio = "1.00x" if n == 1 else (f"{rate / base:.2f}x" if base else "")
+            print(f"| {budget} | {label} | {rate:.1f} | {ratio} | {ph['data_s']:.1f} | {ph['forward_s']:.1f} | "
+                  f"{ph['backward_s']:.1f} | {ph['optimizer_s']:.1f} | {ph['step_s']:.1f} | {ph['busy']:.2f} | "
+                  f"{ph['cpu_ms_per_sample']:.2f} | {load} |", flush=True)
+    print(f"\nload average after: {_load()} (1/5/15 min)")
 
 
 def main() -> None:
@@ -187,7 +228,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40, help="training steps of the encoded/on-the-fly rows")
     ap.add_argument("--workers-steps", type=int, default=30, help="training steps of each workers row")
     ap.add_argument("--workers-tokens", default="1024,4096", help="tokens per pack of the workers rows")
+    ap.add_argument("--workers-runs", default="0ddp,1ddp,2ddp,2fsdp",
+                    help="workers rows: <workers><ddp|fsdp>, 0 = one process without Ray")
     args = ap.parse_args()
+    print(f"`python {' '.join(sys.argv)}` on {os.cpu_count()} cores, load average {_load()} (1/5/15 min)")
     only = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         root = Path(tmp)
@@ -197,7 +241,8 @@ def main() -> None:
         if "encoded" in only:
             encoded_rows(root, t5, args.steps)
         if "workers" in only:
-            workers_rows(root, t5, args.workers_steps, tuple(int(t) for t in args.workers_tokens.split(",")))
+            workers_rows(root, t5, args.workers_steps, tuple(int(t) for t in args.workers_tokens.split(",")),
+                         set(args.workers_runs.split(",")))
 
 
 if __name__ == "__main__":

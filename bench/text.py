@@ -78,9 +78,17 @@ def build(footage: Path, work: Path) -> list[tuple[str, str, Path]]:
     return cases
 
 
+# name -> ScoreConfig changes: the heuristic, and OCR with each shipped detection model.
+METHODS = {"heuristic": {"text_method": "heuristic"},
+           "ocr v4-mobile": {"text_method": "ocr", "ocr_model": "v4-mobile"},
+           "ocr v6-small": {"text_method": "ocr", "ocr_model": "v6-small"},
+           "ocr v4-mobile 384 px": {"text_method": "ocr", "ocr_model": "v4-mobile", "ocr_long_side": 384},
+           "ocr v4-mobile 0.5/s": {"text_method": "ocr", "ocr_model": "v4-mobile", "ocr_fps": 0.5}}
+
+
 def measure(path: Path, method: str) -> tuple[float, float, float]:
-    """(text_area_frac, text_boxes or nan, CPU s of the whole pass) with ``method``."""
-    signals = FrameSignals(dataclasses.replace(ScoreConfig(), text_method=method))
+    """(text_area_frac, text_boxes or nan, CPU s of the whole pass) with ``method`` (a key of METHODS)."""
+    signals = FrameSignals(dataclasses.replace(ScoreConfig(), **METHODS[method]))
     consumers = [SceneSplitter(DetectorConfig(), 25.0), signals]
     t = time.process_time()
     result = analyse_video(str(path), consumers, long_side_px=256, threads=1)
@@ -95,12 +103,14 @@ def main() -> int:
     ap.add_argument("--footage", default=str(REPO.parent / "shared" / "footage"))
     ap.add_argument("--work", default="/tmp/rushes-text-bench")
     ap.add_argument("--min-area", type=float, default=0.001)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS)[:3], choices=list(METHODS),
+                    help="what to compare; the first is the baseline of the CPU ratio (default: %(default)s)")
     args = ap.parse_args()
     import cv2
 
     cv2.setNumThreads(1)
     cases = build(Path(args.footage), Path(args.work))
-    methods = ("heuristic", "ocr")
+    methods = tuple(args.methods)
     for m in methods:  # load the models once, as a worker does
         measure(cases[0][2], m)
     hits = {m: {} for m in methods}
@@ -120,8 +130,9 @@ def main() -> int:
         none = hits[m]["none"]
         print(f"| {m} | " + " | ".join(f"{sum(hits[m][k])}/{len(hits[m][k])}" for k in kinds) +
               f" | {sum(text) / len(text):.2f} | {sum(none)}/{len(none)} | {cpu[m] / len(cases):.2f} |")
-    print(f"\nOCR adds {cpu['ocr'] / cpu['heuristic'] - 1:+.0%} CPU to the default analysis pass "
-          f"(decode + AdaptiveDetector + all scores) over {len(cases)} clips")
+    for m in methods[1:]:
+        print(f"\n{m} adds {cpu[m] / cpu[methods[0]] - 1:+.0%} CPU to the default analysis pass "
+              f"(decode + AdaptiveDetector + all scores) over {len(cases)} clips")
     return 0
 
 

@@ -112,8 +112,13 @@ def _task_table(out: str | os.PathLike, clips: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=TASK_SCHEMA)
 
 
-def decode_batch(tasks: pa.Table, spec: FrameSpec, num_frames: int, fps: float | None) -> pa.Table:
-    """Decode the frames of each task row; a clip that does not decode gets ``error_message`` instead."""
+def decode_batch(tasks: pa.Table, spec: FrameSpec, num_frames: int, fps: float | None,
+                 scratch: storage.Scratch | None = None) -> pa.Table:
+    """Decode the frames of each task row; a clip that does not decode gets ``error_message`` instead.
+
+    A clip in a bucket is decoded from a local copy in ``scratch`` (bounded, removed after the clip, also when
+    decoding fails); a copy that does not fit the cap is that clip's error row.
+    """
     out = []
     for task in tasks.to_pylist():
         if task.get("error_message"):
@@ -124,7 +129,7 @@ def decode_batch(tasks: pa.Table, spec: FrameSpec, num_frames: int, fps: float |
                 raise DecodeError(f"no clip file and no source video path for clip {task['clip_id']}; "
                                   f"rerun curate so its videos manifest lists the source")
             times = frame_times(task["start_s"], task["end_s"], num_frames, fps)
-            with storage.readable(task["path"]) as path:  # a clip in a bucket: a local copy while it decodes
+            with storage.readable(task["path"], scratch) as path:  # a clip in a bucket: a local copy while it decodes
                 width, height = display_dims(path, task["width_px"], task["height_px"])
                 clip = decode_clip(path, times, offset_s=task["offset_s"], size=spec.size_for(width, height))
             out.append({"clip_id": task["clip_id"], "frames": clip.rgb.tobytes(),

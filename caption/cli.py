@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import storage
 
@@ -63,6 +64,12 @@ def register(subparsers) -> None:
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow the model repository's own Python code to run, only for repos you trust "
                         "(default: off)")
+    p.add_argument("--scratch", default=None, metavar="DIR",
+                   help="local folder for copies of clip files read from a bucket, each removed after its clip "
+                        "(default: rushes-scratch in the temp folder)")
+    p.add_argument("--scratch-max-gb", type=float, default=20.0,
+                   help="cap on the copies held at once in --scratch by all tasks of this machine; a larger clip "
+                        "is recorded as an error row (default: 20.0)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join: host:port, ray://host:10001, or 'auto' for the one `ray start` "
                         "recorded on this machine (default: $RAY_ADDRESS, else a fresh local Ray)")
@@ -90,6 +97,8 @@ def handle(args) -> int:
     """Run the caption stage; exit code 1 when every clip failed, 2 on bad arguments."""
     try:
         cfg = config_from_args(args)
+        scratch = storage.Scratch(**({"root": Path(args.scratch)} if args.scratch else {}),
+                                  max_bytes=int(args.scratch_max_gb * 2**30))
     except ValueError as exc:
         return _error(str(exc))
     if args.limit is not None and args.limit < 1:
@@ -102,7 +111,7 @@ def handle(args) -> int:
     from manifests.lock import LockError
 
     try:
-        summary = run(args.out, cfg, limit=args.limit, address=args.address, dry_run=args.dry_run)
+        summary = run(args.out, cfg, limit=args.limit, address=args.address, dry_run=args.dry_run, scratch=scratch)
     except (ModelNotFoundError, LockError) as exc:
         return _error(str(exc))
     print(json.dumps(summary, indent=2, sort_keys=True))

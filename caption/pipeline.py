@@ -29,6 +29,7 @@ import storage
 from caption.adapter import CaptionActor, Plan, decode_batch, plan_run
 from caption.captioner import Captioner, frame_spec, load_processor, resolve_model
 from caption.config import CaptionConfig
+from caption.progress import CaptionProgress
 from caption.prompts import get_prompt
 from cluster.ray_connect import connect
 from manifests import store
@@ -55,11 +56,13 @@ def tool_versions() -> dict:
 
 
 def run(out: str | os.PathLike, cfg: CaptionConfig, limit: int | None = None, address: str | None = None,
-        dry_run: bool = False, captioner_cls: type = Captioner) -> dict:
-    """Caption the kept clips of run directory ``out``; returns the summary (also in ``OUT/summary.json``).
+        dry_run: bool = False, captioner_cls: type = Captioner, scratch: storage.Scratch | None = None) -> dict:
+    """Caption the kept clips of run directory ``out`` (a folder or ``s3://`` prefix); returns the summary (also
+    in ``OUT/summary.json``).
 
     Reruns skip clips already captioned OK by the same model revision and prompt version; failed
-    clips are captioned again (their error rows are replaced). ``dry_run`` only reports the plan.
+    clips are captioned again (their error rows are replaced). ``dry_run`` only reports the plan. Clip files in
+    a bucket are decoded from bounded local copies in ``scratch`` (default: ``storage.Scratch()``).
     """
     prompt = get_prompt(cfg.prompt)
     resolved = resolve_model(cfg, allow_download=not dry_run)
@@ -70,11 +73,11 @@ def run(out: str | os.PathLike, cfg: CaptionConfig, limit: int | None = None, ad
     if dry_run:
         return {**head, "dry_run": True, "output": str(store.manifest_dir(out, "captions"))}
     with writer_lock(out, "rushes caption"):  # a second writer on this OUT is refused at once, naming this one
-        return _run_locked(out, cfg, plan, resolved, prompt, head, address, captioner_cls)
+        return _run_locked(out, cfg, plan, resolved, prompt, head, address, captioner_cls, scratch)
 
 
 def _run_locked(out, cfg: CaptionConfig, plan: Plan, resolved, prompt, head: dict, address: str | None,
-                captioner_cls: type) -> dict:
+                captioner_cls: type, scratch: storage.Scratch | None) -> dict:
     spec = frame_spec(load_processor(resolved, cfg), cfg)
     resolved_cfg = {**cfg.to_dict(), "captioner": resolved.captioner, "prompt_version": prompt.version,
                     "frame_spec": {"max_side": spec.max_side, "max_pixels": spec.max_pixels}}
@@ -83,7 +86,7 @@ def _run_locked(out, cfg: CaptionConfig, plan: Plan, resolved, prompt, head: dic
     store.remove_temp_files(out, "captions")  # a part whose writer was killed mid-write
     _drop_rows(out, set(plan.retry_caption_ids))
     start = time.perf_counter()
-    counts = _execute(out, cfg, plan, resolved, prompt.version, spec, chash, address, captioner_cls)
+    counts = _execute(out, cfg, plan, resolved, prompt.version, spec, chash, address, captioner_cls, scratch)
     elapsed = time.perf_counter() - start
     summary = {**head, **counts, "elapsed_s": round(elapsed, 3),
                "clips_per_s": round(counts["captioned"] / elapsed, 4) if elapsed > 0 else None,
@@ -94,15 +97,16 @@ def _run_locked(out, cfg: CaptionConfig, plan: Plan, resolved, prompt, head: dic
 
 
 def _execute(out, cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str, spec, chash: str,
-             address: str | None, captioner_cls: type) -> dict:
+             address: str | None, captioner_cls: type, scratch: storage.Scratch | None) -> dict:
     counts = {"captioned": 0, "ok": 0, "error": 0, "error_by_stage": {}, "output_tokens": 0, "parts": 0,
               "nodes_used": 0, "startup_s": None, "steady_clips_per_s": None}
     if plan.tasks.num_rows == 0:
         return counts
     session = connect(address)
     try:
-        ds = _dataset(cfg, plan, resolved, prompt_version, spec, chash, captioner_cls)
-        _write_stream(out, ds.iter_batches(batch_size=None, batch_format="pyarrow"), counts)
+        ds = _dataset(cfg, plan, resolved, prompt_version, spec, chash, captioner_cls, scratch)
+        with CaptionProgress(plan.tasks.num_rows) as progress:
+            _write_stream(out, ds.iter_batches(batch_size=None, batch_format="pyarrow"), counts, progress)
         log.debug("ray data stats:\n%s", ds.stats())
     finally:
         session.close()
@@ -110,7 +114,7 @@ def _execute(out, cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str,
 
 
 def _dataset(cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str, spec, chash: str,
-             captioner_cls: type):
+             captioner_cls: type, scratch: storage.Scratch | None):
     # One input block per batch so decode tasks start as soon as the first clips are listed.
     n = cfg.batch_size
     blocks = [plan.tasks.slice(i, n) for i in range(0, plan.tasks.num_rows, n)]
@@ -119,7 +123,7 @@ def _dataset(cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str, spec
     # serialised with generation; the decode tasks' memory reservation keeps them a separate stage.
     ds = ds.map_batches(_decode_on_node, batch_size=n, batch_format="pyarrow", num_cpus=cfg.decode_cpus,
                         memory=_decode_memory_bytes(cfg),
-                        fn_kwargs={"spec": spec, "num_frames": cfg.num_frames, "fps": cfg.fps})
+                        fn_kwargs={"spec": spec, "num_frames": cfg.num_frames, "fps": cfg.fps, "scratch": scratch})
     return ds.map_batches(
         _CaptionActorOnNode, batch_size=n, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=cfg.concurrency), num_gpus=cfg.num_gpus or None,
@@ -149,7 +153,7 @@ class _CaptionActorOnNode(CaptionActor):
         return table.append_column("nodes", pa.array([",".join(sorted(nodes))] * table.num_rows, pa.string()))
 
 
-def _write_stream(out, batches, counts: dict) -> None:
+def _write_stream(out, batches, counts: dict, progress: CaptionProgress) -> None:
     run_tag = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     buffer: list[pa.Table] = []
     nodes: set[str] = set()
@@ -163,7 +167,9 @@ def _write_stream(out, batches, counts: dict) -> None:
         done_at.append((pc.max(batch.column("created_at")).as_py(), batch.num_rows))
         status = batch.column("status")
         counts["captioned"] += batch.num_rows
-        counts["ok"] += pc.sum(pc.equal(status, "ok")).as_py() or 0
+        ok = pc.sum(pc.equal(status, "ok")).as_py() or 0
+        counts["ok"] += ok
+        progress.update(batch.num_rows, failed=batch.num_rows - ok)
         counts["output_tokens"] += pc.sum(batch.column("output_tokens")).as_py() or 0
         by_stage.update(s for s in batch.column("error_stage").to_pylist() if s)
         if sum(t.num_rows for t in buffer) >= FLUSH_ROWS or time.monotonic() - last > FLUSH_SECONDS:
@@ -207,4 +213,4 @@ def _drop_rows(out, caption_ids: set[str]) -> None:
             if remaining.num_rows:
                 store.replace_rows(out, "captions", part, remaining)
             else:
-                part.unlink()
+                storage.delete(part)

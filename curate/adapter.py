@@ -25,7 +25,8 @@ from pathlib import Path
 
 import storage
 
-from curate.decode import analyse_video
+from curate.chunks import check_chunks, chunked, merged_result, plan_chunks, warmup_s
+from curate.decode import ChunkDecode, ChunkSpan, analyse_chunk, analyse_video
 from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
 from curate.probe import Probe, ProbeError, probe_video
 from curate.shots import ShotModelError, resolve_device
@@ -95,21 +96,34 @@ def _run_location(out_dir):
     return out_dir if storage.is_remote(out_dir) else Path(out_dir)
 
 
-def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> VideoOutcome:
-    """Curate one video into ``out_dir``; always returns an outcome, writing a videos row."""
+@dataclass(frozen=True)
+class VideoJob:
+    """A long video whose analysis and encoding go to several tasks (:mod:`curate.chunks`), as
+    :func:`process_video` leaves it after hashing and probing: :func:`analyse_chunk_of` each span,
+    :func:`reconcile_video`, :func:`encode_group` each group, then :func:`finish_video` writes its rows."""
+
+    path: str  # the input as given (a local path or a URI)
+    video_id: str
+    probe: Probe
+    row: dict  # its videos row so far (probe facts, size, hash)
+    stage_s: dict  # probe and hash seconds so far
+    spans: tuple[ChunkSpan, ...]
+
+
+def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> VideoOutcome | VideoJob:
+    """Curate one video into ``out_dir``; returns an outcome, having written a videos row, or, for a video
+    longer than ``cfg.chunk_s``, a :class:`VideoJob` for the chunked path (nothing written yet)."""
     t0 = time.perf_counter()
     outcome = VideoOutcome(path, path_video_id(path), "ok")
     row: dict = {"path": input_location(path)}
     try:
-        _run_stages(path, _run_location(out_dir), cfg, run, outcome, row)
+        spans = _run_stages(path, _run_location(out_dir), cfg, run, outcome, row)
+        if spans:
+            return VideoJob(path, outcome.video_id, row.pop("_probe"), row, dict(outcome.stage_s), tuple(spans))
     except DuplicateInput as exc:
         return record_duplicate(path, exc.original, out_dir, run)
     except VideoFailure as exc:
-        outcome.status, outcome.error_stage, outcome.error_message = "error", exc.stage, str(exc)
-        log.warning("%s: %s failed: %s", path, exc.stage, exc)
-        # A failed video has no clips: drop what an earlier run (another config) left for it.
-        delete_part(out_dir, "clips", f"part-{outcome.video_id}")
-        _prune_media(_run_location(out_dir), outcome.video_id, set())
+        _fail(out_dir, outcome, exc)
     if outcome.status == "skipped":
         return outcome
     row.update(process_s=time.perf_counter() - t0)
@@ -118,6 +132,14 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
         # An earlier run may have recorded this path as failed before it could be hashed: supersede it.
         delete_part(out_dir, "videos", f"part-{path_video_id(path)}")
     return outcome
+
+
+def _fail(out_dir, outcome: VideoOutcome, exc: VideoFailure) -> None:
+    outcome.status, outcome.error_stage, outcome.error_message = "error", exc.stage, str(exc)
+    log.warning("%s: %s failed: %s", outcome.path, exc.stage, exc)
+    # A failed video has no clips: drop what an earlier run (another config) left for it.
+    delete_part(out_dir, "clips", f"part-{outcome.video_id}")
+    _prune_media(_run_location(out_dir), outcome.video_id, set())
 
 
 def _timed(outcome: VideoOutcome, stage: str, fn, *args, **kwargs):
@@ -145,7 +167,8 @@ def _check_input(path: str) -> None:
             raise VideoFailure("input", str(exc)) from exc
 
 
-def _run_stages(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: dict) -> None:
+def _run_stages(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: dict) -> list | None:
+    """Hash, skip or probe and curate; returns the chunk spans when the video goes the chunked way."""
     _check_input(path)
     with ExitStack() as stack:
         try:
@@ -164,40 +187,50 @@ def _run_stages(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: d
             raise DuplicateInput(done["path"])  # a copy of a video an earlier run curated (a moved file is not)
         if done and done["status"] == "ok" and done["config_hash"] == run.config_hash:
             outcome.status = "skipped"
-            return
+            return None
         try:
-            _analyse(copy.path, out, cfg, run, outcome, row, stack)
+            return _analyse(copy.path, out, cfg, run, outcome, row, stack)
         except VideoFailure as exc:
             if copy.workdir is None:
                 raise
             raise VideoFailure(exc.stage, str(exc).replace(copy.path, path)) from exc  # name the object
 
 
-def _analyse(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: dict, stack: ExitStack) -> None:
-    """Probe, decode, plan, encode and write the clips part of one readable local file."""
+def _analyse(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: dict, stack: ExitStack) -> list | None:
+    """Probe, decode, plan, encode and write the clips part of one readable local file; a video longer
+    than ``cfg.chunk_s`` stops after the probe and returns its chunk spans (with the probe in ``row``)."""
     try:
         probe = _timed(outcome, "probe", probe_video, path, cfg.probe_timeout_s)
     except ProbeError as exc:
         raise VideoFailure("probe", str(exc)) from exc
     row.update(probe.row())
+    if chunked(cfg, probe.duration_s):
+        row["_probe"] = probe
+        return plan_chunks(probe.duration_s, cfg.chunk_s, warmup_s(cfg, _nominal_fps(probe)))
     spans, signals, signature = _detect(path, probe, cfg, outcome, row)
     clip_rows = _clip_rows(outcome.video_id, spans, signals, probe, cfg, run, signature)
     if cfg.encode.enabled:
         # A bucket has no local folder to encode into: encode into a staging folder, then upload.
         local_out = stack.enter_context(storage.staging_dir(run.scratch)) if storage.is_remote(out) else out
+        _clear_media_temp(local_out, outcome.video_id)
         _encode(path, local_out, outcome, probe, clip_rows, cfg)
         if local_out is not out:
             _upload_media(local_out, out, clip_rows)
+    _publish_clips(out, outcome.video_id, clip_rows, cfg)
+    row["num_clips"] = len(clip_rows)
+    return None
+
+
+def _publish_clips(out, video_id: str, clip_rows: list[dict], cfg) -> None:
+    """Filter, then write the clips part (after their media files are complete); prune older media."""
     # Thresholds are applied before the part becomes visible, so a run killed before its final filter pass
     # never shows clips that the filter would reject; the pass at the end of the run then rewrites nothing.
     from curate.filter import apply_filter, resolve_config
 
     filtered = apply_filter(conform(clip_rows, "clips"), resolve_config(cfg.filter_preset, filter_overrides(cfg)),
                             preset=cfg.filter_preset)
-    # Clips become visible only after their media files are complete.
-    write_part(out, "clips", filtered, part_name=f"part-{outcome.video_id}")
-    _prune_media(out, outcome.video_id, {r["clip_path"] for r in clip_rows if r.get("clip_path")})
-    row["num_clips"] = len(clip_rows)
+    write_part(out, "clips", filtered, part_name=f"part-{video_id}")
+    _prune_media(out, video_id, {r["clip_path"] for r in clip_rows if r.get("clip_path")})
 
 
 def _upload_media(local_out: Path, out: str, clip_rows: list[dict]) -> None:
@@ -218,31 +251,49 @@ def _recorded(out, video_id: str) -> dict | None:
     return done[0] if done else None
 
 
-def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
+def _nominal_fps(probe: Probe) -> float:
     # Frame-count rules use the nominal rate, as PySceneDetect does; some phones write a 90 kHz "rate".
+    return probe.fps if 0 < probe.fps < 1000 else probe.avg_fps
+
+
+def _consumers(probe: Probe, cfg, resumed: bool = False) -> dict:
+    """The decode pass's frame consumers by name: ``cuts`` (the splitter), ``signature`` (near-duplicate
+    search) and, with scores, ``signals``.
+
+    A consumer that must survive time chunks (:mod:`curate.chunks`) has ``state(next_pts_s)``,
+    ``export(start_s, end_s)`` and a ``merged(parts, pts_s)`` class method; ``resumed``: not the first chunk.
+    """
     try:
-        splitter = make_splitter(cfg.detector, probe.fps if 0 < probe.fps < 1000 else probe.avg_fps,
-                                 resolve_device(cfg.model_device) if cfg.detector.uses_transnet else "cpu")
+        consumers = {"cuts": make_splitter(cfg.detector, _nominal_fps(probe), resolve_device(cfg.model_device)
+                                           if cfg.detector.uses_transnet else "cpu", resumed)}
     except ShotModelError as exc:  # e.g. a worker node without the quality extra
         raise VideoFailure("detect", str(exc)) from exc
-    signature = FrameSignature()
-    consumers: list = [splitter, signature]
-    signals = None
+    consumers["signature"] = FrameSignature()  # for the near-duplicate search at the end of the run
     score_cfg = cfg.score_config()
     if score_cfg is not None:
         from curate.ocr import OcrUnavailable
         from curate.scores import FrameSignals
 
         try:
-            signals = FrameSignals(score_cfg)
+            consumers["signals"] = FrameSignals(score_cfg)
         except OcrUnavailable as exc:  # e.g. a worker node without the quality extra
             raise VideoFailure("detect", str(exc)) from exc
-        consumers.append(signals)
+    return consumers
+
+
+def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
+    consumers = _consumers(probe, cfg)
     threads = cfg.decode_threads or 1  # the pipeline sets it from the CPUs given to the task
     try:
-        result = _timed(outcome, "decode", analyse_video, path, consumers, cfg.analysis_long_side_px, threads)
+        result = _timed(outcome, "decode", analyse_video, path, list(consumers.values()), cfg.analysis_long_side_px,
+                        threads)
     except DecodeError as exc:
         raise VideoFailure("decode", str(exc)) from exc
+    return _plan(path, probe, result, consumers["cuts"], cfg, row), consumers.get("signals"), consumers["signature"]
+
+
+def _plan(path: str, probe: Probe, result, splitter, cfg, row: dict) -> list[ClipSpan]:
+    """Clip spans from the decode pass's result and cuts; records the decode facts in the videos row."""
     warnings = [w for w in (result.warning, _short_warning(path, probe, result)) if w]
     row.update(num_frames_decoded=result.num_frames, warning="; ".join(warnings) or None,
                rotation_deg=result.rotation_deg)
@@ -253,11 +304,10 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
         row["vfr"] = bool(probe.vfr or hi > lo * 1.05)  # the decoded timing is the truth
     try:
         # Clips never span a damaged region: decoding resumed at before_index, after a gap in the frames.
-        spans = plan_clips(splitter.cut_frames(result.pts_s), result.pts_s, result.end_s, cfg,
-                           breaks=[g.before_index for g in result.gaps if g.before_index])
+        return plan_clips(splitter.cut_frames(result.pts_s), result.pts_s, result.end_s, cfg,
+                          breaks=[g.before_index for g in result.gaps if g.before_index])
     except (ValueError, ArithmeticError) as exc:
         raise VideoFailure("detect", f"scene detection on {path} failed: {exc}; try --detector content") from exc
-    return spans, signals, signature
 
 
 def _short_warning(path: str, probe: Probe, result) -> str | None:
@@ -298,12 +348,17 @@ def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg,
     return rows
 
 
-def _encode(path: str, out: Path, outcome: VideoOutcome, probe: Probe, clip_rows: list[dict], cfg) -> None:
-    media_dir = out / "media" / outcome.video_id
-    # Leftovers of a killed run are temporary names nobody references: clear them.
+def _clear_media_temp(out: Path, video_id: str) -> None:
+    """Leftovers of a killed run are temporary names nobody references: clear them (before any encode of
+    this video starts: encode tasks of one video run side by side in the same folder)."""
+    media_dir = out / "media" / video_id
     if media_dir.is_dir():
         for stale in media_dir.glob("_tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _encode(path: str, out: Path, outcome: VideoOutcome, probe: Probe, clip_rows: list[dict], cfg) -> None:
+    media_dir = out / "media" / outcome.video_id
     # Clips rejected by the split rules (too short) are not encoded; score rejects are, so a looser
     # re-filter can bring them back without a re-encode.
     jobs = [EncodeJob(r["clip_id"], r["start_s"], r["end_s"]) for r in clip_rows if r["keep"]]
@@ -388,3 +443,139 @@ def record_duplicate(path: str, original: str, out_dir: str | os.PathLike, run: 
 def outcome_dict(outcome: VideoOutcome) -> Mapping:
     """Outcome as a plain dict (what a Ray task returns)."""
     return dataclasses.asdict(outcome)
+
+
+# --- Long videos: time chunks and encode groups in separate tasks (see curate.chunks) --------------------
+
+
+@dataclass
+class ChunkPart:
+    """One chunk's analysis: what its decode saw and each consumer's export (``{name: (class, export)}``)."""
+
+    decode: ChunkDecode
+    exports: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class ClipPlan:
+    """A reconciled long video: its clip rows, the encode jobs per task, and its videos row so far."""
+
+    job: VideoJob
+    clip_rows: list[dict]
+    groups: list[list[EncodeJob]]
+    row: dict
+    stage_s: dict
+
+
+@dataclass
+class EncodePart:
+    """One encode task's clip files (``{clip_id: path relative to OUT}``), or its error."""
+
+    done: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def analyse_chunk_of(job: VideoJob, index: int, cfg, run: RunInfo) -> ChunkPart:
+    """Decode chunk ``index`` of ``job`` with fresh consumers; never raises for a per-video problem (a
+    chunk that cannot stand for its span says why in ``decode.problem``: the video is then redone whole).
+
+    A remote input is copied to scratch by every chunk task that reads it (whole: ranged reads would save
+    the transfer; a cluster reading a bucket pays the object size once per chunk)."""
+    t0 = time.perf_counter()
+    span = job.spans[index]
+    try:
+        with storage.local_copy(job.path, run.scratch) as copy:
+            consumers = _consumers(job.probe, cfg, resumed=index > 0)
+            decode = analyse_chunk(copy.path, list(consumers.values()), span, cfg.analysis_long_side_px,
+                                   cfg.decode_threads or 1)
+    except (VideoFailure, DecodeError, OSError) as exc:  # OSError: storage.ScratchError, a lost object
+        return ChunkPart(ChunkDecode(span, problem=str(exc)), seconds=time.perf_counter() - t0)
+    exports = {name: (type(c), c.export(span.start_s, span.end_s)) for name, c in consumers.items()}
+    return ChunkPart(decode, exports, time.perf_counter() - t0)
+
+
+def reconcile_video(job: VideoJob, parts: list[ChunkPart], out_dir, cfg, run: RunInfo) -> ClipPlan | None:
+    """Join the chunks of ``job`` into its clip rows, exactly as one task would plan them, and split their
+    encoding into groups; None when the chunks do not join exactly (logged: redo the video in one task)."""
+    parts = sorted(parts, key=lambda p: p.decode.span.index)
+    problem = check_chunks([p.decode for p in parts])
+    if problem:
+        log.warning("%s: analysing it in one task instead of %d chunks: %s", job.path, len(parts), problem)
+        return None
+    result = merged_result([p.decode for p in parts])
+    merged = {name: cls.merged([p.exports[name][1] for p in parts], result.pts_s)
+              for name, (cls, _) in parts[0].exports.items()}
+    row = dict(job.row)
+    try:
+        spans = _plan(job.path, job.probe, result, merged["cuts"], cfg, row)
+    except VideoFailure:
+        return None  # the one-task run records the failure with its own message
+    clip_rows = _clip_rows(job.video_id, spans, merged.get("signals"), job.probe, cfg, run, merged.get("signature"))
+    stage_s = dict(job.stage_s, decode=sum(p.seconds for p in parts))
+    groups: list[list[EncodeJob]] = []
+    if cfg.encode.enabled:
+        jobs = [EncodeJob(r["clip_id"], r["start_s"], r["end_s"]) for r in clip_rows if r["keep"]]
+        groups = encode_groups(jobs, len(parts))
+        if not storage.is_remote(out_dir):
+            _clear_media_temp(Path(out_dir), job.video_id)
+    return ClipPlan(job, clip_rows, groups, row, stage_s)
+
+
+def encode_groups(jobs: list[EncodeJob], n: int) -> list[list[EncodeJob]]:
+    """``jobs`` (in time order) split into at most ``n`` runs of neighbouring clips with about equal footage."""
+    total = sum(j.end_s - j.start_s for j in jobs)
+    groups: list[list[EncodeJob]] = [[]]
+    acc = 0.0
+    for j in jobs:
+        if groups[-1] and acc >= total * len(groups) / n and len(groups) < n:
+            groups.append([])
+        groups[-1].append(j)
+        acc += j.end_s - j.start_s
+    return [g for g in groups if g]
+
+
+def encode_group(job: VideoJob, jobs: list[EncodeJob], out_dir, cfg, run: RunInfo) -> EncodePart:
+    """Encode one group of a long video's clips into ``OUT/media/<video_id>/`` (through a local staging
+    folder and an upload when OUT is a bucket); an ffmpeg failure is returned, not raised."""
+    t0 = time.perf_counter()
+    out = _run_location(out_dir)
+    try:
+        with ExitStack() as stack:
+            src = stack.enter_context(storage.local_copy(job.path, run.scratch)).path
+            local_out = stack.enter_context(storage.staging_dir(run.scratch)) if storage.is_remote(out) else out
+            done, _ = encode_clips(src, jobs, local_out / "media" / job.video_id, job.probe.width_px,
+                                   job.probe.height_px, cfg.encode, job.probe.start_s - job.probe.format_start_s)
+            rel = {cid: p.relative_to(local_out).as_posix() for cid, p in done.items()}
+            if local_out is not out:
+                _upload_media(local_out, out, [{"clip_path": p} for p in rel.values()])
+    except EncodeError as exc:
+        return EncodePart(error=str(exc).replace(src, job.path), seconds=time.perf_counter() - t0)
+    except OSError as exc:
+        return EncodePart(error=f"cannot read {job.path} to encode its clips: {exc}", seconds=time.perf_counter() - t0)
+    return EncodePart(rel, time.perf_counter() - t0)
+
+
+def finish_video(plan: ClipPlan, encoded: list[EncodePart], out_dir, cfg, run: RunInfo) -> VideoOutcome:
+    """Write a reconciled long video's clips part, then (last) its videos row; an encode error becomes the
+    video's error row."""
+    job = plan.job
+    outcome = VideoOutcome(job.path, job.video_id, "ok", stage_s=dict(plan.stage_s))
+    outcome.stage_s["encode"] = sum(e.seconds for e in encoded)
+    row = dict(plan.row)
+    errors = [e.error for e in encoded if e.error]
+    if errors:
+        _fail(out_dir, outcome, VideoFailure("encode", errors[0]))
+    else:
+        done = {cid: path for e in encoded for cid, path in e.done.items()}
+        for r in plan.clip_rows:
+            if r["clip_id"] in done:
+                r["clip_path"] = done[r["clip_id"]]
+        _publish_clips(_run_location(out_dir), job.video_id, plan.clip_rows, cfg)
+        row["num_clips"] = len(plan.clip_rows)
+    row["process_s"] = sum(outcome.stage_s.values())  # task seconds: the work ran in several tasks
+    _write_row(out_dir, outcome, row, run)  # last write: the videos row marks the video complete
+    if outcome.video_id != path_video_id(job.path):
+        delete_part(out_dir, "videos", f"part-{path_video_id(job.path)}")
+    return outcome

@@ -123,6 +123,11 @@ def _add_ray_flags(r) -> None:
     r.add_argument("--memory-per-task-mb", type=int, default=0, help="memory reserved per video task, 0 = none")
     r.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance started here (default: all)")
     r.add_argument("--max-in-flight", type=int, default=0, help="videos submitted at once, 0 = 2x cluster CPUs")
+    r.add_argument("--chunk-s", type=float, default=None, metavar="SECONDS",
+                   help="videos longer than this are analysed and encoded as time chunks by separate tasks, so a long "
+                        "video uses many workers; cuts, clips and scores are identical to one task (checked per "
+                        "video: when that cannot be proven it is redone in one task); 0 = one task per video; "
+                        "--detector transnetv2/hybrid always run one task per video (default: preset's, 180)")
     r.add_argument("--decode-threads", type=int, default=None,
                    help="PyAV decoder threads of the analysis pass, 0 = CPUs per task (default: CPUs per task)")
 
@@ -171,7 +176,7 @@ def build_config(args) -> C.CurateConfig:
     cfg = _override(cfg, min_clip_s=args.min_clip_s, max_clip_s=args.max_clip_s, trim_s=args.trim_s,
                     analysis_long_side_px=args.analysis_size, scores_preset=args.scores,
                     filter_preset=args.filter_preset, decode_threads=args.decode_threads,
-                    model_device=args.model_device)
+                    model_device=args.model_device, chunk_s=args.chunk_s)
     if args.no_scores:
         cfg = dataclasses.replace(cfg, scores_preset=None)
     return dataclasses.replace(cfg, detector=det, encode=enc)

@@ -128,9 +128,14 @@ class CurateConfig:
     scores_preset: str | None = "default"  # curate.scores preset for per-clip scores; None = cuts only
     filter_preset: str = "default"  # thresholds applied at the end of the run (rushes filter --preset)
     probe_timeout_s: float = 60.0
+    # Videos longer than this are analysed and encoded as time chunks by separate tasks (curate.chunks), with
+    # results identical to one task; 0 = one task per video. Not hashed: it changes where work runs, not results.
+    chunk_s: float = 180.0
 
     def __post_init__(self) -> None:
         _check_finite(self)
+        _check(self.chunk_s == 0 or self.chunk_s >= 1, f"chunk_s must be 0 (off) or >= 1 second, got "
+               f"{self.chunk_s}; a few minutes (default 180) keeps the warm-up overhead near 1%")
         _check(self.min_clip_s >= 0, f"min_clip_s must be >= 0, got {self.min_clip_s}")
         _check(self.max_clip_s > 0 and self.max_clip_s >= self.min_clip_s,
                f"max_clip_s must be > 0 and >= min_clip_s ({self.min_clip_s}), got {self.max_clip_s}")
@@ -168,7 +173,7 @@ class CurateConfig:
         the filter preset is applied by a cheap re-runnable step, so changing it never forces a re-decode.
         """
         d = self.to_dict()
-        for key in ("decode_threads", "model_device", "probe_timeout_s", "filter_preset"):
+        for key in ("decode_threads", "model_device", "probe_timeout_s", "filter_preset", "chunk_s"):
             d.pop(key)
         for key in ("threads", "timeout_s"):
             d["encode"].pop(key)

@@ -5,9 +5,12 @@ Usage (``curate.scores`` does this on the frames it samples for text, 1-2 per se
     det = OcrTextDetector(long_side_px=480)
     area_frac, boxes = det.measure(rgb)          # RGB uint8, any size: shrunk to long_side_px first
 
-The model is PP-OCRv6 detection (small), the ONNX file shipped inside the ``rapidocr`` wheel (no download),
-run by onnxruntime on one thread (a curate task owns one core). Only detection runs: no recognition, so the
-cost is one forward of a ~10 MB network per sampled frame. ``area_frac`` is the share of the frame covered by
+The model is PP-OCR text detection, an ONNX file shipped inside a wheel (no download), run by ``rapidocr``'s
+engine on onnxruntime on one thread (a curate task owns one core). Two are known (``MODELS``): ``v4-mobile``
+(PP-OCRv4 mobile detection, 4.7 MB, shipped in the ``rapidocr-onnxruntime`` wheel; the default: ~3x cheaper
+per frame than v6-small at the same recall in ``bench/text.py``) and ``v6-small`` (PP-OCRv6 small detection,
+10 MB, shipped in the ``rapidocr`` wheel). Only detection runs: no recognition, so the cost is one forward of
+the network per sampled frame. ``area_frac`` is the share of the frame covered by
 the union of the detected text boxes (quadrilaterals), ``boxes`` their count; boxes taller than
 ``max_box_height`` of the frame are dropped (the detector's whole-picture boxes on flat frames).
 
@@ -18,36 +21,76 @@ heuristic of :mod:`curate.text` when it is not, and records which method produce
 from __future__ import annotations
 
 import functools
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-PACKAGE_PIN = "rapidocr==3.10.0"
-METHOD = "ppocr-v6-det"  # what the manifest's text_method says for scores from this module
+PACKAGE_PIN = "rapidocr==3.10.0 rapidocr-onnxruntime==1.4.4"
+
+
+@dataclass(frozen=True)
+class OcrModel:
+    """A detection model file shipped inside a wheel: ``package``/``models``/``file``."""
+
+    method: str  # what the manifest's text_method says for scores from this model
+    package: str  # the importable package whose wheel carries the file (found without importing it)
+    file: str
+
+
+MODELS = {
+    "v4-mobile": OcrModel("ppocr-v4-det", "rapidocr_onnxruntime", "ch_PP-OCRv4_det_infer.onnx"),
+    "v6-small": OcrModel("ppocr-v6-det", "rapidocr", "PP-OCRv6_det_small.onnx"),
+}
+DEFAULT_MODEL = "v4-mobile"
+METHOD = MODELS[DEFAULT_MODEL].method
 
 
 class OcrUnavailable(RuntimeError):
     """The OCR packages are not installed (the message says how to install them)."""
 
 
-def available() -> bool:
-    """True when rapidocr and onnxruntime import."""
+def _missing() -> OcrUnavailable:
+    return OcrUnavailable(f"OCR text scores need rapidocr, rapidocr-onnxruntime (its model file) and onnxruntime: "
+                          f"pip install 'rushes[quality]' (or pip install {PACKAGE_PIN} onnxruntime)")
+
+
+def model_path(model: str = DEFAULT_MODEL) -> Path:
+    """The ONNX file of ``model`` inside its wheel; raises :class:`OcrUnavailable` when it is not installed."""
+    if model not in MODELS:
+        raise ValueError(f"unknown OCR model {model!r}; use one of {', '.join(MODELS)}")
+    spec = MODELS[model]
+    found = importlib.util.find_spec(spec.package)
+    folders = list(found.submodule_search_locations or []) if found else []
+    for folder in folders:
+        path = Path(folder) / "models" / spec.file
+        if path.is_file():
+            return path
+    raise _missing()
+
+
+def available(model: str = DEFAULT_MODEL) -> bool:
+    """True when rapidocr, onnxruntime and the model file are installed."""
     try:
         import onnxruntime  # noqa: F401
         import rapidocr  # noqa: F401
-    except ImportError:
+
+        model_path(model)
+    except (ImportError, OcrUnavailable):
         return False
     return True
 
 
 @functools.lru_cache(maxsize=4)
-def _engine(long_side_px: int, threads: int, box_thresh: float):
+def _engine(long_side_px: int, threads: int, box_thresh: float, model: str):
     try:
         from rapidocr import RapidOCR
     except ImportError as exc:
-        raise OcrUnavailable(f"OCR text scores need rapidocr and onnxruntime: pip install 'rushes[quality]' "
-                             f"(or pip install {PACKAGE_PIN} onnxruntime)") from exc
+        raise _missing() from exc
     return RapidOCR(params={
+        "Det.model_path": str(model_path(model)),
         "Global.use_cls": False, "Global.use_rec": False, "Global.log_level": "error",
         "EngineConfig.onnxruntime.intra_op_num_threads": threads,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
@@ -55,27 +98,26 @@ def _engine(long_side_px: int, threads: int, box_thresh: float):
     })
 
 
-def model_version() -> str:
+def model_version(model: str = DEFAULT_MODEL) -> str:
     """``rapidocr`` version and the detection model name (recorded with the scores)."""
     from importlib.metadata import version
 
-    return f"rapidocr {version('rapidocr')} {METHOD}"
+    return f"rapidocr {version('rapidocr')} {MODELS[model].method}"
 
 
 class OcrTextDetector:
     """PP-OCR detection on RGB frames; loads the model once per process and setting."""
 
-    method = METHOD
-
     def __init__(self, long_side_px: int = 480, threads: int = 1, box_thresh: float = 0.5,
-                 max_box_height: float = 0.25) -> None:
+                 max_box_height: float = 0.25, model: str = DEFAULT_MODEL) -> None:
         if not 96 <= long_side_px <= 2048:
             raise ValueError(f"OCR long_side_px={long_side_px}: use 96..2048 px (default 480)")
         if not 0 < max_box_height <= 1:
             raise ValueError(f"OCR max_box_height={max_box_height}: use a share of the frame height in (0, 1]")
         self.long_side_px = long_side_px
         self.max_box_height = max_box_height
-        self._engine = _engine(long_side_px, max(1, threads), box_thresh)
+        self.method = MODELS[model].method if model in MODELS else model
+        self._engine = _engine(long_side_px, max(1, threads), box_thresh, model)
 
     def measure(self, rgb: np.ndarray) -> tuple[float, int]:
         """(share of the frame covered by text boxes 0..1, number of boxes) of one RGB uint8 frame."""

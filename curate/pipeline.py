@@ -8,17 +8,27 @@ The driver expands the inputs, skips videos a previous run completed with the sa
 videos row is the completion marker), submits one task per remaining video (each task writes its own
 clip files and manifest parts, so a killed run loses at most the videos in flight), re-applies the
 filter once at the end, and writes ``OUT/summary.json``. This is the only module that imports ray.
+
+A video longer than ``cfg.chunk_s`` comes back from its first task (hash + probe) as a
+:class:`curate.adapter.VideoJob`: its time chunks are analysed by separate tasks, one task reconciles them
+(:mod:`curate.chunks`: exactly the one-task result, or a redo in one task when that cannot be proven), its
+clips are encoded by several tasks, and a last one writes its rows (the videos row still last). The driver
+submits all of this work longest first (footage seconds), across chunks and encode groups of every video.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
 import json
 import logging
+import math
 import os
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,10 +39,15 @@ import storage
 from cluster.ray_connect import connect
 from curate.adapter import (
     RunInfo,
+    VideoJob,
+    analyse_chunk_of,
+    encode_group,
     filter_overrides,
     find_duplicates,
+    finish_video,
     outcome_dict,
     process_video,
+    reconcile_video,
     record_crash,
     record_duplicate,
 )
@@ -60,14 +75,39 @@ def tool_versions() -> dict:
     return media_tool_versions(CURATE_PACKAGES, ffmpeg=True)
 
 
-def _curate_task(path: str, out_dir: str, cfg, run: RunInfo) -> dict:
+def _in_task(cfg) -> str:
+    """Set up a task's process; returns the node it runs on."""
     import cv2
 
     # OpenCV's thread pool would otherwise take every core of the node: stay within the task's CPUs.
     cv2.setNumThreads(max(1, cfg.decode_threads))
-    outcome = dict(outcome_dict(process_video(path, out_dir, cfg, run)))
-    outcome["node_id"] = ray.get_runtime_context().get_node_id()
-    return outcome
+    return ray.get_runtime_context().get_node_id()
+
+
+def _curate_task(path: str, out_dir: str, cfg, run: RunInfo) -> tuple:
+    node = _in_task(cfg)
+    result = process_video(path, out_dir, cfg, run)
+    return (result if isinstance(result, VideoJob) else dict(outcome_dict(result))), node
+
+
+def _chunk_task(job: VideoJob, index: int, cfg, run: RunInfo) -> tuple:
+    node = _in_task(cfg)
+    return analyse_chunk_of(job, index, cfg, run), node
+
+
+def _reconcile_task(job: VideoJob, out_dir: str, cfg, run: RunInfo, *parts: tuple) -> tuple:
+    node = _in_task(cfg)
+    return reconcile_video(job, [p for p, _ in parts], out_dir, cfg, run), node
+
+
+def _encode_task(plan: tuple, index: int, out_dir: str, cfg, run: RunInfo) -> tuple:
+    node = _in_task(cfg)
+    return encode_group(plan[0].job, plan[0].groups[index], out_dir, cfg, run), node
+
+
+def _finish_task(plan: tuple, out_dir: str, cfg, run: RunInfo, *encoded: tuple) -> tuple:
+    node = _in_task(cfg)
+    return dict(outcome_dict(finish_video(plan[0], [e for e, _ in encoded], out_dir, cfg, run))), node
 
 
 def done_paths(out_dir: str | os.PathLike, cfg_hash: str) -> set[str]:
@@ -158,33 +198,150 @@ def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
             # Decoder threads follow the CPUs reserved per task: one more thread per task (measured)
             # overlaps decoding with the analysis alone but loses 5-10% when every core runs a task.
             cfg = dataclasses.replace(cfg, decode_threads=max(1, round(ray_cfg.num_cpus_per_task)))
+        return _Driver(out, cfg, ray_cfg, run).run(todo)
+    finally:
+        session.close()
+
+
+# Bytes per footage second assumed to order videos not probed yet against chunks (about 8 Mbit/s).
+_BYTES_PER_S = 1e6
+
+
+@dataclass
+class _Long:
+    """The driver's record of one long video between its steps."""
+
+    job_ref: object
+    left: int  # tasks of the current step still running
+    nodes: set
+    refs: list = field(default_factory=list)  # result refs of the current step's finished tasks
+    plan_ref: object = None
+
+
+class WorkQueue:
+    """Units of work, handed out longest first (footage seconds; ``math.inf`` for a step that unblocks a
+    video), in submission order among equals: chunks and encode groups of every video compete with whole videos,
+    so the last units running are short ones and workers finish together."""
+
+    def __init__(self) -> None:
+        self._heap: list = []
+        self._seq = itertools.count()
+
+    def push(self, work_s: float, kind: str, path: str, *args) -> None:
+        heapq.heappush(self._heap, (-work_s, next(self._seq), kind, path, args))
+
+    def pop(self) -> tuple[str, str, tuple]:
+        """``(kind, path, args)`` of the longest unit."""
+        _, _, kind, path, args = heapq.heappop(self._heap)
+        return kind, path, args
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+class _Driver:
+    """Submits every unit of work (a video, a chunk, a reconcile, an encode group, a finish) longest first
+    from one heap, at most ``max_in_flight`` at a time, and follows each long video through its steps."""
+
+    def __init__(self, out, cfg, ray_cfg, run: RunInfo) -> None:
         options = {"num_cpus": ray_cfg.num_cpus_per_task, "num_gpus": ray_cfg.num_gpus_per_task, "max_retries": 1}
         if ray_cfg.memory_per_task_mb:
             options["memory"] = ray_cfg.memory_per_task_mb * 1024 * 1024
-        task = ray.remote(_curate_task).options(**options)
-        cfg_ref, run_ref = ray.put(cfg), ray.put(run)
-        limit = ray_cfg.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-        pending, queue, outcomes = {}, list(reversed(todo)), []
-        progress = RunProgress(len(todo))
-        while queue or pending:
-            while queue and len(pending) < limit:
-                path = queue.pop()
-                pending[task.remote(path, str(out), cfg_ref, run_ref)] = path
-            ready, _ = ray.wait(list(pending), num_returns=1)
+        fns = {"video": _curate_task, "chunk": _chunk_task, "reconcile": _reconcile_task, "encode": _encode_task,
+               "finish": _finish_task}
+        self.tasks = {kind: ray.remote(fn).options(**options) for kind, fn in fns.items()}
+        self.out, self.info = str(out), run
+        self.cfg_ref, self.run_ref = ray.put(cfg), ray.put(run)
+        self.whole_ref = ray.put(dataclasses.replace(cfg, chunk_s=0.0))  # a long video redone in one task
+        self.limit = ray_cfg.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        self.queue = WorkQueue()
+        self.pending: dict = {}  # ref -> (kind, path)
+        self.long: dict[str, _Long] = {}
+        self.outcomes: list[dict] = []
+        self.progress = None
+
+    def push(self, work_s: float, kind: str, path: str, *args) -> None:
+        self.queue.push(work_s, kind, path, *args)
+
+    def run(self, todo: list[str]) -> list[dict]:
+        self.progress = RunProgress(len(todo))
+        for path in todo:
+            self.push(_size(path) / _BYTES_PER_S, "video", path, path, self.out, self.cfg_ref, self.run_ref)
+        while self.queue or self.pending:
+            while self.queue and len(self.pending) < self.limit:
+                kind, path, args = self.queue.pop()
+                self.pending[self.tasks[kind].remote(*args)] = (kind, path)
+            ready, _ = ray.wait(list(self.pending), num_returns=1)
             for ref in ready:
-                path = pending.pop(ref)
+                kind, path = self.pending.pop(ref)
                 try:
-                    outcome = ray.get(ref)
+                    value, node = ray.get(ref)
                 except (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError) as exc:
-                    outcome = outcome_dict(record_crash(path, out, run, exc))
-                outcomes.append(outcome)
-                progress.update(outcome)
-                log.info("[%d/%d] %s: %s%s", len(outcomes), len(todo), outcome["path"], outcome["status"],
-                         f" ({outcome['error_stage']}: {outcome['error_message']})" if outcome["error_stage"] else "")
-        progress.close()
-        return outcomes
-    finally:
-        session.close()
+                    self.long.pop(path, None)  # results of its other tasks still running are ignored
+                    self.finished(dict(outcome_dict(record_crash(path, self.out, self.info, exc))), set())
+                    continue
+                if kind == "video":
+                    self.after_video(path, value, node)
+                elif path in self.long:
+                    getattr(self, f"after_{kind}")(path, ref, value, node)
+        self.progress.close()
+        return self.outcomes
+
+    def finished(self, outcome: dict, nodes: set) -> None:
+        outcome["node_ids"] = sorted(n for n in nodes if n)
+        self.outcomes.append(outcome)
+        self.progress.update(outcome)
+        log.info("[%d/%d] %s: %s%s", len(self.outcomes), self.progress.total, outcome["path"], outcome["status"],
+                 f" ({outcome['error_stage']}: {outcome['error_message']})" if outcome["error_stage"] else "")
+
+    def after_video(self, path: str, value, node: str) -> None:
+        if not isinstance(value, VideoJob):
+            self.finished(value, {node})
+            return
+        log.info("%s: %.0f s of footage in %d chunks", path, value.probe.duration_s, len(value.spans))
+        self.long[path] = _Long(ray.put(value), len(value.spans), {node})
+        for span in value.spans:
+            length = (span.end_s if span.end_s is not None else value.probe.duration_s) - span.start_s
+            self.push(length, "chunk", path, self.long[path].job_ref, span.index, self.cfg_ref, self.run_ref)
+
+    def collected(self, path: str, ref, node: str) -> bool:
+        """Note one finished task of the current step; True when it was the step's last."""
+        state = self.long[path]
+        state.refs.append(ref)  # in finishing order: chunk results carry their index
+        state.left -= 1
+        state.nodes.add(node)
+        return state.left == 0
+
+    def after_chunk(self, path: str, ref, value, node: str) -> None:
+        if self.collected(path, ref, node):
+            state = self.long[path]
+            # Reconciling unblocks the video's encoding: it goes first.
+            self.push(math.inf, "reconcile", path, state.job_ref, self.out, self.cfg_ref, self.run_ref, *state.refs)
+
+    def after_reconcile(self, path: str, ref, plan, node: str) -> None:
+        state = self.long[path]
+        state.nodes.add(node)
+        if plan is None:  # the chunks did not join exactly: the whole video in one task
+            log.warning("%s: its chunks did not join exactly (the worker's log says why); redoing it in one task",
+                        path)
+            del self.long[path]
+            self.push(math.inf, "video", path, path, self.out, self.whole_ref, self.run_ref)
+            return
+        state.plan_ref, state.refs, state.left = ref, [], len(plan.groups)
+        for index, group in enumerate(plan.groups):
+            self.push(sum(j.end_s - j.start_s for j in group), "encode", path, ref, index, self.out, self.cfg_ref,
+                      self.run_ref)
+        if not plan.groups:
+            self.push(math.inf, "finish", path, ref, self.out, self.cfg_ref, self.run_ref)
+
+    def after_encode(self, path: str, ref, value, node: str) -> None:
+        if self.collected(path, ref, node):
+            state = self.long[path]
+            self.push(math.inf, "finish", path, state.plan_ref, self.out, self.cfg_ref, self.run_ref, *state.refs)
+
+    def after_finish(self, path: str, ref, outcome: dict, node: str) -> None:
+        state = self.long.pop(path)
+        self.finished(outcome, state.nodes | {node})
 
 
 def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, skipped: int,
@@ -207,7 +364,7 @@ def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, s
         "videos": {"total": len(videos), "ok": sum(v["status"] == "ok" for v in videos),
                    "error": sum(v["status"] == "error" for v in videos), "errors_by_stage": dict(errors),
                    "processed_this_run": len(processed), "skipped_this_run": skipped + len(outcomes) - len(processed),
-                   "nodes_used": len({o.get("node_id") for o in processed if o.get("node_id")})},
+                   "nodes_used": len({n for o in processed for n in o.get("node_ids", ())})},
         "clips": {"total": len(clips), "kept": sum(bool(c["keep"]) for c in clips),
                   "rejected": sum(not c["keep"] for c in clips), "by_reason": dict(reasons)},
         "footage_s": sum(v["duration_s"] or 0.0 for v in videos if v["status"] == "ok"),

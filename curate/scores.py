@@ -33,7 +33,9 @@ Scores a clip has no sample for (e.g. flow for a one-frame clip) are None.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import struct
 from array import array
 from collections import deque
 from dataclasses import dataclass, field
@@ -64,6 +66,7 @@ class ScoreConfig:
     text_method: str = "heuristic"  # heuristic (cheap); ocr (PP-OCR, the quality extra); auto (ocr if installed)
     ocr_fps: float = 1.0  # OCR text samples per second; 0 = every frame
     ocr_long_side: int = 480  # px; long side of the sharper copy OCR reads (small corner text needs ~480)
+    ocr_model: str = "v4-mobile"  # curate.ocr.MODELS: v4-mobile (~3x cheaper) or v6-small
     black_level: float = 0.10  # luma at or below (0..1) is a black pixel (ffmpeg blackdetect pix_th)
     black_frame_pixels: float = 0.98  # a frame with this share of black pixels is black (blackdetect default)
     flat_luma_std: float = 0.02  # a frame whose luma std (0..0.5) is below this has no detail
@@ -77,6 +80,8 @@ class ScoreConfig:
             raise ValueError(f"flow_long_side={self.flow_long_side}: use 32..work_long_side px (default 128)")
         if self.text_method not in TEXT_METHODS:
             raise ValueError(f"text_method={self.text_method!r}: use one of {', '.join(TEXT_METHODS)}")
+        if self.ocr_model not in ("v4-mobile", "v6-small"):
+            raise ValueError(f"ocr_model={self.ocr_model!r}: use v4-mobile or v6-small (curate.ocr.MODELS)")
         if not 96 <= self.ocr_long_side <= 2048:
             raise ValueError(f"ocr_long_side={self.ocr_long_side}: use 96..2048 px (default 480)")
         for name in ("flow_fps", "text_fps", "ocr_fps", "flow_min_gap_s"):
@@ -111,14 +116,19 @@ def ocr() -> ScoreConfig:
 PRESETS = {"default": default, "fast": fast, "debug": debug, "ocr": ocr}
 
 
-def _next_due(due_s: float, pts_s: float, rate: float) -> float:
-    """Next sampling time on a fixed grid of 1/rate (so 12/s really is ~12/s at 25 fps), restarting
-    the grid after a gap; rate 0 samples every frame."""
-    if rate <= 0:
-        return -math.inf
-    step = 1.0 / rate
-    due_s = due_s + step if math.isfinite(due_s) else pts_s + step
-    return due_s if due_s > pts_s else pts_s + step
+def _bucket(pts_s: float, rate: float) -> int:
+    """The 1/rate-second slot of an absolute time grid (from PTS 0) that ``pts_s`` falls in.
+
+    A sampler takes the first frame of each slot (so 12/s really is ~12/s at 25 fps). The grid is absolute,
+    not started at the first frame seen, so a decode that begins anywhere (a time chunk of a long video,
+    :mod:`curate.chunks`) samples the same frames as one that begins at the start. Rate 0 samples every frame.
+    """
+    return math.floor(pts_s * rate) if rate > 0 else 0
+
+
+def _due(pts_s: float, rate: float, last_bucket: float) -> bool:
+    """Whether a sampler at ``rate`` (0 = every frame) whose last sample fell in ``last_bucket`` takes this frame."""
+    return rate <= 0 or _bucket(pts_s, rate) > last_bucket
 
 
 def _normalise(gray: np.ndarray) -> np.ndarray:
@@ -135,7 +145,7 @@ def _ocr_detector(cfg: ScoreConfig):
 
     if cfg.text_method == "heuristic" or (cfg.text_method == "auto" and not ocr.available()):
         return None
-    return ocr.OcrTextDetector(cfg.ocr_long_side)
+    return ocr.OcrTextDetector(cfg.ocr_long_side, model=cfg.ocr_model)
 
 
 class _Columns:
@@ -150,6 +160,13 @@ class _Columns:
             col.append(values[name])
         self._np = None
 
+    @classmethod
+    def from_numpy(cls, columns: dict[str, np.ndarray]) -> _Columns:
+        out = cls(*columns)
+        for name, values in columns.items():
+            out.data[name].frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        return out
+
     def numpy(self) -> dict[str, np.ndarray]:
         if self._np is None:
             self._np = {n: np.frombuffer(c, dtype=np.float64).copy() for n, c in self.data.items()}
@@ -159,21 +176,45 @@ class _Columns:
         return len(next(iter(self.data.values())))
 
 
+_FRAME_COLUMNS = ("index", "pts", "luma_mean", "luma_std", "lap_var", "black", "colour", "diff")
+_FLOW_COLUMNS = ("ref", "cur", "ref_pts", "cur_pts", "mean", "p90", "tx", "ty", "zoom")
+_TEXT_COLUMNS = ("index", "pts", "frac", "boxes")
+
+
+@dataclass
+class SignalColumns:
+    """The per-frame signals a time chunk owns, keyed by PTS (see :meth:`FrameSignals.export`)."""
+
+    frames: dict[str, np.ndarray]
+    flow: dict[str, np.ndarray]
+    text: dict[str, np.ndarray]
+    text_method: str
+    has_boxes: bool
+    config: ScoreConfig
+
+
 class FrameSignals:
-    """Accumulates per-frame signals of one video; summarises them per clip. One instance per video."""
+    """Accumulates per-frame signals of one video; summarises them per clip. One instance per video.
+
+    For a long video analysed as time chunks (:mod:`curate.chunks`): each chunk's instance reports
+    :meth:`state` where its owned span starts and ends (equal states prove the chunk's samples equal a
+    whole-video run's), :meth:`export` s the rows it owns, and :meth:`merged` rebuilds the whole video's.
+    """
 
     def __init__(self, config: ScoreConfig | None = None) -> None:
         self.config = config or ScoreConfig()
-        self._frames = _Columns("index", "pts", "luma_mean", "luma_std", "lap_var", "black", "colour", "diff")
-        self._flow = _Columns("ref", "cur", "mean", "p90", "tx", "ty", "zoom")
-        self._text = _Columns("index", "frac", "boxes")
+        self._frames = _Columns(*_FRAME_COLUMNS)
+        self._flow = _Columns(*_FLOW_COLUMNS)
+        self._text = _Columns(*_TEXT_COLUMNS)
         self._flow_est = FlowEstimator()
         self._text_det = TextDetector(self.config.text)
         self._ocr = _ocr_detector(self.config)
         self.text_method = self._ocr.method if self._ocr is not None else "heuristic"
+        self._has_boxes = self._ocr is not None
+        self._text_rate = self.config.ocr_fps if self._ocr is not None else self.config.text_fps
         self._recent: deque[tuple[int, float, np.ndarray]] = deque(maxlen=8)  # (index, pts, flow-size luma)
-        self._next_flow_s = -math.inf
-        self._next_text_s = -math.inf
+        self._flow_bucket = -math.inf  # time-grid slot of the last flow sample (see _bucket)
+        self._text_bucket = -math.inf
         self._count = 0
 
     def add(self, frame: Frame) -> None:
@@ -196,25 +237,28 @@ class FrameSignals:
                             lap_var=q.laplacian_var, black=q.black_pixel_frac, colour=q.colourfulness, diff=diff)
         # DIS needs a few of its 8 px patches each way; slivers (e.g. 256x6) get no flow, only quality.
         flow_ok = min(small.shape) >= 16
-        if flow_ok and frame.pts_s >= self._next_flow_s and self._measure_flow(index, frame.pts_s, small):
-            self._next_flow_s = _next_due(self._next_flow_s, frame.pts_s, cfg.flow_fps)
-        if frame.pts_s >= self._next_text_s:
+        if flow_ok and _due(frame.pts_s, cfg.flow_fps, self._flow_bucket) and self._measure_flow(
+                index, frame.pts_s, small):
+            self._flow_bucket = _bucket(frame.pts_s, cfg.flow_fps)
+        if _due(frame.pts_s, self._text_rate, self._text_bucket):
             if self._ocr is not None:  # no sharper copy came (frames fed by hand): read the analysis frame
                 self.add_detail(Frame(index, frame.pts_s, frame.rgb))
             else:
-                self._text.append(index=index, frac=self._text_det.area_frac(gray), boxes=math.nan)
-                self._next_text_s = _next_due(self._next_text_s, frame.pts_s, cfg.text_fps)
+                self._text.append(index=index, pts=frame.pts_s, frac=self._text_det.area_frac(gray), boxes=math.nan)
+                self._text_bucket = _bucket(frame.pts_s, self._text_rate)
         self._recent.append((index, frame.pts_s, small))
 
     def detail_side(self, pts_s: float) -> int:
         """Long side (px) of the sharper copy of this frame OCR wants (a text sample is due), else 0."""
-        return self.config.ocr_long_side if self._ocr is not None and pts_s >= self._next_text_s else 0
+        due = self._ocr is not None and _due(pts_s, self._text_rate, self._text_bucket)
+        return self.config.ocr_long_side if due else 0
 
     def add_detail(self, frame: Frame) -> None:
         """OCR text sample of a sharper copy of the next frame (given just before its ``add``)."""
         frac, boxes = self._ocr.measure(frame.rgb)
-        self._text.append(index=frame.index if frame.index is not None else self._count, frac=frac, boxes=boxes)
-        self._next_text_s = _next_due(self._next_text_s, frame.pts_s, self.config.ocr_fps)
+        index = frame.index if frame.index is not None else self._count
+        self._text.append(index=index, pts=frame.pts_s, frac=frac, boxes=boxes)
+        self._text_bucket = _bucket(frame.pts_s, self._text_rate)
 
     def _measure_flow(self, index: int, pts_s: float, small: np.ndarray) -> bool:
         """Flow against the newest recent frame at least ``flow_min_gap_s`` older; False when none is."""
@@ -228,7 +272,8 @@ class FrameSignals:
         if ref is None or pts_s - ref[1] <= 0:
             return False
         s = self._flow_est.measure(ref[2], small, pts_s - ref[1])
-        self._flow.append(ref=ref[0], cur=index, mean=s.mean, p90=s.p90, tx=s.tx, ty=s.ty, zoom=s.zoom)
+        self._flow.append(ref=ref[0], cur=index, ref_pts=ref[1], cur_pts=pts_s, mean=s.mean, p90=s.p90, tx=s.tx,
+                          ty=s.ty, zoom=s.zoom)
         return True
 
     def clip_scores(self, start_frame: int, end_frame: int, width_px: int, height_px: int) -> dict:
@@ -253,7 +298,7 @@ class FrameSignals:
             if sel.any():
                 out["text_area_frac"] = float(t["frac"][sel].mean())
                 out["text_method"] = self.text_method
-                if self._ocr is not None:
+                if self._has_boxes:
                     out["text_boxes"] = float(t["boxes"][sel].mean())
         return out
 
@@ -275,3 +320,49 @@ class FrameSignals:
     def num_frames(self) -> int:
         """Frames consumed so far."""
         return len(self._frames)
+
+    def state(self, next_pts_s: float = 0.0) -> bytes:
+        """A digest of everything that shapes the samples of the frames from ``next_pts_s`` on: the recent
+        frames (times and flow-size pixels), the sampling slots and the text detector's memory. Frame indices
+        are left out (a chunk counts them from its own first frame)."""
+        h = hashlib.sha256()
+        for _, pts, small in self._recent:
+            h.update(struct.pack("<d", pts))
+            h.update(repr(small.shape).encode())
+            h.update(small.tobytes())
+        h.update(repr((self._flow_bucket, self._text_bucket)).encode())
+        prev = self._text_det._prev_candidates
+        h.update(b"-" if prev is None else repr(prev.shape).encode() + prev.tobytes())
+        return h.digest()
+
+    def export(self, start_s: float, end_s: float | None) -> SignalColumns:
+        """The rows of frames with ``start_s <= pts < end_s`` (None: to the end), flow pairs by their later
+        frame: indices are this instance's, :meth:`merged` re-assigns them from the times."""
+        def rows(columns: _Columns, key: str) -> dict[str, np.ndarray]:
+            data = columns.numpy()
+            sel = (data[key] >= start_s) & (data[key] < (math.inf if end_s is None else end_s))
+            return {name: values[sel] for name, values in data.items()}
+
+        return SignalColumns(rows(self._frames, "pts"), rows(self._flow, "cur_pts"), rows(self._text, "pts"),
+                             self.text_method, self._has_boxes, self.config)
+
+    @classmethod
+    def merged(cls, parts: list[SignalColumns], pts_s) -> FrameSignals:
+        """The signals of a whole video from its chunks' :meth:`export` s (in time order) and the PTS of
+        all its frames: :meth:`clip_scores` then answers exactly as one instance fed every frame would."""
+        pts = np.asarray(pts_s, dtype=np.float64)
+        out = cls.__new__(cls)
+        out.config = parts[0].config
+        out.text_method = parts[0].text_method
+        out._has_boxes = parts[0].has_boxes
+
+        def joined(kind: str, remap: dict[str, str]) -> _Columns:
+            cols = {n: np.concatenate([getattr(p, kind)[n] for p in parts]) for n in getattr(parts[0], kind)}
+            for index_col, pts_col in remap.items():  # indices from the times: position in the whole video
+                cols[index_col] = np.searchsorted(pts, cols[pts_col]).astype(np.float64)
+            return _Columns.from_numpy(cols)
+
+        out._frames = joined("frames", {"index": "pts"})
+        out._flow = joined("flow", {"ref": "ref_pts", "cur": "cur_pts"})
+        out._text = joined("text", {"index": "pts"})
+        return out

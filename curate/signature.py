@@ -8,8 +8,8 @@ Usage (the curate adapter feeds it beside :class:`curate.scores.FrameSignals`)::
 
 What is sampled: the first frame of every ``step_s`` (0.5 s) bucket of PTS on the video's absolute time
 grid (bucket ``floor(pts_s / step_s)``). The grid does not depend on where decoding started, so a video
-decoded in time chunks samples the same frames as one pass (:meth:`FrameSignature.export` and
-:meth:`FrameSignature.from_exports` carry the samples across chunks).
+decoded in time chunks samples the same frames as one pass (:meth:`FrameSignature.state`, ``export`` and
+``merged`` carry the samples across chunks, see :mod:`curate.chunks`).
 
 What is hashed: a 64-bit DCT perceptual hash (pHash) of each sampled frame: its luma, shrunk with an area
 filter to 32x32, DCT-II, then one bit per low-frequency coefficient (the 64 lowest after the DC term, in
@@ -27,8 +27,9 @@ entry ``i`` of two signatures can be compared at a time offset of whole buckets 
 from __future__ import annotations
 
 import math
+import struct
 from array import array
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -82,12 +83,17 @@ def frame_hash(rgb: np.ndarray, config: SignatureConfig | None = None) -> int:
 
 
 class FrameSignature:
-    """Samples and hashes one video's analysis frames; cuts per-clip signatures. One instance per video."""
+    """Samples and hashes one video's analysis frames; cuts per-clip signatures. One instance per video.
+
+    Time chunks (:mod:`curate.chunks`): :meth:`state`, :meth:`export` and :meth:`merged` let separate tasks
+    sample a long video and join their samples into exactly what one instance fed every frame would hold.
+    """
 
     def __init__(self, config: SignatureConfig | None = None) -> None:
         self.config = config or SignatureConfig()
         self._bucket = array("q")  # absolute bucket of each sample, increasing
         self._index = array("q")  # decoded-frame index of the sampled frame
+        self._pts = array("d")  # its PTS (s)
         self._hash = array("Q")
         self._count = 0
 
@@ -95,40 +101,44 @@ class FrameSignature:
         """Consume the next analysis frame; hash it when it is the first of its PTS bucket."""
         index = frame.index if frame.index is not None else self._count
         self._count = index + 1
-        bucket = math.floor(frame.pts_s / self.config.step_s + 1e-9)
+        bucket = self._bucket_of(frame.pts_s)
         if self._bucket and bucket <= self._bucket[-1]:
             return
         self._bucket.append(bucket)
         self._index.append(index)
+        self._pts.append(frame.pts_s)
         self._hash.append(frame_hash(frame.rgb, self.config))
 
-    def export(self) -> dict[str, np.ndarray]:
-        """The samples as pts-grid columns (``bucket``, ``index``, ``hash``): what a chunk task returns."""
-        return {"bucket": np.frombuffer(self._bucket, np.int64).copy(),
-                "index": np.frombuffer(self._index, np.int64).copy(),
-                "hash": np.frombuffer(self._hash, np.uint64).copy()}
+    def _bucket_of(self, pts_s: float) -> int:
+        return math.floor(pts_s / self.config.step_s + 1e-9)
+
+    def state(self, next_pts_s: float = 0.0) -> bytes:
+        """What shapes the samples from ``next_pts_s`` on: the sample already taken in that frame's bucket
+        (its PTS), or nothing. Two chunks agree from a frame on exactly when this is equal there."""
+        if self._bucket and self._bucket[-1] == self._bucket_of(next_pts_s):
+            return struct.pack("<qd", self._bucket[-1], self._pts[-1])
+        return b"-"
+
+    def export(self, start_s: float, end_s: float | None) -> dict:
+        """The samples of frames with ``start_s <= pts < end_s`` (None: to the end), as pts-keyed columns."""
+        pts = np.frombuffer(self._pts, np.float64)
+        sel = (pts >= start_s) & (pts < (math.inf if end_s is None else end_s))
+        return {"bucket": np.frombuffer(self._bucket, np.int64)[sel].copy(), "pts": pts[sel].copy(),
+                "hash": np.frombuffer(self._hash, np.uint64)[sel].copy(), "config": self.config}
 
     @classmethod
-    def from_exports(cls, exports: Iterable[dict], config: SignatureConfig | None = None) -> FrameSignature:
-        """The signature of a whole video from the exports of its chunks (any order, overlaps allowed).
-
-        A bucket sampled by two chunks keeps the earlier frame: the one a single pass would have hashed.
-        """
-        parts = [e for e in exports if len(e["bucket"])]
-        out = cls(config)
+    def merged(cls, parts: Sequence[dict], pts_s) -> FrameSignature:
+        """The signature of a whole video from its chunks' :meth:`export` s (in time order) and the PTS of
+        all its frames (sample indices are re-derived from them)."""
+        out = cls(parts[0]["config"] if parts else None)
         if not parts:
             return out
-        bucket = np.concatenate([p["bucket"] for p in parts])
-        index = np.concatenate([p["index"] for p in parts])
-        hashes = np.concatenate([p["hash"] for p in parts])
-        order = np.lexsort((index, bucket))
-        bucket, index, hashes = bucket[order], index[order], hashes[order]
-        first = np.ones(len(bucket), dtype=bool)
-        first[1:] = bucket[1:] != bucket[:-1]
-        out._bucket.extend(bucket[first].tolist())
-        out._index.extend(index[first].tolist())
-        out._hash.extend(hashes[first].tolist())
-        out._count = int(index.max()) + 1
+        pts = np.concatenate([p["pts"] for p in parts])
+        out._bucket.extend(np.concatenate([p["bucket"] for p in parts]).tolist())
+        out._pts.extend(pts.tolist())
+        out._index.extend(np.searchsorted(np.asarray(pts_s, dtype=np.float64), pts).tolist())
+        out._hash.extend(np.concatenate([p["hash"] for p in parts]).tolist())
+        out._count = len(pts_s)
         return out
 
     def clip_signature(self, start_frame: int, end_frame: int) -> list[int]:

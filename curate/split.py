@@ -16,8 +16,10 @@ than ``max_clip_s`` (nothing is truncated). Spans are decoded-frame indices plus
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import math
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,13 +52,23 @@ class SceneSplitter:
     Frames are handed over one by one (no PySceneDetect video reader); timecodes are PTS seconds at
     the nominal rate, as PySceneDetect's own PyAV backend does, so frame-count rules such as
     ``min_scene_len`` behave the same on variable-frame-rate video.
+
+    Time chunks of a long video (:mod:`curate.chunks`): ``resumed=True`` for a chunk that does not start
+    the video; :meth:`state` where a chunk's span starts and ends (equal states prove the chunk's cuts equal
+    a whole-video run's), :meth:`export` the cuts decided at its own frames, :meth:`merged` joins them.
     """
 
-    def __init__(self, cfg, nominal_fps: float) -> None:
+    def __init__(self, cfg, nominal_fps: float, resumed: bool = False) -> None:
         self.detector = make_detector(cfg)
         self.fps = nominal_fps if nominal_fps and nominal_fps < 1000 else 25.0
         self._cut_times: list[float] = []
+        self._decided_at: list[float] = []  # PTS of the frame whose processing emitted each cut
         self._last: FrameTimecode | None = None
+        flash = getattr(self.detector, "_flash_filter", None)
+        if resumed and flash is not None and not flash._is_disabled:
+            # ContentDetector merges close cuts only after its first cut; a chunk resumes a video that has
+            # almost surely had one (if not, its state differs from the previous chunk's and it is redone).
+            flash._merge_enabled = True
 
     def add(self, frame: Frame) -> None:
         timecode = FrameTimecode(float(frame.pts_s), fps=self.fps)
@@ -64,16 +76,84 @@ class SceneSplitter:
         bgr = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
         for cut in self.detector.process_frame(timecode, bgr):
             self._cut_times.append(cut.seconds)
+            self._decided_at.append(frame.pts_s)
         self._last = timecode
 
-    def cut_frames(self, pts_s: Sequence[float]) -> list[int]:
-        """Finish detection; the decoded-frame index of the first frame of every new scene, ascending."""
+    def _finish(self) -> None:
         if self._last is not None:
             for cut in self.detector.post_process(self._last):
                 self._cut_times.append(cut.seconds)
+                self._decided_at.append(math.inf)
             self._last = None
-        frames = {_frame_at(pts_s, t) for t in self._cut_times}
-        return sorted(f for f in frames if 0 < f < len(pts_s))
+
+    def cut_frames(self, pts_s: Sequence[float]) -> list[int]:
+        """Finish detection; the decoded-frame index of the first frame of every new scene, ascending."""
+        self._finish()
+        return cut_indices(self._cut_times, pts_s)
+
+    def state(self, next_pts_s: float) -> bytes:
+        """A digest of the detector's state before the frame at ``next_pts_s``; see :func:`detector_state`."""
+        return detector_state(self.detector, FrameTimecode(float(next_pts_s), fps=self.fps))
+
+    def export(self, start_s: float, end_s: float | None) -> list[float]:
+        """Times of the cuts decided while processing frames with ``start_s <= pts < end_s`` (None: to
+        the end, detection finished)."""
+        if end_s is None:
+            self._finish()
+        return [t for t, at in zip(self._cut_times, self._decided_at) if start_s <= at and (end_s is None or at < end_s)]
+
+    @staticmethod
+    def merged(parts: Sequence[list[float]], pts_s: Sequence[float] = ()) -> MergedCuts:
+        """The cuts of a whole video from its chunks' :meth:`export` s (in time order)."""
+        return MergedCuts([t for part in parts for t in part])
+
+
+@dataclass(frozen=True)
+class MergedCuts:
+    """Cut times joined from time chunks: answers :meth:`SceneSplitter.cut_frames` like one splitter."""
+
+    cut_times: list[float]
+
+    def cut_frames(self, pts_s: Sequence[float]) -> list[int]:
+        return cut_indices(self.cut_times, pts_s)
+
+
+def cut_indices(cut_times: Sequence[float], pts_s: Sequence[float]) -> list[int]:
+    """Decoded-frame index (nearest PTS) of each cut time, ascending, without the first frame."""
+    frames = {_frame_at(pts_s, t) for t in cut_times}
+    return sorted(f for f in frames if 0 < f < len(pts_s))
+
+
+def detector_state(detector, next_tc: FrameTimecode) -> bytes:
+    """A digest of a PySceneDetect detector's state before it processes the frame at ``next_tc``.
+
+    Two detectors with equal digests that are fed the same frames from there emit the same cuts. Every
+    attribute counts (pickled), except that a last cut (AdaptiveDetector) or last frame above the
+    threshold (ContentDetector's filter) so long ago that ``min_scene_len`` cannot suppress the next
+    decision is written as "long ago": a chunk that started after that cut then matches one that saw it.
+    Written against the pinned PySceneDetect; a detector whose state is not understood compares unequal,
+    which costs a whole-video redo, never a wrong cut.
+    """
+    state = dict(vars(detector))
+    state.pop("_stats_manager", None)
+    buffer, last_cut = state.get("_buffer"), state.get("_last_cut")
+    width = getattr(detector, "window_width", 0)
+    if last_cut is not None and width and buffer is not None and len(buffer) >= width:
+        # The next frame decided is buffer[-width] (AdaptiveDetector decides window_width frames late).
+        if (buffer[-width][0] - last_cut) >= detector.min_scene_len:
+            state["_last_cut"] = "long ago"
+    flash = state.get("_flash_filter")
+    if flash is not None and flash._is_disabled:  # AdaptiveDetector's (it filters by itself): never consulted
+        state["_flash_filter"] = "disabled"
+    elif flash is not None:
+        fs = dict(vars(flash))
+        if fs.get("_last_above") is not None and flash._min_length_met(
+                fs["_last_above"], next_tc):
+            fs["_last_above"] = "long ago"
+        if not fs.get("_merge_triggered"):
+            fs["_merge_start"] = None
+        state["_flash_filter"] = fs
+    return hashlib.sha256(pickle.dumps(state, protocol=5)).digest()
 
 
 class HybridSplitter:
@@ -104,16 +184,17 @@ def _batch_windows(device: str) -> int:
     return 16 if device.startswith("cuda") else 1
 
 
-def make_splitter(cfg, nominal_fps: float, device: str = "cpu"):
+def make_splitter(cfg, nominal_fps: float, device: str = "cpu", resumed: bool = False):
     """The frame consumer that finds cuts for ``cfg.name``: it has ``add(frame)`` and ``cut_frames(pts_s)``.
-    TransNetV2 needs the ``quality`` extra: a missing package raises :class:`curate.shots.ShotModelError`."""
+    TransNetV2 needs the ``quality`` extra: a missing package raises :class:`curate.shots.ShotModelError`.
+    ``resumed``: for a time chunk that does not start the video (PySceneDetect detectors only)."""
     if cfg.name == "transnetv2":
         from curate.shots import TransNetSplitter
 
         return TransNetSplitter(cfg.transnet_threshold, device, batch_windows=_batch_windows(device))
     if cfg.name == "hybrid":
         return HybridSplitter(cfg, nominal_fps, device)
-    return SceneSplitter(cfg, nominal_fps)
+    return SceneSplitter(cfg, nominal_fps, resumed)
 
 
 def _frame_at(pts_s: Sequence[float], t: float) -> int:

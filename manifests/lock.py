@@ -1,15 +1,19 @@
 """One writer per run directory: ``OUT/.lock`` names its owner; a second writer refuses at once.
 
-Usage (``rushes curate`` and ``rushes filter`` do this; readers such as ``inspect`` never need it)::
+Usage (``rushes curate``, ``filter``, ``caption`` and ``encode`` do this; readers such as ``inspect`` never need
+it)::
 
-    with acquire("runs/a", "rushes curate"):
+    with writer_lock("runs/a", "rushes curate"):     # or "s3://bucket/runs/a"
         ...  # write manifests, clips, summary.json
+
+A folder gets :func:`acquire`, described here; a bucket prefix gets :func:`lease`, a renewed lease object (object
+stores have no file locks).
 
 The lock file holds JSON ``{"pid", "host", "started_at", "command"}`` and an exclusive ``flock`` while the
 writer runs, so a writer that died (kill -9, a crash) leaves a lock the next writer takes over: the kernel
 released its ``flock``, and on the same host its pid is checked too. A lock naming another host is never
 taken over (its pid cannot be checked from here): the message says to delete the file if that job is gone.
-On file systems without ``flock`` the pid check alone decides. Stdlib only.
+On file systems without ``flock`` the pid check alone decides. Stdlib and :mod:`storage` only.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import json
 import logging
 import os
 import socket
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -155,9 +162,107 @@ def _inode(path: Path) -> int | None:
         return None
 
 
+# A bucket OUT: a lease object, renewed while the writer runs (see :func:`lease`).
+LEASE_S = 120.0  # a lease not renewed for this long is expired: its writer is gone
+SETTLE_S = 2.0  # wait between writing the lease and reading it back, to see a writer that raced us
+
+
+def _read_lease(path: str) -> dict:
+    try:
+        text = storage.read_bytes(path).decode(errors="replace")
+    except FileNotFoundError:
+        return {}
+    try:
+        owner = json.loads(text)
+    except json.JSONDecodeError:
+        return {"command": f"unreadable lease: {text[:80]!r}", "renewed_at": None}
+    return owner if isinstance(owner, dict) else {}
+
+
+def _expired(owner: dict, now: float) -> bool:
+    """True when nobody holds ``owner``'s lease any more: not renewed in time, or its writer on this host died."""
+    renewed, lease_s = owner.get("renewed_at"), owner.get("lease_s")
+    if not isinstance(renewed, (int, float)) or not isinstance(lease_s, (int, float)):
+        return True  # unreadable or not ours: nothing renews it
+    pid = owner.get("pid")
+    if owner.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() \
+            and not _pid_alive(pid):
+        return True  # killed (kill -9) on this machine: a rerun here resumes at once, as on disk
+    return now > renewed + lease_s
+
+
+def _write_lease(path: str, owner: dict, lease_s: float) -> None:
+    owner.update(renewed_at=time.time(), lease_s=lease_s)
+    storage.write_bytes_atomic(path, json.dumps(owner).encode())
+
+
+class _Renewer(threading.Thread):
+    """Rewrites the lease every third of its length while the writer runs; notes when another writer took it."""
+
+    def __init__(self, path: str, owner: dict, lease_s: float):
+        super().__init__(name="rushes-lease", daemon=True)
+        self.path, self.owner, self.lease_s = path, owner, lease_s
+        self.stop = threading.Event()
+        self.lost: dict | None = None
+
+    def run(self) -> None:
+        while not self.stop.wait(self.lease_s / 3):
+            try:
+                current = _read_lease(self.path)
+                if current.get("token") != self.owner["token"]:
+                    self.lost = current
+                    log.error("the lease of %s was taken by %s while this job wrote; stop one of them",
+                              storage.parent(self.path), describe(current))
+                    return
+                _write_lease(self.path, self.owner, self.lease_s)
+            except OSError as exc:  # a network hiccup: the lease lasts 3 periods, try again at the next
+                log.warning("cannot renew the lease %s: %s", self.path, exc)
+
+
+@contextlib.contextmanager
+def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SETTLE_S) -> Iterator[str]:
+    """Hold ``OUT/.lock`` on object storage for the block; :class:`LockError` at once when another writer holds it.
+
+    The object names its owner (pid, host, command, start) and when it was last renewed; a thread renews it every
+    ``lease_s / 3`` seconds, and a lease not renewed for ``lease_s`` (a writer killed with -9, a lost machine) is
+    taken over; so is, at once, the lease of a process of this host that is no longer running. pyarrow.fs has no create-if-absent write (S3's ``If-None-Match``), so this is best effort: the
+    writer reads the lease, writes its own, waits ``settle_s`` and reads it back, refusing when another writer's
+    token is there. Two writers both pass only when one takes longer than ``settle_s`` between its read and its
+    write. The expiry compares clocks of different machines: keep them in sync (NTP).
+    """
+    path = storage.join(out, LOCK_NAME)
+    previous = _read_lease(path)
+    if previous and not _expired(previous, time.time()):
+        raise LockError(f"{out} is being written by {describe(previous)} (its lease is renewed every "
+                        f"{previous['lease_s'] / 3:.0f} s); wait for it to finish or stop it, or use another --out. "
+                        f"If that job is gone, its lease expires {previous['lease_s']:.0f} s after its last renewal, "
+                        f"or delete {path}")
+    if previous:
+        log.warning("taking over the expired lease of %s: %s", out, describe(previous))
+    owner = {**_owner(command), "token": uuid.uuid4().hex}
+    _write_lease(path, owner, lease_s)
+    time.sleep(settle_s)
+    current = _read_lease(path)
+    if current.get("token") != owner["token"]:
+        raise LockError(f"{out} was claimed at the same time by {describe(current)}; wait for it to finish or "
+                        f"stop it, or use another --out")
+    renewer = _Renewer(path, owner, lease_s)
+    renewer.start()
+    try:
+        yield path
+    finally:
+        renewer.stop.set()
+        renewer.join()
+        if _read_lease(path).get("token") == owner["token"]:
+            storage.delete(path)
+    if renewer.lost is not None:
+        raise LockError(f"{out}: another writer ({describe(renewer.lost)}) took this job's lease while it ran "
+                        f"(it was not renewed for {lease_s:.0f} s); check the outputs and rerun one writer only")
+
+
 def writer_lock(out: str | os.PathLike, command: str) -> contextlib.AbstractContextManager:
-    """:func:`acquire` for a local OUT. A bucket OUT has no lease object yet: one writer per ``s3://`` OUT is the
-    user's to ensure, so this holds nothing there."""
+    """The one-writer lock of OUT: :func:`acquire` (a locked file) for a folder, :func:`lease` (a renewed lease
+    object) for a bucket prefix. Raises :class:`LockError` naming the other writer."""
     if storage.is_remote(out):
-        return contextlib.nullcontext()
+        return lease(str(out), command)
     return acquire(out, command)

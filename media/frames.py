@@ -245,11 +245,18 @@ class FrameReader:
     known once the first frame is out). ``pts_s`` counts from the stream start and strictly increases
     (a frame without a PTS, or one out of order on a damaged stream, gets a time just after the previous).
     Damaged regions are skipped, each recorded in ``gaps``; ``tail_failures`` counts packets that failed
-    after the last decoded frame. Raises :class:`DecodeError` when the file cannot be opened or read on.
+    after the last decoded frame; ``repaired_pts`` counts frames whose time was made up (no PTS, or out of
+    order). Raises :class:`DecodeError` when the file cannot be opened or read on.
+
+    ``seek_s`` starts decoding at the keyframe at or before that time (PTS seconds from the stream start):
+    frame times are still absolute, but ``index`` then counts from the first frame decoded, not from the
+    stream start (a seek cannot know how many frames came before), and made-up times depend on where decoding
+    began: a caller that needs indices of the whole video assigns them from the times.
     """
 
-    def __init__(self, path: str, threads: int = 1) -> None:
+    def __init__(self, path: str, threads: int = 1, seek_s: float | None = None) -> None:
         self.path = str(path)
+        self.seek_s = seek_s if seek_s and seek_s > 0 else None
         self._container = open_container(self.path)
         try:
             with decode_errors(self.path):
@@ -267,6 +274,7 @@ class FrameReader:
         self.rotation_deg = 0
         self.gaps: list[Gap] = []
         self.tail_failures = 0
+        self.repaired_pts = 0  # frames without a PTS, or out of order, given a time just after the previous
 
     def __enter__(self) -> FrameReader:
         return self
@@ -277,6 +285,10 @@ class FrameReader:
     def __iter__(self) -> Iterator[Frame]:
         stream = self._stream
         tb, start = stream.time_base, stream.start_time or 0
+        if self.seek_s is not None:
+            with decode_errors(self.path):
+                # The keyframe at or before the time (its index entry); PTS still count from the stream start.
+                self._container.seek(start + int(self.seek_s / tb), stream=stream, backward=True, any_frame=False)
         reformatter = VideoReformatter()  # keeps its swscale context across frames (one per frame is slow)
         failed: list[Exception] = []
         last: float | None = None
@@ -285,6 +297,8 @@ class FrameReader:
             for frame in decoded(self._container, stream, self.path, on_skip=failed.append):
                 t = float((frame.pts - start) * tb) if frame.pts is not None else (
                     last + 1.0 / self.fps if last is not None else 0.0)
+                if frame.pts is None or (last is not None and t < last + 1e-6):
+                    self.repaired_pts += 1
                 if last is None:
                     self.rotation_deg = display_rotation(getattr(frame, "rotation", 0))
                 else:

@@ -10,7 +10,8 @@ Layout::
     RUN_DIR/checkpoints/latest                            name of the newest complete checkpoint
 
 A checkpoint is written to a temporary folder and renamed into place, and ``latest`` is rewritten
-last, so a crash mid-save leaves the previous checkpoint usable.
+last, so a crash mid-save leaves the previous checkpoint usable. Tensors are whole whatever wrote them (one
+process, DDP, or FSDP workers whose shards are gathered: train/parallel.py), so any of them resumes it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from train import parallel
 
 
 @dataclass
@@ -48,27 +51,36 @@ def latest(run_dir: str | os.PathLike) -> Path | None:
     return path if path.is_dir() else None
 
 
-def _state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+def latest_step(run_dir: str | os.PathLike) -> int:
+    """The step of the newest complete checkpoint of a run (where a rerun resumes), 0 without one."""
+    path = latest(run_dir)
+    return int(path.name.split("-")[1]) if path is not None else 0
 
 
 def save(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, ema: torch.nn.Module,
          optimizer: torch.optim.Optimizer, generator: torch.Generator, data_state: dict,
-         keep: int = 2) -> Path:
+         keep: int = 2, write: bool = True) -> Path | None:
     """Write a checkpoint of ``step`` and point ``latest`` at it; keeps the newest ``keep`` checkpoints up to it.
+
+    Weights and optimizer state are whole tensors whether the run is one process, DDP or FSDP. Under FSDP
+    every worker calls this (gathering the shards is collective) and only the one with ``write`` writes.
 
     A later step's folder left by a run killed before it updated ``latest`` is not counted: it is never
     pointed at, and the resumed run overwrites it when it gets there.
     """
+    weights, ema_weights = parallel.full_model_state(model), parallel.full_model_state(ema)
+    optim = parallel.full_optimizer_state(model, optimizer)
+    if not write:
+        return None
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
     tmp = root / f"_tmp-{name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(_state_dict(model), str(tmp / "model.safetensors"))
-    save_file(_state_dict(ema), str(tmp / "ema.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    save_file(weights, str(tmp / "model.safetensors"))
+    save_file(ema_weights, str(tmp / "ema.safetensors"))
+    torch.save(optim, tmp / "optimizer.pt")
     rng = {"torch_cpu": torch.get_rng_state(), "generator": generator.get_state()}
     if torch.cuda.is_available():
         rng["torch_cuda"] = torch.cuda.get_rng_state()
@@ -92,13 +104,18 @@ def save(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, ema: tor
 
 def load(path: str | os.PathLike, model: torch.nn.Module, ema: torch.nn.Module | None = None,
          optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None) -> Resumed:
-    """Load a checkpoint folder into the given objects (in place) and restore the global RNG states."""
+    """Load a checkpoint folder into the given objects (in place) and restore the global RNG states.
+
+    Under FSDP (``train/parallel.py``) every worker calls this on its sharded model and optimizer and keeps its
+    shards; the checkpoint may come from any number of workers, DDP or FSDP.
+    """
     path = Path(path)
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    parallel.load_model_state(model, load_file(str(path / "model.safetensors")))
     if ema is not None:
-        ema.load_state_dict(load_file(str(path / "ema.safetensors")))
+        parallel.load_model_state(ema, load_file(str(path / "ema.safetensors")))
     if optimizer is not None:
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
+        state = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
+        parallel.load_optimizer_state(model, optimizer, state)
     state = json.loads((path / "state.json").read_text())
     rng = load_file(str(path / "rng.safetensors"))
     if generator is not None:

@@ -103,8 +103,15 @@ def _add_train(subparsers) -> None:
                    help="data-parallel workers under Ray Train (TorchTrainer, DDP; gloo on CPU, NCCL on GPU), on a "
                         "local Ray or the cluster of --address/$RAY_ADDRESS (default: none, one process, no Ray)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray Train worker; 0 trains on CPU")
+    p.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
+                   help="how --workers share the model: ddp keeps a whole copy per worker; fsdp (FSDP2) shards "
+                        "weights, gradients, optimizer state and EMA per transformer block, for the large and xl "
+                        "presets; checkpoints hold whole tensors either way, so a run may switch on resume")
     p.add_argument("--address", help="Ray cluster address for --workers (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--device", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda when available, else cpu)")
+    p.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
+                   help="when stdout is not a terminal, seconds between 'train progress:' lines (steps done of "
+                        "total, samples/s, tokens/s, ETA); a terminal gets a live bar instead")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved config and clip count, train nothing (default: off)")
     p.set_defaults(func=run_train)
@@ -210,19 +217,32 @@ def run_train(args) -> int:
             print(f"{len(selection.clips)} captioned kept clip(s) in {', '.join(args.out)}; run dir {args.run}; "
                   f"{cfg.train.steps} steps of {cfg.data.batch_tokens} tokens")
             return 0
-        if args.workers:
-            from train.pipeline import run_train_workers
-
-            result = run_train_workers(args.out, args.run, cfg, args.workers, args.gpus_per_worker, args.address,
-                                       use_encodings=not args.no_encodings)
-        else:
-            from train.loop import train
-
-            result = train(args.out, args.run, cfg, device=args.device, use_encodings=not args.no_encodings)
+        if args.parallel != "ddp" and not args.workers:
+            raise ValueError(f"--parallel {args.parallel} needs --workers N (Ray Train sets up the process group "
+                             f"it shards over); add e.g. --workers 2")
+        result = _train_with_progress(args, cfg)
     except (ValueError, FileNotFoundError, EncoderError) as exc:
         return _fail("train", exc)
     print(f"trained steps {result.start_step} -> {result.step}; checkpoints in {Path(args.run) / 'checkpoints'}")
     return 0
+
+
+def _train_with_progress(args, cfg: RunConfig):
+    """Train in this process or on Ray Train workers, with live progress on stdout (train/progress.py)."""
+    from train.checkpoint import latest_step
+    from train.progress import StepProgress
+
+    with StepProgress(cfg.train.steps, latest_step(args.run), every_s=args.progress_every) as progress:
+        if args.workers:
+            from train.pipeline import run_train_workers
+
+            return run_train_workers(args.out, args.run, cfg, args.workers, args.gpus_per_worker, args.address,
+                                     use_encodings=not args.no_encodings, parallel=args.parallel,
+                                     progress=progress)
+        from train.loop import train
+
+        return train(args.out, args.run, cfg, device=args.device, use_encodings=not args.no_encodings,
+                     echo=progress.write, on_step=progress.update)
 
 
 def run_encode(args) -> int:

@@ -13,18 +13,19 @@ to decode), ``RUN_DIR/checkpoints/`` and a ``train`` entry in ``OUT/summary.json
 
 Data come from ``OUT/encodings/<key>`` when ``rushes encode`` wrote encodings with this run's settings
 (streamed, :mod:`train.stream`), else every clip is decoded and encoded once into ``RUN_DIR/cache``. With
-``world`` > 1 (``train/pipeline.py`` starts the workers on Ray Train) the model is wrapped in DDP and each
+``world`` > 1 (``train/pipeline.py`` starts the workers on Ray Train) the model is wrapped in DDP (or sharded
+with FSDP2, ``parallel="fsdp"``: train/parallel.py) and each
 worker trains its share of every step's ``packs_per_step`` packs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,11 +36,13 @@ import torch
 from manifests import store
 from media.versions import tool_versions
 from train import checkpoint, shards
+from train import parallel as dp
 from train.config import RunConfig
 from train.data import ClipSource, Example, Prepared, prepare, split_validation
 from train.encoders import TextEncoder, Vae
 from train.diffusion import training_loss
 from train.model import DiffusionTransformer, count_parameters
+from train.progress import record_line
 from train.packing import PackedBatch, PackLoader, collate, pack_first_fit
 from train.selection import record_selection, select_clips
 from train.throughput import Stopwatch, batch_flops, peak_flops
@@ -147,7 +150,7 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
     with the seconds of the forward passes (noise and loss included), the backward passes and the optimizer.
 
     The gradient is the mean over the step's ``packs_per_step`` packs of all workers, whatever their number:
-    each pack's loss is scaled by world / packs_per_step and DDP averages over the workers.
+    each pack's loss is scaled by world / packs_per_step and DDP (or FSDP) averages over the workers.
     """
     tc = cfg.train
     watch, seconds = Stopwatch(batches[0].x0.device), {"forward_s": 0.0, "backward_s": 0.0}
@@ -158,7 +161,7 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
     total = torch.zeros((), device=batches[0].x0.device)
     for i, (batch, gen) in enumerate(zip(batches, generators)):
         last = i == len(batches) - 1
-        with contextlib.nullcontext() if last or world == 1 else model.no_sync():  # one all-reduce per step
+        with dp.grad_sync(model, last or world == 1):  # one gradient reduction per step
             on_gpu = batch.x0.device.type == "cuda"
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):  # bf16 on GPU only; CPU fp32
                 loss, _ = training_loss(
@@ -174,8 +177,8 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip else float("inf"))
     optimizer.step()
     with torch.no_grad():  # one fused call over all tensors: a per-tensor loop costs more than a tiny model's step
-        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - tc.ema_decay)
-    stats = {"loss": total.item(), "grad_norm": float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
+        torch._foreach_lerp_(dp.local(ema.parameters()), dp.local(model.parameters()), 1.0 - tc.ema_decay)
+    stats = {"loss": total.item(), "grad_norm": dp.as_float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
     return {**stats, **seconds, "optimizer_s": watch.lap()}
 
 
@@ -204,7 +207,7 @@ def validation_loss(model, val_set, cfg: RunConfig, device) -> float:
 def _append_log(run_dir: Path, record: dict, echo: Callable[[str], None]) -> None:
     with open(run_dir / "log.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
-    echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+    echo(record_line(record))
 
 
 def _truncate_log(run_dir: Path, step: int) -> None:
@@ -215,9 +218,10 @@ def _truncate_log(run_dir: Path, step: int) -> None:
         path.write_text("".join(ln + "\n" for ln in keep))
 
 
-def write_config(run_dir: Path, cfg: RunConfig, workers: int = 1) -> None:
-    """``RUN_DIR/config.json``: the resolved config plus the workers and versions of the tools of this call."""
-    record = {**cfg.to_dict(), "workers": workers, "tool_versions": tool_versions(TOOLS)}
+def write_config(run_dir: Path, cfg: RunConfig, workers: int = 1, parallel: str = "ddp") -> None:
+    """``RUN_DIR/config.json``: the resolved config plus the workers, their parallelism (ddp or fsdp) and the
+    versions of the tools of this call."""
+    record = {**cfg.to_dict(), "workers": workers, "parallel": parallel, "tool_versions": tool_versions(TOOLS)}
     (run_dir / "config.json").write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
@@ -226,12 +230,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)  # noise, timesteps and caption dropout come from this stream
-
-
-def _distributed(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """DDP over the process group the launcher set up (Ray Train: gloo on CPU, NCCL on GPU)."""
-    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
 
 
 def _batches(packs: list[list[Example]], generators, data: TrainData, dc, device) -> list[PackedBatch]:
@@ -267,11 +265,14 @@ def _speed(counts: dict, stats: dict, data_s: float, world: int, peak: float | N
 
 def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = None,
           echo: Callable[[str], None] = print, use_encodings: bool = True, rank: int = 0,
-          world: int = 1) -> TrainResult:
+          world: int = 1, parallel: str = "ddp", on_step: Callable[[int, int, int], None] | None = None
+          ) -> TrainResult:
     """Train (or resume) a run from the manifests in ``out_dir`` (one OUT or a list); see the module docstring.
 
-    ``rank``/``world``: this worker among ``world`` DDP workers (``train/pipeline.py`` launches them on Ray
-    Train); worker 0 writes the config, logs and checkpoints.
+    ``rank``/``world``: this worker among ``world`` workers (``train/pipeline.py`` launches them on Ray Train),
+    data-parallel by ``parallel`` (``ddp``, or ``fsdp`` sharding the model: train/parallel.py); worker 0 writes
+    the config, logs and checkpoints. ``on_step(steps_done, clips, real_tokens)`` is called by worker 0 after
+    every step with this worker's counts (live progress: train/progress.py).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -279,6 +280,7 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     tc, dc = cfg.train, cfg.data
     lead = rank == 0
     _check_workers(dc.packs_per_step, world)
+    dp.check_parallel(parallel)
 
     # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
     data = load_train_data(out_dir, run_dir, cfg, device, use_encodings)
@@ -288,43 +290,78 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     # 2. Model, EMA and optimizer; the config is resolved against the data (channels, text width).
     cfg = replace(cfg, model=replace(cfg.model, in_channels=data.channels, text_dim=data.text_dim))
     if lead:
-        write_config(run_dir, cfg, world)
+        write_config(run_dir, cfg, world, parallel)
     generator = seed_everything(tc.seed)
-    net, ema, optimizer = _model_and_optimizer(cfg, device)
+    net, ema = _model_and_ema(cfg, device)
+    model = dp.wrap(net, ema, device, world, parallel)  # DDP, or net and ema sharded in place (FSDP)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
+                                  foreach=True)
 
     # 3. Resume: weights, EMA, optimizer, data position and every random stream.
     start = _resume(run_dir, net, ema, optimizer, generator, data, lead, echo)
-    model = _distributed(net, device) if world > 1 else net
     result = TrainResult(str(run_dir), start, start, num_clips=data.num_clips,
                          skipped=len(data.skipped), parameters=count_parameters(net))
     echo(f"training {result.parameters:,} parameters on {data.num_train} clips ({len(data.val_set)} validation, "
          f"{len(data.skipped)} skipped{', from ' + data.encodings if data.encodings else ''}) on {device} with "
-         f"{world} worker(s), steps {start} -> {tc.steps}")
+         f"{world} worker(s) ({parallel}), steps {start} -> {tc.steps}")
 
     # 4. The loop: each step takes the next packs_per_step packs of one global order; this worker trains its share.
-    peak = peak_flops(device)
+    run = _Run(run_dir, cfg, device, rank, world, parallel, data, model, net, ema, optimizer, generator, result,
+               echo if lead else None, on_step if lead else None)
     for step in range(start, tc.steps):
-        watch = Stopwatch(device)
-        packs = data.source.next_packs(dc.packs_per_step, rank, world)
-        generators = [pack_generator(tc.seed, step, rank + i * world) for i in range(len(packs))]
-        batches = _batches(packs, generators, data, dc, device)
-        data_s = watch.lap()
-        stats = train_step(model, ema, optimizer, batches, generators, cfg, step, world)
-        result.losses.append(stats["loss"])
-        result.step = step + 1
-        if (step + 1) % tc.log_every == 0 or step == start or step + 1 == tc.steps:
-            counts = _step_counts(packs, batches, world, cfg)  # every worker takes part in the sum
-            if lead:
-                _append_log(run_dir, {"step": step + 1, **stats, **counts, "workers": world,
-                                      **_speed(counts, stats, data_s, world, peak)}, echo)
-        if lead and data.val_set and ((step + 1) % tc.val_every == 0 or step + 1 == tc.steps):
-            _validate(run_dir, step + 1, net, ema, data.val_set, cfg, device, result, echo)
-        if lead and ((step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps):
-            checkpoint.save(run_dir, step + 1, net, ema, optimizer, generator, data.source.state_dict())
-
+        _run_step(run, step)
     if lead:
-        _record_summary(out_dir, run_dir, result, world, data.encodings)
+        _record_summary(out_dir, run_dir, result, world, parallel, data.encodings)
     return result
+
+
+@dataclass
+class _Run:
+    """What every step of :func:`train` uses; ``echo`` and ``on_step`` are None on workers other than 0."""
+
+    run_dir: Path
+    cfg: RunConfig
+    device: torch.device
+    rank: int
+    world: int
+    parallel: str
+    data: TrainData
+    model: torch.nn.Module  # what the loss calls: net itself, DDP over it, or net sharded (FSDP)
+    net: torch.nn.Module
+    ema: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    result: TrainResult
+    echo: Callable[[str], None] | None
+    on_step: Callable[[int, int, int], None] | None
+
+
+def _run_step(run: _Run, step: int) -> None:
+    """One step of :func:`train`: this worker's packs, the optimisation step, then log, validation and
+    checkpoint when due (collective ones on every worker: the counts' sum, and under FSDP the last two)."""
+    tc, dc, data, lead = run.cfg.train, run.cfg.data, run.data, run.rank == 0
+    watch, cpu = Stopwatch(run.device), time.process_time()
+    packs = data.source.next_packs(dc.packs_per_step, run.rank, run.world)
+    generators = [pack_generator(tc.seed, step, run.rank + i * run.world) for i in range(len(packs))]
+    batches = _batches(packs, generators, data, dc, run.device)
+    data_s = watch.lap()
+    stats = train_step(run.model, run.ema, run.optimizer, batches, generators, run.cfg, step, run.world)
+    stats["cpu_s"] = time.process_time() - cpu  # well below step_s: this worker waited (for a core or a peer)
+    run.result.losses.append(stats["loss"])
+    run.result.step = done = step + 1
+    if run.on_step is not None:
+        run.on_step(done, sum(len(p) for p in packs), sum(b.real_tokens for b in batches))
+    if done % tc.log_every == 0 or step == run.result.start_step or done == tc.steps:
+        counts = _step_counts(packs, batches, run.world, run.cfg)  # every worker takes part in the sum
+        if lead:
+            _append_log(run.run_dir, {"step": done, **stats, **counts, "workers": run.world, "parallel": run.parallel,
+                                      **_speed(counts, stats, data_s, run.world, peak_flops(run.device))}, run.echo)
+    sharded = run.parallel == "fsdp"  # validation and checkpoints are collective: every worker takes part
+    if (lead or sharded) and data.val_set and (done % tc.val_every == 0 or done == tc.steps):
+        _validate(run.run_dir, done, run.net, run.ema, data.val_set, run.cfg, run.device, run.result, run.echo)
+    if (lead or sharded) and (done % tc.checkpoint_every == 0 or done == tc.steps):
+        checkpoint.save(run.run_dir, done, run.net, run.ema, run.optimizer, run.generator, data.source.state_dict(),
+                        write=lead)
 
 
 def _record_data(run_dir: Path, data: TrainData) -> None:
@@ -334,31 +371,30 @@ def _record_data(run_dir: Path, data: TrainData) -> None:
         fh.writelines(json.dumps(s) + "\n" for s in data.skipped)
 
 
-def _model_and_optimizer(cfg: RunConfig, device: torch.device):
-    """The model (training mode), its EMA copy (frozen) and AdamW over the model's parameters."""
-    tc = cfg.train
+def _model_and_ema(cfg: RunConfig, device: torch.device):
+    """The model (training mode) and its EMA copy (frozen)."""
     net = build_model(cfg, device).train()
-    ema = copy.deepcopy(net).requires_grad_(False).eval()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
-                                  foreach=True)
-    return net, ema, optimizer
+    return net, copy.deepcopy(net).requires_grad_(False).eval()
 
 
 def _validate(run_dir: Path, step: int, net, ema, val_set, cfg: RunConfig, device, result: TrainResult,
-              echo: Callable[[str], None]) -> None:
-    """Validation loss of the weights and of the EMA at fixed timesteps, logged and kept in ``result``."""
+              echo: Callable[[str], None] | None) -> None:
+    """Validation loss of the weights and of the EMA at fixed timesteps, kept in ``result`` and logged unless
+    ``echo`` is None (an FSDP worker other than 0, which takes part in the sharded forward passes only)."""
     val = validation_loss(net, val_set, cfg, device)
     val_ema = validation_loss(ema, val_set, cfg, device)
     result.val_losses.append((step, val))
-    _append_log(run_dir, {"step": step, "val_loss": val, "val_loss_ema": val_ema}, echo)
+    if echo is not None:
+        _append_log(run_dir, {"step": step, "val_loss": val, "val_loss_ema": val_ema}, echo)
 
 
-def _record_summary(out_dir, run_dir: Path, result: TrainResult, world: int, encodings: str | None) -> None:
+def _record_summary(out_dir, run_dir: Path, result: TrainResult, world: int, parallel: str,
+                    encodings: str | None) -> None:
     """The ``train`` entry of each OUT's ``summary.json``."""
     for out in out_dirs(out_dir):
         store.update_summary(out, "train", {
             "run_dir": str(run_dir), "step": result.step, "clips": result.num_clips, "skipped": result.skipped,
-            "parameters": result.parameters, "workers": world, "encodings": encodings,
+            "parameters": result.parameters, "workers": world, "parallel": parallel, "encodings": encodings,
             "last_loss": result.losses[-1] if result.losses else None,
             "last_val_loss": result.val_losses[-1][1] if result.val_losses else None})
 

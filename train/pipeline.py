@@ -15,15 +15,18 @@ Usage::
 
 Training: :func:`run_train_workers` starts ``workers`` Ray Train workers (``TorchTrainer``: it sets up the
 process group, gloo on CPU and NCCL on GPU) that each run ``train.loop.train`` with their rank; the loop
-wraps the model in DDP and takes its share of every step's global pack list. Worker 0 writes the run
-directory, so on a cluster RUN_DIR (and OUT) must be on storage every node sees.
+wraps the model in DDP (or shards it with FSDP2, ``parallel="fsdp"``) and takes its share of every step's
+global pack list. Worker 0 writes the run directory, so on a cluster RUN_DIR (and OUT) must be on storage
+every node sees.
 """
 
 from __future__ import annotations
 
 import json
+import contextlib
 import logging
 import os
+import threading
 import tempfile
 import time
 import uuid
@@ -34,12 +37,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+import storage
 from cluster.ray_connect import connect
 from manifests import store
 from manifests.lock import writer_lock
 from train import shards
 from train.config import RunConfig
 from train.loop import TrainResult, out_dirs
+from train.parallel import check_parallel
+from train.progress import LogFollower, StepProgress
 from train.selection import run_name
 from train.encode import EncodeActor, EncodeConfig, EncodePlan, decode_batch, plan_encode, probe_encoders
 
@@ -56,7 +62,7 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
     inputs = shards.key_inputs(cfg.data, patch)
     folder = shards.key_dir(out, inputs)
     plan = plan_encode(out, cfg.data, folder, limit)
-    if dry_run or (plan.tasks.num_rows == 0 and (folder / "null_caption.parquet").exists()):
+    if dry_run or (plan.tasks.num_rows == 0 and storage.is_file(shards.null_caption_path(folder))):
         return {**_head(folder, plan), "dry_run": dry_run, "encoded": 0}
     with writer_lock(out, "rushes encode"):  # a second writer on this OUT is refused at once, naming this one
         return _encode_locked(out, cfg, enc, limit, address)
@@ -85,7 +91,7 @@ def _encode_locked(out, cfg: RunConfig, enc: EncodeConfig, limit: int | None, ad
 
 
 def _head(folder, plan: EncodePlan) -> dict:
-    return {"key": folder.name, "folder": str(folder), "selected": plan.selected, "skipped_done": plan.skipped_done,
+    return {"key": storage.name(folder), "folder": str(folder), "selected": plan.selected, "skipped_done": plan.skipped_done,
             "to_encode": plan.tasks.num_rows, "retrying_errors": plan.retrying_errors}
 
 
@@ -140,11 +146,10 @@ def _train_worker(config: dict) -> None:
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if config["torch_threads"]:
-        torch.set_num_threads(config["torch_threads"])
+    torch.set_num_threads(config["torch_threads"])
     result = train(config["out"], config["run_dir"], config["cfg"], device=get_device(),
                    echo=print if rank == 0 else (lambda s: None), use_encodings=config["use_encodings"],
-                   rank=rank, world=world)
+                   rank=rank, world=world, parallel=config["parallel"])
     with tempfile.TemporaryDirectory() as tmp:  # Ray Train keeps a result only with a checkpoint: a tiny one
         if rank == 0:
             (Path(tmp) / "result.json").write_text(json.dumps(vars(result)))
@@ -154,14 +159,19 @@ def _train_worker(config: dict) -> None:
 
 def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worker: float = 0.0,
                       address: str | None = None, use_encodings: bool = True,
-                      torch_threads: int | None = None) -> TrainResult:
-    """Train (or resume) ``run_dir`` with ``workers`` DDP workers on Ray Train; returns worker 0's result."""
+                      torch_threads: int | None = None, parallel: str = "ddp",
+                      progress: StepProgress | None = None) -> TrainResult:
+    """Train (or resume) ``run_dir`` with ``workers`` Ray Train workers, data-parallel by ``parallel`` (``ddp``
+    or ``fsdp``, train/parallel.py); returns worker 0's result. Each worker runs ``torch_threads`` intra-op
+    threads, by default one per CPU Ray reserves for it (1), so N workers on N cores never oversubscribe them. ``progress`` shows the lines worker 0 appends to
+    ``RUN_DIR/log.jsonl`` while the workers run (train/progress.py)."""
     from ray.train import RunConfig as RayRunConfig
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
 
     if workers < 1 or gpus_per_worker < 0:
         raise ValueError(f"--workers {workers} must be >= 1 and --gpus-per-worker {gpus_per_worker} >= 0")
+    check_parallel(parallel)
     run_dir = Path(run_dir).resolve()
     resources = {"CPU": 1.0, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
     session = connect(address)
@@ -169,14 +179,37 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
         trainer = TorchTrainer(
             _train_worker,
             train_loop_config={"out": [run_name(o) for o in out_dirs(out)], "run_dir": str(run_dir), "cfg": cfg,
-                               "use_encodings": use_encodings, "torch_threads": torch_threads},
+                               "use_encodings": use_encodings, "torch_threads": torch_threads or int(resources["CPU"]),
+                               "parallel": parallel},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                          resources_per_worker=resources),
             run_config=RayRunConfig(name="ray-train", storage_path=str(run_dir)))
-        result = trainer.fit()
+        with _following(run_dir / "log.jsonl", progress):
+            result = trainer.fit()
     finally:
         session.close()
     if result.error:
         raise result.error
     with result.checkpoint.as_directory() as folder:
         return TrainResult(**json.loads((Path(folder) / "result.json").read_text()))
+
+
+@contextlib.contextmanager
+def _following(log_path: Path, progress: StepProgress | None, every_s: float = 1.0):
+    """While the block runs, a driver thread shows the log lines worker 0 appends (one last read at the end)."""
+    if progress is None:
+        yield
+        return
+    follower, stop = LogFollower(log_path, progress), threading.Event()
+
+    def follow():
+        while not stop.wait(every_s):
+            follower.poll()
+    thread = threading.Thread(target=follow, name="rushes-train-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        follower.poll()

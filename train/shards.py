@@ -14,7 +14,9 @@ A tensor is stored as raw bytes plus its shape and dtype; with numpy alone::
 ``video`` is the clip as training consumes it: in pixel space the decoded frames (T, H, W, 3) uint8 at the
 planned size (training maps them to [-1, 1]); with a VAE the normalised latent (C, T', H', W') float32.
 ``text`` is the caption embedding (Lt, D) float32, valid tokens only. Files appear by an atomic rename of a
-temporary ``_``-prefixed file, so readers never see half a shard.
+temporary ``_``-prefixed file, so readers never see half a shard. OUT may be a folder or a bucket prefix
+(``s3://bucket/run``): every file goes through :mod:`storage` (on object storage a shard is written under a
+``_tmp-`` name and published by a server-side copy), so a folder here is a ``Path`` locally and a URI remotely.
 
 The key is a hash of :func:`key_inputs`: a run whose settings differ in any of them uses another folder, and
 :func:`find_encodings` names the setting that differs instead of reusing tensors made differently.
@@ -25,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+import storage
 from manifests import store
 from manifests.ids import make_id
 
@@ -113,16 +115,16 @@ def encoding_key(inputs: dict) -> str:
     return make_id("encodings", inputs, length=12)
 
 
-def encodings_root(out: str | os.PathLike) -> Path:
-    return Path(out) / "encodings"
+def encodings_root(out: str | os.PathLike) -> Path | str:
+    return storage.join(out, "encodings")
 
 
-def key_dir(out: str | os.PathLike, inputs: dict) -> Path:
-    return encodings_root(out) / encoding_key(inputs)
+def key_dir(out: str | os.PathLike, inputs: dict) -> Path | str:
+    return storage.join(encodings_root(out), encoding_key(inputs))
 
 
-def write_key(folder: Path, inputs: dict) -> None:
-    store.write_json_atomic(folder / "key.json", inputs)
+def write_key(folder: Path | str, inputs: dict) -> None:
+    store.write_json_atomic(storage.join(folder, "key.json"), inputs)
 
 
 def _differences(have: dict, want: dict) -> list[str]:
@@ -130,20 +132,22 @@ def _differences(have: dict, want: dict) -> list[str]:
             if have.get(k) != want.get(k)]
 
 
-def find_encodings(out: str | os.PathLike, inputs: dict) -> Path | None:
+def find_encodings(out: str | os.PathLike, inputs: dict) -> Path | str | None:
     """The encodings folder of OUT made with ``inputs``; None when OUT has no encodings at all.
 
     Raises :class:`EncodingMismatch` when encodings exist but none match, naming the settings that
     differ from the closest folder.
     """
     root = encodings_root(out)
-    folders = sorted(p for p in root.iterdir() if (p / "key.json").is_file()) if root.is_dir() else []
+    keys = [f for f in storage.list_files(root) if storage.name(f) == "key.json"]
+    folders = sorted(storage.parent(k) for k in keys if storage.name(storage.parent(storage.parent(k))) == "encodings")
     if not folders:
         return None
     want = encoding_key(inputs)
-    if any(p.name == want for p in folders):
-        return root / want
-    diffs = sorted((_differences(json.loads((p / "key.json").read_text()), inputs), p.name) for p in folders)
+    if any(storage.name(p) == want for p in folders):
+        return storage.join(root, want)
+    diffs = sorted((_differences(json.loads(storage.read_bytes(storage.join(p, "key.json"))), inputs),
+                    storage.name(p)) for p in folders)
     closest, name = min(diffs, key=lambda d: len(d[0]))
     raise EncodingMismatch(
         f"{root} holds encodings made with other settings; the closest ({name}) differs in: "
@@ -151,25 +155,38 @@ def find_encodings(out: str | os.PathLike, inputs: dict) -> Path | None:
         f"the old), train with the settings of the encodings, or pass --no-encodings to decode on the fly")
 
 
-def write_shard(folder: Path, rows: list[dict] | pa.Table, name: str) -> Path:
-    """Atomically write ``rows`` (SCHEMA) as ``folder/name.parquet``: a temporary file, then a rename."""
-    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=SCHEMA)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{name}.parquet"
-    tmp = folder / f"_tmp-{name}-{uuid.uuid4().hex[:8]}"
+def _write_table_atomic(table: pa.Table, final, **write_options) -> None:
+    """Write ``table`` to a ``_tmp-`` sibling of ``final`` and publish it (a rename; remotely a copy)."""
+    tmp = storage.temp_sibling(final)
     try:
-        pq.write_table(table.cast(SCHEMA), tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        with storage.open_output(tmp) as fh:
+            pq.write_table(table, fh, **write_options)
+        if not storage.is_remote(tmp):
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        storage.publish(tmp, final)
     finally:
-        tmp.unlink(missing_ok=True)
+        storage.delete(tmp)  # a stream closed by an exception may have stored what was written so far
+
+
+def write_shard(folder: Path | str, rows: list[dict] | pa.Table, name: str) -> Path | str:
+    """Atomically write ``rows`` (SCHEMA) as ``folder/name.parquet``: a temporary file, then published."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=SCHEMA)
+    final = storage.join(folder, f"{name}.parquet")
+    _write_table_atomic(table.cast(SCHEMA), final, row_group_size=ROW_GROUP_ROWS, compression="zstd")
     return final
 
 
-def shard_paths(folder: Path) -> list[Path]:
-    """Visible shards of an encodings folder, sorted by name."""
-    return sorted(p for p in folder.glob("part-*.parquet")) if folder.is_dir() else []
+def shard_paths(folder: Path | str) -> list:
+    """Visible shards of an encodings folder, sorted by name (``Path`` locally, URIs remotely)."""
+    names = [f for f in storage.list_files(folder, recursive=False)
+             if storage.name(f).startswith("part-") and storage.name(f).endswith(".parquet")]
+    return names if storage.is_remote(folder) else [Path(f) for f in names]
+
+
+def _read_table(path, columns: list[str] | None = None) -> pa.Table:
+    fs, inner = storage.resolve(path)
+    return pq.read_table(inner, filesystem=fs, columns=columns)
 
 
 def tensor_row(tensor: torch.Tensor, prefix: str) -> dict:
@@ -184,42 +201,47 @@ def row_tensor(row: dict, prefix: str) -> torch.Tensor:
     return torch.from_numpy(arr.copy())
 
 
-def write_null_caption(folder: Path, text: torch.Tensor) -> None:
+def null_caption_path(folder: Path | str) -> Path | str:
+    """Where the empty caption's embedding of an encodings folder is; written last by an encode run's start."""
+    return storage.join(folder, "null_caption.parquet")
+
+
+def write_null_caption(folder: Path | str, text: torch.Tensor) -> None:
     table = pa.Table.from_pylist([tensor_row(text, "text")], schema=pa.schema(
         [("text", pa.binary()), ("text_shape", pa.list_(pa.int32())), ("text_dtype", pa.string())]))
-    tmp = folder / f"_tmp-null-{uuid.uuid4().hex[:8]}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, folder / "null_caption.parquet")
+    _write_table_atomic(table, null_caption_path(folder))
 
 
-def read_null_caption(folder: Path) -> torch.Tensor:
-    path = folder / "null_caption.parquet"
-    if not path.exists():
+def read_null_caption(folder: Path | str) -> torch.Tensor:
+    path = null_caption_path(folder)
+    if not storage.is_file(path):
         raise FileNotFoundError(f"{path} is missing: the encode run that made {folder} did not finish; "
                                 f"rerun `rushes encode` (it resumes)")
-    return row_tensor(pq.read_table(path).to_pylist()[0], "text")
+    return row_tensor(_read_table(path).to_pylist()[0], "text")
 
 
-def read_status(folder: Path) -> dict[str, tuple[str, str, str | None]]:
+def read_status(folder: Path | str) -> dict[str, tuple[str, str, str | None]]:
     """clip_id -> (caption_hash, status, error_message), reading only those columns; an ok row wins."""
     out: dict[str, tuple[str, str, str | None]] = {}
     for path in shard_paths(folder):
-        t = pq.read_table(path, columns=["clip_id", "caption_hash", "status", "error_message"])
+        t = _read_table(path, columns=["clip_id", "caption_hash", "status", "error_message"])
         for cid, ch, st, err in zip(*(t.column(c).to_pylist() for c in t.column_names)):
             if cid not in out or st == "ok":
                 out[cid] = (ch, st, err)
     return out
 
 
-def iter_rows(path: Path, columns: list[str] | None = None, skip_rows: int = 0) -> Iterator[dict]:
-    """Rows of one shard, one row group in memory at a time, starting after ``skip_rows`` rows."""
-    f = pq.ParquetFile(path)
-    seen = 0
-    for g in range(f.num_row_groups):
-        n = f.metadata.row_group(g).num_rows
-        if seen + n <= skip_rows:
+def iter_rows(path: Path | str, columns: list[str] | None = None, skip_rows: int = 0) -> Iterator[dict]:
+    """Rows of one shard, one row group in memory at a time, starting after ``skip_rows`` rows (a shard in a
+    bucket is read by ranged requests: only the groups read are fetched)."""
+    with storage.open_input(path, seekable=True) as fh:
+        f = pq.ParquetFile(fh)
+        seen = 0
+        for g in range(f.num_row_groups):
+            n = f.metadata.row_group(g).num_rows
+            if seen + n <= skip_rows:
+                seen += n
+                continue
+            rows = f.read_row_group(g, columns=columns).to_pylist()
+            yield from rows[max(0, skip_rows - seen):]
             seen += n
-            continue
-        rows = f.read_row_group(g, columns=columns).to_pylist()
-        yield from rows[max(0, skip_rows - seen):]
-        seen += n

