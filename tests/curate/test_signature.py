@@ -223,3 +223,15 @@ def test_near_duplicate_rule_rejects_marked_clips_in_every_preset_but_none():
         marked = out["reject_reason"][1].as_py() or ""
         assert ("near_duplicate" in marked.split(";")) == (preset != "none"), preset
         assert "near_duplicate" not in (out["reject_reason"][0].as_py() or ""), preset
+
+
+def test_clips_of_an_earlier_run_stay_kept_when_a_better_copy_arrives():
+    from datetime import datetime, timedelta, timezone
+
+    a = signature_of(shot(11, 6.0))
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rows = _table([("old", "v1", a.tolist(), 640, 1.0), ("new-hd", "v2", a.tolist(), 1920, 500.0)])
+    rows = rows.set_column(rows.schema.get_field_index("created_at"), rows.schema.field("created_at"),
+                           pa.array([t0, t0 + timedelta(hours=1)], rows.schema.field("created_at").type))
+    assert find_duplicates(rows) == {"old": "new-hd"}  # one run: more pixels win
+    assert find_duplicates(rows, before=t0 + timedelta(minutes=1)) == {"new-hd": "old"}  # the kept clip stays
