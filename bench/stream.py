@@ -230,8 +230,13 @@ def main() -> None:
     ap.add_argument("--workers-tokens", default="1024,4096", help="tokens per pack of the workers rows")
     ap.add_argument("--workers-runs", default="0ddp,1ddp,2ddp,2fsdp",
                     help="workers rows: <workers><ddp|fsdp>, 0 = one process without Ray")
+    ap.add_argument("--ray-niceness", default="0",
+                    help="nice value of Ray's worker processes (Ray's own default is 15, which on a machine shared "
+                         "with other work starves the Ray Train workers against the one-process row)")
     args = ap.parse_args()
-    print(f"`python {' '.join(sys.argv)}` on {os.cpu_count()} cores, load average {_load()} (1/5/15 min)")
+    os.environ["RAY_worker_niceness"] = args.ray_niceness  # read by the raylet of the local Ray started below
+    print(f"`python {' '.join(sys.argv)}` on {os.cpu_count()} cores, load average {_load()} (1/5/15 min), "
+          f"Ray workers at nice {args.ray_niceness}")
     only = set(args.only.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         root = Path(tmp)

@@ -64,7 +64,7 @@ def throughput(out: Path, run: Path, cfg, steps: int, rounds: int) -> dict:
     import copy
 
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, foreach=True)  # as train/loop.py
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, fused=True)  # as train/loop.py
     gen = torch.Generator().manual_seed(0)
     dc = cfg.data
     full_s, model_s, fb_s, tokens = 0.0, 0.0, 0.0, 0

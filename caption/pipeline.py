@@ -29,8 +29,8 @@ import storage
 from caption.adapter import CaptionActor, Plan, decode_batch, plan_run
 from caption.captioner import Captioner, frame_spec, load_processor, resolve_model
 from caption.config import CaptionConfig
-from caption.progress import CaptionProgress
 from caption.prompts import get_prompt
+from cluster.progress import CountProgress
 from cluster.ray_connect import connect
 from manifests import store
 from manifests.lock import writer_lock
@@ -105,7 +105,7 @@ def _execute(out, cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str,
     session = connect(address)
     try:
         ds = _dataset(cfg, plan, resolved, prompt_version, spec, chash, captioner_cls, scratch)
-        with CaptionProgress(plan.tasks.num_rows) as progress:
+        with CountProgress(plan.tasks.num_rows, "clip", "caption", log) as progress:
             _write_stream(out, ds.iter_batches(batch_size=None, batch_format="pyarrow"), counts, progress)
         log.debug("ray data stats:\n%s", ds.stats())
     finally:
@@ -153,7 +153,7 @@ class _CaptionActorOnNode(CaptionActor):
         return table.append_column("nodes", pa.array([",".join(sorted(nodes))] * table.num_rows, pa.string()))
 
 
-def _write_stream(out, batches, counts: dict, progress: CaptionProgress) -> None:
+def _write_stream(out, batches, counts: dict, progress: CountProgress) -> None:
     run_tag = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     buffer: list[pa.Table] = []
     nodes: set[str] = set()

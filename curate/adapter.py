@@ -25,7 +25,7 @@ from pathlib import Path
 
 import storage
 
-from curate.chunks import check_chunks, chunked, merged_result, plan_chunks, warmup_s
+from curate.chunks import chunked, find_break, merged_result, plan_chunks, warmup_s
 from curate.decode import ChunkDecode, ChunkSpan, analyse_chunk, analyse_video
 from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
 from curate.probe import Probe, ProbeError, probe_video
@@ -477,19 +477,20 @@ class EncodePart:
     error: str | None = None
 
 
-def analyse_chunk_of(job: VideoJob, index: int, cfg, run: RunInfo) -> ChunkPart:
+def analyse_chunk_of(job: VideoJob, index: int, cfg, run: RunInfo, resume: dict | None = None) -> ChunkPart:
     """Decode chunk ``index`` of ``job`` with fresh consumers; never raises for a per-video problem (a
     chunk that cannot stand for its span says why in ``decode.problem``: the video is then redone whole).
 
     A remote input is copied to scratch by every chunk task that reads it (whole: ranged reads would save
-    the transfer; a cluster reading a bucket pays the object size once per chunk)."""
+    the transfer; a cluster reading a bucket pays the object size once per chunk). ``resume``: see
+    :func:`curate.decode.analyse_chunk`."""
     t0 = time.perf_counter()
     span = job.spans[index]
     try:
         with storage.local_copy(job.path, run.scratch) as copy:
             consumers = _consumers(job.probe, cfg, resumed=index > 0)
             decode = analyse_chunk(copy.path, list(consumers.values()), span, cfg.analysis_long_side_px,
-                                   cfg.decode_threads or 1)
+                                   cfg.decode_threads or 1, resume)
     except (VideoFailure, DecodeError, OSError) as exc:  # OSError: storage.ScratchError, a lost object
         return ChunkPart(ChunkDecode(span, problem=str(exc)), seconds=time.perf_counter() - t0)
     exports = {name: (type(c), c.export(span.start_s, span.end_s)) for name, c in consumers.items()}
@@ -499,10 +500,8 @@ def analyse_chunk_of(job: VideoJob, index: int, cfg, run: RunInfo) -> ChunkPart:
 def reconcile_video(job: VideoJob, parts: list[ChunkPart], out_dir, cfg, run: RunInfo) -> ClipPlan | None:
     """Join the chunks of ``job`` into its clip rows, exactly as one task would plan them, and split their
     encoding into groups; None when the chunks do not join exactly (logged: redo the video in one task)."""
-    parts = sorted(parts, key=lambda p: p.decode.span.index)
-    problem = check_chunks([p.decode for p in parts])
-    if problem:
-        log.warning("%s: analysing it in one task instead of %d chunks: %s", job.path, len(parts), problem)
+    parts = _joined(job, sorted(parts, key=lambda p: p.decode.span.index), cfg, run)
+    if parts is None:
         return None
     result = merged_result([p.decode for p in parts])
     merged = {name: cls.merged([p.exports[name][1] for p in parts], result.pts_s)
@@ -521,6 +520,21 @@ def reconcile_video(job: VideoJob, parts: list[ChunkPart], out_dir, cfg, run: Ru
         if not storage.is_remote(out_dir):
             _clear_media_temp(Path(out_dir), job.video_id)
     return ClipPlan(job, clip_rows, groups, row, stage_s)
+
+
+def _joined(job: VideoJob, parts: list[ChunkPart], cfg, run: RunInfo) -> list[ChunkPart] | None:
+    """``parts`` once they join exactly: a chunk whose detector state alone differs is decoded again with the
+    previous chunk's detector restored (sequential, so logged); None when they cannot join (logged)."""
+    repaired: set[int] = set()
+    while (found := find_break([p.decode for p in parts])) is not None:
+        k, prev = found.position, parts[found.position - 1].decode
+        if not found.consumers or k in repaired or any(i not in prev.snapshots for i in found.consumers):
+            log.warning("%s: analysing it in one task instead of %d chunks: %s", job.path, len(parts), found.reason)
+            return None
+        log.info("%s: %s; decoding chunk %d again from the previous chunk's detector", job.path, found.reason, k)
+        repaired.add(k)
+        parts[k] = analyse_chunk_of(job, k, cfg, run, {i: prev.snapshots[i] for i in found.consumers})
+    return parts
 
 
 def encode_groups(jobs: list[EncodeJob], n: int) -> list[list[EncodeJob]]:

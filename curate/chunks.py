@@ -4,13 +4,16 @@ A video longer than ``CurateConfig.chunk_s`` is cut into equal time chunks (:fun
 chunk's task seeks to its warm-up start (:func:`warmup_s` before its span: enough frames for the detector's
 rolling window, ``min_scene_len`` and the score samplers' memory), decodes to the first frame after its
 span, and keeps what it decided at its own frames (cuts by the frame whose processing emitted them,
-per-frame signals by PTS). :func:`check_chunks` then proves the join instead of trusting it:
+per-frame signals by PTS). :func:`find_break` then proves the join instead of trusting it:
 
 - the frames a chunk decoded before its span equal the previous chunk's last frames (PTS and a CRC of the
   analysis picture), so seeking reproduced the decode;
 - every consumer's state at the chunk's first frame equals the previous chunk's state at that same frame
   (:meth:`curate.split.SceneSplitter.state`, :meth:`curate.scores.FrameSignals.state`), so from there on
-  the chunk emits what one task fed every frame would.
+  the chunk emits what one task fed every frame would. When only the detector's state differs (e.g.
+  ContentDetector's MERGE filter left open by two close cuts, which no warm-up reproduces), that chunk is
+  decoded again with the previous chunk's detector restored at its first frame (:func:`find_break`): exact,
+  but sequential, so it costs one more chunk decode per such border.
 
 By induction from chunk 0 (which starts where one task starts) the joined cuts and signals are the
 one-task run's, and the clips, scores and ids planned from them are identical. When a check fails (a
@@ -31,6 +34,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from curate.decode import ChunkDecode, ChunkSpan, DecodeResult
 
@@ -69,26 +73,38 @@ def plan_chunks(duration_s: float, chunk_s: float, warm_s: float) -> list[ChunkS
     return spans
 
 
-def check_chunks(decodes: Sequence[ChunkDecode]) -> str | None:
-    """Why the chunks do not join into the one-task result (see module doc), or None when they do."""
-    for d in decodes:
+@dataclass(frozen=True)
+class Break:
+    """The first place where chunks do not join: ``position`` in the list, why, and (when only consumer
+    states differ) the positions of the consumers whose states differ."""
+
+    position: int
+    reason: str
+    consumers: tuple[int, ...] = ()
+
+
+def find_break(decodes: Sequence[ChunkDecode]) -> Break | None:
+    """The first :class:`Break` between the chunks (see module doc), or None when they join exactly."""
+    for k, d in enumerate(decodes):
         if d.problem:
-            return f"chunk {d.span.index} ({d.span.start_s:.3f} s): {d.problem}"
-    for a, b in zip(decodes[:-1], decodes[1:]):
+            return Break(k, f"chunk {d.span.index} ({d.span.start_s:.3f} s): {d.problem}")
+    for k, (a, b) in enumerate(zip(decodes[:-1], decodes[1:]), start=1):
         where = f"chunk {b.span.index} ({b.span.start_s:.3f} s)"
         if a.tail != b.head:
-            return f"{where}: its warm-up frames differ from the previous chunk's (the seek did not reproduce them)"
+            return Break(k, f"{where}: its warm-up frames differ from the previous chunk's (the seek did not "
+                            f"reproduce them)")
         if a.end is None or b.start is None or a.end[0] != b.start[0]:
-            return f"{where}: its first frame differs from where the previous chunk stopped"
-        if a.end[1] != b.start[1]:
-            return f"{where}: detector or sampler state did not converge within the warm-up"
+            return Break(k, f"{where}: its first frame differs from where the previous chunk stopped")
         if (a.rotation_deg, a.analysis_size) != (b.rotation_deg, b.analysis_size):
-            return f"{where}: rotation or frame size changes"
+            return Break(k, f"{where}: rotation or frame size changes")
+        if a.end[1] != b.start[1]:
+            differ = tuple(i for i, (x, y) in enumerate(zip(a.end[1], b.start[1])) if x != y)
+            return Break(k, f"{where}: detector or sampler state did not converge within the warm-up", differ)
     return None
 
 
 def merged_result(decodes: Sequence[ChunkDecode]) -> DecodeResult:
-    """The whole video's :class:`DecodeResult` from chunks that passed :func:`check_chunks`."""
+    """The whole video's :class:`DecodeResult` from chunks that :func:`find_break` found joined."""
     pts = array("d")
     for d in decodes:
         pts.extend(d.pts_s)

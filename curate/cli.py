@@ -302,7 +302,7 @@ def register_filter(subparsers) -> None:
 def filter_main(args) -> int:
     """Handler of ``rushes filter``: re-apply thresholds, print counts per reason; 2 on a bad run or value."""
     from curate.filter import FilterConfig, filter_run, format_counts
-    from manifests.lock import LockError, acquire
+    from manifests.lock import LockError, writer_lock
     from manifests.store import ManifestError
 
     names = {f.name for f in dataclasses.fields(FilterConfig)}
@@ -310,9 +310,9 @@ def filter_main(args) -> int:
     if "reject_camera_motion" in overrides and overrides["reject_camera_motion"].lower() in ("", "none"):
         overrides["reject_camera_motion"] = ()
     # A folder that is not there is no run: filter_run says so without the lock creating the folder.
-    writing = not args.dry_run and Path(args.out).is_dir()
+    writing = not args.dry_run and storage.is_dir(args.out)
     try:
-        with acquire(args.out, "rushes filter") if writing else contextlib.nullcontext():
+        with writer_lock(args.out, "rushes filter") if writing else contextlib.nullcontext():
             result = filter_run(args.out, preset=args.preset, overrides=overrides, dry_run=args.dry_run)
     except (LockError, ManifestError, ValueError) as exc:
         print(f"rushes filter: {exc}", file=sys.stderr)

@@ -94,6 +94,7 @@ class ChunkDecode:
     tail: list = field(default_factory=list)
     start: tuple | None = None
     end: tuple | None = None
+    snapshots: dict = field(default_factory=dict)  # consumer position -> its snapshot() at the end frame
     problem: str | None = None  # why this chunk cannot stand for its span (damage, a seek too late, ...)
 
 
@@ -176,11 +177,16 @@ def _damage_warning(path: str, reader: FrameReader) -> str | None:
 
 
 def analyse_chunk(path: str, consumers: Sequence, span: ChunkSpan, long_side_px: int = 256,
-                  threads: int = 1) -> ChunkDecode:
+                  threads: int = 1, resume: dict | None = None) -> ChunkDecode:
     """Decode one time chunk of ``path`` (see :class:`ChunkSpan`) and feed its frames to ``consumers``, each
     of which has ``state(next_pts_s) -> bytes``. Never raises for a damaged or short file: anything that
-    keeps the chunk from standing for its span is in ``problem`` (the caller then decodes the whole video)."""
+    keeps the chunk from standing for its span is in ``problem`` (the caller then decodes the whole video).
+
+    Consumers with ``snapshot()`` leave it in ``snapshots`` at the end frame; ``resume`` ({position: snapshot}
+    of the previous chunk) restores those consumers at the span's first frame instead of warming them up."""
+    resume = resume or {}
     out = ChunkDecode(span)
+    warm = [c for i, c in enumerate(consumers) if i not in resume]
     with FrameReader(path, threads, seek_s=span.warm_s - SEEK_MARGIN_S if span.index else None) as reader:
         size = analysis_size(*reader.coded_size, reader.sar, long_side_px)
         first_s, fed = None, array("d")
@@ -191,10 +197,13 @@ def analyse_chunk(path: str, consumers: Sequence, span: ChunkSpan, long_side_px:
                     continue
                 if span.end_s is not None and frame.pts_s >= span.end_s:
                     out.end = (frame.pts_s, [c.state(frame.pts_s) for c in consumers])
+                    out.snapshots = {i: c.snapshot() for i, c in enumerate(consumers) if hasattr(c, "snapshot")}
                     break
                 if out.start is None and frame.pts_s >= span.start_s:
+                    for i, blob in resume.items():
+                        consumers[i].restore(blob)
                     out.start = (frame.pts_s, [c.state(frame.pts_s) for c in consumers])
-                item = _feed(reader, frame, consumers, size)
+                item = _feed(reader, frame, consumers if out.start else warm, size)
                 fed.append(frame.pts_s)
                 in_tail = span.next_warm_s is not None and frame.pts_s >= span.next_warm_s
                 mark = (frame.pts_s, zlib.crc32(item.rgb)) if in_tail or frame.pts_s < span.start_s else None

@@ -61,7 +61,7 @@ from manifests import (
     update_summary,
     write_json_atomic,
 )
-from manifests.lock import acquire
+from manifests.lock import writer_lock
 from media.versions import tool_versions as media_tool_versions
 
 log = logging.getLogger(__name__)
@@ -133,17 +133,17 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
     in the temp dir, 20 GiB). Clips are searched for near-duplicates across all of OUT and the runs in
     ``dedup_against`` (read only; :mod:`curate.dedup`) before the final filter.
 
-    Holds OUT's writer lock for the whole run (local OUT): a second writer on the same OUT raises
+    Holds OUT's writer lock (a folder) or lease (a bucket) for the whole run: a second writer on the same OUT raises
     :class:`manifests.lock.LockError` at once, naming this one; so does an OUT that cannot be written.
     """
     # Ray workers (on other nodes too) must not resolve a local OUT against their own cwd.
     if storage.is_remote(out_dir):
         out = str(out_dir).rstrip("/")
         storage.makedirs(out)
-        # No lease object on object storage yet: one writer per bucket OUT is the user's to ensure.
-        return _run_locked(inputs, out, cfg, ray_cfg, limit, scratch, dedup_against)
-    out = Path(out_dir).resolve()
-    with acquire(out, "rushes curate"):
+    else:
+        out = Path(out_dir).resolve()
+    # A locked file in a folder, a renewed lease object in a bucket (manifests.lock.writer_lock).
+    with writer_lock(out, "rushes curate"):
         return _run_locked(inputs, out, cfg, ray_cfg, limit, scratch, dedup_against)
 
 
@@ -313,6 +313,9 @@ class _Driver:
         return state.left == 0
 
     def after_chunk(self, path: str, ref, value, node: str) -> None:
+        state = self.long[path]
+        log.info("%s: chunk %d analysed (%d of %d left)", path, value.decode.span.index, state.left - 1,
+                 len(state.refs) + state.left)
         if self.collected(path, ref, node):
             state = self.long[path]
             # Reconciling unblocks the video's encoding: it goes first.

@@ -18,12 +18,14 @@ with their size; about 100 bytes per frame):
   recent frame at least ``flow_min_gap_s`` older (the same time step at 25, 60 or 120 fps, and at
   least ~1 px of displacement for slow motion, where sub-pixel flow reads low), summarised into
   mean/p90 magnitude and a global similarity fit (:mod:`curate.motion`);
-- text, by ``text_method``: the classical text-line heuristic (:mod:`curate.text`, default) ``text_fps``
-  times a second on the analysis frame; or (``ocr``, the ``ocr`` preset; ``auto`` = ocr when the ``quality``
-  extra is installed, else the heuristic) PP-OCR text detection (:mod:`curate.ocr`) ``ocr_fps`` times a
-  second on a sharper copy of the sampled frame (``ocr_long_side`` px, built by the same decode pass, see
-  :mod:`curate.decode`): share of the frame covered by text boxes and their count. ``text_method`` is
-  recorded per clip. OCR is not the default because of its cost (``bench/text.py``: +208% CPU per clip).
+- text: the classical text-line heuristic (:mod:`curate.text`) ``text_fps`` times a second on the analysis
+  frame, always (~1 ms a sample); and, by ``text_method`` (``auto``, the default: when the ``quality`` extra
+  is installed; ``ocr``: required; ``heuristic``: never), PP-OCR text detection (:mod:`curate.ocr`) ``ocr_fps``
+  times a second on a sharper copy of the sampled frame (``ocr_long_side`` px, built by the same decode pass,
+  see :mod:`curate.decode`): share of the frame covered by text boxes and their count. A clip's text score
+  comes from its OCR samples; a clip with none (shorter than the OCR grid's step) falls back to its
+  heuristic samples. ``text_method`` records per clip which one produced the score. Cost and accuracy of
+  each in ``bench/text.py`` (README): OCR v4-mobile at 0.5/s adds ~40% CPU to the pass, recall 0.94 vs 0.57.
 
 A clip summarises the samples whose frames all lie inside [start_frame, end_frame): a flow pair or a
 frame difference that straddles a cut is never counted. Sampling flow at 8/s and text at 2/s keeps the
@@ -63,8 +65,8 @@ class ScoreConfig:
     flow_fps: float = 8.0  # flow pairs per second of video; 0 = every frame
     flow_min_gap_s: float = 1 / 15  # a flow pair spans at least this much time (sub-pixel flow is biased low)
     text_fps: float = 2.0  # heuristic text samples per second; 0 = every frame
-    text_method: str = "heuristic"  # heuristic (cheap); ocr (PP-OCR, the quality extra); auto (ocr if installed)
-    ocr_fps: float = 1.0  # OCR text samples per second; 0 = every frame
+    text_method: str = "auto"  # auto (PP-OCR when the quality extra is installed); ocr (required); heuristic
+    ocr_fps: float = 0.5  # OCR text samples per second; 0 = every frame
     ocr_long_side: int = 480  # px; long side of the sharper copy OCR reads (small corner text needs ~480)
     ocr_model: str = "v4-mobile"  # curate.ocr.MODELS: v4-mobile (~3x cheaper) or v6-small
     black_level: float = 0.10  # luma at or below (0..1) is a black pixel (ffmpeg blackdetect pix_th)
@@ -98,8 +100,8 @@ def default() -> ScoreConfig:
 
 
 def fast() -> ScoreConfig:
-    """Cheaper sampling for very large runs: flow 4/s, text 1/s, smaller work size."""
-    return ScoreConfig(work_long_side=192, flow_long_side=96, flow_fps=4.0, text_fps=1.0)
+    """Cheaper sampling for very large runs: flow 4/s, heuristic text 1/s (no OCR), smaller work size."""
+    return ScoreConfig(work_long_side=192, flow_long_side=96, flow_fps=4.0, text_fps=1.0, text_method="heuristic")
 
 
 def debug() -> ScoreConfig:
@@ -108,9 +110,9 @@ def debug() -> ScoreConfig:
 
 
 def ocr() -> ScoreConfig:
-    """The defaults with PP-OCR text detection (the ``quality`` extra): finds corner watermarks, caption boxes
-    and signs the heuristic misses (recall 0.94 against 0.57 in ``bench/text.py``) at ~3x the pass's CPU."""
-    return ScoreConfig(text_method="ocr")
+    """PP-OCR text detection required (an error without the ``quality`` extra) and sampled 1/s, twice the
+    default's rate: every clip of 1 s or more has an OCR sample."""
+    return ScoreConfig(text_method="ocr", ocr_fps=1.0)
 
 
 PRESETS = {"default": default, "fast": fast, "debug": debug, "ocr": ocr}
@@ -188,8 +190,8 @@ class SignalColumns:
     frames: dict[str, np.ndarray]
     flow: dict[str, np.ndarray]
     text: dict[str, np.ndarray]
+    ocr_text: dict[str, np.ndarray]
     text_method: str
-    has_boxes: bool
     config: ScoreConfig
 
 
@@ -205,16 +207,17 @@ class FrameSignals:
         self.config = config or ScoreConfig()
         self._frames = _Columns(*_FRAME_COLUMNS)
         self._flow = _Columns(*_FLOW_COLUMNS)
-        self._text = _Columns(*_TEXT_COLUMNS)
+        self._text = _Columns(*_TEXT_COLUMNS)  # heuristic samples (always taken: the fallback)
+        self._ocr_text = _Columns(*_TEXT_COLUMNS)  # OCR samples
         self._flow_est = FlowEstimator()
         self._text_det = TextDetector(self.config.text)
         self._ocr = _ocr_detector(self.config)
         self.text_method = self._ocr.method if self._ocr is not None else "heuristic"
-        self._has_boxes = self._ocr is not None
-        self._text_rate = self.config.ocr_fps if self._ocr is not None else self.config.text_fps
+        self._text_rate = self.config.text_fps
         self._recent: deque[tuple[int, float, np.ndarray]] = deque(maxlen=8)  # (index, pts, flow-size luma)
         self._flow_bucket = -math.inf  # time-grid slot of the last flow sample (see _bucket)
         self._text_bucket = -math.inf
+        self._ocr_bucket = -math.inf
         self._count = 0
 
     def add(self, frame: Frame) -> None:
@@ -240,25 +243,24 @@ class FrameSignals:
         if flow_ok and _due(frame.pts_s, cfg.flow_fps, self._flow_bucket) and self._measure_flow(
                 index, frame.pts_s, small):
             self._flow_bucket = _bucket(frame.pts_s, cfg.flow_fps)
+        if self.detail_side(frame.pts_s):  # no sharper copy came (frames fed by hand): read the analysis frame
+            self.add_detail(Frame(index, frame.pts_s, frame.rgb))
         if _due(frame.pts_s, self._text_rate, self._text_bucket):
-            if self._ocr is not None:  # no sharper copy came (frames fed by hand): read the analysis frame
-                self.add_detail(Frame(index, frame.pts_s, frame.rgb))
-            else:
-                self._text.append(index=index, pts=frame.pts_s, frac=self._text_det.area_frac(gray), boxes=math.nan)
-                self._text_bucket = _bucket(frame.pts_s, self._text_rate)
+            self._text.append(index=index, pts=frame.pts_s, frac=self._text_det.area_frac(gray), boxes=math.nan)
+            self._text_bucket = _bucket(frame.pts_s, self._text_rate)
         self._recent.append((index, frame.pts_s, small))
 
     def detail_side(self, pts_s: float) -> int:
         """Long side (px) of the sharper copy of this frame OCR wants (a text sample is due), else 0."""
-        due = self._ocr is not None and _due(pts_s, self._text_rate, self._text_bucket)
+        due = self._ocr is not None and _due(pts_s, self.config.ocr_fps, self._ocr_bucket)
         return self.config.ocr_long_side if due else 0
 
     def add_detail(self, frame: Frame) -> None:
         """OCR text sample of a sharper copy of the next frame (given just before its ``add``)."""
         frac, boxes = self._ocr.measure(frame.rgb)
         index = frame.index if frame.index is not None else self._count
-        self._text.append(index=index, pts=frame.pts_s, frac=frac, boxes=boxes)
-        self._text_bucket = _bucket(frame.pts_s, self._text_rate)
+        self._ocr_text.append(index=index, pts=frame.pts_s, frac=frac, boxes=boxes)
+        self._ocr_bucket = _bucket(frame.pts_s, self.config.ocr_fps)
 
     def _measure_flow(self, index: int, pts_s: float, small: np.ndarray) -> bool:
         """Flow against the newest recent frame at least ``flow_min_gap_s`` older; False when none is."""
@@ -292,15 +294,20 @@ class FrameSignals:
                 out["motion_p90"] = float(fl["p90"][sel].mean())
                 out["camera_motion"] = camera_label(fl["tx"][sel], fl["ty"][sel], fl["zoom"][sel], self.config.camera,
                                                     motion=fl["mean"][sel])
-        t = self._text.numpy()
-        if len(self._text):
+        out.update(self._text_scores(start_frame, end_frame))
+        return out
+
+    def _text_scores(self, start_frame: int, end_frame: int) -> dict:
+        """The clip's OCR text samples, or its heuristic ones when it has no OCR sample."""
+        for samples, method in ((self._ocr_text, self.text_method), (self._text, "heuristic")):
+            if not len(samples):
+                continue
+            t = samples.numpy()
             sel = (t["index"] >= start_frame) & (t["index"] < end_frame)
             if sel.any():
-                out["text_area_frac"] = float(t["frac"][sel].mean())
-                out["text_method"] = self.text_method
-                if self._has_boxes:
-                    out["text_boxes"] = float(t["boxes"][sel].mean())
-        return out
+                boxes = float(t["boxes"][sel].mean()) if samples is self._ocr_text else None
+                return {"text_area_frac": float(t["frac"][sel].mean()), "text_method": method, "text_boxes": boxes}
+        return {}
 
     def _quality_scores(self, f: dict[str, np.ndarray], lo: int, hi: int) -> dict:
         cfg = self.config
@@ -330,7 +337,7 @@ class FrameSignals:
             h.update(struct.pack("<d", pts))
             h.update(repr(small.shape).encode())
             h.update(small.tobytes())
-        h.update(repr((self._flow_bucket, self._text_bucket)).encode())
+        h.update(repr((self._flow_bucket, self._text_bucket, self._ocr_bucket)).encode())
         prev = self._text_det._prev_candidates
         h.update(b"-" if prev is None else repr(prev.shape).encode() + prev.tobytes())
         return h.digest()
@@ -344,7 +351,7 @@ class FrameSignals:
             return {name: values[sel] for name, values in data.items()}
 
         return SignalColumns(rows(self._frames, "pts"), rows(self._flow, "cur_pts"), rows(self._text, "pts"),
-                             self.text_method, self._has_boxes, self.config)
+                             rows(self._ocr_text, "pts"), self.text_method, self.config)
 
     @classmethod
     def merged(cls, parts: list[SignalColumns], pts_s) -> FrameSignals:
@@ -354,7 +361,6 @@ class FrameSignals:
         out = cls.__new__(cls)
         out.config = parts[0].config
         out.text_method = parts[0].text_method
-        out._has_boxes = parts[0].has_boxes
 
         def joined(kind: str, remap: dict[str, str]) -> _Columns:
             cols = {n: np.concatenate([getattr(p, kind)[n] for p in parts]) for n in getattr(parts[0], kind)}
@@ -365,4 +371,5 @@ class FrameSignals:
         out._frames = joined("frames", {"index": "pts"})
         out._flow = joined("flow", {"ref": "ref_pts", "cur": "cur_pts"})
         out._text = joined("text", {"index": "pts"})
+        out._ocr_text = joined("ocr_text", {"index": "pts"})
         return out

@@ -95,6 +95,14 @@ class SceneSplitter:
         """A digest of the detector's state before the frame at ``next_pts_s``; see :func:`detector_state`."""
         return detector_state(self.detector, FrameTimecode(float(next_pts_s), fps=self.fps))
 
+    def snapshot(self) -> bytes:
+        """The detector itself, pickled: :meth:`restore` in another chunk continues exactly from here."""
+        return pickle.dumps(self.detector, protocol=5)
+
+    def restore(self, blob: bytes) -> None:
+        """Continue from a :meth:`snapshot` taken before the frame this splitter gets next."""
+        self.detector = pickle.loads(blob)  # noqa: S301 - our own bytes, from a task of this run
+
     def export(self, start_s: float, end_s: float | None) -> list[float]:
         """Times of the cuts decided while processing frames with ``start_s <= pts < end_s`` (None: to
         the end, detection finished)."""

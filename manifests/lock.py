@@ -253,10 +253,12 @@ def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SE
     finally:
         renewer.stop.set()
         renewer.join()
-        if _read_lease(path).get("token") == owner["token"]:
+        current = _read_lease(path)
+        if current.get("token") == owner["token"]:
             storage.delete(path)
-    if renewer.lost is not None:
-        raise LockError(f"{out}: another writer ({describe(renewer.lost)}) took this job's lease while it ran "
+    lost = renewer.lost or (current if current.get("token") != owner["token"] else None)
+    if lost is not None:  # the renewer saw it, or it happened after its last look
+        raise LockError(f"{out}: another writer ({describe(lost)}) took this job's lease while it ran "
                         f"(it was not renewed for {lease_s:.0f} s); check the outputs and rerun one writer only")
 
 

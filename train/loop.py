@@ -294,8 +294,9 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     generator = seed_everything(tc.seed)
     net, ema = _model_and_ema(cfg, device)
     model = dp.wrap(net, ema, device, world, parallel)  # DDP, or net and ema sharded in place (FSDP)
+    # fused: one kernel over all tensors (on CPU ~4x faster than foreach for the tiny preset's 66 tensors)
     optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
-                                  foreach=True)
+                                  fused=True)
 
     # 3. Resume: weights, EMA, optimizer, data position and every random stream.
     start = _resume(run_dir, net, ema, optimizer, generator, data, lead, echo)

@@ -1,11 +1,16 @@
-"""Live progress of caption: a tqdm bar on a terminal, one log line every few seconds otherwise."""
+"""Live progress of caption (cluster.progress.CountProgress, as caption.pipeline makes it): a tqdm bar on a
+terminal, one log line every few seconds otherwise."""
 
 from __future__ import annotations
 
 import io
 import logging
 
-from caption.progress import CaptionProgress
+from functools import partial
+
+from cluster.progress import CountProgress
+
+CaptionProgress = partial(CountProgress, unit="clip", desc="caption", log=logging.getLogger("caption.pipeline"))
 
 
 class _Terminal(io.StringIO):
@@ -30,7 +35,7 @@ def test_terminal_gets_a_bar_with_counts_rate_and_failures():
 def test_without_a_terminal_one_line_every_few_seconds_and_at_the_end(caplog, monkeypatch):
     caplog.set_level(logging.INFO, logger="caption.pipeline")
     clock = [1000.0]
-    monkeypatch.setattr("caption.progress.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("cluster.progress.time.monotonic", lambda: clock[0])
     pipe = io.StringIO()  # not a TTY
     progress = CaptionProgress(total=10, every_s=5.0, stream=pipe)
     clock[0] += 2.0

@@ -77,12 +77,16 @@ def test_chunks_at_and_near_cuts_give_the_one_task_clips_exactly(long_video):
     assert all(any(r["signature"]) for r in one)  # near-duplicate signatures joined across chunks too
 
 
-def test_a_content_detector_merge_open_across_a_border_is_redone_in_one_task(long_video, caplog):
+def test_a_content_detector_merge_open_across_a_border_is_continued_from_the_previous_chunk(long_video, caplog):
     """ContentDetector's MERGE filter stays open from the close cuts at 297/301 until 449: a state no warm-up
-    reproduces. The check sees it, and the video goes to one task rather than getting approximate cuts."""
-    with caplog.at_level(logging.WARNING, logger="curate.adapter"):
-        _, plan = _chunked(long_video, _cfg("content"))
-    assert plan is None and "chunk 3 (45.000 s): detector or sampler state did not converge" in caplog.text
+    reproduces. The check sees it, and that chunk is decoded again from the previous chunk's detector: the clips
+    are still exactly the one-task clips."""
+    cfg = _cfg("content")
+    with caplog.at_level(logging.INFO, logger="curate.adapter"):
+        _, plan = _chunked(long_video, cfg)
+    assert "chunk 3 (45.000 s): detector or sampler state did not converge" in caplog.text
+    assert "decoding chunk 3 again from the previous chunk's detector" in caplog.text and plan is not None
+    _same(_one_task(long_video, cfg)[0], plan.clip_rows)
 
 
 def test_a_warm_up_too_short_for_the_detector_is_caught_not_approximated(long_video, caplog):
@@ -115,11 +119,15 @@ def test_a_chunk_that_cannot_read_its_span_sends_the_video_to_one_task(long_vide
     assert part.decode.problem and "gone.mp4" in part.decode.problem
 
 
-@pytest.mark.parametrize("name", ["mpy_chaplin.mp4", "psd_goldeneye-vfr-drop3.mp4", "psd_issue-134-rotate.mp4"])
-def test_real_footage_in_small_chunks_gives_the_one_task_clips(footage_dir, name):
-    """Real files (VFR with dropped frames, a rotation tag, film grain) in 4 s chunks: several per file."""
+@pytest.mark.parametrize("name, detector", [("mpy_chaplin.mp4", "adaptive"), ("psd_goldeneye-vfr-drop3.mp4", "adaptive"),
+                                            ("psd_issue-134-rotate.mp4", "adaptive"),
+                                            ("psd_issue-195-aspect-ratio.mp4", "content")])
+def test_real_footage_in_small_chunks_gives_the_one_task_clips(footage_dir, name, detector):
+    """Real files (VFR with dropped frames, a rotation tag, film grain, anamorphic pixels) in 4 s chunks: several
+    per file (ContentDetector on the last: borders where its MERGE filter is open continue from the previous
+    chunk's detector)."""
     path = str(footage_dir / name)
-    cfg = _cfg(chunk_s=4.0)
+    cfg = _cfg(detector, chunk_s=4.0)
     one, row = _one_task(path, cfg)
     job, plan = _chunked(path, cfg)
     assert len(job.spans) >= 3 and plan is not None

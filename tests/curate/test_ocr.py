@@ -99,3 +99,21 @@ def test_a_missing_model_file_names_the_package_to_install(monkeypatch):
 def test_both_shipped_models_load_from_their_wheels():
     for name, model in ocr.MODELS.items():
         assert ocr.model_path(name).name == model.file
+
+
+def test_a_clip_without_an_ocr_sample_takes_the_heuristic_and_says_so():
+    """OCR samples every 2 s by default (its cost); the heuristic samples 2/s always, so a clip between two OCR
+    samples still has a text score, recorded as the heuristic's rather than left null (null is a reject)."""
+    import numpy as np
+
+    from media.frames import Frame
+
+    signals = FrameSignals(ScoreConfig(text_method="ocr"))
+    assert signals.config.ocr_fps == 0.5
+    for i in range(50):  # 10 fps, 5 s: OCR samples at 0, 2 and 4 s
+        signals.add(Frame(i, i / 10, np.full((72, 128, 3), 90, np.uint8)))
+    between = signals.clip_scores(5, 15, 128, 72)  # 0.5-1.5 s
+    assert between["text_method"] == "heuristic" and between["text_boxes"] is None
+    assert between["text_area_frac"] is not None
+    covering = signals.clip_scores(15, 25, 128, 72)  # 1.5-2.5 s holds the 2 s sample
+    assert covering["text_method"] == ocr.METHOD and covering["text_boxes"] == 0

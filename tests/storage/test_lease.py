@@ -90,12 +90,43 @@ def test_two_writers_racing_for_a_free_out_one_wins(bucket):
     assert sorted(r[0] for r in results) == ["refused", "won"], results
 
 
-def test_a_writer_whose_lease_was_taken_ends_with_an_error(bucket):
+def _steal(out: str) -> None:
+    storage.write_bytes_atomic(f"{out}/.lock", json.dumps(
+        {"pid": 1, "host": "elsewhere", "command": "rushes encode", "token": "other", "renewed_at": time.time(),
+         "lease_s": 600}).encode())
+
+
+def test_a_writer_whose_lease_was_taken_ends_with_an_error(bucket, caplog):
     out = f"{bucket}/stolen"
     with pytest.raises(LockError, match="took this job's lease"):
         with lease(out, "rushes caption", lease_s=0.6, settle_s=0):
-            storage.write_bytes_atomic(f"{out}/.lock", json.dumps(
-                {"pid": 1, "host": "elsewhere", "command": "rushes encode", "token": "other",
-                 "renewed_at": time.time(), "lease_s": 600}).encode())
-            time.sleep(0.5)  # the renewer looks every 0.2 s
+            # The renewer (every 0.2 s) notices and stops renewing; a renewal that read the lease just before the
+            # steal rewrites it, so steal until the renewer has seen it.
+            deadline = time.monotonic() + 20
+            while not [r for r in caplog.records if "was taken by" in r.getMessage()] and time.monotonic() < deadline:
+                _steal(out)
+                time.sleep(0.3)
     assert _lease_doc(out)["token"] == "other", "the other writer's lease is left alone"
+
+
+def test_a_lease_taken_after_the_renewers_last_look_is_still_reported(bucket):
+    out = f"{bucket}/stolen late"
+    with pytest.raises(LockError, match=r"another writer \(pid 1 on host elsewhere"):
+        with lease(out, "rushes caption", lease_s=600, settle_s=0):  # no renewal during the block
+            _steal(out)
+    assert _lease_doc(out)["token"] == "other"
+
+
+@pytest.mark.parametrize("command", ["curate", "filter"])
+def test_curate_and_filter_on_a_bucket_out_held_by_another_writer_exit_2_naming_it(bucket, tmp_path, command):
+    from pathlib import Path
+
+    out = f"{bucket}/runs/held"
+    storage.write_bytes_atomic(f"{out}/config/curate.json", b"{}")  # a run folder exists (filter writes only then)
+    args = {"curate": ["curate", str(tmp_path), "--out", out], "filter": ["filter", out, "--preset", "strict"]}
+    with writer_lock(out, "rushes caption"):
+        res = subprocess.run([sys.executable, "-m", "rushes.cli", *args[command]], capture_output=True, text=True,
+                             timeout=300, cwd=Path(__file__).resolve().parents[2], check=False)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "being written by pid" in res.stderr and "(rushes caption)" in res.stderr
+    assert not storage.exists(f"{out}/filter.json") and not storage.exists(f"{out}/summary.json")

@@ -148,7 +148,7 @@ def test_caption_on_a_bucket_run_equals_the_local_run(env, captioned):
     _no_secret_no_temp_no_lease(env["bucket"])
 
 
-def test_caption_killed_on_a_bucket_then_rerun_completes(env):
+def test_caption_killed_on_a_bucket_then_rerun_completes(env, captioned):  # compared with the local captions
     run = env["bucket_run"]("killed run")
     killed = rushes(*_caption_args(run, env), script=KILL_BEFORE_PUBLISH)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
@@ -161,6 +161,8 @@ def test_caption_killed_on_a_bucket_then_rerun_completes(env):
     assert _captions(run) == _captions(env["local"])
     assert manifests.read_summary(run)["caption"]["skipped_done"] == 2  # only the missing clips were captioned
     assert not [u for u in storage.list_files(run) if storage.TEMP_PREFIX in u or u.endswith("/.lock")]
+    # Copies the killed processes held in scratch were reclaimed by the rerun's reservations.
+    assert not [p for p in (env["tmp"] / "scratch").iterdir() if p.name.startswith(("rushes-", ".rushes-"))]
 
 
 def test_a_second_writer_on_a_bucket_run_is_refused_at_once(env, captioned):
