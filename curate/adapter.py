@@ -30,6 +30,7 @@ from curate.decode import ChunkDecode, ChunkSpan, analyse_chunk, analyse_video
 from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
 from curate.probe import Probe, ProbeError, probe_video
 from curate.shots import ShotModelError, resolve_device
+from curate.signature import FrameSignature
 from curate.split import DETECTOR_NAMES, ClipSpan, detector_params, make_splitter, plan_clips
 from manifests import (ManifestError, conform, content_hash, content_hasher, delete_part, make_id, now_utc,
                        part_location, read_part, write_part)
@@ -206,8 +207,8 @@ def _analyse(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: dict
     if chunked(cfg, probe.duration_s):
         row["_probe"] = probe
         return plan_chunks(probe.duration_s, cfg.chunk_s, warmup_s(cfg, _nominal_fps(probe)))
-    spans, signals = _detect(path, probe, cfg, outcome, row)
-    clip_rows = _clip_rows(outcome.video_id, spans, signals, probe, cfg, run)
+    spans, signals, signature = _detect(path, probe, cfg, outcome, row)
+    clip_rows = _clip_rows(outcome.video_id, spans, signals, probe, cfg, run, signature)
     if cfg.encode.enabled:
         # A bucket has no local folder to encode into: encode into a staging folder, then upload.
         local_out = stack.enter_context(storage.staging_dir(run.scratch)) if storage.is_remote(out) else out
@@ -256,7 +257,8 @@ def _nominal_fps(probe: Probe) -> float:
 
 
 def _consumers(probe: Probe, cfg, resumed: bool = False) -> dict:
-    """The decode pass's frame consumers by name: ``cuts`` (the splitter) and, with scores, ``signals``.
+    """The decode pass's frame consumers by name: ``cuts`` (the splitter), ``signature`` (near-duplicate
+    search) and, with scores, ``signals``.
 
     A consumer that must survive time chunks (:mod:`curate.chunks`) has ``state(next_pts_s)``,
     ``export(start_s, end_s)`` and a ``merged(parts, pts_s)`` class method; ``resumed``: not the first chunk.
@@ -266,6 +268,7 @@ def _consumers(probe: Probe, cfg, resumed: bool = False) -> dict:
                                            if cfg.detector.uses_transnet else "cpu", resumed)}
     except ShotModelError as exc:  # e.g. a worker node without the quality extra
         raise VideoFailure("detect", str(exc)) from exc
+    consumers["signature"] = FrameSignature()  # for the near-duplicate search at the end of the run
     score_cfg = cfg.score_config()
     if score_cfg is not None:
         from curate.ocr import OcrUnavailable
@@ -286,7 +289,7 @@ def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
                         threads)
     except DecodeError as exc:
         raise VideoFailure("decode", str(exc)) from exc
-    return _plan(path, probe, result, consumers["cuts"], cfg, row), consumers.get("signals")
+    return _plan(path, probe, result, consumers["cuts"], cfg, row), consumers.get("signals"), consumers["signature"]
 
 
 def _plan(path: str, probe: Probe, result, splitter, cfg, row: dict) -> list[ClipSpan]:
@@ -316,7 +319,8 @@ def _short_warning(path: str, probe: Probe, result) -> str | None:
     return None
 
 
-def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg, run: RunInfo) -> list[dict]:
+def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg, run: RunInfo,
+               signature: FrameSignature | None = None) -> list[dict]:
     params = detector_params(cfg)
     if cfg.encode.enabled:
         width, height = output_size(probe.width_px, probe.height_px, cfg.encode.max_short_side_px)
@@ -338,6 +342,8 @@ def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg,
         }
         if signals is not None:
             row.update(signals.clip_scores(s.start_frame, s.end_frame, width, height))
+        if signature is not None:  # compared by the near-duplicate search at the end of the run (curate.dedup)
+            row["signature"] = signature.clip_signature(s.start_frame, s.end_frame)
         rows.append(row)
     return rows
 
@@ -505,7 +511,7 @@ def reconcile_video(job: VideoJob, parts: list[ChunkPart], out_dir, cfg, run: Ru
         spans = _plan(job.path, job.probe, result, merged["cuts"], cfg, row)
     except VideoFailure:
         return None  # the one-task run records the failure with its own message
-    clip_rows = _clip_rows(job.video_id, spans, merged.get("signals"), job.probe, cfg, run)
+    clip_rows = _clip_rows(job.video_id, spans, merged.get("signals"), job.probe, cfg, run, merged.get("signature"))
     stage_s = dict(job.stage_s, decode=sum(p.seconds for p in parts))
     groups: list[list[EncodeJob]] = []
     if cfg.encode.enabled:

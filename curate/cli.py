@@ -6,6 +6,7 @@ Examples::
     rushes curate 'footage/**/*.mov' list.txt --out runs/a --dry-run
     rushes curate footage/ --out runs/a --no-encode --detector content
     RAY_ADDRESS=auto rushes curate s3://bucket/lists/day1.txt --out s3://bucket/runs/a --scratch /mnt/scratch
+    rushes curate new/ --out runs/b --dedup-against runs/a      # near-duplicates of runs/a's clips rejected
     rushes filter runs/a --preset strict --min-motion 0.02       # re-decide keep, no video decoded
 """
 
@@ -64,6 +65,11 @@ def register_curate(subparsers) -> None:
     p.add_argument("--scratch", default=None, metavar="DIR",
                    help="local folder for copies of remote inputs and clips staged for upload, removed after each "
                         "video (default: rushes-scratch in the temp folder)")
+    p.add_argument("--dedup-against", action="append", default=None, metavar="OTHER_OUT",
+                   help="also search the clips of this earlier run (a folder or s3://bucket/prefix, read only, "
+                        "never written) for near-duplicates: a clip of OUT that repeats one of its clips gets "
+                        "duplicate_of and the near_duplicate reject; repeatable. OUT itself is always searched "
+                        "(default: none)")
     p.add_argument("--scratch-max-gb", type=float, default=20.0,
                    help="cap on the remote-input copies held at once in --scratch by all tasks of this machine; "
                         "a larger object is recorded as an error")
@@ -228,10 +234,12 @@ def main(args) -> int:
         return 0
     from curate.pipeline import run_curate
     from manifests.lock import LockError
+    from manifests.store import ManifestError
 
     try:
-        summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit, scratch=scratch)
-    except LockError as exc:
+        summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit, scratch=scratch,
+                             dedup_against=args.dedup_against or ())
+    except (LockError, ManifestError) as exc:
         print(f"rushes curate: {exc}", file=sys.stderr)
         return 2
     v, c = summary["videos"], summary["clips"]
@@ -281,7 +289,7 @@ def register_filter(subparsers) -> None:
         value = getattr(base, f.name)
         if f.name == "reject_camera_motion":
             kind, shown = str, ",".join(value) or "none"
-        elif f.name == "reject_missing":
+        elif f.name in ("reject_missing", "reject_near_duplicate"):
             kind, shown = _bool, value
         else:
             kind = _optional(int if f.name.endswith("_px") else float)

@@ -28,13 +28,17 @@ low_contrast        contrast_std < min                                      min_
 grey                colourfulness < min                                     min_colourfulness
 text>X              text_area_frac > X (burned-in text)                     max_text_area
 camera=LABEL        camera_motion is one of the listed labels               reject_camera_motion
+near_duplicate      duplicate_of is set: the same shot (re-encoded,         reject_near_duplicate
+                    rescaled, cropped, trimmed) is kept as another clip     (on in every preset but
+                    of this run or of a --dedup-against run                 none)
 missing_scores      a score an active rule needs is null (scoring failed)   reject_missing
 ==================  ======================================================  ========================
 
 Null scores are never silently passed: with ``reject_missing`` (default) the clip is rejected as
 ``missing_scores``; with ``reject_missing=False`` the rules that need the missing score are not judged.
 Reasons written by other steps that are not filter rules (e.g. an encode failure) are kept as they are,
-so re-filtering cannot resurrect such a clip. ``too_short`` is judged with each clip's own
+so re-filtering cannot resurrect such a clip. ``duplicate_of`` is found by the near-duplicate search at the
+end of ``rushes curate`` (:mod:`curate.dedup`); ``rushes filter`` re-applies the rule to it, it does not search again. ``too_short`` is judged with each clip's own
 ``min_clip_s`` and a ``too_short`` set by the split always stays (the split does not encode those
 clips), unless ``min_duration_s`` is set explicitly: then only that value decides.
 """
@@ -57,11 +61,13 @@ import manifests
 import storage
 from manifests.store import ManifestError
 
+# Fields that are on/off switches rather than thresholds.
+_SWITCHES = ("reject_camera_motion", "reject_near_duplicate", "reject_missing")
 CAMERA_LABELS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out", "shaky", "complex")
 
 # Reasons this module owns (recomputed on every run); anything else in reject_reason is preserved.
 _OWNED = re.compile(r"^(too_short|too_long|small|aspect|dark|bright|flat|blurry|low_contrast|grey|missing_scores"
-                    r"|motion[<>].*|text>.*|camera=.*)$")
+                    r"|near_duplicate|motion[<>].*|text>.*|camera=.*)$")
 
 
 def _h(text: str, **kw) -> dict:
@@ -98,19 +104,25 @@ class FilterConfig:
         "reject when burned-in text covers more than this share of the frame on average"))
     reject_camera_motion: tuple[str, ...] = field(default=(), metadata=_h(
         "comma-separated camera_motion labels to reject, e.g. shaky,complex"))
+    reject_near_duplicate: bool | None = field(default=True, metadata=_h(
+        "reject clips whose duplicate_of is set (near-duplicates of a clip kept elsewhere in the run or in a "
+        "--dedup-against run)"))
     reject_missing: bool = field(default=True, metadata=_h(
         "reject clips with a null score an active rule needs (true), or skip those rules (false)"))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("reject_camera_motion", "reject_missing") or value is None:
+            if f.name in _SWITCHES or value is None:
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
                 raise ValueError(f"filter {f.name}={value!r}: give a finite number >= 0, or none to switch the "
                                  f"rule off")
         if self.min_aspect is not None and self.max_aspect is not None and self.min_aspect > self.max_aspect:
             raise ValueError(f"filter min_aspect={self.min_aspect} > max_aspect={self.max_aspect}: swap them")
+        if not isinstance(self.reject_near_duplicate, (bool, type(None))):
+            raise ValueError(f"filter reject_near_duplicate={self.reject_near_duplicate!r}: give true or false")
+        object.__setattr__(self, "reject_near_duplicate", bool(self.reject_near_duplicate))  # none(): None = off
         if isinstance(self.reject_camera_motion, str):
             object.__setattr__(self, "reject_camera_motion", tuple(
                 s.strip() for s in self.reject_camera_motion.split(",") if s.strip()))
@@ -145,7 +157,8 @@ def permissive() -> FilterConfig:
 
 
 def none() -> FilterConfig:
-    """No score rules; the split's too_short rule still holds (pass min_duration_s=0 to drop it too)."""
+    """No score rules and no near_duplicate rule; the split's too_short rule still holds (pass min_duration_s=0
+    to drop it too)."""
     return FilterConfig(**{f.name: None for f in dataclasses.fields(FilterConfig)
                            if f.name not in ("reject_camera_motion", "reject_missing", "min_duration_s")})
 
@@ -225,6 +238,8 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
         out.append((f"text>{cfg.max_text_area:g}", above("text_area_frac", cfg.max_text_area), True))
     for label in cfg.reject_camera_motion:
         out.append((f"camera={label}", pc.equal(t["camera_motion"], label), True))
+    if cfg.reject_near_duplicate:
+        out.append(("near_duplicate", pc.is_valid(t["duplicate_of"]), False))
     return out
 
 

@@ -27,6 +27,7 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +51,7 @@ from curate.adapter import (
     record_crash,
     record_duplicate,
 )
+from curate.dedup import check_against, dedup_run
 from curate.inputs import collect_inputs
 from curate.progress import RunProgress
 from manifests import (
@@ -125,10 +127,11 @@ def _size(path: str) -> int:
 
 
 def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limit: int | None = None,
-               scratch: storage.Scratch | None = None) -> dict:
+               scratch: storage.Scratch | None = None, dedup_against: Sequence = ()) -> dict:
     """Curate ``inputs`` into ``out_dir`` (a folder or ``s3://bucket/prefix``); returns the ``curate`` entry
     written to ``summary.json``. ``scratch`` bounds the local copies of remote inputs (default: a folder
-    in the temp dir, 20 GiB).
+    in the temp dir, 20 GiB). Clips are searched for near-duplicates across all of OUT and the runs in
+    ``dedup_against`` (read only; :mod:`curate.dedup`) before the final filter.
 
     Holds OUT's writer lock (a folder) or lease (a bucket) for the whole run: a second writer on the same OUT raises
     :class:`manifests.lock.LockError` at once, naming this one; so does an OUT that cannot be written.
@@ -141,11 +144,12 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
         out = Path(out_dir).resolve()
     # A locked file in a folder, a renewed lease object in a bucket (manifests.lock.writer_lock).
     with writer_lock(out, "rushes curate"):
-        return _run_locked(inputs, out, cfg, ray_cfg, limit, scratch)
+        return _run_locked(inputs, out, cfg, ray_cfg, limit, scratch, dedup_against)
 
 
-def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch) -> dict:
+def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch, dedup_against=()) -> dict:
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    check_against(dedup_against, out)  # before any work: a wrong --dedup-against fails at once
     found = collect_inputs(inputs, limit, exclude_dir=out)
     paths = found.paths
     cfg_hash = config_hash(cfg.hashed_dict())
@@ -169,11 +173,22 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
         outcomes.append(outcome_dict(outcome))
     from curate.filter import filter_run
 
+    near = _dedup(out, cfg, dedup_against, started)
     # Cuts-only runs have no scores to judge: do not reject clips for missing them.
     filter_run(out, preset=cfg.filter_preset, overrides=filter_overrides(cfg))
     summary = build_summary(out, outcomes, started, time.perf_counter() - t0, skipped, found.skipped_counts())
+    summary["near_duplicates"] = near
     update_summary(out, "curate", summary)
     return summary
+
+
+def _dedup(out, cfg, against: Sequence, started: datetime) -> dict:
+    """Near-duplicate search over OUT and ``against`` (clips of earlier runs win over this run's); rewritten
+    parts go through the run's filter at once."""
+    from curate.filter import apply_filter, resolve_config
+
+    fcfg = resolve_config(cfg.filter_preset, filter_overrides(cfg))
+    return dedup_run(out, against, refilter=lambda t: apply_filter(t, fcfg, preset=cfg.filter_preset), before=started)
 
 
 def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 KINDS = ("videos", "clips", "captions")
 
-SCHEMA_VERSIONS = {"videos": 2, "clips": 2, "captions": 1}
+SCHEMA_VERSIONS = {"videos": 2, "clips": 3, "captions": 1}
 
 
 def _f(name: str, typ: pa.DataType, description: str, unit: str = "", nullable: bool = True) -> pa.Field:
@@ -111,6 +111,13 @@ CLIPS = pa.schema(
         _f("detector", pa.string(), "scene detector name, e.g. AdaptiveDetector"),
         _f("detector_params", pa.string(), "JSON of the detector parameters and clip rules used"),
         *CLIP_SCORES,
+        _f("signature", pa.list_(pa.uint64()), "perceptual signature for near-duplicate search: one 64-bit DCT "
+           "hash (pHash) of the luma per 0.5 s of PTS (the first frame of each 0.5 s bucket of the video's time "
+           "grid), from the clip's first sampled bucket to its last; 0 = no hash (a flat, black or faded-out frame, "
+           "or no frame in the bucket), never matched (curate/signature.py)"),
+        _f("duplicate_of", pa.string(), "clip_id of the clip kept in its place when this clip is a near-duplicate "
+           "(same shot re-encoded, rescaled, cropped or trimmed) of a clip in this run or in a --dedup-against "
+           "run; null when it is not (curate/dedup.py); the near_duplicate filter rule rejects it"),
         _f("keep", pa.bool_(), "true when the clip passes every rule", nullable=False),
         _f("reject_reason", pa.string(), "';'-joined failed rules (e.g. 'too_short;dark'); null when kept"),
         _f("filter_preset", pa.string(), "name of the filter preset applied last"),

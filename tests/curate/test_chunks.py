@@ -43,8 +43,8 @@ def _cfg(detector: str = "adaptive", **changes):
 def _one_task(path: str, cfg) -> tuple[list[dict], dict]:
     probe = probe_video(path)
     row: dict = {}
-    spans, signals = A._detect(path, probe, cfg, A.VideoOutcome(path, "vid", "ok"), row)
-    return A._clip_rows("vid", spans, signals, probe, cfg, RUN), row
+    spans, signals, signature = A._detect(path, probe, cfg, A.VideoOutcome(path, "vid", "ok"), row)
+    return A._clip_rows("vid", spans, signals, probe, cfg, RUN, signature), row
 
 
 def _chunked(path: str, cfg, warm_s: float | None = None):
@@ -74,6 +74,7 @@ def test_chunks_at_and_near_cuts_give_the_one_task_clips_exactly(long_video):
     # The cuts at and near the borders were found (trimmed by one frame), 301 suppressed by min_scene_len.
     assert {r["start_frame"] for r in one} == {0, 81, 151, 298, 450, 521}
     assert any(r["motion_mean"] is not None for r in one) and all(r["sharpness"] is not None for r in one)
+    assert all(any(r["signature"]) for r in one)  # near-duplicate signatures joined across chunks too
 
 
 def test_a_content_detector_merge_open_across_a_border_is_continued_from_the_previous_chunk(long_video, caplog):
