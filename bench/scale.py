@@ -168,6 +168,8 @@ def main() -> None:
     ap.add_argument("--size", default="640x360", help="frame size of the synthetic video")
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--skip-peak", action="store_true", help="do not measure the peak RSS (two more passes)")
+    ap.add_argument("--skip-one-task", action="store_true",
+                    help="do not run the 2-node --chunk-s 0 comparison (one more full pass)")
     args = ap.parse_args()
     load0 = os.getloadavg()
     size = tuple(int(x) for x in args.size.split("x"))
@@ -179,7 +181,8 @@ def main() -> None:
         runs = {"1 node, chunked": curate(nodes, video, work / "one", args.chunk_s)}
         nodes.add()
         runs["2 nodes, chunked"] = curate(nodes, video, work / "two", args.chunk_s)
-        runs["2 nodes, one task per video (--chunk-s 0)"] = curate(nodes, video, work / "two-whole", 0)
+        if not args.skip_one_task:
+            runs["2 nodes, one task per video (--chunk-s 0)"] = curate(nodes, video, work / "two-whole", 0)
     finally:
         nodes.stop()
     report(args, video, runs, load0, None if args.skip_peak else (peak_mb(video, args.chunk_s, "chunk"),
