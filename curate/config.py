@@ -98,7 +98,7 @@ class EncodeConfig:
     preset: str = "veryfast"  # x264 preset; PySceneDetect's split-video uses veryfast
     crf: int = 22  # x264 constant rate factor; PySceneDetect's split-video uses 22
     max_short_side_px: int = 720  # cap on the short side of encoded clips; 0 keeps the source size
-    threads: int = 0  # x264 threads; 0 lets ffmpeg choose
+    threads: int = 0  # x264 threads; 0 = as many as CPUs given to the task (rushes curate)
     timeout_s: float = 3600.0  # ffmpeg wall-clock limit per source video
 
     def __post_init__(self) -> None:

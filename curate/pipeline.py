@@ -198,6 +198,11 @@ def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
             # Decoder threads follow the CPUs reserved per task: one more thread per task (measured)
             # overlaps decoding with the analysis alone but loses 5-10% when every core runs a task.
             cfg = dataclasses.replace(cfg, decode_threads=max(1, round(ray_cfg.num_cpus_per_task)))
+        if not cfg.encode.threads:
+            # x264 left to itself takes every core of the node, whatever the task reserved: parallelism comes from
+            # tasks (videos, chunks, encode groups), so each encode stays within its task's CPUs.
+            cfg = dataclasses.replace(cfg, encode=dataclasses.replace(
+                cfg.encode, threads=max(1, round(ray_cfg.num_cpus_per_task))))
         return _Driver(out, cfg, ray_cfg, run).run(todo)
     finally:
         session.close()
