@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from media.ffmpeg import run_ffmpeg  # noqa: E402
+from rushes.testing.ray_nodes import free_ports, node_env  # noqa: E402
 from rushes.testing.synth import make_cut_video  # noqa: E402
 
 SEGMENT_SHOTS = [7.0, 4.0, 12.0, 5.5, 9.0, 6.0, 11.0, 4.5, 8.0, 10.0, 6.5, 9.5, 7.0, 5.0, 15.0]  # 120 s
@@ -55,26 +54,13 @@ def synth_long(d: Path, minutes: float, size: tuple[int, int], fps: int) -> Path
     return out
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 class Nodes:
     """Ray nodes started here with ``ray start --block`` (1 CPU each), each in a process group of its own."""
 
     def __init__(self, temp_dir: Path) -> None:
         self.temp_dir, self.procs = temp_dir, []
-        self.port = _free_ports(1)[0]
-        self.env = {**{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")},
-                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_TMPDIR": str(temp_dir),
-                    "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
-                    "RAY_agent_register_timeout_ms": "120000"}
+        self.port = free_ports(1)[0]
+        self.env = node_env(temp_dir, REPO)
 
     @property
     def address(self) -> str:
@@ -82,7 +68,7 @@ class Nodes:
 
     def add(self, timeout_s: float = 300) -> None:
         """Start one more node (the first is the head) and wait until the cluster counts it."""
-        agent, grpc, metrics, runtime_env, dashboard = _free_ports(5)
+        agent, grpc, metrics, runtime_env, dashboard = free_ports(5)
         role = (["--head", "--port", str(self.port), "--include-dashboard=false", "--dashboard-port", str(dashboard)]
                 if not self.procs else ["--address", self.address])
         cmd = ["ray", "start", "--block", "--num-cpus", "1", "--num-gpus", "0", "--temp-dir", str(self.temp_dir),

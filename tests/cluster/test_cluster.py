@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from ray_processes import leftovers
+from rushes.testing.ray_nodes import free_ports, node_env
 from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,28 +48,13 @@ sys.exit(main())
 RAY = [sys.executable, "-c", PATIENT_RAY]
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 class Cluster:
     """A head and a worker node on this machine, each in a process group of its own."""
 
     def __init__(self, temp_dir: Path):
         self.temp_dir = temp_dir
         self.procs: list[subprocess.Popen] = []
-        # A token of this cluster's own: token authentication on, nothing read from or written to ~/.ray.
-        self.env = {**{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")},
-                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_TMPDIR": str(temp_dir),
-                    "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
-                    # A loaded machine starts Ray's agents slowly: give them longer than the default.
-                    "RAY_agent_register_timeout_ms": "120000"}
+        self.env = node_env(temp_dir, REPO)
         self.port = None
 
     @property
@@ -79,7 +63,7 @@ class Cluster:
 
     def _start(self, *args: str) -> subprocess.Popen:
         # Every port Ray would otherwise take at a fixed default (other Ray instances share this machine).
-        agent, grpc, metrics, runtime_env = _free_ports(4)
+        agent, grpc, metrics, runtime_env = free_ports(4)
         cmd = [*RAY, "start", "--block", "--num-cpus", "1", "--num-gpus", "0", "--temp-dir", str(self.temp_dir),
                "--object-store-memory", str(100 << 20), "--disable-usage-stats", "--include-log-monitor=false",
                "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(grpc),
@@ -90,7 +74,7 @@ class Cluster:
         return proc
 
     def start(self, timeout_s: float = 150) -> None:
-        self.port, dashboard = _free_ports(2)
+        self.port, dashboard = free_ports(2)
         self._start_node(1, timeout_s, "--head", "--port", str(self.port), "--include-dashboard=false",
                          "--dashboard-port", str(dashboard))
         self._start_node(2, timeout_s, "--address", self.address)
@@ -252,7 +236,7 @@ print("session closed")
 @pytest.mark.parametrize("head", ["gone", "answering"])
 def test_the_head_watchdog_ends_the_process_only_when_the_head_is_gone(head):
     # The fast check of the watchdog the slow test above runs against a real lost head.
-    dead_port = _free_ports(1)[0]
+    dead_port = free_ports(1)[0]
     got = subprocess.run([sys.executable, "-c", WATCH, str(dead_port if head == "gone" else 0)], cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)
     if head == "gone":
