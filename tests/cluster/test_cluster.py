@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_processes import leftovers
+from ray_processes import finish, leftovers
 from rushes.testing.ray_nodes import free_ports, node_env
 from rushes.testing.synth import make_cut_video
 
@@ -154,21 +154,6 @@ def _rushes(args: list[str], env: dict) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def _finish(proc: subprocess.Popen, timeout_s: float) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"rushes did not finish within {timeout_s} s (hung)")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # anything it left in its own session
-        except ProcessLookupError:
-            pass
-    return proc.returncode, err
-
-
 @pytest.mark.slow  # two `ray start` nodes take 30-120 s to come up on a 2-core machine
 def test_curate_and_caption_run_on_both_nodes_of_a_cluster(tmp_path, cluster, videos):
     from rushes.testing.tiny import build_tiny_smolvlm
@@ -176,8 +161,8 @@ def test_curate_and_caption_run_on_both_nodes_of_a_cluster(tmp_path, cluster, vi
     out = tmp_path / "out"
     env = {**cluster.env, "RAY_ADDRESS": cluster.address}
     # Filter preset none: the tiny synthetic clips would fail the size rule, and caption needs kept clips.
-    code, err = _finish(_rushes(["curate", *videos, "--out", out, "--preset", "debug", "--filter-preset", "none"],
-                                env), timeout_s=300)
+    code, err = finish(_rushes(["curate", *videos, "--out", out, "--preset", "debug", "--filter-preset", "none"],
+                               env), timeout_s=300, reap=True)
     assert code == 0, err[-3000:] + cluster.logs()
     curate = json.loads((out / "summary.json").read_text())["curate"]
     assert curate["videos"]["ok"] == len(videos)
@@ -185,8 +170,8 @@ def test_curate_and_caption_run_on_both_nodes_of_a_cluster(tmp_path, cluster, vi
     assert curate["videos"]["nodes_used"] == 2, "the worker node ran curate tasks too"
 
     model = build_tiny_smolvlm(tmp_path / "smolvlm")
-    code, err = _finish(_rushes(["caption", out, "--preset", "debug", "--model", model, ],
-                                env), timeout_s=300)
+    code, err = finish(_rushes(["caption", out, "--preset", "debug", "--model", model], env), timeout_s=300,
+                       reap=True)
     assert code == 0, err[-3000:] + cluster.logs()
     caption = json.loads((out / "summary.json").read_text())["caption"]
     assert caption["ok"] == caption["to_caption"] > 0
@@ -206,7 +191,7 @@ def test_a_lost_head_ends_the_job_naming_the_address_and_a_local_rerun_resumes(t
         time.sleep(0.2)
     cluster.kill_head()
     lost = time.monotonic()
-    code, err = _finish(proc, timeout_s=120)
+    code, err = finish(proc, timeout_s=120, reap=True)
     assert time.monotonic() - lost < 120
     assert code == 3, err[-3000:]
     last = err.strip().splitlines()[-1]
@@ -214,7 +199,8 @@ def test_a_lost_head_ends_the_job_naming_the_address_and_a_local_rerun_resumes(t
     done = len(list((out / "videos").glob("*.parquet")))
 
     local = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}  # no address: a fresh local instance
-    code, err = _finish(_rushes(["curate", *videos, "--out", out, *flags, "--num-cpus", "1"], local), timeout_s=600)
+    code, err = finish(_rushes(["curate", *videos, "--out", out, *flags, "--num-cpus", "1"], local), timeout_s=600,
+                       reap=True)
     assert code == 0, err[-3000:]
     summary = json.loads((out / "summary.json").read_text())["curate"]
     assert summary["videos"]["ok"] == len(videos)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_processes import leftovers
+from ray_processes import finish, leftovers
 from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,16 +50,6 @@ def _curate(inputs, out: Path, ray_tmp: Path, *flags: str, **env) -> subprocess.
                             text=True, start_new_session=True)
 
 
-def _finish(proc: subprocess.Popen, timeout_s: float) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"rushes curate did not finish within {timeout_s} s (hung)")
-    return proc.returncode, err
-
-
 def _stop_leftovers(ray_tmp: Path) -> None:
     for line in leftovers(ray_tmp):
         try:
@@ -79,7 +69,7 @@ def _stale_record(ray_tmp: Path) -> Path:
 def test_no_address_starts_a_fresh_local_instance_despite_a_stale_record(tmp_path, ray_tmp, videos):
     # The reproduction: `RAY_TMPDIR=$d rushes curate FOOTAGE --out OUT` used to hang on the record.
     _stale_record(ray_tmp)
-    code, err = _finish(_curate(videos[:1], tmp_path / "out", ray_tmp), timeout_s=300)
+    code, err = finish(_curate(videos[:1], tmp_path / "out", ray_tmp), timeout_s=300)
     assert code == 0, err[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())["curate"]
     assert summary["videos"]["ok"] == 1
@@ -107,7 +97,7 @@ def test_auto_joins_the_cluster_ray_start_recorded_and_leaves_it_running(tmp_pat
             assert time.monotonic() < deadline, "ray start did not record its cluster within 180 s"
             time.sleep(0.5)
         sessions = sorted(p.name for p in (ray_tmp / "ray").glob("session_2*"))
-        code, err = _finish(_curate(videos[:1], tmp_path / "out", ray_tmp, "--address", "auto"), timeout_s=300)
+        code, err = finish(_curate(videos[:1], tmp_path / "out", ray_tmp, "--address", "auto"), timeout_s=300)
         assert code == 0, err[-3000:]
         assert json.loads((tmp_path / "out" / "summary.json").read_text())["curate"]["videos"]["ok"] == 1
         # Joined, not started: no new Ray session folder, and the cluster outlives the job.
@@ -127,7 +117,7 @@ def test_an_unreachable_address_fails_fast_naming_it_and_the_fix(tmp_path, ray_t
     flags, env = {"flag": (("--address", "127.0.0.1:1"), {}), "env": ((), {"RAY_ADDRESS": "127.0.0.1:1"}),
                   "auto": (("--address", "auto"), {})}[how]
     started = time.monotonic()
-    code, err = _finish(_curate(videos[:1], tmp_path / "out", ray_tmp, *flags, **env), timeout_s=120)
+    code, err = finish(_curate(videos[:1], tmp_path / "out", ray_tmp, *flags, **env), timeout_s=120)
     assert code == 2 and time.monotonic() - started < 60, err[-3000:]
     assert "Traceback" not in err and "cannot reach the Ray cluster at" in err
     assert {"flag": "--address", "env": "RAY_ADDRESS", "auto": str(record)}[how] in err
@@ -147,7 +137,7 @@ def test_a_signal_stops_the_job_and_its_workers_and_a_rerun_resumes(tmp_path, ra
         time.sleep(0.2)
     sent = time.monotonic()
     proc.send_signal(signum)
-    code, err = _finish(proc, timeout_s=120)
+    code, err = finish(proc, timeout_s=120)
     stopped_s = time.monotonic() - sent
     assert code == 128 + signum, err[-3000:]
     assert f"stopped by {signal.Signals(signum).name}" in err and "rerun the same command to resume" in err
@@ -158,7 +148,7 @@ def test_a_signal_stops_the_job_and_its_workers_and_a_rerun_resumes(tmp_path, ra
     done = len(list((out / "videos").glob("*.parquet")))
     assert 1 <= done < len(videos)
 
-    code, err = _finish(_curate(videos, out, ray_tmp, "--num-cpus", "1"), timeout_s=600)
+    code, err = finish(_curate(videos, out, ray_tmp, "--num-cpus", "1"), timeout_s=600)
     assert code == 0, err[-3000:]
     summary = json.loads((out / "summary.json").read_text())["curate"]
     assert summary["videos"]["ok"] == len(videos)
