@@ -1,6 +1,6 @@
 """Training at scale: memory of streamed encodings, encoded against on-the-fly data, Ray Train workers.
 
-    python bench/stream.py [--only rss,encoded,workers] [--steps 40] [--workers-steps 30]
+    python bench/stream.py [--only rss,encoded,workers] [--steps 40] [--workers-steps 60] [--workers-rounds 3]
 
 1. Memory (``rss``): peak RSS (VmHWM) of ``rushes train`` (``train.loop.train``, tiny preset, one torch
    thread) streaming encodings of 200 and of 2,000 tiny random clips for the same number of steps (one epoch of
@@ -11,9 +11,12 @@
    first (today's path without encodings); samples/s over the whole run, and over the training steps alone.
 3. Workers (``workers``): ``rushes train --workers 2`` (DDP and FSDP) against ``--workers 1`` on Ray Train and
    against one process without Ray (tiny preset, one torch thread per worker, the same global batch of 2 packs
-   per step), samples/s over the logged steps after the first two, with worker 0's step split into data,
-   forward, backward (the gradient all-reduce and any wait for the other worker included) and optimizer, and
-   its CPU share of the step (below 1: it waited for a core or for the other worker).
+   per step, the trainer's default stream window), samples/s over the logged steps after the first five, with
+   worker 0's step split into data wait, forward, backward (the gradient all-reduce and any wait for the other
+   worker included) and optimizer, its CPU share of the step (below 1: it waited for a core or for the other
+   worker; above 1: its data thread ran on another core) and the hypervisor's steal share of the machine's
+   time during the row. The runs alternate for ``--workers-rounds`` rounds on one Ray instance, with the data
+   thread off (one thread per worker) and on (the default); each ratio is the median over the rounds.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from rushes.testing.train_shards import write_random_shards  # noqa: E402
 
 from rushes.testing.tiny import save_tiny_text_encoder  # noqa: E402
 from train import shards  # noqa: E402
-from train.config import EncodeConfig, preset  # noqa: E402
+from train.config import DataConfig, EncodeConfig, preset  # noqa: E402
 
 
 def _cfg(t5: str, **data):
@@ -179,42 +182,93 @@ def _load() -> str:
     return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
+def _cpu_ticks() -> list[int]:
+    """The machine's CPU time counters (user ... steal) from /proc/stat, in clock ticks."""
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+
+
+def _steal_share(before: list[int], after: list[int]) -> float:
+    """Share of the cores' time the hypervisor gave to other machines between two :func:`_cpu_ticks`."""
+    delta = [b - a for a, b in zip(before, after)]
+    return delta[7] / max(sum(delta), 1)
+
+
 WORKER_RUNS = (("Ray Train, 1 worker", 1, "ddp"), ("one process, no Ray", 0, "ddp"),
                ("Ray Train, 2 workers, DDP", 2, "ddp"), ("Ray Train, 2 workers, FSDP", 2, "fsdp"))
 
 
-def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...], runs: set[str]) -> None:
-    """Samples/s of one process, 1 and 2 Ray Train workers on the same global batch, with worker 0's step split
-    into phases; the load average (1/5/15 min) before each row says how much else the cores ran."""
-    import torch
-
+def _worker_run(out: Path, run: Path, cfg, n: int, parallel: str, prefetch: bool = True) -> None:
+    """One row's training run, as `rushes train` does it (the driver shows worker 0's log; nothing printed)."""
     from train.loop import train
     from train.pipeline import run_train_workers
+    from train.progress import StepProgress
+
+    with open(os.devnull, "w") as quiet, StepProgress(cfg.train.steps, stream=quiet) as progress:
+        if n == 0:
+            train(out, run, cfg, echo=progress.write, on_step=progress.update, prefetch=prefetch)
+        else:
+            run_train_workers(out, run, cfg, workers=n, torch_threads=1, parallel=parallel, progress=progress,
+                              prefetch=prefetch)
+
+
+def _worker_row(out: Path, run: Path, cfg, n: int, parallel: str, prefetch: bool, head: str,
+                base: float | None) -> float:
+    """Run one row, print it (``head``: its first cells; ``base``: this round's 1-worker rate) and return its
+    samples/s."""
+    load, ticks = _load(), _cpu_ticks()
+    _worker_run(out, run, cfg, n, parallel, prefetch)
+    steal = _steal_share(ticks, _cpu_ticks())
+    rate, ph = _steady(run, skip=5), _phases(run, skip=5)
+    ratio = f"{rate / base:.2f}x" if base else ("1.00x" if n == 1 else "")
+    print(f"| {head} | {rate:.1f} | {ratio} | {ph['data_s']:.1f} | {ph['forward_s']:.1f} | {ph['backward_s']:.1f} | "
+          f"{ph['optimizer_s']:.1f} | {ph['step_s']:.1f} | {ph['busy']:.2f} | {ph['cpu_ms_per_sample']:.2f} | "
+          f"{steal:.1%} | {load} |", flush=True)
+    return rate
+
+
+def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...], runs: set[str],
+                 rounds: int = 3, prefetch_modes: tuple[bool, ...] = (False, True)) -> None:
+    """Samples/s of one process, 1 and 2 Ray Train workers on the same global batch, with worker 0's step split
+    into phases; the load average before each row and the hypervisor's steal share during it say how much
+    else the cores ran. The runs alternate ``rounds`` times on one Ray instance (this machine's speed drifts by
+    +-15% over minutes): a ratio is the median of each round's 2 workers / 1 worker. Each prefetch mode
+    (train.loop's data thread off: one thread per worker; on: the default) has its own rows and ratio."""
+    import statistics
+
+    import torch
+
+    from cluster.ray_connect import connect
 
     torch.set_num_threads(1)
     out = random_set(root, 400, t5)
-    print(f"\n{steps} steps of 2 packs per step (400 tiny clips), tiny preset, 1 torch thread per worker, "
-          f"Ray Train on CPU (gloo), {os.cpu_count()} cores; ms per step of worker 0 over steps 3..{steps}\n")
-    print("| tokens per pack | run | samples/s | vs 1 worker | data ms | forward ms | backward ms (+ all-reduce) "
-          "| optimizer ms | step ms | CPU busy | CPU ms per sample | load before |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for budget in batch_tokens:
-        cfg = _cfg(t5, packs_per_step=2, batch_tokens=budget).with_overrides(train={"steps": steps})
-        base = None
-        for label, n, parallel in WORKER_RUNS:
-            if f"{n}{parallel}" not in runs:
-                continue
-            run, load = root / f"w{n}-{parallel}-{budget}", _load()
-            if n == 0:
-                train(out, run, cfg, echo=lambda s: None)
-            else:
-                run_train_workers(out, run, cfg, workers=n, torch_threads=1, parallel=parallel)
-            rate, ph = _steady(run), _phases(run)
-            base = rate if n == 1 else base
-            ratio = "1.00x" if n == 1 else (f"{rate / base:.2f}x" if base else "")
-            print(f"| {budget} | {label} | {rate:.1f} | {ratio} | {ph['data_s']:.1f} | {ph['forward_s']:.1f} | "
-                  f"{ph['backward_s']:.1f} | {ph['optimizer_s']:.1f} | {ph['step_s']:.1f} | {ph['busy']:.2f} | "
-                  f"{ph['cpu_ms_per_sample']:.2f} | {load} |", flush=True)
+    window = DataConfig().stream_window  # the trainer's default (the memory rows use a small one)
+    print(f"\n{steps} steps of 2 packs per step (400 tiny clips, stream window {window}), tiny preset, 1 torch "
+          f"thread per worker, Ray Train on CPU (gloo), {os.cpu_count()} cores, {rounds} rounds; ms per step of "
+          f"worker 0 over steps 6..{steps}\n")
+    print("| tokens per pack | round | prefetch | run | samples/s | vs 1 worker | data ms | forward ms | backward ms "
+          "(+ all-reduce) | optimizer ms | step ms | CPU busy | CPU ms per sample | steal | load before |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    session = connect(None)  # one Ray instance for every row: its start-up never overlaps a measured run
+    try:
+        for budget in batch_tokens:
+            cfg = _cfg(t5, packs_per_step=2, batch_tokens=budget, stream_window=window).with_overrides(
+                train={"steps": steps})
+            ratios: dict[tuple[bool, str], list[float]] = {}
+            for round_, prefetch in ((r, p) for r in range(1, rounds + 1) for p in prefetch_modes):
+                base = None
+                for label, n, parallel in (r for r in WORKER_RUNS if f"{r[1]}{r[2]}" in runs):
+                    run = root / f"w{n}-{parallel}-{budget}-{round_}-{int(prefetch)}"
+                    head = f"{budget} | {round_} | {'on' if prefetch else 'off'} | {label}"
+                    rate = _worker_row(out, run, cfg, n, parallel, prefetch, head, base)
+                    base = rate if n == 1 else base
+                    if base and n != 1:
+                        ratios.setdefault((prefetch, label), []).append(rate / base)
+            for (prefetch, label), values in ratios.items():
+                print(f"\n{budget} tokens per pack, prefetch {'on' if prefetch else 'off'}, {label} / 1 worker: "
+                      f"median **{statistics.median(values):.2f}x** of {len(values)} rounds "
+                      f"({', '.join(f'{v:.2f}x' for v in values)})")
+    finally:
+        session.close()
     print(f"\nload average after: {_load()} (1/5/15 min)")
 
 
@@ -226,10 +280,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="rss,encoded,workers", help="comma-separated: rss, encoded, workers")
     ap.add_argument("--steps", type=int, default=40, help="training steps of the encoded/on-the-fly rows")
-    ap.add_argument("--workers-steps", type=int, default=30, help="training steps of each workers row")
+    ap.add_argument("--workers-steps", type=int, default=60, help="training steps of each workers row")
     ap.add_argument("--workers-tokens", default="1024,4096", help="tokens per pack of the workers rows")
     ap.add_argument("--workers-runs", default="0ddp,1ddp,2ddp,2fsdp",
                     help="workers rows: <workers><ddp|fsdp>, 0 = one process without Ray")
+    ap.add_argument("--workers-rounds", type=int, default=3,
+                    help="rounds of the workers rows, run alternately; the ratio is their median")
+    ap.add_argument("--workers-prefetch", default="off,on",
+                    help="prefetch modes of the workers rows: off (one thread per worker), on (the default)")
     ap.add_argument("--ray-niceness", default="0",
                     help="nice value of Ray's worker processes (Ray's own default is 15, which on a machine shared "
                          "with other work starves the Ray Train workers against the one-process row)")
@@ -247,7 +305,8 @@ def main() -> None:
             encoded_rows(root, t5, args.steps)
         if "workers" in only:
             workers_rows(root, t5, args.workers_steps, tuple(int(t) for t in args.workers_tokens.split(",")),
-                         set(args.workers_runs.split(",")))
+                         set(args.workers_runs.split(",")), args.workers_rounds,
+                         tuple(m == "on" for m in args.workers_prefetch.split(",")))
 
 
 if __name__ == "__main__":

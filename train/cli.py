@@ -99,6 +99,10 @@ def _add_train(subparsers) -> None:
     p.add_argument("--no-encodings", action="store_true",
                    help="decode and encode clips on the fly even when OUT/encodings has (or mismatches) encodings "
                         "(default: off; `rushes encode` output matching this run's settings is streamed)")
+    p.add_argument("--no-prefetch", action="store_true",
+                   help="prepare each step's packs when the step starts instead of in a background thread during "
+                        "the previous step (default: prefetch; the same steps and numbers either way, it only keeps "
+                        "a worker to one thread)")
     p.add_argument("--workers", type=int,
                    help="data-parallel workers under Ray Train (TorchTrainer, DDP; gloo on CPU, NCCL on GPU), on a "
                         "local Ray or the cluster of --address/$RAY_ADDRESS (default: none, one process, no Ray)")
@@ -238,11 +242,11 @@ def _train_with_progress(args, cfg: RunConfig):
 
             return run_train_workers(args.out, args.run, cfg, args.workers, args.gpus_per_worker, args.address,
                                      use_encodings=not args.no_encodings, parallel=args.parallel,
-                                     progress=progress)
+                                     progress=progress, prefetch=not args.no_prefetch)
         from train.loop import train
 
         return train(args.out, args.run, cfg, device=args.device, use_encodings=not args.no_encodings,
-                     echo=progress.write, on_step=progress.update)
+                     echo=progress.write, on_step=progress.update, prefetch=not args.no_prefetch)
 
 
 def run_encode(args) -> int:

@@ -204,10 +204,11 @@ def validation_loss(model, val_set, cfg: RunConfig, device) -> float:
     return total / max(count, 1)
 
 
-def _append_log(run_dir: Path, record: dict, echo: Callable[[str], None]) -> None:
+def _append_log(run_dir: Path, record: dict, echo: Callable[[str], None] | None) -> None:
     with open(run_dir / "log.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
-    echo(record_line(record))
+    if echo is not None:
+        echo(record_line(record))
 
 
 def _truncate_log(run_dir: Path, step: int) -> None:
@@ -265,14 +266,17 @@ def _speed(counts: dict, stats: dict, data_s: float, world: int, peak: float | N
 
 def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = None,
           echo: Callable[[str], None] = print, use_encodings: bool = True, rank: int = 0,
-          world: int = 1, parallel: str = "ddp", on_step: Callable[[int, int, int], None] | None = None
-          ) -> TrainResult:
+          world: int = 1, parallel: str = "ddp", on_step: Callable[[int, int, int], None] | None = None,
+          echo_log: bool = True, prefetch: bool = True) -> TrainResult:
     """Train (or resume) a run from the manifests in ``out_dir`` (one OUT or a list); see the module docstring.
 
     ``rank``/``world``: this worker among ``world`` workers (``train/pipeline.py`` launches them on Ray Train),
     data-parallel by ``parallel`` (``ddp``, or ``fsdp`` sharding the model: train/parallel.py); worker 0 writes
     the config, logs and checkpoints. ``on_step(steps_done, clips, real_tokens)`` is called by worker 0 after
-    every step with this worker's counts (live progress: train/progress.py).
+    every step with this worker's counts (live progress: train/progress.py). ``echo_log=False``: log records go
+    to ``log.jsonl`` only, not through ``echo`` (a Ray Train worker whose driver shows that file's lines).
+    ``prefetch``: prepare the next step's data in a background thread (:class:`_Prefetch`; the same steps and
+    numbers either way).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -308,9 +312,10 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
 
     # 4. The loop: each step takes the next packs_per_step packs of one global order; this worker trains its share.
     run = _Run(run_dir, cfg, device, rank, world, parallel, data, model, net, ema, optimizer, generator, result,
-               echo if lead else None, on_step if lead else None)
-    for step in range(start, tc.steps):
-        _run_step(run, step)
+               lead, echo if echo_log else None, on_step if lead else None)
+    with _Prefetch(lambda step: _prepare(run, step), start, tc.steps, prefetch) as ahead:  # next step's data
+        for step in range(start, tc.steps):
+            _run_step(run, step, ahead)
     if lead:
         _record_summary(out_dir, run_dir, result, world, parallel, data.encodings)
     return result
@@ -318,7 +323,8 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
 
 @dataclass
 class _Run:
-    """What every step of :func:`train` uses; ``echo`` and ``on_step`` are None on workers other than 0."""
+    """What every step of :func:`train` uses; only the ``lead`` (worker 0) logs, through ``echo`` (None: to
+    ``log.jsonl`` only) and ``on_step``."""
 
     run_dir: Path
     cfg: RunConfig
@@ -333,19 +339,68 @@ class _Run:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
     result: TrainResult
+    lead: bool
     echo: Callable[[str], None] | None
     on_step: Callable[[int, int, int], None] | None
 
 
-def _run_step(run: _Run, step: int) -> None:
+@dataclass
+class _StepData:
+    """One step's share of this worker: packs, their random streams and batches, and the data position after
+    them (what a checkpoint of this step saves)."""
+
+    packs: list[list[Example]]
+    generators: list[torch.Generator]
+    batches: list[PackedBatch]
+    position: dict
+
+
+def _prepare(run: _Run, step: int) -> _StepData:
+    """This worker's packs of ``step`` (collated, caption dropout applied) and the data position after them."""
+    tc, dc = run.cfg.train, run.cfg.data
+    packs = run.data.source.next_packs(dc.packs_per_step, run.rank, run.world)
+    position = run.data.source.state_dict()
+    generators = [pack_generator(tc.seed, step, run.rank + i * run.world) for i in range(len(packs))]
+    return _StepData(packs, generators, _batches(packs, generators, run.data, dc, run.device), position)
+
+
+class _Prefetch:
+    """Prepares step ``s + 1``'s data in a background thread while step ``s`` trains: reading shards, decoding
+    rows and collating no longer stop the step (on CPU the thread fills the moments a worker waits for the
+    others; on GPU it runs beside the kernels). Steps are prepared in order, one at a time, so the data and
+    every random stream are what a sequential loop gives. ``enabled=False``: each step prepares its own data."""
+
+    def __init__(self, prepare: Callable[[int], _StepData], start: int, stop: int, enabled: bool = True):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.prepare, self.stop = prepare, stop
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="rushes-train-data") if enabled else None
+        self.pending = self.pool.submit(prepare, start) if enabled and start < stop else None
+
+    def __enter__(self) -> _Prefetch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def take(self, step: int) -> _StepData:
+        """Step ``step``'s data (waiting for it if it is not ready), and start preparing the next step's."""
+        if self.pool is None:
+            return self.prepare(step)
+        ready = self.pending.result()
+        self.pending = self.pool.submit(self.prepare, step + 1) if step + 1 < self.stop else None
+        return ready
+
+
+def _run_step(run: _Run, step: int, ahead: _Prefetch) -> None:
     """One step of :func:`train`: this worker's packs, the optimisation step, then log, validation and
     checkpoint when due (collective ones on every worker: the counts' sum, and under FSDP the last two)."""
-    tc, dc, data, lead = run.cfg.train, run.cfg.data, run.data, run.rank == 0
+    tc, data, lead = run.cfg.train, run.data, run.lead
     watch, cpu = Stopwatch(run.device), time.process_time()
-    packs = data.source.next_packs(dc.packs_per_step, run.rank, run.world)
-    generators = [pack_generator(tc.seed, step, run.rank + i * run.world) for i in range(len(packs))]
-    batches = _batches(packs, generators, data, dc, run.device)
-    data_s = watch.lap()
+    ready = ahead.take(step)
+    packs, generators, batches = ready.packs, ready.generators, ready.batches
+    data_s = watch.lap()  # the wait for data: preparing it ran beside the previous step
     stats = train_step(run.model, run.ema, run.optimizer, batches, generators, run.cfg, step, run.world)
     stats["cpu_s"] = time.process_time() - cpu  # well below step_s: this worker waited (for a core or a peer)
     run.result.losses.append(stats["loss"])
@@ -359,9 +414,9 @@ def _run_step(run: _Run, step: int) -> None:
                                       **_speed(counts, stats, data_s, run.world, peak_flops(run.device))}, run.echo)
     sharded = run.parallel == "fsdp"  # validation and checkpoints are collective: every worker takes part
     if (lead or sharded) and data.val_set and (done % tc.val_every == 0 or done == tc.steps):
-        _validate(run.run_dir, done, run.net, run.ema, data.val_set, run.cfg, run.device, run.result, run.echo)
+        _validate(run, done)
     if (lead or sharded) and (done % tc.checkpoint_every == 0 or done == tc.steps):
-        checkpoint.save(run.run_dir, done, run.net, run.ema, run.optimizer, run.generator, data.source.state_dict(),
+        checkpoint.save(run.run_dir, done, run.net, run.ema, run.optimizer, run.generator, ready.position,
                         write=lead)
 
 
@@ -378,15 +433,14 @@ def _model_and_ema(cfg: RunConfig, device: torch.device):
     return net, copy.deepcopy(net).requires_grad_(False).eval()
 
 
-def _validate(run_dir: Path, step: int, net, ema, val_set, cfg: RunConfig, device, result: TrainResult,
-              echo: Callable[[str], None] | None) -> None:
-    """Validation loss of the weights and of the EMA at fixed timesteps, kept in ``result`` and logged unless
-    ``echo`` is None (an FSDP worker other than 0, which takes part in the sharded forward passes only)."""
-    val = validation_loss(net, val_set, cfg, device)
-    val_ema = validation_loss(ema, val_set, cfg, device)
-    result.val_losses.append((step, val))
-    if echo is not None:
-        _append_log(run_dir, {"step": step, "val_loss": val, "val_loss_ema": val_ema}, echo)
+def _validate(run: _Run, step: int) -> None:
+    """Validation loss of the weights and of the EMA at fixed timesteps, kept in the result and logged by the
+    lead (an FSDP worker other than 0 takes part in the sharded forward passes only)."""
+    val = validation_loss(run.net, run.data.val_set, run.cfg, run.device)
+    val_ema = validation_loss(run.ema, run.data.val_set, run.cfg, run.device)
+    run.result.val_losses.append((step, val))
+    if run.lead:
+        _append_log(run.run_dir, {"step": step, "val_loss": val, "val_loss_ema": val_ema}, run.echo)
 
 
 def _record_summary(out_dir, run_dir: Path, result: TrainResult, world: int, parallel: str,

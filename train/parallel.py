@@ -60,7 +60,9 @@ def wrap(net: torch.nn.Module, ema: torch.nn.Module, device: torch.device, world
     if world == 1:
         return net
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    # broadcast_buffers=False: the only buffers are RoPE's constant frequencies, and a broadcast before every
+    # forward would be one more point where each worker waits for the slowest.
+    return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
 
 
 @contextlib.contextmanager

@@ -149,7 +149,8 @@ def _train_worker(config: dict) -> None:
     torch.set_num_threads(config["torch_threads"])
     result = train(config["out"], config["run_dir"], config["cfg"], device=get_device(),
                    echo=print if rank == 0 else (lambda s: None), use_encodings=config["use_encodings"],
-                   rank=rank, world=world, parallel=config["parallel"])
+                   rank=rank, world=world, parallel=config["parallel"], echo_log=config["echo_log"],
+                   prefetch=config["prefetch"])
     with tempfile.TemporaryDirectory() as tmp:  # Ray Train keeps a result only with a checkpoint: a tiny one
         if rank == 0:
             (Path(tmp) / "result.json").write_text(json.dumps(vars(result)))
@@ -160,11 +161,13 @@ def _train_worker(config: dict) -> None:
 def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worker: float = 0.0,
                       address: str | None = None, use_encodings: bool = True,
                       torch_threads: int | None = None, parallel: str = "ddp",
-                      progress: StepProgress | None = None) -> TrainResult:
+                      progress: StepProgress | None = None, prefetch: bool = True) -> TrainResult:
     """Train (or resume) ``run_dir`` with ``workers`` Ray Train workers, data-parallel by ``parallel`` (``ddp``
     or ``fsdp``, train/parallel.py); returns worker 0's result. Each worker runs ``torch_threads`` intra-op
-    threads, by default one per CPU Ray reserves for it (1), so N workers on N cores never oversubscribe them. ``progress`` shows the lines worker 0 appends to
-    ``RUN_DIR/log.jsonl`` while the workers run (train/progress.py)."""
+    threads, by default one per CPU Ray reserves for it (1), so N workers on N cores never oversubscribe them.
+    ``progress`` shows the lines worker 0 appends to ``RUN_DIR/log.jsonl`` while the workers run
+    (train/progress.py); worker 0 then prints no log lines of its own (each would show twice, and Ray's log
+    forwarding would spend CPU the workers need). ``prefetch``: as in ``train.loop.train``."""
     from ray.train import RunConfig as RayRunConfig
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -180,7 +183,7 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
             _train_worker,
             train_loop_config={"out": [run_name(o) for o in out_dirs(out)], "run_dir": str(run_dir), "cfg": cfg,
                                "use_encodings": use_encodings, "torch_threads": torch_threads or int(resources["CPU"]),
-                               "parallel": parallel},
+                               "parallel": parallel, "echo_log": progress is None, "prefetch": prefetch},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                          resources_per_worker=resources),
             run_config=RayRunConfig(name="ray-train", storage_path=str(run_dir)))
