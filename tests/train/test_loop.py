@@ -86,3 +86,21 @@ def test_resume_reproduces_the_uninterrupted_losses_exactly(synth_out, tiny_t5, 
     assert resumed.val_losses == full.val_losses  # steps 4 and 8
     # The log reads as one run: the lines of steps 4 and 5 written before the crash are gone.
     assert _log(tmp_path / "part") == _log(tmp_path / "full")
+
+
+def test_preparing_the_next_step_in_a_thread_changes_no_number(synth_out, tiny_t5, tmp_path):
+    # The data thread prepares step s + 1 while step s trains: the packs, every random stream, the losses and
+    # the data position a checkpoint saves must be what the sequential loop gives.
+    cfg = _cfg(tiny_t5, steps=7, checkpoint_every=3, val_every=4, log_every=1).with_overrides(
+        data={"caption_dropout": 0.5, "batch_tokens": 256})
+    plain = train(synth_out, tmp_path / "plain", cfg, echo=lambda s: None, prefetch=False)
+    echoed = []
+    ahead = train(synth_out, tmp_path / "ahead", cfg, echo=echoed.append, echo_log=False)  # prefetch: the default
+    assert ahead.losses == plain.losses and ahead.val_losses == plain.val_losses
+    assert _log(tmp_path / "ahead") == _log(tmp_path / "plain")
+    for name in ("step-0000006", "step-0000007"):  # the data position after step 6 (one prepared beyond it)
+        saved = [json.loads((tmp_path / run / "checkpoints" / name / "state.json").read_text())
+                 for run in ("plain", "ahead")]
+        assert saved[0] == saved[1]
+    # echo_log=False (a Ray Train worker whose driver shows log.jsonl): messages only, no log line printed
+    assert echoed and not any(s.startswith("step=") for s in echoed)

@@ -136,10 +136,11 @@ def test_block_diagonal_attention_equals_the_dense_mask_outputs_and_gradients():
 
 
 def test_packed_attention_kernels_agree_on_a_batch_of_packs():
-    # Two rows packed differently (clip sizes, padding), q/k/v gradients included.
+    # Two rows packed differently (clip sizes, padding), q/k/v gradients included; clips of equal length (4 and
+    # 3 tokens, within a row and across rows) share one batched attention call.
     from train.model import PackedAttention
 
-    seq = torch.tensor([[0] * 5 + [1] * 3 + [2] * 6 + [-1] * 2, [0] * 9 + [1] * 7])  # (2, 16)
+    seq = torch.tensor([[0] * 4 + [1] * 3 + [2] * 4 + [3] * 3 + [-1] * 2, [0] * 9 + [1] * 4 + [2] * 3])  # (2, 16)
     g = torch.Generator().manual_seed(0)
     qkv = [torch.randn(2, 3, 16, 8, generator=g, dtype=torch.float64) for _ in range(3)]
     outs, grads = {}, {}
