@@ -239,9 +239,10 @@ class PackedAttention:
     """Self-attention confined to each clip of a packed sequence (block-diagonal), without an L x L mask.
 
     Kernels (``ModelConfig.attention``):
-    - ``segments``: ``scaled_dot_product_attention`` over the clip segments, one call per segment length
-      (segments of equal length, common in a pack, are stacked into one batched call; memory linear in tokens
-      for a fixed clip size; the CPU choice: FlexAttention has no CPU backward in torch 2.14);
+    - ``segments``: ``scaled_dot_product_attention`` over the clip segments, one call per run of neighbouring
+      segments of equal length (packing lays a pack's clips out largest first, so clips of one size are
+      neighbours: they are one batched call over views, no copy); memory linear in tokens for a fixed clip
+      size; the CPU choice: FlexAttention has no CPU backward in torch 2.14;
     - ``varlen``: ``torch.nn.attention.varlen.varlen_attn`` (flash attention over cumulative lengths), on
       CUDA in half precision;
     - ``dense``: the reference, a (B, 1, L, L) boolean mask; memory quadratic in L;
@@ -257,7 +258,7 @@ class PackedAttention:
             self.mask = (seq[:, :, None] == seq[:, None, :])[:, None]  # (B, 1, L, L)
         else:
             self.bounds = segment_bounds(seq)
-            self._groups = _length_groups(self.bounds, self.length, seq.device)
+            self.runs = [_equal_runs(row) for row in self.bounds]  # [(start, length, count), ...] per row
 
     def _use_varlen(self, q: torch.Tensor) -> bool:
         if self.kernel == "segments" or q.device.type != "cuda":
@@ -271,16 +272,14 @@ class PackedAttention:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
         if self._use_varlen(q):
             return self._varlen(q, k, v)
-        b, h, n, hd = q.shape
-        order, back, lengths = self._groups  # token order with equal-length segments adjacent, and its inverse
-        flat = [t.transpose(1, 2).reshape(b * n, h, hd).index_select(0, order) for t in (q, k, v)]  # (B*L, H, hd)
-        outs, at = [], 0
-        for length, count in lengths:  # one call per segment length: (count, H, length, hd) each
-            part = [t[at:at + length * count].reshape(count, length, h, hd).transpose(1, 2) for t in flat]
-            outs.append(F.scaled_dot_product_attention(*part).transpose(1, 2).reshape(length * count, h, hd))
-            at += length * count
-        out = torch.cat(outs).index_select(0, back)  # (B*L, H, hd) in sequence order
-        return out.reshape(b, n, h, hd).transpose(1, 2)  # (B, H, L, hd)
+        rows = []
+        for b, runs in enumerate(self.runs):
+            parts = []
+            for s, n, count in runs:  # count neighbouring segments of n tokens: (count, H, n, hd) views
+                group = [t[b, :, s:s + n * count].unflatten(1, (count, n)).transpose(0, 1) for t in (q, k, v)]
+                parts.append(F.scaled_dot_product_attention(*group).transpose(0, 1).flatten(1, 2))  # (H, n*count, hd)
+            rows.append(torch.cat(parts, dim=1))  # (H, L, hd)
+        return torch.stack(rows)  # (B, H, L, hd)
 
     def _varlen(self, q, k, v):
         from torch.nn.attention.varlen import varlen_attn
@@ -295,18 +294,15 @@ class PackedAttention:
         return out.reshape(b, n, h, hd).transpose(1, 2).to(q.dtype)  # (B, H, L, hd)
 
 
-def _length_groups(bounds: list[list[tuple[int, int]]], length: int, device) -> tuple:
-    """The segments of every row grouped by length: (order, inverse, [(length, count), ...]), where ``order``
-    lists the flat token indices (row * L + position) group after group, each segment's tokens contiguous."""
-    groups: dict[int, list[int]] = {}
-    for row, runs in enumerate(bounds):
-        for s, e in runs:
-            groups.setdefault(e - s, []).append(row * length + s)
-    order = torch.cat([(torch.tensor(starts)[:, None] + torch.arange(n)[None, :]).reshape(-1)
-                       for n, starts in groups.items()]).to(device)
-    back = torch.empty_like(order)
-    back[order] = torch.arange(order.numel(), device=device)
-    return order, back, [(n, len(starts)) for n, starts in groups.items()]
+def _equal_runs(runs: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Neighbouring segments of equal length merged: [(start, length, count), ...] covering the row in order."""
+    merged: list[list[int]] = []
+    for s, e in runs:
+        if merged and merged[-1][1] == e - s:
+            merged[-1][2] += 1
+        else:
+            merged.append([s, e - s, 1])
+    return [tuple(m) for m in merged]
 
 
 def cross_attention_mask(seq: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
