@@ -99,6 +99,14 @@ def _add_train(subparsers) -> None:
     p.add_argument("--no-encodings", action="store_true",
                    help="decode and encode clips on the fly even when OUT/encodings has (or mismatches) encodings "
                         "(default: off; `rushes encode` output matching this run's settings is streamed)")
+    _add_execution_flags(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config and clip count, train nothing (default: off)")
+    p.set_defaults(func=run_train)
+
+
+def _add_execution_flags(p) -> None:
+    """Flags of ``rushes train`` that say where and how it runs, not what it trains (not RunConfig fields)."""
     p.add_argument("--no-prefetch", action="store_true",
                    help="prepare each step's packs when the step starts instead of in a background thread during "
                         "the previous step (default: prefetch; the same steps and numbers either way, it only keeps "
@@ -116,9 +124,6 @@ def _add_train(subparsers) -> None:
     p.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
                    help="when stdout is not a terminal, seconds between 'train progress:' lines (steps done of "
                         "total, samples/s, tokens/s, ETA); a terminal gets a live bar instead")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved config and clip count, train nothing (default: off)")
-    p.set_defaults(func=run_train)
 
 
 def _add_encode(subparsers) -> None:
