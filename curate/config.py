@@ -171,8 +171,12 @@ class CurateConfig:
 
         Thread counts and timeouts change speed, not results, so a rerun with more threads still resumes;
         the filter preset is applied by a cheap re-runnable step, so changing it never forces a re-decode.
+        The manifests' schema versions are in it: a video curated by an older rushes (e.g. clips without
+        signatures) is redone by a rerun instead of being taken as done.
         """
-        d = self.to_dict()
+        from manifests.schema import SCHEMA_VERSIONS
+
+        d = {**self.to_dict(), "manifest_schema": {k: SCHEMA_VERSIONS[k] for k in ("videos", "clips")}}
         for key in ("decode_threads", "model_device", "probe_timeout_s", "filter_preset", "chunk_s"):
             d.pop(key)
         for key in ("threads", "timeout_s"):

@@ -241,8 +241,9 @@ def _read_search_columns(run_dir, role: str) -> tuple[pa.Table, list]:
             t = manifests.read_part(path, "clips", columns=SEARCH_COLUMNS)
         except (ManifestError, KeyError, pa.ArrowInvalid) as exc:
             raise ManifestError(f"{role} {run_dir}: {path} has no clip signatures (written by an older rushes, "
-                                f"before clips schema v{manifests.SCHEMA_VERSIONS['clips']}): rewrite it with this "
-                                f"version of rushes (rerun `rushes curate` on it) ({exc})") from exc
+                                f"before clips schema v{manifests.SCHEMA_VERSIONS['clips']}): rerun `rushes curate` "
+                                f"with the video it came from among the inputs (a rerun redoes videos curated by an "
+                                f"older rushes), or curate into a new OUT ({exc})") from exc
         tables.append(t.cast(pa.schema([manifests.schema_for("clips").field(c) for c in SEARCH_COLUMNS])))
         parts.extend([path] * t.num_rows)
     schema = pa.schema([manifests.schema_for("clips").field(c) for c in SEARCH_COLUMNS])

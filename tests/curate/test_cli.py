@@ -169,3 +169,14 @@ def test_a_url_in_a_list_stays_a_url(tmp_path):
     listing.write_text("ftp://host/a.mp4\nhttps://example.com/b.mp4  # remote\nlocal.mp4\n")
     assert expand_inputs([str(listing)]) == ["ftp://host/a.mp4", "https://example.com/b.mp4",
                                              str(tmp_path / "local.mp4")]
+
+
+def test_a_newer_clips_schema_changes_the_config_hash(monkeypatch):
+    # An OUT curated by an older rushes (clips without the columns of today's schema) must not count as done:
+    # the rerun redoes its videos instead of failing later on the old parts.
+    from curate.config import default
+    from manifests import config_hash, schema
+
+    before = config_hash(default().hashed_dict())
+    monkeypatch.setitem(schema.SCHEMA_VERSIONS, "clips", schema.SCHEMA_VERSIONS["clips"] + 1)
+    assert config_hash(default().hashed_dict()) != before
