@@ -208,7 +208,7 @@ def test_old_runs_without_signatures_fail_with_the_rewrite_message(tmp_path):
     pq.write_table(old, tmp_path / "clips" / "part-v.parquet")
     with pytest.raises(manifests.ManifestError, match="rewrite it with this version"):
         manifests.read(tmp_path, "clips")
-    with pytest.raises(manifests.ManifestError, match="rewrite it with this version"):
+    with pytest.raises(manifests.ManifestError, match="rerun `rushes curate` with the video it came from"):
         dedup_run(tmp_path)
 
 
