@@ -297,7 +297,7 @@ def main() -> None:
     ap.add_argument("--only", default="rss,encoded,workers", help="comma-separated: rss, encoded, workers")
     ap.add_argument("--steps", type=int, default=40, help="training steps of the encoded/on-the-fly rows")
     ap.add_argument("--workers-steps", type=int, default=60, help="training steps of each workers row")
-    ap.add_argument("--workers-tokens", default="1024,4096", help="tokens per pack of the workers rows")
+    ap.add_argument("--workers-tokens", default="1024", help="tokens per pack of the workers rows")
     ap.add_argument("--workers-runs", default="0ddp,1ddp,2ddp,2fsdp",
                     help="workers rows: <workers><ddp|fsdp>, 0 = one process without Ray")
     ap.add_argument("--workers-rounds", type=int, default=3,

@@ -16,6 +16,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from manifests.schema import SCHEMA_VERSIONS
+
 DETECTORS = ("adaptive", "content", "transnetv2", "hybrid")
 MODEL_DEVICES = ("auto", "cpu", "cuda")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -174,8 +176,6 @@ class CurateConfig:
         The manifests' schema versions are in it: a video curated by an older rushes (e.g. clips without
         signatures) is redone by a rerun instead of being taken as done.
         """
-        from manifests.schema import SCHEMA_VERSIONS
-
         d = {**self.to_dict(), "manifest_schema": {k: SCHEMA_VERSIONS[k] for k in ("videos", "clips")}}
         for key in ("decode_threads", "model_device", "probe_timeout_s", "filter_preset", "chunk_s"):
             d.pop(key)

@@ -109,8 +109,8 @@ def _add_execution_flags(p) -> None:
     """Flags of ``rushes train`` that say where and how it runs, not what it trains (not RunConfig fields)."""
     p.add_argument("--no-prefetch", action="store_true",
                    help="prepare each step's packs when the step starts instead of in a background thread during "
-                        "the previous step (default: prefetch; the same steps and numbers either way, it only keeps "
-                        "a worker to one thread)")
+                        "the previous step (default: off, i.e. the thread prepares them; losses and checkpoints are "
+                        "the same either way; use it to keep each process to one core)")
     p.add_argument("--workers", type=int,
                    help="data-parallel workers under Ray Train (TorchTrainer, DDP; gloo on CPU, NCCL on GPU), on a "
                         "local Ray or the cluster of --address/$RAY_ADDRESS (default: none, one process, no Ray)")
