@@ -1,6 +1,6 @@
 """Training at scale: memory of streamed encodings, encoded against on-the-fly data, Ray Train workers.
 
-    python bench/stream.py [--only rss,encoded,workers] [--steps 40] [--workers-steps 60] [--workers-rounds 3]
+    python bench/stream.py [--only rss,encoded,workers] [--steps 40] [--workers-steps 400] [--workers-rounds 3]
 
 1. Memory (``rss``): peak RSS (VmHWM) of ``rushes train`` (``train.loop.train``, tiny preset, one torch
    thread) streaming encodings of 200 and of 2,000 tiny random clips for the same number of steps (one epoch of
@@ -9,15 +9,18 @@
 2. Encoded against on-the-fly (``encoded``): a fresh training run of ``--steps`` steps on the same synthetic
    video clips, from encodings written by ``rushes encode`` earlier against decoding and encoding every clip
    first (today's path without encodings); samples/s over the whole run, and over the training steps alone.
-3. Workers (``workers``): ``rushes train --workers 2`` (DDP and FSDP) against ``--workers 1`` on Ray Train and
-   against one process without Ray (tiny preset, one torch thread per worker, the same global batch of 2 packs
-   per step, the trainer's default stream window), samples/s over the logged steps after the first five, with
-   worker 0's step split into data wait, forward, backward (the gradient all-reduce and any wait for the other
-   worker included) and optimizer, its CPU share of the step (below 1: it waited for a core or for the other
+3. Workers (``workers``): ``rushes train --workers 2`` (DDP and FSDP) against ``--workers 1`` on Ray Train,
+   and the same loop without Ray as the reference: one process, and two processes joined by torch.distributed
+   (gloo) directly (tiny preset, one torch thread per worker, the same global batch of 2 packs per step, the
+   trainer's default stream window), samples/s over the logged steps after the first ``--workers-skip-s``
+   seconds of training (Ray Train starts its helper actors beside the first steps), with worker 0's step
+   split into data wait, forward, backward (the gradient all-reduce and any wait for the other worker
+   included) and optimizer, its CPU share of the step (below 1: it waited for a core or for the other
    worker; above 1: its data thread ran on another core) and the hypervisor's steal share of the machine's
    time during the row. The runs alternate on one Ray instance, with the data thread off (one thread per
    worker) and on (the default), until each mode has ``--workers-rounds`` rounds in which no row had more than
-   ``--max-steal`` steal; each ratio is the median over those rounds.
+   ``--max-steal`` steal; each ratio (two processes against one of the same kind) is the median over those
+   rounds.
 """
 
 from __future__ import annotations
@@ -130,10 +133,22 @@ def video_set(root: Path) -> Path:
     return write_manifest(root / "videos-out", clips)
 
 
-def _steady(run: Path, skip: int = 2) -> float:
-    """Samples/s over the logged steps after the first ``skip``."""
+def _logged(run: Path, skip: int = 2, skip_s: float = 0.0) -> list[dict]:
+    """The step lines of ``run``'s log after the first ``skip`` steps and the first ``skip_s`` seconds of steps."""
     lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    lines = [r for r in lines if "loss" in r and r["step"] > skip]
+    kept, elapsed = [], 0.0
+    for r in (r for r in lines if "loss" in r):
+        elapsed += r["step_s"]
+        if r["step"] > skip and elapsed > skip_s:
+            kept.append(r)
+    if not kept:
+        raise ValueError(f"{run}: no step after {skip} steps and {skip_s} s; raise --workers-steps")
+    return kept
+
+
+def _steady(run: Path, skip: int = 2, skip_s: float = 0.0) -> float:
+    """Samples/s over the logged steps after the first ``skip`` (and the first ``skip_s`` seconds)."""
+    lines = _logged(run, skip, skip_s)
     return sum(r["clips"] for r in lines) / sum(r["step_s"] for r in lines)
 
 
@@ -166,12 +181,11 @@ def encoded_rows(root: Path, t5: str, steps: int) -> None:
     assert streamed.step == fly.step
 
 
-def _phases(run: Path, skip: int = 2) -> dict:
+def _phases(run: Path, skip: int = 2, skip_s: float = 0.0) -> dict:
     """Worker 0's mean milliseconds per step of each phase over the logged steps after the first ``skip``, its
     CPU share (cpu_s / step_s: below 1 it waited for a core or for the other worker), and the CPU milliseconds
     all workers spend per sample (worker 0's times the workers): the cost of a sample whatever the load."""
-    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    lines = [r for r in lines if "loss" in r and r["step"] > skip]
+    lines = _logged(run, skip, skip_s)
     mean = {k: 1000 * sum(r[k] for r in lines) / len(lines)
             for k in ("data_s", "forward_s", "backward_s", "optimizer_s", "step_s")}
     cpu = sum(r["cpu_s"] for r in lines)  # worker 0's; each worker trains 1/workers of the clips
@@ -194,62 +208,117 @@ def _steal_share(before: list[int], after: list[int]) -> float:
     return delta[7] / max(sum(delta), 1)
 
 
-WORKER_RUNS = (("Ray Train, 1 worker", 1, "ddp"), ("one process, no Ray", 0, "ddp"),
-               ("Ray Train, 2 workers, DDP", 2, "ddp"), ("Ray Train, 2 workers, FSDP", 2, "fsdp"))
+# key (--workers-runs), label, processes, parallel, on Ray Train
+WORKER_RUNS = (("1ddp", "Ray Train, 1 worker", 1, "ddp", True), ("0ddp", "one process, no Ray", 1, "ddp", False),
+               ("2ddp", "Ray Train, 2 workers, DDP", 2, "ddp", True),
+               ("2noray", "2 processes, gloo DDP, no Ray", 2, "ddp", False),
+               ("2fsdp", "Ray Train, 2 workers, FSDP", 2, "fsdp", True))
 
 
-def _worker_run(out: Path, run: Path, cfg, n: int, parallel: str, prefetch: bool = True) -> None:
-    """One row's training run, as `rushes train` does it (the driver shows worker 0's log; nothing printed)."""
+def _workers_cfg(t5: str, budget: int, steps: int):
+    """The workers rows' config: 2 packs of ``budget`` tokens per step, the trainer's default stream window."""
+    return _cfg(t5, packs_per_step=2, batch_tokens=budget, stream_window=DataConfig().stream_window).with_overrides(
+        train={"steps": steps})
+
+
+def ddp_child(out: str, t5: str, run: str, steps: int, budget: int, rank: int, world: int, port: int,
+              prefetch: bool) -> None:
+    """One process of the no-Ray reference row: torch.distributed (gloo) set up by hand, then the same loop."""
+    import torch
+    import torch.distributed as dist
+
+    from train.loop import train
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        train(Path(out), Path(run), _workers_cfg(t5, budget, steps), echo=lambda s: None, rank=rank, world=world,
+              prefetch=prefetch)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _worker_run(out: Path, run: Path, cfg, n: int, parallel: str, on_ray: bool, prefetch: bool = True) -> None:
+    """One row's training run, as `rushes train` does it (the driver shows worker 0's log; nothing printed), or
+    without Ray: one process (``n`` = 1), or ``n`` processes joined by torch.distributed directly."""
     from train.loop import train
     from train.pipeline import run_train_workers
     from train.progress import StepProgress
 
+    if not on_ray and n > 1:
+        port, t5 = _free_port(), cfg.data.text_encoder
+        procs = [subprocess.Popen([sys.executable, __file__, "--ddp-child", str(out), t5, str(run), str(cfg.train.steps),
+                                   str(cfg.data.batch_tokens), str(rank), str(n), str(port), str(int(prefetch))],
+                                  cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for rank in range(n)]
+        errors = [p.communicate()[1] for p in procs]
+        if any(p.returncode for p in procs):
+            raise RuntimeError(f"a no-Ray DDP process failed: {next(e for e in errors if e)[-2000:]}")
+        return
     with open(os.devnull, "w") as quiet, StepProgress(cfg.train.steps, stream=quiet) as progress:
-        if n == 0:
+        if not on_ray:
             train(out, run, cfg, echo=progress.write, on_step=progress.update, prefetch=prefetch)
         else:
             run_train_workers(out, run, cfg, workers=n, torch_threads=1, parallel=parallel, progress=progress,
                               prefetch=prefetch)
 
 
-def _worker_row(out: Path, run: Path, cfg, n: int, parallel: str, prefetch: bool, head: str,
-                base: float | None) -> tuple[float, float]:
-    """Run one row, print it (``head``: its first cells; ``base``: this round's 1-worker rate); its samples/s
+def _worker_row(out: Path, run: Path, cfg, spec: tuple, prefetch: bool, head: str, base: float | None,
+                skip_s: float) -> tuple[float, float]:
+    """Run one row, print it (``head``: its first cells; ``base``: the rate it is compared with); its samples/s
     and the steal share during it."""
+    _, _, n, parallel, on_ray = spec
     load, ticks = _load(), _cpu_ticks()
-    _worker_run(out, run, cfg, n, parallel, prefetch)
+    _worker_run(out, run, cfg, n, parallel, on_ray, prefetch)
     steal = _steal_share(ticks, _cpu_ticks())
-    rate, ph = _steady(run, skip=5), _phases(run, skip=5)
-    ratio = f"{rate / base:.2f}x" if base else ("1.00x" if n == 1 else "")
+    rate, ph = _steady(run, 5, skip_s), _phases(run, 5, skip_s)
+    ratio = f"{rate / base:.2f}x" if base else "1.00x"
     print(f"| {head} | {rate:.1f} | {ratio} | {ph['data_s']:.1f} | {ph['forward_s']:.1f} | {ph['backward_s']:.1f} | "
           f"{ph['optimizer_s']:.1f} | {ph['step_s']:.1f} | {ph['busy']:.2f} | {ph['cpu_ms_per_sample']:.2f} | "
           f"{steal:.1%} | {load} |", flush=True)
     return rate, steal
 
 
-def _round(out: Path, root: Path, cfg, runs: set[str], budget: int, prefetch: bool, tag: int,
-           max_steal: float) -> dict[str, float] | None:
-    """One round of one prefetch mode (1 worker first): each run's ratio to the 1-worker row, or None when the
-    hypervisor stole more than ``max_steal`` of the machine during one of its rows (printed all the same)."""
-    base, ratios, worst = None, {}, 0.0
-    for label, n, parallel in (r for r in WORKER_RUNS if f"{r[1]}{r[2]}" in runs):
-        run = root / f"w{n}-{parallel}-{budget}-{tag}-{int(prefetch)}"
-        rate, steal = _worker_row(out, run, cfg, n, parallel, prefetch,
-                                  f"{budget} | {tag} | {'on' if prefetch else 'off'} | {label}", base)
-        worst, base = max(worst, steal), rate if n == 1 else base
-        if base and n != 1:
-            ratios[label] = rate / base
+def _round(out: Path, root: Path, cfg, runs: set[str], prefetch: bool, tag: int, max_steal: float,
+           skip_s: float) -> dict[str, float] | None:
+    """One round of one prefetch mode, rows in WORKER_RUNS order: each 2-process run's ratio to the one-process
+    row of its kind (Ray Train's 1 worker, or one process without Ray), or None when the hypervisor stole more
+    than ``max_steal`` of the machine during one of its rows (printed all the same)."""
+    bases, ratios, worst = {}, {}, 0.0
+    for spec in (r for r in WORKER_RUNS if r[0] in runs):
+        key, label, n, parallel, on_ray = spec
+        base = bases.get(on_ray) if n > 1 else None
+        run = root / f"w{key}-{cfg.data.batch_tokens}-{tag}-{int(prefetch)}"
+        rate, steal = _worker_row(out, run, cfg, spec, prefetch,
+                                  f"{cfg.data.batch_tokens} | {tag} | {'on' if prefetch else 'off'} | {label}",
+                                  base, skip_s)
+        worst = max(worst, steal)
+        if n == 1:
+            bases[on_ray] = rate
+        elif base:
+            ratios[f"{label} / {'1 worker' if on_ray else 'one process'}"] = rate / base
     return ratios if worst <= max_steal else None
 
 
 def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...], runs: set[str],
-                 rounds: int = 3, prefetch_modes: tuple[bool, ...] = (False, True), max_steal: float = 0.05) -> None:
-    """Samples/s of one process, 1 and 2 Ray Train workers on the same global batch, with worker 0's step split
-    into phases; the load average before each row and the hypervisor's steal share during it say how much
-    else the cores ran. The runs alternate on one Ray instance (this machine's speed drifts by +-15% over
-    minutes), prefetch off (one thread per worker) and on (the default) in turn, until each mode has ``rounds``
-    rounds whose rows all had at most ``max_steal`` steal (at most 3 x ``rounds`` attempts): a ratio is the
-    median over those rounds."""
+                 rounds: int = 3, prefetch_modes: tuple[bool, ...] = (False, True), max_steal: float = 0.05,
+                 skip_s: float = 10.0) -> None:
+    """Samples/s of 1 and 2 Ray Train workers on the same global batch (and the same without Ray: one process,
+    and two processes joined by torch.distributed directly), with worker 0's step split into phases; the load
+    average before each row and the hypervisor's steal share during it say how much else the cores ran. Rates
+    count the steps after the first ``skip_s`` seconds of training: Ray Train starts its helper actors (about 2
+    CPU seconds each) while the first steps run. The runs alternate on one Ray instance (this machine's speed
+    drifts by +-15% over minutes), prefetch off (one thread per worker) and on (the default) in turn, until each
+    mode has ``rounds`` rounds whose rows all had at most ``max_steal`` steal (at most 3 x ``rounds``
+    attempts): a ratio is the median over those rounds."""
     import statistics
 
     import torch
@@ -258,31 +327,29 @@ def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...],
 
     torch.set_num_threads(1)
     out = random_set(root, 400, t5)
-    window = DataConfig().stream_window  # the trainer's default (the memory rows use a small one)
-    print(f"\n{steps} steps of 2 packs per step (400 tiny clips, stream window {window}), tiny preset, 1 torch "
-          f"thread per worker, Ray Train on CPU (gloo), {os.cpu_count()} cores; ms per step of worker 0 over steps "
-          f"6..{steps}; a round counts when no row of it had more than {max_steal:.0%} steal\n")
-    print("| tokens per pack | round | prefetch | run | samples/s | vs 1 worker | data ms | forward ms | backward ms "
-          "(+ all-reduce) | optimizer ms | step ms | CPU busy | CPU ms per sample | steal | load before |")
+    print(f"\n{steps} steps of 2 packs per step (400 tiny clips, stream window {DataConfig().stream_window}), tiny "
+          f"preset, 1 torch thread per worker, gloo on CPU, {os.cpu_count()} cores; ms per step of worker 0 over the "
+          f"steps after the first {skip_s:g} s; a round counts when no row of it had more than {max_steal:.0%} steal\n")
+    print("| tokens per pack | round | prefetch | run | samples/s | vs one process of its kind | data ms | forward ms | "
+          "backward ms (+ all-reduce) | optimizer ms | step ms | CPU busy | CPU ms per sample | steal | load before |")
     print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     session = connect(None)  # one Ray instance for every row: its start-up never overlaps a measured run
     try:
         for budget in batch_tokens:
-            cfg = _cfg(t5, packs_per_step=2, batch_tokens=budget, stream_window=window).with_overrides(
-                train={"steps": steps})
+            cfg = _workers_cfg(t5, budget, steps)
             kept: dict[bool, list[tuple[int, dict]]] = {m: [] for m in prefetch_modes}
             for tag in range(1, 3 * rounds + 1):
                 for prefetch in (m for m in prefetch_modes if len(kept[m]) < rounds):
-                    got = _round(out, root, cfg, runs, budget, prefetch, tag, max_steal)
+                    got = _round(out, root, cfg, runs, prefetch, tag, max_steal, skip_s)
                     kept[prefetch] += [(tag, got)] if got is not None else []
                 if all(len(v) >= rounds for v in kept.values()):
                     break
             for prefetch, done in kept.items():
-                for label in {k for _, r in done for k in r}:
+                for label in sorted({k for _, r in done for k in r}):
                     values = [r[label] for _, r in done]
-                    print(f"\n{budget} tokens per pack, prefetch {'on' if prefetch else 'off'}, {label} / 1 worker: "
-                          f"median **{statistics.median(values):.2f}x** over rounds {', '.join(str(t) for t, _ in done)}"
-                          f" ({', '.join(f'{v:.2f}x' for v in values)})")
+                    print(f"\n{budget} tokens per pack, prefetch {'on' if prefetch else 'off'}, {label}: median "
+                          f"**{statistics.median(values):.2f}x** over rounds {', '.join(str(t) for t, _ in done)} "
+                          f"({', '.join(f'{v:.2f}x' for v in values)})")
     finally:
         session.close()
     print(f"\nload average after: {_load()} (1/5/15 min)")
@@ -293,13 +360,22 @@ def main() -> None:
         out, t5, steps, mode = sys.argv[2:6]
         rss_child(out, t5, int(steps), mode)
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--ddp-child":
+        out, t5, run, *numbers = sys.argv[2:]
+        steps, budget, rank, world, port, prefetch = (int(v) for v in numbers)
+        ddp_child(out, t5, run, steps, budget, rank, world, port, bool(prefetch))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="rss,encoded,workers", help="comma-separated: rss, encoded, workers")
     ap.add_argument("--steps", type=int, default=40, help="training steps of the encoded/on-the-fly rows")
-    ap.add_argument("--workers-steps", type=int, default=60, help="training steps of each workers row")
+    ap.add_argument("--workers-steps", type=int, default=400, help="training steps of each workers row")
+    ap.add_argument("--workers-skip-s", type=float, default=10.0,
+                    help="seconds of training left out of each workers row's rates (Ray Train starts its helper "
+                         "actors while the first steps run)")
     ap.add_argument("--workers-tokens", default="1024", help="tokens per pack of the workers rows")
-    ap.add_argument("--workers-runs", default="0ddp,1ddp,2ddp,2fsdp",
-                    help="workers rows: <workers><ddp|fsdp>, 0 = one process without Ray")
+    ap.add_argument("--workers-runs", default="1ddp,2ddp,0ddp,2noray,2fsdp",
+                    help="workers rows: 1ddp, 2ddp, 2fsdp (Ray Train workers), 0ddp (one process without Ray), "
+                         "2noray (two processes, gloo DDP set up by torch.distributed without Ray)")
     ap.add_argument("--workers-rounds", type=int, default=3,
                     help="rounds of the workers rows, run alternately; the ratio is their median")
     ap.add_argument("--workers-prefetch", default="off,on",
@@ -325,7 +401,8 @@ def main() -> None:
         if "workers" in only:
             workers_rows(root, t5, args.workers_steps, tuple(int(t) for t in args.workers_tokens.split(",")),
                          set(args.workers_runs.split(",")), args.workers_rounds,
-                         tuple(m == "on" for m in args.workers_prefetch.split(",")), args.max_steal)
+                         tuple(m == "on" for m in args.workers_prefetch.split(",")), args.max_steal,
+                         args.workers_skip_s)
 
 
 if __name__ == "__main__":
