@@ -40,7 +40,11 @@ from manifests import store
 from manifests.ids import make_id
 
 FORMAT_VERSION = 1
-ROW_GROUP_ROWS = 16  # rows per Parquet row group: a reader holds at most one group of a shard it streams
+# Rows per Parquet row group: about ROW_GROUP_BYTES of rows, at most ROW_GROUP_ROWS. A training worker reads the
+# groups that hold its own packs' clips, so groups of a few large rows (latents, frames) keep those reads
+# selective, while tiny rows share a group (each group read has a fixed cost per column).
+ROW_GROUP_ROWS = 16
+ROW_GROUP_BYTES = 1 << 20
 
 SCHEMA = pa.schema([
     ("clip_id", pa.string()),
@@ -173,7 +177,9 @@ def write_shard(folder: Path | str, rows: list[dict] | pa.Table, name: str) -> P
     """Atomically write ``rows`` (SCHEMA) as ``folder/name.parquet``: a temporary file, then published."""
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=SCHEMA)
     final = storage.join(folder, f"{name}.parquet")
-    _write_table_atomic(table.cast(SCHEMA), final, row_group_size=ROW_GROUP_ROWS, compression="zstd")
+    per_row = max(1, table.nbytes // max(1, table.num_rows))
+    group = max(1, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // per_row))
+    _write_table_atomic(table.cast(SCHEMA), final, row_group_size=group, compression="zstd")
     return final
 
 
@@ -185,8 +191,14 @@ def shard_paths(folder: Path | str) -> list:
 
 
 def _read_table(path, columns: list[str] | None = None) -> pa.Table:
-    fs, inner = storage.resolve(path)
-    return pq.read_table(inner, filesystem=fs, columns=columns)
+    with storage.open_input(path, seekable=True) as fh:
+        return pq.ParquetFile(fh).read(columns=columns)
+
+
+def read_columns(path: Path | str, columns: list[str]) -> dict[str, list]:
+    """Whole columns of one shard as lists (for the small columns: ids, hashes, status, token counts)."""
+    table = _read_table(path, columns)
+    return {c: table.column(c).to_pylist() for c in columns}
 
 
 def tensor_row(tensor: torch.Tensor, prefix: str) -> dict:
@@ -245,3 +257,39 @@ def iter_rows(path: Path | str, columns: list[str] | None = None, skip_rows: int
             rows = f.read_row_group(g, columns=columns).to_pylist()
             yield from rows[max(0, skip_rows - seen):]
             seen += n
+
+
+class RowReader:
+    """Reads chosen rows of one shard, keeping the file open between reads: only the row groups that hold the
+    rows asked for are read (a shard in a bucket is read by ranged requests: the other groups are never
+    fetched). Close it when done (or use it as a context manager)."""
+
+    def __init__(self, path: Path | str):
+        self._stream = storage.open_input(path, seekable=True)
+        self._file = pq.ParquetFile(self._stream)
+        sizes = [self._file.metadata.row_group(g).num_rows for g in range(self._file.num_row_groups)]
+        self._starts = np.cumsum([0] + sizes).tolist()
+
+    def rows_at(self, wanted: set[int], columns: list[str] | None = None) -> dict[int, dict]:
+        """The rows numbered ``wanted`` (0-based), in one read of the row groups that hold them."""
+        import bisect
+
+        groups = sorted({bisect.bisect_right(self._starts, i) - 1 for i in wanted})
+        if not groups:
+            return {}
+        rows = self._file.read_row_groups(groups, columns=columns).to_pylist()
+        out, at = {}, 0
+        for g in groups:
+            first, n = self._starts[g], self._starts[g + 1] - self._starts[g]
+            out.update((i, rows[at + i - first]) for i in wanted if first <= i < first + n)
+            at += n
+        return out
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> RowReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 
+from train import shards
 from train.stream import PackStream
 from rushes.testing.train_shards import write_random_shards
 
@@ -84,3 +86,30 @@ def test_a_stream_position_is_refused_by_another_kind_of_loader(shard_set):
     folder, ids = shard_set
     with pytest.raises(ValueError, match="--no-encodings"):
         PackStream(folder, ids, PATCH, budget=96).load_state_dict({"epoch": 0, "index": 3})
+
+
+def test_a_worker_reads_the_tensors_of_its_own_packs_and_each_row_group_once(tmp_path, monkeypatch):
+    folder = tmp_path / "key"
+    monkeypatch.setattr(shards, "ROW_GROUP_BYTES", 12_000)  # ~4 of these tiny rows, as ~1 MiB is of latents
+    ids = write_random_shards(folder, 128, shard_rows=128)  # one shard
+    num_groups = pq.ParquetFile(shards.shard_paths(folder)[0]).num_row_groups
+    assert 24 <= num_groups <= 64
+    groups: list[int] = []
+    real = pq.ParquetFile.read_row_groups
+
+    def counted(self, wanted, *args, **kwargs):
+        if "video" in (kwargs.get("columns") or []):  # a read of tensors, not of the columns packing needs
+            groups.extend(wanted)
+        return real(self, wanted, *args, **kwargs)
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counted)
+    one = PackStream(folder, ids, PATCH, budget=96, window=128, seed=5)
+    whole = one.next_packs(8)
+    while one.taken < len(one._current.packs):  # the rest of the first window (a multiple of 8 packs)
+        whole += one.next_packs(8)
+    assert sum(len(p) for p in whole) == 128
+    assert sorted(groups) == list(range(num_groups))  # one worker: every group read once
+    groups.clear()
+    rank = PackStream(folder, ids, PATCH, budget=96, window=128, seed=5)
+    mine = [p for _ in range(len(whole) // 8) for p in rank.next_packs(8, rank=3, world=8)]
+    assert [[e.clip_id for e in p] for p in mine] == [[e.clip_id for e in p] for p in whole[3::8]]
+    assert len(set(groups)) == len(groups) < 0.6 * num_groups  # worker 3 of 8: the groups of its clips only
