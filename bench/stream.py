@@ -222,20 +222,26 @@ def _workers_cfg(t5: str, budget: int, steps: int):
 
 
 def ddp_child(out: str, t5: str, run: str, steps: int, budget: int, rank: int, world: int, port: int,
-              prefetch: bool) -> None:
-    """One process of the no-Ray reference row: torch.distributed (gloo) set up by hand, then the same loop."""
+              prefetch: bool | None) -> None:
+    """One process of a no-Ray reference row: with ``world`` > 1 torch.distributed (gloo) set up by hand, then the
+    same loop (``prefetch`` None: the data thread where the node has a core for it, as `rushes train` decides)."""
     import torch
     import torch.distributed as dist
 
-    from train.loop import train
+    from train.loop import auto_prefetch, train
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         train(Path(out), Path(run), _workers_cfg(t5, budget, steps), echo=lambda s: None, rank=rank, world=world,
-              prefetch=prefetch)
+              prefetch=auto_prefetch(torch.device("cpu"), world) if prefetch is None else prefetch)
     finally:
-        dist.destroy_process_group()
+        if world > 1:
+            dist.destroy_process_group()
+
+
+PREFETCH_ARG = {False: "off", True: "on", None: "auto"}
 
 
 def _free_port() -> int:
@@ -246,17 +252,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker_run(out: Path, run: Path, cfg, n: int, parallel: str, on_ray: bool, prefetch: bool = True) -> None:
-    """One row's training run, as `rushes train` does it (the driver shows worker 0's log; nothing printed), or
-    without Ray: one process (``n`` = 1), or ``n`` processes joined by torch.distributed directly."""
-    from train.loop import train
+def _worker_run(out: Path, run: Path, cfg, n: int, parallel: str, on_ray: bool, prefetch: bool | None) -> None:
+    """One row's training run, as `rushes train --workers` does it (the driver shows worker 0's log; nothing
+    printed), or without Ray in fresh processes: one, or ``n`` joined by torch.distributed directly."""
     from train.pipeline import run_train_workers
     from train.progress import StepProgress
 
-    if not on_ray and n > 1:
+    if not on_ray:
         port, t5 = _free_port(), cfg.data.text_encoder
         procs = [subprocess.Popen([sys.executable, __file__, "--ddp-child", str(out), t5, str(run), str(cfg.train.steps),
-                                   str(cfg.data.batch_tokens), str(rank), str(n), str(port), str(int(prefetch))],
+                                   str(cfg.data.batch_tokens), str(rank), str(n), str(port), PREFETCH_ARG[prefetch]],
                                   cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for rank in range(n)]
         errors = [p.communicate()[1] for p in procs]
@@ -264,14 +269,11 @@ def _worker_run(out: Path, run: Path, cfg, n: int, parallel: str, on_ray: bool, 
             raise RuntimeError(f"a no-Ray DDP process failed: {next(e for e in errors if e)[-2000:]}")
         return
     with open(os.devnull, "w") as quiet, StepProgress(cfg.train.steps, stream=quiet) as progress:
-        if not on_ray:
-            train(out, run, cfg, echo=progress.write, on_step=progress.update, prefetch=prefetch)
-        else:
-            run_train_workers(out, run, cfg, workers=n, torch_threads=1, parallel=parallel, progress=progress,
-                              prefetch=prefetch)
+        run_train_workers(out, run, cfg, workers=n, torch_threads=1, parallel=parallel, progress=progress,
+                          prefetch=prefetch)
 
 
-def _worker_row(out: Path, run: Path, cfg, spec: tuple, prefetch: bool, head: str, base: float | None,
+def _worker_row(out: Path, run: Path, cfg, spec: tuple, prefetch: bool | None, head: str, base: float | None,
                 skip_s: float) -> tuple[float, float]:
     """Run one row, print it (``head``: its first cells; ``base``: the rate it is compared with); its samples/s
     and the steal share during it."""
@@ -287,7 +289,7 @@ def _worker_row(out: Path, run: Path, cfg, spec: tuple, prefetch: bool, head: st
     return rate, steal
 
 
-def _round(out: Path, root: Path, cfg, runs: set[str], prefetch: bool, tag: int, max_steal: float,
+def _round(out: Path, root: Path, cfg, runs: set[str], prefetch: bool | None, tag: int, max_steal: float,
            skip_s: float) -> dict[str, float] | None:
     """One round of one prefetch mode, rows in WORKER_RUNS order: each 2-process run's ratio to the one-process
     row of its kind (Ray Train's 1 worker, or one process without Ray), or None when the hypervisor stole more
@@ -296,10 +298,9 @@ def _round(out: Path, root: Path, cfg, runs: set[str], prefetch: bool, tag: int,
     for spec in (r for r in WORKER_RUNS if r[0] in runs):
         key, label, n, parallel, on_ray = spec
         base = bases.get(on_ray) if n > 1 else None
-        run = root / f"w{key}-{cfg.data.batch_tokens}-{tag}-{int(prefetch)}"
+        run = root / f"w{key}-{cfg.data.batch_tokens}-{tag}-{PREFETCH_ARG[prefetch]}"
         rate, steal = _worker_row(out, run, cfg, spec, prefetch,
-                                  f"{cfg.data.batch_tokens} | {tag} | {'on' if prefetch else 'off'} | {label}",
-                                  base, skip_s)
+                                  f"{cfg.data.batch_tokens} | {tag} | {PREFETCH_ARG[prefetch]} | {label}", base, skip_s)
         worst = max(worst, steal)
         if n == 1:
             bases[on_ray] = rate
@@ -309,14 +310,15 @@ def _round(out: Path, root: Path, cfg, runs: set[str], prefetch: bool, tag: int,
 
 
 def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...], runs: set[str],
-                 rounds: int = 3, prefetch_modes: tuple[bool, ...] = (False, True), max_steal: float = 0.05,
+                 rounds: int = 3, prefetch_modes: tuple[bool | None, ...] = (False, None), max_steal: float = 0.05,
                  skip_s: float = 10.0) -> None:
     """Samples/s of 1 and 2 Ray Train workers on the same global batch (and the same without Ray: one process,
     and two processes joined by torch.distributed directly), with worker 0's step split into phases; the load
     average before each row and the hypervisor's steal share during it say how much else the cores ran. Rates
     count the steps after the first ``skip_s`` seconds of training: Ray Train starts its helper actors (about 2
     CPU seconds each) while the first steps run. The runs alternate on one Ray instance (this machine's speed
-    drifts by +-15% over minutes), prefetch off (one thread per worker) and on (the default) in turn, until each
+    drifts by +-15% over minutes), the data thread off (one thread per worker) and auto (the default: on where
+    a core is free for it, so for 1 worker on 2 cores and not for 2; or on) in turn, until each
     mode has ``rounds`` rounds whose rows all had at most ``max_steal`` steal (at most 3 x ``rounds``
     attempts): a ratio is the median over those rounds."""
     import statistics
@@ -330,14 +332,14 @@ def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...],
     print(f"\n{steps} steps of 2 packs per step (400 tiny clips, stream window {DataConfig().stream_window}), tiny "
           f"preset, 1 torch thread per worker, gloo on CPU, {os.cpu_count()} cores; ms per step of worker 0 over the "
           f"steps after the first {skip_s:g} s; a round counts when no row of it had more than {max_steal:.0%} steal\n")
-    print("| tokens per pack | round | prefetch | run | samples/s | vs one process of its kind | data ms | forward ms | "
+    print("| tokens per pack | round | data thread | run | samples/s | vs one process of its kind | data ms | forward ms | "
           "backward ms (+ all-reduce) | optimizer ms | step ms | CPU busy | CPU ms per sample | steal | load before |")
     print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     session = connect(None)  # one Ray instance for every row: its start-up never overlaps a measured run
     try:
         for budget in batch_tokens:
             cfg = _workers_cfg(t5, budget, steps)
-            kept: dict[bool, list[tuple[int, dict]]] = {m: [] for m in prefetch_modes}
+            kept: dict[bool | None, list[tuple[int, dict]]] = {m: [] for m in prefetch_modes}
             for tag in range(1, 3 * rounds + 1):
                 for prefetch in (m for m in prefetch_modes if len(kept[m]) < rounds):
                     got = _round(out, root, cfg, runs, prefetch, tag, max_steal, skip_s)
@@ -347,7 +349,7 @@ def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...],
             for prefetch, done in kept.items():
                 for label in sorted({k for _, r in done for k in r}):
                     values = [r[label] for _, r in done]
-                    print(f"\n{budget} tokens per pack, prefetch {'on' if prefetch else 'off'}, {label}: median "
+                    print(f"\n{budget} tokens per pack, data thread {PREFETCH_ARG[prefetch]}, {label}: median "
                           f"**{statistics.median(values):.2f}x** over rounds {', '.join(str(t) for t, _ in done)} "
                           f"({', '.join(f'{v:.2f}x' for v in values)})")
     finally:
@@ -362,8 +364,9 @@ def main() -> None:
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--ddp-child":
         out, t5, run, *numbers = sys.argv[2:]
-        steps, budget, rank, world, port, prefetch = (int(v) for v in numbers)
-        ddp_child(out, t5, run, steps, budget, rank, world, port, bool(prefetch))
+        steps, budget, rank, world, port = (int(v) for v in numbers[:-1])
+        mode = {v: k for k, v in PREFETCH_ARG.items()}[numbers[-1]]
+        ddp_child(out, t5, run, steps, budget, rank, world, port, mode)
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="rss,encoded,workers", help="comma-separated: rss, encoded, workers")
@@ -378,8 +381,9 @@ def main() -> None:
                          "2noray (two processes, gloo DDP set up by torch.distributed without Ray)")
     ap.add_argument("--workers-rounds", type=int, default=3,
                     help="rounds of the workers rows, run alternately; the ratio is their median")
-    ap.add_argument("--workers-prefetch", default="off,on",
-                    help="prefetch modes of the workers rows: off (one thread per worker), on (the default)")
+    ap.add_argument("--workers-prefetch", default="off,auto",
+                    help="data thread modes of the workers rows: off (one thread per worker), auto (the default of "
+                         "rushes train: on where the node has a core for it), on")
     ap.add_argument("--max-steal", type=float, default=0.05,
                     help="a workers round counts only when the hypervisor's steal share stayed at or below this "
                          "during each of its rows (this machine is a VM on a shared host)")
@@ -401,7 +405,8 @@ def main() -> None:
         if "workers" in only:
             workers_rows(root, t5, args.workers_steps, tuple(int(t) for t in args.workers_tokens.split(",")),
                          set(args.workers_runs.split(",")), args.workers_rounds,
-                         tuple(m == "on" for m in args.workers_prefetch.split(",")), args.max_steal,
+                         tuple({v: k for k, v in PREFETCH_ARG.items()}[m] for m in args.workers_prefetch.split(",")),
+                         args.max_steal,
                          args.workers_skip_s)
 
 

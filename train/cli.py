@@ -105,12 +105,18 @@ def _add_train(subparsers) -> None:
     p.set_defaults(func=run_train)
 
 
+_PREFETCH = {"auto": None, "on": True, "off": False}
+
+
 def _add_execution_flags(p) -> None:
     """Flags of ``rushes train`` that say where and how it runs, not what it trains (not RunConfig fields)."""
-    p.add_argument("--no-prefetch", action="store_true",
-                   help="prepare each step's packs when the step starts instead of in a background thread during "
-                        "the previous step (default: off, i.e. the thread prepares them; losses and checkpoints are "
-                        "the same either way; use it to keep each process to one core)")
+    p.add_argument("--prefetch", choices=("auto", "on", "off"), default="auto",
+                   help="prepare the next step's packs in a background thread during this step: on, off, or auto "
+                        "(default: on a GPU, or on CPU when the node has a core for the thread beside the workers' "
+                        "torch threads; off when the workers fill the cores). Losses and checkpoints are the same "
+                        "either way")
+    p.add_argument("--no-prefetch", dest="prefetch", action="store_const", const="off",
+                   help="the same as --prefetch off")
     p.add_argument("--workers", type=int,
                    help="data-parallel workers under Ray Train (TorchTrainer, DDP; gloo on CPU, NCCL on GPU), on a "
                         "local Ray or the cluster of --address/$RAY_ADDRESS (default: none, one process, no Ray)")
@@ -247,11 +253,11 @@ def _train_with_progress(args, cfg: RunConfig):
 
             return run_train_workers(args.out, args.run, cfg, args.workers, args.gpus_per_worker, args.address,
                                      use_encodings=not args.no_encodings, parallel=args.parallel,
-                                     progress=progress, prefetch=not args.no_prefetch)
+                                     progress=progress, prefetch=_PREFETCH[args.prefetch])
         from train.loop import train
 
         return train(args.out, args.run, cfg, device=args.device, use_encodings=not args.no_encodings,
-                     echo=progress.write, on_step=progress.update, prefetch=not args.no_prefetch)
+                     echo=progress.write, on_step=progress.update, prefetch=_PREFETCH[args.prefetch])
 
 
 def run_encode(args) -> int:

@@ -267,7 +267,7 @@ def _speed(counts: dict, stats: dict, data_s: float, world: int, peak: float | N
 def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = None,
           echo: Callable[[str], None] = print, use_encodings: bool = True, rank: int = 0,
           world: int = 1, parallel: str = "ddp", on_step: Callable[[int, int, int], None] | None = None,
-          echo_log: bool = True, prefetch: bool = True) -> TrainResult:
+          echo_log: bool = True, prefetch: bool | None = None) -> TrainResult:
     """Train (or resume) a run from the manifests in ``out_dir`` (one OUT or a list); see the module docstring.
 
     ``rank``/``world``: this worker among ``world`` workers (``train/pipeline.py`` launches them on Ray Train),
@@ -276,7 +276,7 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     every step with this worker's counts (live progress: train/progress.py). ``echo_log=False``: log records go
     to ``log.jsonl`` only, not through ``echo`` (a Ray Train worker whose driver shows that file's lines).
     ``prefetch``: prepare the next step's data in a background thread (:class:`_Prefetch`; the same steps and
-    numbers either way).
+    numbers either way); None: when that thread has a core of its own (:func:`auto_prefetch`, one worker).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -306,9 +306,10 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     start = _resume(run_dir, net, ema, optimizer, generator, data, lead, echo)
     result = TrainResult(str(run_dir), start, start, num_clips=data.num_clips,
                          skipped=len(data.skipped), parameters=count_parameters(net))
+    prefetch = auto_prefetch(device, 1) if prefetch is None else prefetch
     echo(f"training {result.parameters:,} parameters on {data.num_train} clips ({len(data.val_set)} validation, "
          f"{len(data.skipped)} skipped{', from ' + data.encodings if data.encodings else ''}) on {device} with "
-         f"{world} worker(s) ({parallel}), steps {start} -> {tc.steps}")
+         f"{world} worker(s) ({parallel}, data thread {'on' if prefetch else 'off'}), steps {start} -> {tc.steps}")
 
     # 4. The loop: each step takes the next packs_per_step packs of one global order; this worker trains its share.
     run = _Run(run_dir, cfg, device, rank, world, parallel, data, model, net, ema, optimizer, generator, result,
@@ -362,6 +363,18 @@ def _prepare(run: _Run, step: int) -> _StepData:
     position = run.data.source.state_dict()
     generators = [pack_generator(tc.seed, step, run.rank + i * run.world) for i in range(len(packs))]
     return _StepData(packs, generators, _batches(packs, generators, run.data, dc, run.device), position)
+
+
+def auto_prefetch(device: torch.device, workers_on_node: int) -> bool:
+    """Whether a data thread (:class:`_Prefetch`) speeds a worker up: on a GPU always (the CPU would wait for the
+    kernels); on CPU only when this node has a core for it beside every worker's torch threads. Workers that
+    fill the cores run the data work in their own thread instead: two DDP workers on two cores trained 1.2-1.3x
+    faster without the thread than with it (bench/stream.py), because each data thread took the core of the
+    other worker's main thread and made it the one the all-reduce waited for."""
+    if torch.device(device).type == "cuda":
+        return True
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return workers_on_node * (torch.get_num_threads() + 1) <= cores
 
 
 class _Prefetch:

@@ -147,10 +147,16 @@ def _train_worker(config: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(config["torch_threads"])
-    result = train(config["out"], config["run_dir"], config["cfg"], device=get_device(),
+    device = get_device()
+    prefetch = config["prefetch"]
+    if prefetch is None:  # a data thread only where the node has a core for it beside its workers' threads
+        from train.loop import auto_prefetch
+
+        prefetch = auto_prefetch(device, ctx.get_local_world_size())
+    result = train(config["out"], config["run_dir"], config["cfg"], device=device,
                    echo=print if rank == 0 else (lambda s: None), use_encodings=config["use_encodings"],
                    rank=rank, world=world, parallel=config["parallel"], echo_log=config["echo_log"],
-                   prefetch=config["prefetch"])
+                   prefetch=prefetch)
     with tempfile.TemporaryDirectory() as tmp:  # Ray Train keeps a result only with a checkpoint: a tiny one
         if rank == 0:
             (Path(tmp) / "result.json").write_text(json.dumps(vars(result)))
@@ -161,13 +167,14 @@ def _train_worker(config: dict) -> None:
 def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worker: float = 0.0,
                       address: str | None = None, use_encodings: bool = True,
                       torch_threads: int | None = None, parallel: str = "ddp",
-                      progress: StepProgress | None = None, prefetch: bool = True) -> TrainResult:
+                      progress: StepProgress | None = None, prefetch: bool | None = None) -> TrainResult:
     """Train (or resume) ``run_dir`` with ``workers`` Ray Train workers, data-parallel by ``parallel`` (``ddp``
     or ``fsdp``, train/parallel.py); returns worker 0's result. Each worker runs ``torch_threads`` intra-op
     threads, by default one per CPU Ray reserves for it (1), so N workers on N cores never oversubscribe them.
     ``progress`` shows the lines worker 0 appends to ``RUN_DIR/log.jsonl`` while the workers run
     (train/progress.py); worker 0 then prints no log lines of its own (each would show twice, and Ray's log
-    forwarding would spend CPU the workers need). ``prefetch``: as in ``train.loop.train``."""
+    forwarding would spend CPU the workers need). ``prefetch``: as in ``train.loop.train``; None: each worker
+    runs a data thread when its node has a core for it (``train.loop.auto_prefetch``)."""
     from ray.train import RunConfig as RayRunConfig
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer

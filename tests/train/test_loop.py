@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import metadata
 
 import numpy as np
 import pytest
+import torch
 
 from manifests import store
 from train import checkpoint
@@ -95,7 +97,7 @@ def test_preparing_the_next_step_in_a_thread_changes_no_number(synth_out, tiny_t
         data={"caption_dropout": 0.5, "batch_tokens": 256})
     plain = train(synth_out, tmp_path / "plain", cfg, echo=lambda s: None, prefetch=False)
     echoed = []
-    ahead = train(synth_out, tmp_path / "ahead", cfg, echo=echoed.append, echo_log=False)  # prefetch: the default
+    ahead = train(synth_out, tmp_path / "ahead", cfg, echo=echoed.append, echo_log=False, prefetch=True)
     assert ahead.losses == plain.losses and ahead.val_losses == plain.val_losses
     assert _log(tmp_path / "ahead") == _log(tmp_path / "plain")
     for name in ("step-0000006", "step-0000007"):  # the data position after step 6 (one prepared beyond it)
@@ -104,3 +106,15 @@ def test_preparing_the_next_step_in_a_thread_changes_no_number(synth_out, tiny_t
         assert saved[0] == saved[1]
     # echo_log=False (a Ray Train worker whose driver shows log.jsonl): messages only, no log line printed
     assert echoed and not any(s.startswith("step=") for s in echoed)
+
+
+def test_the_data_thread_runs_by_default_only_where_it_has_a_core(monkeypatch):
+    from train.loop import auto_prefetch
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)  # a 2-core node
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert auto_prefetch(torch.device("cpu"), 1)  # one worker: its data thread takes the free core
+    assert not auto_prefetch(torch.device("cpu"), 2)  # two workers fill both cores: no thread to preempt them
+    assert auto_prefetch(torch.device("cuda", 0), 8)  # on a GPU the CPU waits for kernels anyway
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert not auto_prefetch(torch.device("cpu"), 1)  # torch's own threads fill the node
