@@ -111,12 +111,12 @@ _PREFETCH = {"auto": None, "on": True, "off": False}
 def _add_execution_flags(p) -> None:
     """Flags of ``rushes train`` that say where and how it runs, not what it trains (not RunConfig fields)."""
     p.add_argument("--prefetch", choices=("auto", "on", "off"), default="auto",
-                   help="prepare the next step's packs in a background thread during this step: on, off, or auto "
-                        "(default: on a GPU, or on CPU when the node has a core for the thread beside the workers' "
-                        "torch threads; off when the workers fill the cores). Losses and checkpoints are the same "
-                        "either way")
+                   help="prepare the next step's packs in a background thread during this step: on, off, or auto: "
+                        "on a GPU, and on CPU when the node has a core for the thread beside the workers' torch "
+                        "threads (off when they fill the cores). Losses and checkpoints are the same either way "
+                        "(default: auto)")
     p.add_argument("--no-prefetch", dest="prefetch", action="store_const", const="off",
-                   help="the same as --prefetch off")
+                   help="the same as --prefetch off (default: off, i.e. --prefetch decides)")
     p.add_argument("--workers", type=int,
                    help="data-parallel workers under Ray Train (TorchTrainer, DDP; gloo on CPU, NCCL on GPU), on a "
                         "local Ray or the cluster of --address/$RAY_ADDRESS (default: none, one process, no Ray)")
