@@ -367,10 +367,11 @@ def _prepare(run: _Run, step: int) -> _StepData:
 
 def auto_prefetch(device: torch.device, workers_on_node: int) -> bool:
     """Whether a data thread (:class:`_Prefetch`) speeds a worker up: on a GPU always (the CPU would wait for the
-    kernels); on CPU only when this node has a core for it beside every worker's torch threads. Workers that
-    fill the cores run the data work in their own thread instead: two DDP workers on two cores trained 1.2-1.3x
-    faster without the thread than with it (bench/stream.py), because each data thread took the core of the
-    other worker's main thread and made it the one the all-reduce waited for."""
+    kernels); on CPU only when this node has a core for it beside every worker's torch threads. Threads that
+    fill the cores do the data work themselves instead: one process with 2 torch threads on 2 cores trained at
+    0.45-0.51x with the thread (it preempts one of the intra-op threads every op waits for), and two DDP
+    workers on 2 cores at a median 604 against 654 samples/s without it (the thread takes the core of the
+    other worker's main thread, the one the all-reduce then waits for; README, bench/stream.py)."""
     if torch.device(device).type == "cuda":
         return True
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -24,6 +24,7 @@ The key is a hash of :func:`key_inputs`: a run whose settings differ in any of t
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -272,8 +273,6 @@ class RowReader:
 
     def rows_at(self, wanted: set[int], columns: list[str] | None = None) -> dict[int, dict]:
         """The rows numbered ``wanted`` (0-based), in one read of the row groups that hold them."""
-        import bisect
-
         groups = sorted({bisect.bisect_right(self._starts, i) - 1 for i in wanted})
         if not groups:
             return {}

@@ -10,8 +10,9 @@ The pack order depends on the seed and the shards only, never on the number of w
 next ``n`` packs of that global order and worker ``rank`` of ``world`` turns packs ``rank, rank + world, ...``
 of them into tensors. A worker reads tensors only from the row groups that hold its own packs' clips, each
 group once per window: with groups of g clips (``shards.ROW_GROUP_BYTES``) and N workers on a bucket, each
-fetches about ``1 - (1 - 1/N) ** g`` of the tensor bytes (g = 4, 8 workers: ~41%, 64: ~6%), not all of them. The position (epoch, where the current window starts, packs taken from it) is all
-a checkpoint needs: :meth:`PackStream.load_state_dict` re-reads that window and skips the packs taken.
+fetches about ``1 - (1 - 1/N) ** g`` of the tensor bytes (g = 4, 8 workers: ~41%, 64: ~6%), not all of them.
+The position (epoch, where the current window starts, packs taken from it) is all a checkpoint needs:
+:meth:`PackStream.load_state_dict` re-reads that window and skips the packs taken.
 
 Usage::
 
