@@ -152,6 +152,7 @@ class PackStream:
         self.paths = shards.shard_paths(self.folder)
         self.epoch, self.start, self.taken = 0, (0, 0), 0  # the position
         self._current: _Window | None = None
+        self._light: tuple[int, dict[str, list]] | None = None  # the last shard's light columns
 
     def _order(self, epoch: int) -> list[int]:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.paths)).tolist()
@@ -162,7 +163,7 @@ class PackStream:
         shard, row = start
         seen: set[str] = set()
         while shard < len(order) and len(refs) < self.window:
-            light = shards.read_columns(self.paths[order[shard]], LIGHT)
+            light = self._light_columns(order[shard])
             for cid, chash, status, n in zip(*(light[c][row:] for c in LIGHT)):
                 row += 1
                 if status == "ok" and self.ids.get(cid) == chash and cid not in seen:
@@ -176,6 +177,13 @@ class PackStream:
         rng = np.random.default_rng([self.seed, epoch, start[0], start[1]])
         packs = pack_first_fit(tokens, self.budget, rng.permutation(len(refs)).tolist())
         return _Window([[refs[i] for i in packs[k]] for k in rng.permutation(len(packs))], (shard, row))
+
+    def _light_columns(self, index: int) -> dict[str, list]:
+        """The light columns of shard ``index``, kept while windows read it: a shard larger than a window is
+        read once, not once per window."""
+        if self._light is None or self._light[0] != index:
+            self._light = (index, shards.read_columns(self.paths[index], LIGHT))
+        return self._light[1]
 
     def _next_rows(self) -> tuple[_Window, int]:
         """The window of the next pack of the global order, and the pack's index in it."""

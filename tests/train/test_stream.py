@@ -113,3 +113,16 @@ def test_a_worker_reads_the_tensors_of_its_own_packs_and_each_row_group_once(tmp
     mine = [p for _ in range(len(whole) // 8) for p in rank.next_packs(8, rank=3, world=8)]
     assert [[e.clip_id for e in p] for p in mine] == [[e.clip_id for e in p] for p in whole[3::8]]
     assert len(set(groups)) == len(groups) < 0.6 * num_groups  # worker 3 of 8: the groups of its clips only
+
+
+def test_a_shard_larger_than_a_window_is_listed_once(tmp_path, monkeypatch):
+    folder = tmp_path / "key"
+    ids = write_random_shards(folder, 64, shard_rows=64)  # one shard, eight windows of 8 clips
+    reads = []
+    real = shards.read_columns
+    monkeypatch.setattr(shards, "read_columns", lambda path, columns: reads.append(path) or real(path, columns))
+    stream = PackStream(folder, ids, PATCH, budget=96, window=8, seed=0)
+    got = []
+    while stream.epoch == 0:
+        got += [e.clip_id for p in stream.next_packs(1) for e in p]
+    assert sorted(got[:64]) == sorted(ids) and len(reads) == 1  # not once per window (8 of them)
