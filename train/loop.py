@@ -145,12 +145,15 @@ def lr_at(step: int, cfg: RunConfig) -> float:
 
 
 def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: list[torch.Generator],
-               cfg: RunConfig, step: int, world: int = 1) -> dict:
+               cfg: RunConfig, step: int, world: int = 1, counts: dict | None = None) -> dict:
     """One optimisation step on this worker's packs: losses, backward, clip, AdamW, EMA. Returns log numbers,
-    with the seconds of the forward passes (noise and loss included), the backward passes and the optimizer.
+    with the seconds of the forward passes (noise and loss included), the backward passes and the optimizer,
+    and ``counts`` (this worker's, :func:`_pack_counts`) summed over the workers.
 
     The gradient is the mean over the step's ``packs_per_step`` packs of all workers, whatever their number:
-    each pack's loss is scaled by world / packs_per_step and DDP (or FSDP) averages over the workers.
+    each pack's loss is scaled by world / packs_per_step and DDP (or FSDP) averages over the workers. The mean
+    loss and the counts cross the workers in one collective started after the backward passes and awaited after
+    the optimizer: the gradient's reduction is the only point of a step where workers wait for each other.
     """
     tc = cfg.train
     watch, seconds = Stopwatch(batches[0].x0.device), {"forward_s": 0.0, "backward_s": 0.0}
@@ -172,14 +175,33 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
             (loss * scale).backward()
             seconds["backward_s"] += watch.lap()
         total += loss.detach() / cfg.data.packs_per_step
-    if world > 1:
-        torch.distributed.all_reduce(total)  # the mean loss over every worker's packs
+    summed = _StepSum(total, counts or {}, world)  # the mean loss over every worker's packs, the counts' sums
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip else float("inf"))
     optimizer.step()
     with torch.no_grad():  # one fused call over all tensors: a per-tensor loop costs more than a tiny model's step
         torch._foreach_lerp_(dp.local(ema.parameters()), dp.local(model.parameters()), 1.0 - tc.ema_decay)
-    stats = {"loss": total.item(), "grad_norm": dp.as_float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
-    return {**stats, **seconds, "optimizer_s": watch.lap()}
+    loss_value, counts = summed.result()
+    stats = {"loss": loss_value, "grad_norm": dp.as_float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
+    return {**stats, **seconds, "optimizer_s": watch.lap(), **counts}
+
+
+class _StepSum:
+    """A step's mean loss and counts summed over the workers (the loss in its own dtype, the counts as int64:
+    exact), started asynchronously at construction; :meth:`result` waits. One worker: the numbers as they are."""
+
+    def __init__(self, loss: torch.Tensor, counts: dict, world: int):
+        self.keys, self.loss, self.counts, self.work = list(counts), loss, counts, []
+        if world > 1:
+            self.loss = loss.clone()
+            self.counts = torch.tensor([int(counts[k]) for k in self.keys], dtype=torch.long).to(loss.device)
+            self.work = [torch.distributed.all_reduce(t, async_op=True) for t in (self.loss, self.counts)]
+
+    def result(self) -> tuple[float, dict]:
+        for work in self.work:
+            work.wait()
+        if not self.work:
+            return self.loss.item(), self.counts
+        return self.loss.item(), dict(zip(self.keys, self.counts.tolist()))
 
 
 @torch.no_grad()
@@ -233,34 +255,33 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)  # noise, timesteps and caption dropout come from this stream
 
 
-def _batches(packs: list[list[Example]], generators, data: TrainData, dc, device) -> list[PackedBatch]:
-    """Collate each pack, replacing a random share of captions with the empty one (caption dropout, for CFG)."""
-    out = []
+def _batches(packs: list[list[Example]], generators, data: TrainData, cfg: RunConfig,
+             device) -> tuple[list[PackedBatch], dict]:
+    """Collate each pack, replacing a random share of captions with the empty one (caption dropout, for CFG);
+    with the packs' counts (:func:`_pack_counts`, taken before the batches move to ``device``)."""
+    out, cpu = [], []
     for pack, gen in zip(packs, generators):
-        dropped = torch.rand(len(pack), generator=gen) < dc.caption_dropout
+        dropped = torch.rand(len(pack), generator=gen) < cfg.data.caption_dropout
         texts = [data.null_text if d else e.text for e, d in zip(pack, dropped.tolist())]
-        out.append(collate(pack, pad_multiple=dc.pad_multiple, texts=texts).to(device))
-    return out
+        cpu.append(collate(pack, pad_multiple=cfg.data.pad_multiple, texts=texts))
+        out.append(cpu[-1].to(device))
+    return out, _pack_counts(cpu, cfg)
 
 
-def _step_counts(packs: list[list[Example]], batches: list[PackedBatch], world: int, cfg: RunConfig) -> dict:
-    """Clips, real tokens, computed tokens and model FLOPs (train/throughput.py) of the whole step, summed over
-    the workers."""
-    counts = torch.tensor([sum(len(p) for p in packs), sum(b.real_tokens for b in batches),
-                           sum(int(b.x0.shape[1]) for b in batches), sum(batch_flops(cfg.model, b) for b in batches)],
-                          dtype=torch.long, device=batches[0].x0.device)
-    if world > 1:
-        torch.distributed.all_reduce(counts)
-    return dict(zip(("clips", "real_tokens", "tokens", "flops"), counts.tolist()))
+def _pack_counts(batches: list[PackedBatch], cfg: RunConfig) -> dict:
+    """Clips, real tokens, computed tokens and model FLOPs (train/throughput.py) of this worker's packs."""
+    return {"clips": sum(len(b.clip_ids) for b in batches), "real_tokens": sum(b.real_tokens for b in batches),
+            "tokens": sum(int(b.x0.shape[1]) for b in batches),
+            "flops": sum(batch_flops(cfg.model, b) for b in batches)}
 
 
-def _speed(counts: dict, stats: dict, data_s: float, world: int, peak: float | None) -> dict:
+def _speed(stats: dict, data_s: float, world: int, peak: float | None) -> dict:
     """Log numbers of one step's speed: the step's seconds (data wait + forward + backward + optimizer), real
     tokens/s over all workers, and MFU where the device's peak is known (GPU)."""
     step_s = data_s + stats["forward_s"] + stats["backward_s"] + stats["optimizer_s"]
-    record = {"data_s": data_s, "step_s": step_s, "tokens_per_s": counts["real_tokens"] / step_s}
+    record = {"data_s": data_s, "step_s": step_s, "tokens_per_s": stats["real_tokens"] / step_s}
     if peak:
-        record["mfu"] = counts["flops"] / (step_s * peak * world)
+        record["mfu"] = stats["flops"] / (step_s * peak * world)
     return record
 
 
@@ -353,6 +374,7 @@ class _StepData:
     packs: list[list[Example]]
     generators: list[torch.Generator]
     batches: list[PackedBatch]
+    counts: dict  # this worker's (_pack_counts)
     position: dict
 
 
@@ -362,7 +384,7 @@ def _prepare(run: _Run, step: int) -> _StepData:
     packs = run.data.source.next_packs(dc.packs_per_step, run.rank, run.world)
     position = run.data.source.state_dict()
     generators = [pack_generator(tc.seed, step, run.rank + i * run.world) for i in range(len(packs))]
-    return _StepData(packs, generators, _batches(packs, generators, run.data, dc, run.device), position)
+    return _StepData(packs, generators, *_batches(packs, generators, run.data, run.cfg, run.device), position)
 
 
 def auto_prefetch(device: torch.device, workers_on_node: int) -> bool:
@@ -409,23 +431,21 @@ class _Prefetch:
 
 def _run_step(run: _Run, step: int, ahead: _Prefetch) -> None:
     """One step of :func:`train`: this worker's packs, the optimisation step, then log, validation and
-    checkpoint when due (collective ones on every worker: the counts' sum, and under FSDP the last two)."""
+    checkpoint when due (under FSDP both are collective: every worker takes part)."""
     tc, data, lead = run.cfg.train, run.data, run.lead
     watch, cpu = Stopwatch(run.device), time.process_time()
     ready = ahead.take(step)
-    packs, generators, batches = ready.packs, ready.generators, ready.batches
     data_s = watch.lap()  # the wait for data: preparing it ran beside the previous step
-    stats = train_step(run.model, run.ema, run.optimizer, batches, generators, run.cfg, step, run.world)
+    stats = train_step(run.model, run.ema, run.optimizer, ready.batches, ready.generators, run.cfg, step, run.world,
+                       ready.counts)
     stats["cpu_s"] = time.process_time() - cpu  # well below step_s: this worker waited (for a core or a peer)
     run.result.losses.append(stats["loss"])
     run.result.step = done = step + 1
     if run.on_step is not None:
-        run.on_step(done, sum(len(p) for p in packs), sum(b.real_tokens for b in batches))
-    if done % tc.log_every == 0 or step == run.result.start_step or done == tc.steps:
-        counts = _step_counts(packs, batches, run.world, run.cfg)  # every worker takes part in the sum
-        if lead:
-            _append_log(run.run_dir, {"step": done, **stats, **counts, "workers": run.world, "parallel": run.parallel,
-                                      **_speed(counts, stats, data_s, run.world, peak_flops(run.device))}, run.echo)
+        run.on_step(done, ready.counts["clips"], ready.counts["real_tokens"])  # this worker's
+    if lead and (done % tc.log_every == 0 or step == run.result.start_step or done == tc.steps):
+        _append_log(run.run_dir, {"step": done, **stats, "workers": run.world, "parallel": run.parallel,
+                                  **_speed(stats, data_s, run.world, peak_flops(run.device))}, run.echo)
     sharded = run.parallel == "fsdp"  # validation and checkpoints are collective: every worker takes part
     if (lead or sharded) and data.val_set and (done % tc.val_every == 0 or done == tc.steps):
         _validate(run, done)

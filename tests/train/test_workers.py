@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +34,39 @@ def test_two_workers_follow_one_worker_and_their_checkpoint_resumes_on_one(synth
     np.testing.assert_allclose(two.losses, one.losses[:4], rtol=1e-4)  # same global batch, same data order
     assert json.loads((tmp_path / "two" / "config.json").read_text())["workers"] == 2
     assert all(json.loads(line)["workers"] == 2 for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines())
+    assert _counts(tmp_path / "two") == _counts(tmp_path / "one")[:4]
     resumed = train(out, tmp_path / "two", cfg, echo=lambda s: None)  # the 2-worker checkpoint on 1 worker
     assert resumed.start_step == 4
     np.testing.assert_allclose(resumed.losses, one.losses[4:], rtol=1e-4)
+
+
+def _counts(run: Path) -> list[tuple]:
+    """Each logged step's clips, real tokens, computed tokens and FLOPs (over all workers)."""
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return [(r["step"], r["clips"], r["real_tokens"], r["tokens"], r["flops"]) for r in lines if "loss" in r]
+
+
+_STEP_SUM = """
+import sys, torch, torch.distributed as dist
+from train.loop import _StepSum
+rank, port = int(sys.argv[1]), sys.argv[2]
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+loss = torch.tensor([0.25, 1.5][rank])
+summed = _StepSum(loss, {"clips": 3 + rank, "flops": 2 ** 52 + rank}, world=2)
+loss.add_(100.0)  # the numbers were taken when the sum started: what the step does next cannot change them
+print(summed.result())
+dist.destroy_process_group()
+"""
+
+
+def test_the_step_loss_and_counts_cross_the_workers_in_one_sum():
+    """Two gloo processes: the mean loss (the sum of each worker's share) and the exact sums of the counts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    repo = Path(__file__).resolve().parents[2]
+    procs = [subprocess.Popen([sys.executable, "-c", _STEP_SUM, str(rank), str(port)], cwd=repo,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert [o for o, _ in outs] == ["(1.75, {'clips': 7, 'flops': 9007199254740993})\n"] * 2
