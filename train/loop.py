@@ -92,7 +92,7 @@ def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device,
 class TrainData:
     """Where a run's packs come from (encodings streamed from shards, or clips prepared in memory)."""
 
-    source: PackLoader | PackStream  # next_packs / state_dict / load_state_dict
+    source: PackLoader | PackStream  # next_packs / state_dict / load_state_dict / close
     val_set: list[Example]
     null_text: torch.Tensor
     channels: int
@@ -335,9 +335,12 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     # 4. The loop: each step takes the next packs_per_step packs of one global order; this worker trains its share.
     run = _Run(run_dir, cfg, device, rank, world, parallel, data, model, net, ema, optimizer, generator, result,
                lead, echo if echo_log else None, on_step if lead else None)
-    with _Prefetch(lambda step: _prepare(run, step), start, tc.steps, prefetch) as ahead:  # next step's data
-        for step in range(start, tc.steps):
-            _run_step(run, step, ahead)
+    try:
+        with _Prefetch(lambda step: _prepare(run, step), start, tc.steps, prefetch) as ahead:  # next step's data
+            for step in range(start, tc.steps):
+                _run_step(run, step, ahead)
+    finally:  # after the data thread stopped: the shards a window still has open
+        data.source.close()
     if lead:
         _record_summary(out_dir, run_dir, result, world, parallel, data.encodings)
     return result

@@ -94,6 +94,9 @@ class PackLoader:
         self.epoch, self.index = int(state["epoch"]), int(state["index"])
         self._packs = None
 
+    def close(self) -> None:
+        """Nothing to release: the examples are in memory (the interface of train.stream.PackStream)."""
+
 
 @dataclass
 class PackedBatch:

@@ -219,6 +219,11 @@ class PackStream:
                              "without encodings); resume it with --no-encodings")
         self.epoch, self.start, self.taken = int(state["epoch"]), (int(state["shard"]), int(state["row"])), \
             int(state["taken"])
+        self.close()
+
+    def close(self) -> None:
+        """Close the shards the current window has open (a run that stops mid-window; on a bucket, open
+        connections). The position stays: a later :meth:`next_packs` re-reads the window and goes on."""
         if self._current is not None:
             self._current.close()
         self._current = None

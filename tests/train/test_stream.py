@@ -126,3 +126,23 @@ def test_a_shard_larger_than_a_window_is_listed_once(tmp_path, monkeypatch):
     while stream.epoch == 0:
         got += [e.clip_id for p in stream.next_packs(1) for e in p]
     assert sorted(got[:64]) == sorted(ids) and len(reads) == 1  # not once per window (8 of them)
+
+
+def test_closing_mid_window_closes_its_shards_and_keeps_the_position(shard_set, monkeypatch):
+    """A run that stops mid-window (the loop closes its data source) leaves no shard open; a stream used again
+    after close goes on with the packs it would have given."""
+    folder, ids = shard_set
+    opened = []
+    real = shards.RowReader
+
+    def spy(path):
+        opened.append(real(path))
+        return opened[-1]
+    monkeypatch.setattr(shards, "RowReader", spy)
+    stream = PackStream(folder, ids, PATCH, budget=96, window=20, seed=3)
+    stream.next_packs(1)
+    assert opened and len(stream._current.packs) > 1  # mid-window: its shards are open
+    stream.close()
+    assert all(r._stream.closed for r in opened)
+    assert _ids(stream.next_packs(4)) == _ids(PackStream(folder, ids, PATCH, budget=96, window=20, seed=3)
+                                              .next_packs(5))[1:]
