@@ -11,7 +11,7 @@
    first (today's path without encodings); samples/s over the whole run, and over the training steps alone.
 3. Workers (``workers``): ``rushes train --workers 2`` (DDP and FSDP) against ``--workers 1`` on Ray Train,
    and the same loop without Ray as the reference: one process, and two processes joined by torch.distributed
-   (gloo) directly (tiny preset, one torch thread per worker, the same global batch of 2 packs per step, the
+   (gloo) directly (tiny preset, one torch thread per worker, the same global batch of 2 and of 4 packs per step, the
    trainer's default stream window), samples/s over the logged steps after the first ``--workers-skip-s``
    seconds of training (Ray Train starts its helper actors beside the first steps), with worker 0's step
    split into data wait, forward, backward (the gradient all-reduce and any wait for the other worker
@@ -215,13 +215,15 @@ WORKER_RUNS = (("1ddp", "Ray Train, 1 worker", 1, "ddp", True), ("0ddp", "one pr
                ("2fsdp", "Ray Train, 2 workers, FSDP", 2, "fsdp", True))
 
 
-def _workers_cfg(t5: str, budget: int, steps: int):
-    """The workers rows' config: 2 packs of ``budget`` tokens per step, the trainer's default stream window."""
-    return _cfg(t5, packs_per_step=2, batch_tokens=budget, stream_window=DataConfig().stream_window).with_overrides(
+def _workers_cfg(t5: str, budget: int, steps: int, packs: int = 2):
+    """The workers rows' config: ``packs`` packs of ``budget`` tokens per step (the global batch), the trainer's
+    default stream window."""
+    return _cfg(t5, packs_per_step=packs, batch_tokens=budget,
+                stream_window=DataConfig().stream_window).with_overrides(
         train={"steps": steps})
 
 
-def ddp_child(out: str, t5: str, run: str, steps: int, budget: int, rank: int, world: int, port: int,
+def ddp_child(out: str, t5: str, run: str, steps: int, budget: int, packs: int, rank: int, world: int, port: int,
               prefetch: bool | None) -> None:
     """One process of a no-Ray reference row: with ``world`` > 1 torch.distributed (gloo) set up by hand, then the
     same loop (``prefetch`` None: the data thread where the node has a core for it, as `rushes train` decides)."""
@@ -234,7 +236,7 @@ def ddp_child(out: str, t5: str, run: str, steps: int, budget: int, rank: int, w
     if world > 1:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        train(Path(out), Path(run), _workers_cfg(t5, budget, steps), echo=lambda s: None, rank=rank, world=world,
+        train(Path(out), Path(run), _workers_cfg(t5, budget, steps, packs), echo=lambda s: None, rank=rank, world=world,
               prefetch=auto_prefetch(torch.device("cpu"), world) if prefetch is None else prefetch)
     finally:
         if world > 1:
@@ -261,7 +263,7 @@ def _worker_run(out: Path, run: Path, cfg, n: int, parallel: str, on_ray: bool, 
     if not on_ray:
         port, t5 = _free_port(), cfg.data.text_encoder
         procs = [subprocess.Popen([sys.executable, __file__, "--ddp-child", str(out), t5, str(run), str(cfg.train.steps),
-                                   str(cfg.data.batch_tokens), str(rank), str(n), str(port), PREFETCH_ARG[prefetch]],
+                                   str(cfg.data.batch_tokens), str(cfg.data.packs_per_step), str(rank), str(n), str(port), PREFETCH_ARG[prefetch]],
                                   cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for rank in range(n)]
         errors = [p.communicate()[1] for p in procs]
@@ -298,9 +300,11 @@ def _round(out: Path, root: Path, cfg, runs: set[str], prefetch: bool | None, ta
     for spec in (r for r in WORKER_RUNS if r[0] in runs):
         key, label, n, parallel, on_ray = spec
         base = bases.get(on_ray) if n > 1 else None
-        run = root / f"w{key}-{cfg.data.batch_tokens}-{tag}-{PREFETCH_ARG[prefetch]}"
+        dc = cfg.data
+        run = root / f"w{key}-{dc.packs_per_step}x{dc.batch_tokens}-{tag}-{PREFETCH_ARG[prefetch]}"
         rate, steal = _worker_row(out, run, cfg, spec, prefetch,
-                                  f"{cfg.data.batch_tokens} | {tag} | {PREFETCH_ARG[prefetch]} | {label}", base, skip_s)
+                                  f"{dc.packs_per_step} | {dc.batch_tokens} | {tag} | {PREFETCH_ARG[prefetch]} | {label}",
+                                  base, skip_s)
         worst = max(worst, steal)
         if n == 1:
             bases[on_ray] = rate
@@ -311,50 +315,59 @@ def _round(out: Path, root: Path, cfg, runs: set[str], prefetch: bool | None, ta
 
 def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...], runs: set[str],
                  rounds: int = 3, prefetch_modes: tuple[bool | None, ...] = (False, None), max_steal: float = 0.05,
-                 skip_s: float = 10.0) -> None:
-    """Samples/s of 1 and 2 Ray Train workers on the same global batch (and the same without Ray: one process,
-    and two processes joined by torch.distributed directly), with worker 0's step split into phases; the load
-    average before each row and the hypervisor's steal share during it say how much else the cores ran. Rates
-    count the steps after the first ``skip_s`` seconds of training: Ray Train starts its helper actors (about 2
-    CPU seconds each) while the first steps run. The runs alternate on one Ray instance (this machine's speed
-    drifts by +-15% over minutes), the data thread off (one thread per worker) and auto (the default: on where
-    a core is free for it, so for 1 worker on 2 cores and not for 2; or on) in turn, until each
-    mode has ``rounds`` rounds whose rows all had at most ``max_steal`` steal (at most 3 x ``rounds``
-    attempts): a ratio is the median over those rounds."""
-    import statistics
-
+                 skip_s: float = 10.0, packs_per_step: tuple[int, ...] = (2,)) -> None:
+    """Samples/s of 1 and 2 Ray Train workers on the same global batch of ``packs_per_step`` packs of
+    ``batch_tokens`` tokens (and the same without Ray: one process, and two processes joined by
+    torch.distributed directly), with worker 0's step split into phases; the load average before each row and
+    the hypervisor's steal share during it say how much else the cores ran. Rates count the steps after the
+    first ``skip_s`` seconds of training: Ray Train starts its helper actors (about 2 CPU seconds each) while
+    the first steps run. The runs alternate on one Ray instance (this machine's speed drifts by +-15% over
+    minutes), the data thread off (one thread per worker) and auto (the default: on where a core is free for
+    it, so for 1 worker on 2 cores and not for 2; or on) in turn, until each mode has ``rounds`` rounds whose
+    rows all had at most ``max_steal`` steal (at most 3 x ``rounds`` attempts): a ratio is the median over
+    those rounds."""
     import torch
 
     from cluster.ray_connect import connect
 
     torch.set_num_threads(1)
     out = random_set(root, 400, t5)
-    print(f"\n{steps} steps of 2 packs per step (400 tiny clips, stream window {DataConfig().stream_window}), tiny "
-          f"preset, 1 torch thread per worker, gloo on CPU, {os.cpu_count()} cores; ms per step of worker 0 over the "
-          f"steps after the first {skip_s:g} s; a round counts when no row of it had more than {max_steal:.0%} steal\n")
-    print("| tokens per pack | round | data thread | run | samples/s | vs one process of its kind | data ms | forward ms | "
-          "backward ms (+ all-reduce) | optimizer ms | step ms | CPU busy | CPU ms per sample | steal | load before |")
-    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(f"\n{steps} steps (400 tiny clips, stream window {DataConfig().stream_window}), tiny preset, 1 torch "
+          f"thread per worker, gloo on CPU, {os.cpu_count()} cores; ms per step of worker 0 over the steps after the "
+          f"first {skip_s:g} s; a round counts when no row of it had more than {max_steal:.0%} steal\n")
+    print("| packs per step | tokens per pack | round | data thread | run | samples/s | vs one process of its kind | "
+          "data ms | forward ms | backward ms (+ all-reduce) | optimizer ms | step ms | CPU busy | CPU ms per sample | "
+          "steal | load before |")
+    print("|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     session = connect(None)  # one Ray instance for every row: its start-up never overlaps a measured run
     try:
-        for budget in batch_tokens:
-            cfg = _workers_cfg(t5, budget, steps)
-            kept: dict[bool | None, list[tuple[int, dict]]] = {m: [] for m in prefetch_modes}
-            for tag in range(1, 3 * rounds + 1):
-                for prefetch in (m for m in prefetch_modes if len(kept[m]) < rounds):
-                    got = _round(out, root, cfg, runs, prefetch, tag, max_steal, skip_s)
-                    kept[prefetch] += [(tag, got)] if got is not None else []
-                if all(len(v) >= rounds for v in kept.values()):
-                    break
-            for prefetch, done in kept.items():
-                for label in sorted({k for _, r in done for k in r}):
-                    values = [r[label] for _, r in done]
-                    print(f"\n{budget} tokens per pack, data thread {PREFETCH_ARG[prefetch]}, {label}: median "
-                          f"**{statistics.median(values):.2f}x** over rounds {', '.join(str(t) for t, _ in done)} "
-                          f"({', '.join(f'{v:.2f}x' for v in values)})")
+        for packs in packs_per_step:
+            for budget in batch_tokens:
+                _shape_rounds(out, root, _workers_cfg(t5, budget, steps, packs), runs, rounds, prefetch_modes,
+                              max_steal, skip_s)
     finally:
         session.close()
     print(f"\nload average after: {_load()} (1/5/15 min)")
+
+
+def _shape_rounds(out: Path, root: Path, cfg, runs: set[str], rounds: int, prefetch_modes: tuple, max_steal: float,
+                  skip_s: float) -> None:
+    """The rounds of one global batch shape, then each mode's median ratios."""
+    import statistics
+
+    kept: dict[bool | None, list[tuple[int, dict]]] = {m: [] for m in prefetch_modes}
+    for tag in range(1, 3 * rounds + 1):
+        for prefetch in (m for m in prefetch_modes if len(kept[m]) < rounds):
+            got = _round(out, root, cfg, runs, prefetch, tag, max_steal, skip_s)
+            kept[prefetch] += [(tag, got)] if got is not None else []
+        if all(len(v) >= rounds for v in kept.values()):
+            break
+    for prefetch, done in kept.items():
+        for label in sorted({k for _, r in done for k in r}):
+            values = [r[label] for _, r in done]
+            print(f"\n{cfg.data.packs_per_step} packs of {cfg.data.batch_tokens} tokens per step, data thread "
+                  f"{PREFETCH_ARG[prefetch]}, {label}: median **{statistics.median(values):.2f}x** over rounds "
+                  f"{', '.join(str(t) for t, _ in done)} ({', '.join(f'{v:.2f}x' for v in values)})")
 
 
 def main() -> None:
@@ -364,9 +377,9 @@ def main() -> None:
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--ddp-child":
         out, t5, run, *numbers = sys.argv[2:]
-        steps, budget, rank, world, port = (int(v) for v in numbers[:-1])
+        steps, budget, packs, rank, world, port = (int(v) for v in numbers[:-1])
         mode = {v: k for k, v in PREFETCH_ARG.items()}[numbers[-1]]
-        ddp_child(out, t5, run, steps, budget, rank, world, port, mode)
+        ddp_child(out, t5, run, steps, budget, packs, rank, world, port, mode)
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="rss,encoded,workers", help="comma-separated: rss, encoded, workers")
@@ -376,6 +389,10 @@ def main() -> None:
                     help="seconds of training left out of each workers row's rates (Ray Train starts its helper "
                          "actors while the first steps run)")
     ap.add_argument("--workers-tokens", default="1024", help="tokens per pack of the workers rows")
+    ap.add_argument("--workers-packs", default="2,4",
+                    help="packs per step (the global batch, split over the workers) of the workers rows: the "
+                         "step's fixed costs (the all-reduce, the wait for the other worker, the optimizer that "
+                         "every worker runs whole) weigh less on a larger batch")
     ap.add_argument("--workers-runs", default="1ddp,2ddp,0ddp,2noray,2fsdp",
                     help="workers rows: 1ddp, 2ddp, 2fsdp (Ray Train workers), 0ddp (one process without Ray), "
                          "2noray (two processes, gloo DDP set up by torch.distributed without Ray)")
@@ -406,8 +423,8 @@ def main() -> None:
             workers_rows(root, t5, args.workers_steps, tuple(int(t) for t in args.workers_tokens.split(",")),
                          set(args.workers_runs.split(",")), args.workers_rounds,
                          tuple({v: k for k, v in PREFETCH_ARG.items()}[m] for m in args.workers_prefetch.split(",")),
-                         args.max_steal,
-                         args.workers_skip_s)
+                         args.max_steal, args.workers_skip_s,
+                         tuple(int(p) for p in args.workers_packs.split(",")))
 
 
 if __name__ == "__main__":
