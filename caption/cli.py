@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import storage
 
@@ -97,8 +96,7 @@ def handle(args) -> int:
     """Run the caption stage; exit code 1 when every clip failed, 2 on bad arguments."""
     try:
         cfg = config_from_args(args)
-        scratch = storage.Scratch(**({"root": Path(args.scratch)} if args.scratch else {}),
-                                  max_bytes=int(args.scratch_max_gb * 2**30))
+        scratch = storage.Scratch.from_flags(args.scratch, args.scratch_max_gb)
     except ValueError as exc:
         return _error(str(exc))
     if args.limit is not None and args.limit < 1:

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import logging
 import sys
-from pathlib import Path
 
 import storage
 from curate import config as C
@@ -217,8 +216,7 @@ def main(args) -> int:
                               num_gpus_per_task=args.num_gpus_per_task,
                               memory_per_task_mb=args.memory_per_task_mb, max_in_flight=args.max_in_flight,
                               local_num_cpus=args.num_cpus)
-        scratch = storage.Scratch(**({"root": Path(args.scratch)} if args.scratch else {}),
-                                  max_bytes=int(args.scratch_max_gb * 2**30))
+        scratch = storage.Scratch.from_flags(args.scratch, args.scratch_max_gb)
         _check_models(cfg)
     except ValueError as exc:
         print(f"rushes curate: {exc}", file=sys.stderr)

@@ -47,6 +47,11 @@ class Scratch:
     max_bytes: int = DEFAULT_MAX_BYTES
     wait_s: float = 600.0
 
+    @classmethod
+    def from_flags(cls, root: str | None, max_gb: float) -> Scratch:
+        """The scratch of ``--scratch DIR`` (None: the default folder) and ``--scratch-max-gb``."""
+        return cls(**({"root": Path(root)} if root else {}), max_bytes=int(max_gb * 2**30))
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser())
         if self.max_bytes <= 0:

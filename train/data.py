@@ -128,12 +128,13 @@ def plan_clip(width: int, height: int, duration_s: float, fps: float, max_frames
     return ClipPlan(frames, gw * uw, gh * uh, (gt, gh, gw))
 
 
-def decode_rgb(src: ClipSource, plan: ClipPlan, fps: float) -> np.ndarray:
-    """Frames of ``src`` at ``fps`` resized to the plan's size: (T, H, W, 3) uint8 (what `rushes encode` stores)."""
+def decode_rgb(src: ClipSource, plan: ClipPlan, fps: float, scratch: storage.Scratch | None = None) -> np.ndarray:
+    """Frames of ``src`` at ``fps`` resized to the plan's size: (T, H, W, 3) uint8 (what `rushes encode` stores).
+    A clip in a bucket is read from a copy in ``scratch`` (default: ``storage.Scratch()``), removed after."""
     if src.refused:
         raise UnsafePathError(src.refused)
     times = mframes.fps_times(src.start_s, max(src.end_s, src.start_s + plan.frames / fps), fps)[:plan.frames]
-    with storage.readable(src.path) as path:  # a clip in a bucket: a local copy while it decodes
+    with storage.readable(src.path, scratch) as path:  # a clip in a bucket: a local copy while it decodes
         got = mframes.sample_frames(path, times, size=(plan.width_px, plan.height_px))
     if len(got) < plan.frames:
         raise mframes.DecodeError(f"{src.path}: decoded {len(got)} of {plan.frames} frames of clip {src.clip_id}")

@@ -76,8 +76,9 @@ def _error(task: dict, stage: str, message: str) -> dict:
 
 
 def decode_batch(tasks: pa.Table, data_cfg, patch: tuple[int, int, int], temporal_factor: int = 1,
-                 spatial_factor: int = 1) -> pa.Table:
-    """Plan and decode each task's frames as training plans them; failures become error rows."""
+                 spatial_factor: int = 1, scratch=None) -> pa.Table:
+    """Plan and decode each task's frames as training plans them (clips in a bucket from bounded copies in
+    ``scratch``, a ``storage.Scratch``); failures become error rows."""
     out = []
     for task in tasks.to_pylist():
         src = ClipSource(task["clip_id"], task["caption"], task["path"] or "", task["start_s"], task["end_s"],
@@ -90,7 +91,7 @@ def decode_batch(tasks: pa.Table, data_cfg, patch: tuple[int, int, int], tempora
                                             f"--fps or filter short clips out"))
             continue
         try:
-            rgb = decode_rgb(src, plan, data_cfg.fps)  # (T, H, W, 3) uint8
+            rgb = decode_rgb(src, plan, data_cfg.fps, scratch)  # (T, H, W, 3) uint8
         except (DecodeError, ValueError, OSError) as exc:
             out.append(_error(task, "decode", f"{type(exc).__name__}: {exc}"))
             continue

@@ -55,9 +55,10 @@ DECODE_BASE_MEMORY = 512 << 20  # a decoder, PyAV, pyarrow and torch in one work
 
 
 def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit: int | None = None,
-               address: str | None = None, dry_run: bool = False) -> dict:
+               address: str | None = None, dry_run: bool = False, scratch: storage.Scratch | None = None) -> dict:
     """Encode the kept, captioned clips of ``out`` into ``OUT/encodings/<key>/``; returns the summary (also
-    ``summary.json["encode"]``). Reruns skip clips encoded ok with the same caption and retry failed ones."""
+    ``summary.json["encode"]``). Reruns skip clips encoded ok with the same caption and retry failed ones.
+    Clips in a bucket are decoded from bounded copies in ``scratch`` (default: ``storage.Scratch()``)."""
     patch = cfg.model.patch_size
     inputs = shards.key_inputs(cfg.data, patch)
     folder = shards.key_dir(out, inputs)
@@ -65,10 +66,11 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
     if dry_run or (plan.tasks.num_rows == 0 and storage.is_file(shards.null_caption_path(folder))):
         return {**_head(folder, plan), "dry_run": dry_run, "encoded": 0}
     with writer_lock(out, "rushes encode"):  # a second writer on this OUT is refused at once, naming this one
-        return _encode_locked(out, cfg, enc, limit, address)
+        return _encode_locked(out, cfg, enc, limit, address, scratch)
 
 
-def _encode_locked(out, cfg: RunConfig, enc: EncodeConfig, limit: int | None, address: str | None) -> dict:
+def _encode_locked(out, cfg: RunConfig, enc: EncodeConfig, limit: int | None, address: str | None,
+                   scratch: storage.Scratch | None) -> dict:
     patch = cfg.model.patch_size
     session = connect(address)
     try:
@@ -80,7 +82,7 @@ def _encode_locked(out, cfg: RunConfig, enc: EncodeConfig, limit: int | None, ad
         plan = plan_encode(out, cfg.data, folder, limit)
         shards.write_key(folder, inputs)
         shards.write_null_caption(folder, probe["null_text"])
-        counts = _execute(folder, cfg, enc, plan, probe) if plan.tasks.num_rows else {"encoded": 0}
+        counts = _execute(folder, cfg, enc, plan, probe, scratch) if plan.tasks.num_rows else {"encoded": 0}
         elapsed = time.perf_counter() - t0
     finally:
         session.close()
@@ -95,7 +97,8 @@ def _head(folder, plan: EncodePlan) -> dict:
             "to_encode": plan.tasks.num_rows, "retrying_errors": plan.retrying_errors}
 
 
-def _execute(folder, cfg: RunConfig, enc: EncodeConfig, plan: EncodePlan, probe: dict) -> dict:
+def _execute(folder, cfg: RunConfig, enc: EncodeConfig, plan: EncodePlan, probe: dict,
+             scratch: storage.Scratch | None = None) -> dict:
     n = enc.batch_size
     blocks = [plan.tasks.slice(i, n) for i in range(0, plan.tasks.num_rows, n)]
     frame_bytes = cfg.data.max_frames * cfg.data.max_side_px ** 2 * 3
@@ -106,7 +109,7 @@ def _execute(folder, cfg: RunConfig, enc: EncodeConfig, plan: EncodePlan, probe:
                         memory=DECODE_BASE_MEMORY + n * frame_bytes,
                         fn_kwargs={"data_cfg": cfg.data, "patch": cfg.model.patch_size,
                                    "temporal_factor": probe["temporal_factor"],
-                                   "spatial_factor": probe["spatial_factor"]})
+                                   "spatial_factor": probe["spatial_factor"], "scratch": scratch})
     ds = ds.map_batches(EncodeActor, batch_size=n, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=enc.concurrency), num_gpus=enc.num_gpus or None,
                         num_cpus=enc.actor_cpus,

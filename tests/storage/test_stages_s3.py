@@ -190,9 +190,11 @@ def test_encode_writes_shards_to_the_bucket_train_streams_them_and_sample_reads_
     run = captioned["run"]
     ok = [r["clip_id"] for r in _captions(run) if r["status"] == "ok"]
     assert len(ok) >= 2, "the tiny captioner wrote too few ok captions to train on"
+    scratch = env["tmp"] / "encode scratch"
     res = rushes("encode", run, "--text-encoder", env["t5"], "--max-frames", "4", "--clip-tokens", "192",
-                 "--shard-rows", "2")
+                 "--shard-rows", "2", "--scratch", str(scratch))
     assert res.returncode == 0, res.stderr[-4000:]
+    assert scratch.is_dir() and not [p for p in scratch.iterdir() if p.name.startswith(("rushes-", ".rushes-"))]
     cfg = _train_cfg(env, 2)
     folder = shards.find_encodings(run, shards.key_inputs(cfg.data, cfg.model.patch_size))
     assert str(folder).startswith(f"{run}/encodings/") and len(shards.shard_paths(folder)) >= 1
