@@ -63,12 +63,7 @@ def register(subparsers) -> None:
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow the model repository's own Python code to run, only for repos you trust "
                         "(default: off)")
-    p.add_argument("--scratch", default=None, metavar="DIR",
-                   help="local folder for copies of clip files read from a bucket, each removed after its clip "
-                        "(default: rushes-scratch in the temp folder)")
-    p.add_argument("--scratch-max-gb", type=float, default=20.0,
-                   help="cap on the copies held at once in --scratch by all tasks of this machine; a larger clip "
-                        "is recorded as an error row (default: 20.0)")
+    storage.add_scratch_flags(p, "copies of clip files read from a bucket, each removed after its clip")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join: host:port, ray://host:10001, or 'auto' for the one `ray start` "
                         "recorded on this machine (default: $RAY_ADDRESS, else a fresh local Ray)")

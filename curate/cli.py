@@ -61,17 +61,12 @@ def register_curate(subparsers) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be processed (count, total duration, output location) and exit")
     p.add_argument("--limit", type=int, default=None, help="process only the first N videos (a quick trial) (default: all)")
-    p.add_argument("--scratch", default=None, metavar="DIR",
-                   help="local folder for copies of remote inputs and clips staged for upload, removed after each "
-                        "video (default: rushes-scratch in the temp folder)")
+    storage.add_scratch_flags(p, "copies of remote inputs and clips staged for upload, removed after each video")
     p.add_argument("--dedup-against", action="append", default=None, metavar="OTHER_OUT",
                    help="also search the clips of this earlier run (a folder or s3://bucket/prefix, read only, "
                         "never written) for near-duplicates: a clip of OUT that repeats one of its clips gets "
                         "duplicate_of and the near_duplicate reject; repeatable. OUT itself is always searched "
                         "(default: none)")
-    p.add_argument("--scratch-max-gb", type=float, default=20.0,
-                   help="cap on the remote-input copies held at once in --scratch by all tasks of this machine; "
-                        "a larger object is recorded as an error")
     _add_cut_flags(p.add_argument_group("cuts and clip rules (default: the preset's values)"))
     _add_encode_flags(p.add_argument_group("encoding"))
     _add_ray_flags(p.add_argument_group("Ray"))

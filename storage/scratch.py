@@ -61,6 +61,16 @@ class Scratch:
             raise ValueError(f"scratch wait must be >= 0 s, got {self.wait_s}")
 
 
+def add_scratch_flags(parser, holds: str) -> None:
+    """``--scratch DIR`` and ``--scratch-max-gb`` of a stage's command line (read back with
+    :meth:`Scratch.from_flags`); ``holds``: what the folder holds and when each copy goes."""
+    parser.add_argument("--scratch", default=None, metavar="DIR",
+                        help=f"local folder for {holds} (default: rushes-scratch in the temp folder)")
+    parser.add_argument("--scratch-max-gb", type=float, default=DEFAULT_MAX_BYTES / 2**30,
+                        help="cap on the copies held at once in --scratch by all tasks of this machine; a larger "
+                             "object is recorded as an error, naming this flag (default: %(default)s)")
+
+
 @dataclass(frozen=True)
 class LocalCopy:
     """A readable local file for one input, and what streaming it gave."""

@@ -153,12 +153,9 @@ def _add_encode(subparsers) -> None:
                    help="encoder actors, each loading the encoders once")
     p.add_argument("--num-gpus", type=float, default=defaults.num_gpus, help="GPUs per encoder actor; 0 runs on CPU")
     p.add_argument("--shard-rows", type=int, default=defaults.shard_rows, help="clips per shard file")
-    p.add_argument("--scratch", default=None, metavar="DIR",
-                   help="local folder for copies of clip files read from a bucket, each removed after its clip "
-                        "(default: rushes-scratch in the temp folder)")
-    p.add_argument("--scratch-max-gb", type=float, default=20.0,
-                   help="cap on the copies held at once in --scratch by all decode tasks of this machine; a "
-                        "larger clip is recorded as an error row")
+    import storage
+
+    storage.add_scratch_flags(p, "copies of clip files read from a bucket, each removed after its clip")
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a fresh local Ray)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the key folder and how many clips would be encoded, encode nothing (default: off)")

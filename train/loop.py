@@ -152,8 +152,9 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
 
     The gradient is the mean over the step's ``packs_per_step`` packs of all workers, whatever their number:
     each pack's loss is scaled by world / packs_per_step and DDP (or FSDP) averages over the workers. The mean
-    loss and the counts cross the workers in one collective started after the backward passes and awaited after
-    the optimizer: the gradient's reduction is the only point of a step where workers wait for each other.
+    loss and the counts cross the workers in one asynchronous all-reduce started after the backward passes and
+    awaited after the optimizer: under DDP the gradient's reduction is the only point of a step where workers
+    wait for each other.
     """
     tc = cfg.train
     watch, seconds = Stopwatch(batches[0].x0.device), {"forward_s": 0.0, "backward_s": 0.0}
