@@ -11,14 +11,15 @@
    first (today's path without encodings); samples/s over the whole run, and over the training steps alone.
 3. Workers (``workers``): ``rushes train --workers 2`` (DDP and FSDP) against ``--workers 1`` on Ray Train,
    and the same loop without Ray as the reference: one process, and two processes joined by torch.distributed
-   (gloo) directly (tiny preset, one torch thread per worker, the same global batch of 2 and of 4 packs per step, the
-   trainer's default stream window), samples/s over the logged steps after the first ``--workers-skip-s``
-   seconds of training (Ray Train starts its helper actors beside the first steps), with worker 0's step
-   split into data wait, forward, backward (the gradient all-reduce and any wait for the other worker
-   included) and optimizer, its CPU share of the step (below 1: it waited for a core or for the other
-   worker; above 1: its data thread ran on another core) and the hypervisor's steal share of the machine's
-   time during the row. The runs alternate on one Ray instance, with the data thread off (one thread per
-   worker) and on (the default), until each mode has ``--workers-rounds`` rounds in which no row had more than
+   (gloo) directly (tiny preset, one torch thread per worker, the same global batch of 2 and of 4 packs per
+   step, ``--workers-packs``; the trainer's default stream window), samples/s over the logged steps after the
+   first ``--workers-skip-s`` seconds of training (Ray Train starts its helper actors beside the first steps),
+   with worker 0's step split into data wait, forward, backward (the gradient all-reduce and any wait for the
+   other worker included) and optimizer (the wait for the step's summed loss and counts included), its CPU
+   share of the step (below 1: it waited for a core or for the other worker; above 1: its data thread ran on
+   another core) and the hypervisor's steal share of the machine's time during the row. The runs alternate on
+   one Ray instance, with the data thread off (one thread per worker) and auto (the default: on only where a
+   core is free for it; or on), until each mode has ``--workers-rounds`` rounds in which no row had more than
    ``--max-steal`` steal; each ratio (two processes against one of the same kind) is the median over those
    rounds.
 """
