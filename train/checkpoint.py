@@ -51,12 +51,6 @@ def latest(run_dir: str | os.PathLike) -> Path | None:
     return path if path.is_dir() else None
 
 
-def latest_step(run_dir: str | os.PathLike) -> int:
-    """The step of the newest complete checkpoint of a run (where a rerun resumes), 0 without one."""
-    path = latest(run_dir)
-    return int(path.name.split("-")[1]) if path is not None else 0
-
-
 def save(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, ema: torch.nn.Module,
          optimizer: torch.optim.Optimizer, generator: torch.Generator, data_state: dict,
          keep: int = 2, write: bool = True) -> Path | None:

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 from train.config import PRESETS, EncodeConfig, RunConfig, TrainConfig, preset
 
@@ -74,7 +73,9 @@ def _add_train(subparsers) -> None:
                         "\"motion_mean > 0.01 AND duration_s >= 3\" (columns of the clips manifest, plus caption); "
                         "the selection is recorded in RUN_DIR/selection.json (default: every kept, captioned clip)")
     p.add_argument("--run", required=True, metavar="RUN_DIR",
-                   help="where config, logs and checkpoints go (required; an existing run resumes)")
+                   help="where config, logs and checkpoints go: a folder or s3://bucket/prefix (training works "
+                        "in a local copy, uploading each checkpoint; nothing needs a shared disk); required; an "
+                        "existing run resumes")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
                    help="model/data/optimiser sizes: tiny (CPU smoke test) .. xl (GPU cluster)")
     p.add_argument("--steps", type=int, help=f"total optimisation steps {_by_preset('train', 'steps')}")
@@ -168,7 +169,7 @@ def _add_sample(subparsers) -> None:
         description="Sample one clip from the newest checkpoint of RUN_DIR (EMA weights) with Euler steps and "
                     "classifier-free guidance, and write it as an H.264 yuv420p MP4. "
                     "Errors go to stderr with exit status 2.")
-    s.add_argument("run", metavar="RUN_DIR", help="a run directory written by `rushes train`")
+    s.add_argument("run", metavar="RUN_DIR", help="a run directory written by `rushes train` (folder or bucket URI)")
     s.add_argument("--prompt", required=True, help="the caption to generate (required)")
     s.add_argument("--frames", type=int, default=8,
                    help="frames to generate: a multiple of the time patch, or 1 + a multiple of 4 with a causal "
@@ -190,9 +191,11 @@ def _add_sample(subparsers) -> None:
 
 def resolve_config(args) -> RunConfig:
     """The preset with the flags applied; a run dir with a config.json keeps its config (resume)."""
-    saved = Path(args.run) / "config.json"
-    if saved.exists():
-        cfg = RunConfig.from_dict(json.loads(saved.read_text()))
+    from train import rundir
+
+    saved = rundir.read_config(args.run)
+    if saved is not None:
+        cfg = RunConfig.from_dict(saved)
         if args.where is not None and args.where != cfg.data.where:
             raise ValueError(f"{args.run} was started with --where {cfg.data.where!r}; resume it with the same "
                              f"condition (or none), or train a new --run for --where {args.where!r}")
@@ -241,16 +244,18 @@ def run_train(args) -> int:
         result = _train_with_progress(args, cfg)
     except (ValueError, FileNotFoundError, EncoderError) as exc:
         return _fail("train", exc)
-    print(f"trained steps {result.start_step} -> {result.step}; checkpoints in {Path(args.run) / 'checkpoints'}")
+    import storage
+
+    print(f"trained steps {result.start_step} -> {result.step}; checkpoints in {storage.join(args.run, 'checkpoints')}")
     return 0
 
 
 def _train_with_progress(args, cfg: RunConfig):
     """Train in this process or on Ray Train workers, with live progress on stdout (train/progress.py)."""
-    from train.checkpoint import latest_step
+    from train import rundir
     from train.progress import StepProgress
 
-    with StepProgress(cfg.train.steps, latest_step(args.run), every_s=args.progress_every) as progress:
+    with StepProgress(cfg.train.steps, rundir.latest_step(args.run), every_s=args.progress_every) as progress:
         if args.workers:
             from train.pipeline import run_train_workers
 

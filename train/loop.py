@@ -35,7 +35,8 @@ import torch
 
 from manifests import store
 from media.versions import tool_versions
-from train import checkpoint, shards
+import storage
+from train import checkpoint, rundir, shards
 from train import parallel as dp
 from train.config import RunConfig
 from train.data import ClipSource, Example, Prepared, prepare, split_validation
@@ -227,11 +228,14 @@ def validation_loss(model, val_set, cfg: RunConfig, device) -> float:
     return total / max(count, 1)
 
 
-def _append_log(run_dir: Path, record: dict, echo: Callable[[str], None] | None) -> None:
-    with open(run_dir / "log.jsonl", "a") as fh:
+def _append_log(run: _Run, record: dict) -> None:
+    """A line of ``log.jsonl``, also echoed and handed to ``on_log`` where the run has them."""
+    with open(run.run_dir / "log.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
-    if echo is not None:
-        echo(record_line(record))
+    if run.echo is not None:
+        run.echo(record_line(record))
+    if run.on_log is not None:
+        run.on_log(record)
 
 
 def _truncate_log(run_dir: Path, step: int) -> None:
@@ -289,7 +293,8 @@ def _speed(stats: dict, data_s: float, world: int, peak: float | None) -> dict:
 def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = None,
           echo: Callable[[str], None] = print, use_encodings: bool = True, rank: int = 0,
           world: int = 1, parallel: str = "ddp", on_step: Callable[[int, int, int], None] | None = None,
-          echo_log: bool = True, prefetch: bool | None = None) -> TrainResult:
+          echo_log: bool = True, prefetch: bool | None = None,
+          on_log: Callable[[dict], None] | None = None) -> TrainResult:
     """Train (or resume) a run from the manifests in ``out_dir`` (one OUT or a list); see the module docstring.
 
     ``rank``/``world``: this worker among ``world`` workers (``train/pipeline.py`` launches them on Ray Train),
@@ -299,14 +304,33 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     to ``log.jsonl`` only, not through ``echo`` (a Ray Train worker whose driver shows that file's lines).
     ``prefetch``: prepare the next step's data in a background thread (:class:`_Prefetch`; the same steps and
     numbers either way); None: when that thread has a core of its own (:func:`auto_prefetch`, one worker).
+    ``on_log(record)``: called by worker 0 with each record it logs (a Ray Train driver's live view of a run
+    in a bucket, whose ``log.jsonl`` is uploaded with each checkpoint only: train/rundir.py).
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device) if device else default_device()
-    tc, dc = cfg.train, cfg.data
-    lead = rank == 0
-    _check_workers(dc.packs_per_step, world)
+    _check_workers(cfg.data.packs_per_step, world)
     dp.check_parallel(parallel)
+    where = rundir.location(run_dir)
+    with rundir.working_copy(where) as local:  # RUN itself, or a local copy of a bucket RUN (train/rundir.py)
+        local.mkdir(parents=True, exist_ok=True)
+        run = _start(out_dir, where, local, cfg, torch.device(device) if device else default_device(), echo,
+                     use_encodings, rank, world, parallel, on_step, echo_log, prefetch, on_log)
+        try:  # each step takes the next packs_per_step packs of one global order; this worker trains its share
+            with _Prefetch(lambda step: _prepare(run, step), run.result.step, run.cfg.train.steps,
+                           run.prefetch) as ahead:  # the next step's data
+                for step in range(run.result.step, run.cfg.train.steps):
+                    _run_step(run, step, ahead)
+        finally:  # after the data thread stopped: the shards a window still has open
+            run.data.source.close()
+    if run.lead:
+        _record_summary(out_dir, where, run.result, world, parallel, run.data.encodings)
+    return run.result
+
+
+def _start(out_dir, where, run_dir: Path, cfg: RunConfig, device: torch.device, echo, use_encodings: bool,
+           rank: int, world: int, parallel: str, on_step, echo_log: bool, prefetch: bool | None, on_log) -> _Run:
+    """Data, model, optimizer and the resumed state of :func:`train` in the local folder ``run_dir`` (``where``:
+    RUN as the user named it, a folder or a bucket URI)."""
+    tc, lead = cfg.train, rank == 0
 
     # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
     data = load_train_data(out_dir, run_dir, cfg, device, use_encodings)
@@ -325,26 +349,15 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
                                   fused=True)
 
     # 3. Resume: weights, EMA, optimizer, data position and every random stream.
-    start = _resume(run_dir, net, ema, optimizer, generator, data, lead, echo)
-    result = TrainResult(str(run_dir), start, start, num_clips=data.num_clips,
+    start = _resume(run_dir, where, net, ema, optimizer, generator, data, lead, echo)
+    result = TrainResult(str(where), start, start, num_clips=data.num_clips,
                          skipped=len(data.skipped), parameters=count_parameters(net))
     prefetch = auto_prefetch(device, 1) if prefetch is None else prefetch
     echo(f"training {result.parameters:,} parameters on {data.num_train} clips ({len(data.val_set)} validation, "
          f"{len(data.skipped)} skipped{', from ' + data.encodings if data.encodings else ''}) on {device} with "
          f"{world} worker(s) ({parallel}, data thread {'on' if prefetch else 'off'}), steps {start} -> {tc.steps}")
-
-    # 4. The loop: each step takes the next packs_per_step packs of one global order; this worker trains its share.
-    run = _Run(run_dir, cfg, device, rank, world, parallel, data, model, net, ema, optimizer, generator, result,
-               lead, echo if echo_log else None, on_step if lead else None)
-    try:
-        with _Prefetch(lambda step: _prepare(run, step), start, tc.steps, prefetch) as ahead:  # next step's data
-            for step in range(start, tc.steps):
-                _run_step(run, step, ahead)
-    finally:  # after the data thread stopped: the shards a window still has open
-        data.source.close()
-    if lead:
-        _record_summary(out_dir, run_dir, result, world, parallel, data.encodings)
-    return result
+    return _Run(run_dir, where, cfg, device, rank, world, parallel, data, model, net, ema, optimizer, generator,
+                result, lead, echo if echo_log else None, on_step if lead else None, prefetch, on_log)
 
 
 @dataclass
@@ -352,7 +365,8 @@ class _Run:
     """What every step of :func:`train` uses; only the ``lead`` (worker 0) logs, through ``echo`` (None: to
     ``log.jsonl`` only) and ``on_step``."""
 
-    run_dir: Path
+    run_dir: Path  # the local folder the run works in
+    where: str | Path  # RUN as named: that folder, or the bucket URI it is a working copy of (train/rundir.py)
     cfg: RunConfig
     device: torch.device
     rank: int
@@ -368,6 +382,8 @@ class _Run:
     lead: bool
     echo: Callable[[str], None] | None
     on_step: Callable[[int, int, int], None] | None
+    prefetch: bool
+    on_log: Callable[[dict], None] | None  # each record worker 0 logs (a bucket run's live view on Ray Train)
 
 
 @dataclass
@@ -448,14 +464,16 @@ def _run_step(run: _Run, step: int, ahead: _Prefetch) -> None:
     if run.on_step is not None:
         run.on_step(done, ready.counts["clips"], ready.counts["real_tokens"])  # this worker's
     if lead and (done % tc.log_every == 0 or step == run.result.start_step or done == tc.steps):
-        _append_log(run.run_dir, {"step": done, **stats, "workers": run.world, "parallel": run.parallel,
-                                  **_speed(stats, data_s, run.world, peak_flops(run.device))}, run.echo)
+        _append_log(run, {"step": done, **stats, "workers": run.world, "parallel": run.parallel,
+                          **_speed(stats, data_s, run.world, peak_flops(run.device))})
     sharded = run.parallel == "fsdp"  # validation and checkpoints are collective: every worker takes part
     if (lead or sharded) and data.val_set and (done % tc.val_every == 0 or done == tc.steps):
         _validate(run, done)
     if (lead or sharded) and (done % tc.checkpoint_every == 0 or done == tc.steps):
-        checkpoint.save(run.run_dir, done, run.net, run.ema, run.optimizer, run.generator, ready.position,
-                        write=lead)
+        saved = checkpoint.save(run.run_dir, done, run.net, run.ema, run.optimizer, run.generator, ready.position,
+                                write=lead)
+        if lead:  # a bucket RUN: the checkpoint, the log and records, then the marker (train/rundir.py)
+            rundir.push(run.run_dir, run.where, saved.name)
 
 
 def _record_data(run_dir: Path, data: TrainData) -> None:
@@ -478,7 +496,7 @@ def _validate(run: _Run, step: int) -> None:
     val_ema = validation_loss(run.ema, run.data.val_set, run.cfg, run.device)
     run.result.val_losses.append((step, val))
     if run.lead:
-        _append_log(run.run_dir, {"step": step, "val_loss": val, "val_loss_ema": val_ema}, run.echo)
+        _append_log(run, {"step": step, "val_loss": val, "val_loss_ema": val_ema})
 
 
 def _record_summary(out_dir, run_dir: Path, result: TrainResult, world: int, parallel: str,
@@ -499,7 +517,7 @@ def _check_workers(packs_per_step: int, world: int) -> None:
                          f"--packs-per-step {world}")
 
 
-def _resume(run_dir: Path, net, ema, optimizer, generator, data: TrainData, lead: bool, echo) -> int:
+def _resume(run_dir: Path, where, net, ema, optimizer, generator, data: TrainData, lead: bool, echo) -> int:
     """Load the newest checkpoint (weights, EMA, optimizer, data position, RNG states); the step to start at."""
     ckpt = checkpoint.latest(run_dir)
     if ckpt is None:
@@ -508,5 +526,5 @@ def _resume(run_dir: Path, net, ema, optimizer, generator, data: TrainData, lead
     data.source.load_state_dict(resumed.data_state)
     if lead:
         _truncate_log(run_dir, resumed.step)
-    echo(f"resumed from {ckpt} at step {resumed.step}")
+    echo(f"resumed from {storage.join(where, rundir.CHECKPOINTS, ckpt.name)} at step {resumed.step}")
     return resumed.step

@@ -16,8 +16,8 @@ Usage::
 Training: :func:`run_train_workers` starts ``workers`` Ray Train workers (``TorchTrainer``: it sets up the
 process group, gloo on CPU and NCCL on GPU) that each run ``train.loop.train`` with their rank; the loop
 wraps the model in DDP (or shards it with FSDP2, ``parallel="fsdp"``) and takes its share of every step's
-global pack list. Worker 0 writes the run directory, so on a cluster RUN_DIR (and OUT) must be on storage
-every node sees.
+global pack list. Worker 0 writes the run directory, so on a cluster RUN_DIR (and OUT) must be storage every
+node sees: a bucket (each worker then trains in a local working copy: train/rundir.py) or a shared folder.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import storage
 from cluster.ray_connect import connect
 from manifests import store
 from manifests.lock import writer_lock
-from train import shards
+from train import rundir, shards
 from train.config import RunConfig
 from train.loop import TrainResult, out_dirs
 from train.parallel import check_parallel
@@ -159,7 +159,7 @@ def _train_worker(config: dict) -> None:
     result = train(config["out"], config["run_dir"], config["cfg"], device=device,
                    echo=print if rank == 0 else (lambda s: None), use_encodings=config["use_encodings"],
                    rank=rank, world=world, parallel=config["parallel"], echo_log=config["echo_log"],
-                   prefetch=prefetch)
+                   prefetch=prefetch, on_log=config["log_queue"].put if config["log_queue"] is not None else None)
     with tempfile.TemporaryDirectory() as tmp:  # Ray Train keeps a result only with a checkpoint: a tiny one
         if rank == 0:
             (Path(tmp) / "result.json").write_text(json.dumps(vars(result)))
@@ -181,23 +181,31 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
     from ray.train import RunConfig as RayRunConfig
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
+    from ray.util.queue import Queue
 
     if workers < 1 or gpus_per_worker < 0:
         raise ValueError(f"--workers {workers} must be >= 1 and --gpus-per-worker {gpus_per_worker} >= 0")
     check_parallel(parallel)
-    run_dir = Path(run_dir).resolve()
+    bucket = rundir.is_remote(run_dir)
+    run_dir = rundir.location(run_dir) if bucket else Path(run_dir).resolve()
+    # Ray Train's own files (a tiny result checkpoint) go under RUN too: in the bucket for a bucket RUN
+    ray_fs, ray_path = storage.resolve(run_dir) if bucket else (None, str(run_dir))
     resources = {"CPU": 1.0, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
     session = connect(address)
     try:
+        queue = Queue() if bucket and progress is not None else None  # worker 0's log records -> the driver
         trainer = TorchTrainer(
             _train_worker,
             train_loop_config={"out": [run_name(o) for o in out_dirs(out)], "run_dir": str(run_dir), "cfg": cfg,
                                "use_encodings": use_encodings, "torch_threads": torch_threads or int(resources["CPU"]),
-                               "parallel": parallel, "echo_log": progress is None, "prefetch": prefetch},
+                               "parallel": parallel, "echo_log": progress is None, "prefetch": prefetch,
+                               "log_queue": queue},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                          resources_per_worker=resources),
-            run_config=RayRunConfig(name="ray-train", storage_path=str(run_dir)))
-        with _following(run_dir / "log.jsonl", progress):
+            run_config=RayRunConfig(name="ray-train", storage_path=ray_path, storage_filesystem=ray_fs))
+        # a folder RUN: the driver shows the lines worker 0 appends to its log; a bucket RUN's log is uploaded
+        # with each checkpoint, so worker 0 sends its records to the driver through a Ray queue instead
+        with _following(run_dir / "log.jsonl" if not bucket else None, progress, queue):
             result = trainer.fit()
     finally:
         session.close()
@@ -208,16 +216,22 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
 
 
 @contextlib.contextmanager
-def _following(log_path: Path, progress: StepProgress | None, every_s: float = 1.0):
-    """While the block runs, a driver thread shows the log lines worker 0 appends (one last read at the end)."""
+def _following(log_path: Path | None, progress: StepProgress | None, queue=None, every_s: float = 1.0):
+    """While the block runs, a driver thread shows the log lines worker 0 appends to ``log_path``, or the
+    records it puts in ``queue`` (a ``ray.util.queue.Queue``); one last read at the end."""
     if progress is None:
         yield
         return
     follower, stop = LogFollower(log_path, progress), threading.Event()
 
+    def poll():
+        follower.poll()
+        for record in queue.get_nowait_batch(queue.qsize()) if queue is not None else ():
+            follower.show(record)
+
     def follow():
         while not stop.wait(every_s):
-            follower.poll()
+            poll()
     thread = threading.Thread(target=follow, name="rushes-train-progress", daemon=True)
     thread.start()
     try:
@@ -225,4 +239,4 @@ def _following(log_path: Path, progress: StepProgress | None, every_s: float = 1
     finally:
         stop.set()
         thread.join()
-        follower.poll()
+        poll()

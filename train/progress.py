@@ -99,39 +99,45 @@ def record_line(record: dict) -> str:
 
 class LogFollower:
     """Shows the steps of a run whose log another process writes (Ray Train worker 0 writes ``log.jsonl``;
-    the driver follows it): each new line is printed through ``progress.write`` and a training line moves
-    ``progress`` to its step, counting its clips and tokens for every step since the previous line (steps
-    between two log lines are not logged; they train the same global batch in tokens)."""
+    the driver follows it, or, for a run in a bucket, receives its records through :meth:`show`): each new
+    record is printed through ``progress.write`` and a training line moves ``progress`` to its step, counting
+    its clips and tokens for every step since the previous line (steps between two log lines are not logged;
+    they train the same global batch in tokens)."""
 
     def __init__(self, path, progress: StepProgress) -> None:
         from pathlib import Path
 
-        self.path, self.progress = Path(path), progress
-        self.offset = self.path.stat().st_size if self.path.exists() else 0  # earlier calls' lines: not shown
+        self.path, self.progress = (Path(path) if path is not None else None), progress
+        self.offset = self.path.stat().st_size if self.path and self.path.exists() else 0  # earlier calls' lines
         self.last_step = progress.start
 
     def poll(self) -> None:
-        """Show the complete lines appended since the last call. A resume truncates the log to its checkpoint's
-        step: it is then read from its start, skipping the lines up to ``progress.start``."""
+        """Show the complete lines appended to the file since the last call. A resume truncates the log to its
+        checkpoint's step: it is then read from its start, skipping the lines up to ``progress.start``."""
         import json
 
         try:
-            size = self.path.stat().st_size
+            size = self.path.stat().st_size if self.path is not None else 0
         except FileNotFoundError:
             return
         if size < self.offset:
             self.offset = 0
+        if size == self.offset:
+            return
         with open(self.path, "rb") as fh:
             fh.seek(self.offset)
             chunk = fh.read(size - self.offset)
         complete = chunk[:chunk.rfind(b"\n") + 1]
         self.offset += len(complete)
         for text in complete.decode().splitlines():
-            record = json.loads(text)
-            if record.get("step", 0) <= self.progress.start:
-                continue
-            self.progress.write(record_line(record))
-            if "loss" in record:
-                steps = record["step"] - self.last_step
-                self.last_step = record["step"]
-                self.progress.update(record["step"], record["clips"] * steps, record["real_tokens"] * steps)
+            self.show(json.loads(text))
+
+    def show(self, record: dict) -> None:
+        """Show one log record (those up to ``progress.start`` were shown by an earlier call)."""
+        if record.get("step", 0) <= self.progress.start:
+            return
+        self.progress.write(record_line(record))
+        if "loss" in record:
+            steps = record["step"] - self.last_step
+            self.last_step = record["step"]
+            self.progress.update(record["step"], record["clips"] * steps, record["real_tokens"] * steps)

@@ -10,7 +10,6 @@ or ``rushes sample RUN_DIR --prompt "..." --frames 8 --size 64x64 --out dog.mp4`
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import storage
 from media.frames import write_video
-from train import checkpoint
+from train import checkpoint, rundir
 from train.config import RunConfig
 from train.diffusion import euler_sample, resolution_shift
 from train.encoders import TextEncoder, Vae, latent_frames, pixel_frames
@@ -54,17 +54,19 @@ def resolve_shape(cfg: RunConfig, frames: int, height: int, width: int, temporal
 
 
 def load_run(run_dir: str | os.PathLike, device, use_ema: bool = True) -> tuple[RunConfig, DiffusionTransformer]:
-    """The resolved config and the (EMA) model of a run's newest checkpoint."""
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{cfg_path} not found: {run_dir} is not a training run; run `rushes train` first")
-    cfg = RunConfig.from_dict(json.loads(cfg_path.read_text()))
-    ckpt = checkpoint.latest(run_dir)
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir}/checkpoints; train for at least one checkpoint")
-    model = DiffusionTransformer(cfg.model)
-    checkpoint.load_weights(ckpt, model, use_ema=use_ema)
+    """The resolved config and the (EMA) model of a run's newest checkpoint (a folder or a bucket RUN)."""
+    saved = rundir.read_config(run_dir)
+    if saved is None:
+        raise FileNotFoundError(f"{storage.join(run_dir, 'config.json')} not found: {run_dir} is not a training "
+                                f"run; run `rushes train` first")
+    cfg = RunConfig.from_dict(saved)
+    with rundir.working_copy(run_dir) as local:  # a bucket RUN: its newest checkpoint, downloaded
+        ckpt = checkpoint.latest(local)
+        if ckpt is None:
+            raise FileNotFoundError(f"no checkpoint in {storage.join(run_dir, rundir.CHECKPOINTS)}; train for at "
+                                    f"least one checkpoint")
+        model = DiffusionTransformer(cfg.model)
+        checkpoint.load_weights(ckpt, model, use_ema=use_ema)
     return cfg, model.to(device).eval()
 
 

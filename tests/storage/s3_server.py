@@ -1,17 +1,26 @@
-"""Helpers for the S3 tests: moto's server on loopback, fake credentials, reading a whole bucket back."""
+"""Helpers for the S3 tests: moto's server on loopback, fake credentials, reading a whole bucket back, running
+`rushes` in a process of its own."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 # Recognisable fake credentials: tests scan every object written for them.
 ACCESS_KEY = "AKIARUSHESTEST0000001"
 SECRET_KEY = "rushes-test-secret-do-not-write-9f3c2a"
 SESSION_TOKEN = "rushes-test-session-token-77e1b0"
 SECRETS = (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
+REPO = Path(__file__).resolve().parents[2]
+RAY_START_TIMEOUT = "The current node timed out during startup"
 
 
 def free_port() -> int:
@@ -52,3 +61,28 @@ def make_bucket(endpoint_url: str, name: str) -> str:
                               region="us-east-1", allow_bucket_creation=True)
     admin.create_dir(name)
     return f"s3://{name}"
+
+
+def rushes(*args: str, script: str | None = None) -> subprocess.CompletedProcess:
+    """One ``rushes`` process (it inherits the AWS settings of the session); what it left running is stopped."""
+    cmd = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "rushes.cli", *args]
+    ray_tmp = tempfile.mkdtemp(prefix="rs3", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    try:
+        for _attempt in range(3):
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)
+            try:
+                out, err = proc.communicate(timeout=600)
+            finally:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: Ray daemons a killed driver left behind
+                except ProcessLookupError:
+                    pass
+            if RAY_START_TIMEOUT not in err:
+                break
+            time.sleep(20)  # let the load that delayed Ray pass
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

@@ -8,18 +8,12 @@ from_pretrained.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from s3_server import SECRETS, all_objects, make_bucket
+from s3_server import SECRETS, all_objects, make_bucket, rushes
 
 import manifests
 import storage
@@ -27,7 +21,6 @@ from rushes.testing.grey_clips import make_grey_video, make_run
 
 REPO = Path(__file__).resolve().parents[2]
 SPANS = [(0, 2), (2, 4), (4, 6), (6, 8)]
-RAY_START_TIMEOUT = "The current node timed out during startup"
 pytestmark = pytest.mark.slow  # six `rushes` processes with Ray and a tiny VLM: about 4 minutes on 2 cores
 
 # `rushes caption` flushing a part every 2 captions that SIGKILLs itself when the second part is written but not
@@ -48,31 +41,6 @@ storage.publish = publish_or_die
 from rushes.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-
-
-def rushes(*args: str, script: str | None = None) -> subprocess.CompletedProcess:
-    """One ``rushes`` process (it inherits the AWS settings of the session); what it left running is stopped."""
-    cmd = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "rushes.cli", *args]
-    ray_tmp = tempfile.mkdtemp(prefix="rs3", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
-    try:
-        for _attempt in range(3):
-            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, start_new_session=True)
-            try:
-                out, err = proc.communicate(timeout=600)
-            finally:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: Ray daemons a killed driver left behind
-                except ProcessLookupError:
-                    pass
-            if RAY_START_TIMEOUT not in err:
-                break
-            time.sleep(20)  # let the load that delayed Ray pass
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _upload_run(local: Path, source_uri: str, dest: str) -> None:
