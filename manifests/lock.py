@@ -63,23 +63,23 @@ def describe(owner: dict) -> str:
             f"({owner.get('command')})")
 
 
-def _make_dir(out: Path) -> None:
+def _make_dir(out: Path, flag: str) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise LockError(f"{out} is a file, not a folder; give --out a folder path (new or an earlier run)") from None
+        raise LockError(f"{out} is a file, not a folder; give {flag} a folder path (new or an earlier run)") from None
     except OSError as exc:
-        raise LockError(f"cannot create the run folder {out}: {exc.strerror}; give --out a folder you can "
+        raise LockError(f"cannot create the run folder {out}: {exc.strerror}; give {flag} a folder you can "
                         f"write (e.g. under your home or project folder)") from None
 
 
-def _open(path: Path) -> int:
+def _open(path: Path, flag: str) -> int:
     try:
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except IsADirectoryError:
         raise LockError(f"{path} is a folder; remove it (rushes keeps its lock file there)") from None
     except OSError as exc:
-        raise LockError(f"cannot write in {path.parent}: {exc.strerror}; give --out a folder you can write "
+        raise LockError(f"cannot write in {path.parent}: {exc.strerror}; give {flag} a folder you can write "
                         f"(a read-only or system folder such as /proc cannot hold a run)") from None
 
 
@@ -104,7 +104,7 @@ def _try_flock(fd: int) -> bool | None:
     return True
 
 
-def _check_previous(path: Path, previous: dict, flocked: bool | None) -> None:
+def _check_previous(path: Path, previous: dict, flocked: bool | None, flag: str) -> None:
     """Refuse when the previous owner may still run; log a takeover when it is gone."""
     if not previous:
         return
@@ -115,31 +115,31 @@ def _check_previous(path: Path, previous: dict, flocked: bool | None) -> None:
     pid = previous.get("pid")
     if flocked is None and isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
         raise LockError(f"{path.parent} is being written by {describe(previous)}; wait for it to finish or "
-                        f"stop it, or use another --out")
+                        f"stop it, or use another {flag}")
     log.warning("taking over the stale lock of %s: %s is gone", path.parent, describe(previous))
 
 
 @contextlib.contextmanager
-def acquire(out: str | os.PathLike, command: str) -> Iterator[Path]:
+def acquire(out: str | os.PathLike, command: str, flag: str = "--out") -> Iterator[Path]:
     """Hold ``OUT/.lock`` for the block (creating OUT); :class:`LockError` at once when another writer holds
     it or OUT cannot be written, naming the owner or the path and the fix. Yields the lock file path."""
     out = Path(out).absolute()
-    _make_dir(out)
+    _make_dir(out, flag)
     path = out / LOCK_NAME
     while True:
-        fd = _open(path)
+        fd = _open(path, flag)
         flocked = _try_flock(fd)
         if flocked is False:
             owner = _read(fd)
             os.close(fd)
             raise LockError(f"{out} is being written by {describe(owner)}; wait for it to finish or stop it, "
-                            f"or use another --out")
+                            f"or use another {flag}")
         # A writer that finished between our open and flock unlinked the file we hold: start again.
         if flocked is None or os.fstat(fd).st_ino == _inode(path):
             break
         os.close(fd)
     try:
-        _check_previous(path, _read(fd), flocked)
+        _check_previous(path, _read(fd), flocked, flag)
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, json.dumps(_owner(command)).encode())
@@ -220,7 +220,8 @@ class _Renewer(threading.Thread):
 
 
 @contextlib.contextmanager
-def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SETTLE_S) -> Iterator[str]:
+def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SETTLE_S,
+          flag: str = "--out") -> Iterator[str]:
     """Hold ``OUT/.lock`` on object storage for the block; :class:`LockError` at once when another writer holds it.
 
     The object names its owner (pid, host, command, start) and when it was last renewed; a thread renews it every
@@ -234,7 +235,7 @@ def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SE
     previous = _read_lease(path)
     if previous and not _expired(previous, time.time()):
         raise LockError(f"{out} is being written by {describe(previous)} (its lease is renewed every "
-                        f"{previous['lease_s'] / 3:.0f} s); wait for it to finish or stop it, or use another --out. "
+                        f"{previous['lease_s'] / 3:.0f} s); wait for it to finish or stop it, or use another {flag}. "
                         f"If that job is gone, its lease expires {previous['lease_s']:.0f} s after its last renewal, "
                         f"or delete {path}")
     if previous:
@@ -245,7 +246,7 @@ def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SE
     current = _read_lease(path)
     if current.get("token") != owner["token"]:
         raise LockError(f"{out} was claimed at the same time by {describe(current)}; wait for it to finish or "
-                        f"stop it, or use another --out")
+                        f"stop it, or use another {flag}")
     renewer = _Renewer(path, owner, lease_s)
     renewer.start()
     try:
@@ -262,9 +263,10 @@ def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SE
                         f"(it was not renewed for {lease_s:.0f} s); check the outputs and rerun one writer only")
 
 
-def writer_lock(out: str | os.PathLike, command: str) -> contextlib.AbstractContextManager:
-    """The one-writer lock of OUT: :func:`acquire` (a locked file) for a folder, :func:`lease` (a renewed lease
-    object) for a bucket prefix. Raises :class:`LockError` naming the other writer."""
+def writer_lock(out: str | os.PathLike, command: str, flag: str = "--out") -> contextlib.AbstractContextManager:
+    """The one-writer lock of OUT (or of a training RUN): :func:`acquire` (a locked file) for a folder,
+    :func:`lease` (a renewed lease object) for a bucket prefix. Raises :class:`LockError` naming the other
+    writer; ``flag`` is the option its fixes name (``--out``, ``--run``)."""
     if storage.is_remote(out):
-        return lease(str(out), command)
-    return acquire(out, command)
+        return lease(str(out), command, flag=flag)
+    return acquire(out, command, flag)

@@ -225,6 +225,7 @@ def _fail(command: str, exc: Exception) -> int:
 
 
 def run_train(args) -> int:
+    from manifests.lock import LockError
     from train.encoders import EncoderError
 
     try:
@@ -242,7 +243,7 @@ def run_train(args) -> int:
             raise ValueError(f"--parallel {args.parallel} needs --workers N (Ray Train sets up the process group "
                              f"it shards over); add e.g. --workers 2")
         result = _train_with_progress(args, cfg)
-    except (ValueError, FileNotFoundError, EncoderError) as exc:
+    except (ValueError, FileNotFoundError, EncoderError, LockError) as exc:
         return _fail("train", exc)
     import storage
 

@@ -20,6 +20,7 @@ worker trains its share of every step's ``packs_per_step`` packs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 
 from manifests import store
+from manifests.lock import writer_lock
 from media.versions import tool_versions
 import storage
 from train import checkpoint, rundir, shards
@@ -294,7 +296,7 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
           echo: Callable[[str], None] = print, use_encodings: bool = True, rank: int = 0,
           world: int = 1, parallel: str = "ddp", on_step: Callable[[int, int, int], None] | None = None,
           echo_log: bool = True, prefetch: bool | None = None,
-          on_log: Callable[[dict], None] | None = None) -> TrainResult:
+          on_log: Callable[[dict], None] | None = None, lock: bool = True) -> TrainResult:
     """Train (or resume) a run from the manifests in ``out_dir`` (one OUT or a list); see the module docstring.
 
     ``rank``/``world``: this worker among ``world`` workers (``train/pipeline.py`` launches them on Ray Train),
@@ -305,12 +307,16 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     ``prefetch``: prepare the next step's data in a background thread (:class:`_Prefetch`; the same steps and
     numbers either way); None: when that thread has a core of its own (:func:`auto_prefetch`, one worker).
     ``on_log(record)``: called by worker 0 with each record it logs (a Ray Train driver's live view of a run
-    in a bucket, whose ``log.jsonl`` is uploaded with each checkpoint only: train/rundir.py).
+    in a bucket, whose ``log.jsonl`` is uploaded with each checkpoint only: train/rundir.py). ``lock``: worker 0
+    holds RUN's one-writer lock (``manifests.lock.writer_lock``) while it trains; False: the caller holds it
+    (the Ray Train driver, for the whole job).
     """
     _check_workers(cfg.data.packs_per_step, world)
     dp.check_parallel(parallel)
     where = rundir.location(run_dir)
-    with rundir.working_copy(where) as local:  # RUN itself, or a local copy of a bucket RUN (train/rundir.py)
+    # worker 0 writes RUN: a second trainer on it is refused at once, naming this one (a lease in a bucket)
+    one_writer = writer_lock(where, "rushes train", "--run") if lock and rank == 0 else contextlib.nullcontext()
+    with one_writer, rundir.working_copy(where) as local:  # RUN itself, or a local copy of a bucket RUN
         local.mkdir(parents=True, exist_ok=True)
         run = _start(out_dir, where, local, cfg, torch.device(device) if device else default_device(), echo,
                      use_encodings, rank, world, parallel, on_step, echo_log, prefetch, on_log)

@@ -159,7 +159,8 @@ def _train_worker(config: dict) -> None:
     result = train(config["out"], config["run_dir"], config["cfg"], device=device,
                    echo=print if rank == 0 else (lambda s: None), use_encodings=config["use_encodings"],
                    rank=rank, world=world, parallel=config["parallel"], echo_log=config["echo_log"],
-                   prefetch=prefetch, on_log=config["log_queue"].put if config["log_queue"] is not None else None)
+                   prefetch=prefetch, on_log=config["log_queue"].put if config["log_queue"] is not None else None,
+                   lock=False)  # the driver holds RUN's lock for the job
     with tempfile.TemporaryDirectory() as tmp:  # Ray Train keeps a result only with a checkpoint: a tiny one
         if rank == 0:
             (Path(tmp) / "result.json").write_text(json.dumps(vars(result)))
@@ -191,24 +192,25 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
     # Ray Train's own files (a tiny result checkpoint) go under RUN too: in the bucket for a bucket RUN
     ray_fs, ray_path = storage.resolve(run_dir) if bucket else (None, str(run_dir))
     resources = {"CPU": 1.0, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
-    session = connect(address)
-    try:
-        queue = Queue() if bucket and progress is not None else None  # worker 0's log records -> the driver
-        trainer = TorchTrainer(
-            _train_worker,
-            train_loop_config={"out": [run_name(o) for o in out_dirs(out)], "run_dir": str(run_dir), "cfg": cfg,
-                               "use_encodings": use_encodings, "torch_threads": torch_threads or int(resources["CPU"]),
-                               "parallel": parallel, "echo_log": progress is None, "prefetch": prefetch,
-                               "log_queue": queue},
-            scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
-                                         resources_per_worker=resources),
-            run_config=RayRunConfig(name="ray-train", storage_path=ray_path, storage_filesystem=ray_fs))
-        # a folder RUN: the driver shows the lines worker 0 appends to its log; a bucket RUN's log is uploaded
-        # with each checkpoint, so worker 0 sends its records to the driver through a Ray queue instead
-        with _following(run_dir / "log.jsonl" if not bucket else None, progress, queue):
-            result = trainer.fit()
-    finally:
-        session.close()
+    with writer_lock(run_dir, "rushes train", "--run"):  # a second trainer on RUN is refused at once, naming this
+        session = connect(address)
+        try:
+            queue = Queue() if bucket and progress is not None else None  # worker 0's log records -> the driver
+            trainer = TorchTrainer(
+                _train_worker,
+                train_loop_config={"out": [run_name(o) for o in out_dirs(out)], "run_dir": str(run_dir), "cfg": cfg,
+                                   "use_encodings": use_encodings, "torch_threads": torch_threads or int(resources["CPU"]),
+                                   "parallel": parallel, "echo_log": progress is None, "prefetch": prefetch,
+                                   "log_queue": queue},
+                scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
+                                             resources_per_worker=resources),
+                run_config=RayRunConfig(name="ray-train", storage_path=ray_path, storage_filesystem=ray_fs))
+            # a folder RUN: the driver shows the lines worker 0 appends to its log; a bucket RUN's log is uploaded
+            # with each checkpoint, so worker 0 sends its records to the driver through a Ray queue instead
+            with _following(run_dir / "log.jsonl" if not bucket else None, progress, queue):
+                result = trainer.fit()
+        finally:
+            session.close()
     if result.error:
         raise result.error
     with result.checkpoint.as_directory() as folder:

@@ -13,6 +13,7 @@ from s3_server import rushes
 from safetensors.torch import load as load_safetensors
 
 import storage
+from manifests.lock import LockError, writer_lock
 from rushes.cli import main
 from rushes.testing.tiny import save_tiny_text_encoder
 from rushes.testing.train_manifests import Clip, write_manifest
@@ -156,3 +157,15 @@ def test_two_ray_train_workers_train_a_bucket_run_and_one_process_resumes_it(out
     resumed = train(out, run, cfg, echo=_quiet)
     assert resumed.start_step == 2
     np.testing.assert_allclose(resumed.losses, folder.losses[2:], rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["folder", "bucket"])
+def test_a_second_trainer_on_a_run_is_refused_at_once_naming_the_first(out, t5, bucket, tmp_path, capsys, kind):
+    run = str(tmp_path / "run") if kind == "folder" else f"{bucket}/runs/locked"
+    with writer_lock(run, "rushes train", "--run"):  # the first trainer (a file lock, or a lease in the bucket)
+        with pytest.raises(LockError, match=r"is being written by pid \d+ on host .*\(rushes train\).*another --run"):
+            train(out, run, _cfg(t5, 1), echo=_quiet)
+        assert main(["train", str(out), "--run", run, "--text-encoder", t5, "--steps", "1"]) == 2
+        assert "another --run" in capsys.readouterr().err
+        assert not storage.exists(storage.join(run, "checkpoints"))
+    assert train(out, run, _cfg(t5, 1), echo=_quiet).step == 1  # released: the run trains
