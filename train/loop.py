@@ -325,8 +325,9 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
                            run.prefetch) as ahead:  # the next step's data
                 for step in range(run.result.step, run.cfg.train.steps):
                     _run_step(run, step, ahead)
-        finally:  # after the data thread stopped: the shards a window still has open
+        finally:  # after the data thread stopped: the shards a window still has open; the last upload
             run.data.source.close()
+            run.uploads.close()
     if run.lead:
         _record_summary(out_dir, where, run.result, world, parallel, run.data.encodings)
     return run.result
@@ -363,7 +364,8 @@ def _start(out_dir, where, run_dir: Path, cfg: RunConfig, device: torch.device, 
          f"{len(data.skipped)} skipped{', from ' + data.encodings if data.encodings else ''}) on {device} with "
          f"{world} worker(s) ({parallel}, data thread {'on' if prefetch else 'off'}), steps {start} -> {tc.steps}")
     return _Run(run_dir, where, cfg, device, rank, world, parallel, data, model, net, ema, optimizer, generator,
-                result, lead, echo if echo_log else None, on_step if lead else None, prefetch, on_log)
+                result, lead, echo if echo_log else None, on_step if lead else None, prefetch, on_log,
+                rundir.Uploads(run_dir, where, active=lead))
 
 
 @dataclass
@@ -390,6 +392,7 @@ class _Run:
     on_step: Callable[[int, int, int], None] | None
     prefetch: bool
     on_log: Callable[[dict], None] | None  # each record worker 0 logs (a bucket run's live view on Ray Train)
+    uploads: rundir.Uploads  # worker 0's checkpoint uploads to a bucket RUN, beside the training
 
 
 @dataclass
@@ -478,8 +481,8 @@ def _run_step(run: _Run, step: int, ahead: _Prefetch) -> None:
     if (lead or sharded) and (done % tc.checkpoint_every == 0 or done == tc.steps):
         saved = checkpoint.save(run.run_dir, done, run.net, run.ema, run.optimizer, run.generator, ready.position,
                                 write=lead)
-        if lead:  # a bucket RUN: the checkpoint, the log and records, then the marker (train/rundir.py)
-            rundir.push(run.run_dir, run.where, saved.name)
+        if lead:  # a bucket RUN: upload the checkpoint, the log and records, then the marker (train/rundir.py)
+            run.uploads.push(saved.name)
 
 
 def _record_data(run_dir: Path, data: TrainData) -> None:

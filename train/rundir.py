@@ -6,8 +6,8 @@ folder of each worker, under ``TMPDIR`` when set; it holds the records and at mo
 - at start, :func:`working_copy` downloads the run's records (``config.json``, ``selection.json``,
   ``skipped.jsonl``, ``log.jsonl``) and its newest complete checkpoint (the one ``checkpoints/latest`` names),
   so a rerun resumes exactly as from a local folder; every worker does (each loads the checkpoint);
-- after each checkpoint, worker 0 uploads it with :func:`push`: the checkpoint's files first, then the
-  records, then ``checkpoints/latest`` (one object: a reader sees the old name or the new one), then deletes the
+- after each checkpoint, worker 0 uploads it (:class:`Uploads`, in a background thread while training goes
+  on): the checkpoint's files first, then the records, then ``checkpoints/latest`` (one object: a reader sees the old name or the new one), then deletes the
   bucket's checkpoints that the working copy no longer keeps. A run killed mid-upload leaves ``latest`` on the
   previous complete checkpoint; the half-uploaded folder is never read and is overwritten when the rerun gets
   there, as a later folder on disk is.
@@ -92,24 +92,56 @@ def _pull(run_dir: str, local: Path, checkpoint: bool) -> None:
     (local / CHECKPOINTS / MARKER).write_text(name)
 
 
-def push(local: Path, run_dir, checkpoint: str | None = None) -> None:
-    """Upload the working copy's records and, when given, its checkpoint ``checkpoint`` (then the marker that
-    names it, then the removal of the bucket's checkpoints the working copy dropped); a folder run: nothing."""
-    if not is_remote(run_dir):
-        return
-    if checkpoint is not None:
-        folder = local / CHECKPOINTS / checkpoint
-        for src in sorted(p for p in folder.rglob("*") if p.is_file()):
-            storage.copy_file(src, storage.join(run_dir, CHECKPOINTS, checkpoint, *src.relative_to(folder).parts))
-    for name in RECORDS:
-        if (local / name).is_file():
-            storage.write_bytes_atomic(storage.join(run_dir, name), (local / name).read_bytes())
-    if checkpoint is None:
-        return
+class Uploads:
+    """Worker 0's uploads of a bucket run's checkpoints, in a background thread, one at a time and in order:
+    training goes on while a checkpoint (GBs for a large model: weights, EMA, AdamW state) is uploaded.
+    :meth:`push` waits for the previous upload first (its error, if any, is raised there), so at most one
+    checkpoint is in flight, and the newest local checkpoint, the one being uploaded, is never the one the next
+    save prunes. The records are read when the checkpoint is pushed, so the upload holds the log as of that
+    step. A folder run, or ``active=False`` (a worker other than 0): nothing to do."""
+
+    def __init__(self, local: Path, run_dir, active: bool = True):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.local, self.run_dir, self.pending = local, run_dir, None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="rushes-upload") if active and is_remote(run_dir) \
+            else None
+
+    def push(self, checkpoint: str) -> None:
+        """Start uploading checkpoint ``checkpoint`` and the records (after the previous upload ended)."""
+        if self.pool is None:
+            return
+        self.wait()
+        records = {name: (self.local / name).read_bytes() for name in RECORDS if (self.local / name).is_file()}
+        self.pending = self.pool.submit(_upload, self.local, self.run_dir, checkpoint, records)
+
+    def wait(self) -> None:
+        """Wait for the upload in flight; raises its error."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the last upload (a run's end), then stop the thread."""
+        try:
+            self.wait()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
+
+
+def _upload(local: Path, run_dir: str, checkpoint: str, records: dict[str, bytes]) -> None:
+    """The checkpoint's files, then the records, then the marker that names it, then the removal of the
+    bucket's checkpoints the working copy dropped."""
+    folder = local / CHECKPOINTS / checkpoint
+    for src in sorted(p for p in folder.rglob("*") if p.is_file()):
+        storage.copy_file(src, storage.join(run_dir, CHECKPOINTS, checkpoint, *src.relative_to(folder).parts))
+    for name, data in records.items():
+        storage.write_bytes_atomic(storage.join(run_dir, name), data)
     storage.write_bytes_atomic(storage.join(run_dir, CHECKPOINTS, MARKER), checkpoint.encode())
     kept = {p.name for p in (local / CHECKPOINTS).glob("step-*")}
     prefix = storage.join(run_dir, CHECKPOINTS)
     for obj in storage.list_files(prefix):
-        folder = obj[len(prefix) + 1:].split("/")[0]
-        if folder.startswith("step-") and folder <= checkpoint and folder not in kept:
+        folder_name = obj[len(prefix) + 1:].split("/")[0]
+        if folder_name.startswith("step-") and folder_name <= checkpoint and folder_name not in kept:
             storage.delete(obj)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -169,3 +170,35 @@ def test_a_second_trainer_on_a_run_is_refused_at_once_naming_the_first(out, t5, 
         assert "another --run" in capsys.readouterr().err
         assert not storage.exists(storage.join(run, "checkpoints"))
     assert train(out, run, _cfg(t5, 1), echo=_quiet).step == 1  # released: the run trains
+
+
+def test_checkpoint_uploads_run_beside_training_in_order_and_raise_their_errors(bucket, tmp_path, monkeypatch):
+    """Uploads (worker 0's) against the real server, with its file copies held at a gate: push returns at once,
+    the bucket shows the checkpoint only when its marker is written last, the log is the one of the pushed step,
+    and an upload's error is raised by the next wait."""
+    run, local = f"{bucket}/runs/uploads", tmp_path / "work"
+    (local / "checkpoints" / "step-0000001").mkdir(parents=True)
+    (local / "checkpoints" / "step-0000001" / "model.safetensors").write_bytes(b"weights")
+    (local / "log.jsonl").write_text('{"step": 1}\n')
+    gate, copy = threading.Event(), storage.copy_file
+    monkeypatch.setattr(storage, "copy_file", lambda src, dst: gate.wait(60) and copy(src, dst))
+    uploads = rundir.Uploads(local, run)
+    uploads.push("step-0000001")  # returns while the upload waits at the gate
+    with open(local / "log.jsonl", "a") as fh:  # training goes on: a later line is not in this upload
+        fh.write('{"step": 2}\n')
+    assert rundir.latest_name(run) is None
+    gate.set()
+    uploads.wait()
+    assert rundir.latest_name(run) == "step-0000001"
+    assert storage.read_bytes(f"{run}/log.jsonl") == b'{"step": 1}\n'
+    assert storage.read_bytes(f"{run}/checkpoints/step-0000001/model.safetensors") == b"weights"
+
+    def broken(src, dst):
+        raise OSError("the bucket refused the upload")
+    monkeypatch.setattr(storage, "copy_file", broken)
+    (local / "checkpoints" / "step-0000002").mkdir()
+    (local / "checkpoints" / "step-0000002" / "model.safetensors").write_bytes(b"weights 2")
+    uploads.push("step-0000002")
+    with pytest.raises(OSError, match="refused"):
+        uploads.close()
+    assert rundir.latest_name(run) == "step-0000001"  # the marker still names the complete checkpoint
