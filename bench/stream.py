@@ -1,6 +1,6 @@
 """Training at scale: memory of streamed encodings, encoded against on-the-fly data, Ray Train workers.
 
-    python bench/stream.py [--only rss,encoded,workers] [--steps 40] [--workers-steps 400] [--workers-rounds 3]
+    python bench/stream.py [--only rss,encoded,workers,bucket] [--steps 40] [--workers-steps 400] [--workers-rounds 3]
 
 1. Memory (``rss``): peak RSS (VmHWM) of ``rushes train`` (``train.loop.train``, tiny preset, one torch
    thread) streaming encodings of 200 and of 2,000 tiny random clips for the same number of steps (one epoch of
@@ -22,6 +22,10 @@
    core is free for it; or on), until each mode has ``--workers-rounds`` rounds in which no row had more than
    ``--max-steal`` steal; each ratio (two processes against one of the same kind) is the median over those
    rounds.
+4. A run directory in a bucket (``bucket``, not in the default ``--only``): samples/s of a training run whose
+   RUN is a bucket prefix on moto's S3 server (on loopback, sharing the 2 cores) against a folder RUN, with
+   ~100 MB checkpoints every ``--bucket-every`` steps, uploaded beside the training (the default) and, for
+   comparison, each upload waited for before the next step.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from rushes.testing.train_manifests import Clip, write_manifest  # noqa: E402
 from rushes.testing.train_shards import write_random_shards  # noqa: E402
 
 from rushes.testing.tiny import save_tiny_text_encoder  # noqa: E402
+import storage  # noqa: E402
 from train import shards  # noqa: E402
 from train.config import DataConfig, EncodeConfig, preset  # noqa: E402
 
@@ -371,6 +376,56 @@ def _shape_rounds(out: Path, root: Path, cfg, runs: set[str], rounds: int, prefe
                   f"{', '.join(str(t) for t, _ in done)} ({', '.join(f'{v:.2f}x' for v in values)})")
 
 
+def _timed_run(out: Path, run, cfg, waited: bool) -> tuple[float, float]:
+    """Samples/s of one training run from the end of its first step to its return (its last upload included),
+    and the size of its newest checkpoint in MB; ``waited``: each checkpoint's upload is waited for at once
+    (what an upload in the training thread would cost)."""
+    from train import rundir
+    from train.loop import train
+
+    marks, push = [], rundir.Uploads.push
+
+    def push_and_wait(self, name):
+        push(self, name)
+        self.wait()
+    rundir.Uploads.push = push_and_wait if waited else push
+    try:
+        train(out, run, cfg, echo=lambda s: None, prefetch=False,
+              on_step=lambda done, clips, tokens: marks.append((time.perf_counter(), clips)))
+    finally:
+        rundir.Uploads.push = push
+    rate = sum(c for _, c in marks[1:]) / (time.perf_counter() - marks[0][0])
+    latest = storage.join(run, "checkpoints", f"step-{cfg.train.steps:07d}")
+    return rate, sum(storage.size(f) for f in storage.list_files(latest)) / 1e6
+
+
+def bucket_rows(root: Path, t5: str, steps: int, every: int) -> None:
+    """A run directory in a bucket (moto's S3 server on loopback, sharing the machine's cores) against one in a
+    folder: a model of ~5M parameters (hidden 256, depth 4: checkpoints of weights, EMA and AdamW state), a
+    checkpoint every ``every`` steps; uploads beside the training (the default) and each upload waited for."""
+    import torch
+
+    from rushes.testing.s3 import make_bucket, moto_server
+
+    torch.set_num_threads(1)
+    out = random_set(root, 400, t5)
+    cfg = _cfg(t5, packs_per_step=2, batch_tokens=1024).with_overrides(
+        model={"hidden_size": 256, "depth": 4}, train={"steps": steps, "checkpoint_every": every})
+    print(f"\n{steps} steps of 2 packs of 1024 tokens, a checkpoint every {every} steps, 1 torch thread; "
+          f"samples/s from the end of step 1 to the run's return (the last upload included)\n")
+    print("| RUN | checkpoint MB | samples/s | vs folder |")
+    print("|---|---:|---:|---:|")
+    with moto_server(root / "moto.log") as url:
+        bucket = make_bucket(url, "rushes-bench")
+        base = None
+        for label, run, waited in (("folder", root / "run-folder", False),
+                                   ("bucket, uploads beside training (default)", f"{bucket}/beside", False),
+                                   ("bucket, each upload waited for", f"{bucket}/waited", True)):
+            rate, mb = _timed_run(out, run, cfg, waited)
+            base = base or rate
+            print(f"| {label} | {mb:.1f} | {rate:.1f} | {rate / base:.2f}x |", flush=True)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         out, t5, steps, mode = sys.argv[2:6]
@@ -383,7 +438,10 @@ def main() -> None:
         ddp_child(out, t5, run, steps, budget, packs, rank, world, port, mode)
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="rss,encoded,workers", help="comma-separated: rss, encoded, workers")
+    ap.add_argument("--only", default="rss,encoded,workers",
+                    help="comma-separated: rss, encoded, workers, bucket (a run directory in a bucket)")
+    ap.add_argument("--bucket-steps", type=int, default=60, help="training steps of each bucket row")
+    ap.add_argument("--bucket-every", type=int, default=10, help="steps between checkpoints of the bucket rows")
     ap.add_argument("--steps", type=int, default=40, help="training steps of the encoded/on-the-fly rows")
     ap.add_argument("--workers-steps", type=int, default=400, help="training steps of each workers row")
     ap.add_argument("--workers-skip-s", type=float, default=10.0,
@@ -420,6 +478,8 @@ def main() -> None:
             rss_rows(root, t5)
         if "encoded" in only:
             encoded_rows(root, t5, args.steps)
+        if "bucket" in only:
+            bucket_rows(root, t5, args.bucket_steps, args.bucket_every)
         if "workers" in only:
             workers_rows(root, t5, args.workers_steps, tuple(int(t) for t in args.workers_tokens.split(",")),
                          set(args.workers_runs.split(",")), args.workers_rounds,

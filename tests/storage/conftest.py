@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 
 import pytest
-from s3_server import (
-    ACCESS_KEY,
-    SECRET_KEY,
-    SESSION_TOKEN,
-    free_port,
-    make_bucket,
-    wait_ready,
-)
+from s3_server import make_bucket, server_env, start_server
 
 
 @pytest.fixture(scope="session")
@@ -25,31 +16,12 @@ def s3_server(tmp_path_factory):
     the ``rushes`` CLI inherit them) and stops exactly the server process it started.
     """
     pytest.importorskip("moto.server", reason="moto[server] not installed: pip install 'moto[server]'")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    # The server logs every request: to a file, since a full pipe would block it.
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w+b")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-           "AWS_SESSION_TOKEN": SESSION_TOKEN, "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
+    with start_server(tmp_path_factory.mktemp("moto") / "moto.log") as url, pytest.MonkeyPatch.context() as mp:
+        for k, v in server_env(url).items():
             mp.setenv(k, v)
         mp.delenv("AWS_PROFILE", raising=False)
         mp.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-        try:
-            wait_ready(url, proc, log)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+        yield url
 
 
 @pytest.fixture
