@@ -124,7 +124,11 @@ def load(path: str | os.PathLike, model: torch.nn.Module, ema: torch.nn.Module |
     return Resumed(int(state["step"]), state["data"])
 
 
+def weights_name(use_ema: bool = True) -> str:
+    """The file of a checkpoint folder holding the EMA (or the raw) weights."""
+    return "ema.safetensors" if use_ema else "model.safetensors"
+
+
 def load_weights(path: str | os.PathLike, model: torch.nn.Module, use_ema: bool = True) -> None:
     """Load only the (EMA) weights of a checkpoint folder into ``model``, for sampling."""
-    name = "ema.safetensors" if use_ema else "model.safetensors"
-    model.load_state_dict(load_file(str(Path(path) / name)))
+    model.load_state_dict(load_file(str(Path(path) / weights_name(use_ema))))

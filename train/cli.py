@@ -243,7 +243,7 @@ def run_train(args) -> int:
             raise ValueError(f"--parallel {args.parallel} needs --workers N (Ray Train sets up the process group "
                              f"it shards over); add e.g. --workers 2")
         result = _train_with_progress(args, cfg)
-    except (ValueError, FileNotFoundError, EncoderError, LockError) as exc:
+    except (ValueError, OSError, EncoderError, LockError) as exc:  # OSError: e.g. a bucket refusing an upload
         return _fail("train", exc)
     import storage
 

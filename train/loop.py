@@ -325,9 +325,10 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
                            run.prefetch) as ahead:  # the next step's data
                 for step in range(run.result.step, run.cfg.train.steps):
                     _run_step(run, step, ahead)
-        finally:  # after the data thread stopped: the shards a window still has open; the last upload
-            run.data.source.close()
-            run.uploads.close()
+        except BaseException:  # the run failed: its last upload still ends (logged if it fails too)
+            _close_run(run, failed=True)
+            raise
+        _close_run(run, failed=False)  # after the data thread stopped: open shards, the last upload
     if run.lead:
         _record_summary(out_dir, where, run.result, world, parallel, run.data.encodings)
     return run.result
@@ -366,6 +367,21 @@ def _start(out_dir, where, run_dir: Path, cfg: RunConfig, device: torch.device, 
     return _Run(run_dir, where, cfg, device, rank, world, parallel, data, model, net, ema, optimizer, generator,
                 result, lead, echo if echo_log else None, on_step if lead else None, prefetch, on_log,
                 rundir.Uploads(run_dir, where, active=lead))
+
+
+def _close_run(run: _Run, failed: bool) -> None:
+    """Close the data source (the shards a window still has open) and wait for the last upload, both whatever
+    the other does; when the run ``failed`` their errors are logged, not raised, so they never hide its own."""
+    errors = []
+    for close in (run.data.source.close, run.uploads.close):
+        try:
+            close()
+        except Exception as exc:
+            if failed:
+                log.exception("while stopping a failed run")
+            errors.append(exc)
+    if errors and not failed:
+        raise errors[0]
 
 
 @dataclass

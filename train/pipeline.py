@@ -227,9 +227,12 @@ def _following(log_path: Path | None, progress: StepProgress | None, queue=None,
     follower, stop = LogFollower(log_path, progress), threading.Event()
 
     def poll():
-        follower.poll()
-        for record in queue.get_nowait_batch(queue.qsize()) if queue is not None else ():
-            follower.show(record)
+        try:
+            follower.poll()
+            for record in queue.get_nowait_batch(queue.qsize()) if queue is not None else ():
+                follower.show(record)
+        except Exception:  # live progress only: training goes on, and its outcome is what the caller gets
+            log.exception("could not show the training log's progress")
 
     def follow():
         while not stop.wait(every_s):

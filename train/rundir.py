@@ -66,29 +66,30 @@ def latest_step(run_dir) -> int:
 
 
 @contextlib.contextmanager
-def working_copy(run_dir, checkpoint: bool = True) -> Iterator[Path]:
+def working_copy(run_dir, files: tuple[str, ...] | None = None) -> Iterator[Path]:
     """The local folder to train (or sample) in: ``run_dir`` itself when it is a folder; for a bucket RUN a
-    fresh temporary folder (removed at exit) holding the run's records and, with ``checkpoint``, its newest
-    complete checkpoint."""
+    fresh temporary folder (removed at exit) holding the run's records and its newest complete checkpoint
+    (only its ``files`` when given: sampling needs one weights file, not the optimizer state)."""
     if not is_remote(run_dir):
         yield Path(run_dir)
         return
     with tempfile.TemporaryDirectory(prefix="rushes-run-") as tmp:
         local = Path(tmp)
-        _pull(run_dir, local, checkpoint)
+        _pull(run_dir, local, files)
         yield local
 
 
-def _pull(run_dir: str, local: Path, checkpoint: bool) -> None:
+def _pull(run_dir: str, local: Path, files: tuple[str, ...] | None) -> None:
     for name in RECORDS:
         if storage.is_file(storage.join(run_dir, name)):
             storage.copy_file(storage.join(run_dir, name), local / name)
-    name = latest_name(run_dir) if checkpoint else None
+    name = latest_name(run_dir)
     if name is None:
         return
     folder = storage.join(run_dir, CHECKPOINTS, name)
     for src in storage.list_files(folder):
-        storage.copy_file(src, local / CHECKPOINTS / name / src[len(folder) + 1:])
+        if files is None or src[len(folder) + 1:] in files:
+            storage.copy_file(src, local / CHECKPOINTS / name / src[len(folder) + 1:])
     (local / CHECKPOINTS / MARKER).write_text(name)
 
 

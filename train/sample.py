@@ -60,7 +60,7 @@ def load_run(run_dir: str | os.PathLike, device, use_ema: bool = True) -> tuple[
         raise FileNotFoundError(f"{storage.join(run_dir, 'config.json')} not found: {run_dir} is not a training "
                                 f"run; run `rushes train` first")
     cfg = RunConfig.from_dict(saved)
-    with rundir.working_copy(run_dir) as local:  # a bucket RUN: its newest checkpoint, downloaded
+    with rundir.working_copy(run_dir, files=(checkpoint.weights_name(use_ema),)) as local:  # a bucket RUN: downloaded
         ckpt = checkpoint.latest(local)
         if ckpt is None:
             raise FileNotFoundError(f"no checkpoint in {storage.join(run_dir, rundir.CHECKPOINTS)}; train for at "

@@ -181,7 +181,10 @@ def test_checkpoint_uploads_run_beside_training_in_order_and_raise_their_errors(
     (local / "checkpoints" / "step-0000001" / "model.safetensors").write_bytes(b"weights")
     (local / "log.jsonl").write_text('{"step": 1}\n')
     gate, copy = threading.Event(), storage.copy_file
-    monkeypatch.setattr(storage, "copy_file", lambda src, dst: gate.wait(60) and copy(src, dst))
+    def gated(src, dst):
+        assert gate.wait(60), "the test never opened the gate"
+        copy(src, dst)
+    monkeypatch.setattr(storage, "copy_file", gated)
     uploads = rundir.Uploads(local, run)
     uploads.push("step-0000001")  # returns while the upload waits at the gate
     with open(local / "log.jsonl", "a") as fh:  # training goes on: a later line is not in this upload
@@ -202,3 +205,18 @@ def test_checkpoint_uploads_run_beside_training_in_order_and_raise_their_errors(
     with pytest.raises(OSError, match="refused"):
         uploads.close()
     assert rundir.latest_name(run) == "step-0000001"  # the marker still names the complete checkpoint
+
+
+def test_a_bucket_refusing_the_upload_fails_the_run_with_its_error(out, t5, bucket, monkeypatch, capsys):
+    """The upload runs beside training, yet its error ends the run (exit 2 with the bucket's message): a run that
+    cannot save its checkpoints never looks done."""
+    def refused(src, dst):
+        raise OSError(f"AWS Error ACCESS_DENIED during PutObject operation: {dst}")
+    monkeypatch.setattr(storage, "copy_file", refused)
+    run = f"{bucket}/runs/refused"
+    with pytest.raises(OSError, match="ACCESS_DENIED"):
+        train(out, run, _cfg(t5, 2), echo=_quiet)
+    assert main(["train", str(out), "--run", run, "--text-encoder", t5, "--max-frames", "4", "--clip-tokens", "96",
+                 "--batch-tokens", "256", "--steps", "1"]) == 2
+    assert "rushes train: AWS Error ACCESS_DENIED" in capsys.readouterr().err
+    assert rundir.latest_name(run) is None
