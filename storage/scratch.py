@@ -95,21 +95,22 @@ def _alive(pid: int) -> bool:
 _ENTRY = re.compile(r"^(?:\.rushes-reserve|rushes)-(\d+)-[0-9a-f]{8}(?:-(\d+))?$")
 
 
-def _reserved(root: Path) -> int:
-    """Bytes reserved by live processes; reclaims reservations and folders of dead ones."""
-    total = 0
+def _reclaim(root: Path) -> None:
+    """Delete the private folders and reservations of processes of this machine that are gone (killed mid-copy,
+    mid-staging, or while training in a working copy); call it holding ``root/.lock``."""
     for entry in root.iterdir():
         m = _ENTRY.match(entry.name)
-        if not m:
-            continue  # not ours: a shared scratch folder may hold anything
-        if not _alive(int(m.group(1))):
+        if m and not _alive(int(m.group(1))):  # an entry not named by this module may be anything: left alone
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
-        elif m.group(2):
-            total += int(m.group(2))
-    return total
+
+
+def _reserved(root: Path) -> int:
+    """Bytes reserved by live processes (after reclaiming the reservations and folders of dead ones)."""
+    _reclaim(root)
+    return sum(int(m.group(2)) for m in map(_ENTRY.match, (e.name for e in root.iterdir())) if m and m.group(2))
 
 
 def _reserve(scratch: Scratch, nbytes: int, what: str) -> Path:
@@ -186,10 +187,15 @@ def readable(where, scratch: Scratch | None = None) -> Iterator[str]:
 
 @contextmanager
 def staging_dir(scratch: Scratch | None = None) -> Iterator[Path]:
-    """A private local folder under the scratch root (outputs made locally before upload), removed after."""
+    """A private local folder under the scratch root (outputs made locally before upload, a training run's
+    working copy), removed after; the folders of this machine's processes that died are removed first."""
     scratch = scratch or Scratch()
     workdir = _private_dir(scratch)
-    workdir.mkdir(parents=True)
+    scratch.root.mkdir(parents=True, exist_ok=True)
+    with open(scratch.root / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _reclaim(scratch.root)
+        workdir.mkdir()
     try:
         yield workdir
     finally:

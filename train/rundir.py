@@ -1,14 +1,15 @@
 """A training run's directory in a local folder or in a bucket (``s3://``, ``gs://``: see storage/).
 
-The trainer always works in a local folder. With a bucket RUN that folder is a working copy (a temporary
-folder of each worker, under ``TMPDIR`` when set; it holds the records and at most two checkpoints):
+The trainer always works in a local folder. With a bucket RUN that folder is a working copy (a private folder
+of each worker in rushes' scratch folder, ``$TMPDIR/rushes-scratch``, ``storage.staging_dir``: a later run on
+the machine removes the copy of a worker killed with -9; it holds the records and at most two checkpoints):
 
 - at start, :func:`working_copy` downloads the run's records (``config.json``, ``selection.json``,
   ``skipped.jsonl``, ``log.jsonl``) and its newest complete checkpoint (the one ``checkpoints/latest`` names),
   so a rerun resumes exactly as from a local folder; every worker does (each loads the checkpoint);
 - after each checkpoint, worker 0 uploads it (:class:`Uploads`, in a background thread while training goes
-  on): the checkpoint's files first, then the records, then ``checkpoints/latest`` (one object: a reader sees the old name or the new one), then deletes the
-  bucket's checkpoints that the working copy no longer keeps. A run killed mid-upload leaves ``latest`` on the
+  on): the checkpoint's files first, then the records, then ``checkpoints/latest`` (one object: a reader sees
+  the old name or the new one), then deletes the bucket's checkpoints that the working copy no longer keeps. A run killed mid-upload leaves ``latest`` on the
   previous complete checkpoint; the half-uploaded folder is never read and is overwritten when the rerun gets
   there, as a later folder on disk is.
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,13 +68,12 @@ def latest_step(run_dir) -> int:
 @contextlib.contextmanager
 def working_copy(run_dir, files: tuple[str, ...] | None = None) -> Iterator[Path]:
     """The local folder to train (or sample) in: ``run_dir`` itself when it is a folder; for a bucket RUN a
-    fresh temporary folder (removed at exit) holding the run's records and its newest complete checkpoint
+    fresh private folder (removed at exit) holding the run's records and its newest complete checkpoint
     (only its ``files`` when given: sampling needs one weights file, not the optimizer state)."""
     if not is_remote(run_dir):
         yield Path(run_dir)
         return
-    with tempfile.TemporaryDirectory(prefix="rushes-run-") as tmp:
-        local = Path(tmp)
+    with storage.staging_dir() as local:  # in rushes' scratch folder, which drops the copies of killed workers
         _pull(run_dir, local, files)
         yield local
 

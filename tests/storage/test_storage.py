@@ -193,6 +193,22 @@ def test_scratch_cap_refuses_large_objects_and_reclaims_dead_reservations(bucket
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [".lock", "not ours 123-4"]
 
 
+def test_a_staging_folder_removes_those_of_dead_processes_first(tmp_path):
+    """A worker killed with -9 leaves its staging folder (a bucket run's working copy, GBs of checkpoints): the
+    next staging folder on the machine removes it; live processes' folders and others' files stay."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    root = tmp_path / "s"
+    (root / f"rushes-{int(dead.stdout)}-0123abcd" / "checkpoints").mkdir(parents=True)
+    (root / f"rushes-{os.getpid()}-4567cdef").mkdir()  # a live process's working copy
+    (root / "not ours 123-4").mkdir()
+    with storage.staging_dir(storage.Scratch(root)) as mine:
+        assert mine.is_dir() and mine.parent == root
+        assert sorted(p.name for p in root.iterdir()) == sorted(
+            [".lock", mine.name, f"rushes-{os.getpid()}-4567cdef", "not ours 123-4"])
+    assert not mine.exists()
+
+
 def test_only_storage_touches_object_store_libraries():
     """DESIGN.md: object storage has one owner; no stage opens s3:// on its own."""
     owners = {"pyarrow.fs", "s3fs", "fsspec", "boto3", "botocore", "gcsfs"}
