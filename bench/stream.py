@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from rushes.testing.synth import make_cut_video  # noqa: E402
 from rushes.testing.train_manifests import Clip, write_manifest  # noqa: E402
-from rushes.testing.train_shards import write_random_shards  # noqa: E402
+from rushes.testing.train_shards import write_random_run  # noqa: E402
 
 from rushes.testing.tiny import save_tiny_text_encoder  # noqa: E402
 import storage  # noqa: E402
@@ -68,13 +68,7 @@ def peak_rss_mib() -> float:
 
 def random_set(root: Path, clips: int, t5: str) -> Path:
     """OUT with ``clips`` tiny clips in its manifests and encodings of them (random content) under the key."""
-    out = root / f"out-{clips}"
-    write_manifest(out, [Clip("/nonexistent.mp4", 0.0, 1.0, 16, 16, f"random clip {i}") for i in range(clips)])
-    cfg = _cfg(t5)
-    inputs = shards.key_inputs(cfg.data, cfg.model.patch_size)
-    write_random_shards(shards.key_dir(out, inputs), clips, shard_rows=64)
-    shards.write_key(shards.key_dir(out, inputs), inputs)
-    return out
+    return write_random_run(root / f"out-{clips}", _cfg(t5), clips, shard_rows=64)
 
 
 def rss_child(out: str, t5: str, steps: int, mode: str) -> None:

@@ -25,6 +25,18 @@ def footage_dir() -> Path:
     return FOOTAGE
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test: on a shared 2-core machine two OpenMP threads per process spin against
+    other processes and a tiny training step becomes ~30x slower. Restored after the test."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance for the whole test session (2 CPUs, no dashboard); pipelines reuse it."""

@@ -39,6 +39,18 @@ def write_random_shards(folder: Path, num_clips: int, shard_rows: int = 64, seed
     return ids
 
 
+def write_random_run(out: Path, cfg, num_clips: int, shard_rows: int = 64) -> Path:
+    """OUT with ``num_clips`` tiny clips in its manifests and random encodings of them under ``cfg``'s key (the
+    settings ``rushes train`` with ``cfg`` looks for), so training streams them without any decoding."""
+    from rushes.testing.train_manifests import Clip, write_manifest
+
+    write_manifest(out, [Clip("/nonexistent.mp4", 0.0, 1.0, 16, 16, f"random clip {i}") for i in range(num_clips)])
+    inputs = shards.key_inputs(cfg.data, cfg.model.patch_size)
+    write_random_shards(shards.key_dir(out, inputs), num_clips, shard_rows=shard_rows)
+    shards.write_key(shards.key_dir(out, inputs), inputs)
+    return out
+
+
 def encode_in_process(out: Path, cfg) -> Path:
     """What ``rushes encode`` does, in this process without Ray (the same plan, decode and encoder code):
     fast tests of training from encodings. Returns the encodings folder."""

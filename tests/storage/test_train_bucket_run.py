@@ -17,20 +17,14 @@ import storage
 from manifests.lock import LockError, writer_lock
 from rushes.cli import main
 from rushes.testing.tiny import save_tiny_text_encoder
-from rushes.testing.train_manifests import Clip, write_manifest
-from rushes.testing.train_shards import write_random_shards
-from train import rundir, shards
+from rushes.testing.train_shards import write_random_run
+from train import rundir
 from train.config import RunConfig, preset
 from train.loop import train
 from train.sample import sample_video
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +42,7 @@ def _cfg(t5: str, steps: int):
 @pytest.fixture
 def out(tmp_path, t5):
     """A local OUT with 24 tiny random clips and their encodings (the RUN is what lies in the bucket)."""
-    out = tmp_path / "out"
-    write_manifest(out, [Clip("/nonexistent.mp4", 0.0, 1.0, 16, 16, f"random clip {i}") for i in range(24)])
-    cfg = _cfg(t5, 1)
-    inputs = shards.key_inputs(cfg.data, cfg.model.patch_size)
-    write_random_shards(shards.key_dir(out, inputs), 24, shard_rows=8)
-    shards.write_key(shards.key_dir(out, inputs), inputs)
-    return out
+    return write_random_run(tmp_path / "out", _cfg(t5, 1), 24, shard_rows=8)
 
 
 def _quiet(_):

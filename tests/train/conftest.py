@@ -10,15 +10,9 @@ from rushes.testing.train_manifests import Clip, write_manifest
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Train tests run torch on one thread: on a shared 2-core machine two OpenMP threads per process
-    spin against other processes and a tiny step becomes ~30x slower. Restored after each test."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _train_tests_on_one_torch_thread(one_torch_thread):
+    """Every train test runs torch on one thread (tests/conftest.py ``one_torch_thread``)."""
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rushes.testing.train_manifests import Clip, write_manifest
-from rushes.testing.train_shards import write_random_shards
-from train import checkpoint, shards
+from rushes.testing.train_shards import write_random_run
+from train import checkpoint
 from train.config import preset
 from train.loop import train
 from train.progress import StepProgress
@@ -32,13 +31,7 @@ def _cfg(t5: str, steps: int, packs: int = 2):
 @pytest.fixture
 def random_out(tmp_path, tiny_t5):
     """OUT with 24 tiny random clips and encodings of them under this config's key (no decoding needed)."""
-    out = tmp_path / "out"
-    write_manifest(out, [Clip("/nonexistent.mp4", 0.0, 1.0, 16, 16, f"random clip {i}") for i in range(24)])
-    cfg = _cfg(tiny_t5, 1)
-    inputs = shards.key_inputs(cfg.data, cfg.model.patch_size)
-    write_random_shards(shards.key_dir(out, inputs), 24, shard_rows=8)
-    shards.write_key(shards.key_dir(out, inputs), inputs)
-    return out
+    return write_random_run(tmp_path / "out", _cfg(tiny_t5, 1), 24, shard_rows=8)
 
 
 @pytest.fixture
