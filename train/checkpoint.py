@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from train import parallel
+from train import parallel, rundir
 
 
 @dataclass
@@ -39,16 +39,13 @@ class Resumed:
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / "checkpoints"
+    return Path(run_dir) / rundir.CHECKPOINTS
 
 
 def latest(run_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint folder of a run, or None."""
-    marker = checkpoint_dir(run_dir) / "latest"
-    if not marker.exists():
-        return None
-    path = checkpoint_dir(run_dir) / marker.read_text().strip()
-    return path if path.is_dir() else None
+    """The newest complete checkpoint folder of a local run (or working copy), or None."""
+    name = rundir.latest_name(Path(run_dir))  # the marker's rule, for a folder as for a bucket
+    return checkpoint_dir(run_dir) / name if name else None
 
 
 def save(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, ema: torch.nn.Module,
@@ -88,9 +85,9 @@ def save(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, ema: tor
     final = root / name
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    marker_tmp = root / "_latest.tmp"
+    marker_tmp = root / f"_{rundir.MARKER}.tmp"
     marker_tmp.write_text(name)
-    os.replace(marker_tmp, root / "latest")
+    os.replace(marker_tmp, root / rundir.MARKER)
     for old in sorted(p for p in root.glob("step-*") if p.is_dir() and p.name <= name)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
