@@ -41,6 +41,7 @@ import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,6 +209,29 @@ def connect_timeout() -> float:
     return value
 
 
+@contextmanager
+def _stdin_detached():
+    """Point file descriptor 0 at ``/dev/null`` while Ray starts its processes, then put it back.
+
+    Every process Ray starts (GCS, raylet, and the workers the raylet forks later, with the ffmpeg they run)
+    inherits the driver's stdin. Under an interactive terminal those processes sit in a background process
+    group, and the first one that reads the terminal (ffmpeg does, PySceneDetect runs it at import) is stopped
+    by SIGTTIN: the job hangs with no error. The driver keeps its own stdin (``inspect --sql -`` reads it)."""
+    try:
+        saved = os.dup(0)
+    except OSError:  # no stdin at all: nothing to detach
+        yield
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(null, 0)
+        yield
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(null)
+
+
 def connect(address: str | None = None, num_cpus: int | None = None, connect_timeout_s: float | None = None,
             **local_options) -> RaySession:
     """Start a local Ray instance or join the cluster at ``address`` / ``$RAY_ADDRESS`` (see the module docstring).
@@ -224,7 +248,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, connect_tim
     common = {"log_to_driver": False, "configure_logging": False}
     if target is None:
         try:
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **common, **local_options)
+            with _stdin_detached():
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **common, **local_options)
         except (RuntimeError, ConnectionError, OSError, ValueError) as exc:
             raise RayConnectError(f"could not start a local Ray instance: {exc} Check free memory and the space "
                                   f"in Ray's temp folder ({_record_file().parent}), retry on a less loaded machine, "
@@ -237,7 +262,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, connect_tim
     else:
         timeout_s = connect_timeout_s or connect_timeout()
         wait_for_head(target, source, timeout_s)
-        ray.init(address=target, **common)
+        with _stdin_detached():  # Ray Client and a joined node start helper processes too
+            ray.init(address=target, **common)
         watching = threading.Event()
         threading.Thread(target=_watch_head, args=(target, source, timeout_s, watching), daemon=True,
                          name="rushes-ray-head-watchdog").start()

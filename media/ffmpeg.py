@@ -90,7 +90,10 @@ def ffmpeg_version() -> str:
 
 def _run(cmd: list[str], timeout_s: float, input_bytes: bytes | None = None) -> Completed:
     try:
-        proc = subprocess.run(cmd, input=input_bytes, capture_output=True, timeout=timeout_s, check=False)
+        # Never the terminal as stdin: a child in a background process group that reads it is stopped (SIGTTIN).
+        stdin = None if input_bytes is not None else subprocess.DEVNULL
+        proc = subprocess.run(cmd, input=input_bytes, stdin=stdin, capture_output=True, timeout=timeout_s,
+                              check=False)
     except subprocess.TimeoutExpired as exc:
         raise FFmpegError(f"{os.path.basename(cmd[0])} timed out after {timeout_s:.0f} s: "
                           f"{' '.join(cmd[:12])} ...; raise the timeout for very long inputs") from exc
