@@ -5,7 +5,7 @@
 Both sides use the same random-weight Qwen2.5-VL built offline (rushes/testing/tiny.py), on CPU,
 the same clips, the same frames (8 per clip) and the same batches. The baseline decodes every batch
 first and then times only ``Captioner.generate`` over them in a loop (model loaded, no Ray, no
-decoding, no manifest writes). The pipeline side runs ``caption.pipeline.run`` on a fresh run
+decoding, no manifest writes). The pipeline side runs ``rushes.caption.pipeline.run`` on a fresh run
 directory: Ray Data decode tasks, the model actor, Parquet parts. Prints a markdown table of ratios.
 No GPU is used here.
 """
@@ -22,11 +22,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from caption.adapter import decode_batch, frames_from_row, plan_run  # noqa: E402
-from caption.captioner import Captioner, frame_spec, load_processor, resolve_model  # noqa: E402
-from caption.config import preset  # noqa: E402
-from caption.pipeline import run  # noqa: E402
-from caption.prompts import get_prompt  # noqa: E402
+from rushes.caption.adapter import decode_batch, frames_from_row, plan_run  # noqa: E402
+from rushes.caption.captioner import Captioner, frame_spec, load_processor, resolve_model  # noqa: E402
+from rushes.caption.config import preset  # noqa: E402
+from rushes.caption.pipeline import run  # noqa: E402
+from rushes.caption.prompts import get_prompt  # noqa: E402
 from rushes.testing.grey_clips import make_grey_video, make_run  # noqa: E402
 from rushes.testing.tiny import build_tiny_qwen25_vl  # noqa: E402
 

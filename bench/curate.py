@@ -38,8 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 
-from curate.inputs import expand_inputs  # noqa: E402
-from curate.probe import probe_video  # noqa: E402
+from rushes.curate.inputs import expand_inputs  # noqa: E402
+from rushes.curate.probe import probe_video  # noqa: E402
 
 PSD_ARGS = "-map 0:v:0 -c:v libx264 -preset veryfast -crf 22 -an"
 
@@ -61,11 +61,11 @@ def rushes(files: list[str], out: str, *flags: str) -> list[list[str]]:
 MEMORY_SCRIPT = """
 import json, resource, sys
 sys.path.insert(0, sys.argv[1])
-from curate.config import default
-from curate.decode import analyse_video
-from curate.scores import FrameSignals
-from curate.split import SceneSplitter
-from curate.probe import probe_video
+from rushes.curate.config import default
+from rushes.curate.decode import analyse_video
+from rushes.curate.scores import FrameSignals
+from rushes.curate.split import SceneSplitter
+from rushes.curate.probe import probe_video
 cfg = default()
 probe = probe_video(sys.argv[2])
 splitter, signals = SceneSplitter(cfg.detector, probe.fps), FrameSignals(cfg.score_config())
@@ -89,8 +89,8 @@ def warm_runs(files: list[str], tmp: str) -> tuple[float, float]:
 
     import ray
 
-    from curate.config import EncodeConfig, RayConfig, default
-    from curate.pipeline import run_curate
+    from rushes.curate.config import EncodeConfig, RayConfig, default
+    from rushes.curate.pipeline import run_curate
     from rushes.testing.synth import make_cut_video
 
     ray.init(address="local", num_cpus=None, include_dashboard=False, log_to_driver=False, configure_logging=False)

@@ -2,10 +2,10 @@
 
     python bench/cuts.py [--footage ../shared/footage] [--reference-file psd_goldeneye-vfr-drop3.mp4]
 
-Every file is decoded once by curate's real analysis pass (``curate.decode.analyse_video``, 256 px long
+Every file is decoded once by curate's real analysis pass (``rushes.curate.decode.analyse_video``, 256 px long
 side, one decoder thread); all detectors read the same frames: PySceneDetect's AdaptiveDetector and
-ContentDetector (``curate.split.SceneSplitter``), TransNetV2 (``curate.shots.TransNetSplitter``) and the
-hybrid (TransNetV2's cuts plus Adaptive's cuts that TransNetV2 also saw, see ``curate.shots.hybrid_cuts``).
+ContentDetector (``rushes.curate.split.SceneSplitter``), TransNetV2 (``rushes.curate.shots.TransNetSplitter``) and the
+hybrid (TransNetV2's cuts plus Adaptive's cuts that TransNetV2 also saw, see ``rushes.curate.shots.hybrid_cuts``).
 Each detector's CPU seconds are its own ``add`` calls plus its finish (decode is counted once, apart).
 Torch and OpenCV run on one thread, so frames/s is per core.
 
@@ -30,11 +30,11 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from curate.config import DetectorConfig  # noqa: E402
-from curate.decode import analyse_video  # noqa: E402
-from curate.shots import TransNetSplitter, hybrid_cuts, load_model, scene_starts, small_frame  # noqa: E402
-from curate.split import SceneSplitter  # noqa: E402
-from media.frames import Frame, stream_info  # noqa: E402
+from rushes.curate.config import DetectorConfig  # noqa: E402
+from rushes.curate.decode import analyse_video  # noqa: E402
+from rushes.curate.shots import TransNetSplitter, hybrid_cuts, load_model, scene_starts, small_frame  # noqa: E402
+from rushes.curate.split import SceneSplitter  # noqa: E402
+from rushes.media.frames import Frame, stream_info  # noqa: E402
 
 # file -> (hard cuts: decoded-frame indices or ("s", seconds), gradual transitions [(first, last)] to ignore)
 TRUTH = {

@@ -4,13 +4,13 @@
 
 1. Every shared video gets five copies (``rushes.testing.near_copies``: x264 CRF 34, MPEG-4 part 2, 0.5x,
    5% centre crop, first 1.3 s trimmed). The originals are curated into OUT (default config, no clip files),
-   then originals + copies into the same OUT, each video through ``curate.adapter.process_video`` and the
-   run's search through ``curate.dedup.dedup_run`` (what ``rushes curate`` runs). Caught = the copy's clip
+   then originals + copies into the same OUT, each video through ``rushes.curate.adapter.process_video`` and the
+   run's search through ``rushes.curate.dedup.dedup_run`` (what ``rushes curate`` runs). Caught = the copy's clip
    points at the original's clip over the same time. The same clips searched as one run (copies and
    originals together, no earlier run to prefer): found = the copy's clip and the original's are marked
    one way or the other.
 2. False positives: every pair of distinct clips of the shared footage (other videos, and other shots of
-   the same video) verified with ``curate.dedup.match_share``; and the marks of the originals searched alone.
+   the same video) verified with ``rushes.curate.dedup.match_share``; and the marks of the originals searched alone.
 3. Cost: the analysis pass of every original with and without the signature consumer (process CPU time,
    interleaved, best of 2), as CPU seconds added per minute of footage; the search's time on the run, and
    on ``--scale`` synthetic clips (random signatures, a fifth of them still shots).
@@ -33,15 +33,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import manifests  # noqa: E402
-from curate.adapter import RunInfo, process_video  # noqa: E402
-from curate.config import EncodeConfig, default  # noqa: E402
-from curate.decode import analyse_video  # noqa: E402
-from curate.dedup import DedupConfig, candidate_pairs, dedup_run, match_share  # noqa: E402
-from curate.probe import probe_video  # noqa: E402
-from curate.scores import FrameSignals  # noqa: E402
-from curate.signature import FrameSignature  # noqa: E402
-from curate.split import SceneSplitter  # noqa: E402
+from rushes import manifests  # noqa: E402
+from rushes.curate.adapter import RunInfo, process_video  # noqa: E402
+from rushes.curate.config import EncodeConfig, default  # noqa: E402
+from rushes.curate.decode import analyse_video  # noqa: E402
+from rushes.curate.dedup import DedupConfig, candidate_pairs, dedup_run, match_share  # noqa: E402
+from rushes.curate.probe import probe_video  # noqa: E402
+from rushes.curate.scores import FrameSignals  # noqa: E402
+from rushes.curate.signature import FrameSignature  # noqa: E402
+from rushes.curate.split import SceneSplitter  # noqa: E402
 from rushes.testing.near_copies import TRANSFORMS, make_copies, marked, score_copies  # noqa: E402
 
 

@@ -6,7 +6,7 @@ The manifest is generated with realistic score distributions (a few percent null
 detector_params values, some clips already marked too_short) and written through ``manifests.write_part``.
 Baseline: for every part, ``pyarrow.parquet.read_table`` then ``write_table`` (zstd, as the manifest
 writer uses) to a temporary name and an atomic rename: the least any rewrite of the manifest costs.
-Measured: ``curate.filter.filter_run`` with presets alternating so every run really rewrites every part,
+Measured: ``rushes.curate.filter.filter_run`` with presets alternating so every run really rewrites every part,
 and the same command re-run with unchanged thresholds (decisions compared, nothing rewritten).
 Runs are interleaved and the median of ``--repeats`` is kept; prints a markdown table of ratios.
 """
@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import manifests  # noqa: E402
-from curate.filter import filter_run  # noqa: E402
+from rushes import manifests  # noqa: E402
+from rushes.curate.filter import filter_run  # noqa: E402
 
 LABELS = ["static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out", "shaky", "complex"]
 

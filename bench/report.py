@@ -25,10 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from manifests import store  # noqa: E402
-from media.ffmpeg import run_ffmpeg  # noqa: E402
-from rushes.report.page import ReportConfig, build_report  # noqa: E402
-from rushes.report.thumbs import ThumbConfig  # noqa: E402
+from rushes.manifests import store  # noqa: E402
+from rushes.media.ffmpeg import run_ffmpeg  # noqa: E402
+from rushes.inspect.page import ReportConfig, build_report  # noqa: E402
+from rushes.inspect.thumbs import ThumbConfig  # noqa: E402
 from rushes.testing.browser import Browser, find_chromium  # noqa: E402
 
 CLIP_S = 2.0
@@ -174,13 +174,13 @@ def print_table(small: int, big: int, runs: dict, builds: dict) -> None:
 def print_extraction(run: Path, n: int) -> None:
     """Thumbnail extraction of the first ``n`` clips: one decode pass per run of adjacent spans (what the
     report does) against one seek-and-decode per clip, both in one process."""
-    from rushes.report.thumbs import extract_thumbnails, thumb_tasks
+    from rushes.inspect.thumbs import extract_thumbnails, thumb_tasks
 
     clips = store.read(run, "clips").slice(0, n).to_pylist()
-    paths = {v["video_id"]: v["path"] for v in store.read(run, "videos").to_pylist()}
+    videos = {v["video_id"]: v for v in store.read(run, "videos").to_pylist()}
     secs = {}
     for name, cfg in (("per clip", ThumbConfig(workers=1, max_batch_clips=1)), ("batched", ThumbConfig(workers=1))):
-        tasks, _ = thumb_tasks(run, clips, paths, cfg)
+        tasks, _ = thumb_tasks(run, clips, videos, cfg)
         out = run / f"bench-thumbs-{name.replace(' ', '-')}"
         shutil.rmtree(out, ignore_errors=True)
         t = time.perf_counter()

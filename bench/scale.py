@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from media.ffmpeg import run_ffmpeg  # noqa: E402
+from rushes.media.ffmpeg import run_ffmpeg  # noqa: E402
 from rushes.testing.ray_nodes import free_ports, node_env  # noqa: E402
 from rushes.testing.synth import make_cut_video  # noqa: E402
 
@@ -113,10 +113,10 @@ def curate(nodes: Nodes, video: Path, out: Path, chunk_s: float) -> dict:
 PEAK_SCRIPT = """
 import dataclasses, resource, sys
 sys.path.insert(0, {repo!r})
-from curate import adapter as A
-from curate.chunks import plan_chunks, warmup_s
-from curate.config import default
-from curate.probe import probe_video
+from rushes.curate import adapter as A
+from rushes.curate.chunks import plan_chunks, warmup_s
+from rushes.curate.config import default
+from rushes.curate.probe import probe_video
 path, chunk_s, mode = {path!r}, {chunk_s!r}, {mode!r}
 cfg = dataclasses.replace(default(), chunk_s=chunk_s, decode_threads=1)
 probe = probe_video(path)

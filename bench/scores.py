@@ -2,9 +2,9 @@
 
     python bench/scores.py [--repeats 2] [--footage ../shared/footage] [--long-side 256]
 
-Both modes run curate's real decode pass (``curate.decode.analyse_video``: one PyAV decode at the
+Both modes run curate's real decode pass (``rushes.curate.decode.analyse_video``: one PyAV decode at the
 analysis size, 1 decoder thread, as a curate task gets by default) with PySceneDetect's
-AdaptiveDetector (``curate.split.SceneSplitter``); "all scores" adds ``curate.scores.FrameSignals``
+AdaptiveDetector (``rushes.curate.split.SceneSplitter``); "all scores" adds ``rushes.curate.scores.FrameSignals``
 as a second consumer of the same frames. Modes alternate per file and the fastest of ``--repeats``
 runs is kept, to damp noise on a shared machine. Prints a markdown table of wall-time ratios.
 """
@@ -19,11 +19,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from curate.config import DetectorConfig  # noqa: E402
-from curate.decode import analyse_video  # noqa: E402
-from curate.scores import FrameSignals, ScoreConfig  # noqa: E402
-from curate.split import SceneSplitter  # noqa: E402
-from media.frames import stream_info  # noqa: E402
+from rushes.curate.config import DetectorConfig  # noqa: E402
+from rushes.curate.decode import analyse_video  # noqa: E402
+from rushes.curate.scores import FrameSignals, ScoreConfig  # noqa: E402
+from rushes.curate.split import SceneSplitter  # noqa: E402
+from rushes.media.frames import stream_info  # noqa: E402
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov"}
 

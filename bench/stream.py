@@ -2,7 +2,7 @@
 
     python bench/stream.py [--only rss,encoded,workers,bucket] [--steps 40] [--workers-steps 400] [--workers-rounds 3]
 
-1. Memory (``rss``): peak RSS (VmHWM) of ``rushes train`` (``train.loop.train``, tiny preset, one torch
+1. Memory (``rss``): peak RSS (VmHWM) of ``rushes train`` (``rushes.train.loop.train``, tiny preset, one torch
    thread) streaming encodings of 200 and of 2,000 tiny random clips for the same number of steps (one epoch of
    the larger set), each in a fresh process; against the same clips held in memory as the on-the-fly path
    holds its prepared set (every clip's tensors resident, PackLoader).
@@ -47,9 +47,9 @@ from rushes.testing.train_manifests import Clip, write_manifest  # noqa: E402
 from rushes.testing.train_shards import write_random_run  # noqa: E402
 
 from rushes.testing.tiny import save_tiny_text_encoder  # noqa: E402
-import storage  # noqa: E402
-from train import shards  # noqa: E402
-from train.config import DataConfig, EncodeConfig, preset  # noqa: E402
+from rushes import storage  # noqa: E402
+from rushes.train import shards  # noqa: E402
+from rushes.train.config import DataConfig, EncodeConfig, preset  # noqa: E402
 
 
 def _cfg(t5: str, **data):
@@ -76,17 +76,17 @@ def rss_child(out: str, t5: str, steps: int, mode: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from train.loop import train
+    from rushes.train.loop import train
 
     cfg = _cfg(t5).with_overrides(train={"steps": steps})
     if mode == "resident":  # the on-the-fly path's shape: every clip's tensors in memory, PackLoader over them
-        from train import loop
-        from train.packing import PackLoader
-        from train.stream import open_encodings, row_example, select_rows
-        from train.data import training_clips
+        from rushes.train import loop
+        from rushes.train.packing import PackLoader
+        from rushes.train.stream import open_encodings, row_example, select_rows
+        from rushes.manifests.clips import captioned_clips
 
         folder = shards.find_encodings(out, shards.key_inputs(cfg.data, cfg.model.patch_size))
-        enc = open_encodings(folder, training_clips(out), cfg.model.patch_size, 0)
+        enc = open_encodings(folder, captioned_clips(out), cfg.model.patch_size, 0)
         examples = [row_example(r, cfg.model.patch_size) for r in select_rows(folder, enc.train_ids)]
         real = loop.load_train_data
 
@@ -155,8 +155,8 @@ def _steady(run: Path, skip: int = 2, skip_s: float = 0.0) -> float:
 def encoded_rows(root: Path, t5: str, steps: int) -> None:
     import torch
 
-    from train.loop import train
-    from train.pipeline import run_encode
+    from rushes.train.loop import train
+    from rushes.train.pipeline import run_encode
 
     torch.set_num_threads(1)
     out = video_set(root)
@@ -230,7 +230,7 @@ def ddp_child(out: str, t5: str, run: str, steps: int, budget: int, packs: int, 
     import torch
     import torch.distributed as dist
 
-    from train.loop import auto_prefetch, train
+    from rushes.train.loop import auto_prefetch, train
 
     torch.set_num_threads(1)
     if world > 1:
@@ -257,8 +257,8 @@ def _free_port() -> int:
 def _worker_run(out: Path, run: Path, cfg, n: int, parallel: str, on_ray: bool, prefetch: bool | None) -> None:
     """One row's training run, as `rushes train --workers` does it (the driver shows worker 0's log; nothing
     printed), or without Ray in fresh processes: one, or ``n`` joined by torch.distributed directly."""
-    from train.pipeline import run_train_workers
-    from train.progress import StepProgress
+    from rushes.train.pipeline import run_train_workers
+    from rushes.progress import StepProgress
 
     if not on_ray:
         port, t5 = _free_port(), cfg.data.text_encoder
@@ -328,7 +328,7 @@ def workers_rows(root: Path, t5: str, steps: int, batch_tokens: tuple[int, ...],
     those rounds."""
     import torch
 
-    from cluster.ray_connect import connect
+    from rushes.cluster import connect
 
     torch.set_num_threads(1)
     out = random_set(root, 400, t5)
@@ -374,8 +374,8 @@ def _timed_run(out: Path, run, cfg, waited: bool) -> tuple[float, float]:
     """Samples/s of one training run from the end of its first step to its return (its last upload included),
     and the size of its newest checkpoint in MB; ``waited``: each checkpoint's upload is waited for at once
     (what an upload in the training thread would cost)."""
-    from train import rundir
-    from train.loop import train
+    from rushes.train import rundir
+    from rushes.train.loop import train
 
     marks, push = [], rundir.Uploads.push
 

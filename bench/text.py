@@ -8,8 +8,8 @@ with one kind of text burned in: a subtitle line, a small corner watermark, a tw
 semi-transparent box, a scrolling ticker, and sign-like scene text (a board with a word on it, mid-frame).
 Big Buck Bunny's own credit and title cards are two natural text cases.
 
-Every method runs inside curate's real analysis pass (``curate.decode.analyse_video`` with
-``curate.scores.FrameSignals``, AdaptiveDetector beside it, one thread): the heuristic at its 2 samples/s on
+Every method runs inside curate's real analysis pass (``rushes.curate.decode.analyse_video`` with
+``rushes.curate.scores.FrameSignals``, AdaptiveDetector beside it, one thread): the heuristic at its 2 samples/s on
 the analysis frames; OCR settings (``METHODS``: the default, and other models, sizes and rates) on the sharper
 copy the same pass builds. A clip counts as "text" when
 its ``text_area_frac`` is at least ``--min-area`` (0.001: a 100x10 px box on 854x480). Prints recall per
@@ -27,11 +27,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from curate.config import DetectorConfig  # noqa: E402
-from curate.decode import analyse_video  # noqa: E402
-from curate.scores import FrameSignals, ScoreConfig  # noqa: E402
-from curate.split import SceneSplitter  # noqa: E402
-from media.ffmpeg import run_ffmpeg  # noqa: E402
+from rushes.curate.config import DetectorConfig  # noqa: E402
+from rushes.curate.decode import analyse_video  # noqa: E402
+from rushes.curate.scores import FrameSignals, ScoreConfig  # noqa: E402
+from rushes.curate.split import SceneSplitter  # noqa: E402
+from rushes.media.ffmpeg import run_ffmpeg  # noqa: E402
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 # (file, start s) of 3 s text-free shots

@@ -37,10 +37,10 @@ from rushes.testing.train_manifests import Clip, write_manifest  # noqa: E402
 from rushes.testing.synth import make_cut_video  # noqa: E402
 
 from rushes.testing.tiny import save_tiny_text_encoder  # noqa: E402
-from train.config import preset  # noqa: E402
-from train.data import plan_clip, split_validation  # noqa: E402
-from train.packing import PackLoader, collate, pack_first_fit  # noqa: E402
-from train.loop import build_model, load_data, train_step  # noqa: E402
+from rushes.train.config import preset  # noqa: E402
+from rushes.train.data import plan_clip, split_validation  # noqa: E402
+from rushes.train.packing import PackLoader, collate, pack_first_fit  # noqa: E402
+from rushes.train.loop import build_model, load_data, train_step  # noqa: E402
 
 
 def make_set(root: Path) -> Path:
@@ -128,7 +128,7 @@ def footage_like_counts(cfg, n: int = 400, seed: int = 0) -> list[int]:
 ATTENTION_CHILD = r"""
 import json, sys, time
 import torch
-from train.model import PackedAttention
+from rushes.train.model import PackedAttention
 
 def status(key):
     for line in open("/proc/self/status"):

@@ -29,16 +29,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-import storage
+from rushes import storage
 
-from caption.captioner import Captioner, Generation, ResolvedModel, is_out_of_memory
-from caption.config import CaptionConfig
-from caption.frames import ClipFrames, FrameSpec, decode_clip, display_dims, frame_times
-from caption.prompts import ParseError, get_prompt, parse_output
-from manifests import select, store
-from manifests.ids import make_id
-from manifests.paths import UnsafePathError, resolve_inside
-from media.frames import DecodeError
+from rushes.caption.captioner import Captioner, Generation, ResolvedModel, is_out_of_memory
+from rushes.caption.config import CaptionConfig
+from rushes.caption.frames import ClipFrames, FrameSpec, decode_clip, display_dims, frame_times
+from rushes.caption.prompts import ParseError, get_prompt, parse_output
+from rushes.manifests import clips, store
+from rushes.manifests.ids import make_id
+from rushes.media.frames import DecodeError
 
 # What the decode stage hands to the model actors: frames travel as raw bytes plus their shape.
 FRAMES_SCHEMA = pa.schema([
@@ -74,41 +73,27 @@ def caption_id(clip_id: str, captioner: str, prompt_version: str) -> str:
 
 def plan_run(out: str | os.PathLike, captioner: str, prompt_version: str, limit: int | None = None) -> Plan:
     """Kept clips of ``out`` that still need a caption from ``captioner`` with ``prompt_version``."""
-    clips = select.kept_clips(out)
+    kept = clips.kept_clips(out)
     existing = store.read(out, "captions")
     mine = existing.filter(pc.and_(pc.equal(existing.column("captioner"), captioner),
                                    pc.equal(existing.column("prompt_version"), prompt_version)))
     done = set(mine.filter(pc.equal(mine.column("status"), "ok")).column("clip_id").to_pylist())
-    todo = clips.filter(pc.invert(pc.is_in(clips.column("clip_id"), pa.array(sorted(done), pa.string()))))
-    if limit is not None:
-        todo = todo.slice(0, limit)
-    tasks = _task_table(out, todo)
-    todo_ids = set(tasks.column("clip_id").to_pylist())
+    todo = [c for c in kept if c.clip_id not in done][:limit]
+    tasks = _task_table(todo)
+    todo_ids = {c.clip_id for c in todo}
     failed = mine.filter(pc.not_equal(mine.column("status"), "ok")).to_pylist()
     retry = [r["caption_id"] for r in failed if r["clip_id"] in todo_ids]
-    skipped = sum(1 for cid in clips.column("clip_id").to_pylist() if cid in done)
-    return Plan(tasks, clips.num_rows, skipped, retry)
+    skipped = sum(1 for c in kept if c.clip_id in done)
+    return Plan(tasks, len(kept), skipped, retry)
 
 
-def _task_table(out: str | os.PathLike, clips: pa.Table) -> pa.Table:
-    # Frames come from the encoded clip file (time 0 = clip start) or from the source video's span.
-    videos = {r["video_id"]: r for r in store.read(out, "videos").select(
-        ["video_id", "path", "width_px", "height_px"]).to_pylist()}
-    rows = []
-    for clip in clips.to_pylist():
-        video = videos.get(clip["video_id"], {})
-        row = {"clip_id": clip["clip_id"], "start_s": clip["start_s"], "end_s": clip["end_s"]}
-        if clip["clip_path"] is not None:
-            try:  # a clip_path edited to point outside OUT is refused, never read
-                path = str(resolve_inside(out, clip["clip_path"], column="clip_path", row=f"clip {clip['clip_id']}"))
-            except UnsafePathError as exc:
-                path, row["error_message"] = None, str(exc)
-            row |= {"path": path, "offset_s": clip["start_s"], "width_px": clip["width_px"],
-                    "height_px": clip["height_px"]}
-        else:
-            row |= {"path": video.get("path"), "offset_s": 0.0, "width_px": video.get("width_px"),
-                    "height_px": video.get("height_px")}
-        rows.append(row)
+def _task_table(todo: list[clips.KeptClip]) -> pa.Table:
+    # Frame times are the source video's (what the captions manifest records); ``offset_s`` is the source time of
+    # the decoded file's time 0 (the clip's start for an encoded clip file, 0 for a span of the source).
+    rows = [{"clip_id": c.clip_id, "start_s": c.source_start_s, "end_s": c.source_start_s + c.duration_s,
+             "path": None if c.refused else c.path, "offset_s": c.source_start_s - c.start_s,
+             "width_px": c.width_px or None, "height_px": c.height_px or None, "error_message": c.refused}
+            for c in todo]
     return pa.Table.from_pylist(rows, schema=TASK_SCHEMA)
 
 

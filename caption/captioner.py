@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from caption.config import DEFAULT_MODEL, CaptionConfig
-from caption.frames import ClipFrames, FrameSpec
+from rushes.caption.config import DEFAULT_MODEL, CaptionConfig
+from rushes.caption.frames import ClipFrames, FrameSpec
 
 _SAMPLE_BYTES = 1 << 20
 

@@ -9,9 +9,9 @@ import argparse
 import json
 import sys
 
-import storage
+from rushes import storage
 
-from caption.config import DEFAULT_MODEL, PRESETS, RECOMMENDED_GPU_MODEL, CaptionConfig
+from rushes.caption.config import DEFAULT_MODEL, PRESETS, RECOMMENDED_GPU_MODEL, CaptionConfig
 
 
 def _preset_default(name: str) -> str:
@@ -99,9 +99,9 @@ def handle(args) -> int:
     if not storage.is_dir(storage.join(args.out, "clips")):
         return _error(f"{args.out} has no clips manifest (OUT/clips): run 'rushes curate INPUT --out {args.out}' "
                       f"first")
-    from caption.captioner import ModelNotFoundError
-    from caption.pipeline import run
-    from manifests.lock import LockError
+    from rushes.caption.captioner import ModelNotFoundError
+    from rushes.caption.pipeline import run
+    from rushes.manifests.lock import LockError
 
     try:
         summary = run(args.out, cfg, limit=args.limit, address=args.address, dry_run=args.dry_run, scratch=scratch)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from caption.config import CaptionConfig, preset
+    from rushes.caption.config import CaptionConfig, preset
     cfg = preset("default", model="Qwen/Qwen2.5-VL-7B-Instruct", num_gpus=1, batch_size=8)
 
 Paths (the run directory) and ``--limit`` are run arguments, not config.
@@ -48,7 +48,7 @@ class CaptionConfig:
         if not self.model:
             raise ValueError("model is empty: pass a hub id (e.g. HuggingFaceTB/SmolVLM2-256M-Video-Instruct) "
                              "or a local folder")
-        from caption.prompts import get_prompt
+        from rushes.caption.prompts import get_prompt
 
         get_prompt(self.prompt)  # raises naming the known prompts
         if self.num_frames < 1:

@@ -1,7 +1,7 @@
 """Frames a captioner sees: N per clip (uniform, or at a given fps), at the model's input size.
 
 Frames come from the encoded clip file when curate wrote one, else from the source video between
-the clip's ``start_s`` and ``end_s``; both are decoded with ``media.frames.sample_frames``, which picks
+the clip's ``start_s`` and ``end_s``; both are decoded with ``rushes.media.frames.sample_frames``, which picks
 the frame shown at each time (VFR-safe) in display orientation. Times are always reported in the
 source video's PTS seconds, so ``frame_times_s`` lies inside the clip span either way.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from media.frames import even, fps_times, sample_frames, stream_info, uniform_times
+from rushes.media.frames import even, fps_times, sample_frames, stream_info, uniform_times
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def decode_clip(path: str, times_s: Sequence[float], offset_s: float = 0.0,
     """Decode the frames shown at source ``times_s`` from ``path``, whose time 0 is source time ``offset_s``.
 
     For an encoded clip file ``offset_s`` is the clip's ``start_s``; for the source video it is 0.
-    Raises ``media.frames.DecodeError`` when the file does not decode.
+    Raises ``rushes.media.frames.DecodeError`` when the file does not decode.
     """
     local = [max(0.0, t - offset_s) for t in times_s]
     frames = sample_frames(path, local, size=size)

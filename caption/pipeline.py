@@ -7,8 +7,8 @@ actors generate, so frames for the next batch are ready when the model finishes 
 
 Usage::
 
-    from caption.config import preset
-    from caption.pipeline import run
+    from rushes.caption.config import preset
+    from rushes.caption.pipeline import run
     summary = run("OUT", preset("default"), limit=10)
 """
 
@@ -24,18 +24,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-import storage
+from rushes import storage
 
-from caption.adapter import CaptionActor, Plan, decode_batch, plan_run
-from caption.captioner import Captioner, frame_spec, load_processor, resolve_model
-from caption.config import CaptionConfig
-from caption.prompts import get_prompt
-from cluster.progress import CountProgress
-from cluster.ray_connect import connect
-from manifests import store
-from manifests.lock import writer_lock
-from media.versions import tool_versions as media_tool_versions
-from manifests.ids import config_hash
+from rushes.caption.adapter import CaptionActor, Plan, decode_batch, plan_run
+from rushes.caption.captioner import Captioner, frame_spec, load_processor, resolve_model
+from rushes.caption.config import CaptionConfig
+from rushes.caption.prompts import get_prompt
+from rushes.progress import CountProgress
+from rushes.cluster import connect
+from rushes.manifests import store
+from rushes.manifests.lock import writer_lock
+from rushes.versions import tool_versions as media_tool_versions
+from rushes.manifests.ids import config_hash
 
 log = logging.getLogger(__name__)
 

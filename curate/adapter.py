@@ -23,18 +23,18 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import storage
+from rushes import storage
 
-from curate.chunks import chunked, find_break, merged_result, plan_chunks, warmup_s
-from curate.decode import ChunkDecode, ChunkSpan, analyse_chunk, analyse_video
-from curate.encode import EncodeError, EncodeJob, encode_clips, output_size
-from curate.probe import Probe, ProbeError, probe_video
-from curate.shots import ShotModelError, resolve_device
-from curate.signature import FrameSignature
-from curate.split import DETECTOR_NAMES, ClipSpan, detector_params, make_splitter, plan_clips
-from manifests import (ManifestError, conform, content_hash, content_hasher, delete_part, make_id, now_utc,
+from rushes.curate.chunks import chunked, find_break, merged_result, plan_chunks, warmup_s
+from rushes.curate.decode import ChunkDecode, ChunkSpan, analyse_chunk, analyse_video
+from rushes.curate.encode import EncodeError, EncodeJob, encode_clips, output_size
+from rushes.curate.probe import Probe, ProbeError, probe_video
+from rushes.curate.shots import ShotModelError, resolve_device
+from rushes.curate.signature import FrameSignature
+from rushes.curate.split import DETECTOR_NAMES, ClipSpan, detector_params, make_splitter, plan_clips
+from rushes.manifests import (ManifestError, conform, content_hash, content_hasher, delete_part, make_id, now_utc,
                        part_location, read_part, write_part)
-from media.frames import DecodeError
+from rushes.media.frames import DecodeError
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _run_location(out_dir):
 
 @dataclass(frozen=True)
 class VideoJob:
-    """A long video whose analysis and encoding go to several tasks (:mod:`curate.chunks`), as
+    """A long video whose analysis and encoding go to several tasks (:mod:`rushes.curate.chunks`), as
     :func:`process_video` leaves it after hashing and probing: :func:`analyse_chunk_of` each span,
     :func:`reconcile_video`, :func:`encode_group` each group, then :func:`finish_video` writes its rows."""
 
@@ -225,7 +225,7 @@ def _publish_clips(out, video_id: str, clip_rows: list[dict], cfg) -> None:
     """Filter, then write the clips part (after their media files are complete); prune older media."""
     # Thresholds are applied before the part becomes visible, so a run killed before its final filter pass
     # never shows clips that the filter would reject; the pass at the end of the run then rewrites nothing.
-    from curate.filter import apply_filter, resolve_config
+    from rushes.curate.filter import apply_filter, resolve_config
 
     filtered = apply_filter(conform(clip_rows, "clips"), resolve_config(cfg.filter_preset, filter_overrides(cfg)),
                             preset=cfg.filter_preset)
@@ -260,7 +260,7 @@ def _consumers(probe: Probe, cfg, resumed: bool = False) -> dict:
     """The decode pass's frame consumers by name: ``cuts`` (the splitter), ``signature`` (near-duplicate
     search) and, with scores, ``signals``.
 
-    A consumer that must survive time chunks (:mod:`curate.chunks`) has ``state(next_pts_s)``,
+    A consumer that must survive time chunks (:mod:`rushes.curate.chunks`) has ``state(next_pts_s)``,
     ``export(start_s, end_s)`` and a ``merged(parts, pts_s)`` class method; ``resumed``: not the first chunk.
     """
     try:
@@ -271,8 +271,8 @@ def _consumers(probe: Probe, cfg, resumed: bool = False) -> dict:
     consumers["signature"] = FrameSignature()  # for the near-duplicate search at the end of the run
     score_cfg = cfg.score_config()
     if score_cfg is not None:
-        from curate.ocr import OcrUnavailable
-        from curate.scores import FrameSignals
+        from rushes.curate.ocr import OcrUnavailable
+        from rushes.curate.scores import FrameSignals
 
         try:
             consumers["signals"] = FrameSignals(score_cfg)
@@ -342,7 +342,7 @@ def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg,
         }
         if signals is not None:
             row.update(signals.clip_scores(s.start_frame, s.end_frame, width, height))
-        if signature is not None:  # compared by the near-duplicate search at the end of the run (curate.dedup)
+        if signature is not None:  # compared by the near-duplicate search at the end of the run (rushes.curate.dedup)
             row["signature"] = signature.clip_signature(s.start_frame, s.end_frame)
         rows.append(row)
     return rows
@@ -445,7 +445,7 @@ def outcome_dict(outcome: VideoOutcome) -> Mapping:
     return dataclasses.asdict(outcome)
 
 
-# --- Long videos: time chunks and encode groups in separate tasks (see curate.chunks) --------------------
+# --- Long videos: time chunks and encode groups in separate tasks (see rushes.curate.chunks) --------------------
 
 
 @dataclass
@@ -483,7 +483,7 @@ def analyse_chunk_of(job: VideoJob, index: int, cfg, run: RunInfo, resume: dict 
 
     A remote input is copied to scratch by every chunk task that reads it (whole: ranged reads would save
     the transfer; a cluster reading a bucket pays the object size once per chunk). ``resume``: see
-    :func:`curate.decode.analyse_chunk`."""
+    :func:`rushes.curate.decode.analyse_chunk`."""
     t0 = time.perf_counter()
     span = job.spans[index]
     try:

@@ -9,7 +9,7 @@ per-frame signals by PTS). :func:`find_break` then proves the join instead of tr
 - the frames a chunk decoded before its span equal the previous chunk's last frames (PTS and a CRC of the
   analysis picture), so seeking reproduced the decode;
 - every consumer's state at the chunk's first frame equals the previous chunk's state at that same frame
-  (:meth:`curate.split.SceneSplitter.state`, :meth:`curate.scores.FrameSignals.state`), so from there on
+  (:meth:`rushes.curate.split.SceneSplitter.state`, :meth:`rushes.curate.scores.FrameSignals.state`), so from there on
   the chunk emits what one task fed every frame would. When only the detector's state differs (e.g.
   ContentDetector's MERGE filter left open by two close cuts, which no warm-up reproduces), that chunk is
   decoded again with the previous chunk's detector restored at its first frame (:func:`find_break`): exact,
@@ -36,7 +36,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from curate.decode import ChunkDecode, ChunkSpan, DecodeResult
+from rushes.curate.decode import ChunkDecode, ChunkSpan, DecodeResult
 
 # Extra warm-up on top of what the detector and samplers need (frames that did not converge cost a redo).
 WARMUP_MARGIN_S = 0.5

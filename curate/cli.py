@@ -19,8 +19,8 @@ import json
 import logging
 import sys
 
-import storage
-from curate import config as C
+from rushes import storage
+from rushes.curate import config as C
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _add_cut_flags(g) -> None:
     g.add_argument("--analysis-size", type=int, default=None,
                    help="long side in px of the analysis frames for cuts and scores (default: preset's, 256)")
     g.add_argument("--scores", default=None,
-                   help="score preset of curate.scores (default, fast, debug, ocr = PP-OCR text detection from the "
+                   help="score preset of rushes.curate.scores (default, fast, debug, ocr = PP-OCR text detection from the "
                         "quality extra: finds watermarks, caption boxes and signs the default heuristic misses, "
                         "~3x the analysis CPU)")
     g.add_argument("--no-scores", action="store_true", help="cuts only: skip the per-clip motion/quality scores")
@@ -136,7 +136,7 @@ def _add_model_flags(group) -> None:
 def _check_models(cfg) -> None:
     """Fail before any video is touched when a model the config asks for cannot load (ValueError: exit 2)."""
     if cfg.detector.uses_transnet:
-        from curate.shots import ShotModelError, weights_path
+        from rushes.curate.shots import ShotModelError, weights_path
 
         try:
             weights_path()
@@ -144,7 +144,7 @@ def _check_models(cfg) -> None:
             raise ValueError(str(exc)) from exc
     scores = cfg.score_config()
     if scores is not None and scores.text_method == "ocr":
-        from curate import ocr
+        from rushes.curate import ocr
 
         if not ocr.available():
             raise ValueError(f"--scores ocr needs rapidocr and onnxruntime: pip install 'rushes[quality]' "
@@ -179,10 +179,10 @@ def build_config(args) -> C.CurateConfig:
 def dry_run(found, out: str, cfg) -> dict:
     """What a run would do: counts, total duration (ffprobe; remote inputs count their bytes instead, unread),
     inputs that already fail, files left out per reason, where outputs go. ``found`` is
-    :class:`curate.inputs.Inputs`."""
-    from curate.pipeline import done_paths
-    from curate.probe import ProbeError, probe_video
-    from manifests import config_hash
+    :class:`rushes.curate.inputs.Inputs`."""
+    from rushes.curate.pipeline import done_paths
+    from rushes.curate.probe import ProbeError, probe_video
+    from rushes.manifests import config_hash
 
     paths = found.paths
     total_s, bad, remote_bytes = 0.0, [], 0
@@ -220,14 +220,14 @@ def main(args) -> int:
         print(f"rushes curate: --limit must be >= 1, got {args.limit}", file=sys.stderr)
         return 2
     if args.dry_run:
-        from curate.inputs import collect_inputs
+        from rushes.curate.inputs import collect_inputs
 
         plan = dry_run(collect_inputs(args.inputs, args.limit, exclude_dir=args.out), args.out, cfg)
         print(json.dumps(plan, indent=2))
         return 0
-    from curate.pipeline import run_curate
-    from manifests.lock import LockError
-    from manifests.store import ManifestError
+    from rushes.curate.pipeline import run_curate
+    from rushes.manifests.lock import LockError
+    from rushes.manifests.store import ManifestError
 
     try:
         summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit, scratch=scratch,
@@ -262,7 +262,7 @@ def _bool(text: str) -> bool:
 
 def register_filter(subparsers) -> None:
     """Add ``rushes filter`` to the ``rushes`` parser: one flag per :class:`FilterConfig` field."""
-    from curate.filter import PRESETS, FilterConfig, default
+    from rushes.curate.filter import PRESETS, FilterConfig, default
 
     base = default()
     p = subparsers.add_parser(
@@ -294,9 +294,9 @@ def register_filter(subparsers) -> None:
 
 def filter_main(args) -> int:
     """Handler of ``rushes filter``: re-apply thresholds, print counts per reason; 2 on a bad run or value."""
-    from curate.filter import FilterConfig, filter_run, format_counts
-    from manifests.lock import LockError, writer_lock
-    from manifests.store import ManifestError
+    from rushes.curate.filter import FilterConfig, filter_run, format_counts
+    from rushes.manifests.lock import LockError, writer_lock
+    from rushes.manifests.store import ManifestError
 
     names = {f.name for f in dataclasses.fields(FilterConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names}

@@ -16,7 +16,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from manifests.schema import SCHEMA_VERSIONS
+from rushes.manifests.schema import SCHEMA_VERSIONS
 
 DETECTORS = ("adaptive", "content", "transnetv2", "hybrid")
 MODEL_DEVICES = ("auto", "cpu", "cuda")
@@ -39,7 +39,7 @@ def _check_finite(obj) -> None:
 
 def _score_presets() -> dict:
     # Imported when a config is made, not when the CLI is built: scores pull in OpenCV and numpy.
-    from curate.scores import PRESETS
+    from rushes.curate.scores import PRESETS
 
     return PRESETS
 
@@ -48,7 +48,7 @@ def _score_presets() -> dict:
 class DetectorConfig:
     """Scene detector and its parameters (PySceneDetect's and TransNetV2's own defaults).
 
-    ``transnetv2`` is the reference TransNetV2 network (:mod:`curate.shots`, the ``quality`` extra); ``hybrid``
+    ``transnetv2`` is the reference TransNetV2 network (:mod:`rushes.curate.shots`, the ``quality`` extra); ``hybrid``
     is TransNetV2 completed by AdaptiveDetector's cuts where the network also responded (``hybrid_min_prob``).
     """
 
@@ -127,10 +127,10 @@ class CurateConfig:
     analysis_long_side_px: int = 256  # long side of the analysis frames (cuts and scores); 256 = PySceneDetect's
     decode_threads: int = 0  # PyAV decoder threads; 0 = as many as CPUs given to the task
     model_device: str = "auto"  # TransNetV2 device: auto (cuda when the task was given a GPU), cpu or cuda
-    scores_preset: str | None = "default"  # curate.scores preset for per-clip scores; None = cuts only
+    scores_preset: str | None = "default"  # rushes.curate.scores preset for per-clip scores; None = cuts only
     filter_preset: str = "default"  # thresholds applied at the end of the run (rushes filter --preset)
     probe_timeout_s: float = 60.0
-    # Videos longer than this are analysed and encoded as time chunks by separate tasks (curate.chunks), with
+    # Videos longer than this are analysed and encoded as time chunks by separate tasks (rushes.curate.chunks), with
     # results identical to one task; 0 = one task per video. Not hashed: it changes where work runs, not results.
     chunk_s: float = 180.0
 
@@ -151,14 +151,14 @@ class CurateConfig:
         _check(self.scores_preset is None or self.scores_preset in score_presets,
                f"scores_preset {self.scores_preset!r} is not known; use one of {', '.join(score_presets)} "
                f"or None (cuts only)")
-        from curate.filter import PRESETS as filter_presets
+        from rushes.curate.filter import PRESETS as filter_presets
 
         _check(self.filter_preset in filter_presets, f"filter_preset {self.filter_preset!r} is not known; use one "
                f"of {', '.join(sorted(filter_presets))} (rushes filter --preset)")
         _check(self.probe_timeout_s > 0, f"probe_timeout_s must be > 0, got {self.probe_timeout_s}")
 
     def score_config(self):
-        """The resolved :class:`curate.scores.ScoreConfig`, or None when scores are off."""
+        """The resolved :class:`rushes.curate.scores.ScoreConfig`, or None when scores are off."""
         return _score_presets()[self.scores_preset]() if self.scores_preset else None
 
     def to_dict(self) -> dict:

@@ -1,12 +1,12 @@
 """The one analysis decode pass per video: every frame, once, at a low resolution, fed to consumers.
 
-Cut detection (``curate.split``) and the per-clip scores (``curate.scores``) both read this stream, so
+Cut detection (``rushes.curate.split``) and the per-clip scores (``rushes.curate.scores``) both read this stream, so
 no analysis decodes the source twice. Usage::
 
     result = analyse_video(path, [splitter, signals], long_side_px=256)
     result.pts_s[i]  # PTS (s, from the stream start) of decoded frame i
 
-Each consumer gets ``consumer.add(frame)`` with a :class:`media.frames.Frame`: the decoded-frame index,
+Each consumer gets ``consumer.add(frame)`` with a :class:`rushes.media.frames.Frame`: the decoded-frame index,
 its PTS in seconds from the start of the stream, and an RGB uint8 image in display orientation
 (rotation applied, SAR squared) whose long side is ``long_side_px`` (never upscaled).
 
@@ -30,7 +30,7 @@ from typing import Protocol
 
 import cv2
 
-from media.frames import DecodeError, Frame, FrameReader, Gap, display_size, rotate
+from rushes.media.frames import DecodeError, Frame, FrameReader, Gap, display_size, rotate
 
 log = logging.getLogger(__name__)
 # Seek this far before a chunk's warm-up: a container's index finds keyframes by decode time, which can
@@ -62,7 +62,7 @@ class DecodeResult:
 
 @dataclass(frozen=True)
 class ChunkSpan:
-    """One time chunk of a long video, in PTS seconds (see :mod:`curate.chunks`).
+    """One time chunk of a long video, in PTS seconds (see :mod:`rushes.curate.chunks`).
 
     Frames from ``warm_s`` warm the consumers' state; frames with ``start_s <= pts < end_s`` are the chunk's
     own (``end_s`` None: to the end of the video); ``next_warm_s`` is where the next chunk's warm-up starts.

@@ -5,7 +5,7 @@ Usage (``rushes curate`` calls :func:`dedup_run` at the end of every run, before
     result = dedup_run("OUT", against=["s3://bucket/runs/older"])   # sets clips.duplicate_of in OUT
     dups = find_duplicates(clips_table)                              # pure: {clip_id: clip_id kept}
 
-Every clip's ``signature`` (:mod:`curate.signature`: one 64-bit pHash per 0.5 s) is compared without
+Every clip's ``signature`` (:mod:`rushes.curate.signature`: one 64-bit pHash per 0.5 s) is compared without
 all pairs, so a run of a million clips costs about a sort of its hashes:
 
 1. **Candidates**: each clip's distinct hashes go into ``tables`` hash tables, each keyed by its own fixed
@@ -20,7 +20,7 @@ all pairs, so a run of a million clips costs about a sort of its hashes:
    near match (Hamming <= ``max_hamming``) in the other clip at one consistent time offset (+- ``slack``
    samples, since two copies sample frames up to half a step apart). A pair is a duplicate when that
    share is >= ``min_share`` with at least ``min_matches`` matching samples. Flat frames have no hash
-   (:data:`curate.signature.NO_HASH`) and count for nothing, so distinct black shots never match.
+   (:data:`rushes.curate.signature.NO_HASH`) and count for nothing, so distinct black shots never match.
 3. **Keeper**: clips are visited best first; a clip with a verified match among the clips kept so far
    gets ``duplicate_of`` = the best of those, otherwise it is kept. Every mark thus points at a kept clip
    it matched itself (no chains: a copy whose missed cut spans two shots does not tie the two together).
@@ -44,10 +44,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-import manifests
-import storage
-from curate.signature import HASH_BITS, NO_HASH
-from manifests.store import ManifestError
+from rushes import manifests
+from rushes import storage
+from rushes.curate.signature import HASH_BITS, NO_HASH
+from rushes.manifests.store import ManifestError
 
 log = logging.getLogger(__name__)
 

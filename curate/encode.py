@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from media.ffmpeg import FFmpegError, media_input, run_ffmpeg
-from media.frames import fit_size
+from rushes.media.ffmpeg import FFmpegError, media_input, run_ffmpeg
+from rushes.media.frames import fit_size
 
 # Half the smallest frame interval we expect: frames are selected by PTS against clip bounds.
 EPS_S = 5e-4

@@ -1,8 +1,8 @@
 """Thresholds applied to raw clip scores: ``rushes filter OUT`` re-decides ``keep`` without touching video.
 
-Usage (the ``rushes filter`` command of :mod:`curate.cli` calls :func:`filter_run`)::
+Usage (the ``rushes filter`` command of :mod:`rushes.curate.cli` calls :func:`filter_run`)::
 
-    from curate.filter import apply_filter, filter_run, PRESETS
+    from rushes.curate.filter import apply_filter, filter_run, PRESETS
     counts = filter_run("OUT", preset="strict", overrides={"min_motion": 0.01})
     table = apply_filter(clips_table, PRESETS["default"]())   # pure, vectorised
 
@@ -38,7 +38,7 @@ Null scores are never silently passed: with ``reject_missing`` (default) the cli
 ``missing_scores``; with ``reject_missing=False`` the rules that need the missing score are not judged.
 Reasons written by other steps that are not filter rules (e.g. an encode failure) are kept as they are,
 so re-filtering cannot resurrect such a clip. ``duplicate_of`` is found by the near-duplicate search at the
-end of ``rushes curate`` (:mod:`curate.dedup`); ``rushes filter`` re-applies the rule to it, it does not search again. ``too_short`` is judged with each clip's own
+end of ``rushes curate`` (:mod:`rushes.curate.dedup`); ``rushes filter`` re-applies the rule to it, it does not search again. ``too_short`` is judged with each clip's own
 ``min_clip_s`` and a ``too_short`` set by the split always stays (the split does not encode those
 clips), unless ``min_duration_s`` is set explicitly: then only that value decides.
 """
@@ -57,9 +57,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-import manifests
-import storage
-from manifests.store import ManifestError
+from rushes import manifests
+from rushes import storage
+from rushes.manifests.store import ManifestError
 
 # Fields that are on/off switches rather than thresholds.
 _SWITCHES = ("reject_camera_motion", "reject_near_duplicate", "reject_missing")

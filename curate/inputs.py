@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import storage
+from rushes import storage
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Burned-in and scene text found by a real OCR detector: the one owner of ``rapidocr`` and ``onnxruntime``.
 
-Usage (``curate.scores`` does this on the frames it samples for text, 1-2 per second)::
+Usage (``rushes.curate.scores`` does this on the frames it samples for text, 1-2 per second)::
 
     det = OcrTextDetector(long_side_px=480)
     area_frac, boxes = det.measure(rgb)          # RGB uint8, any size: shrunk to long_side_px first
@@ -15,7 +15,7 @@ the union of the detected text boxes (quadrilaterals), ``boxes`` their count; bo
 ``max_box_height`` of the frame are dropped (the detector's whole-picture boxes on flat frames).
 
 :func:`available` says whether the ``quality`` extra is installed; curate falls back to the classical
-heuristic of :mod:`curate.text` when it is not, and records which method produced the score.
+heuristic of :mod:`rushes.curate.text` when it is not, and records which method produced the score.
 """
 
 from __future__ import annotations

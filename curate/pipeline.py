@@ -10,8 +10,8 @@ clip files and manifest parts, so a killed run loses at most the videos in fligh
 filter once at the end, and writes ``OUT/summary.json``. This is the only module that imports ray.
 
 A video longer than ``cfg.chunk_s`` comes back from its first task (hash + probe) as a
-:class:`curate.adapter.VideoJob`: its time chunks are analysed by separate tasks, one task reconciles them
-(:mod:`curate.chunks`: exactly the one-task result, or a redo in one task when that cannot be proven), its
+:class:`rushes.curate.adapter.VideoJob`: its time chunks are analysed by separate tasks, one task reconciles them
+(:mod:`rushes.curate.chunks`: exactly the one-task result, or a redo in one task when that cannot be proven), its
 clips are encoded by several tasks, and a last one writes its rows (the videos row still last). The driver
 submits all of this work longest first (footage seconds), across chunks and encode groups of every video.
 """
@@ -35,9 +35,9 @@ from pathlib import Path
 import pyarrow.compute as pc
 import ray
 
-import storage
-from cluster.ray_connect import connect
-from curate.adapter import (
+from rushes import storage
+from rushes.cluster import connect
+from rushes.curate.adapter import (
     RunInfo,
     VideoJob,
     analyse_chunk_of,
@@ -51,18 +51,18 @@ from curate.adapter import (
     record_crash,
     record_duplicate,
 )
-from curate.dedup import check_against, dedup_run
-from curate.inputs import collect_inputs
-from curate.progress import RunProgress
-from manifests import (
+from rushes.curate.dedup import check_against, dedup_run
+from rushes.curate.inputs import collect_inputs
+from rushes.progress import RunProgress
+from rushes.manifests import (
     config_hash,
     read,
     remove_temp_files,
     update_summary,
     write_json_atomic,
 )
-from manifests.lock import writer_lock
-from media.versions import tool_versions as media_tool_versions
+from rushes.manifests.lock import writer_lock
+from rushes.versions import tool_versions as media_tool_versions
 
 log = logging.getLogger(__name__)
 # PyPI distributions whose versions shape curate's outputs.
@@ -131,10 +131,10 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
     """Curate ``inputs`` into ``out_dir`` (a folder or ``s3://bucket/prefix``); returns the ``curate`` entry
     written to ``summary.json``. ``scratch`` bounds the local copies of remote inputs (default: a folder
     in the temp dir, 20 GiB). Clips are searched for near-duplicates across all of OUT and the runs in
-    ``dedup_against`` (read only; :mod:`curate.dedup`) before the final filter.
+    ``dedup_against`` (read only; :mod:`rushes.curate.dedup`) before the final filter.
 
     Holds OUT's writer lock (a folder) or lease (a bucket) for the whole run: a second writer on the same OUT raises
-    :class:`manifests.lock.LockError` at once, naming this one; so does an OUT that cannot be written.
+    :class:`rushes.manifests.lock.LockError` at once, naming this one; so does an OUT that cannot be written.
     """
     # Ray workers (on other nodes too) must not resolve a local OUT against their own cwd.
     if storage.is_remote(out_dir):
@@ -142,7 +142,7 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
         storage.makedirs(out)
     else:
         out = Path(out_dir).resolve()
-    # A locked file in a folder, a renewed lease object in a bucket (manifests.lock.writer_lock).
+    # A locked file in a folder, a renewed lease object in a bucket (rushes.manifests.lock.writer_lock).
     with writer_lock(out, "rushes curate"):
         return _run_locked(inputs, out, cfg, ray_cfg, limit, scratch, dedup_against)
 
@@ -171,7 +171,7 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
         outcome = record_duplicate(dup, original, out, run)
         log.warning("%s: %s", dup, outcome.error_message)
         outcomes.append(outcome_dict(outcome))
-    from curate.filter import filter_run
+    from rushes.curate.filter import filter_run
 
     near = _dedup(out, cfg, dedup_against, started)
     # Cuts-only runs have no scores to judge: do not reject clips for missing them.
@@ -185,7 +185,7 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
 def _dedup(out, cfg, against: Sequence, started: datetime) -> dict:
     """Near-duplicate search over OUT and ``against`` (clips of earlier runs win over this run's); rewritten
     parts go through the run's filter at once."""
-    from curate.filter import apply_filter, resolve_config
+    from rushes.curate.filter import apply_filter, resolve_config
 
     fcfg = resolve_config(cfg.filter_preset, filter_overrides(cfg))
     return dedup_run(out, against, refilter=lambda t: apply_filter(t, fcfg, preset=cfg.filter_preset), before=started)

@@ -1,7 +1,7 @@
 """What a video file is, from ffprobe's JSON: container, codec, pixel format, sizes, rotation, rates, audio.
 
 ``probe_video(path)`` returns a :class:`Probe` or raises :class:`ProbeError` with a message naming the
-file, the cause and the fix. It never decodes pictures; the decode pass (``curate.decode``) confirms
+file, the cause and the fix. It never decodes pictures; the decode pass (``rushes.curate.decode``) confirms
 the frame count and timing.
 """
 
@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from media.ffmpeg import FFmpegError, RefusedFormat, run_ffprobe_json
-from media.frames import display_rotation, display_size
+from rushes.media.ffmpeg import FFmpegError, RefusedFormat, run_ffprobe_json
+from rushes.media.frames import display_rotation, display_size
 
 # A stream whose nominal and average rates differ by more than this is variable-frame-rate.
 VFR_TOLERANCE = 0.01

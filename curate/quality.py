@@ -1,7 +1,7 @@
 """Per-frame image quality scalars: brightness, contrast, sharpness, black/flat pixels, colourfulness.
 
 Each function takes one frame at the scoring work size and returns plain floats, so a video of any
-length costs a few floats per frame. Clip summaries are taken in :mod:`curate.scores`.
+length costs a few floats per frame. Clip summaries are taken in :mod:`rushes.curate.scores`.
 """
 
 from __future__ import annotations

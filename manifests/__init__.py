@@ -3,9 +3,9 @@
 Depends on pyarrow and :mod:`storage` (itself pyarrow alone) only.
 """
 
-from manifests.ids import config_hash, content_hash, content_hasher, make_id
-from manifests.schema import KINDS, SCHEMA_VERSIONS, schema_for
-from manifests.store import (
+from rushes.manifests.ids import config_hash, content_hash, content_hasher, make_id
+from rushes.manifests.schema import KINDS, SCHEMA_VERSIONS, schema_for
+from rushes.manifests.store import (
     ManifestError,
     conform,
     dataset,

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 
-import storage
+from rushes import storage
 
 _CHUNK = 1 << 20
 

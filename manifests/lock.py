@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-import storage
+from rushes import storage
 
 log = logging.getLogger(__name__)
 

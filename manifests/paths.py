@@ -3,7 +3,7 @@ resolve inside it; a row that points elsewhere is refused, never followed.
 
 Usage::
 
-    from manifests.paths import UnsafePathError, resolve_inside
+    from rushes.manifests.paths import UnsafePathError, resolve_inside
     try:
         path = resolve_inside(out, row["clip_path"], column="clip_path", row=f"clip {row['clip_id']}")
     except UnsafePathError as exc:
@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-import storage
-from manifests.store import ManifestError
+from rushes import storage
+from rushes.manifests.store import ManifestError
 
 
 class UnsafePathError(ManifestError):

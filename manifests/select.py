@@ -7,7 +7,7 @@ import os
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from manifests import store
+from rushes.manifests import store
 
 
 def kept_clips(run_dir: str | os.PathLike) -> pa.Table:

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-import storage
-from manifests.schema import PRIMARY_KEYS, SCHEMA_VERSIONS, schema_for
+from rushes import storage
+from rushes.manifests.schema import PRIMARY_KEYS, SCHEMA_VERSIONS, schema_for
 
 
 class ManifestError(ValueError):

@@ -15,11 +15,11 @@ import logging
 import signal
 import sys
 
-from caption import cli as caption_cli
-from cluster.ray_connect import JobInterrupted, RayConnectError, interrupting_signal
-from curate import cli as curate_cli
-from rushes.report import cli as report_cli
-from train import cli as train_cli
+from rushes.caption import cli as caption_cli
+from rushes.cluster import JobInterrupted, RayConnectError, interrupting_signal
+from rushes.curate import cli as curate_cli
+from rushes.inspect import cli as report_cli
+from rushes.train import cli as train_cli
 
 # The modules that register subcommands, in the order their commands appear in --help.
 COMMAND_MODULES = (curate_cli, caption_cli, train_cli, report_cli)
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     # SIGTERM stops a command like Ctrl-C does: finally blocks run (Ray is shut down, temporary files stay for
-    # the next run to clear) and the message below says how to resume. cluster.ray_connect does the same while
+    # the next run to clear) and the message below says how to resume. rushes.cluster does the same while
     # a Ray job runs, over Ray's own handler.
     previous = signal.signal(signal.SIGTERM, _stop)
     try:

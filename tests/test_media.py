@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from media import frames as F
-from media.ffmpeg import FFmpegError, ffmpeg_version, run_ffmpeg
+from rushes.media import frames as F
+from rushes.media.ffmpeg import FFmpegError, ffmpeg_version, run_ffmpeg
 from rushes.testing.synth import make_cut_video
 
 

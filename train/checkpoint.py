@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from train import parallel, rundir
+from rushes.train import parallel, rundir
 
 
 @dataclass

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from train.config import PRESETS, EncodeConfig, RunConfig, TrainConfig, preset
+from rushes.train.config import PRESETS, EncodeConfig, RunConfig, TrainConfig, preset
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def _add_encode(subparsers) -> None:
                    help="encoder actors, each loading the encoders once")
     p.add_argument("--num-gpus", type=float, default=defaults.num_gpus, help="GPUs per encoder actor; 0 runs on CPU")
     p.add_argument("--shard-rows", type=int, default=defaults.shard_rows, help="clips per shard file")
-    import storage
+    from rushes import storage
 
     storage.add_scratch_flags(p, "copies of clip files read from a bucket, each removed after its clip")
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a fresh local Ray)")
@@ -191,7 +191,7 @@ def _add_sample(subparsers) -> None:
 
 def resolve_config(args) -> RunConfig:
     """The preset with the flags applied; a run dir with a config.json keeps its config (resume)."""
-    from train import rundir
+    from rushes.train import rundir
 
     saved = rundir.read_config(args.run)
     if saved is not None:
@@ -225,13 +225,13 @@ def _fail(command: str, exc: Exception) -> int:
 
 
 def run_train(args) -> int:
-    from manifests.lock import LockError
-    from train.encoders import EncoderError
+    from rushes.manifests.lock import LockError
+    from rushes.train.encoders import EncoderError
 
     try:
         cfg = resolve_config(args)
         if args.dry_run:
-            from train.selection import select_clips
+            from rushes.train.selection import select_clips
 
             selection = select_clips(args.out, cfg.data)
             print(cfg.to_json())
@@ -245,7 +245,7 @@ def run_train(args) -> int:
         result = _train_with_progress(args, cfg)
     except (ValueError, OSError, EncoderError, LockError) as exc:  # OSError: e.g. a bucket refusing an upload
         return _fail("train", exc)
-    import storage
+    from rushes import storage
 
     print(f"trained steps {result.start_step} -> {result.step}; checkpoints in {storage.join(args.run, 'checkpoints')}")
     return 0
@@ -253,17 +253,17 @@ def run_train(args) -> int:
 
 def _train_with_progress(args, cfg: RunConfig):
     """Train in this process or on Ray Train workers, with live progress on stdout (train/progress.py)."""
-    from train import rundir
-    from train.progress import StepProgress
+    from rushes.train import rundir
+    from rushes.progress import StepProgress
 
     with StepProgress(cfg.train.steps, rundir.latest_step(args.run), every_s=args.progress_every) as progress:
         if args.workers:
-            from train.pipeline import run_train_workers
+            from rushes.train.pipeline import run_train_workers
 
             return run_train_workers(args.out, args.run, cfg, args.workers, args.gpus_per_worker, args.address,
                                      use_encodings=not args.no_encodings, parallel=args.parallel,
                                      progress=progress, prefetch=_PREFETCH[args.prefetch])
-        from train.loop import train
+        from rushes.train.loop import train
 
         return train(args.out, args.run, cfg, device=args.device, use_encodings=not args.no_encodings,
                      echo=progress.write, on_step=progress.update, prefetch=_PREFETCH[args.prefetch])
@@ -271,8 +271,8 @@ def _train_with_progress(args, cfg: RunConfig):
 
 def run_encode(args) -> int:
     """``rushes encode``: exit status 1 when every clip failed, 2 on bad arguments."""
-    from manifests.lock import LockError
-    from train.encoders import EncoderError
+    from rushes.manifests.lock import LockError
+    from rushes.train.encoders import EncoderError
 
     try:
         if args.limit is not None and args.limit < 1:
@@ -280,8 +280,8 @@ def run_encode(args) -> int:
         cfg = shaped_config(args)
         enc = EncodeConfig(batch_size=args.batch_size, concurrency=args.concurrency, num_gpus=args.num_gpus,
                            shard_rows=args.shard_rows)
-        import storage
-        from train.pipeline import run_encode as encode
+        from rushes import storage
+        from rushes.train.pipeline import run_encode as encode
 
         scratch = storage.Scratch.from_flags(args.scratch, args.scratch_max_gb)
         summary = encode(args.out, cfg, enc, limit=args.limit, address=args.address, dry_run=args.dry_run,
@@ -306,8 +306,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def run_sample(args) -> int:
-    from train.encoders import EncoderError
-    from train.sample import sample_to_file
+    from rushes.train.encoders import EncoderError
+    from rushes.train.sample import sample_to_file
 
     try:
         path = sample_to_file(args.run, args.prompt, args.out, args.frames, parse_size(args.size), steps=args.steps,

@@ -35,7 +35,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     abs_pos_embed: bool = True  # add a fixed 3D sin-cos embedding of each token's position to RoPE
     checkpointing: bool = False  # activation checkpointing per block: less memory, ~30% more compute
-    attention: str = "auto"  # block-diagonal kernel: auto, segments, varlen or dense (train.model.PackedAttention)
+    attention: str = "auto"  # block-diagonal kernel: auto, segments, varlen or dense (rushes.train.model.PackedAttention)
 
     def __post_init__(self):
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))

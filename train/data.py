@@ -1,10 +1,11 @@
 """From a captions manifest to packed token sequences.
 
-1. :func:`training_clips` joins ok captions of kept clips to clips and videos: one :class:`ClipSource`
-   per clip (an encoded clip file, or a span of its source video when curate ran with ``--no-encode``).
+1. :func:`rushes.manifests.clips.captioned_clips` gives the kept clips with an ok caption: one
+   :class:`~rushes.manifests.clips.KeptClip` per clip (an encoded clip file, or a span of its source video when
+   curate ran with ``--no-encode``), in the one time base every stage decodes in.
 2. :func:`plan_clip` picks each clip's frame count (at ``fps``, at most ``max_frames``) and the largest
    size keeping its aspect ratio whose token count fits ``clip_tokens``. No bucket tables.
-3. :func:`prepare` decodes the frames once with PyAV (``media.frames``), normalises them to [-1, 1],
+3. :func:`prepare` decodes the frames once with PyAV (``rushes.media.frames``), normalises them to [-1, 1],
    encodes them with the optional VAE, embeds captions with the frozen text encoder, cuts spacetime
    patches, and caches everything under ``cache_dir`` so later epochs and resumed runs read tensors.
    A clip that fails to decode is skipped and reported, never stopping the run.
@@ -23,68 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 import torch
 from safetensors.torch import load_file, save_file
 
-import storage
-from manifests import select, store
-from manifests.paths import UnsafePathError, resolve_inside
-from manifests.ids import make_id
-from media import frames as mframes
-from train.encoders import latent_frames, pixel_frames
-from train.model import patchify
+from rushes import storage
+from rushes.manifests.clips import KeptClip
+from rushes.manifests.paths import UnsafePathError
+from rushes.manifests.ids import make_id
+from rushes.media import frames as mframes
+from rushes.train.encoders import latent_frames, pixel_frames
+from rushes.train.model import patchify
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClipSource:
-    """One captioned, kept clip and where its pixels are."""
-
-    clip_id: str
-    caption: str
-    path: str  # encoded clip file, or the source video when the clip is a span
-    start_s: float  # span inside ``path``
-    end_s: float
-    width_px: int  # display size of the source
-    height_px: int
-    refused: str | None = None  # why ``path`` is not read (a clip_path outside OUT): the clip is skipped
-
-
-
-def training_clips(out_dir: str | os.PathLike, captioner: str | None = None, prompt_version: str | None = None,
-                   limit: int | None = None) -> list[ClipSource]:
-    """Kept clips with an ok caption in ``out_dir``, sorted by clip id; raises ValueError when there are none."""
-    caps = select.ok_captions(out_dir, captioner=captioner, prompt_version=prompt_version)
-    caps = caps.filter(pc.invert(pc.is_null(caps.column("caption"))))
-    clips = select.kept_clips(out_dir)
-    videos = store.read(out_dir, "videos", missing_ok=False)
-    table = select.join_on(caps.select(["clip_id", "caption"]), clips, "clip_id",
-                           ["video_id", "clip_path", "start_s", "end_s", "width_px", "height_px"])
-    table = select.join_on(table, videos.rename_columns({"width_px": "video_width_px", "height_px":
-                                                         "video_height_px"}),
-                           "video_id", ["path", "video_width_px", "video_height_px"])
-    rows = sorted(table.to_pylist(), key=lambda r: r["clip_id"])
-    if not rows:
-        raise ValueError(f"no kept clip with an ok caption in {out_dir}: run `rushes curate` and `rushes caption` "
-                         f"first (or check --captioner/--prompt-version)")
-    out = []
-    for r in rows[:limit]:
-        encoded, refused = r["clip_path"] is not None, None
-        path = r["path"]  # the source video (a path, or a URI) when the clip is a span of it
-        if encoded:
-            try:  # a clip_path is read only inside OUT (an edited row could name any file)
-                path = str(resolve_inside(out_dir, r["clip_path"], column="clip_path", row=f"clip {r['clip_id']}"))
-            except UnsafePathError as exc:
-                path, refused = r["clip_path"], str(exc)
-        start = 0.0 if encoded else float(r["start_s"] or 0.0)
-        span = float(r["end_s"] or 0.0) - float(r["start_s"] or 0.0)
-        w = r["width_px"] or r["video_width_px"]
-        h = r["height_px"] or r["video_height_px"]
-        out.append(ClipSource(r["clip_id"], r["caption"], path, start, start + span, int(w or 0), int(h or 0),
-                              refused))
-    return out
 
 
 @dataclass(frozen=True)
@@ -108,7 +59,7 @@ def plan_clip(width: int, height: int, duration_s: float, fps: float, max_frames
     clip of ``max_frames`` fits ``clip_tokens``; None when the clip is too short for one token in time.
 
     ``temporal_factor``/``spatial_factor`` are the VAE's compression (1 in pixel space); frames map to
-    latent frames as :func:`train.encoders.latent_frames` says.
+    latent frames as :func:`rushes.train.encoders.latent_frames` says.
     """
     pt, ph, pw = patch
     n = min(max_frames, int(math.floor(duration_s * fps + 1e-6)))
@@ -128,7 +79,7 @@ def plan_clip(width: int, height: int, duration_s: float, fps: float, max_frames
     return ClipPlan(frames, gw * uw, gh * uh, (gt, gh, gw))
 
 
-def decode_rgb(src: ClipSource, plan: ClipPlan, fps: float, scratch: storage.Scratch | None = None) -> np.ndarray:
+def decode_rgb(src: KeptClip, plan: ClipPlan, fps: float, scratch: storage.Scratch | None = None) -> np.ndarray:
     """Frames of ``src`` at ``fps`` resized to the plan's size: (T, H, W, 3) uint8 (what `rushes encode` stores).
     A clip in a bucket is read from a copy in ``scratch`` (default: ``storage.Scratch()``), removed after."""
     if src.refused:
@@ -147,7 +98,7 @@ def rgb_to_video(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
     return frames.permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
 
 
-def decode_clip(src: ClipSource, plan: ClipPlan, fps: float) -> torch.Tensor:
+def decode_clip(src: KeptClip, plan: ClipPlan, fps: float) -> torch.Tensor:
     """Frames of ``src`` at ``fps`` resized to the plan's size: (3, T, H, W) float32 in [-1, 1]."""
     return rgb_to_video(decode_rgb(src, plan, fps))
 
@@ -185,7 +136,7 @@ def cache_key(data_cfg, patch: tuple[int, int, int]) -> str:
     return make_id("train-cache", {f: getattr(data_cfg, f) for f in fields}, list(patch), length=12)
 
 
-def prepare(sources: Sequence[ClipSource], data_cfg, patch: tuple[int, int, int], cache_dir: str | os.PathLike,
+def prepare(sources: Sequence[KeptClip], data_cfg, patch: tuple[int, int, int], cache_dir: str | os.PathLike,
             text_encoder_fn: Callable[[], object], vae_fn: Callable[[], object | None]) -> Prepared:
     """Decode, encode and embed every clip once (or read it from ``cache_dir``); see the module doc.
 
@@ -229,7 +180,7 @@ def _cached_text(path: Path, caption: str, text_encoder) -> torch.Tensor:
     return text
 
 
-def _prepare_one(src: ClipSource, data_cfg, patch, cache: Path, text_encoder, vae) -> Example:
+def _prepare_one(src: KeptClip, data_cfg, patch, cache: Path, text_encoder, vae) -> Example:
     path = cache / f"{src.clip_id}-{make_id(src.caption, length=8)}.safetensors"
     if path.exists():
         t = load_file(path)

@@ -24,16 +24,17 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from manifests import store
-from media.frames import DecodeError
-from train import shards
-from train.config import EncodeConfig  # noqa: F401 - re-exported: the encode stage's config
-from train.data import ClipSource, decode_rgb, plan_clip, rgb_to_video, training_clips
-from train.model import patchify
+from rushes.manifests import store
+from rushes.media.frames import DecodeError
+from rushes.train import shards
+from rushes.train.config import EncodeConfig  # noqa: F401 - re-exported: the encode stage's config
+from rushes.manifests.clips import KeptClip, captioned_clips
+from rushes.train.data import decode_rgb, plan_clip, rgb_to_video
+from rushes.train.model import patchify
 
 TASK_SCHEMA = pa.schema([("clip_id", pa.string()), ("caption", pa.string()), ("caption_hash", pa.string()),
                          ("path", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
-                         ("width_px", pa.int32()), ("height_px", pa.int32())])
+                         ("width_px", pa.int32()), ("height_px", pa.int32()), ("refused", pa.string())])
 
 # What decode tasks hand to the encoder actors: planned frames as raw bytes plus their shape.
 FRAMES_SCHEMA = pa.schema([("clip_id", pa.string()), ("caption", pa.string()), ("caption_hash", pa.string()),
@@ -53,7 +54,7 @@ class EncodePlan:
 
 def plan_encode(out: str | os.PathLike, data_cfg, folder: Path, limit: int | None = None) -> EncodePlan:
     """Kept, captioned clips of ``out`` that ``folder`` has no ok encoding of (with their current caption)."""
-    sources = training_clips(out, data_cfg.captioner, data_cfg.prompt_version, data_cfg.limit)
+    sources = captioned_clips(out, data_cfg.captioner, data_cfg.prompt_version, data_cfg.limit)
     status = shards.read_status(folder)
     todo, done, retry = [], 0, 0
     for src in sources:
@@ -65,7 +66,7 @@ def plan_encode(out: str | os.PathLike, data_cfg, folder: Path, limit: int | Non
         retry += bool(have and have[1] != "ok")
         todo.append({"clip_id": src.clip_id, "caption": src.caption, "caption_hash": ch, "path": src.path,
                      "start_s": src.start_s, "end_s": src.end_s, "width_px": src.width_px,
-                     "height_px": src.height_px})
+                     "height_px": src.height_px, "refused": src.refused})
     todo = todo[:limit] if limit is not None else todo
     return EncodePlan(pa.Table.from_pylist(todo, schema=TASK_SCHEMA), len(sources), done, retry)
 
@@ -81,8 +82,11 @@ def decode_batch(tasks: pa.Table, data_cfg, patch: tuple[int, int, int], tempora
     ``scratch``, a ``storage.Scratch``); failures become error rows."""
     out = []
     for task in tasks.to_pylist():
-        src = ClipSource(task["clip_id"], task["caption"], task["path"] or "", task["start_s"], task["end_s"],
-                         task["width_px"] or 0, task["height_px"] or 0)
+        src = KeptClip(task["clip_id"], "", task["path"], task["start_s"], task["end_s"], task["start_s"],
+                       task["width_px"] or 0, task["height_px"] or 0, False, task["caption"], task["refused"])
+        if src.refused:  # never opened: a clip_path outside OUT, a span that is not a time
+            out.append(_error(task, "input", src.refused))
+            continue
         plan = plan_clip(src.width_px, src.height_px, src.end_s - src.start_s, data_cfg.fps, data_cfg.max_frames,
                          data_cfg.clip_tokens, patch, data_cfg.max_side_px, temporal_factor, spatial_factor)
         if plan is None:
@@ -109,7 +113,7 @@ class EncodeActor:
 
     def __init__(self, data_cfg, patch: tuple[int, int, int], device: str | None = None,
                  torch_threads: int | None = None):
-        from train.encoders import TextEncoder, Vae
+        from rushes.train.encoders import TextEncoder, Vae
 
         if torch_threads:
             torch.set_num_threads(torch_threads)

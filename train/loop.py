@@ -2,8 +2,8 @@
 
 Use::
 
-    from train.config import preset
-    from train.loop import train
+    from rushes.train.config import preset
+    from rushes.train.loop import train
     result = train("OUT", "runs/tiny", preset("tiny"))      # resumes when runs/tiny has a checkpoint
 
 Writes ``RUN_DIR/config.json`` (resolved config and tool versions), ``RUN_DIR/log.jsonl`` (one JSON line per
@@ -12,7 +12,7 @@ backward and optimizer, and MFU on a GPU; one line per validation), ``RUN_DIR/sk
 to decode), ``RUN_DIR/checkpoints/`` and a ``train`` entry in ``OUT/summary.json``; stdout echoes the log lines.
 
 Data come from ``OUT/encodings/<key>`` when ``rushes encode`` wrote encodings with this run's settings
-(streamed, :mod:`train.stream`), else every clip is decoded and encoded once into ``RUN_DIR/cache``. With
+(streamed, :mod:`rushes.train.stream`), else every clip is decoded and encoded once into ``RUN_DIR/cache``. With
 ``world`` > 1 (``train/pipeline.py`` starts the workers on Ray Train) the model is wrapped in DDP (or sharded
 with FSDP2, ``parallel="fsdp"``: train/parallel.py) and each
 worker trains its share of every step's ``packs_per_step`` packs.
@@ -34,22 +34,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from manifests import store
-from manifests.lock import writer_lock
-from media.versions import tool_versions
-import storage
-from train import checkpoint, rundir, shards
-from train import parallel as dp
-from train.config import RunConfig
-from train.data import ClipSource, Example, Prepared, prepare, split_validation
-from train.encoders import TextEncoder, Vae
-from train.diffusion import training_loss
-from train.model import DiffusionTransformer, count_parameters
-from train.progress import record_line
-from train.packing import PackedBatch, PackLoader, collate, pack_first_fit
-from train.selection import record_selection, select_clips
-from train.throughput import Stopwatch, batch_flops, peak_flops
-from train.stream import PackStream, open_encodings
+from rushes.manifests import store
+from rushes.manifests.lock import writer_lock
+from rushes.versions import tool_versions
+from rushes import storage
+from rushes.train import checkpoint, rundir, shards
+from rushes.train import parallel as dp
+from rushes.train.config import RunConfig
+from rushes.manifests.clips import KeptClip
+from rushes.train.data import Example, Prepared, prepare, split_validation
+from rushes.train.encoders import TextEncoder, Vae
+from rushes.train.diffusion import training_loss
+from rushes.train.model import DiffusionTransformer, count_parameters
+from rushes.progress import record_line
+from rushes.train.packing import PackedBatch, PackLoader, collate, pack_first_fit
+from rushes.train.selection import record_selection, select_clips
+from rushes.train.throughput import Stopwatch, batch_flops, peak_flops
+from rushes.train.stream import PackStream, open_encodings
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def out_dirs(out_dir) -> list:
 
 
 def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device,
-              sources: list[ClipSource] | None = None) -> Prepared:
+              sources: list[KeptClip] | None = None) -> Prepared:
     """Prepare (or read from ``RUN_DIR/cache``) ``sources``, by default the clips of ``out_dir`` (one OUT or
     several) that ``cfg.data`` selects (train/selection.py)."""
     d = cfg.data
@@ -308,7 +309,7 @@ def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = 
     numbers either way); None: when that thread has a core of its own (:func:`auto_prefetch`, one worker).
     ``on_log(record)``: called by worker 0 with each record it logs (a Ray Train driver's live view of a run
     in a bucket, whose ``log.jsonl`` is uploaded with each checkpoint only: train/rundir.py). ``lock``: worker 0
-    holds RUN's one-writer lock (``manifests.lock.writer_lock``) while it trains; False: the caller holds it
+    holds RUN's one-writer lock (``rushes.manifests.lock.writer_lock``) while it trains; False: the caller holds it
     (the Ray Train driver, for the whole job).
     """
     _check_workers(cfg.data.packs_per_step, world)

@@ -8,7 +8,7 @@ So a packed sequence computes exactly what each clip would compute alone (tests/
 
 Use::
 
-    model = DiffusionTransformer(cfg.model)            # cfg.model: train.config.ModelConfig
+    model = DiffusionTransformer(cfg.model)            # cfg.model: rushes.train.config.ModelConfig
     tokens, grid = patchify(video, cfg.model.patch_size)  # video (C, T, H, W) -> (N, patch_dim)
     v = model(x, t, text, text_mask, pos, seq)         # velocity for every token, (B, L, patch_dim)
     video = unpatchify(v[0, :N], grid, cfg.model.patch_size, C)
@@ -230,7 +230,7 @@ def segment_bounds(seq: torch.Tensor) -> list[list[tuple[int, int]]]:
         cuts = [0] + [i for i in range(1, len(row)) if row[i] != row[i - 1]] + [len(row)]
         runs = list(zip(cuts[:-1], cuts[1:]))
         if len({row[s] for s, _ in runs}) != len(runs):
-            raise ValueError("a clip's tokens are not contiguous in the packed sequence; pack with train.packing")
+            raise ValueError("a clip's tokens are not contiguous in the packed sequence; pack with rushes.train.packing")
         out.append(runs)
     return out
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from train.data import Example
-from train.model import grid_positions
+from rushes.train.data import Example
+from rushes.train.model import grid_positions
 
 
 def pack_first_fit(token_counts: Sequence[int], budget: int, order: Sequence[int] | None = None) -> list[list[int]]:
@@ -95,7 +95,7 @@ class PackLoader:
         self._packs = None
 
     def close(self) -> None:
-        """Nothing to release: the examples are in memory (the interface of train.stream.PackStream)."""
+        """Nothing to release: the examples are in memory (the interface of rushes.train.stream.PackStream)."""
 
 
 @dataclass

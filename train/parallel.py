@@ -2,7 +2,7 @@
 
 Use::
 
-    from train import parallel
+    from rushes.train import parallel
     model = parallel.wrap(net, ema, device, world, "fsdp")   # before building the optimizer over net.parameters()
     with parallel.grad_sync(model, sync=last_pack):           # one gradient reduction per step
         loss.backward()

@@ -7,14 +7,14 @@ kept, captioned clips -> ``map_batches(decode_batch)`` CPU tasks -> ``map_batche
 
 Usage::
 
-    from train.config import preset
-    from train.encode import EncodeConfig
-    from train.pipeline import run_encode
+    from rushes.train.config import preset
+    from rushes.train.encode import EncodeConfig
+    from rushes.train.pipeline import run_encode
     summary = run_encode("OUT", preset("tiny").with_overrides(data={"text_encoder": "t5"}), EncodeConfig())
     result = run_train_workers("OUT", "runs/x", preset("tiny"), workers=2)   # TrainResult of worker 0
 
 Training: :func:`run_train_workers` starts ``workers`` Ray Train workers (``TorchTrainer``: it sets up the
-process group, gloo on CPU and NCCL on GPU) that each run ``train.loop.train`` with their rank; the loop
+process group, gloo on CPU and NCCL on GPU) that each run ``rushes.train.loop.train`` with their rank; the loop
 wraps the model in DDP (or shards it with FSDP2, ``parallel="fsdp"``) and takes its share of every step's
 global pack list. Worker 0 writes the run directory, so on a cluster RUN_DIR (and OUT) must be storage every
 node sees: a bucket (each worker then trains in a local working copy: train/rundir.py) or a shared folder.
@@ -37,17 +37,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-import storage
-from cluster.ray_connect import connect
-from manifests import store
-from manifests.lock import writer_lock
-from train import rundir, shards
-from train.config import RunConfig
-from train.loop import TrainResult, out_dirs
-from train.parallel import check_parallel
-from train.progress import LogFollower, StepProgress
-from train.selection import run_name
-from train.encode import EncodeActor, EncodeConfig, EncodePlan, decode_batch, plan_encode, probe_encoders
+from rushes import storage
+from rushes.cluster import connect
+from rushes.manifests import store
+from rushes.manifests.lock import writer_lock
+from rushes.train import rundir, shards
+from rushes.train.config import RunConfig
+from rushes.train.loop import TrainResult, out_dirs
+from rushes.train.parallel import check_parallel
+from rushes.progress import LogFollower, StepProgress
+from rushes.train.selection import run_name
+from rushes.train.encode import EncodeActor, EncodeConfig, EncodePlan, decode_batch, plan_encode, probe_encoders
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +141,11 @@ def _write_shards(folder, batches, shard_rows: int) -> dict:
 
 
 def _train_worker(config: dict) -> None:
-    """The loop of one Ray Train worker: train.loop.train with this worker's rank; worker 0 reports the result."""
+    """The loop of one Ray Train worker: rushes.train.loop.train with this worker's rank; worker 0 reports the result."""
     import torch
     from ray.train.torch import get_device
 
-    from train.loop import train
+    from rushes.train.loop import train
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -153,7 +153,7 @@ def _train_worker(config: dict) -> None:
     device = get_device()
     prefetch = config["prefetch"]
     if prefetch is None:  # a data thread only where the node has a core for it beside its workers' threads
-        from train.loop import auto_prefetch
+        from rushes.train.loop import auto_prefetch
 
         prefetch = auto_prefetch(device, ctx.get_local_world_size())
     result = train(config["out"], config["run_dir"], config["cfg"], device=device,
@@ -177,8 +177,8 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
     threads, by default one per CPU Ray reserves for it (1), so N workers on N cores never oversubscribe them.
     ``progress`` shows the lines worker 0 appends to ``RUN_DIR/log.jsonl`` while the workers run
     (train/progress.py); worker 0 then prints no log lines of its own (each would show twice, and Ray's log
-    forwarding would spend CPU the workers need). ``prefetch``: as in ``train.loop.train``; None: each worker
-    runs a data thread when its node has a core for it (``train.loop.auto_prefetch``)."""
+    forwarding would spend CPU the workers need). ``prefetch``: as in ``rushes.train.loop.train``; None: each worker
+    runs a data thread when its node has a core for it (``rushes.train.loop.auto_prefetch``)."""
     from ray.train import RunConfig as RayRunConfig
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer

@@ -27,7 +27,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import storage
+from rushes import storage
 
 RECORDS = ("config.json", "selection.json", "skipped.jsonl", "log.jsonl")
 CHECKPOINTS = "checkpoints"

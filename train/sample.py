@@ -2,7 +2,7 @@
 
 Use::
 
-    from train.sample import sample_to_file
+    from rushes.train.sample import sample_to_file
     sample_to_file("runs/tiny", "a dog runs on a beach", "dog.mp4", frames=8, size=(64, 64))
 
 or ``rushes sample RUN_DIR --prompt "..." --frames 8 --size 64x64 --out dog.mp4``.
@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import storage
-from media.frames import write_video
-from train import checkpoint, rundir
-from train.config import RunConfig
-from train.diffusion import euler_sample, resolution_shift
-from train.encoders import TextEncoder, Vae, latent_frames, pixel_frames
-from train.model import DiffusionTransformer, grid_positions, unpatchify
+from rushes import storage
+from rushes.media.frames import write_video
+from rushes.train import checkpoint, rundir
+from rushes.train.config import RunConfig
+from rushes.train.diffusion import euler_sample, resolution_shift
+from rushes.train.encoders import TextEncoder, Vae, latent_frames, pixel_frames
+from rushes.train.model import DiffusionTransformer, grid_positions, unpatchify
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 
 
 def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float) -> Path:
-    """Write (T, H, W, 3) uint8 frames as H.264 yuv420p MP4 (even sizes required) via ``media.frames``."""
+    """Write (T, H, W, 3) uint8 frames as H.264 yuv420p MP4 (even sizes required) via ``rushes.media.frames``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_video(str(path), frames, fps)

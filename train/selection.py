@@ -5,7 +5,7 @@ ok caption of every OUT whose clips-manifest row satisfies the condition. The co
 clause over a view ``clips`` of each run's kept clips (every column of the clips manifest, plus ``caption``, the
 caption trained on); DuckDB runs with external access off, so the condition can read nothing else. A clip found
 in several runs (ids are content hashes) is taken once. The set is sorted by clip id; validation clips are then
-held out by a hash of their id (``train.data.split_validation``), so the split depends on the ids alone.
+held out by a hash of their id (``rushes.train.data.split_validation``), so the split depends on the ids alone.
 
 The selection is recorded in ``RUN_DIR/selection.json``: the runs, the condition, the clip count per run and in
 all, and a hash of the sorted id list. A resumed run refuses a selection whose hash differs (its data position
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from manifests import select
-from train.data import ClipSource, training_clips
+from rushes.manifests import select
+from rushes.manifests.clips import KeptClip, captioned_clips
 
 
 class SelectionError(ValueError):
@@ -33,7 +33,7 @@ class SelectionError(ValueError):
 class Selection:
     """The clips a run trains on and the record of how they were chosen."""
 
-    clips: list[ClipSource]
+    clips: list[KeptClip]
     record: dict
 
 
@@ -76,10 +76,10 @@ def ids_hash(clip_ids: Sequence[str]) -> str:
 def select_clips(out_dirs: Sequence[str | os.PathLike], data_cfg) -> Selection:
     """The kept, captioned clips of every run in ``out_dirs`` satisfying ``data_cfg.where``, at most
     ``data_cfg.limit`` of them (the first by clip id); raises :class:`SelectionError` when none is left."""
-    chosen: dict[str, ClipSource] = {}
+    chosen: dict[str, KeptClip] = {}
     per_run = []
     for out in out_dirs:
-        clips = training_clips(out, data_cfg.captioner, data_cfg.prompt_version)
+        clips = captioned_clips(out, data_cfg.captioner, data_cfg.prompt_version)
         if data_cfg.where:
             keep = matching_ids(out, data_cfg.where, {c.clip_id: c.caption for c in clips})
             clips = [c for c in clips if c.clip_id in keep]

@@ -36,9 +36,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-import storage
-from manifests import store
-from manifests.ids import make_id
+from rushes import storage
+from rushes.manifests import store
+from rushes.manifests.ids import make_id
 
 FORMAT_VERSION = 1
 # Rows per Parquet row group: about ROW_GROUP_BYTES of rows, at most ROW_GROUP_ROWS. A training worker reads the

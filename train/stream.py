@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train import shards
-from train.data import ClipSource, Example, rgb_to_video, split_validation
-from train.model import patchify
-from train.packing import pack_first_fit
+from rushes.train import shards
+from rushes.manifests.clips import KeptClip
+from rushes.train.data import Example, rgb_to_video, split_validation
+from rushes.train.model import patchify
+from rushes.train.packing import pack_first_fit
 
 COLUMNS = ["clip_id", "caption", "caption_hash", "status", "num_tokens", "video", "video_shape", "video_dtype",
            "text", "text_shape", "text_dtype"]
@@ -66,7 +67,7 @@ class EncodedSet:
         return len(self.train_ids) + len(self.val)
 
 
-def open_encodings(folder: Path, sources: Sequence[ClipSource], patch: tuple[int, int, int],
+def open_encodings(folder: Path, sources: Sequence[KeptClip], patch: tuple[int, int, int],
                    val_clips: int) -> EncodedSet:
     """Check that ``folder`` holds every clip of ``sources`` (with its current caption) and split them.
 

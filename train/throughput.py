@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-FREQ_DIM = 256  # width of the sinusoidal timestep embedding (train.model.TimestepEmbedder)
+FREQ_DIM = 256  # width of the sinusoidal timestep embedding (rushes.train.model.TimestepEmbedder)
 
 # Dense bf16 tensor-core peak per device, FLOP/s, from the vendors' data sheets (no sparsity).
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12,
@@ -71,7 +71,7 @@ def peak_flops(device) -> float | None:
 
 
 def batch_flops(model_cfg, batch) -> int:
-    """:func:`training_flops` of one :class:`train.packing.PackedBatch` (its clips and their caption lengths)."""
+    """:func:`training_flops` of one :class:`rushes.train.packing.PackedBatch` (its clips and their caption lengths)."""
     return training_flops(model_cfg, batch.slot_tokens[0].tolist(), batch.text_mask[0].sum(-1).tolist())
 
 

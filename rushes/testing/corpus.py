@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curate.inputs import collect_inputs
-from manifests import read
-from media.ffmpeg import run_ffmpeg
+from rushes.curate.inputs import collect_inputs
+from rushes.manifests import read
+from rushes.media.ffmpeg import run_ffmpeg
 from rushes.testing.sentinel import Sentinel
 
 GOOD = [  # (lavfi source, codec args, extension)
@@ -215,7 +215,7 @@ def _actual(row: dict | None) -> tuple[str, str]:
 
 def outcomes(corpus: Corpus, out: str | os.PathLike) -> list[dict]:
     """Every case with its actual outcome in ``out``: the videos row for its path, or the reason its folder's
-    expansion (:func:`curate.inputs.collect_inputs`, what ``rushes curate`` runs) left it out."""
+    expansion (:func:`rushes.curate.inputs.collect_inputs`, what ``rushes curate`` runs) left it out."""
     rows = {r["path"]: r for r in read(out, "videos").to_pylist()}
     found = collect_inputs(corpus.inputs, exclude_dir=out)
     skipped = {p: reason for reason, paths in found.skipped.items() for p in paths}

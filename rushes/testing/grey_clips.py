@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from manifests import store
-from manifests.ids import make_id
-from media.ffmpeg import run_ffmpeg
+from rushes.manifests import store
+from rushes.manifests.ids import make_id
+from rushes.media.ffmpeg import run_ffmpeg
 from rushes.testing.synth import make_cut_video
 
 LEVELS = [10 + 20 * i for i in range(12)]

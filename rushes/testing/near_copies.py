@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from media.ffmpeg import media_input, run_ffmpeg
+from rushes.media.ffmpeg import media_input, run_ffmpeg
 
 _X264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
 _EVEN = "trunc(iw*{f}/2)*2:trunc(ih*{f}/2)*2"
@@ -60,7 +60,7 @@ class Catch:
 def make_copies(sources, folder, transforms=tuple(TRANSFORMS)) -> dict[str, tuple[str, str, float]]:
     """Copies of every source in ``folder``: ``{copy path: (source path, transform, seconds trimmed)}``
     (no trimmed copy of a source shorter than :data:`MIN_TRIM_SOURCE_S`)."""
-    from curate.probe import probe_video
+    from rushes.curate.probe import probe_video
 
     plan = {}
     for src in sources:
@@ -76,7 +76,7 @@ def make_copies(sources, folder, transforms=tuple(TRANSFORMS)) -> dict[str, tupl
 
 
 def _clips_by_path(out) -> tuple[dict[str, list[dict]], dict[str, dict]]:
-    import manifests
+    from rushes import manifests
 
     videos = {v["video_id"]: v["path"] for v in manifests.read(out, "videos").to_pylist() if v["status"] == "ok"}
     rows = manifests.read(out, "clips").select(["clip_id", "video_id", "start_s", "end_s", "signature",

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from media.ffmpeg import run_ffmpeg
+from rushes.media.ffmpeg import run_ffmpeg
 
 # Visually distinct sources: consecutive shots must differ so a cut detector sees the cut.
 SOURCES = (

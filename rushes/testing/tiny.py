@@ -4,8 +4,8 @@ Each builder writes a folder that loads through the same ``from_pretrained`` pat
 takes (no download): the family's real config, model classes and tokenizer/processors, with random
 weights and a tiny byte-level BPE vocabulary trained here with ``tokenizers``.
 
-- :func:`save_tiny_text_encoder`: a T5 encoder or CLIP text model (``train.encoders.TextEncoder``).
-- :func:`save_tiny_vae`: a diffusers image VAE or causal video VAE (``train.encoders.Vae``).
+- :func:`save_tiny_text_encoder`: a T5 encoder or CLIP text model (``rushes.train.encoders.TextEncoder``).
+- :func:`save_tiny_vae`: a diffusers image VAE or causal video VAE (``rushes.train.encoders.Vae``).
 - :func:`build_tiny_qwen25_vl`, :func:`build_tiny_smolvlm`: vision-language captioners (``caption``).
 
 Usage::
@@ -205,7 +205,7 @@ def _text_tokenizer(kind: str, vocab_size: int, end_token: bool):
 def save_tiny_text_encoder(path: str | os.PathLike, kind: str = "t5", hidden: int = 32, vocab_size: int = 400,
                            seed: int = 0, end_token: bool = True) -> str:
     """Write a tiny random-weight T5 encoder (``kind="t5"``) or CLIP text model (``"clip"``) with a
-    byte-level BPE tokenizer to ``path``; returns the path, loadable with ``train.encoders.TextEncoder``.
+    byte-level BPE tokenizer to ``path``; returns the path, loadable with ``rushes.train.encoders.TextEncoder``.
 
     ``end_token=False`` builds a tokenizer that adds no special token at all (as some real encoders' do),
     so the empty caption tokenises to zero tokens.
@@ -231,7 +231,7 @@ def save_tiny_text_encoder(path: str | os.PathLike, kind: str = "t5", hidden: in
 
 def save_tiny_vae(path: str | os.PathLike, kind: str = "image", seed: int = 0) -> str:
     """Write a tiny random-weight diffusers VAE to ``path``: ``"image"`` (AutoencoderKL, 4x spatial) or
-    ``"wan"`` (AutoencoderKLWan, 4x temporal, 4x spatial). Returns the path, loadable with ``train.encoders.Vae``."""
+    ``"wan"`` (AutoencoderKLWan, 4x temporal, 4x spatial). Returns the path, loadable with ``rushes.train.encoders.Vae``."""
     import torch
     from diffusers import AutoencoderKL, AutoencoderKLWan
 

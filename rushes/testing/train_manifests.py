@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from manifests import store
-from manifests.ids import make_id
+from rushes.manifests import store
+from rushes.manifests.ids import make_id
 
 
 @dataclass

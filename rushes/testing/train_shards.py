@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from manifests import store
-from train import shards
+from rushes.manifests import store
+from rushes.train import shards
 
 
 def write_random_shards(folder: Path, num_clips: int, shard_rows: int = 64, seed: int = 0,
@@ -54,7 +54,7 @@ def write_random_run(out: Path, cfg, num_clips: int, shard_rows: int = 64) -> Pa
 def encode_in_process(out: Path, cfg) -> Path:
     """What ``rushes encode`` does, in this process without Ray (the same plan, decode and encoder code):
     fast tests of training from encodings. Returns the encodings folder."""
-    from train.encode import EncodeActor, decode_batch, plan_encode
+    from rushes.train.encode import EncodeActor, decode_batch, plan_encode
 
     inputs = shards.key_inputs(cfg.data, cfg.model.patch_size)
     folder = shards.key_dir(out, inputs)

@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from caption.captioner import Captioner, Generation
+from rushes.caption.captioner import Captioner, Generation
 
 
 def levels(rgb: np.ndarray) -> list[int]:

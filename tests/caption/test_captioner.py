@@ -10,10 +10,10 @@ import pytest
 import spy
 from rushes.testing.grey_clips import level_at
 
-from caption.adapter import FRAMES_SCHEMA, CaptionActor, decode_batch
-from caption.captioner import ModelNotFoundError, frame_spec, load_processor, resolve_model
-from caption.config import preset
-from caption.frames import ClipFrames, FrameSpec, frame_times
+from rushes.caption.adapter import FRAMES_SCHEMA, CaptionActor, decode_batch
+from rushes.caption.captioner import ModelNotFoundError, frame_spec, load_processor, resolve_model
+from rushes.caption.config import preset
+from rushes.caption.frames import ClipFrames, FrameSpec, frame_times
 
 
 def _tasks(video, spans, path=None) -> pa.Table:
@@ -56,7 +56,7 @@ def test_generate_batches_video_inputs_in_order(grey_video, qwen_cfg):
     cap = spy.make_spy()(qwen_cfg, resolve_model(qwen_cfg))
     assert cap.video_mode and cap.device == "cpu" and str(cap.dtype) == "torch.float32"
     frames = decode_batch(_tasks(grey_video, [(0, 2), (6, 10), (2, 3)]), FrameSpec(max_side=64), 4, None)
-    from caption.adapter import frames_from_row
+    from rushes.caption.adapter import frames_from_row
 
     clips = [frames_from_row(r) for r in frames.to_pylist()]
     clips[0] = ClipFrames(rgb=clips[0].rgb[:2], times_s=clips[0].times_s[:2])  # a shorter prompt first
@@ -77,7 +77,7 @@ def test_families_without_video_input_get_frames_as_images(grey_video, qwen_cfg)
     cap = spy.make_spy()(qwen_cfg, resolve_model(qwen_cfg))
     cap.video_mode = False  # what a processor without a video processor gets
     frames = decode_batch(_tasks(grey_video, [(0, 2), (4, 6)]), FrameSpec(max_side=64), 4, None)
-    from caption.adapter import frames_from_row
+    from rushes.caption.adapter import frames_from_row
 
     gens = cap.generate([frames_from_row(r) for r in frames.to_pylist()], "Describe.")
     call = cap.calls[-1]

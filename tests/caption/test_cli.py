@@ -7,8 +7,8 @@ import json
 
 from rushes.testing.grey_clips import make_run
 
-from caption import cli
-from manifests import store
+from rushes.caption import cli
+from rushes.manifests import store
 from rushes.testing.cli_help import help_problems, subparser
 
 FLAGS = ("--model", "--prompt", "--frames", "--fps", "--batch-size", "--concurrency", "--num-gpus",
@@ -67,7 +67,7 @@ def test_bad_arguments_exit_2_with_a_hint_on_stderr(tmp_path, capsys):
 
 
 def test_a_second_writer_on_one_out_is_refused_at_once_naming_the_first(tmp_path, grey_video, tiny_vlms, capsys):
-    from manifests.lock import acquire
+    from rushes.manifests.lock import acquire
 
     out = tmp_path / "run"
     make_run(out, grey_video, [(0, 2), (2, 4)])

@@ -9,9 +9,9 @@ import shutil
 import pyarrow as pa
 from rushes.testing.grey_clips import make_run
 
-from caption.adapter import decode_batch, plan_run
-from caption.frames import FrameSpec
-from manifests import store
+from rushes.caption.adapter import decode_batch, plan_run
+from rushes.caption.frames import FrameSpec
+from rushes.manifests import store
 
 
 def test_clip_paths_outside_the_run_are_refused(tmp_path, grey_video):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from rushes.testing.grey_clips import cut_clip_file, level_at
 
-from caption.frames import FrameSpec, decode_clip, display_dims, frame_times
-from media.frames import DecodeError
+from rushes.caption.frames import FrameSpec, decode_clip, display_dims, frame_times
+from rushes.media.frames import DecodeError
 
 
 def _levels(clip) -> list[int]:

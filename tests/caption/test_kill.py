@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rushes.testing.grey_clips import make_run
 
-from manifests import store
+from rushes.manifests import store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 # temporary file, is cut at half its bytes and the process SIGKILLs itself right there (before it is published).
 KILL_MID_WRITE = """
 import os, signal, sys
-import storage
-import caption.pipeline
-caption.pipeline.FLUSH_ROWS = 2
+from rushes import storage
+import rushes.caption.pipeline
+rushes.caption.pipeline.FLUSH_ROWS = 2
 _publish, _parts = storage.publish, []
 def publish_or_die(tmp, final):
     if "/captions/" in str(final) and str(final).endswith(".parquet"):

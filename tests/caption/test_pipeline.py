@@ -10,11 +10,11 @@ import pytest
 import spy
 from rushes.testing.grey_clips import cut_clip_file, level_at, make_run
 
-from caption.adapter import caption_id
-from caption.config import preset
-from caption.frames import frame_times
-from caption.pipeline import run
-from manifests import select, store
+from rushes.caption.adapter import caption_id
+from rushes.caption.config import preset
+from rushes.caption.frames import frame_times
+from rushes.caption.pipeline import run
+from rushes.manifests import select, store
 
 QWEN_MARKERS = ("<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>", "<|im_start|>assistant\n")
 SMOL_MARKERS = ("<|im_start|>User: <video>", "<end_of_utterance>\nAssistant:")

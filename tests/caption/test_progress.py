@@ -1,4 +1,4 @@
-"""Live progress of caption (cluster.progress.CountProgress, as caption.pipeline makes it): a tqdm bar on a
+"""Live progress of caption (rushes.progress.CountProgress, as rushes.caption.pipeline makes it): a tqdm bar on a
 terminal, one log line every few seconds otherwise."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import logging
 
 from functools import partial
 
-from cluster.progress import CountProgress
+from rushes.progress import CountProgress
 
-CaptionProgress = partial(CountProgress, unit="clip", desc="caption", log=logging.getLogger("caption.pipeline"))
+CaptionProgress = partial(CountProgress, unit="clip", desc="caption", log=logging.getLogger("rushes.caption.pipeline"))
 
 
 class _Terminal(io.StringIO):
@@ -33,9 +33,9 @@ def test_terminal_gets_a_bar_with_counts_rate_and_failures():
 
 
 def test_without_a_terminal_one_line_every_few_seconds_and_at_the_end(caplog, monkeypatch):
-    caplog.set_level(logging.INFO, logger="caption.pipeline")
+    caplog.set_level(logging.INFO, logger="rushes.caption.pipeline")
     clock = [1000.0]
-    monkeypatch.setattr("cluster.progress.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("rushes.progress.time.monotonic", lambda: clock[0])
     pipe = io.StringIO()  # not a TTY
     progress = CaptionProgress(total=10, every_s=5.0, stream=pipe)
     clock[0] += 2.0
@@ -53,7 +53,7 @@ def test_without_a_terminal_one_line_every_few_seconds_and_at_the_end(caplog, mo
 
 
 def test_the_last_clip_is_always_logged_and_not_twice(caplog):
-    caplog.set_level(logging.INFO, logger="caption.pipeline")
+    caplog.set_level(logging.INFO, logger="rushes.caption.pipeline")
     with CaptionProgress(total=3, every_s=3600, stream=io.StringIO()) as progress:
         progress.update(1)
         progress.update(2, failed=2)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from caption.prompts import LATEST, PROMPTS, RECORDED_HASHES, ParseError, get_prompt, parse_output
+from rushes.caption.prompts import LATEST, PROMPTS, RECORDED_HASHES, ParseError, get_prompt, parse_output
 
 
 def test_prompt_text_cannot_change_without_a_new_version():

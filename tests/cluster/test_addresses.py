@@ -1,4 +1,4 @@
-"""Which address a run joins, in process (no Ray started): the rules behind ``cluster.ray_connect.connect``."""
+"""Which address a run joins, in process (no Ray started): the rules behind ``rushes.cluster.connect``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from cluster.ray_connect import RayConnectError, head_endpoint, requested_address, wait_for_head
+from rushes.cluster import RayConnectError, head_endpoint, requested_address, wait_for_head
 
 
 def test_no_address_means_local_and_joining_is_explicit(monkeypatch):

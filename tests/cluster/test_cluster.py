@@ -209,7 +209,7 @@ def test_a_lost_head_ends_the_job_naming_the_address_and_a_local_rerun_resumes(t
 
 WATCH = """
 import socket, sys, threading
-from cluster.ray_connect import _watch_head
+from rushes.cluster import _watch_head
 port = int(sys.argv[1])
 if port == 0:  # a head that answers, until the session closes
     head = socket.socket(); head.bind(("127.0.0.1", 0)); head.listen(); port = head.getsockname()[1]

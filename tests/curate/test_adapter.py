@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from curate.adapter import RunInfo, process_video, record_crash, record_duplicate
-from curate.config import debug
-from manifests import read
-from media.ffmpeg import run_ffmpeg
+from rushes.curate.adapter import RunInfo, process_video, record_crash, record_duplicate
+from rushes.curate.config import debug
+from rushes.manifests import read
+from rushes.media.ffmpeg import run_ffmpeg
 from rushes.testing.synth import make_cut_video
 
 CFG = dataclasses.replace(debug(), scores_preset=None)

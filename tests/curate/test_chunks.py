@@ -1,4 +1,4 @@
-"""Long videos as time chunks (curate.chunks): cuts, clips, scores and ids identical to one task.
+"""Long videos as time chunks (rushes.curate.chunks): cuts, clips, scores and ids identical to one task.
 
 In-process tests run the chunked path's steps one after another (analyse each chunk, reconcile) and compare
 every column of every clip row with the one-task path; the pipeline test runs both through Ray.
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from curate import adapter as A
-from curate.chunks import plan_chunks, warmup_s
-from curate.config import DetectorConfig, RayConfig, debug
-from curate.probe import probe_video
-from manifests import read
+from rushes.curate import adapter as A
+from rushes.curate.chunks import plan_chunks, warmup_s
+from rushes.curate.config import DetectorConfig, RayConfig, debug
+from rushes.curate.probe import probe_video
+from rushes.manifests import read
 from rushes.testing.synth import make_cut_video
 
 FPS = 10
@@ -82,7 +82,7 @@ def test_a_content_detector_merge_open_across_a_border_is_continued_from_the_pre
     reproduces. The check sees it, and that chunk is decoded again from the previous chunk's detector: the clips
     are still exactly the one-task clips."""
     cfg = _cfg("content")
-    with caplog.at_level(logging.INFO, logger="curate.adapter"):
+    with caplog.at_level(logging.INFO, logger="rushes.curate.adapter"):
         _, plan = _chunked(long_video, cfg)
     assert "chunk 3 (45.000 s): detector or sampler state did not converge" in caplog.text
     assert "decoding chunk 3 again from the previous chunk's detector" in caplog.text and plan is not None
@@ -91,7 +91,7 @@ def test_a_content_detector_merge_open_across_a_border_is_continued_from_the_pre
 
 def test_a_warm_up_too_short_for_the_detector_is_caught_not_approximated(long_video, caplog):
     """With no warm-up the detector state at a border cannot converge: the video is redone in one task."""
-    with caplog.at_level(logging.WARNING, logger="curate.adapter"):
+    with caplog.at_level(logging.WARNING, logger="rushes.curate.adapter"):
         _, plan = _chunked(long_video, _cfg(), warm_s=0.0)
     assert plan is None
     assert "in one task instead of 4 chunks" in caplog.text and "did not converge" in caplog.text
@@ -106,7 +106,7 @@ def test_a_damaged_span_sends_the_video_to_one_task(tmp_path, caplog):
     a, b = int(len(data) * 0.40), int(len(data) * 0.55)
     data[a:b] = bytes((i * 7919) % 251 for i in range(b - a))
     (tmp_path / "damaged.mp4").write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="curate.adapter"):
+    with caplog.at_level(logging.WARNING, logger="rushes.curate.adapter"):
         _, plan = _chunked(str(tmp_path / "damaged.mp4"), _cfg(chunk_s=2.0))
     assert plan is None and "damaged" in caplog.text
 
@@ -145,7 +145,7 @@ def test_chunk_length_is_checked_and_not_part_of_the_config_hash():
 def test_chunk_flag_sets_the_length_and_says_its_default(capsys):
     import argparse
 
-    from curate import cli
+    from rushes.curate import cli
 
     sub = argparse.ArgumentParser().add_subparsers()
     cli.register(sub)
@@ -160,7 +160,7 @@ def test_chunk_flag_sets_the_length_and_says_its_default(capsys):
 def test_work_is_handed_out_longest_first_across_videos_and_chunks():
     import math
 
-    from curate.pipeline import WorkQueue
+    from rushes.curate.pipeline import WorkQueue
 
     q = WorkQueue()
     q.push(40.0, "video", "short.mp4")
@@ -200,9 +200,9 @@ def _assert_equal_tables(one, two) -> None:
 
 
 def _curate_chunked(inputs: list[str], out: Path, chunk_s: float, caplog) -> dict:
-    from curate.pipeline import run_curate
+    from rushes.curate.pipeline import run_curate
 
-    with caplog.at_level(logging.INFO, logger="curate.pipeline"):
+    with caplog.at_level(logging.INFO, logger="rushes.curate.pipeline"):
         summary = run_curate(inputs, out, dataclasses.replace(debug(), chunk_s=chunk_s), RayConfig())
     assert "redoing it in one task" not in caplog.text
     return summary

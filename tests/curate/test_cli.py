@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from curate import cli
-from curate.inputs import expand_inputs
+from rushes.curate import cli
+from rushes.curate.inputs import expand_inputs
 from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def test_bad_flag_value_exits_2_with_a_fix(capsys):
 
 
 def test_inputs_skip_the_runs_own_output_and_keep_urls(tmp_path):
-    from curate.inputs import expand_inputs
+    from rushes.curate.inputs import expand_inputs
 
     (tmp_path / "a.mp4").write_bytes(b"x")
     out = tmp_path / "run"
@@ -92,7 +92,7 @@ def test_filter_preset_is_checked_and_not_part_of_the_config_hash():
 
     import pytest
 
-    from curate.config import default
+    from rushes.curate.config import default
 
     base = default()
     assert dataclasses.replace(base, filter_preset="strict").hashed_dict() == base.hashed_dict()
@@ -146,7 +146,7 @@ def test_numbers_must_be_finite(tmp_path, capsys, argv, words):
 def test_every_file_a_folder_holds_is_listed_or_counted_and_links_are_followed(tmp_path):
     import os
 
-    from curate.inputs import collect_inputs
+    from rushes.curate.inputs import collect_inputs
 
     src, outside = tmp_path / "src", tmp_path / "outside"
     (src / "sub").mkdir(parents=True)
@@ -174,8 +174,8 @@ def test_a_url_in_a_list_stays_a_url(tmp_path):
 def test_a_newer_clips_schema_changes_the_config_hash(monkeypatch):
     # An OUT curated by an older rushes (clips without the columns of today's schema) must not count as done:
     # the rerun redoes its videos instead of failing later on the old parts.
-    from curate.config import default
-    from manifests import config_hash, schema
+    from rushes.curate.config import default
+    from rushes.manifests import config_hash, schema
 
     before = config_hash(default().hashed_dict())
     monkeypatch.setitem(schema.SCHEMA_VERSIONS, "clips", schema.SCHEMA_VERSIONS["clips"] + 1)

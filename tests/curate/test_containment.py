@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from curate.adapter import RunInfo, process_video
-from curate.config import EncodeConfig, debug
-from curate.encode import EncodeError, EncodeJob, encode_clips
-from curate.probe import ProbeError, probe_video
-from manifests import read
-from media.ffmpeg import run_ffmpeg
-from media.frames import DecodeError, FrameReader, iter_frames, stream_info
+from rushes.curate.adapter import RunInfo, process_video
+from rushes.curate.config import EncodeConfig, debug
+from rushes.curate.encode import EncodeError, EncodeJob, encode_clips
+from rushes.curate.probe import ProbeError, probe_video
+from rushes.manifests import read
+from rushes.media.ffmpeg import run_ffmpeg
+from rushes.media.frames import DecodeError, FrameReader, iter_frames, stream_info
 from rushes.testing.sentinel import Sentinel
 from rushes.testing.synth import make_cut_video
 

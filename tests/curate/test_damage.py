@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from curate.adapter import RunInfo, process_video
-from curate.config import debug
-from curate.decode import analyse_video
-from manifests import read
-from media.frames import FrameReader, iter_frames
+from rushes.curate.adapter import RunInfo, process_video
+from rushes.curate.config import debug
+from rushes.curate.decode import analyse_video
+from rushes.manifests import read
+from rushes.media.frames import FrameReader, iter_frames
 from rushes.testing.synth import make_cut_video
 
 FPS, SECONDS = 25, 8.0

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from curate.config import EncodeConfig, RayConfig, default
-from curate.pipeline import run_curate
-from manifests import read, read_summary
+from rushes.curate.config import EncodeConfig, RayConfig, default
+from rushes.curate.pipeline import run_curate
+from rushes.manifests import read, read_summary
 from rushes.testing.near_copies import TRANSFORMS, make_copies, marked, score_copies
 
 # Two sources with a hard cut, a still-ish film shot, VFR and a pillarbox; every transform of each.
@@ -62,8 +62,8 @@ def test_copies_are_caught_and_point_at_the_original_clips(two_runs, copies):
 
 
 def test_inspect_and_filter_show_and_reapply_the_rule(two_runs):
-    from curate.filter import filter_run
-    from rushes.report.summary import summarize
+    from rushes.curate.filter import filter_run
+    from rushes.inspect.summary import summarize
 
     out, _, _ = two_runs
     n = sum(1 for c in read(out, "clips").to_pylist() if c["duplicate_of"])

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from curate import cli
-from curate.config import CurateConfig, DetectorConfig, RayConfig
+from rushes.curate import cli
+from rushes.curate.config import CurateConfig, DetectorConfig, RayConfig
 
 
 def _curate_args(*flags):
@@ -56,7 +56,7 @@ def test_bad_values_name_the_field(bad, match):
     (("--scores", "ocr"), "rapidocr", "rapidocr"),
 ])
 def test_missing_model_package_is_exit_2_naming_it(monkeypatch, capsys, tmp_path, flags, module, package):
-    from curate import shots
+    from rushes.curate import shots
 
     shots.weights_path.cache_clear()
     monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed

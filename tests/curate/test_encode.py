@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from curate.adapter import RunInfo, process_video
-from curate.config import EncodeConfig, debug
-from curate.encode import EncodeJob, build_args, encode_clips, output_size
-from manifests import read
-from media.ffmpeg import run_ffmpeg, run_ffprobe_json
+from rushes.curate.adapter import RunInfo, process_video
+from rushes.curate.config import EncodeConfig, debug
+from rushes.curate.encode import EncodeJob, build_args, encode_clips, output_size
+from rushes.manifests import read
+from rushes.media.ffmpeg import run_ffmpeg, run_ffprobe_json
 from rushes.testing.synth import make_cut_video
 
 

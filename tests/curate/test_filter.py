@@ -7,8 +7,8 @@ import json
 import pyarrow as pa
 import pytest
 
-import manifests
-from curate.filter import PRESETS, FilterConfig, apply_filter, default, filter_run, resolve_config
+from rushes import manifests
+from rushes.curate.filter import PRESETS, FilterConfig, apply_filter, default, filter_run, resolve_config
 
 PARAMS = json.dumps({"detector": "AdaptiveDetector", "min_clip_s": 2.0})
 

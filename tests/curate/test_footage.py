@@ -8,14 +8,14 @@ from fractions import Fraction
 
 import pytest
 
-from curate.adapter import RunInfo, process_video
-from curate.config import DetectorConfig, EncodeConfig, RayConfig, default
-from curate.decode import analyse_video
-from curate.pipeline import run_curate
-from curate.probe import probe_video
-from curate.split import SceneSplitter
-from manifests import read
-from media.ffmpeg import run_ffprobe_json
+from rushes.curate.adapter import RunInfo, process_video
+from rushes.curate.config import DetectorConfig, EncodeConfig, RayConfig, default
+from rushes.curate.decode import analyse_video
+from rushes.curate.pipeline import run_curate
+from rushes.curate.probe import probe_video
+from rushes.curate.split import SceneSplitter
+from rushes.manifests import read
+from rushes.media.ffmpeg import run_ffprobe_json
 
 
 def _cuts(path, detector="adaptive"):

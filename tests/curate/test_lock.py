@@ -1,4 +1,4 @@
-"""One writer per OUT (manifests.lock): a second writer refuses at once naming the first; stale locks are
+"""One writer per OUT (rushes.manifests.lock): a second writer refuses at once naming the first; stale locks are
 taken over; an unusable --out is one clear line and exit 2, never a traceback."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from manifests.lock import LockError, acquire
+from rushes.manifests.lock import LockError, acquire
 from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def test_a_second_curate_on_the_same_out_refuses_at_once_naming_the_first(tmp_pa
         if first.poll() is None:
             first.kill()
             first.wait()
-    from manifests import read
+    from rushes.manifests import read
 
     assert [r["status"] for r in read(out, "videos").to_pylist()] == ["ok"]
     assert not (out / ".lock").exists()

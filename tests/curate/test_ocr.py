@@ -1,4 +1,4 @@
-"""OCR text score (curate.ocr through curate.scores): real PP-OCR detection on text burned over real footage."""
+"""OCR text score (rushes.curate.ocr through rushes.curate.scores): real PP-OCR detection on text burned over real footage."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("rapidocr", reason="the quality extra is not installed: pip install 'rushes[quality]'")
 
-from curate import ocr  # noqa: E402
-from curate.decode import analyse_video  # noqa: E402
-from curate.scores import FrameSignals, ScoreConfig  # noqa: E402
-from media.ffmpeg import run_ffmpeg  # noqa: E402
+from rushes.curate import ocr  # noqa: E402
+from rushes.curate.decode import analyse_video  # noqa: E402
+from rushes.curate.scores import FrameSignals, ScoreConfig  # noqa: E402
+from rushes.media.ffmpeg import run_ffmpeg  # noqa: E402
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 if not os.path.exists(FONT):
@@ -67,7 +67,7 @@ def test_ocr_reads_no_text_in_a_text_free_shot(footage_dir, tmp_path):
 def test_heuristic_is_the_fallback_without_the_quality_extra(monkeypatch):
     import numpy as np
 
-    from media.frames import Frame
+    from rushes.media.frames import Frame
 
     monkeypatch.setitem(sys.modules, "rapidocr", None)  # as if it were not installed
     assert not ocr.available()
@@ -106,7 +106,7 @@ def test_a_clip_without_an_ocr_sample_takes_the_heuristic_and_says_so():
     samples still has a text score, recorded as the heuristic's rather than left null (null is a reject)."""
     import numpy as np
 
-    from media.frames import Frame
+    from rushes.media.frames import Frame
 
     signals = FrameSignals(ScoreConfig(text_method="ocr"))
     assert signals.config.ocr_fps == 0.5

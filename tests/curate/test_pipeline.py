@@ -12,10 +12,10 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from curate.config import RayConfig, debug
-from curate.pipeline import run_curate, tool_versions
-from manifests import read, read_summary
-from media.ffmpeg import run_ffmpeg, run_ffprobe_json
+from rushes.curate.config import RayConfig, debug
+from rushes.curate.pipeline import run_curate, tool_versions
+from rushes.manifests import read, read_summary
+from rushes.media.ffmpeg import run_ffmpeg, run_ffprobe_json
 from rushes.testing.synth import make_cut_video
 
 SHOTS = [(2.0, 1.0, 2.4), (3.0, 2.2)]  # seconds per shot

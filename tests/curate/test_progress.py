@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from curate.progress import RunProgress
+from rushes.progress import RunProgress
 
 
 class _Terminal(io.StringIO):
@@ -24,7 +24,7 @@ def test_terminal_gets_a_bar_with_counts_failures_and_footage_rate():
 
 
 def test_without_a_terminal_one_line_every_few_seconds_and_at_the_end(caplog):
-    caplog.set_level(logging.INFO, logger="curate.pipeline")
+    caplog.set_level(logging.INFO, logger="rushes.curate.pipeline")
     pipe = io.StringIO()  # not a TTY
     progress = RunProgress(total=3, every_s=3600, stream=pipe)
     progress.update({"status": "ok", "duration_s": 10.0})

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 
-from manifests import read
-from media.ffmpeg import run_ffprobe_json
+from rushes.manifests import read
+from rushes.media.ffmpeg import run_ffprobe_json
 from rushes.testing.synth import make_cut_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,8 +78,8 @@ CLUSTER_SCRIPT = """
 import sys
 from ray.cluster_utils import Cluster
 import ray
-from curate.config import RayConfig, debug
-from curate.pipeline import run_curate
+from rushes.curate.config import RayConfig, debug
+from rushes.curate.pipeline import run_curate
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
 cluster.add_node(num_cpus=1)
 cluster.wait_for_nodes()

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curate.decode import analyse_video
-from curate.filter import PRESETS as FILTER_PRESETS
-from curate.filter import apply_filter
-from curate.scores import PRESETS, SCORE_COLUMNS, FrameSignals, ScoreConfig
-from manifests import conform
-from manifests.schema import CLIP_SCORES
-from media.ffmpeg import run_ffmpeg
-from media.frames import Frame, fit_size, iter_frames, stream_info
+from rushes.curate.decode import analyse_video
+from rushes.curate.filter import PRESETS as FILTER_PRESETS
+from rushes.curate.filter import apply_filter
+from rushes.curate.scores import PRESETS, SCORE_COLUMNS, FrameSignals, ScoreConfig
+from rushes.manifests import conform
+from rushes.manifests.schema import CLIP_SCORES
+from rushes.media.ffmpeg import run_ffmpeg
+from rushes.media.frames import Frame, fit_size, iter_frames, stream_info
 
 W, H, FPS, SECONDS = 320, 240, 25, 2
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")

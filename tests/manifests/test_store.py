@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import manifests
-from manifests import store
-from manifests.select import kept_clips, ok_captions
+from rushes import manifests
+from rushes.manifests import store
+from rushes.manifests.select import kept_clips, ok_captions
 
 
 def _clip(i: int, keep: bool = True, **kw) -> dict:

@@ -23,7 +23,7 @@ def run_inspect(argv: list[str]) -> int:
     needed here, so a stage under construction elsewhere cannot break these tests)."""
     import argparse
 
-    from rushes.report import cli
+    from rushes.inspect import cli
 
     parser = argparse.ArgumentParser(prog="rushes")
     cli.register(parser.add_subparsers(dest="command"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from manifests import store
+from rushes.manifests import store
 from rushes.testing.synth import make_cut_video
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

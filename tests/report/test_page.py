@@ -11,11 +11,11 @@ import re
 
 import pytest
 
-from manifests import store
-from manifests.schema import schema_for
+from rushes.manifests import store
+from rushes.manifests.schema import schema_for
 from rushes.testing.browser import Browser, find_chromium
-from rushes.report.page import ReportConfig, build_report
-from rushes.report.thumbs import ThumbConfig
+from rushes.inspect.page import ReportConfig, build_report
+from rushes.inspect.thumbs import ThumbConfig
 
 CHROMIUM = find_chromium()
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not found (apt install chromium, "

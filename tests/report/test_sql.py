@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from manifests import store
-from manifests.schema import schema_for
-from rushes.report.sql import QueryError, query
+from rushes.manifests import store
+from rushes.manifests.schema import schema_for
+from rushes.inspect.sql import QueryError, query
 
 
 def test_views_read_every_part_and_join(run_dir):
@@ -52,7 +52,7 @@ def test_cli_formats(run_dir, capsys, inspect):
 
 
 def test_help_explains_every_flag():
-    from rushes.report import cli
+    from rushes.inspect import cli
     from rushes.testing.cli_help import help_problems, subparser
 
     parser = subparser(cli.register, "inspect")

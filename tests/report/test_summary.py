@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from manifests import store
-from manifests.schema import schema_for
-from rushes.report.summary import message_class, split_reasons, summarize
+from rushes.manifests import store
+from rushes.manifests.schema import schema_for
+from rushes.inspect.summary import message_class, split_reasons, summarize
 
 MOTION_UNIT = schema_for("clips").field("motion_mean").metadata[b"unit"].decode()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cv2
 
-from rushes.report.thumbs import ThumbConfig, extract_thumbnails, plan_batches, thumb_tasks
+from rushes.inspect.thumbs import ThumbConfig, extract_thumbnails, plan_batches, thumb_tasks
 
 
 def _rows(video_id="v1", spans=((0.0, 2.0), (2.0, 4.0), (4.0, 6.0))):
@@ -16,7 +16,7 @@ def test_adjacent_spans_share_one_decode_pass_and_far_ones_do_not(tmp_path):
     src = tmp_path / "v.mp4"
     src.write_bytes(b"x")
     cfg = ThumbConfig(max_gap_s=5.0)
-    tasks, missing = thumb_tasks(tmp_path, _rows(spans=((0, 2), (2, 4), (100, 102))), {"v1": str(src)}, cfg)
+    tasks, missing = thumb_tasks(tmp_path, _rows(spans=((0, 2), (2, 4), (100, 102))), {"v1": {"path": str(src)}}, cfg)
     assert not missing
     batches = plan_batches(tasks, cfg)
     assert sorted([t.clip_id for t in b] for b in batches) == [["s0", "s1"], ["s2"]]
@@ -25,15 +25,15 @@ def test_adjacent_spans_share_one_decode_pass_and_far_ones_do_not(tmp_path):
     assert len(small) == 3
 
 
-def _video_paths(run_dir):
-    from manifests import store
+def _videos(run_dir):
+    from rushes.manifests import store
 
-    return {v["video_id"]: v["path"] for v in store.read(run_dir, "videos").to_pylist()}
+    return {v["video_id"]: v for v in store.read(run_dir, "videos").to_pylist()}
 
 
 def test_one_pass_gives_the_same_strips_as_one_decode_per_clip(run_dir, tmp_path):
     rows = _rows()  # the three 2 s shots of the fixture's a.mp4: testsrc2, mandelbrot, smptebars
-    tasks, _ = thumb_tasks(run_dir, rows, _video_paths(run_dir), ThumbConfig())
+    tasks, _ = thumb_tasks(run_dir, rows, _videos(run_dir), ThumbConfig())
     together = extract_thumbnails(tasks, tmp_path / "one", ThumbConfig(workers=1))
     # One decode per clip, spread over two worker processes.
     alone = extract_thumbnails(tasks, tmp_path / "each", ThumbConfig(workers=2, max_batch_clips=1,
@@ -53,7 +53,7 @@ def test_one_pass_gives_the_same_strips_as_one_decode_per_clip(run_dir, tmp_path
 
 
 def test_existing_strips_are_reused(run_dir, tmp_path):
-    tasks, _ = thumb_tasks(run_dir, _rows()[:1], _video_paths(run_dir), ThumbConfig())
+    tasks, _ = thumb_tasks(run_dir, _rows()[:1], _videos(run_dir), ThumbConfig())
     first = extract_thumbnails(tasks, tmp_path, ThumbConfig(workers=1))
     path = tmp_path / first["s0"].file
     stamp = path.stat().st_mtime_ns
@@ -66,7 +66,7 @@ def test_unreadable_sources_become_errors_not_exceptions(tmp_path):
     garbage.write_bytes(b"not a video" * 100)
     rows = _rows("bad", spans=((0, 2), (2, 4))) + _rows("gone", spans=((0, 2),))
     rows[-1]["clip_id"] = "g0"
-    tasks, missing = thumb_tasks(tmp_path, rows, {"bad": str(garbage), "gone": str(tmp_path / "gone.mp4")},
+    tasks, missing = thumb_tasks(tmp_path, rows, {"bad": {"path": str(garbage)}, "gone": {"path": str(tmp_path / "gone.mp4")}},
                                  ThumbConfig())
     assert "is missing" in missing["g0"].error
     results = extract_thumbnails(tasks, tmp_path / "t", ThumbConfig(workers=2))
@@ -89,7 +89,7 @@ def test_clip_paths_outside_the_run_are_refused_and_ids_cannot_name_files_outsid
              "width_px": 160, "height_px": 120} for k, p in hostile.items()]
     rows.append({"clip_id": "../../escape", "video_id": "v", "clip_path": "media/ok.mp4", "start_s": 0.0,
                  "end_s": 2.0, "duration_s": 2.0, "width_px": 160, "height_px": 120})
-    tasks, missing = thumb_tasks(run, rows, {"v": str(outside)}, ThumbConfig())
+    tasks, missing = thumb_tasks(run, rows, {"v": {"path": str(outside)}}, ThumbConfig())
     assert set(missing) == set(hostile) and [t.clip_id for t in tasks] == ["../../escape"]
     for clip_id, path in hostile.items():
         assert missing[clip_id].error.startswith(f"clip {clip_id}: clip_path {path!r}"), missing[clip_id].error

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from manifests import store
-from rushes.report.page import ReportConfig, build_report
+from rushes.manifests import store
+from rushes.inspect.page import ReportConfig, build_report
 from rushes.testing.browser import Browser, find_chromium
 
 CHROMIUM = find_chromium()

@@ -20,7 +20,7 @@ RAY_START_TIMEOUT = "The current node timed out during startup"
 
 def all_objects(bucket_uri: str) -> dict[str, bytes]:
     """Every object in a bucket, key -> bytes (for checks such as 'no secret was written')."""
-    from storage import list_files, read_bytes
+    from rushes.storage import list_files, read_bytes
 
     return {uri[len(bucket_uri) + 1:]: read_bytes(uri) for uri in list_files(bucket_uri)}
 

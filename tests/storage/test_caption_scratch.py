@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-import storage
-from caption.adapter import TASK_SCHEMA, decode_batch
-from caption.frames import FrameSpec
+from rushes import storage
+from rushes.caption.adapter import TASK_SCHEMA, decode_batch
+from rushes.caption.frames import FrameSpec
 from rushes.testing.grey_clips import make_grey_video
 
 

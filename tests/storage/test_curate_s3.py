@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 import pytest
 from s3_server import SECRETS, all_objects, make_bucket
 
-import manifests
-import storage
+from rushes import manifests
+from rushes import storage
 
 REPO = Path(__file__).resolve().parents[2]
 # Footage file -> key in the bucket (spaces on purpose).
@@ -89,8 +89,8 @@ def test_a_bucket_run_equals_a_local_run(runs):
 
 
 def test_caption_and_train_decode_clips_straight_from_the_bucket_run(runs):
-    from caption.adapter import decode_batch, plan_run
-    from caption.frames import FrameSpec
+    from rushes.caption.adapter import decode_batch, plan_run
+    from rushes.caption.frames import FrameSpec
 
     frames = {}
     for run in (runs["remote"], str(runs["local"])):
@@ -102,11 +102,12 @@ def test_caption_and_train_decode_clips_straight_from_the_bucket_run(runs):
     shapes = {run: sorted((f["clip_id"], tuple(f["frames_shape"])) for f in fs) for run, fs in frames.items()}
     assert shapes[runs["remote"]] == shapes[str(runs["local"])]
     pytest.importorskip("torch")
-    from train.data import ClipPlan, ClipSource, decode_clip
+    from rushes.manifests.clips import KeptClip
+    from rushes.train.data import ClipPlan, decode_clip
 
     clip = manifests.read(runs["remote"], "clips").filter(pc.field("keep")).to_pylist()[0]
-    src = ClipSource(clip["clip_id"], "a caption", f"{runs['remote']}/{clip['clip_path']}", 0.0,
-                     clip["duration_s"], clip["width_px"], clip["height_px"])
+    src = KeptClip(clip["clip_id"], clip["video_id"], f"{runs['remote']}/{clip['clip_path']}", 0.0,
+                   clip["duration_s"], clip["start_s"], clip["width_px"], clip["height_px"], True, "a caption")
     video = decode_clip(src, ClipPlan(4, 32, 32, (4, 2, 2)), fps=8.0)
     assert tuple(video.shape) == (3, 4, 32, 32) and float(video.abs().max()) <= 1.0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import manifests
-import storage
-from curate.dedup import check_against, dedup_run
+from rushes import manifests
+from rushes import storage
+from rushes.curate.dedup import check_against, dedup_run
 
 
 def _clips(rows):

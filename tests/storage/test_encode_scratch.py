@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-import storage
+from rushes import storage
 from rushes.testing.grey_clips import make_grey_video
 
 
@@ -16,8 +16,8 @@ def _task(clip_id: str, path: str) -> dict:
 
 def test_encode_decodes_bucket_clips_from_bounded_scratch_copies(bucket, tmp_path):
     pytest.importorskip("torch")
-    from train.config import preset
-    from train.encode import TASK_SCHEMA, decode_batch
+    from rushes.train.config import preset
+    from rushes.train.encode import TASK_SCHEMA, decode_batch
 
     data = preset("tiny").with_overrides(data={"max_frames": 4, "clip_tokens": 192}).data
     clip = f"{bucket}/run/media/clip one.mp4"

@@ -7,9 +7,9 @@ import contextlib
 import pyarrow.fs as pafs
 import pytest
 
-import storage
-from manifests import store
-from manifests.lock import writer_lock
+from rushes import storage
+from rushes.manifests import store
+from rushes.manifests.lock import writer_lock
 
 
 @pytest.mark.parametrize("scheme", ["gs", "gcs"])

@@ -1,4 +1,4 @@
-"""One writer per bucket OUT: the lease object of manifests.lock on a real S3 server (moto on loopback)."""
+"""One writer per bucket OUT: the lease object of rushes.manifests.lock on a real S3 server (moto on loopback)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-import storage
-from manifests.lock import LockError, lease, writer_lock
+from rushes import storage
+from rushes.manifests.lock import LockError, lease, writer_lock
 
 
 def _lease_doc(out: str) -> dict:

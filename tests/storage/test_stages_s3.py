@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from s3_server import SECRETS, all_objects, make_bucket, rushes
 
-import manifests
-import storage
+from rushes import manifests
+from rushes import storage
 from rushes.testing.grey_clips import make_grey_video, make_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,9 +27,9 @@ pytestmark = pytest.mark.slow  # six `rushes` processes with Ray and a tiny VLM:
 # yet published: on a bucket that leaves a complete `_tmp-` object and its lease behind.
 KILL_BEFORE_PUBLISH = """
 import os, signal, sys
-import storage
-import caption.pipeline
-caption.pipeline.FLUSH_ROWS = 2
+from rushes import storage
+import rushes.caption.pipeline
+rushes.caption.pipeline.FLUSH_ROWS = 2
 _publish, _parts = storage.publish, []
 def publish_or_die(tmp, final):
     if "/captions/" in str(final) and str(final).endswith(".parquet"):
@@ -134,7 +134,7 @@ def test_caption_killed_on_a_bucket_then_rerun_completes(env, captioned):  # com
 
 
 def test_a_second_writer_on_a_bucket_run_is_refused_at_once(env, captioned):
-    from manifests.lock import lease
+    from rushes.manifests.lock import lease
 
     with lease(captioned["run"], "rushes encode", settle_s=0):
         res = rushes(*_caption_args(captioned["run"], env))
@@ -142,7 +142,7 @@ def test_a_second_writer_on_a_bucket_run_is_refused_at_once(env, captioned):
 
 
 def _train_cfg(env, steps: int):
-    from train.config import preset
+    from rushes.train.config import preset
 
     return preset("tiny").with_overrides(
         data={"text_encoder": env["t5"], "max_frames": 4, "clip_tokens": 192, "batch_tokens": 256, "val_clips": 1},
@@ -151,9 +151,9 @@ def _train_cfg(env, steps: int):
 
 def test_encode_writes_shards_to_the_bucket_train_streams_them_and_sample_reads_the_checkpoint(env, captioned):
     pytest.importorskip("torch")
-    from train import shards
-    from train.loop import train
-    from train.sample import sample_to_file
+    from rushes.train import shards
+    from rushes.train.loop import train
+    from rushes.train.sample import sample_to_file
 
     run = captioned["run"]
     ok = [r["clip_id"] for r in _captions(run) if r["status"] == "ok"]

@@ -13,15 +13,15 @@ import torch
 from s3_server import rushes
 from safetensors.torch import load as load_safetensors
 
-import storage
-from manifests.lock import LockError, writer_lock
+from rushes import storage
+from rushes.manifests.lock import LockError, writer_lock
 from rushes.cli import main
 from rushes.testing.tiny import save_tiny_text_encoder
 from rushes.testing.train_shards import write_random_run
-from train import rundir
-from train.config import RunConfig, preset
-from train.loop import train
-from train.sample import sample_video
+from rushes.train import rundir
+from rushes.train.config import RunConfig, preset
+from rushes.train.loop import train
+from rushes.train.sample import sample_video
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -96,7 +96,7 @@ def test_train_and_sample_in_latent_space_with_a_video_vae(synth_out, tiny_t5, t
 def test_empty_captions_with_a_tokenizer_that_adds_no_end_token(synth_out, tmp_path):
     # Such a tokenizer gives zero tokens for "", the caption of caption dropout and the default negative prompt.
     from rushes.testing.tiny import save_tiny_text_encoder
-    from train.encoders import TextEncoder
+    from rushes.train.encoders import TextEncoder
 
     t5 = save_tiny_text_encoder(tmp_path / "t5", kind="t5", end_token=False)
     assert TextEncoder(t5).tokenizer([""])["input_ids"] == [[]]

@@ -5,19 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.config import DataConfig, preset
-from train.data import plan_clip, prepare, split_validation, training_clips
-from train.packing import PackLoader, collate, pack_first_fit
+from rushes.train.config import DataConfig, preset
+from rushes.manifests.clips import captioned_clips
+from rushes.train.data import plan_clip, prepare, split_validation
+from rushes.train.packing import PackLoader, collate, pack_first_fit
 
 
 def test_training_clips_keep_only_captioned_kept_clips(synth_out):
-    clips = training_clips(synth_out)
+    clips = captioned_clips(synth_out)
     assert [c.caption for c in clips] == ["a colourful test pattern with moving shapes",
                                           "a mandelbrot fractal zooming in", "vertical colour bars"]
     span, encoded = clips[1], clips[2]
     assert span.path.endswith("src.mp4") and (span.start_s, span.end_s) == (1.0, 2.0)
     assert encoded.path == str(synth_out / "media" / "c.mp4") and encoded.start_s == 0.0
-    assert len(training_clips(synth_out, limit=2)) == 2
+    assert len(captioned_clips(synth_out, limit=2)) == 2
 
 
 def test_training_clips_names_the_fix_when_nothing_is_captioned(tmp_path):
@@ -25,7 +26,7 @@ def test_training_clips_names_the_fix_when_nothing_is_captioned(tmp_path):
 
     write_manifest(tmp_path, [Clip("/x.mp4", 0, 1, 64, 64, "c", caption_status="error")])
     with pytest.raises(ValueError, match="rushes caption"):
-        training_clips(tmp_path)
+        captioned_clips(tmp_path)
 
 
 def test_plan_fits_the_token_budget_and_keeps_aspect():
@@ -48,10 +49,10 @@ def test_plan_fits_the_token_budget_and_keeps_aspect():
 
 
 def test_prepare_decodes_embeds_caches_and_skips_bad_clips(synth_out, tiny_t5, tmp_path):
-    from train.encoders import TextEncoder
+    from rushes.train.encoders import TextEncoder
 
     cfg = DataConfig(fps=8, max_frames=4, clip_tokens=96, text_encoder=tiny_t5)
-    sources = training_clips(synth_out)
+    sources = captioned_clips(synth_out)
     broken = type(sources[0])("broken", "nothing", str(tmp_path / "missing.mp4"), 0.0, 1.0, 64, 64)
     loads = []
 
@@ -77,11 +78,11 @@ def test_prepare_decodes_embeds_caches_and_skips_bad_clips(synth_out, tiny_t5, t
 
 def test_prepare_in_latent_space_with_a_video_vae(synth_out, tiny_t5, tmp_path):
     from rushes.testing.tiny import save_tiny_vae
-    from train.encoders import TextEncoder, Vae
+    from rushes.train.encoders import TextEncoder, Vae
 
     vae_path = save_tiny_vae(tmp_path / "wan", kind="wan")
     cfg = DataConfig(fps=8, max_frames=5, clip_tokens=64, text_encoder=tiny_t5, vae=vae_path)
-    prep = prepare(training_clips(synth_out, limit=1), cfg, (1, 2, 2), tmp_path / "cache",
+    prep = prepare(captioned_clips(synth_out, limit=1), cfg, (1, 2, 2), tmp_path / "cache",
                    lambda: TextEncoder(tiny_t5), lambda: Vae(vae_path))
     e = prep.examples[0]
     assert prep.channels == 4 and e.grid[0] == 2  # 5 frames -> 2 latent frames (4x causal)
@@ -99,7 +100,7 @@ def test_packing_fills_the_budget_without_overflow():
 
 
 def _examples(n):
-    from train.data import Example
+    from rushes.train.data import Example
 
     g = torch.Generator().manual_seed(0)
     grids = [(1 + i % 3, 2 + i % 2, 3) for i in range(n)]
@@ -163,9 +164,9 @@ def test_a_clip_path_outside_out_is_never_read_and_the_clip_is_skipped(tmp_path,
     inside = make_cut_video(tmp_path / "out" / "media" / "ok.mp4", [1.0], fps=16, size=(64, 64))
     out = write_manifest(tmp_path / "out", [Clip(inside.path, 0.0, 1.0, 64, 64, "inside", clip_path="media/ok.mp4"),
                                             Clip(outside.path, 0.0, 1.0, 64, 64, "edited", clip_path=clip_path)])
-    sources = training_clips(out)
+    sources = captioned_clips(out)
     cfg = DataConfig(fps=8, max_frames=4, clip_tokens=96, text_encoder=tiny_t5)
-    from train.encoders import TextEncoder
+    from rushes.train.encoders import TextEncoder
 
     prep = prepare(sources, cfg, (1, 4, 4), tmp_path / "cache", lambda: TextEncoder(tiny_t5), lambda: None)
     assert [e.clip_id for e in prep.examples] == [s.clip_id for s in sources if s.caption == "inside"]

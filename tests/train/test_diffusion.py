@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from train.diffusion import (euler_sample, per_clip_loss, resolution_shift, sample_schedule, sample_timesteps,
+from rushes.train.diffusion import (euler_sample, per_clip_loss, resolution_shift, sample_schedule, sample_timesteps,
                              shift_timesteps, training_loss)
 
 

@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from rushes.testing.train_manifests import Clip, write_manifest
 
-from train import shards
-from train.config import preset
-from train.data import plan_clip, training_clips
-from train.encode import EncodeConfig
+from rushes.train import shards
+from rushes.train.config import preset
+from rushes.manifests.clips import captioned_clips
+from rushes.train.data import plan_clip
+from rushes.train.encode import EncodeConfig
 
 
 def _cfg(tiny_t5, **data):
@@ -33,9 +34,9 @@ def _read_all(folder):
 
 
 def test_encode_writes_what_training_plans_readable_without_rushes(out_copy, tiny_t5, ray_local):
-    from train.data import decode_rgb
-    from train.encoders import TextEncoder
-    from train.pipeline import run_encode
+    from rushes.train.data import decode_rgb
+    from rushes.train.encoders import TextEncoder
+    from rushes.train.pipeline import run_encode
 
     cfg = _cfg(tiny_t5)
     summary = run_encode(out_copy, cfg, EncodeConfig(batch_size=2))
@@ -47,7 +48,7 @@ def test_encode_writes_what_training_plans_readable_without_rushes(out_copy, tin
     rows = {r["clip_id"]: r for r in _read_all(folder)}  # plain pyarrow + numpy from here on
     assert sorted(rows) == ["clip0000", "clip0001", "clip0002"]
     enc = TextEncoder(tiny_t5, cfg.data.max_text_tokens)
-    for src in training_clips(out_copy):
+    for src in captioned_clips(out_copy):
         row = rows[src.clip_id]
         frames = np.frombuffer(row["video"], row["video_dtype"]).reshape(row["video_shape"])
         plan = plan_clip(src.width_px, src.height_px, src.end_s - src.start_s, 8.0, 4, 192, (1, 4, 4), 128)
@@ -63,7 +64,7 @@ def test_encode_writes_what_training_plans_readable_without_rushes(out_copy, tin
 def test_encode_resumes_records_failures_and_retries_them(tmp_path, synth_out, tiny_t5, ray_local):
     from rushes.testing.synth import make_cut_video
 
-    from train.pipeline import run_encode
+    from rushes.train.pipeline import run_encode
 
     good = make_cut_video(tmp_path / "good.mp4", [1.0], fps=16, size=(64, 48))
     out = write_manifest(tmp_path / "out", [Clip(good.path, 0.0, 1.0, 64, 48, "a test pattern"),
@@ -88,7 +89,7 @@ def test_encode_resumes_records_failures_and_retries_them(tmp_path, synth_out, t
 @pytest.mark.slow
 def test_encode_with_a_vae_stores_latents_under_another_key(out_copy, tiny_t5, tmp_path, ray_local):
     from rushes.testing.tiny import save_tiny_vae
-    from train.pipeline import run_encode
+    from rushes.train.pipeline import run_encode
 
     vae = save_tiny_vae(tmp_path / "wan", kind="wan")
     cfg = _cfg(tiny_t5, vae=vae, max_frames=5, clip_tokens=64)
@@ -142,7 +143,7 @@ def test_encode_command_line_help_and_dry_run(out_copy, tiny_t5, capsys):
 
 
 def test_encode_refuses_a_second_writer_on_one_out(out_copy, tiny_t5, capsys):
-    from manifests.lock import acquire
+    from rushes.manifests.lock import acquire
     from rushes.cli import main
 
     with acquire(out_copy, "rushes caption"):  # another writer holds OUT

@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file
 
 from rushes.testing.train_shards import write_random_run
-from train import checkpoint
-from train.config import preset
-from train.loop import train
-from train.progress import StepProgress
+from rushes.train import checkpoint
+from rushes.train.config import preset
+from rushes.train.loop import train
+from rushes.progress import StepProgress
 
 
 def _cfg(t5: str, steps: int, packs: int = 2):
@@ -99,7 +99,7 @@ def test_two_fsdp_workers_on_ray_train_resume_a_one_process_run_and_hand_back(ra
                                                                               ray_local):
     """One process to step 2, two FSDP workers (gloo) to step 4, one process to step 6: the losses of one
     uninterrupted run, and its final EMA weights."""
-    from train.pipeline import run_train_workers
+    from rushes.train.pipeline import run_train_workers
 
     cfg = _cfg(tiny_t5, 6)
     one = train(random_out, tmp_path / "one", cfg, echo=_quiet)

@@ -1,7 +1,7 @@
 """Training killed (SIGKILL, a real process) in the middle of saving a checkpoint, then resumed.
 
 The child process is ``rushes train`` with one hook that freezes it at a chosen point of
-``train.checkpoint.save`` (after writing a truncated ``ema.safetensors`` into the temporary folder, or after
+``rushes.train.checkpoint.save`` (after writing a truncated ``ema.safetensors`` into the temporary folder, or after
 renaming the folder into place but before ``latest`` moves); the test then SIGKILLs it there. The resumed run
 must ignore the half-written or unpublished checkpoint, continue from the last complete one, and end with
 exactly the log and weights of a run never interrupted.
@@ -21,7 +21,7 @@ import pytest
 from safetensors.torch import load_file
 
 from rushes.cli import main
-from train import checkpoint
+from rushes.train import checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHILD = r"""
 import os, sys, time
 import torch
-from train import checkpoint
+from rushes.train import checkpoint
 
 point, flag, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
 torch.set_num_threads(1)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from manifests import store
-from train import checkpoint
-from train.config import preset
-from train.loop import train
+from rushes.manifests import store
+from rushes.train import checkpoint
+from rushes.train.config import preset
+from rushes.train.loop import train
 
 
 def _cfg(tiny_t5, **train_kw):
@@ -109,7 +109,7 @@ def test_preparing_the_next_step_in_a_thread_changes_no_number(synth_out, tiny_t
 
 
 def test_the_data_thread_runs_by_default_only_where_it_has_a_core(monkeypatch):
-    from train.loop import auto_prefetch
+    from rushes.train.loop import auto_prefetch
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)  # a 2-core node
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.config import ModelConfig
-from train.model import DiffusionTransformer, grid_positions, patchify, unpatchify
+from rushes.train.config import ModelConfig
+from rushes.train.model import DiffusionTransformer, grid_positions, patchify, unpatchify
 
 
 def _clips():
@@ -138,7 +138,7 @@ def test_block_diagonal_attention_equals_the_dense_mask_outputs_and_gradients():
 def test_packed_attention_kernels_agree_on_a_batch_of_packs():
     # Two rows packed differently (clip sizes, padding), q/k/v gradients included; clips of equal length (4 and
     # 3 tokens, within a row and across rows) share one batched attention call.
-    from train.model import PackedAttention
+    from rushes.train.model import PackedAttention
 
     seq = torch.tensor([[0] * 4 + [1] * 3 + [2] * 4 + [3] * 3 + [-1] * 2, [0] * 9 + [1] * 4 + [2] * 3])  # (2, 16)
     g = torch.Generator().manual_seed(0)
@@ -161,7 +161,7 @@ def test_packed_attention_kernels_agree_on_a_batch_of_packs():
 
 @pytest.mark.gpu
 def test_varlen_attention_matches_dense_on_cuda_in_bf16():
-    from train.model import PackedAttention
+    from rushes.train.model import PackedAttention
 
     seq = torch.tensor([[0] * 300 + [1] * 200 + [2] * 500 + [-1] * 24], device="cuda")
     g = torch.Generator(device="cuda").manual_seed(0)

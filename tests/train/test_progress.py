@@ -7,7 +7,7 @@ import io
 import json
 import re
 
-from train.progress import LogFollower, StepProgress
+from rushes.progress import LogFollower, StepProgress
 
 
 class Terminal(io.StringIO):

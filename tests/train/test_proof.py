@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from train.config import preset
-from train.data import decode_clip, plan_clip, training_clips
-from train.encoders import TextEncoder
-from train.loop import build_model, train
-from train.model import unpatchify
-from train.sample import generate, load_run
+from rushes.train.config import preset
+from rushes.manifests.clips import captioned_clips
+from rushes.train.data import decode_clip, plan_clip
+from rushes.train.encoders import TextEncoder
+from rushes.train.loop import build_model, train
+from rushes.train.model import unpatchify
+from rushes.train.sample import generate, load_run
 
 CLIPS = [("psd_testvideo.mp4", 1.5, 2.5, 1280, 720, "a street scene with parked cars"),
          ("mpy_chaplin.mp4", 1.0, 2.0, 640, 360, "a black and white film of a man in a hat")]
@@ -29,7 +30,7 @@ def _targets(out, cfg) -> list:
     other clip, which needs one token grid: fail, never skip the comparison, when the clips do not share it."""
     d = cfg.data
     targets = []
-    for src in training_clips(out):
+    for src in captioned_clips(out):
         plan = plan_clip(src.width_px, src.height_px, src.end_s - src.start_s, d.fps, d.max_frames, d.clip_tokens,
                          cfg.model.patch_size, d.max_side_px)
         targets.append((src.caption, plan, decode_clip(src, plan, d.fps)))

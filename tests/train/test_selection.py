@@ -8,8 +8,8 @@ import json
 import pytest
 
 from rushes.cli import main
-from train.config import DataConfig
-from train.selection import SelectionError, select_clips
+from rushes.train.config import DataConfig
+from rushes.train.selection import SelectionError, select_clips
 
 
 @pytest.fixture(scope="module")

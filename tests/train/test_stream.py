@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from train import shards
-from train.stream import PackStream
+from rushes.train import shards
+from rushes.train.stream import PackStream
 from rushes.testing.train_shards import write_random_shards
 
 PATCH = (1, 4, 4)

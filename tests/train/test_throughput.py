@@ -6,9 +6,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from train.config import ModelConfig
-from train.model import DiffusionTransformer, grid_positions
-from train.throughput import forward_flops, training_flops
+from rushes.train.config import ModelConfig
+from rushes.train.model import DiffusionTransformer, grid_positions
+from rushes.train.throughput import forward_flops, training_flops
 
 
 def test_flop_model_matches_a_hand_count():

@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from rushes.cli import main
-from train import checkpoint
-from train.config import preset
-from train.loop import train
+from rushes.train import checkpoint
+from rushes.train.config import preset
+from rushes.train.loop import train
 from rushes.testing.train_shards import encode_in_process
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.config import preset
-from train.loop import train
+from rushes.train.config import preset
+from rushes.train.loop import train
 from rushes.testing.train_shards import encode_in_process
 
 
 @pytest.mark.slow
 def test_two_workers_follow_one_worker_and_their_checkpoint_resumes_on_one(synth_out, tiny_t5, tmp_path, ray_local):
-    from train.pipeline import run_train_workers
+    from rushes.train.pipeline import run_train_workers
 
     cfg = preset("tiny").with_overrides(
         data={"text_encoder": tiny_t5, "max_frames": 4, "clip_tokens": 128, "batch_tokens": 128,
@@ -48,7 +48,7 @@ def _counts(run: Path) -> list[tuple]:
 
 _STEP_SUM = """
 import sys, torch, torch.distributed as dist
-from train.loop import _StepSum
+from rushes.train.loop import _StepSum
 rank, port = int(sys.argv[1]), sys.argv[2]
 dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
 loss = torch.tensor([0.25, 1.5][rank])

@@ -6,7 +6,7 @@ JS are passed in as values and never parsed as format strings, so their braces n
 
 Usage::
 
-    from rushes.report import assets
+    from rushes.inspect import assets
     page = assets.page().format(title=..., css=assets.css(), js=assets.js(), ...)
 """
 
@@ -21,7 +21,7 @@ def _text(name: str, closing_tag: str | None = None) -> str:
     text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
     # Inlined inside <script>/<style>: the closing tag in the file itself would end the element early.
     if closing_tag and closing_tag in text.lower():
-        raise ValueError(f"rushes/report/{name} contains {closing_tag!r}, which would end the inline element; "
+        raise ValueError(f"rushes/inspect/{name} contains {closing_tag!r}, which would end the inline element; "
                          f"split the string (e.g. '<' + '/script')")
     return text
 

@@ -2,7 +2,7 @@
 
 Usage (what a stage's ``pipeline.py`` does)::
 
-    from cluster.ray_connect import connect
+    from rushes.cluster import connect
     session = connect(address, num_cpus=4)     # address: --address, else $RAY_ADDRESS, else None
     try:
         ...                                    # ray.remote / ray.data work

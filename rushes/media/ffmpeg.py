@@ -4,7 +4,7 @@ Every call takes an argument list (never a shell string), a timeout, drains stde
 protocols (``-protocol_whitelist``) so a crafted playlist cannot read other files or the network. A user's
 media file is also opened with a demuxer allow-list (``-format_whitelist``, :data:`MEDIA_DEMUXERS`): real
 containers only, never a playlist, concat list or image sequence, which would open files nobody named.
-PyAV (``media.frames``) opens files with the same two lists.
+PyAV (``rushes.media.frames``) opens files with the same two lists.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ RUN_MARKERS = ("videos/", "clips/", "captions/", "summary.json")
 
 def is_run(run_dir) -> bool:
     """True when ``run_dir`` (a folder or ``s3://`` prefix) holds a manifest folder or the summary a stage writes."""
-    import storage
+    from rushes import storage
 
     return any(storage.is_dir(storage.join(run_dir, m.rstrip("/"))) if m.endswith("/")
                else storage.is_file(storage.join(run_dir, m)) for m in RUN_MARKERS)
@@ -77,7 +77,7 @@ def _print_error(message: str) -> int:
 
 def run_inspect(args) -> int:
     """Handler of ``rushes inspect``: returns 0 on success, 2 on a usage or query error."""
-    import storage
+    from rushes import storage
 
     run_dir = args.run_dir if storage.is_remote(args.run_dir) else Path(args.run_dir)
     if not storage.is_dir(run_dir):
@@ -85,14 +85,14 @@ def run_inspect(args) -> int:
     if not is_run(run_dir):
         return _print_error(f"{run_dir} is not a rushes run: it has none of {', '.join(RUN_MARKERS)}; pass the OUT "
                             f"folder of `rushes curate INPUT --out OUT`")
-    from manifests.store import ManifestError
+    from rushes.manifests.store import ManifestError
 
     try:
         if args.sql:
             return _run_sql(run_dir, args)
         if args.html:
             return _run_html(run_dir, args)
-        from rushes.report.summary import format_summary, summarize, summary_json
+        from rushes.inspect.summary import format_summary, summarize, summary_json
 
         summary = summarize(run_dir)
         print(summary_json(summary) if args.format == "json" else format_summary(summary), end="")
@@ -102,8 +102,8 @@ def run_inspect(args) -> int:
 
 
 def _run_sql(run_dir: Path, args) -> int:
-    from rushes.report.sql import QueryError, query
-    from rushes.report.table import render
+    from rushes.inspect.sql import QueryError, query
+    from rushes.inspect.table import render
 
     sql = sys.stdin.read() if args.sql == "-" else args.sql
     try:
@@ -115,8 +115,8 @@ def _run_sql(run_dir: Path, args) -> int:
 
 
 def _run_html(run_dir: Path, args) -> int:
-    from rushes.report.page import ReportConfig, build_report
-    from rushes.report.thumbs import ThumbConfig
+    from rushes.inspect.page import ReportConfig, build_report
+    from rushes.inspect.thumbs import ThumbConfig
 
     try:
         cfg = ReportConfig(thumbs=ThumbConfig(frames_per_clip=args.frames, height_px=args.thumb_height,

@@ -25,7 +25,7 @@ def tool_versions(packages: Iterable[str], ffmpeg: bool = False) -> dict:
     for name in packages:
         found[name] = package_version(name)
     if ffmpeg:
-        from media.ffmpeg import ffmpeg_version
+        from rushes.media.ffmpeg import ffmpeg_version
 
         found["ffmpeg"] = ffmpeg_version()
     return found

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from rushes.report.summary import summarize, format_summary
+    from rushes.inspect.summary import summarize, format_summary
     s = summarize("OUT")          # RunSummary: counts, reasons, score percentiles, caption lengths
     print(format_summary(s))      # the text ``rushes inspect OUT`` prints
 
@@ -25,10 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-import storage
-from manifests import store
-from manifests.schema import CLIP_SCORES
-from rushes.report.table import format_table, format_value
+from rushes import storage
+from rushes.manifests import store
+from rushes.manifests.schema import CLIP_SCORES
+from rushes.inspect.table import format_table, format_value
 
 PERCENTILES = (5, 25, 50, 75, 95)
 # Score columns with numbers (camera_motion is a label and is counted instead).

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from rushes.report.page import ReportConfig, build_report
+    from rushes.inspect.page import ReportConfig, build_report
     result = build_report("OUT", "report.html", ReportConfig())
     # report.html plus report_files/thumbs/*.jpg beside it; open the page offline in any browser
 
@@ -25,13 +25,13 @@ from urllib.parse import quote
 
 import numpy as np
 
-import storage
-from manifests import store
-from rushes.report import assets
-from rushes.report.summary import (NUMERIC_SCORES, PERCENTILES, UNSPECIFIED, Distribution, RunSummary, distribution,
+from rushes import storage
+from rushes.manifests import store
+from rushes.inspect import assets
+from rushes.inspect.summary import (NUMERIC_SCORES, PERCENTILES, UNSPECIFIED, Distribution, RunSummary, distribution,
                                    split_reasons, summarize, word_count)
-from rushes.report.table import format_value
-from rushes.report.thumbs import ThumbConfig, extract_thumbnails, thumb_tasks
+from rushes.inspect.table import format_value
+from rushes.inspect.thumbs import ThumbConfig, extract_thumbnails, thumb_tasks
 
 
 @dataclass(frozen=True)
@@ -334,7 +334,7 @@ def build_report(run_dir: str | os.PathLike, html_path: str | os.PathLike, cfg: 
         with storage.staging_dir() as staging:
             # A run in a bucket: thumbnails decode local copies of its clip files (removed afterwards).
             local_run = _download_clips(run_dir, clip_rows, staging) if storage.is_remote(run_dir) else run_dir
-            tasks, thumbs = thumb_tasks(local_run, clip_rows, video_paths, cfg.thumbs)
+            tasks, thumbs = thumb_tasks(local_run, clip_rows, {v["video_id"]: v for v in videos}, cfg.thumbs)
             thumbs.update(extract_thumbnails(tasks, files_dir / "thumbs", cfg.thumbs))
     thumbs_s = time.perf_counter() - t1
     sheet = clip_records(run_dir, clip_rows, video_paths, thumbs, f"{files_dir.name}/thumbs", cfg)

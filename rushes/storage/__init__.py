@@ -2,10 +2,10 @@
 
 The one owner of pyarrow.fs (DESIGN.md: no stage opens ``s3://`` on its own). Depends on pyarrow alone;
 ``manifests/``, ``media/`` and the stages use it. Credentials and endpoint come from the standard AWS
-environment and config (see :func:`storage.fs.filesystem`); they are never logged or written.
+environment and config (see :func:`rushes.storage.fs.filesystem`); they are never logged or written.
 """
 
-from storage.fs import (
+from rushes.storage.fs import (
     TEMP_PREFIX,
     StorageError,
     copy_file,
@@ -31,7 +31,7 @@ from storage.fs import (
     temp_sibling,
     write_bytes_atomic,
 )
-from storage.scratch import (
+from rushes.storage.scratch import (
     LocalCopy,
     Scratch,
     ScratchError,

@@ -1,20 +1,122 @@
-"""Live progress of ``rushes train``: steps done of total, samples/s, tokens/s and ETA.
+"""Live progress, one owner for every command: a tqdm bar on a terminal, log lines otherwise.
 
-Usage (``close()`` does what the ``with`` block's end does)::
+- :class:`CountProgress`: a run over many items (caption's clips, encode's): done of total, failures, rate, ETA.
+- :class:`RunProgress`: curate's videos, with footage hours per hour.
+- :class:`StepProgress` and :class:`LogFollower`: training steps, samples/s, tokens/s and ETA.
+
+Usage (a driver loop; ``close()`` does what the ``with`` block's end does)::
+
+    with CountProgress(total=40, unit="clip", desc="caption", log=logging.getLogger("rushes.caption.pipeline")) as p:
+        for batch in batches:
+            p.update(done=batch.num_rows, failed=errors_in(batch))
 
     with StepProgress(total=cfg.train.steps, start=0) as progress:
         train(out, run, cfg, echo=progress.write, on_step=progress.update)
 
-On a terminal a tqdm bar (tqdm keeps the steps/s and ETA; log lines print above it through :meth:`write`);
-otherwise one ``train progress: ...`` line every ``every_s`` seconds and one at the end, so CI logs and
-``nohup`` files stay readable. Rates and ETA count from the first step seen, so the start (Ray, data, model,
-a resumed run's earlier steps) does not dilute them.
+On a terminal a tqdm bar (tqdm computes the rate and ETA; log lines print above it); otherwise one log line
+``'<desc> progress: 12/40 clips, 2 failed, 0.53 clips/s, ETA 0m52s'`` every ``every_s`` seconds, one when the
+last item is done, and one at ``close()`` when the run stopped between two lines (an error, Ctrl-C), so CI logs
+and ``nohup`` files stay readable. A stage with a better rate than items per second (curate: footage hours per
+hour) overrides :meth:`CountProgress.rate_text` and :meth:`CountProgress.postfix`. Training rates and ETA count
+from the first step seen, so the start (Ray, data, model, a resumed run's earlier steps) does not dilute them.
 """
+
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from contextlib import ExitStack
+
+
+class CountProgress:
+    """Counts finished items and failures and shows them (see the module doc)."""
+
+    def __init__(self, total: int, unit: str, desc: str, log: logging.Logger, every_s: float = 10.0,
+                 stream=None) -> None:
+        self.total, self.unit, self.desc, self.log, self.every_s = total, unit, desc, log, every_s
+        self.done = self.failed = self.logged_done = 0
+        self.t0 = self.last_log = time.monotonic()
+        stream = stream if stream is not None else sys.stderr
+        self._stack = ExitStack()
+        self.bar = None
+        if stream.isatty():
+            from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self.bar = self._stack.enter_context(tqdm(total=total, unit=unit, desc=desc, file=stream,
+                                                      dynamic_ncols=True))
+            self._stack.enter_context(logging_redirect_tqdm())
+
+    def __enter__(self) -> CountProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the bar; without one, log the final counts when the last line did not show them."""
+        if self.bar is None and self.done != self.logged_done:
+            self._log()
+        self._stack.close()
+
+    def elapsed_s(self) -> float:
+        return max(time.monotonic() - self.t0, 1e-9)
+
+    def rate_text(self) -> str:
+        """The rate the line shows: items per second of wall time since the run started."""
+        return f"{self.done / self.elapsed_s():.2f} {self.unit}s/s"
+
+    def postfix(self) -> dict:
+        """What the bar shows beside tqdm's own counts and rate."""
+        return {"failed": self.failed}
+
+    def update(self, done: int = 1, failed: int = 0) -> None:
+        """Count ``done`` more finished items, ``failed`` of them with an error."""
+        self.done += done
+        self.failed += failed
+        if self.bar is not None:
+            self.bar.set_postfix(self.postfix(), refresh=False)
+            self.bar.update(done)
+        elif self.done >= self.total or time.monotonic() - self.last_log >= self.every_s:
+            self._log()
+
+    def _log(self) -> None:
+        self.last_log, self.logged_done = time.monotonic(), self.done
+        self.log.info("%s progress: %s", self.desc, self.line())
+
+    def line(self) -> str:
+        """``'12/40 clips, 2 failed, 0.53 clips/s, ETA 0m52s'`` (what the non-terminal log shows)."""
+        left = (self.total - self.done) * self.elapsed_s() / self.done if self.done else None
+        eta = "?" if left is None else f"{int(left // 60)}m{int(max(left, 0) % 60):02d}s"
+        return f"{self.done}/{self.total} {self.unit}s, {self.failed} failed, {self.rate_text()}, ETA {eta}"
+
+
+_curate_log = logging.getLogger("rushes.curate.pipeline")
+
+
+class RunProgress(CountProgress):
+    """Counts outcome dicts (``status``, ``duration_s``) as they finish and shows them (see module doc)."""
+
+    def __init__(self, total: int, every_s: float = 10.0, stream=None) -> None:
+        self.footage_s = 0.0
+        super().__init__(total, "video", "curate", _curate_log, every_s, stream)
+
+    def footage_h_per_h(self) -> float:
+        """Seconds of footage finished per second of wall time (= hours per hour)."""
+        return self.footage_s / self.elapsed_s()
+
+    def rate_text(self) -> str:
+        return f"{self.footage_h_per_h():.2f} h footage/h"
+
+    def postfix(self) -> dict:
+        return {"failed": self.failed, "footage_h_per_h": f"{self.footage_h_per_h():.2f}"}
+
+    def update(self, outcome: dict) -> None:  # type: ignore[override]
+        """Count one finished video."""
+        self.footage_s += outcome.get("duration_s") or 0.0
+        super().update(1, failed=int(outcome.get("status") == "error"))
 
 
 class StepProgress:

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.fs import is_remote, name, open_input, size
+from rushes.storage.fs import is_remote, name, open_input, size
 
 _CHUNK = 1 << 20
 DEFAULT_MAX_BYTES = 20 * 2**30

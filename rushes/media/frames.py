@@ -1,11 +1,14 @@
 """The one owner of PyAV: decoding video frames as numpy arrays, VFR-safe and rotation-aware.
 
-Times are PTS seconds; a frame index is the decoded-frame index counted from the start of the
-stream (only known when decoding starts at the beginning). Rotation tags (phone video) are applied to
+**One time base: stream time.** Every time this module takes or returns is in seconds from the first timestamp
+of the file's video stream (``stream.start_time``), as PTS: a transport stream whose clock starts at 10 s, an
+AVCHD file, or an MP4 whose edit list delays its video all start at 0 here, exactly as curate measured the clips
+(:class:`FrameReader`), so a clip's ``start_s``/``end_s`` decode the same frames in every stage. A frame index is
+the decoded-frame index counted from the start of the stream (only known when decoding starts at the beginning). Rotation tags (phone video) are applied to
 the pixels so frames come out in display orientation; anamorphic pixels (SAR) are squared by the
 resize when a target size is computed with :func:`display_size`.
 
-Files are opened with the protocol and demuxer allow-lists of :mod:`media.ffmpeg` (real media
+Files are opened with the protocol and demuxer allow-lists of :mod:`rushes.media.ffmpeg` (real media
 containers only: a playlist, a concat list or an image sequence is refused before any file it names is
 opened). Decoding keeps going past damaged regions: a packet that does not decode is skipped and the
 decoder resynchronises at the next decodable frame; :class:`FrameReader` records each such gap.
@@ -23,7 +26,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from media.ffmpeg import DEFAULT_PROTOCOLS, MEDIA_DEMUXERS, refused_format, sniff_format
+from rushes.media.ffmpeg import DEFAULT_PROTOCOLS, MEDIA_DEMUXERS, refused_format, sniff_format
 
 # Decoding options passed to libavformat: local files, real media containers only (no playlist can reach out).
 OPEN_OPTIONS = {"protocol_whitelist": DEFAULT_PROTOCOLS, "format_whitelist": MEDIA_DEMUXERS}
@@ -185,13 +188,19 @@ def stream_info(path: str) -> StreamInfo:
                           duration, stream.frames or None)
 
 
+def stream_origin(stream) -> int:
+    """The timestamp (in ``stream.time_base`` units) that stream time 0 stands for: the stream's first one."""
+    return stream.start_time or 0
+
+
 def iter_frames(path: str, size: tuple[int, int] | None = None, start_s: float | None = None,
                 end_s: float | None = None, apply_rotation: bool = True, threads: int = 0,
                 interpolation: str = "BILINEAR", keep_preroll: bool = False) -> Iterator[Frame]:
     """Decode frames of ``path`` in order as RGB arrays.
 
     ``size`` is the (width, height) wanted in display orientation (after rotation); None keeps the
-    coded size. ``start_s``/``end_s`` bound the PTS range [start_s, end_s); with ``start_s`` the
+    coded size. ``start_s``/``end_s`` bound the range [start_s, end_s) of stream time (seconds from the
+    stream's first timestamp, see the module doc); with ``start_s`` the
     decoder seeks to the keyframe before it and frame indices are None; ``keep_preroll`` also yields the
     frames decoded between that keyframe and ``start_s`` (so the frame on screen at ``start_s`` is
     included). ``threads`` 0 lets FFmpeg choose. Damaged packets are skipped (see :func:`decoded`);
@@ -211,10 +220,10 @@ def _scaled_frames(container, path, size, start_s, end_s, apply_rotation, thread
     stream.thread_type = "AUTO"
     if threads:
         stream.codec_context.thread_count = threads
-    tb = stream.time_base
+    tb, origin = stream.time_base, stream_origin(stream)
     seeked = False
     if start_s and start_s > 0:
-        container.seek(int(start_s / tb), stream=stream, backward=True, any_frame=False)
+        container.seek(origin + int(start_s / tb), stream=stream, backward=True, any_frame=False)
         seeked = True
     index = -1
     rotation = None
@@ -222,7 +231,7 @@ def _scaled_frames(container, path, size, start_s, end_s, apply_rotation, thread
         index += 1
         if frame.pts is None:
             continue
-        pts_s = float(frame.pts * tb)
+        pts_s = float((frame.pts - origin) * tb)
         if start_s is not None and pts_s < start_s - 1e-6 and not keep_preroll:
             continue
         if end_s is not None and pts_s >= end_s - 1e-6:
@@ -284,7 +293,7 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[Frame]:
         stream = self._stream
-        tb, start = stream.time_base, stream.start_time or 0
+        tb, start = stream.time_base, stream_origin(stream)
         if self.seek_s is not None:
             with decode_errors(self.path):
                 # The keyframe at or before the time (its index entry); PTS still count from the stream start.
@@ -334,7 +343,7 @@ def fps_times(start_s: float, end_s: float, fps: float, max_frames: int | None =
 
 def sample_frames(path: str, times_s: Sequence[float], size: tuple[int, int] | None = None,
                   apply_rotation: bool = True) -> list[Frame]:
-    """Frames shown at each of ``times_s`` (the last frame with PTS <= t), in the order given.
+    """Frames shown at each of ``times_s`` (stream time: the last frame at or before t), in the order given.
 
     Decodes once from the earliest requested time, so it is VFR-safe and costs one pass over the span.
     Times past the end repeat the last decoded frame. Raises :class:`DecodeError` if nothing decodes.

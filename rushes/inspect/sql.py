@@ -2,7 +2,7 @@
 
 Usage::
 
-    from rushes.report.sql import query
+    from rushes.inspect.sql import query
     result = query("OUT", "SELECT reject_reason, count(*) FROM clips GROUP BY 1")
     result.columns, result.rows
 
@@ -24,9 +24,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import storage
-from manifests import store
-from manifests.schema import KINDS, schema_for
+from rushes import storage
+from rushes.manifests import store
+from rushes.manifests.schema import KINDS, schema_for
 
 
 class QueryError(ValueError):

@@ -1,8 +1,8 @@
-"""Contact-sheet thumbnails: per clip one JPEG strip of a few frames, decoded with media.frames.
+"""Contact-sheet thumbnails: per clip one JPEG strip of a few frames, decoded with rushes.media.frames.
 
 Usage::
 
-    tasks = thumb_tasks(run_dir, clip_rows, video_paths, ThumbConfig())
+    tasks = thumb_tasks(run_dir, clip_rows, videos_by_id, ThumbConfig())
     results = extract_thumbnails(tasks, "report_files/thumbs", ThumbConfig())
     results["<clip_id>"].file   # 'abc123-4f72.jpg' or None with .error set
 
@@ -25,9 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from manifests.ids import make_id
-from manifests.paths import UnsafePathError, resolve_inside
-from media.frames import DecodeError, even, sample_frames, uniform_times
+from rushes.manifests.ids import make_id
+from rushes.manifests import clips
+from rushes.media.frames import DecodeError, even, sample_frames, uniform_times
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -94,40 +94,29 @@ def thumb_name(clip_id: str, cfg: ThumbConfig) -> str:
     return f"{safe}-{cfg.frames_per_clip}f{cfg.height_px}.jpg"
 
 
-def thumb_tasks(run_dir: str | os.PathLike, clip_rows: list[dict], video_paths: dict[str, str],
+def thumb_tasks(run_dir: str | os.PathLike, clip_rows: list[dict], videos: dict[str, dict],
                 cfg: ThumbConfig) -> tuple[list[ThumbTask], dict[str, ThumbResult]]:
     """Tasks for every clip that has a readable source, and error results for those that have none.
 
-    An encoded clip (``clip_path``, which must resolve inside the run directory: see
-    :func:`manifests.paths.resolve_inside`) is sampled over its own timeline; a clip without one is sampled
-    over the span ``[start_s, end_s)`` of its source video (``videos.path``). A ``clip_path`` pointing outside
-    the run directory gets an error result and is never opened.
+    Where a clip's pixels are is :func:`rushes.manifests.clips.locate`'s answer: its encoded clip file (which must
+    resolve inside the run directory) or, with ``--no-encode`` or when that file is gone, its span of the source
+    video (``videos``: videos rows by video_id). A clip refused there (a ``clip_path`` outside the run directory,
+    a span that is not a time) gets an error result and is never opened.
     """
     tasks, missing = [], {}
     for row in clip_rows:
         clip_id = row["clip_id"]
         size = _frame_size(row.get("width_px"), row.get("height_px"), cfg.height_px)
         name = thumb_name(clip_id, cfg)
-        encoded = None
-        if row.get("clip_path") is not None:
-            try:
-                encoded = resolve_inside(run_dir, row["clip_path"], column="clip_path", row=f"clip {clip_id}")
-            except UnsafePathError as exc:
-                missing[clip_id] = ThumbResult(None, str(exc))
-                continue
-        if encoded is not None and encoded.is_file():
-            duration = row.get("duration_s") or 0.0
-            times = uniform_times(0.0, duration, cfg.frames_per_clip) if duration > 0 else [0.0]
-            tasks.append(ThumbTask(clip_id, str(encoded), tuple(times), size, name))
+        clip = clips.locate(run_dir, row, videos.get(row["video_id"]))
+        if clip.encoded and not clip.refused and not Path(clip.path).is_file():
+            clip = clips.locate(run_dir, row, videos.get(row["video_id"]), use_clip_file=False)
+        if clip.refused or not Path(clip.path).is_file():
+            missing[clip_id] = ThumbResult(None, clip.refused or f"no readable source for the thumbnail "
+                                                                 f"({clip.path} is missing)")
             continue
-        source = video_paths.get(row["video_id"])
-        start, end = row.get("start_s"), row.get("end_s")
-        if source is None or start is None or end is None or not Path(source).is_file():
-            where = encoded or source or f"video {row['video_id']}"
-            missing[clip_id] = ThumbResult(None, f"no readable source for the thumbnail ({where} is missing)")
-            continue
-        times = uniform_times(start, end, cfg.frames_per_clip) if end > start else [start]
-        tasks.append(ThumbTask(clip_id, source, tuple(times), size, name))
+        times = uniform_times(clip.start_s, clip.end_s, cfg.frames_per_clip)
+        tasks.append(ThumbTask(clip_id, clip.path, tuple(times), size, name))
     return tasks, missing
 
 

@@ -1,0 +1,124 @@
+"""A kept clip, its caption, and where its pixels are: the one owner of that question for every stage.
+
+Usage::
+
+    from rushes.manifests import clips
+    for clip in clips.captioned_clips(out):            # kept clips with an ok caption (encode, train)
+        if clip.refused:
+            ...                                        # record clip.refused as this clip's error; never read it
+        frames = sample_frames(clip.path, uniform_times(clip.start_s, clip.end_s, 8))
+    for clip in clips.kept_clips(out):                 # every kept clip (caption)
+        ...
+    clip = clips.locate(out, clip_row, video_row)      # any clips row (the report's thumbnails)
+
+**Time base.** ``start_s`` and ``end_s`` are *stream time* of ``path``: seconds from the first timestamp of that
+file's video stream, the base curate measured the clips in and :mod:`rushes.media.frames` decodes in. For a clip
+encoded by curate, ``path`` is the clip file and the span starts at 0; for a span of the source (``--no-encode``),
+``path`` is the source video and the span is the clips row's. :meth:`KeptClip.source_time` maps a time in ``path``
+back to the source video's (what the manifests record).
+
+Nothing read back is trusted: a ``clip_path`` outside the run directory, a source video that the videos manifest
+does not list, or a span that is not finite, starts below 0 or does not end after it start, gives a clip whose
+``refused`` says why (naming the clip and the field) and whose ``path`` is never opened.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import pyarrow.compute as pc
+
+from rushes.manifests import select, store
+from rushes.manifests.paths import UnsafePathError, resolve_inside
+
+
+@dataclass(frozen=True)
+class KeptClip:
+    """One clip and where its pixels are (see the module doc for the time base)."""
+
+    clip_id: str
+    video_id: str
+    path: str | None  # the file to decode: the encoded clip inside OUT, or the source video; None when unknown
+    start_s: float  # span inside ``path``, stream time of that file
+    end_s: float
+    source_start_s: float  # where ``start_s`` lies in the source video (the clips row's start_s)
+    width_px: int  # display size of the pixels (0 when neither manifest knows it)
+    height_px: int
+    encoded: bool  # ``path`` is curate's clip file rather than the source video
+    caption: str | None = None
+    refused: str | None = None  # why ``path`` must not be read: the clip is an error, never decoded
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def source_time(self, t_s: float) -> float:
+        """The source video's time of ``t_s`` in ``path`` (the base the manifests record)."""
+        return t_s + self.source_start_s - self.start_s
+
+
+def _span_problem(clip_id: str, start, end) -> str | None:
+    """Why a clips row's span cannot be decoded, or None."""
+    for name, value in (("start_s", start), ("end_s", end)):
+        if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"clip {clip_id}: {name} is {value!r}, not a finite time; rerun curate for its video"
+    if start < 0:
+        return f"clip {clip_id}: start_s {start} is negative; rerun curate for its video"
+    if end <= start:
+        return f"clip {clip_id}: end_s {end} does not come after start_s {start}; rerun curate for its video"
+    return None
+
+
+def locate(out: str | os.PathLike, clip: dict, video: dict | None, use_clip_file: bool = True,
+           caption: str | None = None) -> KeptClip:
+    """Where the pixels of one clips row are: its encoded file (inside ``out``) when it has one and
+    ``use_clip_file``, else its span of the source video (``video``: its videos row, or None when unknown)."""
+    clip_id = clip["clip_id"]
+    start, end = clip.get("start_s"), clip.get("end_s")
+    refused = _span_problem(clip_id, start, end)
+    start, end = (float(start), float(end)) if refused is None else (0.0, 0.0)
+    video = video or {}
+    encoded = use_clip_file and clip.get("clip_path") is not None
+    if encoded:
+        path, span_start = clip["clip_path"], 0.0
+        try:  # an edited row could name any file: a clip_path is read only inside OUT
+            path = str(resolve_inside(out, clip["clip_path"], column="clip_path", row=f"clip {clip_id}"))
+        except UnsafePathError as exc:
+            refused = refused or str(exc)
+        width, height = clip.get("width_px") or video.get("width_px"), clip.get("height_px") or video.get("height_px")
+    else:
+        path, span_start = video.get("path"), start
+        if path is None:
+            refused = refused or (f"clip {clip_id}: its video {clip.get('video_id')} is not in the videos manifest "
+                                  f"and the clip has no clip file; rerun curate for it")
+        width, height = video.get("width_px") or clip.get("width_px"), video.get("height_px") or clip.get("height_px")
+    return KeptClip(clip_id, clip.get("video_id"), path, span_start, span_start + (end - start), start,
+                    int(width or 0), int(height or 0), encoded, caption, refused)
+
+
+def _videos(out: str | os.PathLike) -> dict[str, dict]:
+    table = store.read(out, "videos").select(["video_id", "path", "width_px", "height_px"])
+    return {r["video_id"]: r for r in table.to_pylist()}
+
+
+def kept_clips(out: str | os.PathLike) -> list[KeptClip]:
+    """Every kept clip of ``out``, in the clips manifest's order."""
+    videos = _videos(out)
+    return [locate(out, row, videos.get(row["video_id"])) for row in select.kept_clips(out).to_pylist()]
+
+
+def captioned_clips(out: str | os.PathLike, captioner: str | None = None, prompt_version: str | None = None,
+                    limit: int | None = None) -> list[KeptClip]:
+    """Kept clips of ``out`` with an ok, non-empty caption (the newest per clip unless ``captioner`` or
+    ``prompt_version`` choose), sorted by clip id; raises ValueError when there are none."""
+    caps = select.ok_captions(out, captioner=captioner, prompt_version=prompt_version)
+    caps = caps.filter(pc.invert(pc.is_null(caps.column("caption"))))
+    text = dict(zip(caps.column("clip_id").to_pylist(), caps.column("caption").to_pylist()))
+    videos = _videos(out)
+    rows = sorted((r for r in select.kept_clips(out).to_pylist() if r["clip_id"] in text), key=lambda r: r["clip_id"])
+    if not rows:
+        raise ValueError(f"no kept clip with an ok caption in {out}: run `rushes curate` and `rushes caption` "
+                         f"first (or check --captioner/--prompt-version)")
+    return [locate(out, r, videos.get(r["video_id"]), caption=text[r["clip_id"]]) for r in rows[:limit]]
