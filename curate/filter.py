@@ -340,8 +340,13 @@ def filter_run(run_dir, preset: str = "default", overrides: dict | None = None, 
     total = kept = rewritten = 0
     reasons: Counter = Counter()
     decided = ("keep", "reject_reason", "filter_preset", "filter_params")
+    seen: dict[str, str] = {}  # clip_id -> the part it was read from: an id twice is a damaged manifest
     for path in paths:
         before = manifests.read_part(path, "clips")
+        for clip_id in before.column("clip_id").to_pylist():
+            if seen.setdefault(clip_id, storage.name(path)) != storage.name(path):
+                raise ManifestError(f"clips manifest in {run_dir} has duplicate clip_id {clip_id} (in "
+                                    f"{seen[clip_id]} and {storage.name(path)}); delete the copied part and rerun")
         after = apply_filter(before, cfg, preset=preset)
         total += after.num_rows
         kept += pc.sum(after["keep"]).as_py() or 0

@@ -17,6 +17,7 @@ import sys
 
 from rushes.caption import cli as caption_cli
 from rushes.cluster import JobInterrupted, RayConnectError, interrupting_signal
+from rushes.manifests.store import ManifestError
 from rushes.curate import cli as curate_cli
 from rushes.inspect import cli as report_cli
 from rushes.train import cli as train_cli
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         return int(args.func(args) or 0)
-    except RayConnectError as exc:
+    except (RayConnectError, ManifestError) as exc:  # a cluster not reached; a damaged or outdated manifest
         print(f"rushes {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # SIGINT or SIGTERM

@@ -44,23 +44,29 @@ def run_name(out: str | os.PathLike) -> str:
 
 
 def matching_ids(out: str | os.PathLike, where: str, captions: dict[str, str]) -> set[str]:
-    """Ids of the kept clips of ``out`` whose row satisfies ``where`` (SQL over the view ``clips``)."""
+    """Ids of the kept clips of ``out`` whose row satisfies ``where`` (SQL over the view ``clips``).
+
+    ``where`` is one boolean expression: text that would make the query more than one statement (``x); COPY
+    ... TO 'f'; SELECT (1``) is refused before anything runs."""
     import duckdb
     import pyarrow as pa
 
     clips = select.kept_clips(out)
     ids = clips.column("clip_id").to_pylist()
     clips = clips.append_column("caption", pa.array([captions.get(i) for i in ids], pa.string()))
+    statement = f"SELECT clip_id FROM clips WHERE ({where})"
     con = duckdb.connect(":memory:")
     try:
+        if len(duckdb.extract_statements(statement)) != 1:
+            raise duckdb.ParserException("it would run more than one SQL statement (a ';' ends the condition)")
         con.register("clips", clips)
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
-        rows = con.execute(f"SELECT clip_id FROM clips WHERE ({where})").fetchall()
+        rows = con.execute(statement).fetchall()
     except duckdb.Error as exc:
         detail = str(exc).strip().splitlines()[0]
         raise SelectionError(f"--where {where!r} is not a usable condition over the clips of {out}: {detail}. "
-                             f"Write a SQL boolean expression over the clips manifest's columns (e.g. "
+                             f"Write one SQL boolean expression over the clips manifest's columns (e.g. "
                              f"\"duration_s >= 3 AND motion_mean > 0.01\"); columns: "
                              f"{', '.join(clips.column_names)}") from None
     finally:

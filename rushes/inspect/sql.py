@@ -69,6 +69,9 @@ def connect(run_dir: str | os.PathLike, allow_external_access: bool = False):
             con.register(f"_empty_{kind}", empty)
             con.execute(f"CREATE VIEW {kind} AS SELECT * FROM _empty_{kind}")
     if not allow_external_access:
+        # No spill folder: DuckDB allows its temp directory (the cwd's .tmp by default) even with external access
+        # off, which would let a query read and write files there.
+        con.execute("SET temp_directory = ''")
         con.execute(f"SET allowed_paths = [{', '.join(_sql_string(p) for p in parts)}]")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")

@@ -77,6 +77,18 @@ def test_queries_read_the_manifests_only(run_dir, tmp_path):
     assert query(run_dir, "SELECT count(*) FROM clips").rows == [(6,)]  # the views still read their parts
 
 
+def test_duckdbs_temp_folder_in_the_cwd_is_not_reachable(run_dir, tmp_path, monkeypatch):
+    # DuckDB allows its spill folder (the cwd's .tmp) even with external access off: it is switched off.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(QueryError, match="disabled by configuration"):
+        query(run_dir, "SELECT * FROM read_csv('.tmp/x.csv')")
+    with pytest.raises(QueryError, match="disabled by configuration"):
+        query(run_dir, "COPY (SELECT 1) TO '.tmp/y.csv'")
+    assert not (tmp_path / ".tmp" / "y.csv").exists()
+
+
 def test_allow_external_access_lets_a_query_export(run_dir, tmp_path, inspect, capsys):
     out = tmp_path / "kept.csv"
     sql = f"COPY (SELECT clip_id FROM clips WHERE keep ORDER BY 1) TO '{out}' (HEADER)"

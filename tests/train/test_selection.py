@@ -51,6 +51,7 @@ def test_clips_of_several_runs_are_selected_once_by_a_sql_condition(synth_out, s
     ("durration_s > 1", "durration_s"),  # a misspelt column: the error lists the real ones
     ("duration_s >", "syntax"),
     ("clip_id IN (SELECT column0 FROM read_csv('/etc/passwd'))", "disabled"),  # nothing outside the view
+    ("true); DROP VIEW clips; SELECT (1", "more than one SQL statement"),  # never a statement list
 ])
 def test_a_bad_condition_is_a_clear_error(synth_out, where, message):
     with pytest.raises(SelectionError, match="--where") as err:
