@@ -18,7 +18,8 @@ encoded by curate, ``path`` is the clip file and the span starts at 0; for a spa
 back to the source video's (what the manifests record).
 
 Nothing read back is trusted: a ``clip_path`` outside the run directory, a source video that the videos manifest
-does not list, or a span that is not finite, starts below 0 or does not end after it start, gives a clip whose
+does not list, or a span that is not finite, starts below 0, does not end after its start or ends past its video,
+gives a clip whose
 ``refused`` says why (naming the clip and the field) and whose ``path`` is never opened.
 """
 
@@ -59,8 +60,9 @@ class KeptClip:
         return t_s + self.source_start_s - self.start_s
 
 
-def _span_problem(clip_id: str, start, end) -> str | None:
-    """Why a clips row's span cannot be decoded, or None."""
+def _span_problem(clip_id: str, start, end, video_duration_s) -> str | None:
+    """Why a clips row's span cannot be decoded, or None. The span must lie inside its video (with a little slack
+    for a last frame's length), so no stage sizes a frame list from a time nobody checked."""
     for name, value in (("start_s", start), ("end_s", end)):
         if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
             return f"clip {clip_id}: {name} is {value!r}, not a finite time; rerun curate for its video"
@@ -68,6 +70,9 @@ def _span_problem(clip_id: str, start, end) -> str | None:
         return f"clip {clip_id}: start_s {start} is negative; rerun curate for its video"
     if end <= start:
         return f"clip {clip_id}: end_s {end} does not come after start_s {start}; rerun curate for its video"
+    if video_duration_s and end > video_duration_s + max(1.0, 0.01 * video_duration_s):
+        return (f"clip {clip_id}: end_s {end} is past the end of its video ({video_duration_s:.3f} s); rerun curate "
+                f"for its video")
     return None
 
 
@@ -77,9 +82,9 @@ def locate(out: str | os.PathLike, clip: dict, video: dict | None, use_clip_file
     ``use_clip_file``, else its span of the source video (``video``: its videos row, or None when unknown)."""
     clip_id = clip["clip_id"]
     start, end = clip.get("start_s"), clip.get("end_s")
-    refused = _span_problem(clip_id, start, end)
-    start, end = (float(start), float(end)) if refused is None else (0.0, 0.0)
     video = video or {}
+    refused = _span_problem(clip_id, start, end, video.get("duration_s"))
+    start, end = (float(start), float(end)) if refused is None else (0.0, 0.0)
     encoded = use_clip_file and clip.get("clip_path") is not None
     if encoded:
         path, span_start = clip["clip_path"], 0.0
@@ -99,7 +104,7 @@ def locate(out: str | os.PathLike, clip: dict, video: dict | None, use_clip_file
 
 
 def _videos(out: str | os.PathLike) -> dict[str, dict]:
-    table = store.read(out, "videos").select(["video_id", "path", "width_px", "height_px"])
+    table = store.read(out, "videos").select(["video_id", "path", "duration_s", "width_px", "height_px"])
     return {r["video_id"]: r for r in table.to_pylist()}
 
 

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from rushes import storage
 from rushes.manifests.clips import KeptClip
-from rushes.manifests.paths import UnsafePathError
+from rushes.manifests.store import ManifestError
 from rushes.manifests.ids import make_id
 from rushes.media import frames as mframes
 from rushes.train.encoders import latent_frames, pixel_frames
@@ -83,8 +83,8 @@ def decode_rgb(src: KeptClip, plan: ClipPlan, fps: float, scratch: storage.Scrat
     """Frames of ``src`` at ``fps`` resized to the plan's size: (T, H, W, 3) uint8 (what `rushes encode` stores).
     A clip in a bucket is read from a copy in ``scratch`` (default: ``storage.Scratch()``), removed after."""
     if src.refused:
-        raise UnsafePathError(src.refused)
-    times = mframes.fps_times(src.start_s, max(src.end_s, src.start_s + plan.frames / fps), fps)[:plan.frames]
+        raise ManifestError(src.refused)
+    times = [src.start_s + (i + 0.5) / fps for i in range(plan.frames)]  # the plan's frames at fps from the start
     with storage.readable(src.path, scratch) as path:  # a clip in a bucket: a local copy while it decodes
         got = mframes.sample_frames(path, times, size=(plan.width_px, plan.height_px))
     if len(got) < plan.frames:
@@ -181,6 +181,8 @@ def _cached_text(path: Path, caption: str, text_encoder) -> torch.Tensor:
 
 
 def _prepare_one(src: KeptClip, data_cfg, patch, cache: Path, text_encoder, vae) -> Example:
+    if src.refused:  # a row that names a file outside OUT or a span that is not a time: skipped, never read
+        raise ManifestError(src.refused)
     path = cache / f"{src.clip_id}-{make_id(src.caption, length=8)}.safetensors"
     if path.exists():
         t = load_file(path)

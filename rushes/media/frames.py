@@ -332,13 +332,12 @@ def uniform_times(start_s: float, end_s: float, n: int) -> list[float]:
 
 def fps_times(start_s: float, end_s: float, fps: float, max_frames: int | None = None) -> list[float]:
     """Times at ``fps`` over [start_s, end_s), optionally capped to ``max_frames`` (spread uniformly)."""
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+    if not fps > 0 or not math.isfinite(fps):
+        raise ValueError(f"fps must be a finite number > 0, got {fps}")
     n = max(1, int(math.floor((end_s - start_s) * fps + 1e-9)))
-    times = [start_s + (i + 0.5) / fps for i in range(n)]
-    if max_frames and len(times) > max_frames:
-        times = uniform_times(start_s, end_s, max_frames)
-    return times
+    if max_frames and n > max_frames:  # decided before any list is built: a long span costs nothing
+        return uniform_times(start_s, end_s, max_frames)
+    return [start_s + (i + 0.5) / fps for i in range(n)]
 
 
 def sample_frames(path: str, times_s: Sequence[float], size: tuple[int, int] | None = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -53,7 +55,7 @@ def test_prepare_decodes_embeds_caches_and_skips_bad_clips(synth_out, tiny_t5, t
 
     cfg = DataConfig(fps=8, max_frames=4, clip_tokens=96, text_encoder=tiny_t5)
     sources = captioned_clips(synth_out)
-    broken = type(sources[0])("broken", "nothing", str(tmp_path / "missing.mp4"), 0.0, 1.0, 64, 64)
+    broken = dataclasses.replace(sources[0], clip_id="broken", path=str(tmp_path / "missing.mp4"))
     loads = []
 
     def encoder():
