@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rushes.media.ffmpeg import FFmpegError, media_input, run_ffmpeg
-from rushes.media.frames import fit_size
+from rushes.media.frames import DecodeError, fit_size, main_video_index
 
 # Half the smallest frame interval we expect: frames are selected by PTS against clip bounds.
 EPS_S = 5e-4
@@ -53,13 +53,14 @@ def output_size(width_px: int, height_px: int, max_short_side_px: int) -> tuple[
 
 
 def build_args(src: str, jobs: Sequence[EncodeJob], tmp_dir: Path, size: tuple[int, int], cfg,
-               offset_s: float = 0.0, name: str = "seg") -> list[str]:
+               offset_s: float = 0.0, name: str = "seg", stream_index: int | None = None) -> list[str]:
     """The ffmpeg argument list that writes ``tmp_dir/<name>-%06d.mp4``, one segment per job.
 
     ``offset_s`` converts our PTS (from the video stream start) to ffmpeg's time (from the container
     start): the stream start minus the container start, usually 0. Decoding starts at a keyframe
     shortly before the first job (input ``-ss``, frame-accurate when transcoding) and stops after
-    the last one, so a pass over a few clips of a long video does not decode all of it.
+    the last one, so a pass over a few clips of a long video does not decode all of it. ``stream_index`` is the
+    container index of the main video track (:func:`rushes.media.frames.main_video_index`; None: the first).
     """
     first, last = jobs[0], jobs[-1]
     seek = max(0.0, first.start_s + offset_s - SEEK_MARGIN_S)
@@ -70,7 +71,8 @@ def build_args(src: str, jobs: Sequence[EncodeJob], tmp_dir: Path, size: tuple[i
     script = tmp_dir / f"{name}-filter.txt"
     script.write_text(f"select='{terms}',setpts=PTS-STARTPTS,scale={size[0]}:{size[1]},setsar=1,format=yuv420p")
     args = ["-ss", f"{seek:.6f}"] if seek > 0 else []
-    args += ["-t", f"{last.end_s + offset_s + SEEK_MARGIN_S - seek:.6f}", *media_input(src), "-map", "0:v:0",
+    args += ["-t", f"{last.end_s + offset_s + SEEK_MARGIN_S - seek:.6f}", *media_input(src), "-map",
+             "0:v:0" if stream_index is None else f"0:{stream_index}",
              "-an", "-sn", "-dn", "-filter_script:v", str(script), "-fps_mode", "passthrough",
              "-c:v", cfg.codec, "-preset", cfg.preset, "-crf", str(cfg.crf), "-pix_fmt", "yuv420p"]
     if cfg.threads:
@@ -97,6 +99,10 @@ def encode_clips(src: str, jobs: Sequence[EncodeJob], out_dir: str | os.PathLike
     if not jobs:
         return {}, size
     jobs = sorted(jobs, key=lambda j: j.start_s)
+    try:  # the track curate analysed: never a cover picture stored before the real video
+        stream_index = main_video_index(src)
+    except DecodeError as exc:
+        raise EncodeError(f"encoding clips of {src} failed: {exc}") from exc
     tmp_dir = out_dir / f"_tmp-{uuid.uuid4().hex[:8]}"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -104,7 +110,7 @@ def encode_clips(src: str, jobs: Sequence[EncodeJob], out_dir: str | os.PathLike
         for k in range(0, len(jobs), MAX_CLIPS_PER_PASS):
             chunk, name = jobs[k:k + MAX_CLIPS_PER_PASS], f"pass{k // MAX_CLIPS_PER_PASS:05d}"
             try:
-                run_ffmpeg(build_args(src, chunk, tmp_dir, size, cfg, offset_s, name), timeout_s=cfg.timeout_s)
+                run_ffmpeg(build_args(src, chunk, tmp_dir, size, cfg, offset_s, name, stream_index), timeout_s=cfg.timeout_s)
             except FFmpegError as exc:
                 raise EncodeError(f"encoding clips of {src} failed: {str(exc)[-600:]}; check that ffmpeg decodes "
                                   f"the file (ffmpeg -i FILE -f null -) or rerun with --no-encode") from exc

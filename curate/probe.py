@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from rushes.media.ffmpeg import FFmpegError, RefusedFormat, run_ffprobe_json
-from rushes.media.frames import display_rotation, display_size
+from rushes.media.frames import Track, display_rotation, display_size, duration_tag_s, main_track
 
 # A stream whose nominal and average rates differ by more than this is variable-frame-rate.
 VFR_TOLERANCE = 0.01
@@ -115,6 +115,18 @@ def _check_readable(path: str) -> None:
         raise ProbeError(f"{path} is not readable; fix its permissions")
 
 
+def _main_video(videos: list[dict]) -> dict:
+    """The ffprobe stream the decoders will read: :func:`rushes.media.frames.main_track`'s rule."""
+    def facts(s: dict) -> Track:
+        frames = s.get("nb_frames")
+        duration = duration_tag_s((s.get("tags") or {}).get("DURATION")) or _float(s.get("duration")) or 0.0
+        return Track(int(s.get("index", 0)), bool((s.get("disposition") or {}).get("attached_pic")),
+                     int(frames) if str(frames).isdigit() else 0, duration)
+
+    index = main_track([facts(s) for s in videos])
+    return next(s for s in videos if int(s.get("index", 0)) == index)
+
+
 def probe_video(path: str, timeout_s: float = 60.0) -> Probe:
     """Probe ``path`` with ffprobe. Raises :class:`ProbeError` naming the file, the cause and the fix."""
     _check_readable(path)
@@ -126,13 +138,12 @@ def probe_video(path: str, timeout_s: float = 60.0) -> Probe:
         raise ProbeError(f"ffprobe cannot read {path}: {exc}. The file is probably truncated or not a video; "
                          f"re-copy it or remove it from the input") from exc
     streams = info.get("streams") or []
-    videos = [s for s in streams if s.get("codec_type") == "video"
-              and not (s.get("disposition") or {}).get("attached_pic")]
+    videos = [s for s in streams if s.get("codec_type") == "video"]
     audios = [s for s in streams if s.get("codec_type") == "audio"]
     if not videos:
         kind = "audio-only" if audios else "not a video"
         raise ProbeError(f"{path} has no video stream ({kind}); remove it from the input")
-    v = videos[0]
+    v = _main_video(videos)
     fmt = info.get("format") or {}
     width, height = int(v.get("width") or 0), int(v.get("height") or 0)
     if width <= 0 or height <= 0:

@@ -123,11 +123,53 @@ def open_container(path: str):
         raise DecodeError(f"cannot open {path}: {exc}; check that it is a complete video file") from exc
 
 
+@dataclass(frozen=True)
+class Track:
+    """What decides which video track of a file is *the* video (see :func:`main_track`)."""
+
+    index: int  # the stream's index in the container (ffmpeg's ``-map 0:INDEX``)
+    attached_pic: bool  # a cover picture attached to the file, not a video
+    frames: int  # frame count the container states (0: unknown)
+    duration_s: float  # the track's own duration (0: unknown)
+
+
+def main_track(tracks: Sequence[Track]) -> int:
+    """The container index of the main video track: never an attached picture when a real track exists, then the
+    longest, then the most frames (containers state one or the other), then the first. A one-frame cover track
+    stored before the real video (some phone and music-video files) is thus never analysed as the video. curate's
+    probe, every PyAV decode here and curate's encoder all choose with this rule."""
+    return max(tracks, key=lambda t: (not t.attached_pic, t.duration_s, t.frames, -t.index)).index
+
+
+def duration_tag_s(text) -> float:
+    """Seconds of a Matroska ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``); 0.0 when absent or unreadable."""
+    try:
+        h, m, sec = str(text).split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (ValueError, TypeError):
+        return 0.0
+
+
+def _track(stream) -> Track:
+    duration = duration_tag_s(stream.metadata.get("DURATION") or stream.metadata.get("duration"))
+    if not duration and stream.duration:
+        duration = float(stream.duration * stream.time_base)
+    attached = bool(int(stream.disposition) & int(av.stream.Disposition.attached_pic))
+    return Track(stream.index, attached, int(stream.frames or 0), duration)
+
+
 def video_stream(container, path: str):
-    """The first video stream of an open container; :class:`DecodeError` when it has none."""
+    """The main video stream of an open container (:func:`main_track`); :class:`DecodeError` when it has none."""
     if not container.streams.video:
         raise DecodeError(f"{path} has no video stream (audio-only or not a video); remove it from the input")
-    return container.streams.video[0]
+    index = main_track([_track(s) for s in container.streams.video])
+    return next(s for s in container.streams.video if s.index == index)
+
+
+def main_video_index(path: str) -> int:
+    """Container index of the main video track of ``path`` (what ``ffmpeg -map 0:INDEX`` takes)."""
+    with open_container(path) as container, decode_errors(path):
+        return video_stream(container, path).index
 
 
 @contextlib.contextmanager
