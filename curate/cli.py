@@ -219,10 +219,14 @@ def main(args) -> int:
     if args.limit is not None and args.limit < 1:
         print(f"rushes curate: --limit must be >= 1, got {args.limit}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        from rushes.curate.inputs import collect_inputs
+    from rushes.curate.inputs import NoVideoFound, collect_inputs
 
-        plan = dry_run(collect_inputs(args.inputs, args.limit, exclude_dir=args.out), args.out, cfg)
+    if args.dry_run:
+        try:
+            plan = dry_run(collect_inputs(args.inputs, args.limit, exclude_dir=args.out), args.out, cfg)
+        except NoVideoFound as exc:
+            print(f"rushes curate: {exc}", file=sys.stderr)
+            return 2
         print(json.dumps(plan, indent=2))
         return 0
     from rushes.curate.pipeline import run_curate
@@ -232,7 +236,7 @@ def main(args) -> int:
     try:
         summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=args.limit, scratch=scratch,
                              dedup_against=args.dedup_against or ())
-    except (LockError, ManifestError) as exc:
+    except (LockError, ManifestError, NoVideoFound) as exc:
         print(f"rushes curate: {exc}", file=sys.stderr)
         return 2
     v, c = summary["videos"], summary["clips"]

@@ -35,6 +35,10 @@ VIDEO_EXTENSIONS = frozenset({
 })
 
 
+class NoVideoFound(ValueError):
+    """The inputs name no video at all (an empty folder, a folder named like a file, only non-video files)."""
+
+
 @dataclass
 class Inputs:
     """The videos to curate (resolved absolute paths or URLs, in order) and what was left out, by reason."""
@@ -165,11 +169,14 @@ def collect_inputs(items: Iterable[str], limit: int | None = None, exclude_dir: 
     if exclude_dir:
         skip = (str(exclude_dir).rstrip("/") + "/" if storage.is_remote(exclude_dir)
                 else os.path.realpath(exclude_dir) + os.sep)
+    items = [os.path.expanduser(str(item)) for item in items]
+    # A file the user named is always curated, even inside the run's own folder (``--out .``).
+    named = {os.path.realpath(i) for i in items if "://" not in i and os.path.isfile(i)}
     for item in items:
-        for path in _expand_one(os.path.expanduser(str(item)), lists, found):
+        for path in _expand_one(item, lists, found):
             if "://" not in path:
                 path = os.path.realpath(path) if os.path.exists(path) else os.path.abspath(path)
-            if skip and path.startswith(skip):
+            if skip and path.startswith(skip) and path not in named:
                 found.skip("run_output", path)
             elif path in listed:
                 found.skip("same_file", path)
@@ -178,6 +185,12 @@ def collect_inputs(items: Iterable[str], limit: int | None = None, exclude_dir: 
     found.paths = list(listed)[:limit] if limit else list(listed)
     for reason, paths in sorted(found.skipped.items()):
         log.info("inputs: %d file(s) left out as %s, e.g. %s", len(paths), reason, ", ".join(paths[:3]))
+    if not found.paths:
+        left_out = ", ".join(f"{n} {reason}" for reason, n in found.skipped_counts().items())
+        raise NoVideoFound(f"no video found under {', '.join(map(str, items))}"
+                           f"{f' (left out: {left_out})' if left_out else ''}; pass video files "
+                           f"({', '.join(sorted(VIDEO_EXTENSIONS)[:6])}, ...), folders holding them, quoted globs "
+                           f"or .txt lists of them")
     return found
 
 
