@@ -30,7 +30,7 @@ from typing import Protocol
 
 import cv2
 
-from rushes.media.frames import DecodeError, Frame, FrameReader, Gap, display_size, rotate
+from rushes.media.frames import DecodeError, Frame, FrameReader, Gap, PtsRestart, display_size, rotate
 
 log = logging.getLogger(__name__)
 # Seek this far before a chunk's warm-up: a container's index finds keyframes by decode time, which can
@@ -136,6 +136,8 @@ def analyse_video(path: str, consumers: Sequence[FrameConsumer], long_side_px: i
             for frame in reader:
                 _feed(reader, frame, consumers, size)
                 pts.append(frame.pts_s)
+        except PtsRestart:
+            raise  # not a damaged tail: clips past the restart would be lost, the video is an error row
         except DecodeError as exc:
             if not pts:
                 raise
@@ -213,6 +215,8 @@ def analyse_chunk(path: str, consumers: Sequence, span: ChunkSpan, long_side_px:
                     out.pts_s.append(frame.pts_s)
                 if in_tail:
                     out.tail.append(mark)
+        except PtsRestart:
+            raise
         except DecodeError as exc:
             out.problem = f"decoding stopped after {fed[-1] if fed else span.warm_s:.3f} s: {exc}"
         out.problem = out.problem or _chunk_problem(reader, span, first_s, out)

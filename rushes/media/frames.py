@@ -38,6 +38,15 @@ class DecodeError(RuntimeError):
     """A video could not be opened or decoded."""
 
 
+class PtsRestart(DecodeError):
+    """A stream's timestamps jump backwards (a restart): one time base cannot describe the file."""
+
+
+# A frame earlier than the previous one by more than this is a restart of the stream's clock, not the reordering
+# noise of a damaged stream (which is repaired to a time just after the previous frame).
+PTS_RESTART_S = 1.0
+
+
 @dataclass(frozen=True)
 class StreamInfo:
     """What PyAV knows about the first video stream of a file."""
@@ -348,6 +357,11 @@ class FrameReader:
             for frame in decoded(self._container, stream, self.path, on_skip=failed.append):
                 t = float((frame.pts - start) * tb) if frame.pts is not None else (
                     last + 1.0 / self.fps if last is not None else 0.0)
+                if last is not None and t < last - PTS_RESTART_S:
+                    raise PtsRestart(f"{self.path}: its timestamps jump back from {last:.3f} s to {t:.3f} s at "
+                                     f"decoded frame {index + 1}, so its time runs twice (files joined byte by byte, "
+                                     f"e.g. `cat a.ts b.ts`); curating it would lose everything after the jump. "
+                                     f"Curate the original parts, or rejoin them with ffmpeg's concat demuxer")
                 if frame.pts is None or (last is not None and t < last + 1e-6):
                     self.repaired_pts += 1
                 if last is None:

@@ -181,8 +181,33 @@ def _copy(c: Corpus, d: Path, j: int) -> Case:
     return Case("byte-identical copy", str(p), "duplicate", "same content as")
 
 
+def _pts_restart(c: Corpus, d: Path, j: int) -> Case:
+    # Two files of one codec in MPEG-TS (what byte-joining happens to), each with its own clock from 0.
+    parts = [_video(d / f".part{j:03d}{k}.ts", j, 2, ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mpegts"])
+             for k in range(2)]
+    (p := d / f"joined{j:03d}_4s.ts").write_bytes(b"".join(x.read_bytes() for x in parts))  # `cat a.ts b.ts`
+    for x in parts:
+        x.unlink()
+    return Case("MPEG-TS joined byte by byte (PTS restart)", str(p), "error:decode", "timestamps jump back")
+
+
+def _late_start(c: Corpus, d: Path, j: int) -> Case:
+    p = _video(d / f"late{j:03d}_2s.ts", j, 2, ["-output_ts_offset", "10", "-f", "mpegts"])
+    return Case("MPEG-TS whose clock starts at 10 s", str(p), "ok")
+
+
+def _cover_track(c: Corpus, d: Path, j: int) -> Case:
+    cover, real = _video(d / f".cover{j:03d}.mkv", j, 1, ["-frames:v", "1"]), _video(d / f".real{j:03d}.mp4", j, 2)
+    p = d / f"covered{j:03d}_2s.mkv"
+    run_ffmpeg(["-i", str(cover), "-i", str(real), "-map", "0:v", "-map", "1:v", "-c", "copy", "-y", str(p)],
+               timeout_s=60, whitelist=None)
+    cover.unlink()
+    real.unlink()
+    return Case("one-frame cover track before the real video", str(p), "ok")
+
+
 BAD = [_zero_byte, _truncated, _text, _png, _jpeg, _hls_named, _m3u8, _concat, _corrupt_middle, _audio_only,
-       _not_video, _symlinked_folder, _copy]
+       _not_video, _symlinked_folder, _copy, _pts_restart, _late_start, _cover_track]
 
 
 def make_corpus(root: str | os.PathLike, n: int = 500, bad_fraction: float = 0.1) -> Corpus:
