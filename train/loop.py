@@ -439,7 +439,7 @@ def auto_prefetch(device: torch.device, workers_on_node: int) -> bool:
     fill the cores do the data work themselves instead: one process with 2 torch threads on 2 cores trained at
     0.45-0.51x with the thread (it preempts one of the intra-op threads every op waits for), and two DDP
     workers on 2 cores at a median 604 against 654 samples/s without it (the thread takes the core of the
-    other worker's main thread, the one the all-reduce then waits for; README, bench/stream.py)."""
+    other worker's main thread, the one the all-reduce then waits for; docs/benchmarks.md, bench/stream.py)."""
     if torch.device(device).type == "cuda":
         return True
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,6 +1,6 @@
 """Where files live: local paths and object storage (``s3://``, ``gs://``) through the same calls.
 
-The one owner of pyarrow.fs (DESIGN.md: no stage opens ``s3://`` on its own). Depends on pyarrow alone;
+The one owner of pyarrow.fs (docs/design.md: no stage opens ``s3://`` on its own). Depends on pyarrow alone;
 ``manifests/``, ``media/`` and the stages use it. Credentials and endpoint come from the standard AWS
 environment and config (see :func:`rushes.storage.fs.filesystem`); they are never logged or written.
 """

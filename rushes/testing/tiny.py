@@ -14,7 +14,7 @@ Usage::
     path = build_tiny_qwen25_vl(tmp_dir / "qwen", text_layers=2)
     t5 = save_tiny_text_encoder(tmp_dir / "t5", kind="t5")
 
-The traps the VLM builders avoid are listed in DESIGN.md section 6 (special tokens as single tokens with
+The traps the VLM builders avoid are listed in docs/design.md section 6 (special tokens as single tokens with
 their ids in the model config, eos/pad ids in both text and generation configs, left padding,
 ``mrope_section`` summing to head_dim // 2).
 """

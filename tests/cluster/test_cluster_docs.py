@@ -1,5 +1,5 @@
-"""The cluster examples users copy: every ``rushes`` command in the README's "Run on a cluster" section and in
-``examples/kuberay-rayjob.yaml`` parses with the real CLI parser (a renamed or removed flag fails here)."""
+"""The cluster examples users copy: every ``rushes`` command in ``docs/cluster.md`` (the "Run on a cluster" page)
+and in ``examples/kuberay-rayjob.yaml`` parses with the real CLI parser (a renamed or removed flag fails here)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,14 @@ from rushes.cli import build_parser
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _readme_commands() -> list[list[str]]:
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Run on a cluster", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+def _page_commands() -> list[list[str]]:
+    text = (REPO / "docs" / "cluster.md").read_text()
     commands = []
-    for line in block.splitlines():
-        words = shlex.split(line, comments=True)
-        if "rushes.cli" in words:
-            commands.append(words[words.index("rushes.cli") + 1:])
+    for block in text.split("```bash")[1:]:
+        for line in block.split("```", 1)[0].replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if "rushes.cli" in words:
+                commands.append(words[words.index("rushes.cli") + 1:])
     return commands
 
 
@@ -33,7 +32,7 @@ def _rayjob_commands() -> list[list[str]]:
 
 
 def test_the_examples_cover_every_stage_with_its_resource_flags():
-    for commands in (_readme_commands(), _rayjob_commands()):
+    for commands in (_page_commands(), _rayjob_commands()):
         flags = {c[0]: set(c) for c in commands}
         assert {"curate", "caption", "train"} <= set(flags)
         assert {"--num-cpus-per-task", "--memory-per-task-mb"} <= flags["curate"]
@@ -41,7 +40,7 @@ def test_the_examples_cover_every_stage_with_its_resource_flags():
         assert {"--workers", "--gpus-per-worker"} <= flags["train"]
 
 
-@pytest.mark.parametrize("argv", _readme_commands() + _rayjob_commands(), ids=lambda a: a[0])
+@pytest.mark.parametrize("argv", _page_commands() + _rayjob_commands(), ids=lambda a: a[0])
 def test_every_example_command_parses(argv, capsys):
     try:
         build_parser().parse_args(argv)

@@ -210,7 +210,7 @@ def test_a_staging_folder_removes_those_of_dead_processes_first(tmp_path):
 
 
 def test_only_storage_touches_object_store_libraries():
-    """DESIGN.md: object storage has one owner; no stage opens s3:// on its own."""
+    """docs/design.md: object storage has one owner; no stage opens s3:// on its own."""
     owners = {"pyarrow.fs", "s3fs", "fsspec", "boto3", "botocore", "gcsfs"}
     for package in ("manifests", "curate", "caption", "train", "rushes"):
         for mod in sorted((REPO / package).rglob("*.py")):
