@@ -256,10 +256,13 @@ def plan_clips(cut_frames: Sequence[int], pts_s: Sequence[float], end_s: float, 
 
     ``breaks`` are the frames where decoding resumed after a damaged region: the video is planned as
     separate pieces there (each ending with its last decoded frame, not trimmed like a cut), so no clip
-    spans the frames that did not decode.
+    spans the frames that did not decode. A timestamp gap longer than ``max_clip_s`` is such a break too.
     """
     n = len(pts_s)
-    edges = [0, *sorted(b for b in set(breaks) if 0 < b < n), n]
+    # A gap in time longer than a clip may be (a stream that stops for hours, a broken clock) ends a piece too:
+    # no clip covers time in which no frame was shown, and max_clip_s holds for what is kept.
+    gaps = [i for i in range(1, n) if pts_s[i] - pts_s[i - 1] > cfg.max_clip_s]
+    edges = [0, *sorted(b for b in {*breaks, *gaps} if 0 < b < n), n]
     spans: list[ClipSpan] = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         step = pts_s[hi - 1] - pts_s[hi - 2] if hi - lo >= 2 else 1 / 25

@@ -51,6 +51,14 @@ def test_long_scene_is_split_into_equal_windows_not_truncated():
     assert sum(s.num_frames for s in spans) == 3750
 
 
+def test_a_gap_in_time_longer_than_a_clip_ends_the_clip_there():
+    cfg = dataclasses.replace(default(), max_clip_s=60.0, trim_s=0.0)
+    pts = _pts(25 * 3) + [36000.0 + t for t in _pts(25 * 3)]  # 3 s, then nothing for 10 hours, then 3 s
+    spans = plan_clips([], pts, 36003.0, cfg)
+    assert [(s.start_frame, s.end_frame) for s in spans] == [(0, 75), (75, 150)]
+    assert all(s.duration_s <= 3.1 for s in spans), [s.duration_s for s in spans]
+
+
 def test_spans_use_pts_on_variable_frame_rate():
     pts = [0.0, 0.04, 0.2, 0.24, 1.0, 1.04, 2.6, 2.64, 4.0]
     cfg = dataclasses.replace(default(), min_clip_s=0.5, trim_s=0.0)
