@@ -53,3 +53,32 @@ def resolve_inside(run_dir: str | os.PathLike, rel: str, column: str = "path", r
             f"resolves outside the run directory (to {target})"
     raise UnsafePathError(f"{row}: {column} {text!r} {why}; manifest paths are relative to the run directory "
                           f"{root} and stay inside it. Rerun the stage that wrote the row, or fix the row")
+
+
+# What stages write inside a run directory (OUT of curate/caption/encode, RUN of train): never an output path.
+RUN_FOLDERS = ("videos", "clips", "captions", "encodings", "media", "config", "checkpoints", "thumbs")
+
+
+class OutputPathError(ManifestError):
+    """An output path that would overwrite a run's own files or folders."""
+
+
+def check_output_path(path: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> None:
+    """Raise :class:`OutputPathError` when writing a file at ``path`` would destroy data: ``path`` is an existing
+    folder, a Parquet file (a manifest part), or lies in one of ``run_dir``'s own folders (:data:`RUN_FOLDERS`)."""
+    if storage.is_remote(path):
+        return  # a report or sample written to a bucket: object names cannot be folders, parts are checked below
+    target = Path(path).expanduser().resolve()
+    why = None
+    if target.is_dir():
+        why = "is a folder"
+    elif target.suffix == ".parquet" or (target.is_file() and target.read_bytes()[:4] == b"PAR1"):
+        why = "is a Parquet file (a manifest part)"
+    elif run_dir is not None and not storage.is_remote(run_dir):
+        root = Path(run_dir).resolve()
+        inside = [f for f in RUN_FOLDERS if root / f == target or root / f in target.parents]
+        if inside:
+            why = f"lies in the run's own {inside[0]}/ folder"
+    if why:
+        raise OutputPathError(f"output path {path} {why}: writing there would destroy data; name a new file "
+                              f"outside the run's folders (e.g. {Path(run_dir or '.') / 'report.html'})")

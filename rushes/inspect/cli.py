@@ -124,6 +124,9 @@ def _run_html(run_dir: Path, args) -> int:
                            make_thumbs=not args.no_thumbs, page_size=args.page_size)
     except ValueError as exc:
         return _print_error(str(exc))
+    from rushes.manifests.paths import check_output_path
+
+    check_output_path(args.html, run_dir)  # an OutputPathError is a ManifestError: one line, exit 2
     result = build_report(run_dir, args.html, cfg)
     print(f"wrote {result.html_path} ({result.clips} clips; thumbnails in {result.files_dir}/: "
           f"{result.thumbs_ok} ok, {result.thumbs_failed} failed, {result.thumbs_s:.1f} s; "

@@ -132,3 +132,14 @@ def test_cli_writes_the_report_and_rejects_bad_settings(run_dir, tmp_path, inspe
     assert sorted(p.name for p in (tmp_path / "r_files" / "thumbs").iterdir())[0] == "c1-3f48.jpg"
     assert inspect(["inspect", str(run_dir), "--html", str(out), "--frames", "0"]) == 2
     assert "frames_per_clip=0" in capsys.readouterr().err
+
+
+def test_the_report_never_overwrites_a_manifest_part_or_a_folder(run_dir, tmp_path, inspect, capsys):
+    part = sorted((run_dir / "clips").glob("*.parquet"))[0]
+    before = part.read_bytes()
+    for target, why in ((part, "Parquet file"), (run_dir / "clips" / "report.html", "own clips/ folder"),
+                        (tmp_path, "is a folder")):
+        assert inspect(["inspect", str(run_dir), "--html", str(target), "--no-thumbs"]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "Traceback" not in err, err
+    assert part.read_bytes() == before and not (run_dir / "clips" / "report.html").exists()
