@@ -14,6 +14,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 
 from rushes.caption import cli as caption_cli
 from rushes.cluster import JobInterrupted, RayConnectError, interrupting_signal
@@ -52,6 +53,10 @@ def _stop(signum, _frame):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rushes`` console script."""
+    if threading.current_thread() is threading.main_thread():
+        # A command started in the background by a script inherits SIGINT as ignored; Ctrl-C and kill -INT must
+        # still stop it cleanly (finally blocks run, work is saved).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -54,3 +54,24 @@ def test_every_command_reports_bad_input_on_stderr_with_a_nonzero_exit(tmp_path,
         if out.strip() or not err.strip():
             on_stdout.add(name)
     assert not on_stdout, f"errors not on stderr (or output on stdout): {sorted(on_stdout)}"
+
+
+def test_sigint_stops_a_command_that_inherited_it_ignored(tmp_path):
+    # A script that starts rushes in the background (`rushes ... &`) hands it SIGINT ignored.
+    import signal
+    import time
+
+    (tmp_path / "clips").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "rushes.cli", "inspect", str(tmp_path), "--sql", "-"], cwd=REPO,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:  # until the command is waiting on stdin
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+        assert proc.poll() == 128 + signal.SIGINT, "kill -INT did not stop the command"
+        assert "stopped by SIGINT" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()

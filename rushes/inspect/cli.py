@@ -106,6 +106,9 @@ def _run_sql(run_dir: Path, args) -> int:
     from rushes.inspect.table import render
 
     sql = sys.stdin.read() if args.sql == "-" else args.sql
+    if not sql.strip():
+        return _print_error("no query: --sql - read nothing from stdin; pipe a query in, e.g. "
+                            "echo 'SELECT count(*) FROM clips' | rushes inspect OUT --sql -")
     try:
         result = query(run_dir, sql, allow_external_access=args.allow_external_access)
     except QueryError as exc:

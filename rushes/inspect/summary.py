@@ -14,7 +14,6 @@ reported as absent, never as errors: a run may not have been captioned yet.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from collections import Counter
@@ -28,7 +27,7 @@ import pyarrow.compute as pc
 from rushes import storage
 from rushes.manifests import store
 from rushes.manifests.schema import CLIP_SCORES
-from rushes.inspect.table import format_table, format_value
+from rushes.inspect.table import format_table, format_value, strict_json
 
 PERCENTILES = (5, 25, 50, 75, 95)
 # Score columns with numbers (camera_motion is a label and is counted instead).
@@ -361,7 +360,7 @@ def _format_throughput(s: RunSummary) -> list[str]:
 
 def summary_json(s: RunSummary) -> str:
     """The summary as JSON (``rushes inspect OUT --format json``): the dataclass fields, nested."""
-    return json.dumps(dataclasses.asdict(s), indent=1) + "\n"
+    return strict_json(dataclasses.asdict(s)) + "\n"
 
 
 def format_summary(s: RunSummary) -> str:

@@ -70,7 +70,7 @@ def render(columns: Sequence[str], rows: Sequence[Sequence], fmt: str = "table")
         writer.writerows([[_csv_value(v) for v in row] for row in rows])
         return buf.getvalue().rstrip("\n")
     if fmt == "json":
-        return json.dumps([dict(zip(columns, row)) for row in rows], indent=1, default=_json_default)
+        return strict_json([dict(zip(columns, row)) for row in rows])
     raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
@@ -80,6 +80,22 @@ def _csv_value(value):
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value, default=_json_default)
     return value
+
+
+def _finite(value):
+    """``value`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def strict_json(value, indent: int = 1) -> str:
+    """JSON that strict parsers accept: NaN and infinities become null (Python's json would write NaN)."""
+    return json.dumps(_finite(value), indent=indent, default=_json_default, allow_nan=False)
 
 
 def _json_default(value):

@@ -106,3 +106,16 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path, inspect, capsys):
         captured = capsys.readouterr()
         assert "is not a rushes run" in captured.err and "rushes curate" in captured.err and captured.out == ""
     assert not (tmp_path / "r.html").exists()
+
+
+def test_json_output_is_strict_and_an_empty_query_is_a_usage_error(run_dir, inspect, capsys, monkeypatch):
+    import io
+
+    sql = "SELECT 'nan'::DOUBLE AS x, 'inf'::DOUBLE AS y, [1.5, 'nan'::DOUBLE] AS z"
+    assert inspect(["inspect", str(run_dir), "--sql", sql, "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}")) == [
+        {"x": None, "y": None, "z": [1.5, None]}]
+    monkeypatch.setattr("sys.stdin", io.StringIO("  \n"))
+    assert inspect(["inspect", str(run_dir), "--sql", "-"]) == 2
+    assert "no query" in capsys.readouterr().err
