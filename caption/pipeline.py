@@ -31,7 +31,7 @@ from rushes.caption.captioner import Captioner, frame_spec, load_processor, reso
 from rushes.caption.config import CaptionConfig
 from rushes.caption.prompts import get_prompt
 from rushes.progress import CountProgress
-from rushes.cluster import connect
+from rushes.cluster import connect, require_resources
 from rushes.manifests import store
 from rushes.manifests.lock import writer_lock
 from rushes.versions import tool_versions as media_tool_versions
@@ -104,6 +104,9 @@ def _execute(out, cfg: CaptionConfig, plan: Plan, resolved, prompt_version: str,
         return counts
     session = connect(address)
     try:
+        require_resources({"CPU": (cfg.decode_cpus, "decode_cpus")}, "frame-decoding task")
+        require_resources({"CPU": (cfg.actor_cpus, "actor_cpus"), "GPU": (cfg.num_gpus, "num_gpus")},
+                          "caption model actor")
         ds = _dataset(cfg, plan, resolved, prompt_version, spec, chash, captioner_cls, scratch)
         with CountProgress(plan.tasks.num_rows, "clip", "caption", log) as progress:
             _write_stream(out, ds.iter_batches(batch_size=None, batch_format="pyarrow"), counts, progress)

@@ -17,7 +17,7 @@ import sys
 import threading
 
 from rushes.caption import cli as caption_cli
-from rushes.cluster import JobInterrupted, RayConnectError, interrupting_signal
+from rushes.cluster import JobInterrupted, RayConnectError, ResourceShortage, interrupting_signal
 from rushes.manifests.store import ManifestError
 from rushes.curate import cli as curate_cli
 from rushes.inspect import cli as report_cli
@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         return int(args.func(args) or 0)
-    except (RayConnectError, ManifestError) as exc:  # a cluster not reached; a damaged or outdated manifest
-        print(f"rushes {args.command}: {exc}", file=sys.stderr)
+    except (RayConnectError, ManifestError) as exc:  # a cluster not reached or too small; a damaged manifest
+        hint = f" (set by --{exc.setting.replace('_', '-')})" if isinstance(exc, ResourceShortage) else ""
+        print(f"rushes {args.command}: {exc}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # SIGINT or SIGTERM
         signum = getattr(exc, "signum", None) or interrupting_signal() or signal.SIGINT

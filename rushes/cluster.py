@@ -53,6 +53,16 @@ class RayConnectError(ConnectionError):
     """Ray could not be reached at the address the user gave; the message says which and how to fix it."""
 
 
+class ResourceShortage(RayConnectError):
+    """A task or actor asks for more of a resource than any node of the cluster has: Ray would wait forever.
+
+    ``setting`` is the config field that sets the request (the CLI turns it into its flag)."""
+
+    def __init__(self, message: str, setting: str):
+        super().__init__(message)
+        self.setting = setting
+
+
 class JobInterrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived while a job ran; ``signum`` says which."""
 
@@ -269,3 +279,22 @@ def connect(address: str | None = None, num_cpus: int | None = None, connect_tim
                          name="rushes-ray-head-watchdog").start()
         return RaySession(True, target, _install_handlers(previous), watching)
     return RaySession(True, target, _install_handlers(previous))
+
+
+def require_resources(needs: dict[str, tuple[float, str]], what: str) -> None:
+    """Raise :class:`ResourceShortage` when one ``what`` (a task or an actor) asks for more of a resource than the
+    largest live node has; ``needs`` maps a Ray resource (``CPU``, ``GPU``) to (amount per task, the config field
+    that sets it). Ray itself would queue such a task forever without a word. Call it after :func:`connect`."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for resource, (amount, setting) in needs.items():
+        if not amount:
+            continue
+        largest = max((float(n.get(resource, 0.0)) for n in nodes), default=0.0)
+        if amount > largest + 1e-9:
+            total = sum(float(n.get(resource, 0.0)) for n in nodes)
+            raise ResourceShortage(
+                f"each {what} asks for {amount:g} {resource}, but no node of the Ray cluster has that many (largest "
+                f"node: {largest:g} {resource}; {len(nodes)} node(s), {total:g} in all): lower {setting} to at "
+                f"most {largest:g}, or run on a cluster with bigger nodes", setting)

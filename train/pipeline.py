@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import ray
 
 from rushes import storage
-from rushes.cluster import connect
+from rushes.cluster import connect, require_resources
 from rushes.manifests import store
 from rushes.manifests.lock import writer_lock
 from rushes.train import rundir, shards
@@ -74,6 +74,9 @@ def _encode_locked(out, cfg: RunConfig, enc: EncodeConfig, limit: int | None, ad
     patch = cfg.model.patch_size
     session = connect(address)
     try:
+        require_resources({"CPU": (enc.decode_cpus, "decode_cpus")}, "clip-decoding task")
+        require_resources({"CPU": (enc.actor_cpus, "actor_cpus"), "GPU": (enc.num_gpus, "num_gpus")},
+                          "encoder actor")
         t0 = time.perf_counter()
         probe = ray.get(ray.remote(probe_encoders).options(num_gpus=enc.num_gpus or None, num_cpus=enc.actor_cpus)
                         .remote(cfg.data, patch))

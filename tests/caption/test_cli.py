@@ -77,3 +77,15 @@ def test_a_second_writer_on_one_out_is_refused_at_once_naming_the_first(tmp_path
     err = capsys.readouterr().err
     assert "is being written by" in err and "rushes curate" in err
     assert not store.part_paths(out, "captions") and not (out / "config" / "caption.json").exists()
+
+
+def test_a_request_no_node_can_meet_fails_at_once_naming_the_flag(tmp_path, grey_video, tiny_vlms, capsys,
+                                                                   ray_local):
+    # Ray would queue a GPU actor on a machine without a GPU forever, without a word.
+    from rushes.cli import main
+
+    out = tmp_path / "run"
+    make_run(out, grey_video, [(0, 2), (2, 4)])
+    assert main(["caption", str(out), "--model", str(tiny_vlms["smolvlm"]), "--num-gpus", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "asks for 1 GPU" in err and "--num-gpus" in err and "largest node: 0 GPU" in err, err
