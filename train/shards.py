@@ -65,6 +65,9 @@ SCHEMA = pa.schema([
     ("created_at", pa.timestamp("us", tz="UTC")),
 ])
 
+# dtypes a stored tensor may have: uint8 frames (pixel space), float latents and caption embeddings.
+TENSOR_DTYPES = ("uint8", "float32", "float16")
+
 # DataConfig fields that shape an encoded tensor; batch size, steps and the like do not.
 DATA_FIELDS = ("fps", "max_frames", "clip_tokens", "max_side_px", "text_encoder", "max_text_tokens", "vae",
                "vae_subfolder")

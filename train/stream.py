@@ -23,6 +23,7 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,24 +31,68 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rushes import storage
 from rushes.train import shards
 from rushes.manifests.clips import KeptClip
 from rushes.train.data import Example, rgb_to_video, split_validation
 from rushes.train.model import patchify
 from rushes.train.packing import pack_first_fit
 
-COLUMNS = ["clip_id", "caption", "caption_hash", "status", "num_tokens", "video", "video_shape", "video_dtype",
-           "text", "text_shape", "text_dtype"]
+log = logging.getLogger(__name__)
+
+COLUMNS = ["clip_id", "caption", "caption_hash", "status", "num_tokens", "grid", "video", "video_shape",
+           "video_dtype", "text", "text_shape", "text_dtype"]
 LIGHT = ["clip_id", "caption_hash", "status", "num_tokens"]  # what packing a window needs
 
 
+class BadRow(ValueError):
+    """An encodings row that does not hold what its own columns say (shape, dtype, bytes, tokens) or holds a
+    value that is not finite: the clip is skipped, never trained on."""
+
+
+def row_problem(row: dict, patch: tuple[int, int, int]) -> str | None:
+    """Why a shard row cannot be trained on, from its columns alone (before any tensor is built), or None."""
+    for prefix, ndim in (("video", 4), ("text", 2)):
+        shape, dtype, data = row.get(f"{prefix}_shape"), row.get(f"{prefix}_dtype"), row.get(prefix)
+        if dtype not in shards.TENSOR_DTYPES:
+            return f"{prefix}_dtype {dtype!r} is not one of {', '.join(shards.TENSOR_DTYPES)}"
+        if not shape or len(shape) != ndim or any(d is None or d <= 0 for d in shape):
+            return f"{prefix}_shape {shape} is not {ndim} positive sizes"
+        need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if data is None or len(data) != need:
+            got = 0 if data is None else len(data)
+            return f"{prefix} holds {got} bytes, {prefix}_shape {shape} of {dtype} needs {need}"
+    shape = row["video_shape"]
+    t, h, w = shape[:3] if row["video_dtype"] == "uint8" else shape[1:]
+    grid = [t // patch[0], h // patch[1], w // patch[2]]
+    if row["video_dtype"] == "uint8" and shape[3] != 3:
+        return f"video_shape {shape}: pixel frames have 3 channels last"
+    if list(row.get("grid") or []) != grid or row.get("num_tokens") != int(np.prod(grid)):
+        return (f"grid {row.get('grid')} and num_tokens {row.get('num_tokens')} do not match video_shape {shape} "
+                f"cut into {list(patch)} patches ({grid})")
+    return None
+
+
 def row_example(row: dict, patch: tuple[int, int, int]) -> Example:
-    """A shard row as the trainer takes it: pixel frames mapped to [-1, 1] (or the latent), cut into patches."""
+    """A shard row as the trainer takes it: pixel frames mapped to [-1, 1] (or the latent), cut into patches.
+    Raises :class:`BadRow` naming the clip when the row is inconsistent or holds NaN or infinite values."""
+    problem = row_problem(row, patch)
+    if problem is None and not (_finite(row, "video") and _finite(row, "text")):
+        problem = "its tensors hold NaN or infinite values"
+    if problem:
+        raise BadRow(f"clip {row.get('clip_id')}: {problem}; rerun `rushes encode` for it (delete its row's shard "
+                     f"to encode it again)")
     video = shards.row_tensor(row, "video")
     if video.dtype == torch.uint8:  # pixel space: (T, H, W, 3) frames
         video = rgb_to_video(video)
     tokens, grid = patchify(video, patch)
     return Example(row["clip_id"], row.get("caption") or "", tokens.contiguous(), grid, shards.row_tensor(row, "text"))
+
+
+def _finite(row: dict, prefix: str) -> bool:
+    if row[f"{prefix}_dtype"] == "uint8":
+        return True
+    return bool(np.isfinite(np.frombuffer(row[prefix], dtype=row[f"{prefix}_dtype"])).all())
 
 
 @dataclass
@@ -92,7 +137,12 @@ def open_encodings(folder: Path, sources: Sequence[KeptClip], patch: tuple[int, 
     train, val = split_validation(good, val_clips)
     val_hashes = {s.clip_id: shards.caption_hash(s.caption) for s in val}
     val_rows = list(select_rows(folder, val_hashes))
-    ex = [row_example(r, patch) for r in sorted(val_rows, key=lambda r: r["clip_id"])]
+    ex = []
+    for r in sorted(val_rows, key=lambda r: r["clip_id"]):
+        try:
+            ex.append(row_example(r, patch))
+        except BadRow as exc:  # a damaged validation row: skipped and reported like a failed encoding
+            skipped.append({"clip_id": r["clip_id"], "path": str(folder), "error": str(exc)})
     first = val_rows[0] if val_rows else next(select_rows(folder, {good[0].clip_id: shards.caption_hash(
         good[0].caption)}))
     channels = 3 if first["video_dtype"] == "uint8" else int(first["video_shape"][0])
@@ -143,6 +193,12 @@ class _Window:
         self.readers.clear()
 
 
+def _tokens_ok(n, budget: int) -> bool:
+    """A row's token count can be packed: a positive number no larger than a pack (a negative or oversized
+    count in a damaged shard would break the packing of every clip beside it)."""
+    return isinstance(n, int) and 0 < n <= budget
+
+
 class PackStream:
     """Endless, deterministic stream of packs read lazily from the shards of an encodings folder."""
 
@@ -154,6 +210,7 @@ class PackStream:
         self.epoch, self.start, self.taken = 0, (0, 0), 0  # the position
         self._current: _Window | None = None
         self._light: tuple[int, dict[str, list]] | None = None  # the last shard's light columns
+        self.bad: dict[str, str] = {}  # "part-... row N" -> why that row was left out
 
     def _order(self, epoch: int) -> list[int]:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.paths)).tolist()
@@ -167,7 +224,7 @@ class PackStream:
             light = self._light_columns(order[shard])
             for cid, chash, status, n in zip(*(light[c][row:] for c in LIGHT)):
                 row += 1
-                if status == "ok" and self.ids.get(cid) == chash and cid not in seen:
+                if status == "ok" and self.ids.get(cid) == chash and cid not in seen and _tokens_ok(n, self.budget):
                     seen.add(cid)
                     refs.append((order[shard], row - 1))
                     tokens.append(n)
@@ -202,13 +259,25 @@ class PackStream:
 
     def next_packs(self, n: int, rank: int = 0, world: int = 1) -> list[list[Example]]:
         """This worker's share of the next ``n`` packs of the global order (packs rank, rank + world, ...): every
-        worker takes all ``n`` packs' places in the order, and reads the tensors of its own packs only."""
+        worker takes all ``n`` packs' places in the order, and reads the tensors of its own packs only. A row
+        that fails :func:`row_example`'s checks is left out of its pack and logged once with its shard."""
         mine = []
         for i in range(n):
             window, index = self._next_rows()  # a window's shards are closed when its last pack has been taken
             if i % world == rank:
-                mine.append(window.load(self.paths, index, world))
-        return [[row_example(r, self.patch) for r in rows] for rows in mine]
+                refs = window.packs[index]
+                mine.append(list(zip(refs, window.load(self.paths, index, world))))
+        return [[ex for ref, row in pack if (ex := self._example(ref, row)) is not None] for pack in mine]
+
+    def _example(self, ref: tuple[int, int], row: dict) -> Example | None:
+        try:
+            return row_example(row, self.patch)
+        except BadRow as exc:
+            where = f"{storage.name(self.paths[ref[0]])} row {ref[1]}"
+            if where not in self.bad:
+                self.bad[where] = str(exc)
+                log.warning("skipping a bad encodings row (%s of %s): %s", where, self.folder, exc)
+            return None
 
     def state_dict(self) -> dict:
         return {"kind": "stream", "epoch": self.epoch, "shard": self.start[0], "row": self.start[1],

@@ -4,9 +4,9 @@
 of the file's video stream (``stream.start_time``), as PTS: a transport stream whose clock starts at 10 s, an
 AVCHD file, or an MP4 whose edit list delays its video all start at 0 here, exactly as curate measured the clips
 (:class:`FrameReader`), so a clip's ``start_s``/``end_s`` decode the same frames in every stage. A frame index is
-the decoded-frame index counted from the start of the stream (only known when decoding starts at the beginning). Rotation tags (phone video) are applied to
-the pixels so frames come out in display orientation; anamorphic pixels (SAR) are squared by the
-resize when a target size is computed with :func:`display_size`.
+the decoded-frame index counted from the start of the stream (only known when decoding starts at the beginning).
+Rotation tags (phone video) are applied to the pixels so frames come out in display orientation; anamorphic
+pixels (SAR) are squared by the resize when a target size is computed with :func:`display_size`.
 
 Files are opened with the protocol and demuxer allow-lists of :mod:`rushes.media.ffmpeg` (real media
 containers only: a playlist, a concat list or an image sequence is refused before any file it names is

@@ -146,3 +146,42 @@ def test_closing_mid_window_closes_its_shards_and_keeps_the_position(shard_set, 
     assert all(r._stream.closed for r in opened)
     assert _ids(stream.next_packs(4)) == _ids(PackStream(folder, ids, PATCH, budget=96, window=20, seed=3)
                                               .next_packs(5))[1:]
+
+
+def _damage(folder, tmp_path):
+    """A copy of ``folder`` whose first shard has a NaN caption embedding, a swapped shape, a truncated tensor,
+    a negative token count and a dtype nobody writes, one per row."""
+    import shutil
+
+    import numpy as np
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(folder, copy)
+    first = shards.shard_paths(copy)[0]
+    rows = pq.read_table(first).to_pylist()
+    text = np.frombuffer(rows[0]["text"], np.float32).copy()
+    text[0] = np.nan
+    rows[0]["text"] = text.tobytes()
+    rows[1]["video_shape"] = list(reversed(rows[1]["video_shape"]))
+    rows[2]["video"] = rows[2]["video"][: len(rows[2]["video"]) // 2]
+    rows[3]["num_tokens"] = -5
+    rows[4]["video_dtype"] = "complex128"
+    shards.write_shard(copy, rows, first.stem)
+    return copy, {r["clip_id"] for r in rows[:5]}
+
+
+def test_damaged_rows_are_skipped_naming_shard_and_clip_and_the_rest_trains(shard_set, tmp_path, caplog):
+    folder, ids = shard_set
+    copy, bad = _damage(folder, tmp_path)
+    stream = PackStream(copy, ids, PATCH, budget=96, window=20, seed=3)
+    seen = Counter()
+    while stream.epoch == 0:
+        for pack in stream.next_packs(1):
+            assert all(torch.isfinite(e.tokens).all() and torch.isfinite(e.text).all() for e in pack)
+            seen.update(e.clip_id for e in pack)
+    assert set(seen) == set(ids) - bad, "every good clip trains, no damaged one does"
+    assert len(stream.bad) == 4, stream.bad  # the negative token count never reaches a pack: not even read
+    named = "\n".join(stream.bad.values())
+    assert "NaN or infinite" in named and "needs" in named and "complex128" in named and "video_shape" in named
+    assert all(w.startswith(shards.shard_paths(copy)[0].name) for w in stream.bad)
+    assert "skipping a bad encodings row" in caplog.text
