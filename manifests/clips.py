@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from rushes.manifests import select, store
 from rushes.manifests.paths import UnsafePathError, resolve_inside
+from rushes.storage.names import from_stored
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ def locate(out: str | os.PathLike, clip: dict, video: dict | None, use_clip_file
         width, height = clip.get("width_px") or video.get("width_px"), clip.get("height_px") or video.get("height_px")
     else:
         path, span_start = video.get("path"), start
+        if path is not None:  # a name that is not UTF-8 is opened by its exact bytes
+            path = from_stored(path, video.get("path_bytes"))
         if path is None:
             refused = refused or (f"clip {clip_id}: its video {clip.get('video_id')} is not in the videos manifest "
                                   f"and the clip has no clip file; rerun curate for it")
@@ -104,7 +107,8 @@ def locate(out: str | os.PathLike, clip: dict, video: dict | None, use_clip_file
 
 
 def _videos(out: str | os.PathLike) -> dict[str, dict]:
-    table = store.read(out, "videos").select(["video_id", "path", "duration_s", "width_px", "height_px"])
+    table = store.read(out, "videos").select(["video_id", "path", "path_bytes", "duration_s", "width_px",
+                                              "height_px"])
     return {r["video_id"]: r for r in table.to_pylist()}
 
 

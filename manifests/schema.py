@@ -11,7 +11,11 @@ import pyarrow as pa
 
 KINDS = ("videos", "clips", "captions")
 
-SCHEMA_VERSIONS = {"videos": 2, "clips": 3, "captions": 1}
+SCHEMA_VERSIONS = {"videos": 3, "clips": 3, "captions": 1}
+
+# Nullable columns added after a kind's first version, with the version that added them: a part written by an
+# older rushes lacks them and reads as null there (every other missing column is an error).
+ADDED_IN = {"videos": {"path_bytes": 3}}
 
 
 def _f(name: str, typ: pa.DataType, description: str, unit: str = "", nullable: bool = True) -> pa.Field:
@@ -31,7 +35,11 @@ _PROVENANCE = [
 VIDEOS = pa.schema(
     [
         _f("video_id", pa.string(), "deterministic id: hash of the source content", nullable=False),
-        _f("path", pa.string(), "source path or URI as given (resolved to absolute for local files)", nullable=False),
+        _f("path", pa.string(), "source path or URI as given (resolved to absolute for local files); a local name "
+           "that is not valid UTF-8 is shown with its odd bytes escaped (\\xNN) and kept exactly in path_bytes",
+           nullable=False),
+        _f("path_bytes", pa.binary(), "the path as the file system's bytes when they are not valid UTF-8 (path "
+           "then holds an escaped display form); null otherwise"),
         _f("content_hash", pa.string(), "blake2b-128 hex of the file bytes; null when the file could not be read"),
         _f("size_bytes", pa.int64(), "file size", "bytes"),
         _f("container", pa.string(), "container format name from ffprobe (e.g. mov,mp4,m4a,3gp,3g2,mj2)"),
@@ -153,6 +161,11 @@ SCHEMAS = {"videos": VIDEOS, "clips": CLIPS, "captions": CAPTIONS}
 
 # Columns that identify a row uniquely within a manifest.
 PRIMARY_KEYS = {"videos": ("video_id",), "clips": ("clip_id",), "captions": ("caption_id",)}
+
+
+def optional_in(kind: str, version: int) -> set[str]:
+    """Columns of ``kind`` that a part of schema ``version`` may lack (added by a later version)."""
+    return {name for name, added in ADDED_IN.get(kind, {}).items() if version < added}
 
 
 def schema_for(kind: str) -> pa.Schema:

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rushes import storage
-from rushes.manifests.schema import PRIMARY_KEYS, SCHEMA_VERSIONS, schema_for
+from rushes.manifests.schema import PRIMARY_KEYS, SCHEMA_VERSIONS, optional_in, schema_for
 
 
 class ManifestError(ValueError):
@@ -204,12 +204,15 @@ def validate_table(table: pa.Table, kind: str, where: str = "") -> None:
     """Raise :class:`ManifestError` when ``table`` does not match the declared schema of ``kind``."""
     schema = schema_for(kind)
     loc = f" in {where}" if where else ""
-    missing = [f.name for f in schema if f.name not in table.column_names]
+    older = optional_in(kind, _version_of(table, kind))
+    missing = [f.name for f in schema if f.name not in table.column_names and f.name not in older]
     extra = [n for n in table.column_names if schema.get_field_index(n) < 0]
     if missing or extra:
         raise ManifestError(f"{kind} manifest{loc} does not match schema v{SCHEMA_VERSIONS[kind]}: "
                             f"missing {missing}, unexpected {extra}; rewrite it with this version of rushes")
     for field in schema:
+        if field.name not in table.column_names:
+            continue  # a column added after this part's version: conform() fills it with nulls
         got = table.schema.field(field.name).type
         if got != field.type:
             raise ManifestError(f"{kind}.{field.name}{loc} has type {got}, expected {field.type}")
@@ -219,6 +222,15 @@ def validate_table(table: pa.Table, kind: str, where: str = "") -> None:
         col = table.column(keys[0])
         if pc.count_distinct(col).as_py() != table.num_rows:
             raise ManifestError(f"{kind} manifest{loc} has duplicate {keys[0]} values")
+
+
+def _version_of(table: pa.Table, kind: str) -> int:
+    """The schema version a part was written with (its Parquet metadata), else the current one."""
+    meta = table.schema.metadata or {}
+    try:
+        return int(meta.get(b"rushes.schema_version", b""))
+    except ValueError:
+        return SCHEMA_VERSIONS[kind]
 
 
 def replace_rows(run_dir, kind: str, part, table: pa.Table):

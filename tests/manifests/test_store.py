@@ -128,3 +128,17 @@ def test_numpy_scalars_give_the_same_id_as_python_numbers():
     import numpy as np
 
     assert manifests.make_id("v", np.float32(0.5), np.int64(3)) == manifests.make_id("v", 0.5, 3)
+
+
+def test_a_part_of_an_older_schema_reads_without_the_columns_added_since(tmp_path):
+    # videos v3 added path_bytes: a v2 part (an earlier rushes) still reads, with nulls there; a v3 part without
+    # it is damaged and refused.
+    row = {"video_id": "v1", "path": "/data/a.mp4", "status": "ok"}
+    table = store.conform([row], "videos").drop_columns(["path_bytes"])
+    (tmp_path / "videos").mkdir()
+    pq.write_table(table.replace_schema_metadata({b"rushes.kind": b"videos", b"rushes.schema_version": b"2"}),
+                   tmp_path / "videos" / "part-old.parquet")
+    assert store.read(tmp_path, "videos").to_pylist()[0]["path_bytes"] is None
+    pq.write_table(table, tmp_path / "videos" / "part-old.parquet")  # metadata says v3
+    with pytest.raises(store.ManifestError, match="missing \\['path_bytes'\\]"):
+        store.read(tmp_path, "videos")
