@@ -47,6 +47,7 @@ from rushes.media.frames import DecodeError
 
 log = logging.getLogger(__name__)
 
+
 class VideoFailure(Exception):
     """A known per-video failure: recorded as a row, never raised out of the adapter."""
 
@@ -130,7 +131,8 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
 
 
 def _local_copy(path: str, run: RunInfo, stack: ExitStack, hasher=None) -> storage.LocalCopy:
-    """A local file with the input's bytes for the rest of ``stack`` (the input itself when local)."""
+    """A local file with the input's bytes for the rest of ``stack`` (the input itself when local); a failure to
+    read them is the ``hash`` stage's (the first to read every byte)."""
     try:
         return stack.enter_context(storage.local_copy(path, run.scratch, hasher=hasher))
     except storage.ScratchError as exc:
