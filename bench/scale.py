@@ -116,12 +116,13 @@ sys.path.insert(0, {repo!r})
 from rushes.curate import adapter as A
 from rushes.curate.chunks import plan_chunks, warmup_s
 from rushes.curate.config import default
+from rushes.curate.job import Source
 from rushes.curate.probe import probe_video
 path, chunk_s, mode = {path!r}, {chunk_s!r}, {mode!r}
 cfg = dataclasses.replace(default(), chunk_s=chunk_s, decode_threads=1)
 probe = probe_video(path)
-job = A.VideoJob(path, "v", probe, {{}}, {{}}, tuple(plan_chunks(probe.duration_s, chunk_s,
-                                                               warmup_s(cfg, A._nominal_fps(probe)))))
+job = A.VideoJob(Source(path, "v", 0, ""), probe, tuple(plan_chunks(probe.duration_s, chunk_s,
+                                                                   warmup_s(cfg, A._nominal_fps(probe)))))
 run = A.RunInfo("h", "{{}}")
 if mode == "chunk":
     A.analyse_chunk_of(job, 1, cfg, run)

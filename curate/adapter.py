@@ -1,10 +1,17 @@
 """One video -> manifest rows and clip files. The thin layer between a Ray task and the pure modules.
 
-``process_video(path, out_dir, cfg, run)`` probes, hashes, decodes once (cuts + scores), plans the
-clips, encodes them, then writes the video's clips part and, last, its videos part: the videos row is
-the completion marker a rerun looks for. Known per-video failures (missing or empty file, not a video,
-undecodable stream, ffmpeg failure) become a videos row with ``status='error'``, the stage that
-failed and a message naming the file and the fix; anything else is a bug and raises.
+Every video takes the same steps, each returning a record of :mod:`rushes.curate.job`: :func:`process_video`
+checks, hashes and probes it into a :class:`VideoJob` of one or more time chunks; the analysis
+(:func:`analyse_whole` for a job of one chunk, :func:`analyse_chunk_of` per chunk and :func:`join_chunks` for
+more) gives a :class:`VideoAnalysis`; :func:`plan_video` turns that into clip rows and encode groups;
+:func:`encode_group` encodes each group; :func:`finish_video` filters and writes the clips part and, last, the
+videos row: the completion marker a rerun looks for. A job of one chunk (a video shorter than ``chunk_s``) runs
+all of this in the task that probed it (:func:`curate_whole`); the driver spreads a longer one's chunks and
+encode groups over tasks.
+
+Known per-video failures (missing or empty file, not a video, undecodable stream, ffmpeg failure) become a
+videos row with ``status='error'``, the stage that failed and a message naming the file and the fix; anything
+else is a bug and raises.
 
 Inputs and ``out_dir`` may be in a bucket (:mod:`storage`): a remote video is streamed into a bounded
 scratch copy (hashed while it streams, removed afterwards, also on failure) that ffprobe and PyAV read;
@@ -18,16 +25,18 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rushes import storage
 
 from rushes.curate.chunks import chunked, find_break, merged_result, plan_chunks, warmup_s
-from rushes.curate.decode import ChunkDecode, ChunkSpan, analyse_chunk, analyse_video
+from rushes.curate.decode import ChunkDecode, DecodeResult, analyse_chunk, analyse_video
 from rushes.curate.encode import EncodeError, EncodeJob, encode_clips, output_size
+from rushes.curate.filter import RunFilter
+from rushes.curate.job import (WHOLE, ChunkResult, ClipPlan, DecodeFacts, EncodeResult, RunInfo, Source,
+                               VideoAnalysis, VideoJob, VideoOutcome)
 from rushes.curate.probe import Probe, ProbeError, probe_video
 from rushes.curate.shots import ShotModelError, resolve_device
 from rushes.curate.signature import FrameSignature
@@ -39,28 +48,6 @@ from rushes.media.frames import DecodeError
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """Per-run facts every row records, and where remote inputs are copied to be read."""
-
-    config_hash: str
-    tool_versions: str  # JSON
-    scratch: storage.Scratch | None = None  # None: the default scratch folder and cap
-
-
-@dataclass
-class VideoOutcome:
-    """What happened to one input, for the run summary."""
-
-    path: str
-    video_id: str
-    status: str  # ok, error, skipped
-    error_stage: str | None = None
-    error_message: str | None = None
-    stage_s: dict = field(default_factory=dict)  # probe, hash, decode, encode seconds
-    duration_s: float | None = None  # probed length of the footage (live progress counts footage hours)
-
-
 class VideoFailure(Exception):
     """A known per-video failure: recorded as a row, never raised out of the adapter."""
 
@@ -68,10 +55,9 @@ class VideoFailure(Exception):
         super().__init__(message)
         self.stage = stage
 
-
-def filter_overrides(cfg) -> dict | None:
-    """Filter overrides a curate run applies: cuts-only runs have no scores, so none is judged missing."""
-    return None if cfg.scores_preset else {"reject_missing": False}
+    def naming(self, src: str | None, path: str) -> VideoFailure:
+        """The same failure with the local copy ``src`` of a remote input named by the input ``path``."""
+        return VideoFailure(self.stage, _renamed(str(self), src, path))
 
 
 class DuplicateInput(Exception):
@@ -92,62 +78,67 @@ def path_video_id(path: str) -> str:
     return make_id("video-path", input_location(path))
 
 
+def _renamed(text: str | None, src: str | None, path: str) -> str | None:
+    """``text`` naming the input ``path`` where it names ``src``, its local scratch copy (a remote input)."""
+    if not text or not src or not storage.is_remote(path):
+        return text
+    return text.replace(src, path)
+
+
 def _run_location(out_dir):
     return out_dir if storage.is_remote(out_dir) else Path(out_dir)
 
 
-@dataclass(frozen=True)
-class VideoJob:
-    """A long video whose analysis and encoding go to several tasks (:mod:`rushes.curate.chunks`), as
-    :func:`process_video` leaves it after hashing and probing: :func:`analyse_chunk_of` each span,
-    :func:`reconcile_video`, :func:`encode_group` each group, then :func:`finish_video` writes its rows."""
-
-    path: str  # the input as given (a local path or a URI)
-    video_id: str
-    probe: Probe
-    row: dict  # its videos row so far (probe facts, size, hash)
-    stage_s: dict  # probe and hash seconds so far
-    spans: tuple[ChunkSpan, ...]
-
-
-def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> VideoOutcome | VideoJob:
-    """Curate one video into ``out_dir``; returns an outcome, having written a videos row, or, for a video
-    longer than ``cfg.chunk_s``, a :class:`VideoJob` for the chunked path (nothing written yet)."""
-    t0 = time.perf_counter()
-    outcome = VideoOutcome(path, path_video_id(path), "ok")
-    row: dict = {"path": input_location(path)}
-    try:
-        spans = _run_stages(path, _run_location(out_dir), cfg, run, outcome, row)
-        if spans:
-            return VideoJob(path, outcome.video_id, row.pop("_probe"), row, dict(outcome.stage_s), tuple(spans))
-    except DuplicateInput as exc:
-        return record_duplicate(path, exc.original, out_dir, run)
-    except VideoFailure as exc:
-        _fail(out_dir, outcome, exc)
-    if outcome.status == "skipped":
-        return outcome
-    row.update(process_s=time.perf_counter() - t0)
-    _write_row(out_dir, outcome, row, run)  # last write: the videos row marks the video complete
-    if outcome.video_id != path_video_id(path):
-        # An earlier run may have recorded this path as failed before it could be hashed: supersede it.
-        delete_part(out_dir, "videos", f"part-{path_video_id(path)}")
-    return outcome
-
-
-def _fail(out_dir, outcome: VideoOutcome, exc: VideoFailure) -> None:
-    outcome.status, outcome.error_stage, outcome.error_message = "error", exc.stage, str(exc)
-    log.warning("%s: %s failed: %s", outcome.path, exc.stage, exc)
-    # A failed video has no clips: drop what an earlier run (another config) left for it.
-    delete_part(out_dir, "clips", f"part-{outcome.video_id}")
-    _prune_media(_run_location(out_dir), outcome.video_id, set())
-
-
-def _timed(outcome: VideoOutcome, stage: str, fn, *args, **kwargs):
+def _timed(stage_s: dict, stage: str, fn, *args, **kwargs):
     t = time.perf_counter()
     try:
         return fn(*args, **kwargs)
     finally:
-        outcome.stage_s[stage] = outcome.stage_s.get(stage, 0.0) + time.perf_counter() - t
+        stage_s[stage] = stage_s.get(stage, 0.0) + time.perf_counter() - t
+
+
+# --- The first task: input, hash, probe -> a VideoJob ----------------------------------------------------------
+
+
+def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> VideoOutcome | VideoJob:
+    """Curate one video into ``out_dir``. Returns its outcome (its videos row written, or skipped as done), or,
+    for a video of several chunks (longer than ``cfg.chunk_s``), its :class:`VideoJob` for the driver to spread
+    over tasks (nothing written yet)."""
+    started = time.perf_counter()
+    stage_s: dict = {}
+    source: Source | None = None
+    probe: Probe | None = None
+    try:
+        _check_input(path)
+        with ExitStack() as stack:
+            # Hashing streams the bytes once; for a remote input the same pass fills the scratch copy.
+            copy = _timed(stage_s, "hash", _local_copy, path, run, stack, content_hasher())
+            source = Source(path, make_id("video", copy.digest), copy.size_bytes, copy.digest)
+            if _done_before(_run_location(out_dir), source, run):
+                return VideoOutcome(path, source.video_id, "skipped", stage_s=stage_s)
+            probe = _probe(copy.path, path, cfg, stage_s)
+            job = VideoJob(source, probe, _spans(probe, cfg), dict(stage_s))
+            if len(job.spans) > 1:
+                return job
+            return curate_whole(job, out_dir, cfg, run, src=copy.path, started=started)
+    except DuplicateInput as exc:
+        return record_duplicate(path, exc.original, out_dir, run)
+    except VideoFailure as exc:
+        outcome = VideoOutcome(path, source.video_id if source else path_video_id(path), "error", exc.stage,
+                               str(exc), stage_s)
+        row = _videos_row(path, source, probe, process_s=time.perf_counter() - started)
+        return _failed(out_dir, outcome, row, run)
+
+
+def _local_copy(path: str, run: RunInfo, stack: ExitStack, hasher=None) -> storage.LocalCopy:
+    """A local file with the input's bytes for the rest of ``stack`` (the input itself when local); a failure to
+    read them is the ``hash`` stage's (the first to read every byte)."""
+    try:
+        return stack.enter_context(storage.local_copy(path, run.scratch, hasher=hasher))
+    except storage.ScratchError as exc:
+        raise VideoFailure("input", str(exc)) from exc
+    except OSError as exc:
+        raise VideoFailure("hash", f"cannot read {path}: {exc}; check the file and its permissions") from exc
 
 
 def _check_input(path: str) -> None:
@@ -167,76 +158,29 @@ def _check_input(path: str) -> None:
             raise VideoFailure("input", str(exc)) from exc
 
 
-def _run_stages(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: dict) -> list | None:
-    """Hash, skip or probe and curate; returns the chunk spans when the video goes the chunked way."""
-    _check_input(path)
-    with ExitStack() as stack:
-        try:
-            # Hashing streams the bytes once; for a remote input the same pass fills the scratch copy.
-            copy = _timed(outcome, "hash", stack.enter_context,
-                          storage.local_copy(path, run.scratch, hasher=content_hasher()))
-        except storage.ScratchError as exc:
-            raise VideoFailure("input", str(exc)) from exc
-        except OSError as exc:
-            raise VideoFailure("hash", f"cannot read {path}: {exc}; check the file and its permissions") from exc
-        row["size_bytes"] = copy.size_bytes
-        outcome.video_id = make_id("video", copy.digest)
-        row["content_hash"] = copy.digest
-        done = _recorded(out, outcome.video_id)
-        if done and done["status"] == "ok" and done["path"] != input_location(path) and storage.exists(done["path"]):
-            raise DuplicateInput(done["path"])  # a copy of a video an earlier run curated (a moved file is not)
-        if done and done["status"] == "ok" and done["config_hash"] == run.config_hash:
-            outcome.status = "skipped"
-            return None
-        try:
-            return _analyse(copy.path, out, cfg, run, outcome, row, stack)
-        except VideoFailure as exc:
-            if copy.workdir is None:
-                raise
-            raise VideoFailure(exc.stage, str(exc).replace(copy.path, path)) from exc  # name the object
+def _done_before(out, source: Source, run: RunInfo) -> bool:
+    """Whether an earlier run completed this video under this config (a rerun skips it); raises
+    :class:`DuplicateInput` for a copy of a video an earlier run curated under a path that still exists."""
+    done = _recorded(out, source.video_id)
+    if not done or done["status"] != "ok":
+        return False
+    if done["path"] != input_location(source.path) and storage.exists(done["path"]):
+        raise DuplicateInput(done["path"])  # a moved file is not a copy: its row is taken over
+    return done["config_hash"] == run.config_hash
 
 
-def _analyse(path: str, out, cfg, run: RunInfo, outcome: VideoOutcome, row: dict, stack: ExitStack) -> list | None:
-    """Probe, decode, plan, encode and write the clips part of one readable local file; a video longer
-    than ``cfg.chunk_s`` stops after the probe and returns its chunk spans (with the probe in ``row``)."""
+def _probe(src: str, path: str, cfg, stage_s: dict) -> Probe:
     try:
-        probe = _timed(outcome, "probe", probe_video, path, cfg.probe_timeout_s)
+        return _timed(stage_s, "probe", probe_video, src, cfg.probe_timeout_s)
     except ProbeError as exc:
-        raise VideoFailure("probe", str(exc)) from exc
-    row.update(probe.row())
-    if chunked(cfg, probe.duration_s):
-        row["_probe"] = probe
-        return plan_chunks(probe.duration_s, cfg.chunk_s, warmup_s(cfg, _nominal_fps(probe)))
-    spans, signals, signature = _detect(path, probe, cfg, outcome, row)
-    clip_rows = _clip_rows(outcome.video_id, spans, signals, probe, cfg, run, signature)
-    if cfg.encode.enabled:
-        # A bucket has no local folder to encode into: encode into a staging folder, then upload.
-        local_out = stack.enter_context(storage.staging_dir(run.scratch)) if storage.is_remote(out) else out
-        _clear_media_temp(local_out, outcome.video_id)
-        _encode(path, local_out, outcome, probe, clip_rows, cfg)
-        if local_out is not out:
-            _upload_media(local_out, out, clip_rows)
-    _publish_clips(out, outcome.video_id, clip_rows, cfg)
-    row["num_clips"] = len(clip_rows)
-    return None
+        raise VideoFailure("probe", str(exc)).naming(src, path) from exc
 
 
-def _publish_clips(out, video_id: str, clip_rows: list[dict], cfg) -> None:
-    """Filter, then write the clips part (after their media files are complete); prune older media."""
-    # Thresholds are applied before the part becomes visible, so a run killed before its final filter pass
-    # never shows clips that the filter would reject; the pass at the end of the run then rewrites nothing.
-    from rushes.curate.filter import apply_filter, resolve_config
-
-    filtered = apply_filter(conform(clip_rows, "clips"), resolve_config(cfg.filter_preset, filter_overrides(cfg)),
-                            preset=cfg.filter_preset)
-    write_part(out, "clips", filtered, part_name=f"part-{video_id}")
-    _prune_media(out, video_id, {r["clip_path"] for r in clip_rows if r.get("clip_path")})
-
-
-def _upload_media(local_out: Path, out: str, clip_rows: list[dict]) -> None:
-    for r in clip_rows:
-        if r.get("clip_path"):
-            storage.copy_file(local_out / r["clip_path"], storage.join(out, r["clip_path"]))
+def _spans(probe: Probe, cfg) -> tuple:
+    """The job's time chunks: the whole video as one, unless it is longer than ``cfg.chunk_s``."""
+    if not chunked(cfg, probe.duration_s):
+        return (WHOLE,)
+    return tuple(plan_chunks(probe.duration_s, cfg.chunk_s, warmup_s(cfg, _nominal_fps(probe))))
 
 
 def _recorded(out, video_id: str) -> dict | None:
@@ -281,33 +225,56 @@ def _consumers(probe: Probe, cfg, resumed: bool = False) -> dict:
     return consumers
 
 
-def _detect(path: str, probe: Probe, cfg, outcome: VideoOutcome, row: dict):
-    consumers = _consumers(probe, cfg)
-    threads = cfg.decode_threads or 1  # the pipeline sets it from the CPUs given to the task
+# --- A job of one chunk: every step in one task ------------------------------------------------------------------
+
+
+def curate_whole(job: VideoJob, out_dir, cfg, run: RunInfo, src: str | None = None,
+                 started: float | None = None) -> VideoOutcome:
+    """Curate ``job`` as one chunk in this task (a short video, or a longer one whose chunks did not join): one
+    decode, its plan, its encode, then its rows. ``src``: a local copy of the input already open (else one is
+    made here); ``started``: when the task began (the row's ``process_s``)."""
+    started = time.perf_counter() if started is None else started
+    job = job.whole()
+    analysis = None
+    with ExitStack() as stack:
+        try:
+            src = src or _local_copy(job.path, run, stack).path
+            analysis = analyse_whole(job, src, cfg)
+            plan = plan_video(job, analysis, out_dir, cfg, run)
+        except VideoFailure as exc:
+            stage_s = dict(job.stage_s, decode=analysis.seconds) if analysis else job.stage_s
+            return fail_video(job, exc.naming(src, job.path), out_dir, run, time.perf_counter() - started,
+                              analysis.facts if analysis else None, stage_s)
+        encoded = [encode_group(plan, k, out_dir, cfg, run, src) for k in range(len(plan.groups))]
+    return finish_video(plan, encoded, out_dir, cfg, run, time.perf_counter() - started)
+
+
+def analyse_whole(job: VideoJob, src: str, cfg) -> VideoAnalysis:
+    """The analysis of a job of one chunk: one decode pass over the local file ``src``. Unlike a chunk's, it
+    stands whatever it meets: damaged regions are skipped (no clip spans one) and a stream that stops early
+    keeps what decoded, with a warning; any detector works (TransNetV2 reads windows from the first frame)."""
+    consumers = _consumers(job.probe, cfg)
+    t0 = time.perf_counter()
     try:
-        result = _timed(outcome, "decode", analyse_video, path, list(consumers.values()), cfg.analysis_long_side_px,
-                        threads)
+        result = analyse_video(src, list(consumers.values()), cfg.analysis_long_side_px, cfg.decode_threads or 1)
     except DecodeError as exc:
         raise VideoFailure("decode", str(exc)) from exc
-    return _plan(path, probe, result, consumers["cuts"], cfg, row), consumers.get("signals"), consumers["signature"]
+    seconds = time.perf_counter() - t0
+    result = dataclasses.replace(result, warning=_renamed(result.warning, src, job.path))
+    return VideoAnalysis(result, decode_facts(job, result), consumers["cuts"], consumers.get("signals"),
+                         consumers["signature"], seconds)
 
 
-def _plan(path: str, probe: Probe, result, splitter, cfg, row: dict) -> list[ClipSpan]:
-    """Clip spans from the decode pass's result and cuts; records the decode facts in the videos row."""
-    warnings = [w for w in (result.warning, _short_warning(path, probe, result)) if w]
-    row.update(num_frames_decoded=result.num_frames, warning="; ".join(warnings) or None,
-               rotation_deg=result.rotation_deg)
+def decode_facts(job: VideoJob, result: DecodeResult) -> DecodeFacts:
+    """The videos row's decode facts: frames decoded, warnings, rotation, and VFR judged from the timing."""
+    warnings = [w for w in (result.warning, _short_warning(input_location(job.path), job.probe, result)) if w]
+    vfr = None
     deltas = [b - a for a, b in zip(result.pts_s[:-1], result.pts_s[1:])]
     if len(deltas) > 2:
         deltas.sort()
         lo, hi = deltas[len(deltas) // 20], deltas[-1 - len(deltas) // 20]
-        row["vfr"] = bool(probe.vfr or hi > lo * 1.05)  # the decoded timing is the truth
-    try:
-        # Clips never span a damaged region: decoding resumed at before_index, after a gap in the frames.
-        return plan_clips(splitter.cut_frames(result.pts_s), result.pts_s, result.end_s, cfg,
-                          breaks=[g.before_index for g in result.gaps if g.before_index])
-    except (ValueError, ArithmeticError) as exc:
-        raise VideoFailure("detect", f"scene detection on {path} failed: {exc}; try --detector content") from exc
+        vfr = bool(job.probe.vfr or hi > lo * 1.05)  # the decoded timing is the truth
+    return DecodeFacts(result.num_frames, "; ".join(warnings) or None, result.rotation_deg, vfr)
 
 
 def _short_warning(path: str, probe: Probe, result) -> str | None:
@@ -317,6 +284,157 @@ def _short_warning(path: str, probe: Probe, result) -> str | None:
                 f"{probe.duration_s:.2f} s; the file is probably truncated (re-copy it) or its header is wrong; "
                 f"clips cover the decoded part only")
     return None
+
+
+# --- A job of several chunks: each analysed by its own task, then joined (see rushes.curate.chunks) -------------
+
+
+def analyse_chunk_of(job: VideoJob, index: int, cfg, run: RunInfo, resume: dict | None = None) -> ChunkResult:
+    """Decode chunk ``index`` of ``job`` with fresh consumers; never raises for a per-video problem (a
+    chunk that cannot stand for its span says why in ``decode.problem``: the video is then redone whole).
+
+    A remote input is copied to scratch by every chunk task that reads it (whole: ranged reads would save
+    the transfer; a cluster reading a bucket pays the object size once per chunk). ``resume``: see
+    :func:`rushes.curate.decode.analyse_chunk`."""
+    t0 = time.perf_counter()
+    span = job.spans[index]
+    try:
+        with storage.local_copy(job.path, run.scratch) as copy:
+            consumers = _consumers(job.probe, cfg, resumed=index > 0)
+            decode = analyse_chunk(copy.path, list(consumers.values()), span, cfg.analysis_long_side_px,
+                                   cfg.decode_threads or 1, resume)
+    except (VideoFailure, DecodeError, OSError) as exc:  # OSError: storage.ScratchError, a lost object
+        return ChunkResult(ChunkDecode(span, problem=str(exc)), seconds=time.perf_counter() - t0)
+    exports = {name: (type(c), c.export(span.start_s, span.end_s)) for name, c in consumers.items()}
+    return ChunkResult(decode, exports, time.perf_counter() - t0)
+
+
+def join_chunks(job: VideoJob, parts: list[ChunkResult], cfg, run: RunInfo) -> VideoAnalysis | None:
+    """The analysis of ``job`` joined from its chunks, exactly as one decode would see it; None when the chunks
+    do not join exactly (logged: redo the video as one chunk)."""
+    parts = _joined(job, sorted(parts, key=lambda p: p.decode.span.index), cfg, run)
+    if parts is None:
+        return None
+    result = merged_result([p.decode for p in parts])
+    merged = {name: cls.merged([p.exports[name][1] for p in parts], result.pts_s)
+              for name, (cls, _) in parts[0].exports.items()}
+    return VideoAnalysis(result, decode_facts(job, result), merged["cuts"], merged.get("signals"), merged["signature"],
+                         sum(p.seconds for p in parts))
+
+
+def reconcile_video(job: VideoJob, parts: list[ChunkResult], out_dir, cfg, run: RunInfo) -> ClipPlan | None:
+    """The reconcile task: join the chunks of ``job`` and plan its clips; None when that fails (the driver then
+    redoes the video as one chunk, which records a failure with its own message)."""
+    analysis = join_chunks(job, parts, cfg, run)
+    if analysis is None:
+        return None
+    try:
+        return plan_video(job, analysis, out_dir, cfg, run)
+    except VideoFailure:
+        return None
+
+
+def _joined(job: VideoJob, parts: list[ChunkResult], cfg, run: RunInfo) -> list[ChunkResult] | None:
+    """``parts`` once they join exactly: a chunk whose detector state alone differs is decoded again with the
+    previous chunk's detector restored (sequential, so logged); None when they cannot join (logged)."""
+    repaired: set[int] = set()
+    while (found := find_break([p.decode for p in parts])) is not None:
+        k, prev = found.position, parts[found.position - 1].decode
+        if not found.consumers or k in repaired or any(i not in prev.snapshots for i in found.consumers):
+            log.warning("%s: analysing it in one task instead of %d chunks: %s", job.path, len(parts), found.reason)
+            return None
+        log.info("%s: %s; decoding chunk %d again from the previous chunk's detector", job.path, found.reason, k)
+        repaired.add(k)
+        parts[k] = analyse_chunk_of(job, k, cfg, run, {i: prev.snapshots[i] for i in found.consumers})
+    return parts
+
+
+# --- Every job: plan, encode, finish ----------------------------------------------------------------------------
+
+
+def plan_video(job: VideoJob, analysis: VideoAnalysis, out_dir, cfg, run: RunInfo) -> ClipPlan:
+    """Clip rows from the analysis's cuts and scores, and their encoding split into one group per chunk;
+    raises :class:`VideoFailure` (``detect``) when the cuts cannot be planned."""
+    result = analysis.result
+    try:
+        # Clips never span a damaged region: decoding resumed at before_index, after a gap in the frames.
+        spans = plan_clips(analysis.cuts.cut_frames(result.pts_s), result.pts_s, result.end_s, cfg,
+                           breaks=[g.before_index for g in result.gaps if g.before_index])
+    except (ValueError, ArithmeticError) as exc:
+        raise VideoFailure("detect", f"scene detection on {input_location(job.path)} failed: {exc}; try "
+                                     f"--detector content") from exc
+    clip_rows = _clip_rows(job.video_id, spans, analysis.signals, job.probe, cfg, run, analysis.signature)
+    groups: tuple = ()
+    if cfg.encode.enabled:
+        # Clips rejected by the split rules (too short) are not encoded; score rejects are, so a looser
+        # re-filter can bring them back without a re-encode.
+        jobs = [EncodeJob(r["clip_id"], r["start_s"], r["end_s"]) for r in clip_rows if r["keep"]]
+        groups = tuple(tuple(g) for g in encode_groups(jobs, len(job.spans)))
+        if not storage.is_remote(out_dir):
+            _clear_media_temp(Path(out_dir), job.video_id)
+    return ClipPlan(job, analysis.facts, tuple(clip_rows), groups, dict(job.stage_s, decode=analysis.seconds))
+
+
+def encode_groups(jobs: list[EncodeJob], n: int) -> list[list[EncodeJob]]:
+    """``jobs`` (in time order) split into at most ``n`` runs of neighbouring clips with about equal footage."""
+    total = sum(j.end_s - j.start_s for j in jobs)
+    groups: list[list[EncodeJob]] = [[]]
+    acc = 0.0
+    for j in jobs:
+        if groups[-1] and acc >= total * len(groups) / n and len(groups) < n:
+            groups.append([])
+        groups[-1].append(j)
+        acc += j.end_s - j.start_s
+    return [g for g in groups if g]
+
+
+def encode_group(plan: ClipPlan, index: int, out_dir, cfg, run: RunInfo, src: str | None = None) -> EncodeResult:
+    """Encode group ``index`` of ``plan`` into ``OUT/media/<video_id>/`` (through a local staging folder and an
+    upload when OUT is a bucket); an ffmpeg failure is returned, not raised. ``src``: a local copy of the input
+    already open (else one is made here)."""
+    t0 = time.perf_counter()
+    job, out = plan.job, _run_location(out_dir)
+    try:
+        with ExitStack() as stack:
+            src = src or stack.enter_context(storage.local_copy(job.path, run.scratch)).path
+            # A bucket has no local folder to encode into: encode into a staging folder, then upload.
+            local_out = stack.enter_context(storage.staging_dir(run.scratch)) if storage.is_remote(out) else out
+            done, _ = encode_clips(src, plan.groups[index], local_out / "media" / job.video_id, job.probe.width_px,
+                                   job.probe.height_px, cfg.encode, job.probe.start_s - job.probe.format_start_s)
+            rel = {cid: p.relative_to(local_out).as_posix() for cid, p in done.items()}
+            if local_out is not out:
+                _upload_media(local_out, out, rel.values())
+    except EncodeError as exc:
+        return EncodeResult(error=_renamed(str(exc), src, job.path), seconds=time.perf_counter() - t0)
+    except OSError as exc:
+        return EncodeResult(error=f"cannot read {job.path} to encode its clips: {exc}",
+                            seconds=time.perf_counter() - t0)
+    return EncodeResult(rel, time.perf_counter() - t0)
+
+
+def finish_video(plan: ClipPlan, encoded: list[EncodeResult], out_dir, cfg, run: RunInfo,
+                 process_s: float | None = None) -> VideoOutcome:
+    """Write a planned video's clips part, then (last) its videos row; an encode error becomes the video's error
+    row. ``process_s``: the task's wall time when one task did the video (default: its tasks' seconds summed)."""
+    job = plan.job
+    stage_s = dict(plan.stage_s, encode=sum(e.seconds for e in encoded))
+    process_s = sum(stage_s.values()) if process_s is None else process_s
+    errors = [e.error for e in encoded if e.error]
+    if errors:
+        return fail_video(job, VideoFailure("encode", errors[0]), out_dir, run, process_s, plan.facts, stage_s)
+    done = {cid: path for e in encoded for cid, path in e.done.items()}
+    clip_rows = [{**r, "clip_path": done[r["clip_id"]]} if r["clip_id"] in done else r for r in plan.clip_rows]
+    _publish_clips(_run_location(out_dir), job.video_id, clip_rows, cfg)
+    row = _videos_row(job.path, job.source, job.probe, plan.facts, num_clips=len(clip_rows), process_s=process_s)
+    return _record(out_dir, VideoOutcome(job.path, job.video_id, "ok", stage_s=stage_s), row, run)
+
+
+def fail_video(job: VideoJob, failure: VideoFailure, out_dir, run: RunInfo, process_s: float,
+               facts: DecodeFacts | None = None, stage_s: dict | None = None) -> VideoOutcome:
+    """Record ``job`` as failed: its error row (with what is known of it), and none of its clips."""
+    outcome = VideoOutcome(job.path, job.video_id, "error", failure.stage, str(failure),
+                           dict(job.stage_s if stage_s is None else stage_s))
+    return _failed(out_dir, outcome, _videos_row(job.path, job.source, job.probe, facts, process_s=process_s), run)
 
 
 def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg, run: RunInfo,
@@ -357,19 +475,18 @@ def _clear_media_temp(out: Path, video_id: str) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _encode(path: str, out: Path, outcome: VideoOutcome, probe: Probe, clip_rows: list[dict], cfg) -> None:
-    media_dir = out / "media" / outcome.video_id
-    # Clips rejected by the split rules (too short) are not encoded; score rejects are, so a looser
-    # re-filter can bring them back without a re-encode.
-    jobs = [EncodeJob(r["clip_id"], r["start_s"], r["end_s"]) for r in clip_rows if r["keep"]]
-    try:
-        done, _ = _timed(outcome, "encode", encode_clips, path, jobs, media_dir, probe.width_px, probe.height_px,
-                         cfg.encode, probe.start_s - probe.format_start_s)
-    except EncodeError as exc:
-        raise VideoFailure("encode", str(exc)) from exc
-    for r in clip_rows:
-        if r["clip_id"] in done:
-            r["clip_path"] = done[r["clip_id"]].relative_to(out).as_posix()
+def _publish_clips(out, video_id: str, clip_rows: list[dict], cfg) -> None:
+    """Filter, then write the clips part (after their media files are complete); prune older media."""
+    # Thresholds are applied before the part becomes visible, so a run killed before its final filter pass
+    # never shows clips that the filter would reject; the pass at the end of the run then rewrites nothing.
+    filtered = RunFilter.for_curate(cfg).apply(conform(clip_rows, "clips"))
+    write_part(out, "clips", filtered, part_name=f"part-{video_id}")
+    _prune_media(out, video_id, {r["clip_path"] for r in clip_rows if r.get("clip_path")})
+
+
+def _upload_media(local_out: Path, out: str, clip_paths: Iterable[str]) -> None:
+    for rel in clip_paths:
+        storage.copy_file(local_out / rel, storage.join(out, rel))
 
 
 def _prune_media(out, video_id: str, referenced: set[str]) -> None:
@@ -380,20 +497,46 @@ def _prune_media(out, video_id: str, referenced: set[str]) -> None:
             storage.delete(stale)
 
 
-def _write_row(out_dir: str | os.PathLike, outcome: VideoOutcome, row: dict, run: RunInfo) -> None:
-    """The one writer of videos rows: outcome, provenance and time added; one part per video id."""
-    row.update(video_id=outcome.video_id, status=outcome.status, error_stage=outcome.error_stage,
-               error_message=outcome.error_message, config_hash=run.config_hash, tool_versions=run.tool_versions,
-               created_at=now_utc())
-    outcome.duration_s = row.get("duration_s")
+# --- Videos rows ------------------------------------------------------------------------------------------------
+
+
+def _videos_row(path: str, source: Source | None = None, probe: Probe | None = None,
+                facts: DecodeFacts | None = None, **columns) -> dict:
+    """A videos row with what is known of the input: hashed, probed, decoded, and ``columns``."""
+    row: dict = {"path": input_location(path)}
+    if source is not None:
+        row.update(size_bytes=source.size_bytes, content_hash=source.content_hash)
+    if probe is not None:
+        row.update(probe.row())
+    if facts is not None:
+        row.update(facts.row())
+    return {**row, **columns}
+
+
+def _failed(out_dir, outcome: VideoOutcome, row: dict, run: RunInfo) -> VideoOutcome:
+    log.warning("%s: %s failed: %s", outcome.path, outcome.error_stage, outcome.error_message)
+    # A failed video has no clips: drop what an earlier run (another config) left for it.
+    delete_part(out_dir, "clips", f"part-{outcome.video_id}")
+    _prune_media(_run_location(out_dir), outcome.video_id, set())
+    return _record(out_dir, outcome, row, run)
+
+
+def _record(out_dir, outcome: VideoOutcome, row: dict, run: RunInfo) -> VideoOutcome:
+    """The one writer of videos rows: outcome, provenance and time added; one part per video id. The last write
+    for a video: its row marks it complete."""
+    row = {**row, "video_id": outcome.video_id, "status": outcome.status, "error_stage": outcome.error_stage,
+           "error_message": outcome.error_message, "config_hash": run.config_hash,
+           "tool_versions": run.tool_versions, "created_at": now_utc()}
     write_part(out_dir, "videos", [row], part_name=f"part-{outcome.video_id}")
+    if outcome.video_id != path_video_id(outcome.path):
+        # An earlier run may have recorded this path as failed before it could be hashed: supersede it.
+        delete_part(out_dir, "videos", f"part-{path_video_id(outcome.path)}")
+    return dataclasses.replace(outcome, duration_s=row.get("duration_s"))
 
 
 def record_error(path: str, out_dir: str | os.PathLike, run: RunInfo, stage: str, message: str) -> VideoOutcome:
     """Record an input that failed outside its task (a dead worker, a duplicate) as an error row."""
-    outcome = VideoOutcome(path, path_video_id(path), "error", stage, message)
-    _write_row(out_dir, outcome, {"path": input_location(path)}, run)
-    return outcome
+    return _record(out_dir, VideoOutcome(path, path_video_id(path), "error", stage, message), _videos_row(path), run)
 
 
 def record_crash(path: str, out_dir: str | os.PathLike, run: RunInfo, exc: BaseException) -> VideoOutcome:
@@ -443,153 +586,3 @@ def record_duplicate(path: str, original: str, out_dir: str | os.PathLike, run: 
 def outcome_dict(outcome: VideoOutcome) -> Mapping:
     """Outcome as a plain dict (what a Ray task returns)."""
     return dataclasses.asdict(outcome)
-
-
-# --- Long videos: time chunks and encode groups in separate tasks (see rushes.curate.chunks) --------------------
-
-
-@dataclass
-class ChunkPart:
-    """One chunk's analysis: what its decode saw and each consumer's export (``{name: (class, export)}``)."""
-
-    decode: ChunkDecode
-    exports: dict = field(default_factory=dict)
-    seconds: float = 0.0
-
-
-@dataclass
-class ClipPlan:
-    """A reconciled long video: its clip rows, the encode jobs per task, and its videos row so far."""
-
-    job: VideoJob
-    clip_rows: list[dict]
-    groups: list[list[EncodeJob]]
-    row: dict
-    stage_s: dict
-
-
-@dataclass
-class EncodePart:
-    """One encode task's clip files (``{clip_id: path relative to OUT}``), or its error."""
-
-    done: dict = field(default_factory=dict)
-    seconds: float = 0.0
-    error: str | None = None
-
-
-def analyse_chunk_of(job: VideoJob, index: int, cfg, run: RunInfo, resume: dict | None = None) -> ChunkPart:
-    """Decode chunk ``index`` of ``job`` with fresh consumers; never raises for a per-video problem (a
-    chunk that cannot stand for its span says why in ``decode.problem``: the video is then redone whole).
-
-    A remote input is copied to scratch by every chunk task that reads it (whole: ranged reads would save
-    the transfer; a cluster reading a bucket pays the object size once per chunk). ``resume``: see
-    :func:`rushes.curate.decode.analyse_chunk`."""
-    t0 = time.perf_counter()
-    span = job.spans[index]
-    try:
-        with storage.local_copy(job.path, run.scratch) as copy:
-            consumers = _consumers(job.probe, cfg, resumed=index > 0)
-            decode = analyse_chunk(copy.path, list(consumers.values()), span, cfg.analysis_long_side_px,
-                                   cfg.decode_threads or 1, resume)
-    except (VideoFailure, DecodeError, OSError) as exc:  # OSError: storage.ScratchError, a lost object
-        return ChunkPart(ChunkDecode(span, problem=str(exc)), seconds=time.perf_counter() - t0)
-    exports = {name: (type(c), c.export(span.start_s, span.end_s)) for name, c in consumers.items()}
-    return ChunkPart(decode, exports, time.perf_counter() - t0)
-
-
-def reconcile_video(job: VideoJob, parts: list[ChunkPart], out_dir, cfg, run: RunInfo) -> ClipPlan | None:
-    """Join the chunks of ``job`` into its clip rows, exactly as one task would plan them, and split their
-    encoding into groups; None when the chunks do not join exactly (logged: redo the video in one task)."""
-    parts = _joined(job, sorted(parts, key=lambda p: p.decode.span.index), cfg, run)
-    if parts is None:
-        return None
-    result = merged_result([p.decode for p in parts])
-    merged = {name: cls.merged([p.exports[name][1] for p in parts], result.pts_s)
-              for name, (cls, _) in parts[0].exports.items()}
-    row = dict(job.row)
-    try:
-        spans = _plan(job.path, job.probe, result, merged["cuts"], cfg, row)
-    except VideoFailure:
-        return None  # the one-task run records the failure with its own message
-    clip_rows = _clip_rows(job.video_id, spans, merged.get("signals"), job.probe, cfg, run, merged.get("signature"))
-    stage_s = dict(job.stage_s, decode=sum(p.seconds for p in parts))
-    groups: list[list[EncodeJob]] = []
-    if cfg.encode.enabled:
-        jobs = [EncodeJob(r["clip_id"], r["start_s"], r["end_s"]) for r in clip_rows if r["keep"]]
-        groups = encode_groups(jobs, len(parts))
-        if not storage.is_remote(out_dir):
-            _clear_media_temp(Path(out_dir), job.video_id)
-    return ClipPlan(job, clip_rows, groups, row, stage_s)
-
-
-def _joined(job: VideoJob, parts: list[ChunkPart], cfg, run: RunInfo) -> list[ChunkPart] | None:
-    """``parts`` once they join exactly: a chunk whose detector state alone differs is decoded again with the
-    previous chunk's detector restored (sequential, so logged); None when they cannot join (logged)."""
-    repaired: set[int] = set()
-    while (found := find_break([p.decode for p in parts])) is not None:
-        k, prev = found.position, parts[found.position - 1].decode
-        if not found.consumers or k in repaired or any(i not in prev.snapshots for i in found.consumers):
-            log.warning("%s: analysing it in one task instead of %d chunks: %s", job.path, len(parts), found.reason)
-            return None
-        log.info("%s: %s; decoding chunk %d again from the previous chunk's detector", job.path, found.reason, k)
-        repaired.add(k)
-        parts[k] = analyse_chunk_of(job, k, cfg, run, {i: prev.snapshots[i] for i in found.consumers})
-    return parts
-
-
-def encode_groups(jobs: list[EncodeJob], n: int) -> list[list[EncodeJob]]:
-    """``jobs`` (in time order) split into at most ``n`` runs of neighbouring clips with about equal footage."""
-    total = sum(j.end_s - j.start_s for j in jobs)
-    groups: list[list[EncodeJob]] = [[]]
-    acc = 0.0
-    for j in jobs:
-        if groups[-1] and acc >= total * len(groups) / n and len(groups) < n:
-            groups.append([])
-        groups[-1].append(j)
-        acc += j.end_s - j.start_s
-    return [g for g in groups if g]
-
-
-def encode_group(job: VideoJob, jobs: list[EncodeJob], out_dir, cfg, run: RunInfo) -> EncodePart:
-    """Encode one group of a long video's clips into ``OUT/media/<video_id>/`` (through a local staging
-    folder and an upload when OUT is a bucket); an ffmpeg failure is returned, not raised."""
-    t0 = time.perf_counter()
-    out = _run_location(out_dir)
-    try:
-        with ExitStack() as stack:
-            src = stack.enter_context(storage.local_copy(job.path, run.scratch)).path
-            local_out = stack.enter_context(storage.staging_dir(run.scratch)) if storage.is_remote(out) else out
-            done, _ = encode_clips(src, jobs, local_out / "media" / job.video_id, job.probe.width_px,
-                                   job.probe.height_px, cfg.encode, job.probe.start_s - job.probe.format_start_s)
-            rel = {cid: p.relative_to(local_out).as_posix() for cid, p in done.items()}
-            if local_out is not out:
-                _upload_media(local_out, out, [{"clip_path": p} for p in rel.values()])
-    except EncodeError as exc:
-        return EncodePart(error=str(exc).replace(src, job.path), seconds=time.perf_counter() - t0)
-    except OSError as exc:
-        return EncodePart(error=f"cannot read {job.path} to encode its clips: {exc}", seconds=time.perf_counter() - t0)
-    return EncodePart(rel, time.perf_counter() - t0)
-
-
-def finish_video(plan: ClipPlan, encoded: list[EncodePart], out_dir, cfg, run: RunInfo) -> VideoOutcome:
-    """Write a reconciled long video's clips part, then (last) its videos row; an encode error becomes the
-    video's error row."""
-    job = plan.job
-    outcome = VideoOutcome(job.path, job.video_id, "ok", stage_s=dict(plan.stage_s))
-    outcome.stage_s["encode"] = sum(e.seconds for e in encoded)
-    row = dict(plan.row)
-    errors = [e.error for e in encoded if e.error]
-    if errors:
-        _fail(out_dir, outcome, VideoFailure("encode", errors[0]))
-    else:
-        done = {cid: path for e in encoded for cid, path in e.done.items()}
-        for r in plan.clip_rows:
-            if r["clip_id"] in done:
-                r["clip_path"] = done[r["clip_id"]]
-        _publish_clips(_run_location(out_dir), job.video_id, plan.clip_rows, cfg)
-        row["num_clips"] = len(plan.clip_rows)
-    row["process_s"] = sum(outcome.stage_s.values())  # task seconds: the work ran in several tasks
-    _write_row(out_dir, outcome, row, run)  # last write: the videos row marks the video complete
-    if outcome.video_id != path_video_id(job.path):
-        delete_part(out_dir, "videos", f"part-{path_video_id(job.path)}")
-    return outcome

@@ -322,6 +322,66 @@ def reason_counts(table: pa.Table) -> Counter:
     return counts
 
 
+@dataclass(frozen=True)
+class RunFilter:
+    """A run's thresholds, resolved once: the one thing that applies them (``rushes filter``, and ``rushes curate`` to
+    each video's clips before its part is written, to the parts the near-duplicate search rewrites, and to the
+    whole run at its end)."""
+
+    preset: str  # recorded in every clip's filter_preset
+    config: FilterConfig
+
+    @classmethod
+    def resolve(cls, preset: str = "default", overrides: dict | None = None) -> RunFilter:
+        """A preset with ``overrides`` (field name -> value); errors name the bad key or preset."""
+        return cls(preset, resolve_config(preset, overrides))
+
+    @classmethod
+    def for_curate(cls, cfg) -> RunFilter:
+        """The filter of a curate run (:class:`rushes.curate.config.CurateConfig`): its preset, and a cuts-only run
+        (no scores) judges no clip as missing them."""
+        return cls.resolve(cfg.filter_preset, None if cfg.scores_preset else {"reject_missing": False})
+
+    def apply(self, clips: pa.Table) -> pa.Table:
+        """``clips`` with ``keep``, ``reject_reason``, ``filter_preset`` and ``filter_params`` decided."""
+        return apply_filter(clips, self.config, preset=self.preset)
+
+    def run(self, run_dir, dry_run: bool = False) -> dict:
+        """Re-decide every clips part of ``run_dir``; see :func:`filter_run`."""
+        started = time.perf_counter()
+        paths = manifests.part_paths(run_dir, "clips")
+        if not paths and not manifests.part_paths(run_dir, "videos"):
+            raise ManifestError(f"no clips manifest in {run_dir}: expected "
+                                f"{manifests.manifest_dir(run_dir, 'clips')}/*.parquet; run `rushes curate` first")
+        # A curated run whose every video failed has videos rows but no clips: nothing to filter, not an error.
+        total = kept = rewritten = 0
+        reasons: Counter = Counter()
+        decided = ("keep", "reject_reason", "filter_preset", "filter_params")
+        seen: dict[str, str] = {}  # clip_id -> the part it was read from: an id twice is a damaged manifest
+        for path in paths:
+            before = manifests.read_part(path, "clips")
+            for clip_id in before.column("clip_id").to_pylist():
+                if seen.setdefault(clip_id, storage.name(path)) != storage.name(path):
+                    raise ManifestError(f"clips manifest in {run_dir} has duplicate clip_id {clip_id} (in "
+                                        f"{seen[clip_id]} and {storage.name(path)}); delete the copied part and rerun")
+            after = self.apply(before)
+            total += after.num_rows
+            kept += pc.sum(after["keep"]).as_py() or 0
+            reasons.update(reason_counts(after))
+            if not dry_run and not all(before[c].equals(after[c]) for c in decided):
+                manifests.write_part(run_dir, "clips", after, part_name=Path(path).stem)  # a Path, or a URI
+                rewritten += 1
+        result = {"preset": self.preset, "params": json.loads(self.config.to_json()), "clips": total, "kept": kept,
+                  "rejected": total - kept,
+                  "reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+                  "parts_rewritten": rewritten, "filter_s": round(time.perf_counter() - started, 3)}
+        if not dry_run:
+            manifests.write_json_atomic(storage.join(run_dir, "filter.json"),
+                                        {**result, "created_at": manifests.now_utc().isoformat()})
+            manifests.update_summary(run_dir, "filter", result)
+        return result
+
+
 def filter_run(run_dir, preset: str = "default", overrides: dict | None = None, dry_run: bool = False) -> dict:
     """Re-apply thresholds to the clips manifest of ``run_dir`` and return the counts.
 
@@ -330,38 +390,7 @@ def filter_run(run_dir, preset: str = "default", overrides: dict | None = None, 
     ``dry_run`` nothing is written. Returns ``{"preset", "params", "clips", "kept", "rejected",
     "reasons": {reason: count}, "parts_rewritten", "filter_s"}``.
     """
-    started = time.perf_counter()
-    cfg = resolve_config(preset, overrides)
-    paths = manifests.part_paths(run_dir, "clips")
-    if not paths and not manifests.part_paths(run_dir, "videos"):
-        raise ManifestError(f"no clips manifest in {run_dir}: expected {manifests.manifest_dir(run_dir, 'clips')}/*.parquet; "
-                            f"run `rushes curate` first")
-    # A curated run whose every video failed has videos rows but no clips: nothing to filter, not an error.
-    total = kept = rewritten = 0
-    reasons: Counter = Counter()
-    decided = ("keep", "reject_reason", "filter_preset", "filter_params")
-    seen: dict[str, str] = {}  # clip_id -> the part it was read from: an id twice is a damaged manifest
-    for path in paths:
-        before = manifests.read_part(path, "clips")
-        for clip_id in before.column("clip_id").to_pylist():
-            if seen.setdefault(clip_id, storage.name(path)) != storage.name(path):
-                raise ManifestError(f"clips manifest in {run_dir} has duplicate clip_id {clip_id} (in "
-                                    f"{seen[clip_id]} and {storage.name(path)}); delete the copied part and rerun")
-        after = apply_filter(before, cfg, preset=preset)
-        total += after.num_rows
-        kept += pc.sum(after["keep"]).as_py() or 0
-        reasons.update(reason_counts(after))
-        if not dry_run and not all(before[c].equals(after[c]) for c in decided):
-            manifests.write_part(run_dir, "clips", after, part_name=Path(path).stem)  # a Path, or a URI
-            rewritten += 1
-    result = {"preset": preset, "params": json.loads(cfg.to_json()), "clips": total, "kept": kept,
-              "rejected": total - kept, "reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
-              "parts_rewritten": rewritten, "filter_s": round(time.perf_counter() - started, 3)}
-    if not dry_run:
-        manifests.write_json_atomic(storage.join(run_dir, "filter.json"),
-                                    {**result, "created_at": manifests.now_utc().isoformat()})
-        manifests.update_summary(run_dir, "filter", result)
-    return result
+    return RunFilter.resolve(preset, overrides).run(run_dir, dry_run)
 
 
 def format_counts(result: dict) -> str:

@@ -9,9 +9,10 @@ videos row is the completion marker), submits one task per remaining video (each
 clip files and manifest parts, so a killed run loses at most the videos in flight), re-applies the
 filter once at the end, and writes ``OUT/summary.json``. This is the only module that imports ray.
 
-A video longer than ``cfg.chunk_s`` comes back from its first task (hash + probe) as a
-:class:`rushes.curate.adapter.VideoJob`: its time chunks are analysed by separate tasks, one task reconciles them
-(:mod:`rushes.curate.chunks`: exactly the one-task result, or a redo in one task when that cannot be proven), its
+Every video takes the same steps (:mod:`rushes.curate.job`); a video of one chunk (shorter than ``cfg.chunk_s``)
+takes them all in its first task. A longer one comes back from its first task (hash + probe) as a
+:class:`rushes.curate.job.VideoJob`: its time chunks are analysed by separate tasks, one task reconciles them
+(:mod:`rushes.curate.chunks`: exactly the one-task result, or a redo as one chunk when that cannot be proven), its
 clips are encoded by several tasks, and a last one writes its rows (the videos row still last). The driver
 submits all of this work longest first (footage seconds), across chunks and encode groups of every video.
 """
@@ -38,11 +39,9 @@ import ray
 from rushes import storage
 from rushes.cluster import connect
 from rushes.curate.adapter import (
-    RunInfo,
-    VideoJob,
     analyse_chunk_of,
+    curate_whole,
     encode_group,
-    filter_overrides,
     find_duplicates,
     finish_video,
     outcome_dict,
@@ -52,7 +51,9 @@ from rushes.curate.adapter import (
     record_duplicate,
 )
 from rushes.curate.dedup import check_against, dedup_run
+from rushes.curate.filter import RunFilter
 from rushes.curate.inputs import collect_inputs
+from rushes.curate.job import RunInfo, VideoJob
 from rushes.progress import RunProgress
 from rushes.manifests import (
     config_hash,
@@ -102,12 +103,17 @@ def _reconcile_task(job: VideoJob, out_dir: str, cfg, run: RunInfo, *parts: tupl
 
 def _encode_task(plan: tuple, index: int, out_dir: str, cfg, run: RunInfo) -> tuple:
     node = _in_task(cfg)
-    return encode_group(plan[0].job, plan[0].groups[index], out_dir, cfg, run), node
+    return encode_group(plan[0], index, out_dir, cfg, run), node
 
 
 def _finish_task(plan: tuple, out_dir: str, cfg, run: RunInfo, *encoded: tuple) -> tuple:
     node = _in_task(cfg)
     return dict(outcome_dict(finish_video(plan[0], [e for e, _ in encoded], out_dir, cfg, run))), node
+
+
+def _whole_task(job: VideoJob, out_dir: str, cfg, run: RunInfo) -> tuple:
+    node = _in_task(cfg)
+    return dict(outcome_dict(curate_whole(job, out_dir, cfg, run))), node
 
 
 def done_paths(out_dir: str | os.PathLike, cfg_hash: str) -> set[str]:
@@ -171,24 +177,15 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
         outcome = record_duplicate(dup, original, out, run)
         log.warning("%s: %s", dup, outcome.error_message)
         outcomes.append(outcome_dict(outcome))
-    from rushes.curate.filter import filter_run
-
-    near = _dedup(out, cfg, dedup_against, started)
-    # Cuts-only runs have no scores to judge: do not reject clips for missing them.
-    filter_run(out, preset=cfg.filter_preset, overrides=filter_overrides(cfg))
+    run_filter = RunFilter.for_curate(cfg)  # what every task applied to its video's clips before writing them
+    # Near-duplicates over OUT and ``against`` (clips of earlier runs win over this run's); a part it rewrites goes
+    # through the run's filter at once, so keep and duplicate_of change in one write.
+    near = dedup_run(out, dedup_against, refilter=run_filter.apply, before=started)
+    run_filter.run(out)  # parts of earlier runs too (e.g. curated under another filter preset), and the counts
     summary = build_summary(out, outcomes, started, time.perf_counter() - t0, skipped, found.skipped_counts())
     summary["near_duplicates"] = near
     update_summary(out, "curate", summary)
     return summary
-
-
-def _dedup(out, cfg, against: Sequence, started: datetime) -> dict:
-    """Near-duplicate search over OUT and ``against`` (clips of earlier runs win over this run's); rewritten
-    parts go through the run's filter at once."""
-    from rushes.curate.filter import apply_filter, resolve_config
-
-    fcfg = resolve_config(cfg.filter_preset, filter_overrides(cfg))
-    return dedup_run(out, against, refilter=lambda t: apply_filter(t, fcfg, preset=cfg.filter_preset), before=started)
 
 
 def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
@@ -253,11 +250,10 @@ class _Driver:
         if ray_cfg.memory_per_task_mb:
             options["memory"] = ray_cfg.memory_per_task_mb * 1024 * 1024
         fns = {"video": _curate_task, "chunk": _chunk_task, "reconcile": _reconcile_task, "encode": _encode_task,
-               "finish": _finish_task}
+               "finish": _finish_task, "whole": _whole_task}
         self.tasks = {kind: ray.remote(fn).options(**options) for kind, fn in fns.items()}
         self.out, self.info = str(out), run
         self.cfg_ref, self.run_ref = ray.put(cfg), ray.put(run)
-        self.whole_ref = ray.put(dataclasses.replace(cfg, chunk_s=0.0))  # a long video redone in one task
         self.limit = ray_cfg.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
         self.queue = WorkQueue()
         self.pending: dict = {}  # ref -> (kind, path)
@@ -285,7 +281,7 @@ class _Driver:
                     self.long.pop(path, None)  # results of its other tasks still running are ignored
                     self.finished(dict(outcome_dict(record_crash(path, self.out, self.info, exc))), set())
                     continue
-                if kind == "video":
+                if kind in ("video", "whole"):  # its first task, or its redo as one chunk
                     self.after_video(path, value, node)
                 elif path in self.long:
                     getattr(self, f"after_{kind}")(path, ref, value, node)
@@ -329,11 +325,11 @@ class _Driver:
     def after_reconcile(self, path: str, ref, plan, node: str) -> None:
         state = self.long[path]
         state.nodes.add(node)
-        if plan is None:  # the chunks did not join exactly: the whole video in one task
+        if plan is None:  # the chunks did not join exactly: the video as one chunk, every step in one task
             log.warning("%s: its chunks did not join exactly (the worker's log says why); redoing it in one task",
                         path)
             del self.long[path]
-            self.push(math.inf, "video", path, path, self.out, self.whole_ref, self.run_ref)
+            self.push(math.inf, "whole", path, state.job_ref, self.out, self.cfg_ref, self.run_ref)
             return
         state.plan_ref, state.refs, state.left = ref, [], len(plan.groups)
         for index, group in enumerate(plan.groups):

@@ -1,7 +1,8 @@
 """Long videos as time chunks (rushes.curate.chunks): cuts, clips, scores and ids identical to one task.
 
 In-process tests run the chunked path's steps one after another (analyse each chunk, reconcile) and compare
-every column of every clip row with the one-task path; the pipeline test runs both through Ray.
+every column of every clip row with the same video as one chunk (one decode); the pipeline test runs both through
+Ray.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from rushes.curate import adapter as A
 from rushes.curate.chunks import plan_chunks, warmup_s
 from rushes.curate.config import DetectorConfig, RayConfig, debug
+from rushes.curate.job import WHOLE, Source
 from rushes.curate.probe import probe_video
 from rushes.manifests import read
 from rushes.testing.synth import make_cut_video
@@ -40,17 +42,20 @@ def _cfg(detector: str = "adaptive", **changes):
     return dataclasses.replace(cfg, detector=DetectorConfig(name=detector))
 
 
-def _one_task(path: str, cfg) -> tuple[list[dict], dict]:
-    probe = probe_video(path)
-    row: dict = {}
-    spans, signals, signature = A._detect(path, probe, cfg, A.VideoOutcome(path, "vid", "ok"), row)
-    return A._clip_rows("vid", spans, signals, probe, cfg, RUN, signature), row
+def _job(path: str, spans) -> A.VideoJob:
+    return A.VideoJob(Source(path, "vid", 0, ""), probe_video(path), tuple(spans))
+
+
+def _one_task(path: str, cfg):
+    """The video as one chunk (one decode): its plan."""
+    job = _job(path, [WHOLE])
+    return A.plan_video(job, A.analyse_whole(job, path, cfg), "unused-out", cfg, RUN)
 
 
 def _chunked(path: str, cfg, warm_s: float | None = None):
     probe = probe_video(path)
     warm = warmup_s(cfg, A._nominal_fps(probe)) if warm_s is None else warm_s
-    job = A.VideoJob(path, "vid", probe, {}, {}, tuple(plan_chunks(probe.duration_s, cfg.chunk_s, warm)))
+    job = _job(path, plan_chunks(probe.duration_s, cfg.chunk_s, warm))
     parts = [A.analyse_chunk_of(job, k, cfg, RUN) for k in reversed(range(len(job.spans)))]  # any order
     return job, A.reconcile_video(job, parts, "unused-out", cfg, RUN)
 
@@ -65,12 +70,14 @@ def _same(one: list[dict], two: list[dict]) -> None:
 
 def test_chunks_at_and_near_cuts_give_the_one_task_clips_exactly(long_video):
     cfg = _cfg()
-    one, row = _one_task(long_video, cfg)
+    whole = _one_task(long_video, cfg)
+    one = whole.clip_rows
     job, plan = _chunked(long_video, cfg)
     assert [s.start_s for s in job.spans] == [0.0, 15.0, 30.0, 45.0]
     assert plan is not None, "the chunks must join exactly (no fallback to one task)"
     _same(one, plan.clip_rows)
-    assert {k: plan.row[k] for k in row} == row  # frames decoded, rotation, vfr, warnings
+    assert plan.facts == whole.facts  # frames decoded, rotation, vfr, warnings
+    assert len(plan.groups) == 4 and len(whole.groups) == 1  # one encode group per chunk
     # The cuts at and near the borders were found (trimmed by one frame), 301 suppressed by min_scene_len.
     assert {r["start_frame"] for r in one} == {0, 81, 151, 298, 450, 521}
     assert any(r["motion_mean"] is not None for r in one) and all(r["sharpness"] is not None for r in one)
@@ -86,7 +93,7 @@ def test_a_content_detector_merge_open_across_a_border_is_continued_from_the_pre
         _, plan = _chunked(long_video, cfg)
     assert "chunk 3 (45.000 s): detector or sampler state did not converge" in caplog.text
     assert "decoding chunk 3 again from the previous chunk's detector" in caplog.text and plan is not None
-    _same(_one_task(long_video, cfg)[0], plan.clip_rows)
+    _same(_one_task(long_video, cfg).clip_rows, plan.clip_rows)
 
 
 def test_a_warm_up_too_short_for_the_detector_is_caught_not_approximated(long_video, caplog):
@@ -105,16 +112,25 @@ def test_a_damaged_span_sends_the_video_to_one_task(tmp_path, caplog):
     data = bytearray(Path(v.path).read_bytes())
     a, b = int(len(data) * 0.40), int(len(data) * 0.55)
     data[a:b] = bytes((i * 7919) % 251 for i in range(b - a))
-    (tmp_path / "damaged.mp4").write_bytes(bytes(data))
+    damaged, cfg = str(tmp_path / "damaged.mp4"), _cfg(chunk_s=2.0)
+    Path(damaged).write_bytes(bytes(data))
+    job = A.process_video(damaged, tmp_path / "redo", cfg, RUN)  # hashed and probed: 4 chunks, nothing written
+    assert isinstance(job, A.VideoJob) and len(job.spans) == 4 and not (tmp_path / "redo").exists()
+    parts = [A.analyse_chunk_of(job, k, cfg, RUN) for k in range(len(job.spans))]
     with caplog.at_level(logging.WARNING, logger="rushes.curate.adapter"):
-        _, plan = _chunked(str(tmp_path / "damaged.mp4"), _cfg(chunk_s=2.0))
-    assert plan is None and "damaged" in caplog.text
+        assert A.reconcile_video(job, parts, tmp_path / "redo", cfg, RUN) is None
+    assert "damaged" in caplog.text
+    # The driver then redoes it as one chunk: exactly the rows of a run that never cut it into chunks.
+    assert A.curate_whole(job, tmp_path / "redo", cfg, RUN).status == "ok"
+    assert A.process_video(damaged, tmp_path / "one", dataclasses.replace(cfg, chunk_s=0.0), RUN).status == "ok"
+    _assert_equal_tables(_tables(tmp_path / "one"), _tables(tmp_path / "redo"))
+    assert "damaged" in read(tmp_path / "redo", "videos")["warning"][0].as_py()
 
 
 def test_a_chunk_that_cannot_read_its_span_sends_the_video_to_one_task(long_video, tmp_path):
     cfg = _cfg()
-    probe = probe_video(long_video)
-    job = A.VideoJob(str(tmp_path / "gone.mp4"), "vid", probe, {}, {}, tuple(plan_chunks(60.0, CHUNK_S, 3.0)))
+    job = A.VideoJob(Source(str(tmp_path / "gone.mp4"), "vid", 0, ""), probe_video(long_video),
+                     tuple(plan_chunks(60.0, CHUNK_S, 3.0)))
     part = A.analyse_chunk_of(job, 1, cfg, RUN)
     assert part.decode.problem and "gone.mp4" in part.decode.problem
 
@@ -128,11 +144,11 @@ def test_real_footage_in_small_chunks_gives_the_one_task_clips(footage_dir, name
     chunk's detector)."""
     path = str(footage_dir / name)
     cfg = _cfg(detector, chunk_s=4.0)
-    one, row = _one_task(path, cfg)
+    whole = _one_task(path, cfg)
     job, plan = _chunked(path, cfg)
     assert len(job.spans) >= 3 and plan is not None
-    _same(one, plan.clip_rows)
-    assert {k: plan.row[k] for k in row} == row
+    _same(whole.clip_rows, plan.clip_rows)
+    assert plan.facts == whole.facts
 
 
 def test_chunk_length_is_checked_and_not_part_of_the_config_hash():
