@@ -30,6 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from rushes import storage
+from rushes.storage.names import display, exact_bytes, from_stored
 
 from rushes.curate.chunks import chunked, find_break, merged_result, plan_chunks, warmup_s
 from rushes.curate.decode import ChunkDecode, DecodeResult, analyse_chunk, analyse_video
@@ -69,8 +70,9 @@ class DuplicateInput(Exception):
 
 
 def input_location(path: str) -> str:
-    """How an input is recorded: an absolute local path, or the URI as given."""
-    return path if storage.is_uri(path) else os.path.abspath(path)
+    """How an input is recorded: an absolute local path, or the URI as given; a local name that is not UTF-8 in
+    its display form (its exact bytes go to ``path_bytes``, see :mod:`rushes.storage.names`)."""
+    return path if storage.is_uri(path) else display(os.path.abspath(path))
 
 
 def path_video_id(path: str) -> str:
@@ -164,7 +166,7 @@ def _done_before(out, source: Source, run: RunInfo) -> bool:
     done = _recorded(out, source.video_id)
     if not done or done["status"] != "ok":
         return False
-    if done["path"] != input_location(source.path) and storage.exists(done["path"]):
+    if done["path"] != input_location(source.path) and storage.exists(from_stored(done["path"], done["path_bytes"])):
         raise DuplicateInput(done["path"])  # a moved file is not a copy: its row is taken over
     return done["config_hash"] == run.config_hash
 
@@ -184,12 +186,13 @@ def _spans(probe: Probe, cfg) -> tuple:
 
 
 def _recorded(out, video_id: str) -> dict | None:
-    """The ``path``, ``status`` and ``config_hash`` an earlier run recorded for ``video_id``, or None."""
+    """The ``path``, ``path_bytes``, ``status`` and ``config_hash`` an earlier run recorded for ``video_id``, or
+    None."""
     part = part_location(out, "videos", f"part-{video_id}")
     if not storage.exists(part):
         return None
     try:
-        done = read_part(part, "videos", columns=["path", "status", "config_hash"]).to_pylist()
+        done = read_part(part, "videos").select(["path", "path_bytes", "status", "config_hash"]).to_pylist()
     except ManifestError:
         return None
     return done[0] if done else None
@@ -503,7 +506,8 @@ def _prune_media(out, video_id: str, referenced: set[str]) -> None:
 def _videos_row(path: str, source: Source | None = None, probe: Probe | None = None,
                 facts: DecodeFacts | None = None, **columns) -> dict:
     """A videos row with what is known of the input: hashed, probed, decoded, and ``columns``."""
-    row: dict = {"path": input_location(path)}
+    row: dict = {"path": input_location(path),
+                 "path_bytes": None if storage.is_uri(path) else exact_bytes(os.path.abspath(path))}
     if source is not None:
         row.update(size_bytes=source.size_bytes, content_hash=source.content_hash)
     if probe is not None:

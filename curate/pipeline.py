@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import ray
 
 from rushes import storage
+from rushes.storage.names import display
 from rushes.cluster import connect
 from rushes.curate.adapter import (
     analyse_chunk_of,
@@ -167,7 +168,7 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
     skip = done_paths(out, cfg_hash)
     dups = find_duplicates(paths)
     # Longest first (by size): the last task on a worker is then a short one, so workers finish together.
-    todo = sorted((p for p in paths if p not in skip and p not in dups), key=_size, reverse=True)
+    todo = sorted((p for p in paths if display(p) not in skip and p not in dups), key=_size, reverse=True)
     skipped = len(paths) - len(todo) - len(dups)
     log.info("curate: %d input video(s), %d already done, %d duplicate(s), %d to process -> %s", len(paths), skipped,
              len(dups), len(todo), out)

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rushes import storage
+from rushes.storage.names import display
 from rushes.manifests.schema import PRIMARY_KEYS, SCHEMA_VERSIONS, optional_in, schema_for
 
 
@@ -49,7 +50,7 @@ def conform(data: pa.Table | Sequence[Mapping] | Mapping[str, Sequence], kind: s
     if isinstance(data, pa.Table):
         table = data
     elif isinstance(data, Mapping):
-        table = pa.table({k: list(v) for k, v in data.items()})
+        table = pa.table({k: _text_safe(list(v)) for k, v in data.items()})
     else:
         rows = list(data)
         names: dict[str, None] = {}
@@ -61,6 +62,8 @@ def conform(data: pa.Table | Sequence[Mapping] | Mapping[str, Sequence], kind: s
         cols = {}
         for field in schema:
             values = [row.get(field.name) for row in rows]
+            if pa.types.is_string(field.type):
+                values = _text_safe(values)
             cols[field.name] = pa.array(values, type=field.type, from_pandas=True)
         return _check_required(pa.Table.from_pydict(cols, schema=schema), kind)
     unknown = [n for n in table.column_names if schema.get_field_index(n) < 0]
@@ -78,6 +81,12 @@ def conform(data: pa.Table | Sequence[Mapping] | Mapping[str, Sequence], kind: s
         else:
             arrays.append(pa.nulls(table.num_rows, type=field.type))
     return _check_required(pa.Table.from_arrays(arrays, schema=schema), kind)
+
+
+def _text_safe(values: list) -> list:
+    """Text values as valid UTF-8: a file name of any bytes inside a path or a message (undecodable bytes arrive
+    as surrogates, which Parquet cannot hold) is written in its escaped display form, never a crash."""
+    return [display(v) if isinstance(v, str) else v for v in values]
 
 
 def _check_required(table: pa.Table, kind: str) -> pa.Table:

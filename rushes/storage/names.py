@@ -27,7 +27,10 @@ def display(path: str | os.PathLike) -> str:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        return os.fsencode(text).decode("utf-8", "backslashreplace")
+        try:  # the file system's bytes (undecodable ones arrive as surrogates): escape those bytes
+            return os.fsencode(text).decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a lone surrogate that stands for no byte: escape the code point
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def exact_bytes(path: str | os.PathLike) -> bytes | None:
