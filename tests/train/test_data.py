@@ -53,7 +53,8 @@ def test_prepare_decodes_embeds_caches_and_skips_bad_clips(synth_out, tiny_t5, t
 
     cfg = DataConfig(fps=8, max_frames=4, clip_tokens=96, text_encoder=tiny_t5)
     sources = captioned_clips(synth_out)
-    broken = type(sources[0])("broken", "nothing", str(tmp_path / "missing.mp4"), 0.0, 1.0, 64, 64)
+    broken = type(sources[0])("broken", "v-broken", str(tmp_path / "missing.mp4"), 0.0, 1.0, 0.0, 64, 64,
+                              encoded=False, caption="nothing")
     loads = []
 
     def encoder():
