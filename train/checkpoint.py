@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from rushes import storage
 from rushes.train import parallel, rundir
 
 
@@ -36,6 +37,7 @@ class Resumed:
 
     step: int
     data_state: dict
+    name: str = ""  # the checkpoint folder's name (step-0000100)
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
@@ -118,7 +120,7 @@ def load(path: str | os.PathLike, model: torch.nn.Module, ema: torch.nn.Module |
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
     p = state["python_rng"]
     random.setstate((p[0], tuple(p[1]), p[2]))
-    return Resumed(int(state["step"]), state["data"])
+    return Resumed(int(state["step"]), state["data"], path.name)
 
 
 def weights_name(use_ema: bool = True) -> str:
@@ -129,3 +131,39 @@ def weights_name(use_ema: bool = True) -> str:
 def load_weights(path: str | os.PathLike, model: torch.nn.Module, use_ema: bool = True) -> None:
     """Load only the (EMA) weights of a checkpoint folder into ``model``, for sampling."""
     model.load_state_dict(load_file(str(Path(path) / weights_name(use_ema))))
+
+
+class Checkpointer:
+    """The checkpoints of one worker's run in its local folder ``run_dir`` (``where``: RUN as named, that folder
+    or the bucket it is a working copy of, train/rundir.py), over the states it was given: the weights, their
+    EMA, the optimizer and the noise generator. Every worker resumes; under FSDP every worker saves (gathering
+    the shards is collective); only the one with ``write`` (worker 0) writes, and uploads each checkpoint to a
+    bucket RUN in the background (:class:`rundir.Uploads`)."""
+
+    def __init__(self, run_dir: Path, where, write: bool, model: torch.nn.Module, ema: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer, generator: torch.Generator):
+        self.run_dir, self.where, self.write = run_dir, where, write
+        self.model, self.ema, self.optimizer, self.generator = model, ema, optimizer, generator
+        self.uploads = rundir.Uploads(run_dir, where, active=write)
+
+    def resume(self) -> Resumed | None:
+        """Load the newest checkpoint into the states (and the global RNG states); what it restored besides
+        them, or None for a new run."""
+        ckpt = latest(self.run_dir)
+        return None if ckpt is None else load(ckpt, self.model, self.ema, self.optimizer, self.generator)
+
+    def location(self, name: str) -> str:
+        """Checkpoint ``name`` as the user sees it: in RUN's folder or bucket."""
+        return str(storage.join(self.where, rundir.CHECKPOINTS, name))
+
+    def save(self, step: int, data_state: dict) -> None:
+        """Checkpoint ``step`` with the data position after it; worker 0 starts uploading it to a bucket RUN
+        (the previous upload's error, if any, is raised here)."""
+        saved = save(self.run_dir, step, self.model, self.ema, self.optimizer, self.generator, data_state,
+                     write=self.write)
+        if self.write:
+            self.uploads.push(saved.name)
+
+    def close(self) -> None:
+        """Wait for the last upload (a run's end); raises its error."""
+        self.uploads.close()

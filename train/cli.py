@@ -231,13 +231,7 @@ def run_train(args) -> int:
     try:
         cfg = resolve_config(args)
         if args.dry_run:
-            from rushes.train.selection import select_clips
-
-            selection = select_clips(args.out, cfg.data)
-            print(cfg.to_json())
-            print(json.dumps(selection.record, indent=2, sort_keys=True))
-            print(f"{len(selection.clips)} captioned kept clip(s) in {', '.join(args.out)}; run dir {args.run}; "
-                  f"{cfg.train.steps} steps of {cfg.data.batch_tokens} tokens")
+            _print_plan(args, cfg)
             return 0
         if args.parallel != "ddp" and not args.workers:
             raise ValueError(f"--parallel {args.parallel} needs --workers N (Ray Train sets up the process group "
@@ -249,6 +243,20 @@ def run_train(args) -> int:
 
     print(f"trained steps {result.start_step} -> {result.step}; checkpoints in {storage.join(args.run, 'checkpoints')}")
     return 0
+
+
+def _print_plan(args, cfg: RunConfig) -> None:
+    """``--dry-run``: the config the run will save as config.json (completed from the encodings or the encoders'
+    configs, train/plan.py), the clip selection, and a summary line."""
+    from rushes.train.plan import plan_run
+
+    plan = plan_run(args.out, cfg, use_encodings=not args.no_encodings, workers=args.workers or 1,
+                    parallel=args.parallel)
+    print(plan.config_json())
+    print(json.dumps(plan.selection.record, indent=2, sort_keys=True))
+    source = f"streamed from {plan.encodings}" if plan.encodings is not None else "decoded on the fly"
+    print(f"{len(plan.selection.clips)} captioned kept clip(s) in {', '.join(args.out)} ({source}); run dir "
+          f"{args.run}; {cfg.train.steps} steps of {cfg.data.batch_tokens} tokens")
 
 
 def _train_with_progress(args, cfg: RunConfig):

@@ -30,8 +30,10 @@ class ModelConfig:
     depth: int = 2
     num_heads: int = 4
     mlp_ratio: float = 4.0
-    in_channels: int = 3  # 3 in pixel space; set from the VAE's latent channels when one is used
-    text_dim: int = 32  # hidden size of the text encoder; set from the encoder when training starts
+    # in_channels and text_dim are the data's: train/plan.py completes them before a run starts (from the
+    # encodings' key.json or the encoders' configs), so config.json and --dry-run show the real widths
+    in_channels: int = 3  # 3 in pixel space; a VAE's latent channels
+    text_dim: int = 32  # hidden size of the text encoder
     rope_theta: float = 10000.0
     abs_pos_embed: bool = True  # add a fixed 3D sin-cos embedding of each token's position to RoPE
     checkpointing: bool = False  # activation checkpointing per block: less memory, ~30% more compute

@@ -30,6 +30,7 @@ from rushes.train import shards
 from rushes.train.config import EncodeConfig  # noqa: F401 - re-exported: the encode stage's config
 from rushes.manifests.clips import KeptClip, captioned_clips
 from rushes.train.data import decode_rgb, plan_clip, rgb_to_video
+from rushes.train.encoders import TensorDims
 from rushes.train.model import patchify
 
 TASK_SCHEMA = pa.schema([("clip_id", pa.string()), ("caption", pa.string()), ("caption_hash", pa.string()),
@@ -138,6 +139,10 @@ class EncodeActor:
         emb, mask = self.text.encode(captions)
         return [e[m].contiguous() for e, m in zip(emb, mask)]
 
+    def dims(self) -> TensorDims:
+        """The widths of the tensors this actor makes (recorded in the encodings' key.json)."""
+        return TensorDims(self.vae.channels if self.vae is not None else 3, self.text.hidden_size)
+
     def factors(self) -> tuple[int, int]:
         """(temporal, spatial) compression of the VAE; (1, 1) in pixel space."""
         return (self.vae.temporal_factor, self.vae.spatial_factor) if self.vae is not None else (1, 1)
@@ -164,7 +169,9 @@ def _row(r: dict, **values) -> dict:
 
 
 def probe_encoders(data_cfg, patch: tuple[int, int, int], device: str | None = None) -> dict:
-    """Load the encoders once: the empty caption's embedding and the VAE's compression factors."""
+    """Load the encoders once: the empty caption's embedding, the VAE's compression factors and the tensors'
+    widths."""
     actor = EncodeActor(data_cfg, patch, device)
     temporal, spatial = actor.factors()
-    return {"null_text": actor.embed([""])[0], "temporal_factor": temporal, "spatial_factor": spatial}
+    return {"null_text": actor.embed([""])[0], "temporal_factor": temporal, "spatial_factor": spatial,
+            "dims": actor.dims()}

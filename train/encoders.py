@@ -15,6 +15,8 @@ Use::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 T5_TYPES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
@@ -41,14 +43,56 @@ class EncoderError(RuntimeError):
     """A text encoder or VAE could not be loaded; the message names the id and the fix."""
 
 
-def _model_type(id_or_path: str) -> str:
+@dataclass(frozen=True)
+class TensorDims:
+    """The widths a model takes from its data: channels of the (latent) video, width of a caption embedding."""
+
+    channels: int  # 3 in pixel space, the VAE's latent channels otherwise
+    text_dim: int  # the text encoder's hidden size
+
+    def __post_init__(self):
+        if self.channels < 1 or self.text_dim < 1:
+            raise ValueError(f"channels {self.channels} and text_dim {self.text_dim} must be >= 1; the encoder "
+                             f"configs (or the encodings' key.json) they came from are broken: re-encode")
+
+
+def encoder_dims(text_encoder: str, vae: str | None = None, vae_subfolder: str | None = None) -> TensorDims:
+    """What the encoders will make, read from their configs alone (no weights loaded): so a run's config is
+    complete before any encoder loads (``rushes train --dry-run`` prints it)."""
+    channels = _latent_channels(_vae_config(vae, vae_subfolder)) if vae else 3
+    return TensorDims(channels, text_width(_text_config(text_encoder)))
+
+
+def text_width(config) -> int:
+    """Hidden size of a transformers text encoder config (T5's ``d_model``, CLIP's ``hidden_size``; a full CLIP
+    config's text tower)."""
+    config = getattr(config, "text_config", None) or config
+    return int(getattr(config, "d_model", None) or config.hidden_size)
+
+
+def _text_config(id_or_path: str):
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(id_or_path).model_type
+        return AutoConfig.from_pretrained(id_or_path)
     except (OSError, ValueError) as exc:
         raise EncoderError(f"cannot load the config of text encoder {id_or_path!r}: {exc}; pass a transformers "
                            f"id or a local folder of a T5 encoder or CLIP text model (--text-encoder)") from exc
+
+
+def _vae_config(id_or_path: str, subfolder: str | None) -> dict:
+    import diffusers
+
+    try:
+        return dict(diffusers.AutoModel.load_config(id_or_path, subfolder=subfolder))
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise EncoderError(f"cannot load the config of VAE {id_or_path!r} (subfolder {subfolder!r}): {exc}; pass a "
+                           f"diffusers id or local folder of an AutoencoderKL or video VAE (--vae)") from exc
+
+
+def _latent_channels(config) -> int:
+    """Latent channels of a diffusers VAE config (``latent_channels``; Wan's ``z_dim``)."""
+    return int(config.get("latent_channels") or config.get("z_dim"))
 
 
 class TextEncoder:
@@ -62,14 +106,13 @@ class TextEncoder:
         self.id = id_or_path
         self.max_tokens = max_tokens
         self.device = device
-        mtype = _model_type(id_or_path)
+        mtype = _text_config(id_or_path).model_type
         cls_name = T5_TYPES.get(mtype) or CLIP_TYPES.get(mtype) or "AutoModel"
         self.tokenizer = AutoTokenizer.from_pretrained(id_or_path)
         self.model = getattr(transformers, cls_name).from_pretrained(id_or_path, dtype=dtype).to(device).eval()
         self.model.requires_grad_(False)
         cfg = self.model.config
-        self.hidden_size = int(getattr(cfg, "d_model", None) or getattr(cfg, "hidden_size", None)
-                               or cfg.text_config.hidden_size)
+        self.hidden_size = text_width(cfg)
         self.is_clip = mtype in CLIP_TYPES
         if self.is_clip:  # CLIP's position table bounds the caption length
             self.max_tokens = min(max_tokens, int(getattr(cfg, "max_position_embeddings", max_tokens)))
@@ -119,7 +162,7 @@ class Vae:
         self.dtype = dtype
         self.video = type(self.model).__name__ != "AutoencoderKL"
         cfg = self.model.config
-        self.channels = int(cfg.get("latent_channels") or cfg.get("z_dim"))
+        self.channels = _latent_channels(cfg)
         mean, std = cfg.get("latents_mean"), cfg.get("latents_std")
         if mean is not None and std is not None:
             self.shift = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1, 1)

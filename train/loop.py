@@ -1,21 +1,28 @@
-"""The training loop, readable top to bottom: manifest -> packed clips -> DiT -> checkpoints.
+"""The training loop, readable top to bottom: a planned run -> packed clips -> DiT -> checkpoints.
 
 Use::
 
     from rushes.train.config import preset
     from rushes.train.loop import train
     result = train("OUT", "runs/tiny", preset("tiny"))      # resumes when runs/tiny has a checkpoint
+    result = train("OUT", "runs/tiny", preset("tiny"), echo=log.info, prefetch=False)   # TrainOptions fields
 
-Writes ``RUN_DIR/config.json`` (resolved config and tool versions), ``RUN_DIR/log.jsonl`` (one JSON line per
-logged step: loss, clips, tokens, model FLOPs, real tokens/s, the step's seconds split into data wait, forward,
-backward and optimizer, and MFU on a GPU; one line per validation), ``RUN_DIR/skipped.jsonl`` (clips that failed
-to decode), ``RUN_DIR/checkpoints/`` and a ``train`` entry in ``OUT/summary.json``; stdout echoes the log lines.
+:func:`train` plans the run first (train/plan.py: the clips, the encodings streamed and the complete config,
+exactly what ``rushes train --dry-run`` prints), then builds a :class:`Trainer` from its typed parts (the run's
+records and log, the data, the model with its EMA, the optimizer, the checkpoints) and calls
+:meth:`Trainer.fit`. The step functions follow the parts.
+
+Writes ``RUN_DIR/config.json`` (:meth:`rushes.train.plan.RunPlan.config_record`: resolved config and tool
+versions), ``RUN_DIR/log.jsonl`` (one JSON line per logged step: loss, clips, tokens, model FLOPs, real
+tokens/s, the step's seconds split into data wait, forward, backward and optimizer, and MFU on a GPU; one line
+per validation), ``RUN_DIR/skipped.jsonl`` (clips that failed to decode), ``RUN_DIR/checkpoints/`` and a
+``train`` entry in ``OUT/summary.json``; stdout echoes the log lines.
 
 Data come from ``OUT/encodings/<key>`` when ``rushes encode`` wrote encodings with this run's settings
 (streamed, :mod:`rushes.train.stream`), else every clip is decoded and encoded once into ``RUN_DIR/cache``. With
 ``world`` > 1 (``train/pipeline.py`` starts the workers on Ray Train) the model is wrapped in DDP (or sharded
-with FSDP2, ``parallel="fsdp"``: train/parallel.py) and each
-worker trains its share of every step's ``packs_per_step`` packs.
+with FSDP2, ``parallel="fsdp"``: train/parallel.py) and each worker trains its share of every step's
+``packs_per_step`` packs.
 """
 
 from __future__ import annotations
@@ -35,26 +42,215 @@ import numpy as np
 import torch
 
 from rushes.manifests import store
-from rushes.manifests.lock import writer_lock
-from rushes.versions import tool_versions
-from rushes import storage
-from rushes.train import checkpoint, rundir, shards
-from rushes.train import parallel as dp
-from rushes.train.config import RunConfig
 from rushes.manifests.clips import KeptClip
-from rushes.train.data import Example, Prepared, prepare, split_validation
-from rushes.train.encoders import TextEncoder, Vae
-from rushes.train.diffusion import training_loss
-from rushes.train.model import DiffusionTransformer, count_parameters
+from rushes.manifests.lock import writer_lock
 from rushes.progress import record_line
+from rushes.train import checkpoint, rundir
+from rushes.train import parallel as dp
+from rushes.train.config import RunConfig, TrainConfig
+from rushes.train.data import Example, Prepared, prepare, split_validation
+from rushes.train.diffusion import training_loss
+from rushes.train.encoders import TextEncoder, Vae
+from rushes.train.model import DiffusionTransformer, count_parameters
 from rushes.train.packing import PackedBatch, PackLoader, collate, pack_first_fit
+from rushes.train.plan import RunPlan, out_dirs, plan_run
 from rushes.train.selection import record_selection, select_clips
-from rushes.train.throughput import Stopwatch, batch_flops, peak_flops
 from rushes.train.stream import PackStream, open_encodings
+from rushes.train.throughput import Stopwatch, batch_flops, peak_flops
 
 log = logging.getLogger(__name__)
 
-TOOLS = ("torch", "transformers", "diffusers", "safetensors", "av")  # recorded in config.json
+
+def train(out_dir, run_dir, cfg: RunConfig, options: TrainOptions | None = None, **fields) -> TrainResult:
+    """Train (or resume) RUN (``run_dir``: a folder or a bucket URI) on the clips of ``out_dir`` (one OUT or a
+    list) that ``cfg`` selects; see the module docstring. ``options``, or its fields as keywords
+    (``echo=print, prefetch=False``): how this worker takes part (:class:`TrainOptions`).
+    """
+    opts = replace(options or TrainOptions(), **fields)
+    _check_workers(cfg.data.packs_per_step, opts.world)
+    where = rundir.location(run_dir)
+    # worker 0 writes RUN: a second trainer on it is refused at once, naming this one (a lease in a bucket)
+    one_writer = writer_lock(where, "rushes train", "--run") if opts.lock and opts.lead else contextlib.nullcontext()
+    with one_writer:
+        # the whole config is known before anything trains (what --dry-run printed); OUT is read, RUN not yet
+        plan = plan_run(out_dir, cfg, opts.use_encodings, opts.world, opts.parallel)
+        with rundir.working_copy(where) as local:  # RUN itself, or a local copy of a bucket RUN
+            local.mkdir(parents=True, exist_ok=True)
+            result = Trainer(plan, local, where, opts).fit()
+    if opts.lead:
+        _record_summary(out_dir, where, result, plan)
+    return result
+
+
+class Trainer:
+    """One worker's training run, built from typed parts, each from the ones before it:
+
+    - ``log`` (:class:`RunLog`): RUN's records (config.json, selection.json, skipped.jsonl) and its log.jsonl;
+    - ``data`` (:class:`TrainData`): the packs of every step and the validation clips;
+    - ``model`` (:class:`ModelParts`): the weights, their EMA, and the module the loss calls (DDP, FSDP);
+    - ``optimizer``: AdamW over the weights (:func:`build_optimizer`), at the rate :func:`lr_at` gives a step;
+    - ``checkpoints`` (:class:`rushes.train.checkpoint.Checkpointer`): resume, save, uploads to a bucket RUN.
+
+    Build it in RUN's local folder ``run_dir`` (``where``: RUN as named, that folder or a bucket URI) from a
+    :class:`rushes.train.plan.RunPlan`, as :func:`train` does; :meth:`fit` trains from the step of the newest
+    checkpoint to ``cfg.train.steps``. Only the lead (worker 0) writes RUN.
+    """
+
+    def __init__(self, plan: RunPlan, run_dir: Path, where, options: TrainOptions):
+        self.plan, self.cfg, self.options = plan, plan.cfg, options
+        self.device = options.torch_device()
+        self.log = RunLog(run_dir, options)
+
+        # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
+        self.data = load_train_data(plan, run_dir, self.device)
+        _check_dims(self.cfg, self.data, plan.encodings)
+        self.log.record_start(plan, self.data)
+
+        # 2. Model, EMA and optimizer, from the seed: a fresh run always starts from the same weights.
+        self.generator = seed_everything(self.cfg.train.seed)
+        self.model = ModelParts.build(self.cfg, self.device, options.world, options.parallel)
+        self.optimizer = build_optimizer(self.model.net, self.cfg.train)  # after FSDP sharded the weights
+
+        # 3. Resume: weights, EMA, optimizer, data position and every random stream.
+        self.checkpoints = checkpoint.Checkpointer(run_dir, where, options.lead, self.model.net, self.model.ema,
+                                                   self.optimizer, self.generator)
+        start = self._resume()
+        self.result = TrainResult(str(where), start, start, num_clips=self.data.num_clips,
+                                  skipped=len(self.data.skipped), parameters=count_parameters(self.model.net))
+        self.prefetch = auto_prefetch(self.device, 1) if options.prefetch is None else options.prefetch
+        self.log.say(self._banner())
+
+    def fit(self) -> TrainResult:
+        """Train the remaining steps, then close the data source and wait for the last upload. Each step takes
+        the next ``packs_per_step`` packs of one global order and this worker trains its share."""
+        try:
+            with _Prefetch(self._prepare, self.result.step, self.cfg.train.steps,
+                           self.prefetch) as ahead:  # the next step's data, prepared while this one trains
+                for step in range(self.result.step, self.cfg.train.steps):
+                    self._step(step, ahead)
+        except BaseException:  # the run failed: its last upload still ends (logged if it fails too)
+            self._close(failed=True)
+            raise
+        self._close(failed=False)  # after the data thread stopped: open shards, the last upload
+        return self.result
+
+    def _step(self, step: int, ahead: _Prefetch) -> None:
+        """One step: this worker's packs, the optimisation step, then log, validation and checkpoint when due
+        (under FSDP both are collective: every worker takes part)."""
+        tc, opts = self.cfg.train, self.options
+        watch, cpu = Stopwatch(self.device), time.process_time()
+        ready = ahead.take(step)
+        data_s = watch.lap()  # the wait for data: preparing it ran beside the previous step
+        stats = train_step(self.model.module, self.model.ema, self.optimizer, ready.batches, ready.generators,
+                           self.cfg, step, opts.world, ready.counts)
+        stats["cpu_s"] = time.process_time() - cpu  # well below step_s: this worker waited (for a core or a peer)
+        self.result.losses.append(stats["loss"])
+        self.result.step = done = step + 1
+        self.log.step_done(done, ready.counts)
+        if opts.lead and (done % tc.log_every == 0 or step == self.result.start_step or done == tc.steps):
+            self.log.append({"step": done, **stats, "workers": opts.world, "parallel": opts.parallel,
+                             **_speed(stats, data_s, opts.world, peak_flops(self.device))})
+        takes_part = opts.lead or opts.parallel == "fsdp"  # validation and checkpoints are collective under FSDP
+        if takes_part and self.data.val_set and (done % tc.val_every == 0 or done == tc.steps):
+            self._validate(done)
+        if takes_part and (done % tc.checkpoint_every == 0 or done == tc.steps):
+            self.checkpoints.save(done, ready.position)  # worker 0 writes it (and uploads it to a bucket RUN)
+
+    def _prepare(self, step: int) -> _StepData:
+        """This worker's packs of ``step`` (collated, caption dropout applied) and the data position after them."""
+        rank, world = self.options.rank, self.options.world
+        packs = self.data.source.next_packs(self.cfg.data.packs_per_step, rank, world)
+        position = self.data.source.state_dict()
+        generators = [pack_generator(self.cfg.train.seed, step, rank + i * world) for i in range(len(packs))]
+        return _StepData(packs, generators, *_batches(packs, generators, self.data, self.cfg, self.device), position)
+
+    def _validate(self, step: int) -> None:
+        """Validation loss of the weights and of the EMA at fixed timesteps, kept in the result and logged by the
+        lead (an FSDP worker other than 0 takes part in the sharded forward passes only)."""
+        val = validation_loss(self.model.net, self.data.val_set, self.cfg, self.device)
+        val_ema = validation_loss(self.model.ema, self.data.val_set, self.cfg, self.device)
+        self.result.val_losses.append((step, val))
+        if self.options.lead:
+            self.log.append({"step": step, "val_loss": val, "val_loss_ema": val_ema})
+
+    def _resume(self) -> int:
+        """Load the newest checkpoint (weights, EMA, optimizer, data position, RNG states); the step to start at."""
+        resumed = self.checkpoints.resume()
+        if resumed is None:
+            return 0
+        self.data.source.load_state_dict(resumed.data_state)
+        self.log.truncate(resumed.step)
+        self.log.say(f"resumed from {self.checkpoints.location(resumed.name)} at step {resumed.step}")
+        return resumed.step
+
+    def _banner(self) -> str:
+        data, opts, encodings = self.data, self.options, self.plan.encodings
+        return (f"training {self.result.parameters:,} parameters on {data.num_train} clips ({len(data.val_set)} "
+                f"validation, {len(data.skipped)} skipped{', from ' + str(encodings) if encodings else ''}) on "
+                f"{self.device} with {opts.world} worker(s) ({opts.parallel}, data thread "
+                f"{'on' if self.prefetch else 'off'}), steps {self.result.start_step} -> {self.cfg.train.steps}")
+
+    def _close(self, failed: bool) -> None:
+        """Close the data source (the shards a window still has open) and wait for the last upload, both whatever
+        the other does; when the run ``failed`` their errors are logged, not raised, so they never hide its own."""
+        errors = []
+        for close in (self.data.source.close, self.checkpoints.close):
+            try:
+                close()
+            except Exception as exc:
+                if failed:
+                    log.exception("while stopping a failed run")
+                errors.append(exc)
+        if errors and not failed:
+            raise errors[0]
+
+
+# ---- the parts of a Trainer -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How one worker takes part in a run; none of it changes what is trained (the RunConfig does).
+
+    - ``rank`` of ``world`` workers (``train/pipeline.py`` launches them on Ray Train), data-parallel by
+      ``parallel`` (``ddp``, or ``fsdp`` sharding the model: train/parallel.py), on ``device`` (None: cuda when
+      available, else cpu). Worker 0, the lead, writes the config, logs and checkpoints.
+    - ``use_encodings``: stream ``rushes encode`` output made with the run's settings when OUT has it (False:
+      decode on the fly). ``prefetch``: prepare the next step's data in a background thread (:class:`_Prefetch`;
+      the same steps and numbers either way); None: when that thread has a core of its own (:func:`auto_prefetch`).
+    - ``echo``: messages and log lines; ``echo_log=False``: log records go to ``log.jsonl`` only (a Ray Train
+      worker whose driver shows that file's lines). ``on_step(steps_done, clips, real_tokens)``: called by the
+      lead after every step with its own counts (live progress). ``on_log(record)``: called by the lead with each
+      record it logs (a Ray Train driver's live view of a bucket run, whose log is uploaded with checkpoints only).
+    - ``lock``: the lead holds RUN's one-writer lock (``rushes.manifests.lock.writer_lock``) while it trains;
+      False: the caller holds it (the Ray Train driver, for the whole job).
+    """
+
+    rank: int = 0
+    world: int = 1
+    parallel: str = "ddp"
+    device: str | torch.device | None = None
+    use_encodings: bool = True
+    prefetch: bool | None = None
+    echo: Callable[[str], None] = print
+    echo_log: bool = True
+    on_step: Callable[[int, int, int], None] | None = None
+    on_log: Callable[[dict], None] | None = None
+    lock: bool = True
+
+    def __post_init__(self):
+        dp.check_parallel(self.parallel)
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"rank {self.rank} of world {self.world}: a worker's rank must be in [0, world); "
+                             f"Ray Train's context gives both (train/pipeline.py)")
+
+    @property
+    def lead(self) -> bool:
+        """Worker 0: the one that writes RUN."""
+        return self.rank == 0
+
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device) if self.device else default_device()
 
 
 @dataclass
@@ -71,25 +267,48 @@ class TrainResult:
     parameters: int = 0
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+class RunLog:
+    """A run's records in its local folder, written by the lead alone: ``selection.json``, ``skipped.jsonl``
+    and ``config.json`` at the start, then ``log.jsonl`` (a line per logged step or validation), each line
+    echoed (unless ``echo_log`` is off) and handed to ``on_log``. Messages of every worker go to ``echo``."""
 
+    def __init__(self, run_dir: Path, options: TrainOptions):
+        self.run_dir, self.active = run_dir, options.lead
+        self.say: Callable[[str], None] = options.echo
+        self.echo = options.echo if options.echo_log else None
+        self.on_log = options.on_log
+        self.on_step = options.on_step if options.lead else None
 
-def out_dirs(out_dir) -> list:
-    """One OUT or several, as a list."""
-    return [out_dir] if isinstance(out_dir, (str, os.PathLike)) else list(out_dir)
+    def record_start(self, plan: RunPlan, data: TrainData) -> None:
+        """The clips selected (``selection.json``, refusing a resumed run whose clips changed), those skipped,
+        and the complete config (``config.json``, what ``rushes train --dry-run`` printed)."""
+        if not self.active:
+            return
+        record_selection(self.run_dir, plan.selection.record)
+        with open(self.run_dir / "skipped.jsonl", "w") as fh:
+            fh.writelines(json.dumps(s) + "\n" for s in data.skipped)
+        (self.run_dir / "config.json").write_text(plan.config_json())
 
+    def append(self, record: dict) -> None:
+        """A line of ``log.jsonl``, also echoed and handed to ``on_log`` where the run has them."""
+        with open(self.run_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.echo is not None:
+            self.echo(record_line(record))
+        if self.on_log is not None:
+            self.on_log(record)
 
-def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device,
-              sources: list[KeptClip] | None = None) -> Prepared:
-    """Prepare (or read from ``RUN_DIR/cache``) ``sources``, by default the clips of ``out_dir`` (one OUT or
-    several) that ``cfg.data`` selects (train/selection.py)."""
-    d = cfg.data
-    sources = select_clips(out_dirs(out_dir), d).clips if sources is None else sources
-    dev = str(device)
-    return prepare(sources, d, cfg.model.patch_size, Path(run_dir) / "cache",
-                   lambda: TextEncoder(d.text_encoder, d.max_text_tokens, device=dev),
-                   lambda: Vae(d.vae, d.vae_subfolder, device=dev) if d.vae else None)
+    def step_done(self, done: int, counts: dict) -> None:
+        """Live progress of the lead: steps done, and its own clips and real tokens of the step."""
+        if self.on_step is not None:
+            self.on_step(done, counts["clips"], counts["real_tokens"])
+
+    def truncate(self, step: int) -> None:
+        """Drop log lines written after the checkpoint a run resumes from, so the log reads as one run."""
+        path = self.run_dir / "log.jsonl"
+        if self.active and path.exists():
+            keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
+            path.write_text("".join(ln + "\n" for ln in keep))
 
 
 @dataclass
@@ -104,30 +323,91 @@ class TrainData:
     num_clips: int
     num_train: int
     skipped: list[dict]
-    encodings: str | None = None  # the encodings folder streamed, None when decoded on the fly
-    selection: dict | None = None  # how the clips were chosen (train/selection.py), for RUN_DIR/selection.json
 
 
-def load_train_data(out_dir, run_dir, cfg: RunConfig, device: torch.device, use_encodings: bool = True) -> TrainData:
-    """The clips ``cfg.data`` selects from ``out_dir`` (one OUT or several, train/selection.py): from the encodings
-    of OUT made with this config when there are any (a mismatch raises, naming the setting; a single OUT only),
-    else decoded and encoded once into ``RUN_DIR/cache`` (:func:`load_data`)."""
-    d, patch, outs = cfg.data, cfg.model.patch_size, out_dirs(out_dir)
-    selection = select_clips(outs, d)
-    if use_encodings and len(outs) > 1:
-        log.info("training on %d runs: clips are decoded on the fly (encodings are per run)", len(outs))
-    use = use_encodings and len(outs) == 1
-    folder = shards.find_encodings(outs[0], shards.key_inputs(d, patch)) if use else None
-    if folder is None:
-        prepared = load_data(outs, run_dir, cfg, device, selection.clips)
+def load_train_data(plan: RunPlan, run_dir, device: torch.device) -> TrainData:
+    """The clips of ``plan`` (train/plan.py): streamed from its encodings folder, else decoded and encoded once
+    into ``RUN_DIR/cache`` (:func:`prepare_clips`)."""
+    cfg = plan.cfg
+    d, patch = cfg.data, cfg.model.patch_size
+    if plan.encodings is None:
+        prepared = prepare_clips(plan.selection.clips, run_dir, cfg, device)
         train_set, val_set = split_validation(prepared.examples, d.val_clips)
         return TrainData(PackLoader(train_set, d.batch_tokens, seed=cfg.train.seed), val_set, prepared.null_text,
                          prepared.channels, prepared.text_dim, len(prepared.examples), len(train_set),
-                         prepared.skipped, selection=selection.record)
-    enc = open_encodings(folder, selection.clips, patch, d.val_clips)
-    stream = PackStream(folder, enc.train_ids, patch, d.batch_tokens, d.stream_window, cfg.train.seed)
+                         prepared.skipped)
+    enc = open_encodings(plan.encodings, plan.selection.clips, patch, d.val_clips)
+    stream = PackStream(plan.encodings, enc.train_ids, patch, d.batch_tokens, d.stream_window, cfg.train.seed)
     return TrainData(stream, enc.val, enc.null_text, enc.channels, enc.text_dim, enc.num_clips, len(enc.train_ids),
-                     enc.skipped, str(folder), selection.record)
+                     enc.skipped)
+
+
+def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device,
+              sources: list[KeptClip] | None = None) -> Prepared:
+    """Prepare (or read from ``RUN_DIR/cache``) ``sources``, by default the clips of ``out_dir`` (one OUT or
+    several) that ``cfg.data`` selects (train/selection.py)."""
+    sources = select_clips(out_dirs(out_dir), cfg.data).clips if sources is None else sources
+    return prepare_clips(sources, run_dir, cfg, device)
+
+
+def prepare_clips(sources: list[KeptClip], run_dir, cfg: RunConfig, device: torch.device) -> Prepared:
+    """``sources`` decoded and encoded once into ``RUN_DIR/cache`` (read from it when there)."""
+    d, dev = cfg.data, str(device)
+    return prepare(sources, d, cfg.model.patch_size, Path(run_dir) / "cache",
+                   lambda: TextEncoder(d.text_encoder, d.max_text_tokens, device=dev),
+                   lambda: Vae(d.vae, d.vae_subfolder, device=dev) if d.vae else None)
+
+
+@dataclass
+class ModelParts:
+    """The model as one worker trains it: ``net`` (the weights the optimizer steps and checkpoints hold),
+    ``ema`` (their moving average, frozen: what sampling uses) and ``module``, what the loss calls: ``net``
+    itself (one worker), DDP over it, or ``net`` sharded in place (FSDP)."""
+
+    net: DiffusionTransformer
+    ema: DiffusionTransformer
+    module: torch.nn.Module
+
+    @classmethod
+    def build(cls, cfg: RunConfig, device: torch.device, world: int, parallel: str) -> ModelParts:
+        net = build_model(cfg, device).train()
+        ema = copy.deepcopy(net).requires_grad_(False).eval()
+        return cls(net, ema, dp.wrap(net, ema, device, world, parallel))  # FSDP shards net and ema in place
+
+
+def build_optimizer(net: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over ``net``'s parameters (after any sharding: they are the ones it steps)."""
+    # fused: one kernel over all tensors (on CPU ~4x faster than foreach for the tiny preset's 66 tensors)
+    return torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay, fused=True)
+
+
+# ---- steps and helpers ------------------------------------------------------------------------------------------
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _check_dims(cfg: RunConfig, data: TrainData, encodings) -> None:
+    """The data's widths are those the plan completed the config with (a model of other widths cannot take them)."""
+    m = cfg.model
+    if (data.channels, data.text_dim) != (m.in_channels, m.text_dim):
+        origin = f"the key.json of {encodings}" if encodings else "the encoders' configs"
+        raise ValueError(f"the clips have {data.channels} channels and {data.text_dim}-wide caption embeddings, "
+                         f"but {origin} gave in_channels {m.in_channels} and text_dim {m.text_dim}: encode again "
+                         f"(`rushes encode`), or pass --no-encodings to decode on the fly")
+
+
+@dataclass
+class _StepData:
+    """One step's share of this worker: packs, their random streams and batches, and the data position after
+    them (what a checkpoint of this step saves)."""
+
+    packs: list[list[Example]]
+    generators: list[torch.Generator]
+    batches: list[PackedBatch]
+    counts: dict  # this worker's (_pack_counts)
+    position: dict
 
 
 def pack_generator(seed: int, step: int, pack: int) -> torch.Generator:
@@ -231,31 +511,6 @@ def validation_loss(model, val_set, cfg: RunConfig, device) -> float:
     return total / max(count, 1)
 
 
-def _append_log(run: _Run, record: dict) -> None:
-    """A line of ``log.jsonl``, also echoed and handed to ``on_log`` where the run has them."""
-    with open(run.run_dir / "log.jsonl", "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-    if run.echo is not None:
-        run.echo(record_line(record))
-    if run.on_log is not None:
-        run.on_log(record)
-
-
-def _truncate_log(run_dir: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint a run resumes from, so the log reads as one run."""
-    path = run_dir / "log.jsonl"
-    if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
-        path.write_text("".join(ln + "\n" for ln in keep))
-
-
-def write_config(run_dir: Path, cfg: RunConfig, workers: int = 1, parallel: str = "ddp") -> None:
-    """``RUN_DIR/config.json``: the resolved config plus the workers, their parallelism (ddp or fsdp) and the
-    versions of the tools of this call."""
-    record = {**cfg.to_dict(), "workers": workers, "parallel": parallel, "tool_versions": tool_versions(TOOLS)}
-    (run_dir / "config.json").write_text(json.dumps(record, indent=2, sort_keys=True))
-
-
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)
@@ -291,146 +546,6 @@ def _speed(stats: dict, data_s: float, world: int, peak: float | None) -> dict:
     if peak:
         record["mfu"] = stats["flops"] / (step_s * peak * world)
     return record
-
-
-def train(out_dir, run_dir, cfg: RunConfig, device: str | torch.device | None = None,
-          echo: Callable[[str], None] = print, use_encodings: bool = True, rank: int = 0,
-          world: int = 1, parallel: str = "ddp", on_step: Callable[[int, int, int], None] | None = None,
-          echo_log: bool = True, prefetch: bool | None = None,
-          on_log: Callable[[dict], None] | None = None, lock: bool = True) -> TrainResult:
-    """Train (or resume) a run from the manifests in ``out_dir`` (one OUT or a list); see the module docstring.
-
-    ``rank``/``world``: this worker among ``world`` workers (``train/pipeline.py`` launches them on Ray Train),
-    data-parallel by ``parallel`` (``ddp``, or ``fsdp`` sharding the model: train/parallel.py); worker 0 writes
-    the config, logs and checkpoints. ``on_step(steps_done, clips, real_tokens)`` is called by worker 0 after
-    every step with this worker's counts (live progress: train/progress.py). ``echo_log=False``: log records go
-    to ``log.jsonl`` only, not through ``echo`` (a Ray Train worker whose driver shows that file's lines).
-    ``prefetch``: prepare the next step's data in a background thread (:class:`_Prefetch`; the same steps and
-    numbers either way); None: when that thread has a core of its own (:func:`auto_prefetch`, one worker).
-    ``on_log(record)``: called by worker 0 with each record it logs (a Ray Train driver's live view of a run
-    in a bucket, whose ``log.jsonl`` is uploaded with each checkpoint only: train/rundir.py). ``lock``: worker 0
-    holds RUN's one-writer lock (``rushes.manifests.lock.writer_lock``) while it trains; False: the caller holds it
-    (the Ray Train driver, for the whole job).
-    """
-    _check_workers(cfg.data.packs_per_step, world)
-    dp.check_parallel(parallel)
-    where = rundir.location(run_dir)
-    # worker 0 writes RUN: a second trainer on it is refused at once, naming this one (a lease in a bucket)
-    one_writer = writer_lock(where, "rushes train", "--run") if lock and rank == 0 else contextlib.nullcontext()
-    with one_writer, rundir.working_copy(where) as local:  # RUN itself, or a local copy of a bucket RUN
-        local.mkdir(parents=True, exist_ok=True)
-        run = _start(out_dir, where, local, cfg, torch.device(device) if device else default_device(), echo,
-                     use_encodings, rank, world, parallel, on_step, echo_log, prefetch, on_log)
-        try:  # each step takes the next packs_per_step packs of one global order; this worker trains its share
-            with _Prefetch(lambda step: _prepare(run, step), run.result.step, run.cfg.train.steps,
-                           run.prefetch) as ahead:  # the next step's data
-                for step in range(run.result.step, run.cfg.train.steps):
-                    _run_step(run, step, ahead)
-        except BaseException:  # the run failed: its last upload still ends (logged if it fails too)
-            _close_run(run, failed=True)
-            raise
-        _close_run(run, failed=False)  # after the data thread stopped: open shards, the last upload
-    if run.lead:
-        _record_summary(out_dir, where, run.result, world, parallel, run.data.encodings)
-    return run.result
-
-
-def _start(out_dir, where, run_dir: Path, cfg: RunConfig, device: torch.device, echo, use_encodings: bool,
-           rank: int, world: int, parallel: str, on_step, echo_log: bool, prefetch: bool | None, on_log) -> _Run:
-    """Data, model, optimizer and the resumed state of :func:`train` in the local folder ``run_dir`` (``where``:
-    RUN as the user named it, a folder or a bucket URI)."""
-    tc, lead = cfg.train, rank == 0
-
-    # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
-    data = load_train_data(out_dir, run_dir, cfg, device, use_encodings)
-    if lead:
-        _record_data(run_dir, data)
-
-    # 2. Model, EMA and optimizer; the config is resolved against the data (channels, text width).
-    cfg = replace(cfg, model=replace(cfg.model, in_channels=data.channels, text_dim=data.text_dim))
-    if lead:
-        write_config(run_dir, cfg, world, parallel)
-    generator = seed_everything(tc.seed)
-    net, ema = _model_and_ema(cfg, device)
-    model = dp.wrap(net, ema, device, world, parallel)  # DDP, or net and ema sharded in place (FSDP)
-    # fused: one kernel over all tensors (on CPU ~4x faster than foreach for the tiny preset's 66 tensors)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
-                                  fused=True)
-
-    # 3. Resume: weights, EMA, optimizer, data position and every random stream.
-    start = _resume(run_dir, where, net, ema, optimizer, generator, data, lead, echo)
-    result = TrainResult(str(where), start, start, num_clips=data.num_clips,
-                         skipped=len(data.skipped), parameters=count_parameters(net))
-    prefetch = auto_prefetch(device, 1) if prefetch is None else prefetch
-    echo(f"training {result.parameters:,} parameters on {data.num_train} clips ({len(data.val_set)} validation, "
-         f"{len(data.skipped)} skipped{', from ' + data.encodings if data.encodings else ''}) on {device} with "
-         f"{world} worker(s) ({parallel}, data thread {'on' if prefetch else 'off'}), steps {start} -> {tc.steps}")
-    return _Run(run_dir, where, cfg, device, rank, world, parallel, data, model, net, ema, optimizer, generator,
-                result, lead, echo if echo_log else None, on_step if lead else None, prefetch, on_log,
-                rundir.Uploads(run_dir, where, active=lead))
-
-
-def _close_run(run: _Run, failed: bool) -> None:
-    """Close the data source (the shards a window still has open) and wait for the last upload, both whatever
-    the other does; when the run ``failed`` their errors are logged, not raised, so they never hide its own."""
-    errors = []
-    for close in (run.data.source.close, run.uploads.close):
-        try:
-            close()
-        except Exception as exc:
-            if failed:
-                log.exception("while stopping a failed run")
-            errors.append(exc)
-    if errors and not failed:
-        raise errors[0]
-
-
-@dataclass
-class _Run:
-    """What every step of :func:`train` uses; only the ``lead`` (worker 0) logs, through ``echo`` (None: to
-    ``log.jsonl`` only) and ``on_step``."""
-
-    run_dir: Path  # the local folder the run works in
-    where: str | Path  # RUN as named: that folder, or the bucket URI it is a working copy of (train/rundir.py)
-    cfg: RunConfig
-    device: torch.device
-    rank: int
-    world: int
-    parallel: str
-    data: TrainData
-    model: torch.nn.Module  # what the loss calls: net itself, DDP over it, or net sharded (FSDP)
-    net: torch.nn.Module
-    ema: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    generator: torch.Generator
-    result: TrainResult
-    lead: bool
-    echo: Callable[[str], None] | None
-    on_step: Callable[[int, int, int], None] | None
-    prefetch: bool
-    on_log: Callable[[dict], None] | None  # each record worker 0 logs (a bucket run's live view on Ray Train)
-    uploads: rundir.Uploads  # worker 0's checkpoint uploads to a bucket RUN, beside the training
-
-
-@dataclass
-class _StepData:
-    """One step's share of this worker: packs, their random streams and batches, and the data position after
-    them (what a checkpoint of this step saves)."""
-
-    packs: list[list[Example]]
-    generators: list[torch.Generator]
-    batches: list[PackedBatch]
-    counts: dict  # this worker's (_pack_counts)
-    position: dict
-
-
-def _prepare(run: _Run, step: int) -> _StepData:
-    """This worker's packs of ``step`` (collated, caption dropout applied) and the data position after them."""
-    tc, dc = run.cfg.train, run.cfg.data
-    packs = run.data.source.next_packs(dc.packs_per_step, run.rank, run.world)
-    position = run.data.source.state_dict()
-    generators = [pack_generator(tc.seed, step, run.rank + i * run.world) for i in range(len(packs))]
-    return _StepData(packs, generators, *_batches(packs, generators, run.data, run.cfg, run.device), position)
 
 
 def auto_prefetch(device: torch.device, workers_on_node: int) -> bool:
@@ -475,64 +590,14 @@ class _Prefetch:
         return ready
 
 
-def _run_step(run: _Run, step: int, ahead: _Prefetch) -> None:
-    """One step of :func:`train`: this worker's packs, the optimisation step, then log, validation and
-    checkpoint when due (under FSDP both are collective: every worker takes part)."""
-    tc, data, lead = run.cfg.train, run.data, run.lead
-    watch, cpu = Stopwatch(run.device), time.process_time()
-    ready = ahead.take(step)
-    data_s = watch.lap()  # the wait for data: preparing it ran beside the previous step
-    stats = train_step(run.model, run.ema, run.optimizer, ready.batches, ready.generators, run.cfg, step, run.world,
-                       ready.counts)
-    stats["cpu_s"] = time.process_time() - cpu  # well below step_s: this worker waited (for a core or a peer)
-    run.result.losses.append(stats["loss"])
-    run.result.step = done = step + 1
-    if run.on_step is not None:
-        run.on_step(done, ready.counts["clips"], ready.counts["real_tokens"])  # this worker's
-    if lead and (done % tc.log_every == 0 or step == run.result.start_step or done == tc.steps):
-        _append_log(run, {"step": done, **stats, "workers": run.world, "parallel": run.parallel,
-                          **_speed(stats, data_s, run.world, peak_flops(run.device))})
-    sharded = run.parallel == "fsdp"  # validation and checkpoints are collective: every worker takes part
-    if (lead or sharded) and data.val_set and (done % tc.val_every == 0 or done == tc.steps):
-        _validate(run, done)
-    if (lead or sharded) and (done % tc.checkpoint_every == 0 or done == tc.steps):
-        saved = checkpoint.save(run.run_dir, done, run.net, run.ema, run.optimizer, run.generator, ready.position,
-                                write=lead)
-        if lead:  # a bucket RUN: upload the checkpoint, the log and records, then the marker (train/rundir.py)
-            run.uploads.push(saved.name)
-
-
-def _record_data(run_dir: Path, data: TrainData) -> None:
-    """The clips selected (``selection.json``, refusing a resumed run whose clips changed) and skipped."""
-    record_selection(run_dir, data.selection)
-    with open(run_dir / "skipped.jsonl", "w") as fh:
-        fh.writelines(json.dumps(s) + "\n" for s in data.skipped)
-
-
-def _model_and_ema(cfg: RunConfig, device: torch.device):
-    """The model (training mode) and its EMA copy (frozen)."""
-    net = build_model(cfg, device).train()
-    return net, copy.deepcopy(net).requires_grad_(False).eval()
-
-
-def _validate(run: _Run, step: int) -> None:
-    """Validation loss of the weights and of the EMA at fixed timesteps, kept in the result and logged by the
-    lead (an FSDP worker other than 0 takes part in the sharded forward passes only)."""
-    val = validation_loss(run.net, run.data.val_set, run.cfg, run.device)
-    val_ema = validation_loss(run.ema, run.data.val_set, run.cfg, run.device)
-    run.result.val_losses.append((step, val))
-    if run.lead:
-        _append_log(run, {"step": step, "val_loss": val, "val_loss_ema": val_ema})
-
-
-def _record_summary(out_dir, run_dir: Path, result: TrainResult, world: int, parallel: str,
-                    encodings: str | None) -> None:
+def _record_summary(out_dir, run_dir, result: TrainResult, plan: RunPlan) -> None:
     """The ``train`` entry of each OUT's ``summary.json``."""
+    encodings = str(plan.encodings) if plan.encodings is not None else None
     for out in out_dirs(out_dir):
         store.update_summary(out, "train", {
             "run_dir": str(run_dir), "step": result.step, "clips": result.num_clips, "skipped": result.skipped,
-            "parameters": result.parameters, "workers": world, "parallel": parallel, "encodings": encodings,
-            "last_loss": result.losses[-1] if result.losses else None,
+            "parameters": result.parameters, "workers": plan.workers, "parallel": plan.parallel,
+            "encodings": encodings, "last_loss": result.losses[-1] if result.losses else None,
             "last_val_loss": result.val_losses[-1][1] if result.val_losses else None})
 
 
@@ -541,16 +606,3 @@ def _check_workers(packs_per_step: int, world: int) -> None:
         raise ValueError(f"packs_per_step {packs_per_step} does not divide among {world} workers: use a number "
                          f"of workers that divides it (a run keeps its global batch), or a new run with "
                          f"--packs-per-step {world}")
-
-
-def _resume(run_dir: Path, where, net, ema, optimizer, generator, data: TrainData, lead: bool, echo) -> int:
-    """Load the newest checkpoint (weights, EMA, optimizer, data position, RNG states); the step to start at."""
-    ckpt = checkpoint.latest(run_dir)
-    if ckpt is None:
-        return 0
-    resumed = checkpoint.load(ckpt, net, ema, optimizer, generator)
-    data.source.load_state_dict(resumed.data_state)
-    if lead:
-        _truncate_log(run_dir, resumed.step)
-    echo(f"resumed from {storage.join(where, rundir.CHECKPOINTS, ckpt.name)} at step {resumed.step}")
-    return resumed.step

@@ -43,7 +43,8 @@ from rushes.manifests import store
 from rushes.manifests.lock import writer_lock
 from rushes.train import rundir, shards
 from rushes.train.config import RunConfig
-from rushes.train.loop import TrainResult, out_dirs
+from rushes.train.loop import TrainResult
+from rushes.train.plan import out_dirs
 from rushes.train.parallel import check_parallel
 from rushes.progress import LogFollower, StepProgress
 from rushes.train.selection import run_name
@@ -83,7 +84,7 @@ def _encode_locked(out, cfg: RunConfig, enc: EncodeConfig, limit: int | None, ad
         inputs = shards.key_inputs(cfg.data, patch)  # the probe may have downloaded a hub model: its revision
         folder = shards.key_dir(out, inputs)
         plan = plan_encode(out, cfg.data, folder, limit)
-        shards.write_key(folder, inputs)
+        shards.write_key(folder, inputs, probe["dims"])
         shards.write_null_caption(folder, probe["null_text"])
         counts = _execute(folder, cfg, enc, plan, probe, scratch) if plan.tasks.num_rows else {"encoded": 0}
         elapsed = time.perf_counter() - t0
@@ -148,7 +149,7 @@ def _train_worker(config: dict) -> None:
     import torch
     from ray.train.torch import get_device
 
-    from rushes.train.loop import train
+    from rushes.train.loop import TrainOptions, auto_prefetch, train
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -156,19 +157,22 @@ def _train_worker(config: dict) -> None:
     device = get_device()
     prefetch = config["prefetch"]
     if prefetch is None:  # a data thread only where the node has a core for it beside its workers' threads
-        from rushes.train.loop import auto_prefetch
-
         prefetch = auto_prefetch(device, ctx.get_local_world_size())
-    result = train(config["out"], config["run_dir"], config["cfg"], device=device,
-                   echo=print if rank == 0 else (lambda s: None), use_encodings=config["use_encodings"],
-                   rank=rank, world=world, parallel=config["parallel"], echo_log=config["echo_log"],
-                   prefetch=prefetch, on_log=config["log_queue"].put if config["log_queue"] is not None else None,
-                   lock=False)  # the driver holds RUN's lock for the job
+    options = TrainOptions(rank=rank, world=world, parallel=config["parallel"], device=device,
+                           use_encodings=config["use_encodings"], prefetch=prefetch,
+                           echo=print if rank == 0 else _silent, echo_log=config["echo_log"],
+                           on_log=config["log_queue"].put if config["log_queue"] is not None else None,
+                           lock=False)  # the driver holds RUN's lock for the job
+    result = train(config["out"], config["run_dir"], config["cfg"], options)
     with tempfile.TemporaryDirectory() as tmp:  # Ray Train keeps a result only with a checkpoint: a tiny one
         if rank == 0:
             (Path(tmp) / "result.json").write_text(json.dumps(vars(result)))
         ray.train.report({"step": result.step},
                          checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
+
+
+def _silent(message: str) -> None:
+    """The echo of a worker other than 0: its messages would repeat worker 0's."""
 
 
 def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worker: float = 0.0,

@@ -2,7 +2,8 @@
 
 Layout (plain Parquet, readable without rushes)::
 
-    OUT/encodings/<key>/key.json                 everything that shaped the tensors (see :func:`key_inputs`)
+    OUT/encodings/<key>/key.json                 everything that shaped the tensors (see :func:`key_inputs`),
+                                                 and their widths (``tensors``: :func:`read_dims`)
     OUT/encodings/<key>/null_caption.parquet     the empty caption's embedding (classifier-free guidance)
     OUT/encodings/<key>/part-*.parquet           one row per clip (SCHEMA): ok rows carry tensors, error
                                                  rows carry ``error_message``
@@ -39,6 +40,7 @@ import torch
 from rushes import storage
 from rushes.manifests import store
 from rushes.manifests.ids import make_id
+from rushes.train.encoders import TensorDims
 
 FORMAT_VERSION = 1
 # Rows per Parquet row group: about ROW_GROUP_BYTES of rows, at most ROW_GROUP_ROWS. A training worker reads the
@@ -131,13 +133,35 @@ def key_dir(out: str | os.PathLike, inputs: dict) -> Path | str:
     return storage.join(encodings_root(out), encoding_key(inputs))
 
 
-def write_key(folder: Path | str, inputs: dict) -> None:
-    store.write_json_atomic(storage.join(folder, "key.json"), inputs)
+# key.json's entry of the tensors' widths: what the encoders made, not an input of the key
+TENSORS = "tensors"
+
+
+def write_key(folder: Path | str, inputs: dict, dims: TensorDims | None = None) -> None:
+    """``key.json``: the key's ``inputs``, and the ``dims`` of the tensors made with them (a trainer completes its
+    config from them without loading an encoder)."""
+    record = {**inputs, TENSORS: {"channels": dims.channels, "text_dim": dims.text_dim}} if dims else inputs
+    store.write_json_atomic(storage.join(folder, "key.json"), record)
+
+
+def read_dims(folder: Path | str) -> TensorDims:
+    """The widths of the tensors in an encodings folder: from ``key.json``; a folder encoded before key.json
+    recorded them, from the empty caption's embedding and the first ok row (light columns only)."""
+    recorded = json.loads(storage.read_bytes(storage.join(folder, "key.json"))).get(TENSORS)
+    if recorded:
+        return TensorDims(int(recorded["channels"]), int(recorded["text_dim"]))
+    text_dim = int(read_null_caption(folder).shape[-1])
+    for path in shard_paths(folder):
+        for row in iter_rows(path, ["status", "video_shape", "video_dtype"]):
+            if row["status"] == "ok":  # pixel frames are (T, H, W, 3) uint8, a latent (C, T', H', W')
+                return TensorDims(3 if row["video_dtype"] == "uint8" else int(row["video_shape"][0]), text_dim)
+    raise ValueError(f"{folder} holds no encoded clip: run `rushes encode` for this run's clips (it resumes), or "
+                     f"pass --no-encodings to decode on the fly")
 
 
 def _differences(have: dict, want: dict) -> list[str]:
     return [f"{k}={have.get(k)!r} (this run: {want.get(k)!r})" for k in sorted(set(have) | set(want))
-            if have.get(k) != want.get(k)]
+            if k != TENSORS and have.get(k) != want.get(k)]
 
 
 def find_encodings(out: str | os.PathLike, inputs: dict) -> Path | str | None:

@@ -13,6 +13,7 @@ import torch
 
 from rushes.manifests import store
 from rushes.train import shards
+from rushes.train.encoders import TensorDims
 
 
 def write_random_shards(folder: Path, num_clips: int, shard_rows: int = 64, seed: int = 0,
@@ -47,7 +48,7 @@ def write_random_run(out: Path, cfg, num_clips: int, shard_rows: int = 64) -> Pa
     write_manifest(out, [Clip("/nonexistent.mp4", 0.0, 1.0, 16, 16, f"random clip {i}") for i in range(num_clips)])
     inputs = shards.key_inputs(cfg.data, cfg.model.patch_size)
     write_random_shards(shards.key_dir(out, inputs), num_clips, shard_rows=shard_rows)
-    shards.write_key(shards.key_dir(out, inputs), inputs)
+    shards.write_key(shards.key_dir(out, inputs), inputs, TensorDims(3, 32))  # pixel frames, write_random_shards' text
     return out
 
 
@@ -61,7 +62,7 @@ def encode_in_process(out: Path, cfg) -> Path:
     actor = EncodeActor(cfg.data, cfg.model.patch_size, device="cpu")
     temporal, spatial = actor.factors()
     frames = decode_batch(plan_encode(out, cfg.data, folder).tasks, cfg.data, cfg.model.patch_size, temporal, spatial)
-    shards.write_key(folder, inputs)
+    shards.write_key(folder, inputs, actor.dims())
     shards.write_null_caption(folder, actor.embed([""])[0])
     shards.write_shard(folder, actor(frames), "part-local")
     return folder
