@@ -44,9 +44,11 @@ def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / rundir.CHECKPOINTS
 
 
-def latest(run_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint folder of a local run (or working copy), or None."""
-    name = rundir.latest_name(Path(run_dir))  # the marker's rule, for a folder as for a bucket
+def latest(run_dir: str | os.PathLike, need: tuple[str, ...] = rundir.CHECKPOINT_FILES) -> Path | None:
+    """The newest complete checkpoint folder of a local run (or working copy), or None for a run without one;
+    a marker naming anything else raises :class:`rundir.CheckpointMarkerError`. ``need``: the files it must hold
+    (sampling needs the weights only)."""
+    name = rundir.latest_name(Path(run_dir), need)  # the marker's rule, for a folder as for a bucket
     return checkpoint_dir(run_dir) / name if name else None
 
 

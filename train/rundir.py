@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from rushes import storage
+from rushes.manifests.store import ManifestError
 
 RECORDS = ("config.json", "selection.json", "skipped.jsonl", "log.jsonl")
 CHECKPOINTS = "checkpoints"
@@ -50,13 +52,37 @@ def read_config(run_dir) -> dict | None:
     return json.loads(storage.read_bytes(path)) if storage.is_file(path) else None
 
 
-def latest_name(run_dir) -> str | None:
-    """The name of the newest complete checkpoint (``step-0000100``) of a folder or bucket run, or None."""
-    marker = storage.join(run_dir, CHECKPOINTS, MARKER)
+class CheckpointMarkerError(ManifestError):
+    """``checkpoints/latest`` names no complete checkpoint inside RUN: resuming or sampling would start over or
+    read something else."""
+
+
+# What a complete checkpoint folder holds (train/checkpoint.py writes them, then renames the folder into place).
+CHECKPOINT_FILES = ("model.safetensors", "ema.safetensors", "optimizer.pt", "state.json", "rng.safetensors")
+_NAME = re.compile(r"step-\d{7}")
+
+
+def latest_name(run_dir, need: tuple[str, ...] = CHECKPOINT_FILES) -> str | None:
+    """The name of the newest complete checkpoint (``step-0000100``) of a folder or bucket run; None for a run
+    without a marker (nothing trained yet). A marker that names anything but a complete checkpoint folder inside
+    RUN (a missing folder, ``../elsewhere/step-9``, ``/etc``, a folder missing one of the files ``need``s) raises
+    :class:`CheckpointMarkerError` naming it and the checkpoints that exist: never a silent restart."""
+    root = storage.join(run_dir, CHECKPOINTS)
+    marker = storage.join(root, MARKER)
     if not storage.is_file(marker):
         return None
-    name = storage.read_bytes(marker).decode().strip()
-    return name if storage.is_dir(storage.join(run_dir, CHECKPOINTS, name)) else None
+    name = storage.read_bytes(marker)[:200].decode(errors="replace").strip()
+    folder = storage.join(root, name)
+    missing = [f for f in need if not storage.is_file(storage.join(folder, f))] if _NAME.fullmatch(name) else [""]
+    if missing:
+        found = sorted({storage.name(storage.parent(f)) for f in storage.list_files(root)
+                        if storage.name(f) == "state.json" and _NAME.fullmatch(storage.name(storage.parent(f)))})
+        why = ("is not a checkpoint name (step-NNNNNNN)" if not _NAME.fullmatch(name) else "does not exist"
+               if not storage.is_dir(folder) else f"is missing {', '.join(missing)}")
+        raise CheckpointMarkerError(
+            f"{marker} names {name!r}, which {why}; checkpoints in {root}: {', '.join(found) or 'none'}. Write the "
+            f"name of a complete one into the marker to resume from it, or delete the marker to train from step 0")
+    return name
 
 
 def latest_step(run_dir) -> int:
@@ -82,7 +108,7 @@ def _pull(run_dir: str, local: Path, files: tuple[str, ...] | None) -> None:
     for name in RECORDS:
         if storage.is_file(storage.join(run_dir, name)):
             storage.copy_file(storage.join(run_dir, name), local / name)
-    name = latest_name(run_dir)
+    name = latest_name(run_dir, need=files or CHECKPOINT_FILES)
     if name is None:
         return
     folder = storage.join(run_dir, CHECKPOINTS, name)

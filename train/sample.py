@@ -61,7 +61,7 @@ def load_run(run_dir: str | os.PathLike, device, use_ema: bool = True) -> tuple[
                                 f"run; run `rushes train` first")
     cfg = RunConfig.from_dict(saved)
     with rundir.working_copy(run_dir, files=(checkpoint.weights_name(use_ema),)) as local:  # a bucket RUN: downloaded
-        ckpt = checkpoint.latest(local)
+        ckpt = checkpoint.latest(local, need=(checkpoint.weights_name(use_ema),))
         if ckpt is None:
             raise FileNotFoundError(f"no checkpoint in {storage.join(run_dir, rundir.CHECKPOINTS)}; train for at "
                                     f"least one checkpoint")

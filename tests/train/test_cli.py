@@ -112,3 +112,25 @@ def test_empty_captions_with_a_tokenizer_that_adds_no_end_token(synth_out, tmp_p
                  "--out", str(video)]) == 0
     with av.open(str(video)) as c:
         assert len([f for f in c.decode(video=0)]) == 2
+
+
+@pytest.mark.parametrize("marker, why", [
+    ("step-zzz", "not a checkpoint name"), ("step-0000009", "does not exist"),
+    ("../../elsewhere/step-0000009", "not a checkpoint name"), ("/etc", "not a checkpoint name"),
+])
+def test_a_marker_naming_no_checkpoint_is_an_error_never_a_restart(synth_out, tiny_t5, tmp_path, capsys, marker,
+                                                                   why):
+    run = tmp_path / "run"
+    common = [str(synth_out), "--run", str(run), "--preset", "tiny", "--text-encoder", tiny_t5, "--max-frames", "4",
+              "--clip-tokens", "128", "--batch-tokens", "256"]
+    assert main(["train", *common, "--steps", "2", "--checkpoint-every", "2"]) == 0
+    (run / "checkpoints" / "latest").write_text(marker)
+    log_before = (run / "log.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["train", *common, "--steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert why in err and "step-0000002" in err and "Traceback" not in err, err  # names the one that exists
+    assert (run / "log.jsonl").read_text() == log_before, "nothing trained from step 1"
+    assert main(["sample", str(run), "--prompt", "x", "--frames", "2", "--size", "16x16", "--steps", "1",
+                 "--out", str(tmp_path / "s.mp4")]) == 2
+    assert why in capsys.readouterr().err and not (tmp_path / "s.mp4").exists()
