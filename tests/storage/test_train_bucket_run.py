@@ -165,6 +165,7 @@ def test_checkpoint_uploads_run_beside_training_in_order_and_raise_their_errors(
     the bucket shows the checkpoint only when its marker is written last, the log is the one of the pushed step,
     and an upload's error is raised by the next wait."""
     run, local = f"{bucket}/runs/uploads", tmp_path / "work"
+    FAKE = ("model.safetensors",)  # the one file these stand-in checkpoints hold
     (local / "checkpoints" / "step-0000001").mkdir(parents=True)
     (local / "checkpoints" / "step-0000001" / "model.safetensors").write_bytes(b"weights")
     (local / "log.jsonl").write_text('{"step": 1}\n')
@@ -177,10 +178,10 @@ def test_checkpoint_uploads_run_beside_training_in_order_and_raise_their_errors(
     uploads.push("step-0000001")  # returns while the upload waits at the gate
     with open(local / "log.jsonl", "a") as fh:  # training goes on: a later line is not in this upload
         fh.write('{"step": 2}\n')
-    assert rundir.latest_name(run) is None
+    assert rundir.latest_name(run, need=FAKE) is None
     gate.set()
     uploads.wait()
-    assert rundir.latest_name(run) == "step-0000001"
+    assert rundir.latest_name(run, need=FAKE) == "step-0000001"
     assert storage.read_bytes(f"{run}/log.jsonl") == b'{"step": 1}\n'
     assert storage.read_bytes(f"{run}/checkpoints/step-0000001/model.safetensors") == b"weights"
 
@@ -192,7 +193,7 @@ def test_checkpoint_uploads_run_beside_training_in_order_and_raise_their_errors(
     uploads.push("step-0000002")
     with pytest.raises(OSError, match="refused"):
         uploads.close()
-    assert rundir.latest_name(run) == "step-0000001"  # the marker still names the complete checkpoint
+    assert rundir.latest_name(run, need=FAKE) == "step-0000001"  # the marker still names the complete checkpoint
 
 
 def test_a_bucket_refusing_the_upload_fails_the_run_with_its_error(out, t5, bucket, monkeypatch, capsys):
