@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import logging
 import os
 import random
@@ -144,6 +145,8 @@ class Trainer:
         stats = train_step(self.model.module, self.model.ema, self.optimizer, ready.batches, ready.generators,
                            self.cfg, step, opts.world, ready.counts)
         stats["cpu_s"] = time.process_time() - cpu  # well below step_s: this worker waited (for a core or a peer)
+        if not math.isfinite(stats["loss"]) or not math.isfinite(stats["grad_norm"]):
+            raise Diverged(step + 1, stats)  # every worker sees the same summed loss: all stop here, none saves
         self.result.losses.append(stats["loss"])
         self.result.step = done = step + 1
         self.log.step_done(done, ready.counts)
@@ -426,6 +429,19 @@ def lr_at(step: int, cfg: RunConfig) -> float:
     """Linear warmup to ``lr``, then constant (rectified-flow DiTs train well at a constant rate)."""
     warm = cfg.train.warmup_steps
     return cfg.train.lr * min(1.0, (step + 1) / warm) if warm else cfg.train.lr
+
+
+class Diverged(ValueError):
+    """The loss or the gradient norm of a step is NaN or infinite: the weights are lost from here on, so the run
+    stops before it writes them; the last checkpoint on disk is the last good one."""
+
+    def __init__(self, step: int, stats: dict):
+        super().__init__(
+            f"step {step}: the loss is {stats['loss']} and the gradient norm {stats['grad_norm']}: training diverged. "
+            f"The likely cause is the learning rate ({stats['lr']:.3g} at this step) or data with extreme values; "
+            f"the last checkpoint written before this step is kept (checkpoints/latest): resume from it with a "
+            f"lower learning rate (lr), or check the clips trained last")
+        self.step = step
 
 
 def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: list[torch.Generator],

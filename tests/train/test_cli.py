@@ -134,3 +134,26 @@ def test_a_marker_naming_no_checkpoint_is_an_error_never_a_restart(synth_out, ti
     assert main(["sample", str(run), "--prompt", "x", "--frames", "2", "--size", "16x16", "--steps", "1",
                  "--out", str(tmp_path / "s.mp4")]) == 2
     assert why in capsys.readouterr().err and not (tmp_path / "s.mp4").exists()
+
+
+def test_a_nan_loss_stops_training_with_exit_2_and_keeps_the_last_good_checkpoint(synth_out, tiny_t5, tmp_path,
+                                                                                  capsys, monkeypatch):
+    from rushes.train import loop
+
+    calls, real = [], loop.training_loss
+
+    def diverging(*args, **kwargs):  # what a learning rate of 1e30 does by the third step
+        loss, parts = real(*args, **kwargs)
+        calls.append(1)
+        return (loss * float("nan"), parts) if len(calls) >= 3 else (loss, parts)
+
+    monkeypatch.setattr(loop, "training_loss", diverging)
+    run = tmp_path / "run"
+    assert main(["train", str(synth_out), "--run", str(run), "--preset", "tiny", "--text-encoder", tiny_t5,
+                 "--max-frames", "4", "--clip-tokens", "128", "--batch-tokens", "256", "--steps", "4",
+                 "--checkpoint-every", "2", "--log-every", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "step 3: the loss is nan" in err and "learning rate" in err, err
+    assert (run / "checkpoints" / "latest").read_text() == "step-0000002", "the last good checkpoint is kept"
+    assert [json.loads(line).get("step") for line in (run / "log.jsonl").read_text().splitlines()
+            if "loss" in line] == [1, 2]
