@@ -32,6 +32,7 @@ from rushes.manifests.clips import KeptClip, captioned_clips
 from rushes.train.data import decode_rgb, plan_clip, rgb_to_video
 from rushes.train.encoders import TensorDims
 from rushes.train.model import patchify
+from rushes.train.parallel import torch_device
 
 TASK_SCHEMA = pa.schema([("clip_id", pa.string()), ("caption", pa.string()), ("caption_hash", pa.string()),
                          ("path", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
@@ -106,7 +107,7 @@ def decode_batch(tasks: pa.Table, data_cfg, patch: tuple[int, int, int], tempora
 
 
 def resolve_device(device: str | None) -> str:
-    return device if device and device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return str(torch_device(device))
 
 
 class EncodeActor:

@@ -243,6 +243,7 @@ class TrainOptions:
 
     def __post_init__(self):
         dp.check_parallel(self.parallel)
+        dp.torch_device(self.device)  # a device this machine does not have fails here, before any work
         if not 0 <= self.rank < self.world:
             raise ValueError(f"rank {self.rank} of world {self.world}: a worker's rank must be in [0, world); "
                              f"Ray Train's context gives both (train/pipeline.py)")
@@ -253,7 +254,7 @@ class TrainOptions:
         return self.rank == 0
 
     def torch_device(self) -> torch.device:
-        return torch.device(self.device) if self.device else default_device()
+        return dp.torch_device(self.device)
 
 
 @dataclass
@@ -385,10 +386,6 @@ def build_optimizer(net: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
 
 
 # ---- steps and helpers ------------------------------------------------------------------------------------------
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _check_dims(cfg: RunConfig, data: TrainData, encodings) -> None:

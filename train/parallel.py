@@ -26,6 +26,31 @@ import torch
 PARALLEL = ("ddp", "fsdp")
 
 
+class DeviceError(ValueError):
+    """A torch device that does not parse, or that this machine does not have."""
+
+
+def torch_device(device: str | torch.device | None) -> torch.device:
+    """The torch device to run on: ``device`` (``cpu``, ``cuda``, ``cuda:1``, ...), or cuda when one is available
+    and cpu otherwise for None/``auto``. Checked before any work: a device that does not parse or that this
+    machine does not have raises :class:`DeviceError` saying what there is."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise DeviceError(f"device {str(device)!r} is not a torch device ({exc}); use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (dev.index is not None and dev.index >= count):
+            have = f"{count} CUDA device(s)" if count else "no CUDA device"
+            raise DeviceError(f"device {str(device)!r}: this machine has {have}; use cpu"
+                              f"{f' or cuda:0..cuda:{count - 1}' if count else ''}")
+    elif dev.type not in ("cpu", "mps", "xpu"):
+        raise DeviceError(f"device {str(device)!r}: rushes runs on cpu or cuda (cuda:N)")
+    return dev
+
+
 def check_parallel(parallel: str) -> None:
     if parallel not in PARALLEL:
         raise ValueError(f"parallel {parallel!r}: use ddp (a whole model per worker, the default) or fsdp "

@@ -19,7 +19,7 @@ import torch
 
 from rushes import storage
 from rushes.media.frames import write_video
-from rushes.train import checkpoint, rundir
+from rushes.train import checkpoint, parallel, rundir
 from rushes.train.config import RunConfig
 from rushes.train.diffusion import euler_sample, resolution_shift
 from rushes.train.encoders import TextEncoder, Vae, latent_frames, pixel_frames
@@ -106,7 +106,7 @@ def sample_video(run_dir, prompt: str, frames: int, size: tuple[int, int], steps
                  guidance: float | None = None, seed: int = 0, use_ema: bool = True, device=None,
                  negative_prompt: str = "") -> tuple[torch.Tensor, RunConfig]:
     """Generate one clip for ``prompt``: video (3, T, H, W) in [-1, 1] and the run's config."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = parallel.torch_device(device)  # checked before the run is read
     cfg, model = load_run(run_dir, device, use_ema)
     vae = Vae(cfg.data.vae, cfg.data.vae_subfolder, device=str(device)) if cfg.data.vae else None
     tf, sf = (vae.temporal_factor, vae.spatial_factor) if vae else (1, 1)

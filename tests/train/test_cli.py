@@ -157,3 +157,19 @@ def test_a_nan_loss_stops_training_with_exit_2_and_keeps_the_last_good_checkpoin
     assert (run / "checkpoints" / "latest").read_text() == "step-0000002", "the last good checkpoint is kept"
     assert [json.loads(line).get("step") for line in (run / "log.jsonl").read_text().splitlines()
             if "loss" in line] == [1, 2]
+
+
+@pytest.mark.parametrize("device, says", [("cuda", "no CUDA device"), ("cuda:3", "no CUDA device"),
+                                          ("nosuch", "not a torch device")])
+def test_a_device_this_machine_lacks_is_refused_before_any_work(synth_out, tmp_path, capsys, device, says):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the cuda cases are real devices here")
+    run = tmp_path / "run"
+    assert main(["train", str(synth_out), "--run", str(run), "--preset", "tiny", "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err, err
+    assert not run.exists(), "nothing was written"
+    assert main(["sample", str(tmp_path), "--prompt", "x", "--device", device, "--out", str(tmp_path / "s.mp4")]) == 2
+    assert says in capsys.readouterr().err
