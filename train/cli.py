@@ -317,7 +317,10 @@ def run_sample(args) -> int:
     from rushes.train.encoders import EncoderError
     from rushes.train.sample import sample_to_file
 
+    from rushes.manifests.paths import check_output_path
+
     try:
+        check_output_path(args.out, args.run)  # never over a checkpoint, a manifest part or a folder
         path = sample_to_file(args.run, args.prompt, args.out, args.frames, parse_size(args.size), steps=args.steps,
                               guidance=args.guidance, seed=args.seed, use_ema=not args.no_ema, device=args.device,
                               negative_prompt=args.negative_prompt)

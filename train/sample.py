@@ -10,6 +10,7 @@ or ``rushes sample RUN_DIR --prompt "..." --frames 8 --size 64x64 --out dog.mp4`
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,7 @@ def sample_video(run_dir, prompt: str, frames: int, size: tuple[int, int], steps
     vae = Vae(cfg.data.vae, cfg.data.vae_subfolder, device=str(device)) if cfg.data.vae else None
     tf, sf = (vae.temporal_factor, vae.spatial_factor) if vae else (1, 1)
     shape = resolve_shape(cfg, frames, size[0], size[1], tf, sf)
+    check_memory(cfg, shape, device)  # before any encoder loads: a size that cannot fit fails at once
     enc = TextEncoder(cfg.data.text_encoder, cfg.data.max_text_tokens, device=str(device))
     emb, mask = enc.encode([prompt, negative_prompt])
     text, null_text = emb[0][mask[0]], emb[1][mask[1]]
@@ -121,6 +123,43 @@ def sample_video(run_dir, prompt: str, frames: int, size: tuple[int, int], steps
     latent = unpatchify(tokens.float().cpu(), shape.grid, cfg.model.patch_size, cfg.model.in_channels)
     video = vae.decode(latent) if vae else latent  # (3, T, H, W)
     return video[:, :shape.frames], cfg
+
+
+class SampleTooLarge(ValueError):
+    """A requested clip whose sampling needs more memory than the device has."""
+
+
+def sample_memory_bytes(cfg: RunConfig, grid: tuple[int, int, int], frames: int, height: int, width: int) -> int:
+    """A floor on the memory one sample needs: the weights, one block's activations over every token (the
+    residual stream, attention inputs and outputs, the MLP) with guidance's two passes, and the decoded video."""
+    m, n = cfg.model, grid[0] * grid[1] * grid[2]
+    weights = 4 * 12 * m.depth * m.hidden_size ** 2  # float32, ~12 d^2 per block
+    per_token = 4 * (m.hidden_size * (8 + 2 * m.mlp_ratio) + 4 * m.patch_dim)
+    video = 4 * 3 * frames * height * width * 4  # float32 frames, a few copies while decoding and writing
+    return int(weights + 2 * n * per_token + video)
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory of ``device``: the GPU's free memory, or the machine's available RAM."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            info = dict(line.split(":", 1) for line in fh)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 1 << 62  # not Linux: no check
+
+
+def check_memory(cfg: RunConfig, shape, device: torch.device) -> None:
+    """Raise :class:`SampleTooLarge` before any work when ``shape`` cannot fit on ``device``."""
+    need = sample_memory_bytes(cfg, shape.grid, shape.frames, shape.height_px, shape.width_px)
+    have = available_bytes(device)
+    if need > 0.8 * have:
+        raise SampleTooLarge(
+            f"a {shape.height_px}x{shape.width_px} clip of {shape.frames} frames is {math.prod(shape.grid):,} tokens "
+            f"and needs at least {need / 2**30:.1f} GiB, but {device} has {have / 2**30:.1f} GiB free: ask for "
+            f"fewer frames or a smaller size (the run trained on clips of up to {cfg.data.clip_tokens:,} tokens)")
 
 
 def sample_to_file(run_dir, prompt: str, out: str | os.PathLike, frames: int, size: tuple[int, int],

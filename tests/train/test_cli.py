@@ -173,3 +173,22 @@ def test_a_device_this_machine_lacks_is_refused_before_any_work(synth_out, tmp_p
     assert not run.exists(), "nothing was written"
     assert main(["sample", str(tmp_path), "--prompt", "x", "--device", device, "--out", str(tmp_path / "s.mp4")]) == 2
     assert says in capsys.readouterr().err
+
+
+def test_sample_refuses_a_size_that_cannot_fit_and_an_output_over_the_run(synth_out, tiny_t5, tmp_path, capsys):
+    import resource
+
+    run = tmp_path / "run"
+    assert main(["train", str(synth_out), "--run", str(run), "--preset", "tiny", "--text-encoder", tiny_t5,
+                 "--max-frames", "4", "--clip-tokens", "128", "--batch-tokens", "256", "--steps", "1"]) == 0
+    capsys.readouterr()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert main(["sample", str(run), "--prompt", "x", "--frames", "2048", "--size", "2048x2048",
+                 "--out", str(tmp_path / "big.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "GiB free" in err and "fewer frames or a smaller size" in err, err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 2_000_000, "refused before allocating"
+    ckpt = run / "checkpoints" / (run / "checkpoints" / "latest").read_text() / "ema.safetensors"
+    weights = ckpt.read_bytes()
+    assert main(["sample", str(run), "--prompt", "x", "--frames", "2", "--size", "16x16", "--out", str(ckpt)]) == 2
+    assert "own checkpoints/ folder" in capsys.readouterr().err and ckpt.read_bytes() == weights
