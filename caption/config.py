@@ -14,6 +14,8 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rushes.settings import check, invalid, setting
+
 # A small real video-capable VLM that runs on a laptop CPU; users with a GPU should pass a larger one.
 DEFAULT_MODEL = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
 RECOMMENDED_GPU_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -25,53 +27,44 @@ DEVICES = ("auto", "cpu", "cuda")
 class CaptionConfig:
     """Everything that shapes a caption run (the model, the frames it sees, batching and resources)."""
 
-    model: str = DEFAULT_MODEL  # hub id or local folder with config.json, weights and processor files
-    revision: str | None = None  # hub branch, tag or commit; None = the default branch
-    prompt: str = "dense"  # prompt name ("dense", "structured") or a versioned name ("dense-v1")
-    num_frames: int = 8  # frames per clip, spread uniformly; with ``fps`` the cap on frames per clip
-    fps: float | None = None  # sample at this rate instead (capped to num_frames, at least one frame)
-    frame_max_side: int | None = None  # decode size cap (long side, px); None = the model processor's size
-    frame_max_pixels: int = 640 * 360  # decode size cap (width*height): bounds visual tokens of huge processors
-    max_new_tokens: int = 256
+    model: str = setting(DEFAULT_MODEL, "hub model id or local folder (save_pretrained output) with config.json, "
+                         "weights and processor files")
+    revision: str | None = setting(None, "hub branch, tag or commit", shown="the default branch")
+    prompt: str = setting("dense", "prompt name or version: dense (one paragraph) or structured (JSON: short and "
+                          "dense caption, camera motion, shot type)")
+    num_frames: int = setting(8, "frames per clip, spread uniformly over the clip; with --fps the cap on frames per "
+                              "clip", flag="--frames", ge=1, le=256, hint="8 is a good start")
+    fps: float | None = setting(None, "sample frames at this rate instead, capped to --frames (at least one frame)",
+                                gt=0, le=240, shown="none, uniform over the clip")
+    frame_max_side: int | None = setting(None, "decode size cap (long side, px); None = the model processor's size",
+                                         ge=16, le=8192, cli=False)
+    frame_max_pixels: int = setting(640 * 360, "decode size cap (width*height): bounds visual tokens of huge "
+                                    "processors", ge=256, cli=False)
+    max_new_tokens: int = setting(256, "longest caption in tokens", ge=1, le=32768,
+                                  hint="dense captions need ~200")
     do_sample: bool = False  # greedy by default: the same clip gives the same caption
-    dtype: str = "auto"  # auto = bfloat16 on CUDA, float32 on CPU
-    device: str = "auto"  # auto = cuda when a GPU is visible to the actor, else cpu
-    batch_size: int = 4  # clips per generate call (halved automatically on out-of-memory)
-    concurrency: int = 1  # model actors (each loads the model once)
-    num_gpus: float = 0.0  # GPUs per model actor (0 = CPU)
-    actor_cpus: float = 1.0  # CPUs reserved per model actor
-    torch_threads: int | None = None  # intra-op threads in each actor; None = torch/Ray default
-    decode_cpus: float = 1.0  # CPUs per frame-decoding task
-    trust_remote_code: bool = False  # never run a model repo's own Python unless the user asks
+    dtype: str = setting("auto", "model dtype; auto = bfloat16 on GPU, float32 on CPU", choices=DTYPES)
+    device: str = setting("auto", "auto = cuda when a GPU is visible to the actor, else cpu", choices=DEVICES,
+                          cli=False)
+    batch_size: int = setting(4, "clips per generate call, halved on out-of-memory", ge=1, le=4096)
+    concurrency: int = setting(1, "model actors, each loading the model once", ge=1, le=4096)
+    num_gpus: float = setting(0.0, "GPUs per model actor; 0 runs on CPU", ge=0, le=64)
+    actor_cpus: float = setting(1.0, "CPUs reserved per model actor", ge=0, cli=False)
+    torch_threads: int | None = setting(None, "intra-op threads in each actor; None = torch/Ray default", ge=1,
+                                        cli=False)
+    decode_cpus: float = setting(1.0, "CPUs per frame-decoding task", gt=0, cli=False)
+    trust_remote_code: bool = setting(False, "allow the model repository's own Python code to run, only for repos "
+                                      "you trust")
 
     def __post_init__(self):
+        check(self)
         if not self.model:
-            raise ValueError("model is empty: pass a hub id (e.g. HuggingFaceTB/SmolVLM2-256M-Video-Instruct) "
-                             "or a local folder")
-        from rushes.caption.prompts import get_prompt
+            raise invalid(self, "model", "is empty: pass a hub id (e.g. HuggingFaceTB/SmolVLM2-256M-Video-Instruct) "
+                          "or a local folder")
+        from rushes.caption.prompts import LATEST, PROMPTS
 
-        get_prompt(self.prompt)  # raises naming the known prompts
-        if self.num_frames < 1:
-            raise ValueError(f"num_frames={self.num_frames}: must be >= 1 (8 is a good start)")
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError(f"fps={self.fps}: must be > 0, or None for uniform sampling")
-        if self.frame_max_side is not None and self.frame_max_side < 16:
-            raise ValueError(f"frame_max_side={self.frame_max_side}: must be >= 16 px or None")
-        if self.frame_max_pixels < 256:
-            raise ValueError(f"frame_max_pixels={self.frame_max_pixels}: must be >= 256")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens={self.max_new_tokens}: must be >= 1 (dense captions need ~200)")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype={self.dtype!r}: use one of {', '.join(DTYPES)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device={self.device!r}: use one of {', '.join(DEVICES)}")
-        if self.batch_size < 1 or self.concurrency < 1:
-            raise ValueError(f"batch_size={self.batch_size}, concurrency={self.concurrency}: both must be >= 1")
-        if self.num_gpus < 0 or self.actor_cpus < 0 or self.decode_cpus <= 0:
-            raise ValueError(f"num_gpus={self.num_gpus}, actor_cpus={self.actor_cpus}, decode_cpus="
-                             f"{self.decode_cpus}: GPUs and actor CPUs must be >= 0 and decode CPUs > 0")
-        if self.torch_threads is not None and self.torch_threads < 1:
-            raise ValueError(f"torch_threads={self.torch_threads}: must be >= 1 or None")
+        if self.prompt not in LATEST and self.prompt not in PROMPTS:
+            raise invalid(self, "prompt", f"{self.prompt!r} is not known; use one of {', '.join([*LATEST, *PROMPTS])}")
 
     def to_dict(self) -> dict:
         """Plain dict (for ``OUT/config/caption.json`` and the config hash)."""

@@ -47,11 +47,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,6 +59,7 @@ import pyarrow.compute as pc
 from rushes import manifests
 from rushes import storage
 from rushes.manifests.store import ManifestError
+from rushes.settings import check, invalid, setting
 
 # Fields that are on/off switches rather than thresholds.
 _SWITCHES = ("reject_camera_motion", "reject_near_duplicate", "reject_missing")
@@ -70,58 +70,56 @@ _OWNED = re.compile(r"^(too_short|too_long|small|aspect|dark|bright|flat|blurry|
                     r"|near_duplicate|motion[<>].*|text>.*|camera=.*)$")
 
 
-def _h(text: str, **kw) -> dict:
-    return {"help": text, **kw}
+def _rule(default, text: str, **kw):
+    """A threshold: a finite number >= 0, or None (the rule is off)."""
+    return setting(default, text, ge=0, metavar="X", hint="or none to switch the rule off", **kw)
 
 
 @dataclass(frozen=True)
 class FilterConfig:
     """Thresholds of the clip filter; None switches a rule off. See the module docstring for the rules."""
 
-    min_duration_s: float | None = field(default=None, metadata=_h(
-        "reject clips shorter than this (s); default: each clip's min_clip_s recorded by the split"))
-    max_duration_s: float | None = field(default=None, metadata=_h("reject clips longer than this (s)"))
-    min_short_side_px: int | None = field(default=240, metadata=_h("reject clips whose short side is below this (px)"))
-    min_aspect: float | None = field(default=0.4, metadata=_h("reject clips narrower than this width/height"))
-    max_aspect: float | None = field(default=2.5, metadata=_h("reject clips wider than this width/height"))
-    min_motion: float | None = field(default=0.001, metadata=_h(
-        "reject clips whose motion_mean (frame diagonals per second) is below this: frozen frames, slideshows"))
-    max_motion: float | None = field(default=None, metadata=_h("reject clips whose motion_mean is above this"))
-    max_black_frame_frac: float | None = field(default=0.5, metadata=_h(
-        "reject as dark when more than this share of frames is black"))
-    min_brightness: float | None = field(default=0.03, metadata=_h(
-        "reject as dark when mean luma (0..1) is below this"))
-    max_brightness: float | None = field(default=0.97, metadata=_h(
-        "reject as bright when mean luma (0..1) is above this"))
-    max_flat_frame_frac: float | None = field(default=0.5, metadata=_h(
-        "reject as flat when more than this share of frames has no detail"))
-    min_sharpness: float | None = field(default=30.0, metadata=_h(
-        "reject as blurry when the median variance of the Laplacian is below this"))
-    min_contrast: float | None = field(default=0.02, metadata=_h("reject when the mean luma std (0..0.5) is below this"))
-    min_colourfulness: float | None = field(default=None, metadata=_h(
-        "reject as grey when colourfulness is below this (off: black-and-white film is fine)"))
-    max_text_area: float | None = field(default=0.015, metadata=_h(
-        "reject when burned-in text covers more than this share of the frame on average"))
-    reject_camera_motion: tuple[str, ...] = field(default=(), metadata=_h(
-        "comma-separated camera_motion labels to reject, e.g. shaky,complex"))
-    reject_near_duplicate: bool | None = field(default=True, metadata=_h(
-        "reject clips whose duplicate_of is set (near-duplicates of a clip kept elsewhere in the run or in a "
-        "--dedup-against run)"))
-    reject_missing: bool = field(default=True, metadata=_h(
-        "reject clips with a null score an active rule needs (true), or skip those rules (false)"))
+    min_duration_s: float | None = _rule(None, "reject clips shorter than this (s); none: each clip's min_clip_s "
+                                         "recorded by the split")
+    max_duration_s: float | None = _rule(None, "reject clips longer than this (s)")
+    min_short_side_px: int | None = _rule(240, "reject clips whose short side is below this (px)")
+    min_aspect: float | None = _rule(0.4, "reject clips narrower than this width/height")
+    max_aspect: float | None = _rule(2.5, "reject clips wider than this width/height")
+    min_motion: float | None = _rule(0.001, "reject clips whose motion_mean (frame diagonals per second) is below "
+                                     "this: frozen frames, slideshows")
+    max_motion: float | None = _rule(None, "reject clips whose motion_mean is above this")
+    max_black_frame_frac: float | None = _rule(0.5, "reject as dark when more than this share of frames is black")
+    min_brightness: float | None = _rule(0.03, "reject as dark when mean luma (0..1) is below this")
+    max_brightness: float | None = _rule(0.97, "reject as bright when mean luma (0..1) is above this")
+    max_flat_frame_frac: float | None = _rule(0.5, "reject as flat when more than this share of frames has no detail")
+    min_sharpness: float | None = _rule(30.0, "reject as blurry when the median variance of the Laplacian is below "
+                                        "this")
+    min_contrast: float | None = _rule(0.02, "reject when the mean luma std (0..0.5) is below this")
+    min_colourfulness: float | None = _rule(None, "reject as grey when colourfulness is below this (off: "
+                                            "black-and-white film is fine)")
+    max_text_area: float | None = _rule(0.015, "reject when burned-in text covers more than this share of the frame "
+                                        "on average")
+    reject_camera_motion: tuple[str, ...] = setting((), "comma-separated camera_motion labels to reject, e.g. "
+                                                    "shaky,complex", metavar="LABELS")
+    reject_near_duplicate: bool | None = setting(True, "reject clips whose duplicate_of is set (near-duplicates of a "
+                                                 "clip kept elsewhere in the run or in a --dedup-against run)",
+                                                 switch=False, metavar="BOOL")
+    reject_missing: bool = setting(True, "reject clips with a null score an active rule needs (true), or skip those "
+                                   "rules (false)", switch=False, metavar="BOOL")
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # a threshold is a number (check() lets bools and text pass)
             value = getattr(self, f.name)
-            if f.name in _SWITCHES or value is None:
-                continue
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
-                raise ValueError(f"filter {f.name}={value!r}: give a finite number >= 0, or none to switch the "
-                                 f"rule off")
+            if f.name not in _SWITCHES and value is not None and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise invalid(self, f.name, f"must be a finite number >= 0, or none to switch the rule off; got "
+                              f"{value!r}")
+        check(self)
         if self.min_aspect is not None and self.max_aspect is not None and self.min_aspect > self.max_aspect:
-            raise ValueError(f"filter min_aspect={self.min_aspect} > max_aspect={self.max_aspect}: swap them")
+            raise invalid(self, "min_aspect", f"({self.min_aspect}) must be <= max_aspect ({self.max_aspect}): "
+                          f"swap them")
         if not isinstance(self.reject_near_duplicate, (bool, type(None))):
-            raise ValueError(f"filter reject_near_duplicate={self.reject_near_duplicate!r}: give true or false")
+            raise invalid(self, "reject_near_duplicate", f"must be true or false, got {self.reject_near_duplicate!r}")
         object.__setattr__(self, "reject_near_duplicate", bool(self.reject_near_duplicate))  # none(): None = off
         if isinstance(self.reject_camera_motion, str):
             object.__setattr__(self, "reject_camera_motion", tuple(
@@ -129,7 +127,7 @@ class FilterConfig:
         object.__setattr__(self, "reject_camera_motion", tuple(self.reject_camera_motion))
         bad = [s for s in self.reject_camera_motion if s not in CAMERA_LABELS]
         if bad:
-            raise ValueError(f"filter reject_camera_motion has unknown label(s) {bad}; use {', '.join(CAMERA_LABELS)}")
+            raise invalid(self, "reject_camera_motion", f"has unknown label(s) {bad}; use {', '.join(CAMERA_LABELS)}")
 
     def to_json(self) -> str:
         """Thresholds as a JSON object string (what ``filter_params`` and ``filter.json`` record)."""

@@ -39,7 +39,20 @@ LOCK_NAME = ".lock"
 
 
 class LockError(RuntimeError):
-    """The run directory cannot be written: another writer holds it, or it is not a usable folder."""
+    """The run directory cannot be written: another writer holds it, or it is not a usable folder.
+
+    Carries the facts: ``run_dir``, ``reason`` (``busy``: another writer holds it; ``foreign``: a writer of another
+    host holds it; ``lost``: another writer took this job's lease; ``not_a_folder``; ``unwritable``), ``owner`` (the
+    other writer's pid, host, command and start, when known), ``problem`` (the message without its fix), ``fix``
+    and ``more`` (advice after the fix). This module knows no flag names: a command line words the fix with its own
+    (``rushes.settings.explain``).
+    """
+
+    def __init__(self, problem: str = "", fix: str = "", *, run_dir=None, reason: str = "", owner: dict | None = None,
+                 more: str = ""):
+        super().__init__("; ".join(filter(None, (problem, fix))) + (f". {more}" if more else ""))
+        self.problem, self.fix, self.more = problem, fix, more
+        self.run_dir, self.reason, self.owner = run_dir, reason, owner
 
 
 def _owner(command: str) -> dict:
@@ -63,24 +76,35 @@ def describe(owner: dict) -> str:
             f"({owner.get('command')})")
 
 
-def _make_dir(out: Path, flag: str) -> None:
+_BUSY_FIX = "wait for it to finish or stop it, or use another run directory"
+_UNWRITABLE_FIX = "use a folder you can write (a read-only or system folder such as /proc cannot hold a run)"
+
+
+def _busy(out, owner: dict, problem: str = "") -> LockError:
+    return LockError(problem or f"{out} is being written by {describe(owner)}", _BUSY_FIX, run_dir=out, reason="busy",
+                     owner=owner)
+
+
+def _make_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise LockError(f"{out} is a file, not a folder; give {flag} a folder path (new or an earlier run)") from None
+        raise LockError(f"{out} is a file, not a folder", "use a folder path (new or an earlier run)", run_dir=out,
+                        reason="not_a_folder") from None
     except OSError as exc:
-        raise LockError(f"cannot create the run folder {out}: {exc.strerror}; give {flag} a folder you can "
-                        f"write (e.g. under your home or project folder)") from None
+        raise LockError(f"cannot create the run folder {out}: {exc.strerror}", _UNWRITABLE_FIX, run_dir=out,
+                        reason="unwritable") from None
 
 
-def _open(path: Path, flag: str) -> int:
+def _open(path: Path) -> int:
     try:
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except IsADirectoryError:
-        raise LockError(f"{path} is a folder; remove it (rushes keeps its lock file there)") from None
+        raise LockError(f"{path} is a folder", "remove it (rushes keeps its lock file there)", run_dir=path.parent,
+                        reason="lock_is_folder") from None
     except OSError as exc:
-        raise LockError(f"cannot write in {path.parent}: {exc.strerror}; give {flag} a folder you can write "
-                        f"(a read-only or system folder such as /proc cannot hold a run)") from None
+        raise LockError(f"cannot write in {path.parent}: {exc.strerror}", _UNWRITABLE_FIX, run_dir=path.parent,
+                        reason="unwritable") from None
 
 
 def _read(fd: int) -> dict:
@@ -104,42 +128,40 @@ def _try_flock(fd: int) -> bool | None:
     return True
 
 
-def _check_previous(path: Path, previous: dict, flocked: bool | None, flag: str) -> None:
+def _check_previous(path: Path, previous: dict, flocked: bool | None) -> None:
     """Refuse when the previous owner may still run; log a takeover when it is gone."""
     if not previous:
         return
     here = socket.gethostname()
     if previous.get("host") not in (None, here):
-        raise LockError(f"{path.parent} is locked by {describe(previous)}; if that job is no longer running, "
-                        f"delete {path} and rerun")
+        raise LockError(f"{path.parent} is locked by {describe(previous)}", f"if that job is no longer running, "
+                        f"delete {path} and rerun", run_dir=path.parent, reason="foreign", owner=previous)
     pid = previous.get("pid")
     if flocked is None and isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
-        raise LockError(f"{path.parent} is being written by {describe(previous)}; wait for it to finish or "
-                        f"stop it, or use another {flag}")
+        raise _busy(path.parent, previous)
     log.warning("taking over the stale lock of %s: %s is gone", path.parent, describe(previous))
 
 
 @contextlib.contextmanager
-def acquire(out: str | os.PathLike, command: str, flag: str = "--out") -> Iterator[Path]:
+def acquire(out: str | os.PathLike, command: str) -> Iterator[Path]:
     """Hold ``OUT/.lock`` for the block (creating OUT); :class:`LockError` at once when another writer holds
     it or OUT cannot be written, naming the owner or the path and the fix. Yields the lock file path."""
     out = Path(out).absolute()
-    _make_dir(out, flag)
+    _make_dir(out)
     path = out / LOCK_NAME
     while True:
-        fd = _open(path, flag)
+        fd = _open(path)
         flocked = _try_flock(fd)
         if flocked is False:
             owner = _read(fd)
             os.close(fd)
-            raise LockError(f"{out} is being written by {describe(owner)}; wait for it to finish or stop it, "
-                            f"or use another {flag}")
+            raise _busy(out, owner)
         # A writer that finished between our open and flock unlinked the file we hold: start again.
         if flocked is None or os.fstat(fd).st_ino == _inode(path):
             break
         os.close(fd)
     try:
-        _check_previous(path, _read(fd), flocked, flag)
+        _check_previous(path, _read(fd), flocked)
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, json.dumps(_owner(command)).encode())
@@ -220,8 +242,7 @@ class _Renewer(threading.Thread):
 
 
 @contextlib.contextmanager
-def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SETTLE_S,
-          flag: str = "--out") -> Iterator[str]:
+def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SETTLE_S) -> Iterator[str]:
     """Hold ``OUT/.lock`` on object storage for the block; :class:`LockError` at once when another writer holds it.
 
     The object names its owner (pid, host, command, start) and when it was last renewed; a thread renews it every
@@ -235,9 +256,9 @@ def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SE
     previous = _read_lease(path)
     if previous and not _expired(previous, time.time()):
         raise LockError(f"{out} is being written by {describe(previous)} (its lease is renewed every "
-                        f"{previous['lease_s'] / 3:.0f} s); wait for it to finish or stop it, or use another {flag}. "
-                        f"If that job is gone, its lease expires {previous['lease_s']:.0f} s after its last renewal, "
-                        f"or delete {path}")
+                        f"{previous['lease_s'] / 3:.0f} s)", _BUSY_FIX, run_dir=out, reason="busy", owner=previous,
+                        more=f"If that job is gone, its lease expires {previous['lease_s']:.0f} s after its last "
+                             f"renewal, or delete {path}")
     if previous:
         log.warning("taking over the expired lease of %s: %s", out, describe(previous))
     owner = {**_owner(command), "token": uuid.uuid4().hex}
@@ -245,8 +266,7 @@ def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SE
     time.sleep(settle_s)
     current = _read_lease(path)
     if current.get("token") != owner["token"]:
-        raise LockError(f"{out} was claimed at the same time by {describe(current)}; wait for it to finish or "
-                        f"stop it, or use another {flag}")
+        raise _busy(out, current, f"{out} was claimed at the same time by {describe(current)}")
     renewer = _Renewer(path, owner, lease_s)
     renewer.start()
     try:
@@ -260,13 +280,14 @@ def lease(out: str, command: str, lease_s: float = LEASE_S, settle_s: float = SE
     lost = renewer.lost or (current if current.get("token") != owner["token"] else None)
     if lost is not None:  # the renewer saw it, or it happened after its last look
         raise LockError(f"{out}: another writer ({describe(lost)}) took this job's lease while it ran "
-                        f"(it was not renewed for {lease_s:.0f} s); check the outputs and rerun one writer only")
+                        f"(it was not renewed for {lease_s:.0f} s)", "check the outputs and rerun one writer only",
+                        run_dir=out, reason="lost", owner=lost)
 
 
-def writer_lock(out: str | os.PathLike, command: str, flag: str = "--out") -> contextlib.AbstractContextManager:
+def writer_lock(out: str | os.PathLike, command: str) -> contextlib.AbstractContextManager:
     """The one-writer lock of OUT (or of a training RUN): :func:`acquire` (a locked file) for a folder,
     :func:`lease` (a renewed lease object) for a bucket prefix. Raises :class:`LockError` naming the other
-    writer; ``flag`` is the option its fixes name (``--out``, ``--run``)."""
+    writer."""
     if storage.is_remote(out):
-        return lease(str(out), command, flag=flag)
-    return acquire(out, command, flag)
+        return lease(str(out), command)
+    return acquire(out, command)

@@ -2,10 +2,12 @@
 
 Each stage's CLI module exposes ``register(subparsers)``, adding its subcommands with
 ``set_defaults(func=handler)``. The modules are imported plainly below; they import heavy libraries
-(torch, ray, transformers) only inside their handlers, so ``rushes --help`` stays fast. A handler returns
-the process exit code; errors go to stderr with a non-zero exit. Two outcomes are handled here for every
-command: Ray unreachable at the address the user gave (exit 2), and a job stopped by SIGINT or SIGTERM
-(exit 128 + the signal number, e.g. 130 or 143; finished work is kept and a rerun resumes).
+(torch, ray, transformers) only inside their handlers, so ``rushes --help`` stays fast. Each command's flags
+are generated from its typed config by :mod:`rushes.settings` (which also reads ``--config FILE``); a bad
+value is a usage error, exit 2, naming the flag. A handler returns the process exit code; errors go to
+stderr with a non-zero exit. Two outcomes are handled here for every command: Ray unreachable at the
+address the user gave (exit 2), and a job stopped by SIGINT or SIGTERM (exit 128 + the signal number,
+e.g. 130 or 143; finished work is kept and a rerun resumes).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rushes.cluster import JobInterrupted, RayConnectError, ResourceShortage, in
 from rushes.manifests.store import ManifestError
 from rushes.curate import cli as curate_cli
 from rushes.inspect import cli as report_cli
+from rushes.settings import SettingError, usage_error
 from rushes.train import cli as train_cli
 
 # The modules that register subcommands, in the order their commands appear in --help.
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         return int(args.func(args) or 0)
+    except SettingError as exc:  # a handler that did not report a bad setting itself
+        return usage_error(args, exc)
     except (RayConnectError, ManifestError) as exc:  # a cluster not reached or too small; a damaged manifest
         hint = f" (set by --{exc.setting.replace('_', '-')})" if isinstance(exc, ResourceShortage) else ""
         print(f"rushes {args.command}: {exc}{hint}", file=sys.stderr)

@@ -15,7 +15,8 @@ FOLDERS = {"rushes.curate": "curate", "rushes.caption": "caption", "rushes.train
            "rushes.manifests": "manifests"}
 STAGES = ("rushes.curate", "rushes.caption", "rushes.train")
 # The layers every stage may import.
-SHARED = ("rushes.storage", "rushes.manifests", "rushes.media", "rushes.cluster", "rushes.progress", "rushes.versions")
+SHARED = ("rushes.storage", "rushes.manifests", "rushes.media", "rushes.cluster", "rushes.progress", "rushes.versions",
+          "rushes.settings")
 OLD_TOP_LEVEL = {"curate", "caption", "train", "manifests", "storage", "media", "cluster"}
 # What each shared layer may import of rushes besides itself (third-party and stdlib aside).
 SHARED_MAY_IMPORT = {
@@ -25,8 +26,9 @@ SHARED_MAY_IMPORT = {
     "rushes.versions": {"rushes.media"},  # the ffmpeg version beside the packages'
     "rushes.progress": set(),
     "rushes.cluster": set(),  # connecting to Ray: knows nothing of files, manifests or stages
+    "rushes.settings": {"rushes.storage"},  # settings declared once: flags, --config FILE, checks (and the scratch's)
     # the inspect command reads manifests; it never calls a stage
-    "rushes.inspect": {"rushes.manifests", "rushes.media", "rushes.storage"},
+    "rushes.inspect": {"rushes.manifests", "rushes.media", "rushes.settings", "rushes.storage"},
 }
 # Modules that may import ray: each stage's pipeline.py and the one shared Ray-connection module.
 RAY_MODULES = {"rushes/cluster.py"}

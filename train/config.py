@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from rushes.settings import check, invalid, setting
+
 
 def _positive(name: str, value, hint: str) -> None:
     if value is None or value <= 0:
@@ -40,6 +42,7 @@ class ModelConfig:
     attention: str = "auto"  # block-diagonal kernel: auto, segments, varlen or dense (rushes.train.model.PackedAttention)
 
     def __post_init__(self):
+        check(self)  # every number finite
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             raise ValueError(f"patch_size must be three positive ints (pt, ph, pw), got {self.patch_size}")
@@ -66,105 +69,100 @@ class ModelConfig:
 class DataConfig:
     """How the captions manifest becomes packed training sequences (train/data.py)."""
 
-    fps: float = 8.0  # frames are sampled at this rate from each clip
-    max_frames: int = 8  # at most this many frames per clip (a longer clip is sampled from its start)
-    clip_tokens: int = 256  # token budget of one clip: its size is the largest that fits, keeping aspect
-    batch_tokens: int = 1024  # tokens per packed sequence (per device and step); clips are packed to fill it
-    packs_per_step: int = 1  # packed sequences per step over all workers: global batch = this * batch_tokens
-    stream_window: int = 256  # clips held (and shuffled, then packed) at a time when training from encodings
-    pad_multiple: int = 64  # a pack is padded to a multiple of this (batch_tokens gives one static shape)
-    max_side_px: int = 512  # never decode a side longer than this, whatever the token budget allows
-    text_encoder: str = "google/t5-v1_1-base"  # transformers id or local path of a T5 encoder or CLIP text model
-    max_text_tokens: int = 64  # captions are truncated to this many tokens
-    vae: str | None = None  # diffusers id or local path of a VAE; None trains in pixel space
-    vae_subfolder: str | None = None  # e.g. "vae" for a pipeline repo such as Wan-AI/Wan2.1-T2V-1.3B-Diffusers
-    caption_dropout: float = 0.1  # fraction of clips trained with the empty caption (for guidance)
-    val_clips: int = 1  # clips held out for the validation loss (none when the set has a single clip)
-    captioner: str | None = None  # use captions of this captioner only (default: newest per clip)
-    prompt_version: str | None = None  # use captions of this prompt version only
-    limit: int | None = None  # use at most this many clips (quick trials)
-    where: str | None = None  # SQL condition over the clips manifest selecting the clips (train/selection.py)
+    fps: float = setting(8.0, "frame rate clips are sampled at", gt=0, le=240, hint="8 is usual")
+    max_frames: int = setting(8, "most frames per clip (a longer clip is sampled from its start)", ge=1, le=4096,
+                              hint="e.g. 16")
+    clip_tokens: int = setting(256, "token budget of a full-length clip; its frame size is the largest that fits, "
+                               "keeping aspect", ge=1, le=2**24, hint="e.g. 1024")
+    batch_tokens: int = setting(1024, "tokens per packed sequence, per device and step; clips are packed to fill it",
+                                ge=1, le=2**26)
+    packs_per_step: int = setting(1, "packed sequences per step over all workers: the global batch is this times "
+                                  "--batch-tokens, whatever the number of workers", ge=1, le=2**16,
+                                  shown="the preset's 1, or --workers when given", hint="use 1, or the number of "
+                                  "workers")
+    stream_window: int = setting(256, "clips held (and shuffled, then packed) at a time when training from "
+                                 "encodings", ge=1, cli=False)
+    pad_multiple: int = setting(64, "a pack is padded to a multiple of this (batch_tokens gives one static shape)",
+                                ge=1, cli=False)
+    max_side_px: int = setting(512, "never decode a side longer than this, whatever the token budget allows", ge=1,
+                               cli=False)
+    text_encoder: str = setting("google/t5-v1_1-base", "transformers id or folder of a T5 encoder or CLIP text model, "
+                                "e.g. openai/clip-vit-large-patch14", metavar="ID_OR_PATH")
+    max_text_tokens: int = setting(64, "captions are truncated to this many tokens", ge=1, cli=False)
+    vae: str | None = setting(None, "diffusers id or folder of a VAE (AutoencoderKL, AutoencoderKLWan, ...) to train "
+                              "in latent space", metavar="ID_OR_PATH", shown="none, pixel space")
+    vae_subfolder: str | None = setting(None, "subfolder of --vae holding the VAE, e.g. vae for a pipeline repo such "
+                                        "as Wan-AI/Wan2.1-T2V-1.3B-Diffusers", metavar="NAME")
+    caption_dropout: float = setting(0.1, "fraction of clips trained with the empty caption, for guidance", ge=0, lt=1,
+                                     hint="0.1 is usual")
+    val_clips: int = setting(1, "clips held out for the validation loss (none when the set has a single clip)", ge=0,
+                             cli=False)
+    captioner: str | None = setting(None, "use captions of this captioner only", shown="the newest per clip")
+    prompt_version: str | None = setting(None, "use captions of this prompt version only", shown="any")
+    limit: int | None = setting(None, "use at most this many clips, a quick trial", ge=1, shown="all")
+    where: str | None = setting(None, "train only on clips whose clips-manifest row satisfies this DuckDB condition, "
+                                "e.g. \"motion_mean > 0.01 AND duration_s >= 3\" (columns of the clips manifest, plus "
+                                "caption); the selection is recorded in RUN_DIR/selection.json", metavar="SQL",
+                                shown="every kept, captioned clip")
 
     def __post_init__(self):
-        _positive("fps", self.fps, "use e.g. --fps 8")
-        _positive("max_frames", self.max_frames, "use e.g. --max-frames 16")
-        _positive("clip_tokens", self.clip_tokens, "use e.g. --clip-tokens 1024")
-        _positive("max_side_px", self.max_side_px, "use e.g. 512")
-        _positive("pad_multiple", self.pad_multiple, "use 64, or batch_tokens for one static shape")
-        _positive("max_text_tokens", self.max_text_tokens, "use e.g. 64")
-        _positive("packs_per_step", self.packs_per_step, "use 1, or the number of workers")
-        _positive("stream_window", self.stream_window, "use e.g. 256 clips")
+        check(self)
         if self.batch_tokens < self.clip_tokens:
-            raise ValueError(f"batch_tokens {self.batch_tokens} < clip_tokens {self.clip_tokens}: a clip could not "
-                             f"fit in a sequence; raise --batch-tokens or lower --clip-tokens")
-        if not 0.0 <= self.caption_dropout < 1.0:
-            raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}; 0.1 is usual")
-        if self.val_clips < 0:
-            raise ValueError(f"val_clips must be >= 0, got {self.val_clips}")
+            raise invalid(self, "batch_tokens", f"({self.batch_tokens}) must be >= clip_tokens ({self.clip_tokens}): "
+                          f"a clip could not fit in a sequence; raise batch_tokens or lower clip_tokens")
         if self.where is not None and not self.where.strip():
-            raise ValueError("where is empty; give a SQL condition such as \"duration_s >= 3\", or leave it out")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1 or None, got {self.limit}")
+            raise invalid(self, "where", "is empty; give a SQL condition such as \"duration_s >= 3\", or leave it out")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, objective and bookkeeping (train/loop.py, train/diffusion.py)."""
 
-    steps: int = 1000
-    lr: float = 1e-4
-    weight_decay: float = 0.0
+    steps: int = setting(1000, "total optimisation steps", ge=1)
+    lr: float = setting(1e-4, "peak AdamW learning rate", gt=0, le=1, hint="1e-4 is usual; above 1e-2 diverges")
+    weight_decay: float = setting(0.0, "AdamW weight decay (0 disables it)", ge=0, cli=False)
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    seed: int = 0
+    warmup_steps: int = setting(100, "linear warm-up steps (0 disables it)", ge=0, cli=False)
+    grad_clip: float = setting(1.0, "gradient norm clip (0 disables it)", ge=0, cli=False)
+    ema_decay: float = setting(0.999, "EMA decay of the sampling weights", ge=0, lt=1, cli=False,
+                               hint="0.999 is usual")
+    seed: int = setting(0, "seed of the weights, data order, noise and caption dropout", ge=0, le=2**63 - 1)
     timestep_mean: float = 0.0  # logit-normal timestep: t = sigmoid(N(mean, std))
-    timestep_std: float = 1.0
-    shift_base_tokens: int = 256  # a clip of this many tokens gets shift 1; larger clips are noised more
-    max_shift: float = 6.0
-    log_every: int = 10
-    val_every: int = 100
-    checkpoint_every: int = 500
+    timestep_std: float = setting(1.0, "std of the logit-normal timestep", gt=0, cli=False)
+    shift_base_tokens: int = setting(256, "a clip of this many tokens gets shift 1; larger clips are noised more",
+                                     ge=1, cli=False)
+    max_shift: float = setting(6.0, "largest timestep shift", gt=0, cli=False)
+    log_every: int = setting(10, "steps between log lines", ge=1)
+    val_every: int = setting(100, "steps between validation losses on held-out clips", ge=1)
+    checkpoint_every: int = setting(500, "steps between checkpoints; one is always written last", ge=1)
     val_timesteps: tuple[float, ...] = (0.25, 0.5, 0.75)
-    sample_steps: int = 30  # Euler steps used by `rushes sample` unless given
-    guidance: float = 4.0  # classifier-free guidance scale used by `rushes sample` unless given
+    sample_steps: int = setting(30, "Euler steps used by `rushes sample` unless given", ge=1, cli=False)
+    guidance: float = setting(4.0, "classifier-free guidance scale used by `rushes sample` unless given", ge=0,
+                              cli=False)
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "val_timesteps", tuple(float(t) for t in self.val_timesteps))
-        for name in ("steps", "lr", "log_every", "val_every", "checkpoint_every", "timestep_std",
-                     "shift_base_tokens", "max_shift", "sample_steps"):
-            _positive(name, getattr(self, name), "set a positive value")
-        if self.warmup_steps < 0 or self.grad_clip < 0 or self.weight_decay < 0:
-            raise ValueError("warmup_steps, grad_clip and weight_decay must be >= 0 (0 disables them)")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}; 0.999 is usual")
+        check(self)
         if not all(0.0 < t < 1.0 for t in self.val_timesteps):
-            raise ValueError(f"val_timesteps must lie in (0, 1), got {self.val_timesteps}")
+            raise invalid(self, "val_timesteps", f"must lie in (0, 1), got {self.val_timesteps}")
 
 
 @dataclass(frozen=True)
 class EncodeConfig:
     """Resources and batching of ``rushes encode`` (what the tensors are is the run's DataConfig)."""
 
-    batch_size: int = 8  # clips per decode task and per encoder call
-    concurrency: int = 1  # encoder actors, each loading the text encoder (and VAE) once
-    num_gpus: float = 0.0  # GPUs per encoder actor (0 = CPU)
-    actor_cpus: float = 1.0  # CPUs reserved per encoder actor
-    decode_cpus: float = 1.0  # CPUs per decode task
-    torch_threads: int | None = None  # intra-op threads per actor; None = torch/Ray default
-    shard_rows: int = 256  # clips per shard file: fewer, larger files; a crash loses at most this many
+    batch_size: int = setting(8, "clips per decode task and encoder call", ge=1, le=65536)
+    concurrency: int = setting(1, "encoder actors, each loading the encoders once", ge=1, le=4096)
+    num_gpus: float = setting(0.0, "GPUs per encoder actor; 0 runs on CPU", ge=0, le=64)
+    actor_cpus: float = setting(1.0, "CPUs reserved per encoder actor", ge=0, cli=False)
+    decode_cpus: float = setting(1.0, "CPUs per decode task", gt=0, cli=False)
+    torch_threads: int | None = setting(None, "intra-op threads per actor; None = torch/Ray default", ge=1, cli=False)
+    shard_rows: int = setting(256, "clips per shard file: fewer, larger files; a crash loses at most this many", ge=1,
+                              le=2**20)
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.concurrency < 1 or self.shard_rows < 1:
-            raise ValueError(f"batch_size={self.batch_size}, concurrency={self.concurrency}, shard_rows="
-                             f"{self.shard_rows}: each must be >= 1")
-        if self.num_gpus < 0 or self.actor_cpus < 0 or self.decode_cpus <= 0:
-            raise ValueError(f"num_gpus={self.num_gpus}, actor_cpus={self.actor_cpus}, decode_cpus="
-                             f"{self.decode_cpus}: GPUs and actor CPUs must be >= 0 and decode CPUs > 0")
-        if self.torch_threads is not None and self.torch_threads < 1:
-            raise ValueError(f"torch_threads={self.torch_threads}: must be >= 1 or None")
+        check(self)
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def train(out_dir, run_dir, cfg: RunConfig, options: TrainOptions | None = None,
     _check_workers(cfg.data.packs_per_step, opts.world)
     where = rundir.location(run_dir)
     # worker 0 writes RUN: a second trainer on it is refused at once, naming this one (a lease in a bucket)
-    one_writer = writer_lock(where, "rushes train", "--run") if opts.lock and opts.lead else contextlib.nullcontext()
+    one_writer = writer_lock(where, "rushes train") if opts.lock and opts.lead else contextlib.nullcontext()
     with one_writer:
         # the whole config is known before anything trains (what --dry-run printed); OUT is read, RUN not yet
         plan = plan_run(out_dir, cfg, opts.use_encodings, opts.world, opts.parallel)
@@ -618,4 +618,4 @@ def _check_workers(packs_per_step: int, world: int) -> None:
     if packs_per_step % world:
         raise ValueError(f"packs_per_step {packs_per_step} does not divide among {world} workers: use a number "
                          f"of workers that divides it (a run keeps its global batch), or a new run with "
-                         f"--packs-per-step {world}")
+                         f"packs_per_step {world}")

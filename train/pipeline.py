@@ -199,7 +199,7 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
     # Ray Train's own files (a tiny result checkpoint) go under RUN too: in the bucket for a bucket RUN
     ray_fs, ray_path = storage.resolve(run_dir) if bucket else (None, str(run_dir))
     resources = {"CPU": 1.0, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
-    with writer_lock(run_dir, "rushes train", "--run"):  # a second trainer on RUN is refused at once, naming this
+    with writer_lock(run_dir, "rushes train"):  # a second trainer on RUN is refused at once, naming this
         session = connect(address)
         try:
             queue = Queue() if bucket and progress is not None else None  # worker 0's log records -> the driver

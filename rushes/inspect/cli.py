@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from rushes import settings
+from rushes.inspect.config import ReportConfig
+from rushes.settings import check, setting
 
 EPILOG = """\
 SQL views (DuckDB, read straight from the Parquet parts; a manifest not written yet is an empty view).
@@ -28,13 +33,31 @@ examples:
 """
 
 
+@dataclass(frozen=True)
+class InspectRun:
+    """How ``rushes inspect`` prints and what a query may reach (the report's settings are :class:`ReportConfig`)."""
+
+    format: str = setting("table", "output of --sql; without --sql, json prints the summary as one JSON object for "
+                          "scripts", choices=("table", "csv", "json"))
+    allow_external_access: bool = setting(False, "let --sql read and write files other than the run's manifests and "
+                                          "reach the network, e.g. COPY (SELECT ...) TO 'kept.parquet'; without it "
+                                          "such a query fails")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+INSPECT = settings.Command("inspect", settings.Section("run", InspectRun),
+                           settings.Section("report", ReportConfig, title="HTML report"))
+
+
 def register(subparsers) -> None:
     """Add ``inspect`` to the ``rushes`` parser."""
     p = subparsers.add_parser(
         "inspect", help="summarise a run, write an HTML report, or query its manifests with SQL",
         description="Look into a run directory: a terminal summary by default, an HTML report with --html, "
                     "or a DuckDB query with --sql.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG, formatter_class=_Formatter)
     p.add_argument("run_dir", metavar="OUT", help="run directory written by `rushes curate` (holds videos/, clips/, "
                    "captions/, summary.json): a folder or s3://bucket/prefix")
     what = p.add_mutually_exclusive_group()
@@ -42,20 +65,12 @@ def register(subparsers) -> None:
                       "to PATH_files/ beside it, e.g. report.html -> report_files/ (default: no report)")
     what.add_argument("--sql", metavar="QUERY", help="run QUERY with DuckDB over the views videos, clips, captions and "
                       "print the result; '-' reads the query from stdin (default: no query)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                   help="output of --sql; without --sql, json prints the summary as one JSON object for scripts "
-                        "(default: table)")
-    p.add_argument("--frames", type=int, default=4, help="frames per clip in the contact-sheet strip (default: 4)")
-    p.add_argument("--thumb-height", type=int, default=72, help="thumbnail height in pixels (default: 72)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="processes decoding thumbnails; 0 = min(4, CPU count) (default: 0)")
-    p.add_argument("--no-thumbs", action="store_true",
-                   help="write the HTML report without decoding any video, no contact-sheet images (default: off)")
-    p.add_argument("--page-size", type=int, default=50, help="contact-sheet rows per page in the report (default: 50)")
-    p.add_argument("--allow-external-access", action="store_true",
-                   help="let --sql read and write files other than the run's manifests and reach the network, e.g. "
-                        "COPY (SELECT ...) TO 'kept.parquet'; without it such a query fails (default: off)")
+    INSPECT.add_arguments(p)
     p.set_defaults(func=run_inspect)
+
+
+class _Formatter(settings.HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Flags state their defaults; the epilog keeps its lines."""
 
 
 # What a stage writes into OUT; a folder with none of them is not a run.
@@ -79,6 +94,11 @@ def run_inspect(args) -> int:
     """Handler of ``rushes inspect``: returns 0 on success, 2 on a usage or query error."""
     from rushes import storage
 
+    try:
+        values = settings.resolve(args)
+        run, report = values.build("run"), values.build("report")
+    except settings.SettingError as exc:
+        return settings.usage_error(args, exc)
     run_dir = args.run_dir if storage.is_remote(args.run_dir) else Path(args.run_dir)
     if not storage.is_dir(run_dir):
         return _print_error(f"run directory {run_dir} does not exist; pass the OUT folder a stage wrote")
@@ -89,48 +109,41 @@ def run_inspect(args) -> int:
 
     try:
         if args.sql:
-            return _run_sql(run_dir, args)
+            return _run_sql(run_dir, args.sql, run)
         if args.html:
-            return _run_html(run_dir, args)
+            return _run_html(run_dir, args.html, report)
         from rushes.inspect.summary import format_summary, summarize, summary_json
 
         summary = summarize(run_dir)
-        print(summary_json(summary) if args.format == "json" else format_summary(summary), end="")
+        print(summary_json(summary) if run.format == "json" else format_summary(summary), end="")
     except ManifestError as exc:  # a damaged or outdated manifest: say which, and how to fix it
         return _print_error(str(exc))
     return 0
 
 
-def _run_sql(run_dir: Path, args) -> int:
+def _run_sql(run_dir: Path, sql: str, run: InspectRun) -> int:
     from rushes.inspect.sql import QueryError, query
     from rushes.inspect.table import render
 
-    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    sql = sys.stdin.read() if sql == "-" else sql
     if not sql.strip():
         return _print_error("no query: --sql - read nothing from stdin; pipe a query in, e.g. "
                             "echo 'SELECT count(*) FROM clips' | rushes inspect OUT --sql -")
     try:
-        result = query(run_dir, sql, allow_external_access=args.allow_external_access)
+        result = query(run_dir, sql, allow_external_access=run.allow_external_access)
     except QueryError as exc:
         return _print_error(f"query failed: {exc}")
-    print(render(result.columns, result.rows, args.format))
+    print(render(result.columns, result.rows, run.format))
     return 0
 
 
-def _run_html(run_dir: Path, args) -> int:
-    from rushes.inspect.page import ReportConfig, build_report
-    from rushes.inspect.thumbs import ThumbConfig
+def _run_html(run_dir: Path, html: str, cfg: ReportConfig) -> int:
+    from rushes.inspect.page import build_report
 
-    try:
-        cfg = ReportConfig(thumbs=ThumbConfig(frames_per_clip=args.frames, height_px=args.thumb_height,
-                                              workers=args.workers),
-                           make_thumbs=not args.no_thumbs, page_size=args.page_size)
-    except ValueError as exc:
-        return _print_error(str(exc))
     from rushes.manifests.paths import check_output_path
 
-    check_output_path(args.html, run_dir)  # an OutputPathError is a ManifestError: one line, exit 2
-    result = build_report(run_dir, args.html, cfg)
+    check_output_path(html, run_dir)  # an OutputPathError is a ManifestError: one line, exit 2
+    result = build_report(run_dir, html, cfg)
     print(f"wrote {result.html_path} ({result.clips} clips; thumbnails in {result.files_dir}/: "
           f"{result.thumbs_ok} ok, {result.thumbs_failed} failed, {result.thumbs_s:.1f} s; "
           f"total {result.total_s:.1f} s)")

@@ -18,7 +18,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -31,26 +31,8 @@ from rushes.inspect import assets
 from rushes.inspect.summary import (NUMERIC_SCORES, PERCENTILES, UNSPECIFIED, Distribution, RunSummary, distribution,
                                    split_reasons, summarize, word_count)
 from rushes.inspect.table import format_value
-from rushes.inspect.thumbs import ThumbConfig, extract_thumbnails, thumb_tasks
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """What the HTML report shows. ``thumbs`` False writes the page without decoding any video."""
-
-    thumbs: ThumbConfig = field(default_factory=ThumbConfig)
-    make_thumbs: bool = True
-    page_size: int = 50
-    histogram_bins: int = 24
-    max_failures_listed: int = 500
-
-    def __post_init__(self):
-        if not 5 <= self.page_size <= 1000:
-            raise ValueError(f"page_size={self.page_size}: use 5..1000 rows per page")
-        if not 4 <= self.histogram_bins <= 200:
-            raise ValueError(f"histogram_bins={self.histogram_bins}: use 4..200")
-        if self.max_failures_listed < 0:
-            raise ValueError("max_failures_listed must be >= 0")
+from rushes.inspect.config import ReportConfig, ThumbConfig
+from rushes.inspect.thumbs import extract_thumbnails, thumb_tasks
 
 
 @dataclass(frozen=True)

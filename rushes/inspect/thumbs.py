@@ -27,38 +27,10 @@ import numpy as np
 
 from rushes.manifests.ids import make_id
 from rushes.manifests import clips
+from rushes.inspect.config import ThumbConfig
 from rushes.media.frames import DecodeError, even, sample_frames, uniform_times
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-@dataclass(frozen=True)
-class ThumbConfig:
-    """How thumbnails are made. ``workers`` 0 picks min(4, CPU count) processes."""
-
-    frames_per_clip: int = 4
-    height_px: int = 72
-    jpeg_quality: int = 80
-    workers: int = 0
-    max_gap_s: float = 10.0  # spans of one source closer than this share one decode pass
-    max_batch_clips: int = 64  # cap per pass so work spreads over the worker processes
-    min_clips_for_pool: int = 200  # below this, starting worker processes costs more than it saves
-
-    def __post_init__(self):
-        if not 1 <= self.frames_per_clip <= 8:
-            raise ValueError(f"frames_per_clip={self.frames_per_clip}: use 1..8 (3-4 is a readable strip)")
-        if not 16 <= self.height_px <= 720:
-            raise ValueError(f"height_px={self.height_px}: use 16..720 pixels (72-120 suits a contact sheet)")
-        if not 10 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality={self.jpeg_quality}: use 10..100")
-        if self.workers < 0:
-            raise ValueError(f"workers={self.workers}: use 0 (automatic) or a positive process count")
-        if self.max_gap_s < 0 or self.max_batch_clips < 1 or self.min_clips_for_pool < 0:
-            raise ValueError("max_gap_s and min_clips_for_pool must be >= 0 and max_batch_clips >= 1")
-
-    def resolved_workers(self) -> int:
-        """Worker processes to use."""
-        return self.workers or max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

@@ -35,14 +35,13 @@ from rushes.storage.scratch import (
     LocalCopy,
     Scratch,
     ScratchError,
-    add_scratch_flags,
     local_copy,
     readable,
     staging_dir,
 )
 
 __all__ = [
-    "TEMP_PREFIX", "LocalCopy", "Scratch", "ScratchError", "StorageError", "add_scratch_flags", "copy_file", "delete", "exists",
+    "TEMP_PREFIX", "LocalCopy", "Scratch", "ScratchError", "StorageError", "copy_file", "delete", "exists",
     "filesystem", "glob", "is_dir", "is_file", "is_remote", "is_uri", "join", "list_files", "local_copy", "makedirs", "name",
     "open_input", "open_output", "parent", "publish", "read_bytes", "readable", "resolve", "size", "staging_dir", "temp_sibling",
     "write_bytes_atomic",

@@ -36,39 +36,38 @@ DEFAULT_MAX_BYTES = 20 * 2**30
 
 
 class ScratchError(OSError):
-    """No room in the scratch folder for a copy; the message names the object and the setting to change."""
+    """No room in the scratch folder for a copy. Carries the facts: ``what`` (the object), ``nbytes`` (its size),
+    ``cap_bytes`` (the cap), ``root`` (the folder) and ``reason``: ``too_large`` (bigger than the cap) or ``no_room``
+    (other copies held the cap for the whole wait). The message names the settings to change as the
+    :class:`Scratch` names them."""
+
+    def __init__(self, message: str, *, what: str = "", nbytes: int = 0, cap_bytes: int = 0, root: Path | None = None,
+                 reason: str = ""):
+        super().__init__(message)
+        self.what, self.nbytes, self.cap_bytes, self.root, self.reason = what, nbytes, cap_bytes, root, reason
 
 
 @dataclass(frozen=True)
 class Scratch:
-    """A local folder for copies of remote inputs and outputs being staged, and its size cap in bytes."""
+    """A local folder for copies of remote inputs and outputs being staged, and its size cap in bytes.
+
+    ``cap_name`` and ``root_name`` are how error messages (recorded per video or clip) name the two settings a
+    user changes to make room; a command line passes its flags (``rushes.settings.ScratchSettings``), as this
+    module knows no flag names."""
 
     root: Path = Path(tempfile.gettempdir()) / "rushes-scratch"
     max_bytes: int = DEFAULT_MAX_BYTES
     wait_s: float = 600.0
-
-    @classmethod
-    def from_flags(cls, root: str | None, max_gb: float) -> Scratch:
-        """The scratch of ``--scratch DIR`` (None: the default folder) and ``--scratch-max-gb``."""
-        return cls(**({"root": Path(root)} if root else {}), max_bytes=int(max_gb * 2**30))
+    cap_name: str = "the scratch cap (Scratch.max_bytes)"
+    root_name: str = "the scratch folder (Scratch.root)"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser())
         if self.max_bytes <= 0:
-            raise ValueError(f"scratch size cap must be positive, got {self.max_bytes} bytes; "
-                             f"pass --scratch-max-gb with a value above 0")
-        if self.wait_s < 0:
+            raise ValueError(f"scratch size cap must be positive, got {self.max_bytes} bytes; set {self.cap_name} "
+                             f"above 0")
+        if not self.wait_s >= 0:
             raise ValueError(f"scratch wait must be >= 0 s, got {self.wait_s}")
-
-
-def add_scratch_flags(parser, holds: str) -> None:
-    """``--scratch DIR`` and ``--scratch-max-gb`` of a stage's command line (read back with
-    :meth:`Scratch.from_flags`); ``holds``: what the folder holds and when each copy goes."""
-    parser.add_argument("--scratch", default=None, metavar="DIR",
-                        help=f"local folder for {holds} (default: rushes-scratch in the temp folder)")
-    parser.add_argument("--scratch-max-gb", type=float, default=DEFAULT_MAX_BYTES / 2**30,
-                        help="cap on the copies held at once in --scratch by all tasks of this machine; a larger "
-                             "object is recorded as an error, naming this flag (default: %(default)s)")
 
 
 @dataclass(frozen=True)
@@ -115,9 +114,11 @@ def _reserved(root: Path) -> int:
 
 def _reserve(scratch: Scratch, nbytes: int, what: str) -> Path:
     gib = 2**30
+    facts = {"what": what, "nbytes": nbytes, "cap_bytes": scratch.max_bytes, "root": scratch.root}
     if nbytes > scratch.max_bytes:
         raise ScratchError(f"{what} is {nbytes / gib:.2f} GiB, more than the scratch cap of "
-                           f"{scratch.max_bytes / gib:.2f} GiB; raise --scratch-max-gb or use a larger --scratch")
+                           f"{scratch.max_bytes / gib:.2f} GiB; raise {scratch.cap_name}, or point "
+                           f"{scratch.root_name} at a larger disk", reason="too_large", **facts)
     scratch.root.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + scratch.wait_s
     while True:
@@ -130,7 +131,8 @@ def _reserve(scratch: Scratch, nbytes: int, what: str) -> Path:
         if time.monotonic() >= deadline:
             raise ScratchError(f"no room in scratch folder {scratch.root} for {what} ({nbytes / gib:.2f} GiB) "
                                f"after {scratch.wait_s:.0f} s: other copies hold the {scratch.max_bytes / gib:.2f} "
-                               f"GiB cap; raise --scratch-max-gb or run fewer tasks per machine")
+                               f"GiB cap; raise {scratch.cap_name} or run fewer tasks per machine",
+                               reason="no_room", **facts)
         time.sleep(0.5)
 
 

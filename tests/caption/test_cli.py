@@ -63,7 +63,7 @@ def test_bad_arguments_exit_2_with_a_hint_on_stderr(tmp_path, capsys):
     err = capsys.readouterr()
     assert f"rushes curate INPUT --out {tmp_path}" in err.err and err.out == ""
     args = _parser().parse_args(["caption", str(tmp_path), "--frames", "0"])
-    assert args.func(args) == 2 and "num_frames=0" in capsys.readouterr().err
+    assert args.func(args) == 2 and "argument --frames: must be in 1..256, got 0" in capsys.readouterr().err
 
 
 def test_a_second_writer_on_one_out_is_refused_at_once_naming_the_first(tmp_path, grey_video, tiny_vlms, capsys):

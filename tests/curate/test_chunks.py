@@ -169,8 +169,8 @@ def test_chunk_flag_sets_the_length_and_says_its_default(capsys):
     assert cli.build_config(curate.parse_args(["in.mp4", "--out", "o"])).chunk_s == 180.0
     assert cli.build_config(curate.parse_args(["in.mp4", "--out", "o", "--chunk-s", "0"])).chunk_s == 0.0
     assert cli.main(curate.parse_args(["in.mp4", "--out", "o", "--chunk-s", "0.5"])) == 2
-    assert "chunk_s must be 0 (off) or >= 1" in capsys.readouterr().err
-    assert "(default: preset's, 180)" in " ".join(curate.format_help().split())
+    assert "argument --chunk-s: must be 0 (off) or >= 1" in capsys.readouterr().err
+    assert "(default: 180.0)" in " ".join(curate.format_help().split())
 
 
 def test_work_is_handed_out_longest_first_across_videos_and_chunks():

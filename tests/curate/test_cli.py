@@ -73,7 +73,7 @@ def test_bad_flag_value_exits_2_with_a_fix(capsys):
     cli.register(sub)
     args = sub.choices["curate"].parse_args(["in.mp4", "--out", "o", "--crf", "80"])
     assert cli.main(args) == 2
-    assert "crf must be in 0..51" in capsys.readouterr().err
+    assert "argument --crf: must be in 0..51, got 80" in capsys.readouterr().err
 
 
 def test_inputs_skip_the_runs_own_output_and_keep_urls(tmp_path):
@@ -127,11 +127,11 @@ def test_register_adds_curate_and_filter():
 
 
 @pytest.mark.parametrize("argv,words", [
-    (["curate", "in.mp4", "--out", "{out}/o", "--min-clip-s", "nan"], "min_clip_s must be a finite number"),
-    (["curate", "in.mp4", "--out", "{out}/o", "--max-clip-s", "inf"], "max_clip_s must be a finite number"),
-    (["curate", "in.mp4", "--out", "{out}/o", "--threshold", "nan"], "adaptive_threshold must be a finite number"),
-    (["filter", "{out}", "--min-motion", "nan"], "min_motion=nan: give a finite number"),
-    (["filter", "{out}", "--max-text-area", "inf"], "max_text_area=inf: give a finite number"),
+    (["curate", "in.mp4", "--out", "{out}/o", "--min-clip-s", "nan"], "argument --min-clip-s: must be a finite number"),
+    (["curate", "in.mp4", "--out", "{out}/o", "--max-clip-s", "inf"], "argument --max-clip-s: must be a finite number"),
+    (["curate", "in.mp4", "--out", "{out}/o", "--threshold", "nan"], "argument --threshold: must be a finite number"),
+    (["filter", "{out}", "--min-motion", "nan"], "argument --min-motion: must be a finite number"),
+    (["filter", "{out}", "--max-text-area", "inf"], "argument --max-text-area: must be a finite number"),
 ])
 def test_numbers_must_be_finite(tmp_path, capsys, argv, words):
     import argparse

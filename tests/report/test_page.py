@@ -131,7 +131,7 @@ def test_cli_writes_the_report_and_rejects_bad_settings(run_dir, tmp_path, inspe
     assert "6 ok, 0 failed" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "r_files" / "thumbs").iterdir())[0] == "c1-3f48.jpg"
     assert inspect(["inspect", str(run_dir), "--html", str(out), "--frames", "0"]) == 2
-    assert "frames_per_clip=0" in capsys.readouterr().err
+    assert "argument --frames: must be in 1..8, got 0" in capsys.readouterr().err
 
 
 def test_the_report_never_overwrites_a_manifest_part_or_a_folder(run_dir, tmp_path, inspect, capsys):

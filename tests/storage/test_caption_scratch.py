@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from rushes import storage
+from rushes.settings import ScratchSettings
 from rushes.caption.adapter import TASK_SCHEMA, decode_batch
 from rushes.caption.frames import FrameSpec
 from rushes.testing.grey_clips import make_grey_video
@@ -28,7 +29,7 @@ def test_bucket_clips_decode_from_scratch_copies_bounded_and_removed(bucket, tmp
     assert "cannot decode frames from s3://" in rows["broken"]["error_message"]
     assert "cannot decode frames from s3://" in rows["gone"]["error_message"]
     # A cap smaller than the clip: that clip's error row names the setting, nothing is copied.
-    tiny = storage.Scratch(tmp_path / "scratch", max_bytes=1000)
+    tiny = ScratchSettings(str(tmp_path / "scratch"), 1000 / 2**30).to_scratch()  # as the command line makes it
     capped = decode_batch(tasks.slice(0, 1), FrameSpec(max_side=64), 4, None, scratch=tiny).to_pylist()[0]
     assert "more than the scratch cap" in capped["error_message"] and "--scratch-max-gb" in capped["error_message"]
     assert not [p.name for p in (tmp_path / "scratch").iterdir() if p.name.startswith(("rushes-", ".rushes-"))]

@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 
 from rushes import storage
+from rushes.settings import ScratchSettings
 from rushes.testing.grey_clips import make_grey_video
 
 
@@ -29,7 +30,7 @@ def test_encode_decodes_bucket_clips_from_bounded_scratch_copies(bucket, tmp_pat
     assert rows["good"]["error_message"] is None and rows["good"]["frames_shape"][0] == 4
     assert rows["gone"]["error_stage"] == "decode" and "x.mp4" in rows["gone"]["error_message"]
     # A cap smaller than the clip: an error row naming the setting to raise; the rest of the batch goes on.
-    tiny = storage.Scratch(tmp_path / "scratch", max_bytes=1000)
+    tiny = ScratchSettings(str(tmp_path / "scratch"), 1000 / 2**30).to_scratch()  # as the command line makes it
     capped = decode_batch(tasks.slice(0, 1), data, (1, 4, 4), scratch=tiny).to_pylist()[0]
     assert capped["error_stage"] == "decode" and "--scratch-max-gb" in capped["error_message"]
     assert not [p.name for p in (tmp_path / "scratch").iterdir() if p.name.startswith(("rushes-", ".rushes-"))]

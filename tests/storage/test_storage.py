@@ -173,8 +173,16 @@ def test_scratch_cap_refuses_large_objects_and_reclaims_dead_reservations(bucket
     uri = f"{bucket}/in/big.mp4"
     storage.write_bytes_atomic(uri, b"x" * 5000)
     small = storage.Scratch(tmp_path / "s", max_bytes=4000, wait_s=0)
-    with pytest.raises(storage.ScratchError, match="more than the scratch cap.*--scratch-max-gb"), \
+    with pytest.raises(storage.ScratchError, match=r"more than the scratch cap.*Scratch\.max_bytes") as refused, \
             storage.local_copy(uri, small):
+        pass
+    assert (refused.value.reason, refused.value.nbytes, refused.value.cap_bytes) == ("too_large", 5000, 4000)
+    # The command line's scratch names its flags in the message (storage itself knows no flag names).
+    from rushes.settings import ScratchSettings
+
+    flagged = ScratchSettings(str(tmp_path / "s"), 4000 / 2**30).to_scratch()
+    with pytest.raises(storage.ScratchError, match="more than the scratch cap.*raise --scratch-max-gb.*--scratch"), \
+            storage.local_copy(uri, flagged):
         pass
     scratch = storage.Scratch(tmp_path / "s", max_bytes=8000, wait_s=0)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,

@@ -44,7 +44,7 @@ def test_errors_go_to_stderr_with_exit_2(synth_out, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(synth_out), "--run", str(run), "--fps", "-1"]) == 2
     out = capsys.readouterr()
-    assert "fps must be > 0" in out.err and out.out == ""
+    assert "argument --fps: must be in (0, 240], got -1.0" in out.err and out.out == ""
     assert main(["train", str(tmp_path / "empty"), "--run", str(run), "--dry-run"]) == 2
     out = capsys.readouterr()
     assert "rushes train:" in out.err and "captions manifest" in out.err and out.out == ""

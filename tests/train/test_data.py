@@ -150,7 +150,7 @@ def test_presets_validate():
     for name in ("tiny", "small", "base", "large", "xl"):
         cfg = preset(name)
         assert cfg.data.batch_tokens >= cfg.data.clip_tokens
-    with pytest.raises(ValueError, match="batch-tokens"):
+    with pytest.raises(ValueError, match="batch_tokens .* must be >= clip_tokens"):
         DataConfig(clip_tokens=512, batch_tokens=256)
     with pytest.raises(ValueError, match="preset"):
         preset("huge")
