@@ -112,13 +112,16 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
     probe: Probe | None = None
     try:
         _check_input(path)
+        # A local file is probed before it is hashed: a file that is no video (a sparse 20 GB image, a disk
+        # dump) is refused from its header instead of after reading every byte.
+        probe = None if storage.is_remote(path) else _probe(path, path, cfg, stage_s)
         with ExitStack() as stack:
             # Hashing streams the bytes once; for a remote input the same pass fills the scratch copy.
             copy = _timed(stage_s, "hash", _local_copy, path, run, stack, content_hasher())
             source = Source(path, make_id("video", copy.digest), copy.size_bytes, copy.digest)
             if _done_before(_run_location(out_dir), source, run):
                 return VideoOutcome(path, source.video_id, "skipped", stage_s=stage_s)
-            probe = _probe(copy.path, path, cfg, stage_s)
+            probe = probe or _probe(copy.path, path, cfg, stage_s)
             job = VideoJob(source, probe, _spans(probe, cfg), dict(stage_s))
             if len(job.spans) > 1:
                 return job

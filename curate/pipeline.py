@@ -38,7 +38,7 @@ import ray
 
 from rushes import storage
 from rushes.storage.names import display
-from rushes.cluster import connect
+from rushes.cluster import connect, require_resources
 from rushes.curate.adapter import (
     analyse_chunk_of,
     curate_whole,
@@ -192,6 +192,8 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
 def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
     session = connect(ray_cfg.address, num_cpus=ray_cfg.local_num_cpus)
     try:
+        require_resources({"CPU": (ray_cfg.num_cpus_per_task, "num_cpus_per_task"),
+                           "GPU": (ray_cfg.num_gpus_per_task, "num_gpus_per_task")}, "video task")
         if not cfg.decode_threads:
             # Decoder threads follow the CPUs reserved per task: one more thread per task (measured)
             # overlaps decoding with the analysis alone but loses 5-10% when every core runs a task.

@@ -20,6 +20,7 @@ from pathlib import Path
 from rushes.curate.inputs import collect_inputs
 from rushes.manifests import read
 from rushes.media.ffmpeg import run_ffmpeg
+from rushes.storage.names import display
 from rushes.testing.sentinel import Sentinel
 
 GOOD = [  # (lavfi source, codec args, extension)
@@ -206,8 +207,15 @@ def _cover_track(c: Corpus, d: Path, j: int) -> Case:
     return Case("one-frame cover track before the real video", str(p), "ok")
 
 
+def _odd_name(c: Corpus, d: Path, j: int) -> Case:
+    video = _video(d / f".odd{j:03d}.mp4", j, 1)
+    p = os.fsdecode(os.fsencode(d) + f"/caf\xe9{j:03d}_1s.mp4".encode("latin-1"))  # a name that is not UTF-8
+    os.rename(video, p)
+    return Case("file name that is not UTF-8", p, "ok")
+
+
 BAD = [_zero_byte, _truncated, _text, _png, _jpeg, _hls_named, _m3u8, _concat, _corrupt_middle, _audio_only,
-       _not_video, _symlinked_folder, _copy, _pts_restart, _late_start, _cover_track]
+       _not_video, _symlinked_folder, _copy, _pts_restart, _late_start, _cover_track, _odd_name]
 
 
 def make_corpus(root: str | os.PathLike, n: int = 500, bad_fraction: float = 0.1) -> Corpus:
@@ -246,7 +254,7 @@ def outcomes(corpus: Corpus, out: str | os.PathLike) -> list[dict]:
     skipped = {p: reason for reason, paths in found.skipped.items() for p in paths}
     result = []
     for case in corpus.cases:
-        actual, message = _actual(rows.get(case.path))
+        actual, message = _actual(rows.get(display(case.path)))  # a name that is not UTF-8 is stored escaped
         if actual == "missing" and case.path in skipped:
             actual = f"skipped:{skipped[case.path]}"
         passed = actual == case.expect and case.match in message
