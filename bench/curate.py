@@ -34,9 +34,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# This file is named like the package it measures: drop bench/ from the path so `import curate` is the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # a source checkout: its rushes (one namespace: no bench file can hide it)
 
 from rushes.curate.inputs import expand_inputs  # noqa: E402
 from rushes.curate.probe import probe_video  # noqa: E402
