@@ -13,6 +13,7 @@ e.g. 130 or 143; finished work is kept and a rerun resumes).
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
@@ -78,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     except (RayConnectError, ManifestError) as exc:  # a cluster not reached or too small; a damaged manifest
         hint = f" (set by --{exc.setting.replace('_', '-')})" if isinstance(exc, ResourceShortage) else ""
         print(f"rushes {args.command}: {exc}{hint}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # also a Ray task's error that wraps one
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"rushes {args.command}: a disk or quota is full ({exc.strerror or exc}); nothing half-written is "
+              f"visible and finished work is saved: free space, then rerun the same command to resume",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # SIGINT or SIGTERM
         signum = getattr(exc, "signum", None) or interrupting_signal() or signal.SIGINT

@@ -75,3 +75,21 @@ def test_sigint_stops_a_command_that_inherited_it_ignored(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_full_disk_is_one_line_saying_so_not_a_traceback(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from rushes import storage
+    from rushes.cli import main
+    from rushes.testing.train_manifests import Clip, write_manifest
+
+    run = write_manifest(tmp_path / "out", [Clip("/v.mp4", 0.0, 2.0, 64, 48, "a clip")])
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage, "publish", full)  # every manifest part is published through it
+    assert main(["filter", str(run), "--preset", "strict"]) == 2
+    err = capsys.readouterr().err
+    assert "a disk or quota is full" in err and "rerun the same command" in err and "Traceback" not in err, err
