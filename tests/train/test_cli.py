@@ -183,7 +183,7 @@ def test_sample_refuses_a_size_that_cannot_fit_and_an_output_over_the_run(synth_
                  "--max-frames", "4", "--clip-tokens", "128", "--batch-tokens", "256", "--steps", "1"]) == 0
     capsys.readouterr()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert main(["sample", str(run), "--prompt", "x", "--frames", "2048", "--size", "2048x2048",
+    assert main(["sample", str(run), "--prompt", "x", "--frames", "1024", "--size", "4096x4096",
                  "--out", str(tmp_path / "big.mp4")]) == 2
     err = capsys.readouterr().err
     assert "GiB free" in err and "fewer frames or a smaller size" in err, err
