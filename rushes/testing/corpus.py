@@ -78,7 +78,10 @@ def _video(path: Path, i: int, seconds: int | None = None, extra: Iterable[str] 
     seconds = seconds or 1 + i % 3
     sep = ":" if "=" in src else "="
     run_ffmpeg(["-f", "lavfi", "-i", f"{src}{sep}size={size[0]}x{size[1]}:rate=15",
-                "-t", str(seconds), "-vf", f"hue=h={i * 7 % 360}",  # every video differs (no byte-identical pair)
+                # neighbouring videos look different (the hue), and no two of up to 1,200 are identical (a small box
+                # at a place of their own; MPEG-TS keeps no metadata that would tell them apart)
+                "-t", str(seconds), "-vf", f"hue=h={i * 7 % 360},drawbox=x={i % 40}:y={i // 40 % 30}:w=4:h=4:"
+                                           f"color=white:t=fill",
                 *codec, "-g", "15", *extra, "-y", str(path)], timeout_s=120, whitelist=None)
     return path
 
@@ -87,11 +90,11 @@ def _good(folder: Path, i: int) -> Path:
     return _video(folder / f"v{i:04d}_{1 + i % 3}s{GOOD[i % len(GOOD)][2]}", i)
 
 
-def _image(path: Path, codec_ext: str) -> None:
+def _image(path: Path, codec_ext: str, j: int) -> None:
     tmp = path.with_name(f".{path.stem}.{codec_ext}")
     run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=1", "-frames:v", "1", "-y", str(tmp)],
                timeout_s=60, whitelist=None)
-    path.write_bytes(tmp.read_bytes())
+    path.write_bytes(tmp.read_bytes() + f"\ncase {j}".encode())  # bytes after the image: each file distinct
     tmp.unlink()
 
 
@@ -114,17 +117,17 @@ def _truncated(c: Corpus, d: Path, j: int) -> Case:
 
 
 def _text(c: Corpus, d: Path, j: int) -> Case:
-    (p := d / f"bad{j:03d}_text.mp4").write_text("this is not a video\n" * 20)
+    (p := d / f"bad{j:03d}_text.mp4").write_text(f"this is not a video (case {j})\n" * 20)
     return Case("text named .mp4", str(p), "error:probe", "not a video")
 
 
 def _png(c: Corpus, d: Path, j: int) -> Case:
-    _image(p := d / f"bad{j:03d}_png.mp4", "png")
+    _image(p := d / f"bad{j:03d}_png.mp4", "png", j)
     return Case("PNG named .mp4", str(p), "error:probe", "still image (png)")
 
 
 def _jpeg(c: Corpus, d: Path, j: int) -> Case:
-    _image(p := d / f"bad{j:03d}_jpeg.mp4", "jpg")
+    _image(p := d / f"bad{j:03d}_jpeg.mp4", "jpg", j)
     return Case("JPEG named .mp4", str(p), "error:probe", "still image (jpeg)")
 
 
@@ -154,7 +157,7 @@ def _corrupt_middle(c: Corpus, d: Path, j: int) -> Case:
 
 
 def _audio_only(c: Corpus, d: Path, j: int) -> Case:
-    run_ffmpeg(["-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", "-y",
+    run_ffmpeg(["-f", "lavfi", "-i", f"sine=frequency={440 + j}:duration=1", "-c:a", "aac", "-y",
                 str(p := d / f"bad{j:03d}_audio.mp4")], timeout_s=60, whitelist=None)
     return Case("audio-only .mp4", str(p), "error:probe", "no video stream (audio-only)")
 
