@@ -242,6 +242,46 @@ def _stdin_detached():
         os.close(null)
 
 
+@contextmanager
+def _starting():
+    """Around ``ray.init``: stdin detached (:func:`_stdin_detached`), and SIGINT/SIGTERM recorded, not acted on.
+
+    A signal that interrupts ``ray.init`` half-way (Ray installs a SIGTERM handler that exits in the middle of it)
+    leaves its GCS, raylet and agents running with no session to stop them, and Ray's C++ side aborting. While Ray
+    starts, our recording handlers stay (Ray's own handler would be replaced by :func:`_install_handlers` right
+    after anyway); :func:`_started` acts on a recorded signal once the session exists. Yields the record."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        with _stdin_detached():
+            yield got
+        return
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    real_signal = signal.signal
+
+    def keep_ours(signum, handler):  # what ray.init asks for SIGINT/SIGTERM waits for the session
+        return before.get(signum) if signum in before else real_signal(signum, handler)
+
+    for s in before:
+        real_signal(s, lambda signum, _frame: got.append(signum))
+    signal.signal = keep_ours
+    try:
+        with _stdin_detached():
+            yield got
+    finally:
+        signal.signal = real_signal
+        for s, handler in before.items():
+            real_signal(s, handler)
+
+
+def _started(session: RaySession, got: list[int]) -> RaySession:
+    """``session``, or, when a signal arrived while Ray started, the session stopped and the signal raised."""
+    if got:
+        _received.append(got[0])
+        session.close()
+        raise JobInterrupted(got[0])
+    return session
+
+
 def connect(address: str | None = None, num_cpus: int | None = None, connect_timeout_s: float | None = None,
             **local_options) -> RaySession:
     """Start a local Ray instance or join the cluster at ``address`` / ``$RAY_ADDRESS`` (see the module docstring).
@@ -251,34 +291,41 @@ def connect(address: str | None = None, num_cpus: int | None = None, connect_tim
     """
     import ray
 
-    previous = _current_handlers()  # before ray.init, which installs a SIGTERM handler of its own
+    previous = _current_handlers()
     if ray.is_initialized():
         return RaySession(False, None, _install_handlers(previous))
     target, source = requested_address(address)
-    common = {"log_to_driver": False, "configure_logging": False}
     if target is None:
-        try:
-            with _stdin_detached():
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **common, **local_options)
-        except (RuntimeError, ConnectionError, OSError, ValueError) as exc:
-            raise RayConnectError(f"could not start a local Ray instance: {exc} Check free memory and the space "
-                                  f"in Ray's temp folder ({_record_file().parent}), retry on a less loaded machine, "
-                                  f"or join a running cluster with --address") from exc
-        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception when its node times out starting
-            if "timed out during startup" not in str(exc):
-                raise
-            raise RayConnectError(f"could not start a local Ray instance: {exc} Retry on a less loaded machine, "
-                                  f"or join a running cluster with --address") from exc
-    else:
-        timeout_s = connect_timeout_s or connect_timeout()
-        wait_for_head(target, source, timeout_s)
-        with _stdin_detached():  # Ray Client and a joined node start helper processes too
-            ray.init(address=target, **common)
-        watching = threading.Event()
-        threading.Thread(target=_watch_head, args=(target, source, timeout_s, watching), daemon=True,
-                         name="rushes-ray-head-watchdog").start()
-        return RaySession(True, target, _install_handlers(previous), watching)
-    return RaySession(True, target, _install_handlers(previous))
+        with _starting() as got:
+            _start_local(num_cpus, local_options)
+        return _started(RaySession(True, None, _install_handlers(previous)), got)
+    timeout_s = connect_timeout_s or connect_timeout()
+    wait_for_head(target, source, timeout_s)
+    with _starting() as got:  # Ray Client and a joined node start helper processes too
+        ray.init(address=target, **_COMMON)
+    watching = threading.Event()
+    threading.Thread(target=_watch_head, args=(target, source, timeout_s, watching), daemon=True,
+                     name="rushes-ray-head-watchdog").start()
+    return _started(RaySession(True, target, _install_handlers(previous), watching), got)
+
+
+_COMMON = {"log_to_driver": False, "configure_logging": False}
+
+
+def _start_local(num_cpus: int | None, local_options: dict) -> None:
+    import ray
+
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **_COMMON, **local_options)
+    except (RuntimeError, ConnectionError, OSError, ValueError) as exc:
+        raise RayConnectError(f"could not start a local Ray instance: {exc} Check free memory and the space "
+                              f"in Ray's temp folder ({_record_file().parent}), retry on a less loaded machine, "
+                              f"or join a running cluster with --address") from exc
+    except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception when its node times out starting
+        if "timed out during startup" not in str(exc):
+            raise
+        raise RayConnectError(f"could not start a local Ray instance: {exc} Retry on a less loaded machine, "
+                              f"or join a running cluster with --address") from exc
 
 
 def require_resources(needs: dict[str, tuple[float, str]], what: str) -> None:

@@ -153,3 +153,32 @@ def test_a_signal_stops_the_job_and_its_workers_and_a_rerun_resumes(tmp_path, ra
     summary = json.loads((out / "summary.json").read_text())["curate"]
     assert summary["videos"]["ok"] == len(videos)
     assert summary["videos"]["skipped_this_run"] >= done, "the rerun resumed instead of starting over"
+
+
+# `rushes curate` whose ray.init receives SIGTERM half-way (a user's Ctrl-C, a scheduler's stop).
+SIGNAL_IN_INIT = """
+import os, signal, sys, threading
+import ray
+real_init = ray.init
+def init_interrupted(*args, **kwargs):
+    # delivered while Ray starts its processes (after Ray installed its own SIGTERM handler)
+    threading.Timer(float(os.environ["SIGNAL_AFTER_S"]), os.kill, (os.getpid(), signal.SIGTERM)).start()
+    return real_init(*args, **kwargs)
+ray.init = init_interrupted
+from rushes.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_signal_while_ray_starts_stops_everything_it_started(tmp_path, ray_tmp, videos):
+    cmd = [sys.executable, "-c", SIGNAL_IN_INIT, "curate", videos[0], "--out", str(tmp_path / "out"), "--preset",
+           "debug"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(ray_tmp, SIGNAL_AFTER_S="1.5"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    code, err = finish(proc, 300)
+    assert code == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by SIGTERM" in err and "Traceback" not in err and "core dumped" not in err, err[-2000:]
+    deadline = time.monotonic() + 20
+    while leftovers(ray_tmp) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not leftovers(ray_tmp), "Ray's processes outlived the interrupted start"
