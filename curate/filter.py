@@ -12,6 +12,8 @@ Every rule a clip fails is named in ``reject_reason`` (';'-joined, in a fixed or
 ==================  ======================================================  ========================
 reason              fails when                                              config field(s)
 ==================  ======================================================  ========================
+bad_span            start_s/end_s not finite, start_s < 0 or end_s <=       (always on)
+                    start_s (an edited or damaged row)
 too_short           duration_s < min length (per clip: ``min_clip_s`` of    min_duration_s
                     its ``detector_params``, unless the preset sets one)
 too_long            duration_s > max                                        max_duration_s
@@ -66,7 +68,8 @@ _SWITCHES = ("reject_camera_motion", "reject_near_duplicate", "reject_missing")
 CAMERA_LABELS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out", "shaky", "complex")
 
 # Reasons this module owns (recomputed on every run); anything else in reject_reason is preserved.
-_OWNED = re.compile(r"^(too_short|too_long|small|aspect|dark|bright|flat|blurry|low_contrast|grey|missing_scores"
+_OWNED = re.compile(r"^(bad_span|too_short|too_long|small|aspect|dark|bright|flat|blurry|low_contrast|grey"
+                    r"|missing_scores"
                     r"|near_duplicate|motion[<>].*|text>.*|camera=.*)$")
 
 
@@ -206,6 +209,12 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
     def above(col, thr):
         return pc.greater(t[col], thr)
 
+    # Always on, in every preset: a span that is not a time (NaN, infinite, negative, ending before it starts: an
+    # edited or damaged row) is never kept; every stage after the filter refuses it too (rushes.manifests.clips).
+    start, end = pc.cast(t["start_s"], pa.float64()), pc.cast(t["end_s"], pa.float64())
+    span_ok = pc.and_(pc.and_(pc.is_finite(start), pc.is_finite(end)),
+                      pc.and_(pc.greater_equal(start, 0.0), pc.greater(end, start)))
+    out.append(("bad_span", pc.invert(pc.fill_null(span_ok, False)), False))
     if cfg.max_duration_s is not None:
         out.append(("too_long", above("duration_s", cfg.max_duration_s), False))
     if cfg.min_short_side_px is not None:

@@ -45,6 +45,15 @@ def test_good_clip_kept_and_every_failed_rule_named():
     assert set(reasons[2].split(";")) == {"small", "blurry", "text>0.015"}
 
 
+@pytest.mark.parametrize("preset", ["default", "none"])
+def test_a_span_that_is_not_a_time_is_rejected_in_every_preset(preset):
+    nan, inf = float("nan"), float("inf")
+    keep, reasons = decide([clip(0), clip(1, start_s=nan), clip(2, end_s=inf, duration_s=inf), clip(3, start_s=-2.0),
+                            clip(4, end_s=3.0), clip(5, end_s=None)], preset=preset)
+    assert keep == [True, False, False, False, False, False]
+    assert all(r.split(";")[0] == "bad_span" for r in reasons[1:]), reasons
+
+
 def test_too_short_uses_each_clips_min_clip_s_and_is_never_resurrected():
     short_params = json.dumps({"min_clip_s": 0.5})
     rows = [clip(0, duration_s=1.0, keep=False, reject_reason="too_short"),  # split said too short
