@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,32 @@ def test_training_skips_refused_clips_and_names_them(hostile_run, tmp_path):
     assert [e.clip_id for e in prep.examples] == ["honest"]
     why = {s["clip_id"]: s["error"] for s in prep.skipped}
     assert set(why) == {"endless", "outside"} and "past the end" in why["endless"] and "clip_path" in why["outside"]
+
+
+def test_curate_filter_and_inspect_never_open_a_clip_path_outside_out(tmp_path, ray_local, capsys):
+    """The stages that do not decode clips never open what a row names either: a rerun of curate, rushes filter
+    and the report's thumbnails, over clips rows edited to point at a sentinel outside OUT."""
+    from rushes.cli import main
+    from rushes.testing.sentinel import Sentinel
+
+    (tmp_path / "in").mkdir()
+    make_cut_video(tmp_path / "in" / "v.mp4", [2.0, 2.0], fps=10, size=(96, 64))
+    out = tmp_path / "out"
+    argv = ["curate", str(tmp_path / "in"), "--out", str(out), "--preset", "debug"]
+    assert main(argv) == 0
+    real = make_cut_video(tmp_path / "real.mp4", [1.0])  # what the sentinel serves to whoever opens it
+    sentinel = Sentinel(tmp_path / "outside.mp4", Path(real.path).read_bytes())
+    try:
+        rows = store.read(out, "clips").to_pylist()
+        for r in rows:
+            r["clip_path"] = str(sentinel.path)
+        for part in store.part_paths(out, "clips"):
+            part.unlink()
+        store.write_part(out, "clips", rows, part_name="part-edited")
+        assert main(argv) == 0  # a rerun: the video is done, its rows are read, never followed
+        assert main(["filter", str(out), "--preset", "strict"]) == 0
+        assert main(["inspect", str(out), "--html", str(tmp_path / "r.html")]) == 0
+        assert "clip_path" in (tmp_path / "r.html").read_text()  # the thumbnails name the refusal
+    finally:
+        sentinel.close()
+    assert not sentinel.opened, "a clip_path outside OUT was opened"
