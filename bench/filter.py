@@ -50,7 +50,8 @@ def make_manifest(run_dir: Path, rows: int, parts: int, seed: int = 0) -> None:
         cols = {
             "clip_id": pa.array([f"{p:02d}{i:08d}" for i in range(n)]),
             "video_id": pa.array([f"v{i // 20:07d}" for i in range(n)]),
-            "start_s": pa.array(rng.uniform(0, 3000, n)), "duration_s": pa.array(dur),
+            "start_s": pa.array(start := rng.uniform(0, 3000, n)), "end_s": pa.array(start + dur),
+            "duration_s": pa.array(dur),
             "width_px": pa.array(rng.choice([320, 640, 1280, 1920], n).astype(np.int32)),
             "height_px": pa.array(rng.choice([240, 360, 720, 1080], n).astype(np.int32)),
             "detector_params": pa.array(rng.choice(params, n)),

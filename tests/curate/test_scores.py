@@ -125,8 +125,8 @@ def test_black_clip_is_black_flat_and_filtered_as_dark(synth):
     black = synth["black"]
     assert black["brightness_mean"] < 0.01 and black["black_frame_frac"] == 1.0 and black["flat_frame_frac"] == 1.0
     assert synth["pan_slow"]["black_frame_frac"] == 0.0 and synth["pan_slow"]["flat_frame_frac"] == 0.0
-    rows = [{"clip_id": n, "video_id": "v", "keep": True, "duration_s": 2.0, "width_px": W, "height_px": H,
-             **synth[n]} for n in ("black", "pan_slow")]
+    rows = [{"clip_id": n, "video_id": "v", "keep": True, "start_s": 0.0, "end_s": 2.0, "duration_s": 2.0,
+             "width_px": W, "height_px": H, **synth[n]} for n in ("black", "pan_slow")]
     out = apply_filter(conform(rows, "clips"), FILTER_PRESETS["default"]())
     reasons = out.column("reject_reason").to_pylist()
     assert "dark" in reasons[0].split(";") and reasons[1] is None
