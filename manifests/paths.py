@@ -72,7 +72,7 @@ def check_output_path(path: str | os.PathLike, run_dir: str | os.PathLike | None
     why = None
     if target.is_dir():
         why = "is a folder"
-    elif target.suffix == ".parquet" or (target.is_file() and target.read_bytes()[:4] == b"PAR1"):
+    elif target.suffix == ".parquet" or (target.is_file() and _starts_with(target, b"PAR1")):
         why = "is a Parquet file (a manifest part)"
     elif run_dir is not None and not storage.is_remote(run_dir):
         root = Path(run_dir).resolve()
@@ -82,3 +82,8 @@ def check_output_path(path: str | os.PathLike, run_dir: str | os.PathLike | None
     if why:
         raise OutputPathError(f"output path {path} {why}: writing there would destroy data; name a new file "
                               f"outside the run's folders (e.g. {Path(run_dir or '.') / 'report.html'})")
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(magic)) == magic
