@@ -60,6 +60,7 @@ import pyarrow.compute as pc
 
 from rushes import manifests
 from rushes import storage
+from rushes.manifests.clips import valid_span_mask
 from rushes.manifests.store import ManifestError
 from rushes.settings import check, invalid, setting
 
@@ -211,10 +212,7 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
 
     # Always on, in every preset: a span that is not a time (NaN, infinite, negative, ending before it starts: an
     # edited or damaged row) is never kept; every stage after the filter refuses it too (rushes.manifests.clips).
-    start, end = pc.cast(t["start_s"], pa.float64()), pc.cast(t["end_s"], pa.float64())
-    span_ok = pc.and_(pc.and_(pc.is_finite(start), pc.is_finite(end)),
-                      pc.and_(pc.greater_equal(start, 0.0), pc.greater(end, start)))
-    out.append(("bad_span", pc.invert(pc.fill_null(span_ok, False)), False))
+    out.append(("bad_span", pc.invert(valid_span_mask(t)), False))
     if cfg.max_duration_s is not None:
         out.append(("too_long", above("duration_s", cfg.max_duration_s), False))
     if cfg.min_short_side_px is not None:

@@ -19,8 +19,8 @@ back to the source video's (what the manifests record).
 
 Nothing read back is trusted: a ``clip_path`` outside the run directory, a source video that the videos manifest
 does not list, or a span that is not finite, starts below 0, does not end after its start or ends past its video,
-gives a clip whose
-``refused`` says why (naming the clip and the field) and whose ``path`` is never opened.
+gives a clip whose ``refused`` says why (naming the clip and the field) and whose ``path`` is never opened.
+:func:`valid_span_mask` is the same span rule over a whole table (what ``rushes filter`` rejects as ``bad_span``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import math
 import os
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from rushes.manifests import select, store
@@ -59,6 +60,15 @@ class KeptClip:
     def source_time(self, t_s: float) -> float:
         """The source video's time of ``t_s`` in ``path`` (the base the manifests record)."""
         return t_s + self.source_start_s - self.start_s
+
+
+def valid_span_mask(clips: pa.Table) -> pa.Array:
+    """True for each clips row whose span is a time: finite, ``start_s >= 0``, ``end_s > start_s`` (null or NaN
+    counts as false). The table-wide form of :func:`_span_problem`'s first rules."""
+    start, end = pc.cast(clips["start_s"], pa.float64()), pc.cast(clips["end_s"], pa.float64())
+    ok = pc.and_(pc.and_(pc.is_finite(start), pc.is_finite(end)),
+                 pc.and_(pc.greater_equal(start, 0.0), pc.greater(end, start)))
+    return pc.fill_null(ok, False)
 
 
 def _span_problem(clip_id: str, start, end, video_duration_s) -> str | None:
@@ -112,10 +122,18 @@ def _videos(out: str | os.PathLike) -> dict[str, dict]:
     return {r["video_id"]: r for r in table.to_pylist()}
 
 
+# What locate reads of a clips row: the rest (signatures, scores) is never turned into Python objects.
+_CLIP_COLUMNS = ["clip_id", "video_id", "clip_path", "start_s", "end_s", "width_px", "height_px"]
+
+
+def _kept_rows(out: str | os.PathLike) -> list[dict]:
+    return select.kept_clips(out).select(_CLIP_COLUMNS).to_pylist()
+
+
 def kept_clips(out: str | os.PathLike) -> list[KeptClip]:
     """Every kept clip of ``out``, in the clips manifest's order."""
     videos = _videos(out)
-    return [locate(out, row, videos.get(row["video_id"])) for row in select.kept_clips(out).to_pylist()]
+    return [locate(out, row, videos.get(row["video_id"])) for row in _kept_rows(out)]
 
 
 def captioned_clips(out: str | os.PathLike, captioner: str | None = None, prompt_version: str | None = None,
@@ -126,7 +144,7 @@ def captioned_clips(out: str | os.PathLike, captioner: str | None = None, prompt
     caps = caps.filter(pc.invert(pc.is_null(caps.column("caption"))))
     text = dict(zip(caps.column("clip_id").to_pylist(), caps.column("caption").to_pylist()))
     videos = _videos(out)
-    rows = sorted((r for r in select.kept_clips(out).to_pylist() if r["clip_id"] in text), key=lambda r: r["clip_id"])
+    rows = sorted((r for r in _kept_rows(out) if r["clip_id"] in text), key=lambda r: r["clip_id"])
     if not rows:
         raise ValueError(f"no kept clip with an ok caption in {out}: run `rushes curate` and `rushes caption` "
                          f"first (or check --captioner/--prompt-version)")
