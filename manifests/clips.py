@@ -136,16 +136,23 @@ def kept_clips(out: str | os.PathLike) -> list[KeptClip]:
     return [locate(out, row, videos.get(row["video_id"])) for row in _kept_rows(out)]
 
 
+# The captions-manifest columns a clip's text may come from (``rushes export --caption-field``).
+CAPTION_FIELDS = ("caption", "caption_short")
+
+
 def captioned_clips(out: str | os.PathLike, captioner: str | None = None, prompt_version: str | None = None,
-                    limit: int | None = None) -> list[KeptClip]:
+                    limit: int | None = None, field: str = "caption") -> list[KeptClip]:
     """Kept clips of ``out`` with an ok, non-empty caption (the newest per clip unless ``captioner`` or
-    ``prompt_version`` choose), sorted by clip id; raises ValueError when there are none."""
+    ``prompt_version`` choose), sorted by clip id; raises ValueError when there are none. ``field``: the captions
+    column that gives ``KeptClip.caption`` (one of :data:`CAPTION_FIELDS`)."""
+    if field not in CAPTION_FIELDS:
+        raise ValueError(f"caption field {field!r} is not one of {', '.join(CAPTION_FIELDS)}")
     caps = select.ok_captions(out, captioner=captioner, prompt_version=prompt_version)
-    caps = caps.filter(pc.invert(pc.is_null(caps.column("caption"))))
-    text = dict(zip(caps.column("clip_id").to_pylist(), caps.column("caption").to_pylist()))
+    caps = caps.filter(pc.invert(pc.is_null(caps.column(field))))
+    text = dict(zip(caps.column("clip_id").to_pylist(), caps.column(field).to_pylist()))
     videos = _videos(out)
     rows = sorted((r for r in _kept_rows(out) if r["clip_id"] in text), key=lambda r: r["clip_id"])
     if not rows:
-        raise ValueError(f"no kept clip with an ok caption in {out}: run `rushes curate` and `rushes caption` "
+        raise ValueError(f"no kept clip with an ok {field} in {out}: run `rushes curate` and `rushes caption` "
                          f"first (or check --captioner/--prompt-version)")
     return [locate(out, r, videos.get(r["video_id"]), caption=text[r["clip_id"]]) for r in rows[:limit]]
