@@ -64,7 +64,7 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
     inputs = shards.key_inputs(cfg.data, patch)
     folder = shards.key_dir(out, inputs)
     plan = plan_encode(out, cfg.data, folder, limit)
-    if dry_run or (plan.tasks.num_rows == 0 and storage.is_file(shards.null_caption_path(folder))):
+    if dry_run or (plan.tasks.num_rows == 0 and shards.find_null_caption(folder) is not None):
         return {**_head(folder, plan), "dry_run": dry_run, "encoded": 0}
     with writer_lock(out, "rushes encode"):  # a second writer on this OUT is refused at once, naming this one
         return _encode_locked(out, cfg, enc, limit, address, scratch)

@@ -4,9 +4,14 @@ Layout (plain Parquet, readable without rushes)::
 
     OUT/encodings/<key>/key.json                 everything that shaped the tensors (see :func:`key_inputs`),
                                                  and their widths (``tensors``: :func:`read_dims`)
-    OUT/encodings/<key>/null_caption.parquet     the empty caption's embedding (classifier-free guidance)
     OUT/encodings/<key>/part-*.parquet           one row per clip (SCHEMA): ok rows carry tensors, error
-                                                 rows carry ``error_message``
+                                                 rows carry ``error_message``; the only Parquet files of
+                                                 the folder, so ``read_parquet('<key>/*.parquet')`` reads
+                                                 exactly the clips
+    OUT/encodings/<key>/guidance/null_caption.parquet
+                                                 the empty caption's embedding (classifier-free guidance);
+                                                 runs encoded before it moved have it at
+                                                 ``<key>/null_caption.parquet``, still read there
 
 A tensor is stored as raw bytes plus its shape and dtype; with numpy alone::
 
@@ -242,8 +247,18 @@ def row_tensor(row: dict, prefix: str) -> torch.Tensor:
 
 
 def null_caption_path(folder: Path | str) -> Path | str:
-    """Where the empty caption's embedding of an encodings folder is; written last by an encode run's start."""
-    return storage.join(folder, "null_caption.parquet")
+    """Where an encode run writes the empty caption's embedding: a subfolder, so a glob of the folder's Parquet
+    files sees the clips' shards alone (it once sat beside them and a naive read counted one row too many)."""
+    return storage.join(folder, "guidance", "null_caption.parquet")
+
+
+def find_null_caption(folder: Path | str) -> Path | str | None:
+    """The empty caption's embedding of an encodings folder: where it is written now, else where runs encoded
+    before the move have it (``<key>/null_caption.parquet``); None when neither exists."""
+    for path in (null_caption_path(folder), storage.join(folder, "null_caption.parquet")):
+        if storage.is_file(path):
+            return path
+    return None
 
 
 def write_null_caption(folder: Path | str, text: torch.Tensor) -> None:
@@ -253,10 +268,10 @@ def write_null_caption(folder: Path | str, text: torch.Tensor) -> None:
 
 
 def read_null_caption(folder: Path | str) -> torch.Tensor:
-    path = null_caption_path(folder)
-    if not storage.is_file(path):
-        raise FileNotFoundError(f"{path} is missing: the encode run that made {folder} did not finish; "
-                                f"rerun `rushes encode` (it resumes)")
+    path = find_null_caption(folder)
+    if path is None:
+        raise FileNotFoundError(f"{null_caption_path(folder)} is missing: the encode run that made {folder} did not "
+                                f"finish; rerun `rushes encode` (it resumes)")
     return row_tensor(_read_table(path).to_pylist()[0], "text")
 
 

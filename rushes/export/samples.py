@@ -70,12 +70,17 @@ def seconds_text(t: float) -> str:
     return f"{max(0.0, t):.2f}".replace(".", "s")
 
 
+def _safe(text: str) -> str:
+    """Letters, digits, ``_`` and ``-`` only (an edited id such as ``../x`` must not name a path)."""
+    return _UNSAFE.sub("_", text)
+
+
 def stem(path: str) -> str:
     """The file-system-safe stem of a source path or URI (display form): ``/x/My clip.v2.mp4`` -> ``My_clip_v2``."""
     base = path.rstrip("/").rsplit("/", 1)[-1]
     if "." in base[1:]:
         base = base.rsplit(".", 1)[0]
-    safe = _UNSAFE.sub("_", base).strip("_")[:MAX_STEM].strip("_")
+    safe = _safe(base).strip("_")[:MAX_STEM].strip("_")
     return safe or "video"
 
 
@@ -85,11 +90,13 @@ def name_samples(rows: list[tuple[KeptClip, str]]) -> list[str]:
     videos_of: dict[str, set] = {}
     for s, (clip, _) in zip(stems, rows):
         videos_of.setdefault(s, set()).add(clip.video_id)
-    stems = [f"{s}-{clip.video_id[:8]}" if len(videos_of[s]) > 1 else s for s, (clip, _) in zip(stems, rows)]
+    stems = [f"{s}-{_safe(clip.video_id)[:8]}" if len(videos_of[s]) > 1 else s for s, (clip, _) in zip(stems, rows)]
     names = [f"{s}_{seconds_text(c.source_start_s)}-{seconds_text(c.source_start_s + c.duration_s)}"
              for s, (c, _) in zip(stems, rows)]
     counts = Counter(names)
-    return [f"{n}-{c.clip_id[:8]}" if counts[n] > 1 else n for n, (c, _) in zip(names, rows)]
+    names = [f"{n}-{_safe(c.clip_id)[:8]}" if counts[n] > 1 else n for n, (c, _) in zip(names, rows)]
+    counts = Counter(names)  # ids that share their first 8 characters: the whole id
+    return [f"{n}{_safe(c.clip_id)[8:]}" if counts[n] > 1 else n for n, (c, _) in zip(names, rows)]
 
 
 def _matching(out, where: str, clips: list[KeptClip]) -> set[str]:
