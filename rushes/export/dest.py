@@ -39,12 +39,16 @@ class Destination:
 
     def __init__(self, root):
         self.root = str(root).rstrip("/") if storage.is_remote(root) else os.path.abspath(os.fspath(root))
+        self._listed: dict[str, bool] | None = None  # rel path -> published, listed once by begin()
 
     def path(self, rel: str):
         return storage.join(self.root, *rel.split("/"))
 
     def has(self, rel: str) -> bool:
-        """True when ``rel`` was published (a file under its final name is always whole)."""
+        """True when ``rel`` was published (a file under its final name is always whole). After :meth:`begin`, from
+        its one listing of DEST (this command is DEST's only writer): no request per file on a bucket."""
+        if self._listed is not None:
+            return self._listed.get(rel, False)
         return storage.is_file(self.path(rel)) and storage.size(self.path(rel)) > 0
 
     def put_file(self, local: str, rel: str) -> None:
@@ -99,6 +103,11 @@ class Destination:
 
     def _clear_temporaries(self) -> None:
         # One writer per DEST (the command holds its lock): a _tmp- file now is a crashed run's, never read.
+        self._listed = {}
         for f in storage.list_files(self.root):
             if storage.name(f).startswith(storage.TEMP_PREFIX):
                 storage.delete(f)
+                continue
+            rel = str(f)[len(self.root):].lstrip("/") if storage.is_remote(self.root) else \
+                os.path.relpath(f, self.root).replace(os.sep, "/")
+            self._listed[rel] = True  # a file under its final name was published whole

@@ -118,14 +118,19 @@ def _write_units(writer, units: list[list[Sample]], dest: Destination, cfg, scra
 
     failed: dict[str, str] = {}
     done_before = total - sum(len(u) for u in units)
-    with CountProgress(total=total, unit="clip", desc="export", log=log) as progress, \
-            ThreadPoolExecutor(max_workers=cfg.resolved_workers()) as pool:
-        progress.update(done=done_before)
-        futures = {pool.submit(_write_unit, writer, unit, dest, scratch): unit for unit in units}
-        for future in as_completed(futures):
-            errors = future.result()
-            failed.update(errors)
-            progress.update(done=len(futures[future]), failed=len(errors))
+    pool = ThreadPoolExecutor(max_workers=cfg.resolved_workers())
+    try:
+        with CountProgress(total=total, unit="clip", desc="export", log=log) as progress:
+            progress.update(done=done_before)
+            futures = {pool.submit(_write_unit, writer, unit, dest, scratch): unit for unit in units}
+            for future in as_completed(futures):
+                errors = future.result()
+                failed.update(errors)
+                progress.update(done=len(futures[future]), failed=len(errors))
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk: start no further unit, let the running ones end
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return failed
 
 

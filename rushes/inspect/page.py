@@ -139,11 +139,15 @@ def clip_extras(run_dir, clip_rows: list[dict], videos: dict[str, dict], html_di
 
 def video_list(clip_rows: list[dict], videos: dict[str, dict]) -> list[dict]:
     """The source videos of the clips (in ``vidx`` order): path and duration, for the per-video timelines."""
+    last_end: dict[str, float] = {}
+    for r in clip_rows:
+        end = r.get("end_s")
+        ok = isinstance(end, float) and math.isfinite(end)
+        last_end[r["video_id"]] = max(last_end.get(r["video_id"], 0.0), end if ok else 0.0)
     out = []
-    for vid in sorted({r["video_id"] for r in clip_rows}):
+    for vid in sorted(last_end):
         v = videos.get(vid) or {}
-        ends = [r.get("end_s") for r in clip_rows if r["video_id"] == vid and isinstance(r.get("end_s"), float)]
-        dur = v.get("duration_s") or max([e for e in ends if math.isfinite(e)] or [0.0])
+        dur = v.get("duration_s") or last_end[vid]  # a video the videos manifest lacks: up to its last clip
         out.append({"path": v.get("path") or vid, "dur": _round(float(dur))})
     return out
 
