@@ -20,7 +20,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from rushes.manifests.clips import KeptClip
 from rushes.manifests.store import ManifestError
 from rushes.manifests.ids import make_id
 from rushes.media import frames as mframes
-from rushes.train.encoders import latent_frames, pixel_frames
+from rushes.train.encoders import latent_frames, pixel_frames, text_token_budget
 from rushes.train.model import patchify
 
 log = logging.getLogger(__name__)
@@ -79,12 +79,29 @@ def plan_clip(width: int, height: int, duration_s: float, fps: float, max_frames
     return ClipPlan(frames, gw * uw, gh * uh, (gt, gh, gw))
 
 
+def frame_times(start_s: float, end_s: float, frames: int, fps: float) -> list[float]:
+    """When a clip's ``frames`` training frames are shown: across the whole span [start_s, end_s) its caption
+    describes, never only its head.
+
+    A span with no more than ``frames`` frames at ``fps`` is sampled at ``fps``, centred in the span; a longer one
+    at the centres of ``frames`` equal parts of it (a lower rate, ``frames / duration``). Either way each frame
+    stands for one step of the span around it, the steps are contiguous, and less than half a step is left out
+    at each end. Why not windows of the span at ``fps``: docs/train.md ("Whole span")."""
+    span = end_s - start_s
+    if frames < 1 or not span > 0:
+        return []
+    if math.floor(span * fps + 1e-6) > frames:  # more frames than the plan holds: spread them over the span
+        return mframes.uniform_times(start_s, end_s, frames)
+    lead = max(0.0, (span - frames / fps) / 2)  # the frames at fps, centred
+    return [start_s + lead + (i + 0.5) / fps for i in range(frames)]
+
+
 def decode_rgb(src: KeptClip, plan: ClipPlan, fps: float, scratch: storage.Scratch | None = None) -> np.ndarray:
     """Frames of ``src`` at ``fps`` resized to the plan's size: (T, H, W, 3) uint8 (what `rushes encode` stores).
     A clip in a bucket is read from a copy in ``scratch`` (default: ``storage.Scratch()``), removed after."""
     if src.refused:
         raise ManifestError(src.refused)
-    times = [src.start_s + (i + 0.5) / fps for i in range(plan.frames)]  # the plan's frames at fps from the start
+    times = frame_times(src.start_s, src.end_s, plan.frames, fps)  # across the whole span the caption describes
     with storage.readable(src.path, scratch) as path:  # a clip in a bucket: a local copy while it decodes
         got = mframes.sample_frames(path, times, size=(plan.width_px, plan.height_px))
     if len(got) < plan.frames:
@@ -112,6 +129,7 @@ class Example:
     tokens: torch.Tensor  # (N, patch_dim) float32
     grid: tuple[int, int, int]
     text: torch.Tensor  # (Lt, text_dim) float32, valid tokens only
+    caption_tokens: int | None = None  # the caption's tokens before the cut to max_text_tokens (None: unknown)
 
     @property
     def num_tokens(self) -> int:
@@ -127,13 +145,16 @@ class Prepared:
     skipped: list[dict]
     channels: int  # channels of the (latent) video: 3 in pixel space
     text_dim: int
+    over_budget: list[str] = field(default_factory=list)  # ids of clips whose caption was cut to max_text_tokens
 
 
 def cache_key(data_cfg, patch: tuple[int, int, int]) -> str:
     """Hash of everything that shapes a cached tensor: change any of it and clips are decoded again."""
     fields = ("fps", "max_frames", "clip_tokens", "max_side_px", "text_encoder", "max_text_tokens", "vae",
               "vae_subfolder")
-    return make_id("train-cache", {f: getattr(data_cfg, f) for f in fields}, list(patch), length=12)
+    # "frames": how a clip's frames are chosen (span: across its whole span, frame_times)
+    values = {**{f: getattr(data_cfg, f) for f in fields}, "max_text_tokens": budget(data_cfg)}
+    return make_id("train-cache", values, list(patch), {"frames": "span"}, length=12)
 
 
 def prepare(sources: Sequence[KeptClip], data_cfg, patch: tuple[int, int, int], cache_dir: str | os.PathLike,
@@ -168,7 +189,14 @@ def prepare(sources: Sequence[KeptClip], data_cfg, patch: tuple[int, int, int], 
         raise ValueError(f"none of {len(sources)} clips could be prepared; first error: "
                          f"{skipped[0]['error'] if skipped else 'none'}")
     channels = examples[0].tokens.shape[1] // (patch[0] * patch[1] * patch[2])
-    return Prepared(examples, null_text, skipped, channels, null_text.shape[-1])
+    over = [e.clip_id for e in examples if e.caption_tokens is not None and e.caption_tokens > budget(data_cfg)]
+    return Prepared(examples, null_text, skipped, channels, null_text.shape[-1], over)
+
+
+def budget(data_cfg) -> int:
+    """The caption token budget of ``data_cfg``: its ``max_text_tokens``, else the text encoder's default (what
+    rushes.train.plan.with_text_budget records in a run's config)."""
+    return text_token_budget(data_cfg.text_encoder, data_cfg.max_text_tokens)
 
 
 def _cached_text(path: Path, caption: str, text_encoder) -> torch.Tensor:
@@ -187,7 +215,8 @@ def _prepare_one(src: KeptClip, data_cfg, patch, cache: Path, text_encoder, vae)
     if path.exists():
         t = load_file(path)
         meta = json.loads(t["meta"].numpy().tobytes().decode())
-        return Example(src.clip_id, src.caption, t["tokens"], tuple(meta["grid"]), t["text"])
+        return Example(src.clip_id, src.caption, t["tokens"], tuple(meta["grid"]), t["text"],
+                       meta.get("caption_tokens"))
     v = vae()
     tf, sf = (v.temporal_factor, v.spatial_factor) if v is not None else (1, 1)
     plan = plan_clip(src.width_px, src.height_px, src.end_s - src.start_s, data_cfg.fps, data_cfg.max_frames,
@@ -200,9 +229,11 @@ def _prepare_one(src: KeptClip, data_cfg, patch, cache: Path, text_encoder, vae)
     tokens, grid = patchify(latent, patch)  # (N, patch_dim)
     emb, mask = text_encoder().encode([src.caption])
     text = emb[0][mask[0]].contiguous()
-    meta = torch.frombuffer(bytearray(json.dumps({"grid": list(grid)}).encode()), dtype=torch.uint8)
+    caption_tokens = text_encoder().token_counts([src.caption])[0]
+    meta = torch.frombuffer(bytearray(json.dumps({"grid": list(grid), "caption_tokens": caption_tokens}).encode()),
+                            dtype=torch.uint8)
     _save_atomic({"tokens": tokens.contiguous(), "text": text, "meta": meta}, path, {"clip_id": src.clip_id})
-    return Example(src.clip_id, src.caption, tokens, grid, text)
+    return Example(src.clip_id, src.caption, tokens, grid, text, caption_tokens)
 
 
 def _save_atomic(tensors: dict, path: Path, metadata: dict) -> None:

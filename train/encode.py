@@ -127,8 +127,10 @@ class EncodeActor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         decoded = [r for r in rows if r["error_stage"] is None]
-        texts = self.embed([r["caption"] for r in decoded]) if decoded else []
-        out = [self._encode_one(r, text) for r, text in zip(decoded, texts)]
+        captions = [r["caption"] for r in decoded]
+        texts = self.embed(captions) if decoded else []
+        lengths = self.text.token_counts(captions) if decoded else []  # over max_tokens: cut, and counted
+        out = [self._encode_one(r, text, n) for r, text, n in zip(decoded, texts, lengths)]
         out += [_row(r, status="error") for r in rows if r["error_stage"] is not None]
         now = store.now_utc()
         for r in out:
@@ -148,7 +150,7 @@ class EncodeActor:
         """(temporal, spatial) compression of the VAE; (1, 1) in pixel space."""
         return (self.vae.temporal_factor, self.vae.spatial_factor) if self.vae is not None else (1, 1)
 
-    def _encode_one(self, r: dict, text: torch.Tensor) -> dict:
+    def _encode_one(self, r: dict, text: torch.Tensor, caption_tokens: int) -> dict:
         rgb = torch.frombuffer(bytearray(r["frames"]), dtype=torch.uint8).reshape(r["frames_shape"])
         if self.vae is None:
             video = rgb  # pixel space: the frames themselves, uint8 (training maps them to [-1, 1])
@@ -160,7 +162,7 @@ class EncodeActor:
             except (RuntimeError, ValueError) as exc:  # one clip the VAE cannot take: a row, not a failed job
                 return _row(r, status="error", error_stage="vae", error_message=f"{type(exc).__name__}: {exc}")
         return _row(r, status="ok", num_tokens=grid[0] * grid[1] * grid[2], grid=list(grid),
-                    **shards.tensor_row(video, "video"), **shards.tensor_row(text, "text"))
+                    caption_tokens=caption_tokens, **shards.tensor_row(video, "video"), **shards.tensor_row(text, "text"))
 
 
 def _row(r: dict, **values) -> dict:
