@@ -75,6 +75,13 @@ class DataConfig:
                               hint="e.g. 16")
     clip_tokens: int = setting(256, "token budget of a full-length clip; its frame size is the largest that fits, "
                                "keeping aspect", ge=1, le=2**24, hint="e.g. 1024")
+    image_tokens: int | None = setting(None, "token budget of a still image, trained as a one-frame clip: its size is "
+                                       "the largest that fits, keeping aspect", ge=1, le=2**24,
+                                       shown="--clip-tokens", hint="e.g. 1024")
+    image_ratio: float | None = setting(None, "image tokens per video token in an epoch: stills are drawn (cycling "
+                                        "through all of them) until their tokens are this share of the clips' tokens, "
+                                        "e.g. 0.25; none: every still once per epoch", ge=0, le=1000,
+                                        shown="none, every still once per epoch", metavar="RATIO")
     batch_tokens: int = setting(1024, "tokens per packed sequence, per device and step; clips are packed to fill it",
                                 ge=1, le=2**26)
     packs_per_step: int = setting(1, "packed sequences per step over all workers: the global batch is this times "
@@ -115,6 +122,9 @@ class DataConfig:
         if self.batch_tokens < self.clip_tokens:
             raise invalid(self, "batch_tokens", f"({self.batch_tokens}) must be >= clip_tokens ({self.clip_tokens}): "
                           f"a clip could not fit in a sequence; raise batch_tokens or lower clip_tokens")
+        if self.image_tokens is not None and self.batch_tokens < self.image_tokens:
+            raise invalid(self, "batch_tokens", f"({self.batch_tokens}) must be >= image_tokens ({self.image_tokens}): "
+                          f"a still could not fit in a sequence; raise batch_tokens or lower image_tokens")
         if self.where is not None and not self.where.strip():
             raise invalid(self, "where", "is empty; give a SQL condition such as \"duration_s >= 3\", or leave it out")
 

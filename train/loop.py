@@ -349,9 +349,12 @@ def load_train_data(plan: RunPlan, run_dir, device: torch.device) -> TrainData:
     if plan.encodings is None:
         prepared = prepare_clips(plan.selection.clips, run_dir, cfg, device)
         train_set, val_set = split_validation(prepared.examples, d.val_clips)
-        return TrainData(PackLoader(train_set, d.batch_tokens, seed=cfg.train.seed), val_set, prepared.null_text,
+        return TrainData(PackLoader(train_set, d.batch_tokens, cfg.train.seed, d.image_ratio), val_set, prepared.null_text,
                          prepared.channels, prepared.text_dim, len(prepared.examples), len(train_set),
                          prepared.skipped, prepared.over_budget)
+    if d.image_ratio is not None:
+        log.warning("--image-ratio applies to clips decoded on the fly; streamed encodings train every still once "
+                    "per epoch (pass --no-encodings to mix by the ratio)")
     enc = open_encodings(plan.encodings, plan.selection.clips, patch, d.val_clips, d.max_text_tokens)
     stream = PackStream(plan.encodings, enc.train_ids, patch, d.batch_tokens, d.stream_window, cfg.train.seed)
     return TrainData(stream, enc.val, enc.null_text, enc.channels, enc.text_dim, enc.num_clips, len(enc.train_ids),

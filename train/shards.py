@@ -42,7 +42,7 @@ from rushes.manifests import store
 from rushes.manifests.ids import make_id
 from rushes.train.encoders import TensorDims, text_token_budget
 
-# 2: frames sampled across the whole span of a long clip (not its head), and the caption_tokens column
+# 2: frames sampled across the whole span of a long clip (not its head), the caption_tokens column, and stills
 FORMAT_VERSION = 2
 # Rows per Parquet row group: about ROW_GROUP_BYTES of rows, at most ROW_GROUP_ROWS. A training worker reads the
 # groups that hold its own packs' clips, so groups of a few large rows (latents, frames) keep those reads
@@ -73,8 +73,8 @@ SCHEMA = pa.schema([
 TENSOR_DTYPES = ("uint8", "float32", "float16")
 
 # DataConfig fields that shape an encoded tensor; batch size, steps and the like do not.
-DATA_FIELDS = ("fps", "max_frames", "clip_tokens", "max_side_px", "text_encoder", "max_text_tokens", "vae",
-               "vae_subfolder")
+DATA_FIELDS = ("fps", "max_frames", "clip_tokens", "image_tokens", "max_side_px", "text_encoder", "max_text_tokens",
+               "vae", "vae_subfolder")
 
 
 class EncodingMismatch(ValueError):
