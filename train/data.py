@@ -3,8 +3,10 @@
 1. :func:`rushes.manifests.clips.captioned_clips` gives the kept clips with an ok caption: one
    :class:`~rushes.manifests.clips.KeptClip` per clip (an encoded clip file, or a span of its source video when
    curate ran with ``--no-encode``), in the one time base every stage decodes in.
-2. :func:`plan_clip` picks each clip's frame count (at ``fps``, at most ``max_frames``) and the largest
-   size keeping its aspect ratio whose token count fits ``clip_tokens``. No bucket tables.
+2. :func:`plan_clip` picks each clip's frame count (at ``fps``, at most ``max_frames``, spread over its whole span:
+   :func:`frame_times`) and the largest size keeping its aspect ratio whose token count fits ``clip_tokens``; a
+   still image (``kind = 'image'``) is one frame at the largest size fitting ``image_tokens`` (:func:`plan_still`).
+   No bucket tables.
 3. :func:`prepare` decodes the frames once with PyAV (``rushes.media.frames``), normalises them to [-1, 1],
    encodes them with the optional VAE, embeds captions with the frozen text encoder, cuts spacetime
    patches, and caches everything under ``cache_dir`` so later epochs and resumed runs read tensors.
