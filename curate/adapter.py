@@ -41,10 +41,12 @@ from rushes.curate.job import (WHOLE, ChunkResult, ClipPlan, DecodeFacts, Encode
 from rushes.curate.probe import Probe, ProbeError, probe_video
 from rushes.curate.shots import ShotModelError, resolve_device
 from rushes.curate.signature import FrameSignature
+from rushes.curate.still import StillError, probe_still, still_rows
 from rushes.curate.split import DETECTOR_NAMES, ClipSpan, detector_params, make_splitter, plan_clips
 from rushes.manifests import (ManifestError, conform, content_hash, content_hasher, delete_part, make_id, now_utc,
                        part_location, read_part, write_part)
 from rushes.media.frames import DecodeError
+from rushes.media.images import is_image_name
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,8 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
     probe: Probe | None = None
     try:
         _check_input(path)
+        if is_image_name(path):  # a still: one videos row and one clips row of kind 'image' (curate/still.py)
+            return curate_still(path, out_dir, cfg, run, started, stage_s)
         # A local file is probed before it is hashed: a file that is no video (a sparse 20 GB image, a disk
         # dump) is refused from its header instead of after reading every byte.
         probe = None if storage.is_remote(path) else _probe(path, path, cfg, stage_s)
@@ -133,6 +137,39 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
                                str(exc), stage_s)
         row = _videos_row(path, source, probe, process_s=time.perf_counter() - started)
         return _failed(out_dir, outcome, row, run)
+
+
+def curate_still(path: str, out_dir, cfg, run: RunInfo, started: float, stage_s: dict) -> VideoOutcome:
+    """Curate the still image ``path`` as a one-frame clip (``kind = 'image'``): hash, probe, score, filter, and
+    its rows; a known failure is its error row. Raises :class:`DuplicateInput` as :func:`process_video` does."""
+    source, facts = None, {"kind": "image"}
+    try:
+        info = None if storage.is_remote(path) else _still(probe_still, path, path, stage_s, "probe")
+        with ExitStack() as stack:
+            copy = _timed(stage_s, "hash", _local_copy, path, run, stack, content_hasher())
+            source = Source(path, make_id("video", copy.digest), copy.size_bytes, copy.digest)
+            if _done_before(_run_location(out_dir), source, run):
+                return VideoOutcome(path, source.video_id, "skipped", stage_s=stage_s)
+            info = info or _still(probe_still, copy.path, path, stage_s, "probe")
+            facts, clip = _still(still_rows, copy.path, path, stage_s, "decode", source.video_id, copy.path, info,
+                                 cfg, run)
+    except VideoFailure as exc:
+        outcome = VideoOutcome(path, source.video_id if source else path_video_id(path), "error", exc.stage,
+                               str(exc), stage_s)
+        return _failed(out_dir, outcome, _videos_row(path, source, None, **facts,
+                                                     process_s=time.perf_counter() - started), run)
+    _publish_clips(_run_location(out_dir), source.video_id, [clip], cfg)
+    row = _videos_row(path, source, None, **facts, num_clips=1, process_s=time.perf_counter() - started)
+    return _record(out_dir, VideoOutcome(path, source.video_id, "ok", stage_s=stage_s), row, run)
+
+
+def _still(fn, src: str, path: str, stage_s: dict, stage: str, *args):
+    """``fn(src)`` (or ``fn(*args)``) timed as ``stage``; a :class:`StillError` becomes the input's failure, naming
+    ``path`` where it names the local copy ``src``."""
+    try:
+        return _timed(stage_s, stage, fn, *(args or (src,)))
+    except StillError as exc:
+        raise VideoFailure(exc.stage, str(exc)).naming(src, path) from exc
 
 
 def _local_copy(path: str, run: RunInfo, stack: ExitStack, hasher=None) -> storage.LocalCopy:
@@ -455,7 +492,7 @@ def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg,
     for s in spans:
         row = {
             "clip_id": make_id("clip", video_id, s.start_frame, s.end_frame, params),
-            "video_id": video_id, "scene_index": s.scene_index, "window_index": s.window_index,
+            "video_id": video_id, "kind": "video", "scene_index": s.scene_index, "window_index": s.window_index,
             "start_s": s.start_s, "end_s": s.end_s, "duration_s": s.duration_s,
             "start_frame": s.start_frame, "end_frame": s.end_frame, "num_frames": s.num_frames,
             "width_px": width, "height_px": height,
@@ -509,7 +546,7 @@ def _prune_media(out, video_id: str, referenced: set[str]) -> None:
 def _videos_row(path: str, source: Source | None = None, probe: Probe | None = None,
                 facts: DecodeFacts | None = None, **columns) -> dict:
     """A videos row with what is known of the input: hashed, probed, decoded, and ``columns``."""
-    row: dict = {"path": input_location(path),
+    row: dict = {"path": input_location(path), "kind": "image" if is_image_name(path) else "video",
                  "path_bytes": None if storage.is_uri(path) else exact_bytes(os.path.abspath(path))}
     if source is not None:
         row.update(size_bytes=source.size_bytes, content_hash=source.content_hash)

@@ -36,6 +36,10 @@ near_duplicate      duplicate_of is set: the same shot (re-encoded,         reje
 missing_scores      a score an active rule needs is null (scoring failed)   reject_missing
 ==================  ======================================================  ========================
 
+Images (``kind = 'image'``, a still curated as a one-frame clip with no duration) are judged by every rule
+above except ``too_short``, ``motion<X``, ``motion>X`` and ``camera=LABEL``: those measure time, which a still
+has none of, so they never fail an image and its null motion scores are not ``missing_scores``.
+
 Null scores are never silently passed: with ``reject_missing`` (default) the clip is rejected as
 ``missing_scores``; with ``reject_missing=False`` the rules that need the missing score are not judged.
 Reasons written by other steps that are not filter rules (e.g. an encode failure) are kept as they are,
@@ -210,6 +214,9 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
     def above(col, thr):
         return pc.greater(t[col], thr)
 
+    def in_time(mask):  # a rule about time never fails a still (not null either: not missing_scores)
+        return pc.if_else(_images(t), False, mask)
+
     # Always on, in every preset: a span that is not a time (NaN, infinite, negative, ending before it starts: an
     # edited or damaged row) is never kept; every stage after the filter refuses it too (rushes.manifests.clips).
     out.append(("bad_span", pc.invert(valid_span_mask(t)), False))
@@ -224,9 +231,9 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
         hi = pc.greater(ratio, cfg.max_aspect) if cfg.max_aspect is not None else None
         out.append(("aspect", pc.or_kleene(lo, hi) if lo is not None and hi is not None else (lo or hi), False))
     if cfg.min_motion is not None:
-        out.append((f"motion<{cfg.min_motion:g}", below("motion_mean", cfg.min_motion), True))
+        out.append((f"motion<{cfg.min_motion:g}", in_time(below("motion_mean", cfg.min_motion)), True))
     if cfg.max_motion is not None:
-        out.append((f"motion>{cfg.max_motion:g}", above("motion_mean", cfg.max_motion), True))
+        out.append((f"motion>{cfg.max_motion:g}", in_time(above("motion_mean", cfg.max_motion)), True))
     dark = [m for m in (above("black_frame_frac", cfg.max_black_frame_frac) if cfg.max_black_frame_frac is not None
                         else None, below("brightness_mean", cfg.min_brightness) if cfg.min_brightness is not None
                         else None) if m is not None]
@@ -242,7 +249,7 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
     if cfg.max_text_area is not None:
         out.append((f"text>{cfg.max_text_area:g}", above("text_area_frac", cfg.max_text_area), True))
     for label in cfg.reject_camera_motion:
-        out.append((f"camera={label}", pc.equal(t["camera_motion"], label), True))
+        out.append((f"camera={label}", in_time(pc.equal(t["camera_motion"], label)), True))
     if cfg.reject_near_duplicate:
         out.append(("near_duplicate", pc.is_valid(t["duplicate_of"]), False))
     return out
@@ -267,6 +274,7 @@ def apply_filter(clips: pa.Table, cfg: FilterConfig, preset: str | None = None) 
         had_short = _map_distinct(old, lambda r: bool(r) and "too_short" in r.split(";"), pa.bool_())
         computed = pc.less(t["duration_s"], _per_clip_min_clip_s(t["detector_params"]))
         short = pc.or_kleene(computed, had_short).fill_null(False)
+    short = pc.and_(short, pc.invert(_images(t)))  # a still has no duration to be short of
     names, fails = ["too_short"], [short]
     missing = pa.repeat(pa.scalar(False), n)
     for reason, fail, is_score in _rules(t, cfg):
@@ -285,6 +293,11 @@ def apply_filter(clips: pa.Table, cfg: FilterConfig, preset: str | None = None) 
     for name, values in sets.items():
         t = t.set_column(t.schema.get_field_index(name), t.schema.field(name), values)
     return t
+
+
+def _images(t: pa.Table) -> pa.Array:
+    """True for the rows of stills (``kind = 'image'``); a null kind (parts written before stills) is a video."""
+    return pc.fill_null(pc.equal(t["kind"], "image"), False)
 
 
 def _flat(values) -> pa.Array:

@@ -11,11 +11,14 @@ import pyarrow as pa
 
 KINDS = ("videos", "clips", "captions")
 
-SCHEMA_VERSIONS = {"videos": 3, "clips": 3, "captions": 1}
+SCHEMA_VERSIONS = {"videos": 4, "clips": 4, "captions": 1}
 
 # Nullable columns added after a kind's first version, with the version that added them: a part written by an
 # older rushes lacks them and reads as null there (every other missing column is an error).
-ADDED_IN = {"videos": {"path_bytes": 3}}
+ADDED_IN = {"videos": {"path_bytes": 3, "kind": 4}, "clips": {"kind": 4}}
+
+KIND_DOC = ("'video', or 'image' for a still image curated as a one-frame clip (jpg, png, webp, bmp, tiff); null "
+            "in parts written before stills were curated: a video")
 
 
 def _f(name: str, typ: pa.DataType, description: str, unit: str = "", nullable: bool = True) -> pa.Field:
@@ -40,6 +43,7 @@ VIDEOS = pa.schema(
            nullable=False),
         _f("path_bytes", pa.binary(), "the path as the file system's bytes when they are not valid UTF-8 (path "
            "then holds an escaped display form); null otherwise"),
+        _f("kind", pa.string(), "what the input is: " + KIND_DOC),
         _f("content_hash", pa.string(), "blake2b-128 hex of the file bytes; null when the file could not be read"),
         _f("size_bytes", pa.int64(), "file size", "bytes"),
         _f("container", pa.string(), "container format name from ffprobe (e.g. mov,mp4,m4a,3gp,3g2,mj2)"),
@@ -103,6 +107,9 @@ CLIPS = pa.schema(
     [
         _f("clip_id", pa.string(), "deterministic id: hash of video_id, span and the split parameters", nullable=False),
         _f("video_id", pa.string(), "source video (videos.video_id)", nullable=False),
+        _f("kind", pa.string(), "what the clip is: " + KIND_DOC + ". An image's span is start_s = end_s = 0 (one "
+           "frame, no duration); motion columns are null for it and the motion, duration and camera rules do not "
+           "apply"),
         _f("clip_path", pa.string(), "encoded clip file relative to the run directory; null with --no-encode "
            "or for clips that were not encoded"),
         _f("scene_index", pa.int32(), "0-based index of the detected scene in its video"),

@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 
 _PRESET_HELP = "model/data/optimiser sizes: tiny (CPU smoke test) .. xl (GPU cluster)"
 # The settings that shape a clip's tensors: set by ``train`` and ``encode`` alike, so both resolve the same key.
-SHAPING = ("data.text_encoder", "data.vae", "data.vae_subfolder", "data.fps", "data.max_frames", "data.clip_tokens",
-           "data.captioner", "data.prompt_version")
+SHAPING = ("data.text_encoder", "data.max_text_tokens", "data.vae", "data.vae_subfolder", "data.fps",
+           "data.max_frames", "data.clip_tokens", "data.captioner", "data.prompt_version")
 # What a resumed run still takes from the command line (its saved config decides the rest).
 RESUMABLE = ("train.steps", "train.log_every", "train.val_every", "train.checkpoint_every")
 

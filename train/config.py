@@ -70,10 +70,18 @@ class DataConfig:
     """How the captions manifest becomes packed training sequences (train/data.py)."""
 
     fps: float = setting(8.0, "frame rate clips are sampled at", gt=0, le=240, hint="8 is usual")
-    max_frames: int = setting(8, "most frames per clip (a longer clip is sampled from its start)", ge=1, le=4096,
+    max_frames: int = setting(8, "most frames per clip; a clip with more frames at --fps is sampled across its "
+                              "whole span at a lower rate (its caption describes all of it)", ge=1, le=4096,
                               hint="e.g. 16")
     clip_tokens: int = setting(256, "token budget of a full-length clip; its frame size is the largest that fits, "
                                "keeping aspect", ge=1, le=2**24, hint="e.g. 1024")
+    image_tokens: int | None = setting(None, "token budget of a still image, trained as a one-frame clip: its size is "
+                                       "the largest that fits, keeping aspect", ge=1, le=2**24,
+                                       shown="--clip-tokens", hint="e.g. 1024")
+    image_ratio: float | None = setting(None, "image tokens per video token in an epoch: stills are drawn (cycling "
+                                        "through all of them) until their tokens are this share of the clips' tokens, "
+                                        "e.g. 0.25; none: every still once per epoch", ge=0, le=1000,
+                                        shown="none, every still once per epoch", metavar="RATIO")
     batch_tokens: int = setting(1024, "tokens per packed sequence, per device and step; clips are packed to fill it",
                                 ge=1, le=2**26)
     packs_per_step: int = setting(1, "packed sequences per step over all workers: the global batch is this times "
@@ -88,7 +96,11 @@ class DataConfig:
                                cli=False)
     text_encoder: str = setting("google/t5-v1_1-base", "transformers id or folder of a T5 encoder or CLIP text model, "
                                 "e.g. openai/clip-vit-large-patch14", metavar="ID_OR_PATH")
-    max_text_tokens: int = setting(64, "captions are truncated to this many tokens", ge=1, cli=False)
+    max_text_tokens: int | None = setting(None, "caption token budget: a longer caption is cut there, and every cut "
+                                          "caption is counted (train log, summary.json, rushes inspect)", ge=1,
+                                          le=8192, shown="per text encoder: 512 for UMT5 (Wan), 300 for T5, 77 "
+                                          "for CLIP (rushes.train.encoders.default_text_tokens)",
+                                          hint="e.g. 512")
     vae: str | None = setting(None, "diffusers id or folder of a VAE (AutoencoderKL, AutoencoderKLWan, ...) to train "
                               "in latent space", metavar="ID_OR_PATH", shown="none, pixel space")
     vae_subfolder: str | None = setting(None, "subfolder of --vae holding the VAE, e.g. vae for a pipeline repo such "
@@ -110,6 +122,9 @@ class DataConfig:
         if self.batch_tokens < self.clip_tokens:
             raise invalid(self, "batch_tokens", f"({self.batch_tokens}) must be >= clip_tokens ({self.clip_tokens}): "
                           f"a clip could not fit in a sequence; raise batch_tokens or lower clip_tokens")
+        if self.image_tokens is not None and self.batch_tokens < self.image_tokens:
+            raise invalid(self, "batch_tokens", f"({self.batch_tokens}) must be >= image_tokens ({self.image_tokens}): "
+                          f"a still could not fit in a sequence; raise batch_tokens or lower image_tokens")
         if self.where is not None and not self.where.strip():
             raise invalid(self, "where", "is empty; give a SQL condition such as \"duration_s >= 3\", or leave it out")
 

@@ -22,6 +22,13 @@ import torch
 T5_TYPES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
 CLIP_TYPES = {"clip": "CLIPTextModel", "clip_text_model": "CLIPTextModel"}
 
+# Caption token budget per text encoder family (a transformers ``model_type``), when --max-text-tokens is not
+# given: what the models trained with that encoder use (Wan's UMT5: 512; T5: 300, as PixArt-Sigma and Open-Sora,
+# ~250 words, which holds a dense caption of rushes caption's 256 new tokens; CLIP: its 77 positions). Add a
+# family here; :func:`default_text_tokens` is the one reader.
+DEFAULT_TEXT_TOKENS = {"umt5": 512, "t5": 300, "mt5": 300, "clip": 77, "clip_text_model": 77}
+FALLBACK_TEXT_TOKENS = 300  # any other encoder (still capped by its position table, see text_token_budget)
+
 
 def latent_frames(frames: int, temporal_factor: int = 1) -> int:
     """Latent frames a VAE compressing time by ``temporal_factor`` makes of ``frames`` pixel frames.
@@ -63,6 +70,26 @@ def encoder_dims(text_encoder: str, vae: str | None = None, vae_subfolder: str |
     return TensorDims(channels, text_width(_text_config(text_encoder)))
 
 
+def default_text_tokens(model_type: str) -> int:
+    """The caption token budget of a text encoder family (``config.model_type``: ``t5``, ``umt5``, ``clip``, ...)
+    when the run does not set ``max_text_tokens``."""
+    return DEFAULT_TEXT_TOKENS.get(model_type, FALLBACK_TEXT_TOKENS)
+
+
+def text_token_budget(text_encoder: str, requested: int | None = None) -> int:
+    """The caption tokens a run keeps with ``text_encoder``: ``requested``, else the family's default; never more
+    than the encoder's position table (CLIP: 77). Reads the encoder's config only (no weights)."""
+    return _budget(_text_config(text_encoder), requested)
+
+
+def _budget(config, requested: int | None) -> int:
+    budget = requested or default_text_tokens(config.model_type)
+    if config.model_type in CLIP_TYPES:  # CLIP's position table bounds the caption length
+        text = getattr(config, "text_config", None) or config
+        budget = min(budget, int(getattr(text, "max_position_embeddings", budget)))
+    return int(budget)
+
+
 def text_width(config) -> int:
     """Hidden size of a transformers text encoder config (T5's ``d_model``, CLIP's ``hidden_size``; a full CLIP
     config's text tower)."""
@@ -98,15 +125,16 @@ def _latent_channels(config) -> int:
 class TextEncoder:
     """A frozen transformers text encoder (T5 encoder or CLIP text model) giving per-token embeddings."""
 
-    def __init__(self, id_or_path: str, max_tokens: int = 64, device: str = "cpu",
+    def __init__(self, id_or_path: str, max_tokens: int | None = None, device: str = "cpu",
                  dtype: torch.dtype = torch.float32):
         import transformers
         from transformers import AutoTokenizer
 
         self.id = id_or_path
-        self.max_tokens = max_tokens
         self.device = device
-        mtype = _text_config(id_or_path).model_type
+        config = _text_config(id_or_path)
+        self.max_tokens = _budget(config, max_tokens)  # None: the family's default (default_text_tokens)
+        mtype = config.model_type
         cls_name = T5_TYPES.get(mtype) or CLIP_TYPES.get(mtype) or "AutoModel"
         self.tokenizer = AutoTokenizer.from_pretrained(id_or_path)
         self.model = getattr(transformers, cls_name).from_pretrained(id_or_path, dtype=dtype).to(device).eval()
@@ -114,8 +142,11 @@ class TextEncoder:
         cfg = self.model.config
         self.hidden_size = text_width(cfg)
         self.is_clip = mtype in CLIP_TYPES
-        if self.is_clip:  # CLIP's position table bounds the caption length
-            self.max_tokens = min(max_tokens, int(getattr(cfg, "max_position_embeddings", max_tokens)))
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens of each text before any cut (special tokens included): a count above ``max_tokens`` is a caption
+        :meth:`encode` cuts."""
+        return [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,11 +40,12 @@ import ray
 from rushes import storage
 from rushes.cluster import connect, require_resources
 from rushes.manifests import store
+from rushes.manifests.clips import captioned_clips
 from rushes.manifests.lock import writer_lock
 from rushes.train import rundir, shards
 from rushes.train.config import RunConfig
 from rushes.train.loop import TrainResult
-from rushes.train.plan import out_dirs
+from rushes.train.plan import out_dirs, with_text_budget
 from rushes.train.parallel import check_parallel
 from rushes.progress import LogFollower, StepProgress
 from rushes.train.selection import run_name
@@ -61,6 +62,8 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
     ``summary.json["encode"]``). Reruns skip clips encoded ok with the same caption and retry failed ones.
     Clips in a bucket are decoded from bounded copies in ``scratch`` (default: ``storage.Scratch()``)."""
     patch = cfg.model.patch_size
+    captioned_clips(out, cfg.data.captioner, cfg.data.prompt_version)  # a damaged manifest fails first, naming it
+    cfg = with_text_budget(cfg)  # the caption token budget is part of the key: decided before it
     inputs = shards.key_inputs(cfg.data, patch)
     folder = shards.key_dir(out, inputs)
     plan = plan_encode(out, cfg.data, folder, limit)
@@ -119,18 +122,21 @@ def _execute(folder, cfg: RunConfig, enc: EncodeConfig, plan: EncodePlan, probe:
                         num_cpus=enc.actor_cpus,
                         fn_constructor_kwargs={"data_cfg": cfg.data, "patch": cfg.model.patch_size,
                                                "torch_threads": enc.torch_threads})
-    return _write_shards(folder, ds.iter_batches(batch_size=None, batch_format="pyarrow"), enc.shard_rows)
+    return _write_shards(folder, ds.iter_batches(batch_size=None, batch_format="pyarrow"), enc.shard_rows,
+                         cfg.data.max_text_tokens)
 
 
-def _write_shards(folder, batches, shard_rows: int) -> dict:
+def _write_shards(folder, batches, shard_rows: int, text_budget: int) -> dict:
     tag = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     buffer: list[pa.Table] = []
-    counts = {"encoded": 0, "ok": 0, "error": 0, "shards": 0}
+    counts = {"encoded": 0, "ok": 0, "error": 0, "shards": 0, "caption_token_budget": text_budget,
+              "captions_over_budget": 0}
     by_stage: Counter = Counter()
     for batch in batches:
         buffer.append(batch)
         counts["encoded"] += batch.num_rows
         counts["ok"] += pc.sum(pc.equal(batch.column("status"), "ok")).as_py() or 0
+        counts["captions_over_budget"] += pc.sum(pc.greater(batch.column("caption_tokens"), text_budget)).as_py() or 0
         by_stage.update(s for s in batch.column("error_stage").to_pylist() if s)
         if sum(t.num_rows for t in buffer) >= shard_rows:
             shards.write_shard(folder, pa.concat_tables(buffer), f"part-{tag}-{counts['shards']:05d}")

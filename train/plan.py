@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rushes.train import shards
 from rushes.train.config import RunConfig
-from rushes.train.encoders import TensorDims, encoder_dims
+from rushes.train.encoders import EncoderError, TensorDims, encoder_dims, text_token_budget
 from rushes.train.parallel import check_parallel
 from rushes.train.selection import Selection, select_clips
 from rushes.versions import tool_versions
@@ -74,12 +74,28 @@ def plan_run(out_dir, cfg: RunConfig, use_encodings: bool = True, workers: int =
     the setting; a single OUT only), and the config completed with the widths of those tensors."""
     outs = out_dirs(out_dir)
     selection = select_clips(outs, cfg.data)
+    cfg = with_text_budget(cfg)  # after the selection: a run with nothing to train fails on that first
     if use_encodings and len(outs) > 1:
         log.info("training on %d runs: clips are decoded on the fly (encodings are per run)", len(outs))
     use = use_encodings and len(outs) == 1
     folder = shards.find_encodings(outs[0], shards.key_inputs(cfg.data, cfg.model.patch_size)) if use else None
     dims = shards.read_dims(folder) if folder is not None else data_dims(cfg)
     return RunPlan(complete(cfg, dims), selection, folder, workers, parallel)
+
+
+def with_text_budget(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with its caption token budget (``data.max_text_tokens``) decided: the one given, else the text
+    encoder family's default (:func:`rushes.train.encoders.default_text_tokens`), capped by the encoder's positions.
+    The number is part of the encodings' key and of config.json, so a run records what it trained with."""
+    d = cfg.data
+    try:
+        budget = text_token_budget(d.text_encoder, d.max_text_tokens)
+    except EncoderError as exc:
+        if d.max_text_tokens is None:
+            raise EncoderError(f"{exc} (its config gives the default caption budget; or pass --max-text-tokens)") \
+                from exc
+        budget = d.max_text_tokens  # the encoder is not readable here; the run fails where it needs it
+    return replace(cfg, data=replace(d, max_text_tokens=budget))
 
 
 def data_dims(cfg: RunConfig) -> TensorDims:

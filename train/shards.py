@@ -45,9 +45,10 @@ import torch
 from rushes import storage
 from rushes.manifests import store
 from rushes.manifests.ids import make_id
-from rushes.train.encoders import TensorDims
+from rushes.train.encoders import TensorDims, text_token_budget
 
-FORMAT_VERSION = 1
+# 2: frames sampled across the whole span of a long clip (not its head), the caption_tokens column, and stills
+FORMAT_VERSION = 2
 # Rows per Parquet row group: about ROW_GROUP_BYTES of rows, at most ROW_GROUP_ROWS. A training worker reads the
 # groups that hold its own packs' clips, so groups of a few large rows (latents, frames) keep those reads
 # selective, while tiny rows share a group (each group read has a fixed cost per column).
@@ -69,6 +70,7 @@ SCHEMA = pa.schema([
     ("text", pa.binary()),
     ("text_shape", pa.list_(pa.int32())),
     ("text_dtype", pa.string()),
+    ("caption_tokens", pa.int64()),  # the caption's tokens before the cut to max_text_tokens (over it: cut)
     ("created_at", pa.timestamp("us", tz="UTC")),
 ])
 
@@ -76,8 +78,8 @@ SCHEMA = pa.schema([
 TENSOR_DTYPES = ("uint8", "float32", "float16")
 
 # DataConfig fields that shape an encoded tensor; batch size, steps and the like do not.
-DATA_FIELDS = ("fps", "max_frames", "clip_tokens", "max_side_px", "text_encoder", "max_text_tokens", "vae",
-               "vae_subfolder")
+DATA_FIELDS = ("fps", "max_frames", "clip_tokens", "image_tokens", "max_side_px", "text_encoder", "max_text_tokens",
+               "vae", "vae_subfolder")
 
 
 class EncodingMismatch(ValueError):
@@ -121,6 +123,8 @@ def key_inputs(data_cfg, patch: tuple[int, int, int]) -> dict:
     """Everything that shaped an encoded clip: the data settings, patch size and model revisions."""
     inputs = {"format": FORMAT_VERSION, **{f: getattr(data_cfg, f) for f in DATA_FIELDS},
               "patch_size": [int(p) for p in patch]}
+    # the caption budget as decided (None: the encoder's default), so a config with and one without it agree
+    inputs["max_text_tokens"] = text_token_budget(data_cfg.text_encoder, data_cfg.max_text_tokens)
     inputs["text_encoder_revision"] = model_revision(data_cfg.text_encoder)
     inputs["vae_revision"] = model_revision(data_cfg.vae, data_cfg.vae_subfolder)
     return inputs
@@ -284,6 +288,22 @@ def read_status(folder: Path | str) -> dict[str, tuple[str, str, str | None]]:
             if cid not in out or st == "ok":
                 out[cid] = (ch, st, err)
     return out
+
+
+def over_budget(folder: Path | str, wanted: dict[str, str], budget: int) -> list[str]:
+    """Ids among ``wanted`` (clip_id -> caption_hash) whose ok row's caption had more than ``budget`` tokens (cut
+    to it when encoded); reads the light columns only. Shards written before caption_tokens count none."""
+    out: set[str] = set()
+    for path in shard_paths(folder):
+        with storage.open_input(path, seekable=True) as fh:
+            f = pq.ParquetFile(fh)
+            if "caption_tokens" not in f.schema_arrow.names:
+                continue
+            t = f.read(columns=["clip_id", "caption_hash", "status", "caption_tokens"])
+        for cid, ch, st, n in zip(*(t.column(c).to_pylist() for c in t.column_names)):
+            if st == "ok" and wanted.get(cid) == ch and n is not None and n > budget:
+                out.add(cid)
+    return sorted(out)
 
 
 def iter_rows(path: Path | str, columns: list[str] | None = None, skip_rows: int = 0) -> Iterator[dict]:
