@@ -40,6 +40,20 @@ class ModelConfig:
     abs_pos_embed: bool = True  # add a fixed 3D sin-cos embedding of each token's position to RoPE
     checkpointing: bool = False  # activation checkpointing per block: less memory, ~30% more compute
     attention: str = "auto"  # block-diagonal kernel: auto, segments, varlen or dense (rushes.train.model.PackedAttention)
+    # Which network: "dit" (rushes' own, train/model.py) or "wan" (diffusers' WanTransformer3DModel, train/wan.py;
+    # set with the fields below from the transformer config of --init)
+    arch: str = "dit"
+    init: str | None = setting(None, "start from the weights of a diffusers Wan 2.1/2.2 text-to-video model: a hub "
+                               "id (e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers) or folder of the pipeline, or of its "
+                               "transformer alone; the model takes that architecture, and the text encoder and VAE "
+                               "default to its text_encoder/ and vae/ subfolders", metavar="ID_OR_DIR",
+                               shown="none, random weights")
+    init_subfolder: str | None = None  # where the transformer is inside init ("transformer" in a pipeline repo)
+    ffn_dim: int | None = None  # wan: the feed-forward width (dit: hidden_size * mlp_ratio)
+    freq_dim: int = 256  # wan: width of the sinusoidal timestep embedding
+    eps: float = 1e-6  # wan: epsilon of its layer and RMS norms
+    cross_attn_norm: bool = True  # wan: a LayerNorm (with weights) before cross-attention
+    text_pad_tokens: int = 512  # wan: captions are zero-padded to this many tokens, all attended (as Wan trained)
 
     def __post_init__(self):
         check(self)  # every number finite
@@ -48,15 +62,24 @@ class ModelConfig:
             raise ValueError(f"patch_size must be three positive ints (pt, ph, pw), got {self.patch_size}")
         for name in ("hidden_size", "depth", "num_heads", "mlp_ratio", "in_channels", "text_dim", "rope_theta"):
             _positive(name, getattr(self, name), "pick a preset (tiny, small, base, large, xl) or a positive value")
+        if self.arch not in ("dit", "wan"):
+            raise ValueError(f"arch must be dit or wan, got {self.arch!r}; wan is set by --init")
         if self.attention not in ("auto", "segments", "varlen", "dense"):
             raise ValueError(f"attention must be auto, segments, varlen or dense, got {self.attention!r}; "
                              f"auto picks the fastest exact kernel for the device")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}; "
                              f"change one of them")
-        if (self.hidden_size // self.num_heads) % 8:
+        if self.arch == "wan" and (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(f"head size hidden_size/num_heads = {self.hidden_size // self.num_heads} must be even")
+        if self.arch == "dit" and (self.hidden_size // self.num_heads) % 8:
             raise ValueError(f"head size hidden_size/num_heads = {self.hidden_size // self.num_heads} must be a "
                              f"multiple of 8 (3D RoPE splits it over time, rows and columns)")
+
+    @property
+    def ffn_width(self) -> int:
+        """Hidden width of each block's feed-forward network."""
+        return self.ffn_dim or int(self.hidden_size * self.mlp_ratio)
 
     @property
     def patch_dim(self) -> int:
@@ -88,6 +111,10 @@ class DataConfig:
                                cli=False)
     text_encoder: str = setting("google/t5-v1_1-base", "transformers id or folder of a T5 encoder or CLIP text model, "
                                 "e.g. openai/clip-vit-large-patch14", metavar="ID_OR_PATH")
+    text_encoder_subfolder: str | None = setting(None, "subfolder of --text-encoder holding the text encoder, e.g. "
+                                                 "text_encoder for a pipeline repo (its tokenizer is read from there, "
+                                                 "else from the repo's tokenizer/)", metavar="NAME",
+                                                 shown="none; text_encoder with --init")
     max_text_tokens: int = setting(64, "captions are truncated to this many tokens", ge=1, cli=False)
     vae: str | None = setting(None, "diffusers id or folder of a VAE (AutoencoderKL, AutoencoderKLWan, ...) to train "
                               "in latent space", metavar="ID_OR_PATH", shown="none, pixel space")
