@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 
 _PRESET_HELP = "model/data/optimiser sizes: tiny (CPU smoke test) .. xl (GPU cluster)"
 # The settings that shape a clip's tensors: set by ``train`` and ``encode`` alike, so both resolve the same key.
-SHAPING = ("data.text_encoder", "data.vae", "data.vae_subfolder", "data.fps", "data.max_frames", "data.clip_tokens",
-           "data.captioner", "data.prompt_version")
+SHAPING = ("model.init", "data.text_encoder", "data.text_encoder_subfolder", "data.vae", "data.vae_subfolder",
+           "data.dtype", "data.fps", "data.max_frames", "data.clip_tokens", "data.captioner", "data.prompt_version")
 # What a resumed run still takes from the command line (its saved config decides the rest).
 RESUMABLE = ("train.steps", "train.log_every", "train.val_every", "train.checkpoint_every")
 
@@ -183,18 +183,32 @@ def resolve_config(args, values: settings.Values | None = None) -> RunConfig:
         if where is not None and where != cfg.data.where:
             raise ValueError(f"{args.run} was started with --where {cfg.data.where!r}; resume it with the same "
                              f"condition (or none), or train a new --run for --where {where!r}")
+        init = values.get("init")
+        if init is not None and init != cfg.model.init:
+            raise ValueError(f"{args.run} was started from --init {cfg.model.init!r}; resume it without --init (or "
+                             f"with the same), or train a new --run from {init!r}")
         log.info("using the saved config of %s (resume); only --steps and logging flags apply", args.run)
         return values.build("config", cfg, only=RESUMABLE)
-    cfg = values.build("config", preset(run.preset))
+    cfg = with_init(values.build("config", preset(run.preset)), values)
     if not values.given("packs_per_step") and run.workers and run.workers > 1:
         cfg = cfg.with_overrides(data={"packs_per_step": run.workers})
     return cfg
 
 
+def with_init(cfg: RunConfig, values: settings.Values) -> RunConfig:
+    """``cfg`` shaped by ``--init`` (train/wan.py): the model's architecture, and its repo's encoders and caption
+    budget for the data settings not given."""
+    if not cfg.model.init:
+        return cfg
+    from rushes.train.wan import INIT_DATA, init_run_config
+
+    return init_run_config(cfg, keep=tuple(k for k in INIT_DATA if values.given(k)))
+
+
 def shaped_config(args, values: settings.Values | None = None) -> RunConfig:
-    """The preset with the settings of :data:`SHAPING` applied (``rushes encode``)."""
+    """The preset with the settings of :data:`SHAPING` applied (``rushes encode``), shaped by ``--init``."""
     values = values or settings.resolve(args)
-    return values.build("config", preset(values.build("run").preset))
+    return with_init(values.build("config", preset(values.build("run").preset)), values)
 
 
 def _fail(command: str, exc: Exception | str) -> int:
@@ -278,6 +292,8 @@ def run_encode(args) -> int:
         scratch = values.build("scratch").to_scratch()
     except settings.SettingError as exc:
         return settings.usage_error(args, exc)
+    except ValueError as exc:  # --init naming no Wan transformer
+        return _fail("encode", exc)
     try:
         from rushes.train.pipeline import run_encode as encode
 

@@ -54,6 +54,15 @@ class ModelConfig:
     eps: float = 1e-6  # wan: epsilon of its layer and RMS norms
     cross_attn_norm: bool = True  # wan: a LayerNorm (with weights) before cross-attention
     text_pad_tokens: int = 512  # wan: captions are zero-padded to this many tokens, all attended (as Wan trained)
+    lora_rank: int = setting(0, "train LoRA adapters of this rank (peft) instead of every weight: the base weights stay "
+                             "frozen and checkpoints hold the adapters only", ge=0, le=4096, zero="full fine-tuning",
+                             metavar="R")
+    lora_alpha: float | None = setting(None, "LoRA scale numerator: adapters are scaled by alpha / rank", gt=0,
+                                       le=1e6, shown="the rank (scale 1)")
+    lora_targets: tuple[str, ...] = setting(("to_q", "to_k", "to_v", "to_out.0"), "comma-separated names (or name "
+                                            "endings) of the linear layers that get adapters, e.g. "
+                                            "to_q,to_k,to_v,to_out.0,ffn.net.0.proj,ffn.net.2 for a Wan model",
+                                            metavar="NAMES")
 
     def __post_init__(self):
         check(self)  # every number finite
@@ -62,6 +71,9 @@ class ModelConfig:
             raise ValueError(f"patch_size must be three positive ints (pt, ph, pw), got {self.patch_size}")
         for name in ("hidden_size", "depth", "num_heads", "mlp_ratio", "in_channels", "text_dim", "rope_theta"):
             _positive(name, getattr(self, name), "pick a preset (tiny, small, base, large, xl) or a positive value")
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        if self.lora_rank and not self.lora_targets:
+            raise ValueError("lora_targets is empty; name the linear layers that get adapters, e.g. to_q,to_k,to_v")
         if self.arch not in ("dit", "wan"):
             raise ValueError(f"arch must be dit or wan, got {self.arch!r}; wan is set by --init")
         if self.attention not in ("auto", "segments", "varlen", "dense"):
@@ -115,6 +127,9 @@ class DataConfig:
                                                  "text_encoder for a pipeline repo (its tokenizer is read from there, "
                                                  "else from the repo's tokenizer/)", metavar="NAME",
                                                  shown="none; text_encoder with --init")
+    dtype: str = setting("auto", "dtype of the text encoder and VAE: auto is bfloat16 on a GPU (the VAE float32, as "
+                         "diffusers advises for Wan's) and float32 on CPU", choices=("auto", "float32", "bfloat16",
+                                                                                     "float16"))
     max_text_tokens: int = setting(64, "captions are truncated to this many tokens", ge=1, cli=False)
     vae: str | None = setting(None, "diffusers id or folder of a VAE (AutoencoderKL, AutoencoderKLWan, ...) to train "
                               "in latent space", metavar="ID_OR_PATH", shown="none, pixel space")

@@ -133,7 +133,10 @@ def cache_key(data_cfg, patch: tuple[int, int, int]) -> str:
     """Hash of everything that shapes a cached tensor: change any of it and clips are decoded again."""
     fields = ("fps", "max_frames", "clip_tokens", "max_side_px", "text_encoder", "max_text_tokens", "vae",
               "vae_subfolder")
-    return make_id("train-cache", {f: getattr(data_cfg, f) for f in fields}, list(patch), length=12)
+    from rushes.train.shards import optional_inputs
+
+    return make_id("train-cache", {**{f: getattr(data_cfg, f) for f in fields}, **optional_inputs(data_cfg)},
+                   list(patch), length=12)
 
 
 def prepare(sources: Sequence[KeptClip], data_cfg, patch: tuple[int, int, int], cache_dir: str | os.PathLike,

@@ -25,6 +25,7 @@ from rushes.train.config import RunConfig
 from rushes.train.diffusion import euler_sample, resolution_shift
 from rushes.train.encoders import TextEncoder, Vae, latent_frames, pixel_frames
 from rushes.train.model import DiffusionTransformer, grid_positions, unpatchify
+from rushes.train.wan import build_transformer
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def load_run(run_dir: str | os.PathLike, device, use_ema: bool = True) -> tuple[
         if ckpt is None:
             raise FileNotFoundError(f"no checkpoint in {storage.join(run_dir, rundir.CHECKPOINTS)}; train for at "
                                     f"least one checkpoint")
-        model = DiffusionTransformer(cfg.model)
+        model = build_transformer(cfg.model)  # a Wan LoRA run: the base from --init, then its adapters
         checkpoint.load_weights(ckpt, model, use_ema=use_ema)
     return cfg, model.to(device).eval()
 

@@ -116,9 +116,20 @@ def key_inputs(data_cfg, patch: tuple[int, int, int]) -> dict:
     """Everything that shaped an encoded clip: the data settings, patch size and model revisions."""
     inputs = {"format": FORMAT_VERSION, **{f: getattr(data_cfg, f) for f in DATA_FIELDS},
               "patch_size": [int(p) for p in patch]}
-    inputs["text_encoder_revision"] = model_revision(data_cfg.text_encoder)
+    inputs["text_encoder_revision"] = model_revision(data_cfg.text_encoder, data_cfg.text_encoder_subfolder)
     inputs["vae_revision"] = model_revision(data_cfg.vae, data_cfg.vae_subfolder)
+    inputs.update(optional_inputs(data_cfg))
     return inputs
+
+
+def optional_inputs(data_cfg) -> dict:
+    """Settings that shape tensors only when set: in a key only then, so older keys stay valid."""
+    out = {}
+    if data_cfg.text_encoder_subfolder:
+        out["text_encoder_subfolder"] = data_cfg.text_encoder_subfolder
+    if data_cfg.dtype != "auto":
+        out["dtype"] = data_cfg.dtype
+    return out
 
 
 def encoding_key(inputs: dict) -> str:

@@ -354,16 +354,20 @@ def _channels_first(channels: int, patch: tuple[int, int, int]) -> torch.Tensor:
 
 def build_transformer(cfg, device=None) -> nn.Module:
     """The packed transformer of a ModelConfig: rushes' DiT (random, seeded by the caller), or a
-    :class:`WanTransformer` holding the weights of ``cfg.init`` (random when it has none)."""
+    :class:`WanTransformer` holding the weights of ``cfg.init`` (random when it has none); with LoRA adapters
+    (train/lora.py) when ``cfg.lora_rank`` is set."""
+    from rushes.train.lora import add_adapters
+
     if cfg.arch != "wan":
-        return DiffusionTransformer(cfg).to(device)
-    if not cfg.init:
-        return WanTransformer(cfg).to(device)
-    with torch.device("meta"):  # no random init of billions of weights about to be replaced
+        model = DiffusionTransformer(cfg)
+    elif not cfg.init:
         model = WanTransformer(cfg)
-    model.load_state_dict(pretrained_state(cfg), assign=True)
-    model.out_order = _channels_first(cfg.in_channels, cfg.patch_size)  # the buffer made on meta
-    return model.to(device)
+    else:
+        with torch.device("meta"):  # no random init of billions of weights about to be replaced
+            model = WanTransformer(cfg)
+        model.load_state_dict(pretrained_state(cfg), assign=True)
+        model.out_order = _channels_first(cfg.in_channels, cfg.patch_size)  # the buffer made on meta
+    return add_adapters(model, cfg).to(device)
 
 
 def pretrained_state(cfg) -> dict[str, torch.Tensor]:
