@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from rushes.testing.tiny import save_tiny_wan_transformer, tiny_wan_transformer
+from rushes.testing.wan import diffusers_on_clip, rushes_on_clips
 from rushes.train.config import ModelConfig, preset
-from rushes.train.model import grid_positions, patchify, unpatchify
 from rushes.train.wan import (InitError, WanTransformer, build_transformer, init_run_config, model_config,
                               transformer_config)
 
@@ -43,43 +43,10 @@ def _clips(channels=4, text_dim=32):
     return out
 
 
-def _diffusers(ref, clip, pad_tokens=512):
-    """diffusers on one clip, its caption zero-padded to 512 tokens as WanPipeline pads it."""
-    text = torch.zeros(1, pad_tokens, clip["text"].shape[1], dtype=torch.float64)
-    text[0, :clip["text"].shape[0]] = clip["text"]
-    with torch.no_grad():
-        return ref(clip["video"][None], torch.tensor([clip["t"] * 1000.0], dtype=torch.float64), text,
-                   return_dict=False)[0][0]
-
-
-def _packed(ours, clips, patch=(1, 2, 2), pad=7):
-    """rushes on all ``clips`` packed in one sequence (with padding), unpatchified per clip."""
-    toks = [patchify(c["video"], patch) for c in clips]
-    n = sum(x.shape[0] for x, _ in toks)
-    lt = max(c["text"].shape[0] for c in clips)
-    x = torch.zeros(1, n + pad, toks[0][0].shape[1], dtype=torch.float64)
-    pos, seq = torch.zeros(1, n + pad, 3, dtype=torch.long), torch.full((1, n + pad), -1)
-    text = torch.randn(1, len(clips), lt, clips[0]["text"].shape[1], dtype=torch.float64)  # junk past each caption
-    mask = torch.zeros(1, len(clips), lt, dtype=torch.bool)
-    at = 0
-    for s, ((tok, grid), c) in enumerate(zip(toks, clips)):
-        x[0, at:at + len(tok)], pos[0, at:at + len(tok)], seq[0, at:at + len(tok)] = tok, grid_positions(grid), s
-        text[0, s, :len(c["text"])], mask[0, s, :len(c["text"])] = c["text"], True
-        at += len(tok)
-    t = torch.tensor([[c["t"] for c in clips]], dtype=torch.float64)
-    with torch.no_grad():
-        v = ours(x, t, text, mask, pos, seq)[0]
-    out, at = [], 0
-    for (tok, grid), c in zip(toks, clips):
-        out.append(unpatchify(v[at:at + len(tok)], grid, patch, c["video"].shape[0]))
-        at += len(tok)
-    return out
-
-
 def test_forward_equals_diffusers_on_one_clip(wan_dir):
     ours, ref = _load(wan_dir)
     for clip in _clips():
-        got, want = _packed(ours, [clip], pad=0)[0], _diffusers(ref, clip)
+        got, want = rushes_on_clips(ours, [clip], pad=0)[0], diffusers_on_clip(ref, clip)
         assert want.abs().max() > 0.1  # a real output, not a zero path
         assert (got - want).abs().max() <= TOL
 
@@ -88,8 +55,8 @@ def test_forward_equals_diffusers_on_one_clip(wan_dir):
 def test_packed_clips_equal_diffusers_on_each_clip_alone(wan_dir, kernel):
     ours, ref = _load(wan_dir, attention=kernel)
     clips = _clips()
-    for got, clip in zip(_packed(ours, clips), clips):
-        assert (got - _diffusers(ref, clip)).abs().max() <= TOL
+    for got, clip in zip(rushes_on_clips(ours, clips), clips):
+        assert (got - diffusers_on_clip(ref, clip)).abs().max() <= TOL
 
 
 def test_no_cross_attention_norm_and_other_patch(tmp_path):
@@ -98,7 +65,7 @@ def test_no_cross_attention_norm_and_other_patch(tmp_path):
     ours, ref = _load(folder)
     clip = {"video": torch.randn(2, 2, 4, 6, dtype=torch.float64), "text": torch.randn(4, 8, dtype=torch.float64),
             "t": 0.3}
-    assert (_packed(ours, [clip])[0] - _diffusers(ref, clip)).abs().max() <= TOL
+    assert (rushes_on_clips(ours, [clip])[0] - diffusers_on_clip(ref, clip)).abs().max() <= TOL
 
 
 def test_state_dict_is_diffusers_and_round_trips(wan_dir):

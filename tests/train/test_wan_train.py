@@ -106,3 +106,60 @@ def test_lora_under_fsdp_equals_one_process(synth_out, wan_pipe, tmp_path, one_r
     np.testing.assert_allclose(fsdp.losses, plain.losses, rtol=1e-5)
     a, b = (load_file(str(checkpoint.latest(tmp_path / r) / "model.safetensors")) for r in ("plain", "fsdp"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, synth_out, wan_pipe):
+    """A LoRA run of 2 steps whose adapters have moved (a high learning rate)."""
+    run = tmp_path_factory.mktemp("lora") / "run"
+    train(synth_out, run, wan_cfg(wan_pipe, 2, lora=4, lr=5e-2, ema_decay=0.5), echo=_quiet)
+    return run
+
+
+def _one_clip():
+    g = torch.Generator().manual_seed(3)
+    return {"video": torch.randn(4, 2, 4, 6, generator=g, dtype=torch.float64),
+            "text": torch.randn(5, 32, generator=g, dtype=torch.float64), "t": 0.6}
+
+
+def test_export_merged_pipeline_runs_in_diffusers(lora_run, tmp_path):
+    from diffusers import WanPipeline
+
+    from rushes.train.export import export_diffusers
+    from rushes.train.sample import load_run
+
+    dest = export_diffusers(lora_run, tmp_path / "merged")
+    pipe = WanPipeline.from_pretrained(dest)
+    frames = pipe("a dog runs on a beach", height=16, width=16, num_frames=5, num_inference_steps=2,
+                  guidance_scale=2.0, output_type="np", generator=torch.Generator().manual_seed(0)).frames
+    assert frames.shape == (1, 5, 16, 16, 3) and np.isfinite(frames).all()
+    _, model = load_run(lora_run, "cpu")  # EMA weights with adapters: their merge is what diffusers holds
+    from rushes.train.lora import merge_adapters
+
+    merged, exported = merge_adapters(model).state_dict(), pipe.transformer.state_dict()
+    assert merged.keys() == exported.keys() and all(torch.equal(merged[k], exported[k]) for k in merged)
+    with pytest.raises(ValueError, match="not empty"):
+        export_diffusers(lora_run, dest)
+
+
+def test_separate_adapter_loads_into_diffusers_and_gives_rushes_output(lora_run, tmp_path):
+    """Base transformer + adapter file: WanPipeline.load_lora_weights gives the transformer output rushes' model
+    (with its adapters, raw weights) gives on the same input, in float64."""
+    from diffusers import WanPipeline
+
+    from rushes.train.export import export_diffusers
+    from rushes.train.sample import load_run
+    from rushes.testing.wan import diffusers_on_clip, rushes_on_clips
+
+    dest = export_diffusers(lora_run, tmp_path / "sep", weights="raw", lora="separate")
+    assert (dest / "pytorch_lora_weights.safetensors").is_file()
+    pipe = WanPipeline.from_pretrained(dest)
+    pipe.load_lora_weights(dest)
+    ref = pipe.transformer.double().eval()
+    _, ours = load_run(lora_run, "cpu", use_ema=False)
+    ours = ours.double()
+    clip = _one_clip()
+    got, want = rushes_on_clips(ours, [clip], pad=3)[0], diffusers_on_clip(ref, clip)
+    assert (got - want).abs().max() <= 1e-10
+    pipe.transformer.disable_lora()  # the adapters matter: without them the output moves
+    assert (diffusers_on_clip(pipe.transformer, clip) - want).abs().max() > 1e-4
