@@ -78,6 +78,15 @@ class SampleSettings:
     guidance: float | None = setting(None, "classifier-free guidance scale; 1 disables", ge=0, le=100,
                                      shown=f"the run's guidance, {TrainConfig().guidance} unless changed")
     negative_prompt: str = setting("", "caption guided away from", shown="the empty caption")
+    solver: str = setting("euler", "sampler: euler (flow-matching Euler steps) or unipc (diffusers' UniPC multistep "
+                          "in flow mode, Wan's own sampler: fewer steps)", choices=("euler", "unipc"))
+    shift: float | None = setting(None, "timestep shift towards noise (Wan uses 3 at 480p, 5 at 720p)", gt=0, le=100,
+                                  shown="the run's resolution shift for the clip's token count")
+    fps: float | None = setting(None, "frame rate written into the MP4", gt=0, le=240, shown="the run's training fps")
+    num_samples: int = setting(1, "clips per prompt (seeds --seed, --seed + 1, ...); several clips are written as "
+                               "NAME-000.mp4, NAME-001.mp4, ... beside --out", ge=1, le=10000)
+    dtype: str = setting("auto", "dtype of the transformer and text encoder: auto is bfloat16 on a GPU, float32 on "
+                         "CPU", choices=("auto", "float32", "bfloat16", "float16"))
     seed: int = setting(0, "seed of the starting noise; the same seed gives the same video", ge=0, le=2**63 - 1)
     ema: bool = setting(True, "use the raw weights instead of the EMA weights", flag="--no-ema")
     device: str | None = setting(None, "torch device, e.g. cuda, cuda:1, cpu", shown="cuda when available, else cpu")
@@ -159,11 +168,15 @@ def _add_encode(subparsers) -> None:
 def _add_sample(subparsers) -> None:
     s = subparsers.add_parser(
         "sample", formatter_class=settings.HelpFormatter, help="generate a video from a trained run for a text prompt",
-        description="Sample one clip from the newest checkpoint of RUN_DIR (EMA weights) with Euler steps and "
-                    "classifier-free guidance, and write it as an H.264 yuv420p MP4. "
+        description="Sample clips from the newest checkpoint of RUN_DIR (EMA weights) with Euler or UniPC steps "
+                    "and classifier-free guidance, and write each as an H.264 yuv420p MP4; a Wan run (--init) "
+                    "samples as a native one. "
                     "Errors go to stderr with exit status 2.")
     s.add_argument("run", metavar="RUN_DIR", help="a run directory written by `rushes train` (folder or bucket URI)")
-    s.add_argument("--prompt", required=True, help="the caption to generate (required)")
+    prompt = s.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="the caption to generate (this or --prompts is required)")
+    prompt.add_argument("--prompts", metavar="FILE", help="a text file of captions, one a line (blank lines "
+                        "skipped); the model and encoders load once for all (default: none)")
     s.add_argument("--out", required=True, metavar="VIDEO.mp4", help="output MP4 path (required)")
     SAMPLE.add_arguments(s)
     s.set_defaults(func=run_sample)
@@ -312,18 +325,35 @@ def run_encode(args) -> int:
 def run_sample(args) -> int:
     from rushes.train.encoders import EncoderError
     from rushes.manifests.paths import check_output_path
-    from rushes.train.sample import sample_to_file
+    from rushes.train.sample import SampleOptions, output_paths, sample_to_files
 
     try:
         opts = settings.resolve(args).build("sample")
     except settings.SettingError as exc:
         return settings.usage_error(args, exc)
     try:
-        check_output_path(args.out, args.run)  # never over a checkpoint, a manifest part or a folder
-        path = sample_to_file(args.run, args.prompt, args.out, opts.frames, opts.height_width, steps=opts.steps,
-                              guidance=opts.guidance, seed=opts.seed, use_ema=opts.ema, device=opts.device,
-                              negative_prompt=opts.negative_prompt)
+        prompts = [args.prompt] if args.prompt is not None else _read_prompts(args.prompts)
+        paths = output_paths(args.out, len(prompts) * opts.num_samples)
+        for path in paths:
+            check_output_path(path, args.run)  # never over a checkpoint, a manifest part or a folder
+        options = SampleOptions(opts.steps, opts.guidance, opts.shift, opts.solver, opts.negative_prompt)
+        paths = sample_to_files(args.run, prompts, args.out, opts.frames, opts.height_width, opts.num_samples,
+                                seed=opts.seed, fps=opts.fps, use_ema=opts.ema, device=opts.device, dtype=opts.dtype,
+                                options=options)
     except (ValueError, FileNotFoundError, EncoderError) as exc:
         return _fail("sample", exc)
-    print(f"wrote {path}")
+    for path in paths:
+        print(f"wrote {path}")
     return 0
+
+
+def _read_prompts(path: str) -> list[str]:
+    """The captions of a prompts file: one a line, blank lines skipped."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            prompts = [line.strip() for line in fh if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read --prompts {path}: {exc}; give a UTF-8 text file of one prompt a line") from None
+    if not prompts:
+        raise ValueError(f"--prompts {path} has no prompt; write one caption a line")
+    return prompts

@@ -386,6 +386,23 @@ def pretrained_state(cfg) -> dict[str, torch.Tensor]:
     return {k: v.float() for k, v in wan.state_dict().items()}
 
 
+FP32_MODULES = ("time_embedder", "scale_shift_table", "norm1", "norm2", "norm3")  # diffusers' _keep_in_fp32_modules
+
+
+def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``model`` in ``dtype`` for sampling; a Wan model keeps diffusers' fp32 modules (timestep MLP, modulation
+    tables, block norms) in float32 as diffusers' half-precision loads do."""
+    model = model.to(dtype)
+    if dtype != torch.float32 and isinstance(model, WanTransformer):
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] in FP32_MODULES:
+                module.float()
+        for name, p in model.named_parameters():
+            if name.endswith("scale_shift_table"):
+                p.data = p.data.float()
+    return model
+
+
 def _shape(cfg) -> dict:
     keys = ("patch_size", "hidden_size", "depth", "num_heads", "in_channels", "text_dim", "ffn_dim", "freq_dim",
             "cross_attn_norm")
