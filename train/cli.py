@@ -174,7 +174,7 @@ def _add_sample(subparsers) -> None:
                     "Errors go to stderr with exit status 2.")
     s.add_argument("run", metavar="RUN_DIR", help="a run directory written by `rushes train` (folder or bucket URI)")
     prompt = s.add_mutually_exclusive_group(required=True)
-    prompt.add_argument("--prompt", help="the caption to generate (this or --prompts is required)")
+    prompt.add_argument("--prompt", help="the caption to generate; this or --prompts is required (default: none)")
     prompt.add_argument("--prompts", metavar="FILE", help="a text file of captions, one a line (blank lines "
                         "skipped); the model and encoders load once for all (default: none)")
     s.add_argument("--out", required=True, metavar="VIDEO.mp4", help="output MP4 path (required)")

@@ -44,8 +44,7 @@ class ModelConfig:
     # set with the fields below from the transformer config of --init)
     arch: str = "dit"
     init: str | None = setting(None, "start from the weights of a diffusers Wan 2.1/2.2 text-to-video model: a hub "
-                               "id (e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers) or folder of the pipeline, or of its "
-                               "transformer alone; the model takes that architecture, and the text encoder and VAE "
+                               "id or folder of the pipeline (docs/train.md names them), or of its transformer alone; the model takes that architecture, and the text encoder and VAE "
                                "default to its text_encoder/ and vae/ subfolders", metavar="ID_OR_DIR",
                                shown="none, random weights")
     init_subfolder: str | None = None  # where the transformer is inside init ("transformer" in a pipeline repo)

@@ -189,8 +189,8 @@ def sample_to_files(run_dir, prompts: list[str], out: str | os.PathLike, frames:
     """``num_samples`` clips (seeds ``seed``, ``seed + 1``...) of every prompt, the run's model and encoders loaded
     once, written as MP4s at ``fps`` (the run's training fps unless given) named by :func:`output_paths`, prompt
     by prompt."""
-    if not prompts or any(not p.strip() for p in prompts):
-        raise ValueError("every prompt must have text; give --prompt TEXT or a --prompts file of one prompt a line")
+    if not prompts:
+        raise ValueError("no prompt to sample; give --prompt TEXT (empty: unconditional) or a --prompts file")
     opts = options or SampleOptions()
     sampler = Sampler(run_dir, device, use_ema, dtype)
     shape = sampler.shape(frames, size)
