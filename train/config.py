@@ -40,6 +40,28 @@ class ModelConfig:
     abs_pos_embed: bool = True  # add a fixed 3D sin-cos embedding of each token's position to RoPE
     checkpointing: bool = False  # activation checkpointing per block: less memory, ~30% more compute
     attention: str = "auto"  # block-diagonal kernel: auto, segments, varlen or dense (rushes.train.model.PackedAttention)
+    # Which network: "dit" (rushes' own, train/model.py) or "wan" (diffusers' WanTransformer3DModel, train/wan.py;
+    # set with the fields below from the transformer config of --init)
+    arch: str = "dit"
+    init: str | None = setting(None, "start from the weights of a diffusers Wan 2.1/2.2 text-to-video model: a hub "
+                               "id or folder of the pipeline (docs/train.md names them), or of its transformer alone; the model takes that architecture, and the text encoder and VAE "
+                               "default to its text_encoder/ and vae/ subfolders", metavar="ID_OR_DIR",
+                               shown="none, random weights")
+    init_subfolder: str | None = None  # where the transformer is inside init ("transformer" in a pipeline repo)
+    ffn_dim: int | None = None  # wan: the feed-forward width (dit: hidden_size * mlp_ratio)
+    freq_dim: int = 256  # wan: width of the sinusoidal timestep embedding
+    eps: float = 1e-6  # wan: epsilon of its layer and RMS norms
+    cross_attn_norm: bool = True  # wan: a LayerNorm (with weights) before cross-attention
+    text_pad_tokens: int = 512  # wan: captions are zero-padded to this many tokens, all attended (as Wan trained)
+    lora_rank: int = setting(0, "train LoRA adapters of this rank (peft) instead of every weight: the base weights stay "
+                             "frozen and checkpoints hold the adapters only", ge=0, le=4096, zero="full fine-tuning",
+                             metavar="R")
+    lora_alpha: float | None = setting(None, "LoRA scale numerator: adapters are scaled by alpha / rank", gt=0,
+                                       le=1e6, shown="the rank (scale 1)")
+    lora_targets: tuple[str, ...] = setting(("to_q", "to_k", "to_v", "to_out.0"), "comma-separated names (or name "
+                                            "endings) of the linear layers that get adapters, e.g. "
+                                            "to_q,to_k,to_v,to_out.0,ffn.net.0.proj,ffn.net.2 for a Wan model",
+                                            metavar="NAMES")
 
     def __post_init__(self):
         check(self)  # every number finite
@@ -48,15 +70,27 @@ class ModelConfig:
             raise ValueError(f"patch_size must be three positive ints (pt, ph, pw), got {self.patch_size}")
         for name in ("hidden_size", "depth", "num_heads", "mlp_ratio", "in_channels", "text_dim", "rope_theta"):
             _positive(name, getattr(self, name), "pick a preset (tiny, small, base, large, xl) or a positive value")
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        if self.lora_rank and not self.lora_targets:
+            raise ValueError("lora_targets is empty; name the linear layers that get adapters, e.g. to_q,to_k,to_v")
+        if self.arch not in ("dit", "wan"):
+            raise ValueError(f"arch must be dit or wan, got {self.arch!r}; wan is set by --init")
         if self.attention not in ("auto", "segments", "varlen", "dense"):
             raise ValueError(f"attention must be auto, segments, varlen or dense, got {self.attention!r}; "
                              f"auto picks the fastest exact kernel for the device")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}; "
                              f"change one of them")
-        if (self.hidden_size // self.num_heads) % 8:
+        if self.arch == "wan" and (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(f"head size hidden_size/num_heads = {self.hidden_size // self.num_heads} must be even")
+        if self.arch == "dit" and (self.hidden_size // self.num_heads) % 8:
             raise ValueError(f"head size hidden_size/num_heads = {self.hidden_size // self.num_heads} must be a "
                              f"multiple of 8 (3D RoPE splits it over time, rows and columns)")
+
+    @property
+    def ffn_width(self) -> int:
+        """Hidden width of each block's feed-forward network."""
+        return self.ffn_dim or int(self.hidden_size * self.mlp_ratio)
 
     @property
     def patch_dim(self) -> int:
@@ -96,6 +130,13 @@ class DataConfig:
                                cli=False)
     text_encoder: str = setting("google/t5-v1_1-base", "transformers id or folder of a T5 encoder or CLIP text model, "
                                 "e.g. openai/clip-vit-large-patch14", metavar="ID_OR_PATH")
+    text_encoder_subfolder: str | None = setting(None, "subfolder of --text-encoder holding the text encoder, e.g. "
+                                                 "text_encoder for a pipeline repo (its tokenizer is read from there, "
+                                                 "else from the repo's tokenizer/)", metavar="NAME",
+                                                 shown="none; text_encoder with --init")
+    dtype: str = setting("auto", "dtype of the text encoder and VAE: auto is bfloat16 on a GPU (the VAE float32, as "
+                         "diffusers advises for Wan's) and float32 on CPU", choices=("auto", "float32", "bfloat16",
+                                                                                     "float16"))
     max_text_tokens: int | None = setting(None, "caption token budget: a longer caption is cut there, and every cut "
                                           "caption is counted (train log, summary.json, rushes inspect)", ge=1,
                                           le=8192, shown="per text encoder: 512 for UMT5 (Wan), 300 for T5, 77 "

@@ -202,8 +202,11 @@ def cache_key(data_cfg, patch: tuple[int, int, int]) -> str:
     """Hash of everything that shapes a cached tensor: change any of it and clips are decoded again."""
     fields = ("fps", "max_frames", "clip_tokens", "image_tokens", "max_side_px", "text_encoder", "max_text_tokens",
               "vae", "vae_subfolder")
+    from rushes.train.shards import optional_inputs
+
     # "frames": how a clip's frames are chosen (span: across its whole span, frame_times)
-    values = {**{f: getattr(data_cfg, f) for f in fields}, "max_text_tokens": budget(data_cfg)}
+    values = {**{f: getattr(data_cfg, f) for f in fields}, "max_text_tokens": budget(data_cfg),
+              **optional_inputs(data_cfg)}
     return make_id("train-cache", values, list(patch), {"frames": "span"}, length=12)
 
 
@@ -246,7 +249,7 @@ def prepare(sources: Sequence[KeptClip], data_cfg, patch: tuple[int, int, int], 
 def budget(data_cfg) -> int:
     """The caption token budget of ``data_cfg``: its ``max_text_tokens``, else the text encoder's default (what
     rushes.train.plan.with_text_budget records in a run's config)."""
-    return text_token_budget(data_cfg.text_encoder, data_cfg.max_text_tokens)
+    return text_token_budget(data_cfg.text_encoder, data_cfg.max_text_tokens, data_cfg.text_encoder_subfolder)
 
 
 def _cached_text(path: Path, caption: str, text_encoder) -> torch.Tensor:

@@ -115,14 +115,14 @@ class EncodeActor:
 
     def __init__(self, data_cfg, patch: tuple[int, int, int], device: str | None = None,
                  torch_threads: int | None = None):
-        from rushes.train.encoders import TextEncoder, Vae
+        from rushes.train.encoders import text_encoder_of, vae_of
 
         if torch_threads:
             torch.set_num_threads(torch_threads)
         dev = resolve_device(device)
         self.patch = tuple(patch)
-        self.text = TextEncoder(data_cfg.text_encoder, data_cfg.max_text_tokens, device=dev)
-        self.vae = Vae(data_cfg.vae, data_cfg.vae_subfolder, device=dev) if data_cfg.vae else None
+        self.text = text_encoder_of(data_cfg, dev)
+        self.vae = vae_of(data_cfg, dev)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()

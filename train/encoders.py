@@ -63,11 +63,26 @@ class TensorDims:
                              f"configs (or the encodings' key.json) they came from are broken: re-encode")
 
 
-def encoder_dims(text_encoder: str, vae: str | None = None, vae_subfolder: str | None = None) -> TensorDims:
+def encoder_dims(text_encoder: str, vae: str | None = None, vae_subfolder: str | None = None,
+                 text_subfolder: str | None = None) -> TensorDims:
     """What the encoders will make, read from their configs alone (no weights loaded): so a run's config is
     complete before any encoder loads (``rushes train --dry-run`` prints it)."""
     channels = _latent_channels(_vae_config(vae, vae_subfolder)) if vae else 3
-    return TensorDims(channels, text_width(_text_config(text_encoder)))
+    return TensorDims(channels, text_width(_text_config(text_encoder, text_subfolder)))
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtypes(name: str, device) -> tuple[torch.dtype, torch.dtype]:
+    """(text encoder and transformer dtype, VAE dtype) of a ``--dtype`` name on ``device``: ``auto`` is bfloat16
+    on a GPU with a float32 VAE (diffusers' advice for Wan's VAE), float32 on CPU; any other name is both."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r} is not known; use one of {', '.join(DTYPES)}")
+    if name == "auto":
+        gpu = torch.device(device).type == "cuda"
+        return (torch.bfloat16 if gpu else torch.float32), torch.float32
+    return getattr(torch, name), getattr(torch, name)
 
 
 def default_text_tokens(model_type: str) -> int:
@@ -76,10 +91,10 @@ def default_text_tokens(model_type: str) -> int:
     return DEFAULT_TEXT_TOKENS.get(model_type, FALLBACK_TEXT_TOKENS)
 
 
-def text_token_budget(text_encoder: str, requested: int | None = None) -> int:
+def text_token_budget(text_encoder: str, requested: int | None = None, subfolder: str | None = None) -> int:
     """The caption tokens a run keeps with ``text_encoder``: ``requested``, else the family's default; never more
     than the encoder's position table (CLIP: 77). Reads the encoder's config only (no weights)."""
-    return _budget(_text_config(text_encoder), requested)
+    return _budget(_text_config(text_encoder, subfolder), requested)
 
 
 def _budget(config, requested: int | None) -> int:
@@ -97,21 +112,42 @@ def text_width(config) -> int:
     return int(getattr(config, "d_model", None) or config.hidden_size)
 
 
-def _text_config(id_or_path: str):
+def _text_config(id_or_path: str, subfolder: str | None = None):
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(id_or_path)
+        return AutoConfig.from_pretrained(id_or_path, subfolder=subfolder or "")
     except (OSError, ValueError) as exc:
-        raise EncoderError(f"cannot load the config of text encoder {id_or_path!r}: {exc}; pass a transformers "
-                           f"id or a local folder of a T5 encoder or CLIP text model (--text-encoder)") from exc
+        raise EncoderError(f"cannot load the config of text encoder {id_or_path!r} (subfolder {subfolder!r}): {exc}; "
+                           f"pass a transformers id or a local folder of a T5/umT5 encoder or CLIP text model "
+                           f"(--text-encoder, and --text-encoder-subfolder for a pipeline repo)") from exc
+
+
+def load_tokenizer(id_or_path: str, subfolder: str | None = None):
+    """The tokenizer of a text encoder: beside it, else (a pipeline repo) in the repo's ``tokenizer/``."""
+    from transformers import AutoTokenizer
+
+    tries = [subfolder or ""] + (["tokenizer"] if subfolder else [])
+    errors = []
+    for sub in tries:
+        try:
+            return AutoTokenizer.from_pretrained(id_or_path, subfolder=sub)
+        except (OSError, ValueError, TypeError) as exc:
+            errors.append(f"{sub or '.'}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    raise EncoderError(f"no tokenizer for text encoder {id_or_path!r} ({'; '.join(errors)}); a pipeline repo keeps "
+                       f"it in tokenizer/, a text encoder folder beside its weights")
 
 
 def _vae_config(id_or_path: str, subfolder: str | None) -> dict:
-    import diffusers
+    from diffusers.configuration_utils import ConfigMixin
+
+    class ModelConfigFile(ConfigMixin):
+        # not diffusers.AutoModel.load_config: AutoModel.from_pretrained of a pipeline repo's subfolder leaves its
+        # class attribute config_name at model_index.json (diffusers 0.42), and the next call reads that file
+        config_name = "config.json"
 
     try:
-        return dict(diffusers.AutoModel.load_config(id_or_path, subfolder=subfolder))
+        return dict(ModelConfigFile.load_config(id_or_path, subfolder=subfolder))
     except (OSError, ValueError, EnvironmentError) as exc:
         raise EncoderError(f"cannot load the config of VAE {id_or_path!r} (subfolder {subfolder!r}): {exc}; pass a "
                            f"diffusers id or local folder of an AutoencoderKL or video VAE (--vae)") from exc
@@ -126,18 +162,18 @@ class TextEncoder:
     """A frozen transformers text encoder (T5 encoder or CLIP text model) giving per-token embeddings."""
 
     def __init__(self, id_or_path: str, max_tokens: int | None = None, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, subfolder: str | None = None):
         import transformers
-        from transformers import AutoTokenizer
 
         self.id = id_or_path
         self.device = device
-        config = _text_config(id_or_path)
+        config = _text_config(id_or_path, subfolder)
         self.max_tokens = _budget(config, max_tokens)  # None: the family's default (default_text_tokens)
         mtype = config.model_type
         cls_name = T5_TYPES.get(mtype) or CLIP_TYPES.get(mtype) or "AutoModel"
-        self.tokenizer = AutoTokenizer.from_pretrained(id_or_path)
-        self.model = getattr(transformers, cls_name).from_pretrained(id_or_path, dtype=dtype).to(device).eval()
+        self.tokenizer = load_tokenizer(id_or_path, subfolder)
+        self.model = getattr(transformers, cls_name).from_pretrained(id_or_path, subfolder=subfolder or "",
+                                                                     dtype=dtype).to(device).eval()
         self.model.requires_grad_(False)
         cfg = self.model.config
         self.hidden_size = text_width(cfg)
@@ -168,6 +204,21 @@ class TextEncoder:
         emb[empty, 0] = 0.0
         mask[empty, 0] = True
         return emb, mask
+
+
+def text_encoder_of(data_cfg, device: str = "cpu") -> TextEncoder:
+    """The text encoder a DataConfig names (its subfolder, caption budget and ``dtype``), on ``device``."""
+    dtype, _ = resolve_dtypes(data_cfg.dtype, device)
+    return TextEncoder(data_cfg.text_encoder, data_cfg.max_text_tokens, device=device, dtype=dtype,
+                       subfolder=data_cfg.text_encoder_subfolder)
+
+
+def vae_of(data_cfg, device: str = "cpu") -> Vae | None:
+    """The VAE a DataConfig names (None in pixel space), in its ``dtype`` on ``device``."""
+    if not data_cfg.vae:
+        return None
+    _, dtype = resolve_dtypes(data_cfg.dtype, device)
+    return Vae(data_cfg.vae, data_cfg.vae_subfolder, device=device, dtype=dtype)
 
 
 class Vae:

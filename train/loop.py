@@ -51,8 +51,9 @@ from rushes.train import parallel as dp
 from rushes.train.config import RunConfig, TrainConfig
 from rushes.train.data import Example, Prepared, prepare, split_validation
 from rushes.train.diffusion import training_loss
-from rushes.train.encoders import TextEncoder, Vae
+from rushes.train.encoders import text_encoder_of, vae_of
 from rushes.train.model import DiffusionTransformer, count_parameters
+from rushes.train.wan import build_transformer
 from rushes.train.packing import PackedBatch, PackLoader, collate, pack_first_fit
 from rushes.train.plan import RunPlan, out_dirs, plan_run
 from rushes.train.selection import record_selection, select_clips
@@ -372,9 +373,8 @@ def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device,
 def prepare_clips(sources: list[KeptClip], run_dir, cfg: RunConfig, device: torch.device) -> Prepared:
     """``sources`` decoded and encoded once into ``RUN_DIR/cache`` (read from it when there)."""
     d, dev = cfg.data, str(device)
-    return prepare(sources, d, cfg.model.patch_size, Path(run_dir) / "cache",
-                   lambda: TextEncoder(d.text_encoder, d.max_text_tokens, device=dev),
-                   lambda: Vae(d.vae, d.vae_subfolder, device=dev) if d.vae else None)
+    return prepare(sources, d, cfg.model.patch_size, Path(run_dir) / "cache", lambda: text_encoder_of(d, dev),
+                   lambda: vae_of(d, dev))
 
 
 @dataclass
@@ -397,7 +397,8 @@ class ModelParts:
 def build_optimizer(net: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
     """AdamW over ``net``'s parameters (after any sharding: they are the ones it steps)."""
     # fused: one kernel over all tensors (on CPU ~4x faster than foreach for the tiny preset's 66 tensors)
-    return torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay, fused=True)
+    params = [p for p in net.parameters() if p.requires_grad]  # a LoRA run: the adapters only
+    return torch.optim.AdamW(params, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay, fused=True)
 
 
 # ---- steps and helpers ------------------------------------------------------------------------------------------
@@ -432,9 +433,10 @@ def pack_generator(seed: int, step: int, pack: int) -> torch.Generator:
 
 
 def build_model(cfg: RunConfig, device: torch.device) -> DiffusionTransformer:
-    """The model of a resolved config, seeded so a fresh run always starts from the same weights."""
+    """The model of a resolved config, seeded so a fresh run always starts from the same weights (those of
+    ``--init`` when given: train/wan.py)."""
     torch.manual_seed(cfg.train.seed)
-    return DiffusionTransformer(cfg.model).to(device)
+    return build_transformer(cfg.model, device)
 
 
 def lr_at(step: int, cfg: RunConfig) -> float:
@@ -492,7 +494,8 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip else float("inf"))
     optimizer.step()
     with torch.no_grad():  # one fused call over all tensors: a per-tensor loop costs more than a tiny model's step
-        torch._foreach_lerp_(dp.local(ema.parameters()), dp.local(model.parameters()), 1.0 - tc.ema_decay)
+        pairs = [(e, p) for e, p in zip(ema.parameters(), model.parameters()) if p.requires_grad]  # frozen: equal
+        torch._foreach_lerp_(dp.local(e for e, _ in pairs), dp.local(p for _, p in pairs), 1.0 - tc.ema_decay)
     loss_value, counts = summed.result()
     stats = {"loss": loss_value, "grad_norm": dp.as_float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
     return {**stats, **seconds, "optimizer_s": watch.lap(), **counts}

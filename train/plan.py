@@ -89,7 +89,7 @@ def with_text_budget(cfg: RunConfig) -> RunConfig:
     The number is part of the encodings' key and of config.json, so a run records what it trained with."""
     d = cfg.data
     try:
-        budget = text_token_budget(d.text_encoder, d.max_text_tokens)
+        budget = text_token_budget(d.text_encoder, d.max_text_tokens, d.text_encoder_subfolder)
     except EncoderError as exc:
         if d.max_text_tokens is None:
             raise EncoderError(f"{exc} (its config gives the default caption budget; or pass --max-text-tokens)") \
@@ -101,9 +101,16 @@ def with_text_budget(cfg: RunConfig) -> RunConfig:
 def data_dims(cfg: RunConfig) -> TensorDims:
     """The widths of clips decoded and encoded on the fly with ``cfg.data``'s encoders (their configs only)."""
     d = cfg.data
-    return encoder_dims(d.text_encoder, d.vae, d.vae_subfolder)
+    return encoder_dims(d.text_encoder, d.vae, d.vae_subfolder, d.text_encoder_subfolder)
 
 
 def complete(cfg: RunConfig, dims: TensorDims) -> RunConfig:
-    """``cfg`` with the model's input widths set to the data's."""
-    return replace(cfg, model=replace(cfg.model, in_channels=dims.channels, text_dim=dims.text_dim))
+    """``cfg`` with the model's input widths set to the data's; a pretrained model's (``--init``) widths are its
+    own, and data of other widths are refused."""
+    m = cfg.model
+    if m.init and (dims.channels, dims.text_dim) != (m.in_channels, m.text_dim):
+        raise ValueError(f"--init {m.init} takes {m.in_channels}-channel latents and {m.text_dim}-wide caption "
+                         f"embeddings, but the encoders make {dims.channels} and {dims.text_dim} (--text-encoder "
+                         f"{cfg.data.text_encoder}, --vae {cfg.data.vae}): use the model's own text encoder and VAE "
+                         f"(the defaults of a pipeline repo)")
+    return replace(cfg, model=replace(m, in_channels=dims.channels, text_dim=dims.text_dim))

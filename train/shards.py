@@ -124,10 +124,22 @@ def key_inputs(data_cfg, patch: tuple[int, int, int]) -> dict:
     inputs = {"format": FORMAT_VERSION, **{f: getattr(data_cfg, f) for f in DATA_FIELDS},
               "patch_size": [int(p) for p in patch]}
     # the caption budget as decided (None: the encoder's default), so a config with and one without it agree
-    inputs["max_text_tokens"] = text_token_budget(data_cfg.text_encoder, data_cfg.max_text_tokens)
-    inputs["text_encoder_revision"] = model_revision(data_cfg.text_encoder)
+    inputs["max_text_tokens"] = text_token_budget(data_cfg.text_encoder, data_cfg.max_text_tokens,
+                                                  data_cfg.text_encoder_subfolder)
+    inputs["text_encoder_revision"] = model_revision(data_cfg.text_encoder, data_cfg.text_encoder_subfolder)
     inputs["vae_revision"] = model_revision(data_cfg.vae, data_cfg.vae_subfolder)
+    inputs.update(optional_inputs(data_cfg))
     return inputs
+
+
+def optional_inputs(data_cfg) -> dict:
+    """Settings that shape tensors only when set: in a key only then, so older keys stay valid."""
+    out = {}
+    if data_cfg.text_encoder_subfolder:
+        out["text_encoder_subfolder"] = data_cfg.text_encoder_subfolder
+    if data_cfg.dtype != "auto":
+        out["dtype"] = data_cfg.dtype
+    return out
 
 
 def encoding_key(inputs: dict) -> str:
