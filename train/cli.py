@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from rushes import settings
 from rushes.settings import check, setting
 from rushes.train.config import PRESETS, EncodeConfig, RunConfig, TrainConfig, preset
+from rushes.train.label import LabelSettings
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ ENCODE = settings.Command(
     settings.Section("config", RunConfig, presets=PRESETS, fields=SHAPING, title="what the tensors are"),
     settings.Section("encode", EncodeConfig, title="batching and resources"),
     settings.scratch_section("copies of clip files read from a bucket, each removed after its clip"))
-SAMPLE = settings.Command("sample", settings.Section("sample", SampleSettings))
+SAMPLE = settings.Command("sample", settings.Section("sample", SampleSettings),
+                          settings.Section("label", LabelSettings, title="labels: C2PA manifest, visible mark"))
 
 
 def register(subparsers) -> None:
@@ -299,14 +301,15 @@ def run_sample(args) -> int:
     from rushes.train.sample import sample_to_file
 
     try:
-        opts = settings.resolve(args).build("sample")
+        values = settings.resolve(args)
+        opts, label = values.build("sample"), values.build("label")
     except settings.SettingError as exc:
         return settings.usage_error(args, exc)
     try:
         check_output_path(args.out, args.run)  # never over a checkpoint, a manifest part or a folder
         path = sample_to_file(args.run, args.prompt, args.out, opts.frames, opts.height_width, steps=opts.steps,
                               guidance=opts.guidance, seed=opts.seed, use_ema=opts.ema, device=opts.device,
-                              negative_prompt=opts.negative_prompt)
+                              negative_prompt=opts.negative_prompt, label=label)
     except (ValueError, FileNotFoundError, EncoderError) as exc:
         return _fail("sample", exc)
     print(f"wrote {path}")

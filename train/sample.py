@@ -163,7 +163,10 @@ def check_memory(cfg: RunConfig, shape, device: torch.device) -> None:
 
 
 def sample_to_file(run_dir, prompt: str, out: str | os.PathLike, frames: int, size: tuple[int, int],
-                   **kwargs) -> Path:
-    """:func:`sample_video`, written to ``out`` as MP4 at the run's training fps."""
+                   label=None, **kwargs) -> Path:
+    """:func:`sample_video`, written to ``out`` as MP4 at the run's training fps, labelled as generated (a C2PA
+    manifest and a visible mark; ``label``: :class:`rushes.train.label.LabelSettings`, default on)."""
     video, cfg = sample_video(run_dir, prompt, frames, size, **kwargs)
-    return write_mp4(to_uint8(video), out, cfg.data.fps)
+    from rushes.train.label import labelled_mp4
+
+    return labelled_mp4(to_uint8(video), out, cfg.data.fps, run_dir, cfg.model, label, write_mp4)
