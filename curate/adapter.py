@@ -126,7 +126,8 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
             if _done_before(_run_location(out_dir), source, run):
                 return VideoOutcome(path, source.video_id, "skipped", stage_s=stage_s)
             probe = probe or _probe(copy.path, path, cfg, stage_s)
-            job = VideoJob(source, probe, _spans(probe, cfg), dict(stage_s))
+            provenance = _timed(stage_s, "provenance", _provenance, copy.path, cfg)
+            job = VideoJob(source, probe, _spans(probe, cfg), dict(stage_s), provenance)
             if len(job.spans) > 1:
                 return job
             return curate_whole(job, out_dir, cfg, run, src=copy.path, started=started)
@@ -218,6 +219,18 @@ def _probe(src: str, path: str, cfg, stage_s: dict) -> Probe:
         raise VideoFailure("probe", str(exc)).naming(src, path) from exc
 
 
+def _provenance(src: str, cfg) -> dict | None:
+    """The C2PA facts of the local file ``src`` when the c2pa guardrail is on (rushes.media.provenance)."""
+    if "c2pa" not in cfg.guard.detectors:
+        return None
+    from rushes.media.provenance import ProvenanceUnavailable, read_c2pa
+
+    try:
+        return read_c2pa(src)
+    except ProvenanceUnavailable as exc:  # e.g. a worker node without the guard extra
+        raise VideoFailure("detect", str(exc)) from exc
+
+
 def _spans(probe: Probe, cfg) -> tuple:
     """The job's time chunks: the whole video as one, unless it is longer than ``cfg.chunk_s``."""
     if not chunked(cfg, probe.duration_s):
@@ -265,6 +278,13 @@ def _consumers(probe: Probe, cfg, resumed: bool = False) -> dict:
             consumers["signals"] = FrameSignals(score_cfg)
         except OcrUnavailable as exc:  # e.g. a worker node without the quality extra
             raise VideoFailure("detect", str(exc)) from exc
+    if cfg.guard.frame_detectors:
+        from rushes.curate.guard import GuardSignals, missing
+
+        gaps = missing(cfg.guard)
+        if gaps:  # e.g. a worker node without the guard extra
+            raise VideoFailure("detect", gaps[0])
+        consumers["guard"] = GuardSignals(cfg.guard)
     return consumers
 
 
@@ -305,7 +325,7 @@ def analyse_whole(job: VideoJob, src: str, cfg) -> VideoAnalysis:
     seconds = time.perf_counter() - t0
     result = dataclasses.replace(result, warning=_renamed(result.warning, src, job.path))
     return VideoAnalysis(result, decode_facts(job, result), consumers["cuts"], consumers.get("signals"),
-                         consumers["signature"], seconds)
+                         consumers["signature"], seconds, consumers.get("guard"))
 
 
 def decode_facts(job: VideoJob, result: DecodeResult) -> DecodeFacts:
@@ -362,7 +382,7 @@ def join_chunks(job: VideoJob, parts: list[ChunkResult], cfg, run: RunInfo) -> V
     merged = {name: cls.merged([p.exports[name][1] for p in parts], result.pts_s)
               for name, (cls, _) in parts[0].exports.items()}
     return VideoAnalysis(result, decode_facts(job, result), merged["cuts"], merged.get("signals"), merged["signature"],
-                         sum(p.seconds for p in parts))
+                         sum(p.seconds for p in parts), merged.get("guard"))
 
 
 def reconcile_video(job: VideoJob, parts: list[ChunkResult], out_dir, cfg, run: RunInfo) -> ClipPlan | None:
@@ -407,6 +427,10 @@ def plan_video(job: VideoJob, analysis: VideoAnalysis, out_dir, cfg, run: RunInf
         raise VideoFailure("detect", f"scene detection on {input_location(job.path)} failed: {exc}; try "
                                      f"--detector content") from exc
     clip_rows = _clip_rows(job.video_id, spans, analysis.signals, job.probe, cfg, run, analysis.signature)
+    for row in clip_rows:  # guardrails: frame samples per clip, and the source file's C2PA facts
+        if analysis.guard is not None:
+            row.update(analysis.guard.clip_scores(row["start_frame"], row["end_frame"]))
+        row.update(job.provenance or {})
     groups: tuple = ()
     if cfg.encode.enabled:
         # Clips rejected by the split rules (too short) are not encoded; score rejects are, so a looser
@@ -522,7 +546,7 @@ def _publish_clips(out, video_id: str, clip_rows: list[dict], cfg) -> None:
     """Filter, then write the clips part (after their media files are complete); prune older media."""
     # Thresholds are applied before the part becomes visible, so a run killed before its final filter pass
     # never shows clips that the filter would reject; the pass at the end of the run then rewrites nothing.
-    filtered = RunFilter.for_curate(cfg).apply(conform(clip_rows, "clips"))
+    filtered = RunFilter.for_curate(cfg).with_blocklist(out).apply(conform(clip_rows, "clips"))
     write_part(out, "clips", filtered, part_name=f"part-{video_id}")
     _prune_media(out, video_id, {r["clip_path"] for r in clip_rows if r.get("clip_path")})
 

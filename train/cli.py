@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from rushes import settings
 from rushes.settings import check, setting
 from rushes.train.config import PRESETS, EncodeConfig, RunConfig, TrainConfig, preset
+from rushes.train.label import LabelSettings
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ ENCODE = settings.Command(
     settings.Section("config", RunConfig, presets=PRESETS, fields=SHAPING, title="what the tensors are"),
     settings.Section("encode", EncodeConfig, title="batching and resources"),
     settings.scratch_section("copies of clip files read from a bucket, each removed after its clip"))
-SAMPLE = settings.Command("sample", settings.Section("sample", SampleSettings))
+SAMPLE = settings.Command("sample", settings.Section("sample", SampleSettings),
+                          settings.Section("label", LabelSettings, title="labels: C2PA manifest, visible mark"))
 
 
 def register(subparsers) -> None:
@@ -329,7 +331,8 @@ def run_sample(args) -> int:
     from rushes.train.sample import SampleOptions, output_paths, sample_to_files
 
     try:
-        opts = settings.resolve(args).build("sample")
+        values = settings.resolve(args)
+        opts, label = values.build("sample"), values.build("label")
     except settings.SettingError as exc:
         return settings.usage_error(args, exc)
     try:
@@ -340,7 +343,7 @@ def run_sample(args) -> int:
         options = SampleOptions(opts.steps, opts.guidance, opts.shift, opts.solver, opts.negative_prompt)
         paths = sample_to_files(args.run, prompts, args.out, opts.frames, opts.height_width, opts.num_samples,
                                 seed=opts.seed, fps=opts.fps, use_ema=opts.ema, device=opts.device, dtype=opts.dtype,
-                                options=options)
+                                options=options, label=label)
     except (ValueError, FileNotFoundError, EncoderError) as exc:
         return _fail("sample", exc)
     for path in paths:

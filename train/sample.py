@@ -185,20 +185,24 @@ def output_paths(out: str | os.PathLike, count: int) -> list[Path]:
 
 def sample_to_files(run_dir, prompts: list[str], out: str | os.PathLike, frames: int, size: tuple[int, int],
                     num_samples: int = 1, seed: int = 0, fps: float | None = None, use_ema: bool = True,
-                    device=None, dtype: str = "auto", options: SampleOptions | None = None) -> list[Path]:
+                    device=None, dtype: str = "auto", options: SampleOptions | None = None, label=None) -> list[Path]:
     """``num_samples`` clips (seeds ``seed``, ``seed + 1``...) of every prompt, the run's model and encoders loaded
     once, written as MP4s at ``fps`` (the run's training fps unless given) named by :func:`output_paths`, prompt
-    by prompt."""
+    by prompt, each labelled as generated (``label``: :class:`rushes.train.label.LabelSettings`, default on)."""
+    from rushes.train.label import check_label, labelled_mp4
+
     if not prompts:
         raise ValueError("no prompt to sample; give --prompt TEXT (empty: unconditional) or a --prompts file")
     opts = options or SampleOptions()
+    check_label(label)  # a bad key or certificate fails before any sampling
     sampler = Sampler(run_dir, device, use_ema, dtype)
     shape = sampler.shape(frames, size)
     *texts, null_text = sampler.embed(list(prompts) + [opts.negative_prompt])
     paths = output_paths(out, len(prompts) * num_samples)
     todo = [(text, seed + k) for text in texts for k in range(num_samples)]
     for path, (text, s) in zip(paths, todo):
-        write_mp4(to_uint8(sampler.sample(text, null_text, shape, s, opts)), path, fps or sampler.cfg.data.fps)
+        video = to_uint8(sampler.sample(text, null_text, shape, s, opts))
+        labelled_mp4(video, path, fps or sampler.cfg.data.fps, run_dir, sampler.cfg.model, label, write_mp4)
     return paths
 
 
@@ -240,7 +244,11 @@ def check_memory(cfg: RunConfig, shape, device: torch.device) -> None:
 
 
 def sample_to_file(run_dir, prompt: str, out: str | os.PathLike, frames: int, size: tuple[int, int],
-                   fps: float | None = None, **kwargs) -> Path:
-    """:func:`sample_video`, written to ``out`` as MP4 at ``fps`` (the run's training fps unless given)."""
+                   fps: float | None = None, label=None, **kwargs) -> Path:
+    """:func:`sample_video`, written to ``out`` as MP4 at ``fps`` (the run's training fps unless given), labelled as
+    generated (a C2PA manifest and a visible mark; ``label``: :class:`rushes.train.label.LabelSettings`, default
+    on)."""
+    from rushes.train.label import labelled_mp4
+
     video, cfg = sample_video(run_dir, prompt, frames, size, **kwargs)
-    return write_mp4(to_uint8(video), out, fps or cfg.data.fps)
+    return labelled_mp4(to_uint8(video), out, fps or cfg.data.fps, run_dir, cfg.model, label, write_mp4)

@@ -26,12 +26,15 @@ import pyarrow.compute as pc
 
 from rushes import storage
 from rushes.manifests import store
-from rushes.manifests.schema import CLIP_SCORES
+from rushes.manifests.schema import CLIP_SCORES, GUARD_SCORES
 from rushes.inspect.table import format_table, format_value, strict_json
 
 PERCENTILES = (5, 25, 50, 75, 95)
 # Score columns with numbers (camera_motion is a label and is counted instead).
-NUMERIC_SCORES = tuple(f.name for f in CLIP_SCORES if pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
+# The guardrail scores are among them: a clip rejected as nsfw, faces, watermark or ai_generated shows the number
+# behind it on its card (docs/guardrails.md).
+NUMERIC_SCORES = tuple(f.name for f in (*CLIP_SCORES, *GUARD_SCORES)
+                       if pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
 LABEL_SCORES = tuple(f.name for f in CLIP_SCORES if pa.types.is_string(f.type))
 UNSPECIFIED = "(unspecified)"
 STAGE_ORDER = ("curate", "filter", "caption", "train")  # pipeline order for the throughput table
