@@ -85,7 +85,8 @@ def generate(model: DiffusionTransformer, text: torch.Tensor, null_text: torch.T
     def velocity(x, t, conditional):
         emb = conds[conditional].to(device)
         mask = torch.ones(1, 1, emb.shape[0], dtype=torch.bool, device=device)
-        return model(x, t, emb[None, None], mask, pos, seq)
+        with parallel.autocast(device):  # as the run trained: bf16 on CUDA; the Euler state stays fp32
+            return model(x, t, emb[None, None], mask, pos, seq).float()
 
     return euler_sample(velocity, noise, num_slots=1, steps=steps, shift=shift, guidance=guidance)[0]
 
@@ -108,6 +109,7 @@ def sample_video(run_dir, prompt: str, frames: int, size: tuple[int, int], steps
                  negative_prompt: str = "") -> tuple[torch.Tensor, RunConfig]:
     """Generate one clip for ``prompt``: video (3, T, H, W) in [-1, 1] and the run's config."""
     device = parallel.torch_device(device)  # checked before the run is read
+    parallel.enable_tf32(device)  # the VAE and text encoder run in fp32: TF32 tensor cores on CUDA
     cfg, model = load_run(run_dir, device, use_ema)
     vae = Vae(cfg.data.vae, cfg.data.vae_subfolder, device=str(device)) if cfg.data.vae else None
     tf, sf = (vae.temporal_factor, vae.spatial_factor) if vae else (1, 1)
