@@ -119,8 +119,9 @@ class Rope3D(nn.Module):
     def forward(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """pos (B, L, 3) -> cos, sin each (B, 1, L, head_dim / 2), in float32 (float64 for a float64 model).
 
-        Never in bf16, autocast or not: a bf16 angle is off by up to ~0.4 rad at position 100 (8 bits of
-        mantissa), which blurs positions; :func:`apply_rope` rotates in this precision and casts back.
+        Never in bf16, autocast or not: bf16 keeps 8 significant bits, so cos/sin (and a rotation computed in
+        bf16) would be rounded by up to ~0.4%. The angles are computed in fp64 with autocast off; :func:`apply_rope`
+        rotates in this precision and casts back.
         """
         out = torch.float64 if dtype == torch.float64 else torch.float32
         with torch.autocast(pos.device.type, enabled=False):
@@ -336,8 +337,9 @@ class PackedAttention:
                 parts.append(F.scaled_dot_product_attention(qg, kg, vg).transpose(1, 2).flatten(0, 1))  # (n*count, H, hd)
             rows.append(parts)
         like = next((p for parts in rows for p in parts if not isinstance(p, int)), q)
-        return torch.stack([torch.cat([like.new_zeros(p, *q.shape[2:]) if isinstance(p, int) else p for p in parts])
-                            for parts in rows])  # (B, L, H, hd)
+        rows = [[like.new_zeros(p, *q.shape[2:]) if isinstance(p, int) else p for p in parts] for parts in rows]
+        rows = [parts[0] if len(parts) == 1 else torch.cat(parts) for parts in rows]  # each (L, H, hd)
+        return rows[0][None] if len(rows) == 1 else torch.stack(rows)  # (B, L, H, hd); one pack: no copy
 
     def _cross_varlen(self, q, k, v):
         from torch.nn.attention.varlen import varlen_attn
