@@ -120,7 +120,7 @@ class Rope3D(nn.Module):
         """pos (B, L, 3) -> cos, sin each (B, 1, L, head_dim / 2), in float32 (float64 for a float64 model).
 
         Never in bf16, autocast or not: bf16 keeps 8 significant bits, so cos/sin (and a rotation computed in
-        bf16) would be rounded by up to ~0.4%. The angles are computed in fp64 with autocast off; :func:`apply_rope`
+        bf16) would be rounded by up to ~0.2%. The angles are computed in fp64 with autocast off; :func:`apply_rope`
         rotates in this precision and casts back.
         """
         out = torch.float64 if dtype == torch.float64 else torch.float32
