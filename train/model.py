@@ -132,9 +132,10 @@ class Rope3D(nn.Module):
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of x (B, H, L, hd) by the angles (B, 1, L, hd/2), in the angles' precision
-    (float32 under bf16 autocast), returning x's dtype."""
-    x1, x2 = x[..., 0::2].to(cos.dtype), x[..., 1::2].to(cos.dtype)  # (B, H, L, hd/2) x 2
+    """Rotate interleaved pairs of x (B, H, L, hd) by the angles (B, 1, L, hd/2), in the wider of their dtypes
+    (float32 for bf16 x and float32 angles), returning x's dtype."""
+    wide = torch.promote_types(x.dtype, cos.dtype)
+    x1, x2 = x[..., 0::2].to(wide), x[..., 1::2].to(wide)  # (B, H, L, hd/2) x 2
     out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, H, L, hd/2, 2)
     return out.flatten(-2).to(x.dtype)  # (B, H, L, hd)
 
