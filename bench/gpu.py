@@ -179,9 +179,10 @@ def main() -> None:
         try:
             r = measure(row, device, 1 if args.smoke else args.warmup, 1 if args.smoke else args.steps,
                         "eager" if args.smoke else "inductor")
-        except torch.cuda.OutOfMemoryError as exc:
-            r = {"row": row.name, "compile": row.compile, "error": f"out of memory: {str(exc)[:200]}"}
-            print(f"| {row.name} | {'compile' if row.compile else 'eager'} | out of memory |", flush=True)
+        except Exception as exc:  # one row's failure (out of memory, a compile error) never stops the others
+            kind = "out of memory" if isinstance(exc, torch.cuda.OutOfMemoryError) else type(exc).__name__
+            r = {"row": row.name, "compile": row.compile, "error": f"{kind}: {str(exc)[:300]}"}
+            print(f"| {row.name} | {'compile' if row.compile else 'eager'} | {kind}: {str(exc)[:120]} |", flush=True)
         else:
             print(table_line(r), flush=True)
         results.append(r)

@@ -280,6 +280,8 @@ class PackedAttention:
         if self.text is not None:
             index.update(self.text.host)
         self.index = _to_device(index, seq.device)  # the one host-to-device copy of a pack
+        if "q" in self.index:  # index_copy_ (the scatter back) takes int64 indices: widened once, on the device
+            self.index["q"] = self.index["q"].long()
 
     def caption_tokens(self, text: torch.Tensor) -> torch.Tensor:
         """The real caption tokens of the pack, clip after clip in layout order: (B, S, Lt, E) -> (M, E)."""
@@ -349,8 +351,9 @@ class PackedAttention:
         half, text = _half(q), self.text
         flat = q.reshape(b * n, h, hd)  # (B*L, H, hd), a view
         real = flat[text.span[0]:text.span[1]] if text.span else flat.index_select(0, self.index["q"])  # (N, H, hd)
-        out = varlen_attn(real.to(half), k.to(half), v.to(half), self.index["cu_q"], self.index["cu_k"],
-                          text.longest_q, text.longest_k)  # (N, H, hd): real tokens only
+        k, v = (t.to(half).contiguous() for t in (k, v))  # v may be a strided view of the fused k/v projection
+        out = varlen_attn(real.to(half), k, v, self.index["cu_q"], self.index["cu_k"], text.longest_q,
+                          text.longest_k)  # (N, H, hd): real tokens only
         if text.span:  # the real tokens are one run (one pack, padding at its end): pad around it
             full = F.pad(out, (0, 0, 0, 0, text.span[0], b * n - text.span[1]))  # (B*L, H, hd)
         else:

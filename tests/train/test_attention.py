@@ -14,23 +14,24 @@ from rushes.train.model import CrossAttention, DiffusionTransformer, PackedAtten
 D, HEADS, LT = 32, 4, 5
 
 
-def _pack(device="cpu", dtype=torch.float64):
+def _pack(device="cpu", dtype=torch.float64, dim=D, scale=1):
     """Two rows packed differently. Row 0: clips of 4, 4, 4 and 3 tokens (the first two with captions of equal
     length: one batched call; the third of the same size but another caption length), then padding. Row 1: no
     padding, one clip alone in its size. Captions with holes in their mask (the gather must skip them)."""
-    seq = torch.tensor([[0] * 4 + [1] * 4 + [2] * 4 + [3] * 3 + [-1] * 3, [0] * 11 + [1] * 7], device=device)
+    seq = torch.tensor([[0] * 4 + [1] * 4 + [2] * 4 + [3] * 3 + [-1] * 3, [0] * 11 + [1] * 7],
+                       device=device).repeat_interleave(scale, dim=1)  # scale: every segment that many times longer
     text_mask = torch.tensor([[[1, 1, 0, 0, 0], [1, 1, 0, 0, 0], [1, 0, 1, 1, 1], [0, 0, 1, 0, 0]],
                               [[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]],
                              dtype=torch.bool, device=device)  # (B=2, S=4, Lt=5); row 1 uses 2 slots
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, seq.shape[1], D, generator=g, dtype=dtype).to(device)
-    ctx = torch.randn(2, 4 * LT, D, generator=g, dtype=dtype).to(device)
+    x = torch.randn(2, seq.shape[1], dim, generator=g, dtype=dtype).to(device)
+    ctx = torch.randn(2, 4 * LT, dim, generator=g, dtype=dtype).to(device)
     return seq, text_mask, x, ctx
 
 
-def _cross_module(dtype=torch.float64, device="cpu"):
+def _cross_module(dtype=torch.float64, device="cpu", dim=D, heads=HEADS):
     torch.manual_seed(0)
-    cross = CrossAttention(D, HEADS).to(device=device, dtype=dtype)
+    cross = CrossAttention(dim, heads).to(device=device, dtype=dtype)
     with torch.no_grad():
         for p in cross.parameters():
             p.add_(0.1 * torch.randn_like(p))  # norms away from 1, so their gradients are exercised
@@ -111,6 +112,43 @@ def test_rope_angles_stay_float32_under_bf16_autocast():
     torch.testing.assert_close(rotated, apply_rope(q.float(), exact_cos.float(), exact_sin.float()).to(torch.bfloat16))
 
 
+def _reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, **_):
+    """``varlen_attn``'s contract in plain torch: segment i of q (rows cu_q[i]:cu_q[i+1]) attends to segment i of
+    k, v; the longest segments are max_q and max_k tokens."""
+    out, cu_q, cu_k = [], cu_q.tolist(), cu_k.tolist()
+    assert max_q == max(b - a for a, b in zip(cu_q, cu_q[1:])) and max_k == max(b - a for a, b in zip(cu_k, cu_k[1:]))
+    assert cu_q[-1] == q.shape[0] and cu_k[-1] == k.shape[0]
+    for (a, b), (c, d) in zip(zip(cu_q, cu_q[1:]), zip(cu_k, cu_k[1:])):
+        seg = [t.transpose(0, 1)[None] for t in (q[a:b], k[c:d], v[c:d])]  # (1, H, n, hd)
+        out.append(torch.nn.functional.scaled_dot_product_attention(*seg)[0].transpose(0, 1))
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_the_varlen_path_indexes_the_pack_as_the_dense_references(monkeypatch, rows):
+    # The CUDA path's own code (cu_seqlens, the real-token slice or gather, the scatter back) run on CPU in
+    # float64 with varlen_attn replaced by its contract in plain torch: self- and cross-attention both equal the
+    # dense references. The kernel itself is checked on a GPU (the gpu tests below).
+    import torch.nn.attention.varlen as varlen
+
+    monkeypatch.setattr(varlen, "varlen_attn", _reference_varlen)
+    monkeypatch.setattr(PackedAttention, "_use_varlen", lambda self, q: True)
+    monkeypatch.setattr(model_mod, "_half", lambda q: q.dtype)
+    seq, text_mask, x0, ctx0 = (t[:rows] for t in _pack())
+    real, results = (seq >= 0)[..., None], []
+    for run in (_per_clip, dense_cross_attention):
+        cross = _cross_module()
+        x, ctx = x0.clone().requires_grad_(True), ctx0.clone().requires_grad_(True)
+        out = run(cross, x, ctx, seq, text_mask) * real
+        out.pow(2).sum().backward()
+        results.append([out, x.grad, ctx.grad, *(p.grad for p in cross.parameters())])
+    for ours, dense in zip(*results):
+        torch.testing.assert_close(ours, dense, rtol=1e-10, atol=1e-12)
+    q, k, v = torch.randn(3, rows, HEADS, seq.shape[1], 8, dtype=torch.float64)
+    torch.testing.assert_close(PackedAttention(seq, "varlen", text_mask)(q, k, v),
+                               PackedAttention(seq, "dense")(q, k, v), rtol=1e-12, atol=1e-12)
+
+
 _CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -119,8 +157,9 @@ _CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA G
 @pytest.mark.parametrize("rows", [1, 2])
 def test_varlen_cross_attention_matches_the_dense_reference_on_cuda_in_bf16(rows):
     # rows 1: the real tokens are one slice (no gather); rows 2: padding between the rows (gather, scatter).
-    seq, text_mask, x, ctx = (t[:rows] for t in _pack("cuda", torch.float32))
-    cross = _cross_module(torch.float32, "cuda")
+    # Flash-sized heads (4 x 64) and clips of 100-1100 tokens.
+    seq, text_mask, x, ctx = (t[:rows] for t in _pack("cuda", torch.float32, dim=256, scale=100))
+    cross = _cross_module(torch.float32, "cuda", dim=256, heads=4)
     real = (seq >= 0)[..., None]
     outs, grads = {}, {}
     for name, run in (("dense", dense_cross_attention), ("varlen", _per_clip)):
