@@ -1,6 +1,6 @@
 """Trainer benchmark: is data loading a bottleneck, and how much compute does packing save?
 
-    python bench/train.py [--steps 30] [--rounds 3] [--threads 1] [--only throughput,packing,attention]
+    python bench/train.py [--steps 30] [--rounds 3] [--threads 1] [--only throughput,packing,attention,cross]
 
 1. Throughput: real tokens/s of a full training step as the loop runs it (next pack from the loader,
    caption dropout, collate, forward, backward, clip, AdamW, EMA) against forward+backward alone on the
@@ -14,6 +14,13 @@
    4,096 tokens as the base preset packs them) with the masked-dense reference (an L x L mask) against the
    per-clip kernel ``rushes train`` uses on CPU, each measured in a fresh process (VmHWM reset before the
    call), at 16k and 64k packed tokens, with the largest output difference between the two.
+4. Cross-attention memory: peak resident memory of one cross-attention (12 heads x 64, fp32, 1 thread; forward
+   + backward, q/k/v given) over 16,384 packed tokens of 32 clips of 512 tokens, with captions of up to 64
+   tokens (the native default) and 512 (Wan's): the per-clip kernel ``rushes train`` runs against the
+   dense-mask reference it replaced (every token against all 32 captions, ``rushes.testing.attention``), the
+   latter through torch's default CPU kernel (blockwise: it takes the mask without materialising scores) and
+   through the math kernel (scores materialised, as a kernel without mask support computes them); each in a
+   fresh process (VmHWM reset just before the call), with the largest output difference on real tokens.
 """
 
 from __future__ import annotations
@@ -178,13 +185,87 @@ def attention_rows(tmp: Path, heads: int = 2, clip: int = 4096) -> None:
         print(f"| {tokens} | {tokens // clip} x {clip} | {heads} x 64 | {cells} |")
 
 
+CROSS_CHILD = r"""
+import json, sys, time
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from rushes.testing.attention import cross_attention_mask
+from rushes.train.model import PackedAttention
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024  # MiB
+
+path, tokens, clips, lt, heads = sys.argv[1], *map(int, sys.argv[2:6])
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+seq = torch.arange(clips).repeat_interleave(tokens // clips)[None]  # (1, L) clips of tokens/clips tokens
+lengths = torch.randint(lt // 4, lt + 1, (clips,), generator=g)  # real caption tokens per clip
+text_mask = (torch.arange(lt)[None] < lengths[:, None])[None]  # (1, S, Lt)
+q = torch.randn(1, tokens, heads, 64, generator=g, requires_grad=True)  # (B, L, H, hd)
+k, v = (torch.randn(1, clips * lt, heads, 64, generator=g) for _ in range(2))  # every slot's padded caption
+if path == "per_clip":  # the real caption tokens only, as the model projects them
+    attend = PackedAttention(seq, "auto", text_mask)
+    k, v = (attend.caption_tokens(t.reshape(1, clips, lt, -1)).unflatten(1, (heads, 64)) for t in (k, v))
+k, v = k.requires_grad_(True), v.requires_grad_(True)
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+base, t0 = status("VmRSS"), time.perf_counter()
+if path == "per_clip":
+    out = attend.cross(q, k, v)  # (B, L, H, hd)
+else:  # every token against every caption token of the pack, through the mask (built inside the timing)
+    kernel = sdpa_kernel(SDPBackend.MATH) if path == "dense_math" else torch.enable_grad()
+    with kernel:
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                             attn_mask=cross_attention_mask(seq, text_mask)).transpose(1, 2)
+out.backward(torch.ones_like(out))
+seconds = time.perf_counter() - t0
+torch.save(out[0, ::97].detach(), sys.argv[6])
+print(json.dumps({"peak_mib": status("VmHWM") - base, "seconds": seconds}))
+"""
+
+
+def cross_memory(path: str, tokens: int, clips: int, lt: int, heads: int, tmp: Path) -> dict:
+    """Peak RSS above the inputs of one cross-attention forward + backward, in a fresh process."""
+    sample = tmp / f"cross-{path}-{lt}.pt"
+    proc = subprocess.run([sys.executable, "-c", CROSS_CHILD, path, str(tokens), str(clips), str(lt), str(heads),
+                           str(sample)], capture_output=True, text=True, cwd=REPO, timeout=3600,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    if proc.returncode:
+        raise RuntimeError(f"cross-attention child failed: {proc.stderr[-2000:]}")
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "sample": torch.load(sample)}
+
+
+DENSE_PATHS = {"dense": "dense mask, torch's CPU kernel", "dense_math": "dense mask, math kernel"}
+
+
+def cross_rows(tmp: Path, tokens: int = 16384, clips: int = 32, heads: int = 12) -> None:
+    print("\n| caption tokens (max) | dense path | dense peak MiB | per-clip peak MiB | per-clip / dense | dense s | "
+          "per-clip s | max abs diff |")
+    print("|---|---|---|---|---|---|---|---|")
+    for lt in (64, 512):  # the native default (max_text_tokens) and Wan's caption budget
+        ours = cross_memory("per_clip", tokens, clips, lt, heads, tmp)
+        for path, label in DENSE_PATHS.items():
+            if path == "dense_math" and heads * tokens * clips * lt * 4 * 2 > 8 * 2**30:
+                print(f"| {lt} | {label} | not run: the scores alone are "
+                      f"{heads * tokens * clips * lt * 4 / 2**30:.0f} GiB | {ours['peak_mib']:.0f} | - | - | "
+                      f"{ours['seconds']:.1f} | - |")
+                continue
+            dense = cross_memory(path, tokens, clips, lt, heads, tmp)
+            diff = float((dense["sample"] - ours["sample"]).abs().max())  # every sampled row is a real token
+            print(f"| {lt} | {label} | {dense['peak_mib']:.0f} | {ours['peak_mib']:.0f} | "
+                  f"{ours['peak_mib'] / dense['peak_mib']:.3f} | {dense['seconds']:.1f} | {ours['seconds']:.1f} | "
+                  f"{diff:.1e} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30, help="training steps per round")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is stable on a shared machine)")
-    ap.add_argument("--only", default="throughput,packing,attention",
-                    help="comma-separated sections to run: throughput, packing, attention")
+    ap.add_argument("--only", default="throughput,packing,attention,cross",
+                    help="comma-separated sections to run: throughput, packing, attention, cross")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     only = set(args.only.split(","))
@@ -192,6 +273,8 @@ def main() -> None:
         root = Path(tmp)
         if "attention" in only:
             attention_rows(root)
+        if "cross" in only:
+            cross_rows(root)
         if not only & {"throughput", "packing"}:
             return
         out = make_set(root)

@@ -46,6 +46,13 @@ class TrainRun:
                             choices=("ddp", "fsdp"))
     address: str | None = setting(None, "Ray cluster address for --workers", shown="$RAY_ADDRESS, else a local Ray")
     device: str | None = setting(None, "torch device, e.g. cuda, cuda:1, cpu", shown="cuda when available, else cpu")
+    compile: bool = setting(False, "torch.compile each transformer block (one compiled graph shared by all blocks; "
+                            "the first steps compile); the same losses within rounding. Meant for a GPU (bench/gpu.py "
+                            "measures what it gains)")
+    profile_steps: int = setting(0, "time every N-th step phase by phase (data wait, forward, backward, optimizer), "
+                                 "synchronising the GPU between phases, and log it; without it a GPU step is never "
+                                 "synchronised mid-step and log.jsonl gives its step_s whole", ge=0, le=2**31,
+                                 shown="off", metavar="N")
     progress_every: float = setting(10.0, "when stdout is not a terminal, seconds between 'train progress:' lines "
                                     "(steps done of total, samples/s, tokens/s, ETA); a terminal gets a live bar "
                                     "instead", ge=0, le=86400, metavar="SECONDS")
@@ -288,11 +295,13 @@ def _train_with_progress(args, run: TrainRun, cfg: RunConfig):
 
             return run_train_workers(args.out, args.run, cfg, run.workers, run.gpus_per_worker, run.address,
                                      use_encodings=run.encodings, parallel=run.parallel,
-                                     progress=progress, prefetch=_PREFETCH[run.prefetch])
+                                     progress=progress, prefetch=_PREFETCH[run.prefetch], compile=run.compile,
+                                     profile_steps=run.profile_steps)
         from rushes.train.loop import train
 
         return train(args.out, args.run, cfg, device=run.device, use_encodings=run.encodings,
-                     echo=progress.write, on_step=progress.update, prefetch=_PREFETCH[run.prefetch])
+                     echo=progress.write, on_step=progress.update, prefetch=_PREFETCH[run.prefetch],
+                     compile=run.compile, profile_steps=run.profile_steps)
 
 
 def run_encode(args) -> int:

@@ -58,7 +58,7 @@ from rushes.train.packing import PackedBatch, PackLoader, collate, pack_first_fi
 from rushes.train.plan import RunPlan, out_dirs, plan_run
 from rushes.train.selection import record_selection, select_clips
 from rushes.train.stream import PackStream, open_encodings
-from rushes.train.throughput import Stopwatch, batch_flops, peak_flops
+from rushes.train.throughput import PHASES, Stopwatch, batch_flops, peak_flops
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class Trainer:
     def __init__(self, plan: RunPlan, run_dir: Path, where, options: TrainOptions):
         self.plan, self.cfg, self.options = plan, plan.cfg, options
         self.device = options.torch_device()
+        dp.enable_tf32(self.device)  # what autocast leaves in fp32 runs on tensor cores
         self.log = RunLog(run_dir, options)
 
         # 1. Data: encodings streamed from shards, or clips decoded once into the cache; validation clips held out.
@@ -110,7 +111,7 @@ class Trainer:
 
         # 2. Model, EMA and optimizer, from the seed: a fresh run always starts from the same weights.
         self.generator = seed_everything(self.cfg.train.seed)
-        self.model = ModelParts.build(self.cfg, self.device, options.world, options.parallel)
+        self.model = ModelParts.build(self.cfg, self.device, options.world, options.parallel, options.compile)
         self.optimizer = build_optimizer(self.model.net, self.cfg.train)  # after FSDP sharded the weights
 
         # 3. Resume: weights, EMA, optimizer, data position and every random stream.
@@ -141,21 +142,25 @@ class Trainer:
         """One step: this worker's packs, the optimisation step, then log, validation and checkpoint when due
         (under FSDP both are collective: every worker takes part)."""
         tc, opts = self.cfg.train, self.options
-        watch, cpu = Stopwatch(self.device), time.process_time()
+        profiled = bool(opts.profile_steps) and (step + 1) % opts.profile_steps == 0
+        watch, cpu = Stopwatch(self.device, sync=profiled), time.process_time()
         ready = ahead.take(step)
         data_s = watch.lap()  # the wait for data: preparing it ran beside the previous step
         stats = train_step(self.model.module, self.model.ema, self.optimizer, ready.batches, ready.generators,
-                           self.cfg, step, opts.world, ready.counts)
+                           self.cfg, step, opts.world, ready.counts, sync=profiled)
         stats["cpu_s"] = time.process_time() - cpu  # well below step_s: this worker waited (for a core or a peer)
         if not math.isfinite(stats["loss"]) or not math.isfinite(stats["grad_norm"]):
             raise Diverged(step + 1, stats)  # every worker sees the same summed loss: all stop here, none saves
         self.result.losses.append(stats["loss"])
         self.result.step = done = step + 1
         self.log.step_done(done, ready.counts)
-        if opts.lead and (done % tc.log_every == 0 or step == self.result.start_step or done == tc.steps):
+        if opts.lead and (done % tc.log_every == 0 or step == self.result.start_step or done == tc.steps or profiled):
+            speed = _speed(stats, data_s, opts.world, peak_flops(self.device))  # step_s: the whole step, always right
+            if self.device.type == "cuda" and not profiled:  # unsynchronised phases would be launch times: left out
+                stats = {k: v for k, v in stats.items() if k not in PHASES}
             first = self._caption_counts() if step == 0 else {}  # the run's first line (a resume keeps it)
-            self.log.append({"step": done, **stats, "workers": opts.world, "parallel": opts.parallel,
-                             **_speed(stats, data_s, opts.world, peak_flops(self.device)), **first})
+            self.log.append({"step": done, **stats, "workers": opts.world, "parallel": opts.parallel, **speed,
+                             **first})
         takes_part = opts.lead or opts.parallel == "fsdp"  # validation and checkpoints are collective under FSDP
         if takes_part and self.data.val_set and (done % tc.val_every == 0 or done == tc.steps):
             self._validate(done)
@@ -237,6 +242,11 @@ class TrainOptions:
       record it logs (a Ray Train driver's live view of a bucket run, whose log is uploaded with checkpoints only).
     - ``lock``: the lead holds RUN's one-writer lock (``rushes.manifests.lock.writer_lock``) while it trains;
       False: the caller holds it (the Ray Train driver, for the whole job).
+    - ``compile``: ``torch.compile`` each transformer block (:func:`rushes.train.parallel.compile_blocks`): the
+      same numbers within rounding, faster on a GPU after the first steps compile.
+    - ``profile_steps``: every N-th step is timed phase by phase (data wait, forward, backward, optimizer) with
+      a CUDA synchronisation between phases, and logged; 0 (the default) never synchronises mid-step, and on a
+      GPU the log then gives ``step_s`` whole (on CPU the phases are exact anyway and always logged).
     """
 
     rank: int = 0
@@ -250,10 +260,14 @@ class TrainOptions:
     on_step: Callable[[int, int, int], None] | None = None
     on_log: Callable[[dict], None] | None = None
     lock: bool = True
+    compile: bool = False
+    profile_steps: int = 0
 
     def __post_init__(self):
         dp.check_parallel(self.parallel)
         dp.torch_device(self.device)  # a device this machine does not have fails here, before any work
+        if self.profile_steps < 0:
+            raise ValueError(f"profile_steps {self.profile_steps}: use 0 (never) or N > 0 (time every N-th step)")
         if not 0 <= self.rank < self.world:
             raise ValueError(f"rank {self.rank} of world {self.world}: a worker's rank must be in [0, world); "
                              f"Ray Train's context gives both (train/pipeline.py)")
@@ -388,10 +402,15 @@ class ModelParts:
     module: torch.nn.Module
 
     @classmethod
-    def build(cls, cfg: RunConfig, device: torch.device, world: int, parallel: str) -> ModelParts:
+    def build(cls, cfg: RunConfig, device: torch.device, world: int, parallel: str,
+              compile: bool = False) -> ModelParts:
         net = build_model(cfg, device).train()
         ema = copy.deepcopy(net).requires_grad_(False).eval()
-        return cls(net, ema, dp.wrap(net, ema, device, world, parallel))  # FSDP shards net and ema in place
+        module = dp.wrap(net, ema, device, world, parallel)  # FSDP shards net and ema in place
+        if compile:  # after wrapping: FSDP's and DDP's hooks stay outside the compiled blocks
+            dp.compile_blocks(net)
+            dp.compile_blocks(ema)
+        return cls(net, ema, module)
 
 
 def build_optimizer(net: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
@@ -459,10 +478,12 @@ class Diverged(ValueError):
 
 
 def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: list[torch.Generator],
-               cfg: RunConfig, step: int, world: int = 1, counts: dict | None = None) -> dict:
+               cfg: RunConfig, step: int, world: int = 1, counts: dict | None = None, sync: bool = False) -> dict:
     """One optimisation step on this worker's packs: losses, backward, clip, AdamW, EMA. Returns log numbers,
-    with the seconds of the forward passes (noise and loss included), the backward passes and the optimizer,
-    and ``counts`` (this worker's, :func:`_pack_counts`) summed over the workers.
+    with the seconds of the forward passes (noise and loss included), the backward passes and the optimizer
+    (on CUDA exact only with ``sync``, which synchronises between them; their sum is the step's either way:
+    the loss is read back at its end), and ``counts`` (this worker's, :func:`_pack_counts`) summed over the
+    workers. The compute runs under :func:`rushes.train.parallel.autocast` (bf16 on CUDA, fp32 on CPU).
 
     The gradient is the mean over the step's ``packs_per_step`` packs of all workers, whatever their number:
     each pack's loss is scaled by world / packs_per_step and DDP (or FSDP) averages over the workers. The mean
@@ -471,7 +492,7 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
     wait for each other.
     """
     tc = cfg.train
-    watch, seconds = Stopwatch(batches[0].x0.device), {"forward_s": 0.0, "backward_s": 0.0}
+    watch, seconds = Stopwatch(batches[0].x0.device, sync), {"forward_s": 0.0, "backward_s": 0.0}
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, cfg)
     optimizer.zero_grad(set_to_none=True)
@@ -480,8 +501,7 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
     for i, (batch, gen) in enumerate(zip(batches, generators)):
         last = i == len(batches) - 1
         with dp.grad_sync(model, last or world == 1):  # one gradient reduction per step
-            on_gpu = batch.x0.device.type == "cuda"
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):  # bf16 on GPU only; CPU fp32
+            with dp.autocast(batch.x0.device):  # bf16 on GPU only; CPU fp32
                 loss, _ = training_loss(
                     lambda x_t, t: model(x_t, t, batch.text, batch.text_mask, batch.pos, batch.seq),
                     batch.x0, batch.seq, batch.slot_tokens, gen, tc.timestep_mean, tc.timestep_std,
@@ -522,7 +542,8 @@ class _StepSum:
 
 @torch.no_grad()
 def validation_loss(model, val_set, cfg: RunConfig, device) -> float:
-    """Mean loss over held-out clips at the fixed ``val_timesteps`` with fixed noise (comparable across steps)."""
+    """Mean loss over held-out clips at the fixed ``val_timesteps`` with fixed noise (comparable across steps),
+    computed as training computes (:func:`rushes.train.parallel.autocast`: bf16 on CUDA)."""
     if not val_set:
         return float("nan")
     was_training = model.training
@@ -533,9 +554,10 @@ def validation_loss(model, val_set, cfg: RunConfig, device) -> float:
         batch = collate([val_set[i] for i in pack]).to(device)
         for t_val in cfg.train.val_timesteps:
             t = torch.full(batch.slot_tokens.shape, t_val, device=device)
-            _, losses = training_loss(
-                lambda x_t, tt: model(x_t, tt, batch.text, batch.text_mask, batch.pos, batch.seq),
-                batch.x0, batch.seq, batch.slot_tokens, gen, t=t)
+            with dp.autocast(device):
+                _, losses = training_loss(
+                    lambda x_t, tt: model(x_t, tt, batch.text, batch.text_mask, batch.pos, batch.seq),
+                    batch.x0, batch.seq, batch.slot_tokens, gen, t=t)
             total += float(losses.sum())
             count += losses.numel()
     model.train(was_training)

@@ -117,18 +117,27 @@ class Rope3D(nn.Module):
             self.register_buffer(f"inv_{axis}", inv, persistent=False)
 
     def forward(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """pos (B, L, 3) -> cos, sin each (B, 1, L, head_dim / 2)."""
-        p = pos.to(torch.float64)  # (B, L, 3)
-        angles = torch.cat([p[..., 0:1] * self.inv_t, p[..., 1:2] * self.inv_h, p[..., 2:3] * self.inv_w],
-                           dim=-1)  # (B, L, head_dim / 2)
-        return angles.cos().to(dtype)[:, None], angles.sin().to(dtype)[:, None]  # (B, 1, L, hd/2) x 2
+        """pos (B, L, 3) -> cos, sin each (B, 1, L, head_dim / 2), in float32 (float64 for a float64 model).
+
+        Never in bf16, autocast or not: bf16 keeps 8 significant bits, so cos/sin (and a rotation computed in
+        bf16) would be rounded by up to ~0.2%. The angles are computed in fp64 with autocast off; :func:`apply_rope`
+        rotates in this precision and casts back.
+        """
+        out = torch.float64 if dtype == torch.float64 else torch.float32
+        with torch.autocast(pos.device.type, enabled=False):
+            p = pos.to(torch.float64)  # (B, L, 3)
+            angles = torch.cat([p[..., 0:1] * self.inv_t, p[..., 1:2] * self.inv_h, p[..., 2:3] * self.inv_w],
+                               dim=-1)  # (B, L, head_dim / 2)
+            return angles.cos().to(out)[:, None], angles.sin().to(out)[:, None]  # (B, 1, L, hd/2) x 2
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of x (B, H, L, hd) by the angles (B, 1, L, hd/2)."""
-    x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, L, hd/2) x 2
+    """Rotate interleaved pairs of x (B, H, L, hd) by the angles (B, 1, L, hd/2), in the wider of their dtypes
+    (float32 for bf16 x and float32 angles), returning x's dtype."""
+    wide = torch.promote_types(x.dtype, cos.dtype)
+    x1, x2 = x[..., 0::2].to(wide), x[..., 1::2].to(wide)  # (B, H, L, hd/2) x 2
     out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, H, L, hd/2, 2)
-    return out.flatten(-2)  # (B, H, L, hd)
+    return out.flatten(-2).to(x.dtype)  # (B, H, L, hd)
 
 
 # ---------------------------------------------------------------- blocks
@@ -166,14 +175,13 @@ class CrossAttention(nn.Module):
         self.k_norm = nn.RMSNorm(hidden // heads, eps=1e-6)
         self.proj = nn.Linear(hidden, hidden)
 
-    def forward(self, x, ctx, mask):
-        b, n, d = x.shape  # (B, L, D); ctx (B, M, D) with M = S * Lt caption tokens
+    def forward(self, x, ctx, attend: PackedAttention):
+        b, n, d = x.shape  # (B, L, D); ctx (M, D): the real caption tokens of the pack, clip after clip
         hd = d // self.heads
-        q = self.q_norm(self.q(x).reshape(b, n, self.heads, hd)).transpose(1, 2)  # (B, H, L, hd)
-        kv = self.kv(ctx).reshape(b, ctx.shape[1], 2, self.heads, hd)  # (B, M, 2, H, hd)
-        k, v = kv.permute(2, 0, 3, 1, 4)  # each (B, H, M, hd)
-        out = F.scaled_dot_product_attention(q, self.k_norm(k), v, attn_mask=mask)  # (B, H, L, hd); mask (B,1,L,M)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))  # (B, L, D)
+        q = self.q_norm(self.q(x).reshape(b, n, self.heads, hd))  # (B, L, H, hd)
+        k, v = self.kv(ctx).reshape(ctx.shape[0], 2, self.heads, hd).unbind(1)  # each (M, H, hd)
+        out = attend.cross(q, self.k_norm(k), v)  # (B, L, H, hd): each clip's tokens to its own caption only
+        return self.proj(out.reshape(b, n, d))  # (B, L, D)
 
 
 class DiTBlock(nn.Module):
@@ -190,13 +198,14 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(hidden, inner), nn.GELU(approximate="tanh"), nn.Linear(inner, hidden))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
 
-    def forward(self, x, c, seq_idx, cos, sin, attend, ctx, cross_mask):
-        # x (B, L, D); c (B, S, D) timestep conditioning per clip; seq_idx (B, L) slot per token (padding -> 0)
+    def forward(self, x, c, seq_idx, cos, sin, attend, ctx):
+        # x (B, L, D); c (B, S, D) timestep conditioning per clip; seq_idx (B, L) slot per token (padding -> 0);
+        # ctx (M, D) the pack's caption tokens (PackedAttention.caption_tokens)
         mod = self.ada(c)  # (B, S, 6D)
         mod = torch.gather(mod, 1, seq_idx[..., None].expand(-1, -1, mod.shape[-1]))  # (B, L, 6D) per token
         sh1, sc1, g1, sh2, sc2, g2 = mod.chunk(6, dim=-1)  # each (B, L, D)
         x = x + g1 * self.attn(modulate(self.norm1(x), sh1, sc1), cos, sin, attend)  # (B, L, D)
-        x = x + self.cross(self.norm2(x), ctx, cross_mask)  # (B, L, D)
+        x = x + self.cross(self.norm2(x), ctx, attend)  # (B, L, D)
         return x + g2 * self.mlp(modulate(self.norm3(x), sh2, sc2))  # (B, L, D)
 
 
@@ -226,7 +235,7 @@ def segment_bounds(seq: torch.Tensor) -> list[list[tuple[int, int]]]:
     Packing lays every clip out contiguously; a slot appearing in two runs is a bug and raises ValueError.
     """
     out = []
-    for row in seq.tolist():  # one host copy per forward pass
+    for row in seq.tolist():
         cuts = [0] + [i for i in range(1, len(row)) if row[i] != row[i - 1]] + [len(row)]
         runs = list(zip(cuts[:-1], cuts[1:]))
         if len({row[s] for s, _ in runs}) != len(runs):
@@ -236,7 +245,10 @@ def segment_bounds(seq: torch.Tensor) -> list[list[tuple[int, int]]]:
 
 
 class PackedAttention:
-    """Self-attention confined to each clip of a packed sequence (block-diagonal), without an L x L mask.
+    """The index of one pack, built once per forward pass (so once per pack, not per block): attention confined
+    to each clip, without an L x L mask (self-attention, :meth:`__call__`) and without a tokens x captions mask
+    (cross-attention, :meth:`cross`). The index tensors a kernel needs (``cu_seqlens``, the caption gather) are
+    made here, on the pack's device, in one host-to-device copy; blocks only read them.
 
     Kernels (``ModelConfig.attention``):
     - ``segments``: ``scaled_dot_product_attention`` over the clip segments, one call per run of neighbouring
@@ -245,27 +257,43 @@ class PackedAttention:
       size; the CPU choice: FlexAttention has no CPU backward in torch 2.14;
     - ``varlen``: ``torch.nn.attention.varlen.varlen_attn`` (flash attention over cumulative lengths), on
       CUDA in half precision;
-    - ``dense``: the reference, a (B, 1, L, L) boolean mask; memory quadratic in L;
+    - ``dense``: the self-attention reference, a (B, 1, L, L) boolean mask; memory quadratic in L;
     - ``auto``: varlen on CUDA when the inputs are (or autocast makes them) half precision, else segments.
-    Padding (slot -1) attends to padding only, as in the dense reference, so no softmax row is empty.
+    Self-attention: padding (slot -1) attends to padding only, as in the dense reference, so no softmax row is
+    empty. Cross-attention (every kernel but dense, which uses segments there): a clip's tokens attend to its
+    own caption's real tokens (``text_mask``), and padding gets zeros.
     """
 
-    def __init__(self, seq: torch.Tensor, kernel: str = "auto"):
+    def __init__(self, seq: torch.Tensor, kernel: str = "auto", text_mask: torch.Tensor | None = None):
         if kernel not in ATTENTION_KERNELS:
             raise ValueError(f"unknown attention kernel {kernel!r}; use one of {', '.join(ATTENTION_KERNELS)}")
-        self.kernel, self.length = kernel, seq.shape[1]
+        self.kernel, self.length, self.device = kernel, seq.shape[1], seq.device
         if kernel == "dense":
             self.mask = (seq[:, :, None] == seq[:, None, :])[:, None]  # (B, 1, L, L)
-        else:
-            self.bounds = segment_bounds(seq)
-            self.runs = [_equal_runs(row) for row in self.bounds]  # [(start, length, count), ...] per row
+        host = seq.cpu()  # the pack's layout, read on the host once
+        self.bounds = segment_bounds(host)
+        self.runs = [_equal_runs(row) for row in self.bounds]  # [(start, length, count), ...] per row
+        ends = [row * self.length + e for row, runs in enumerate(self.bounds) for _, e in runs]
+        self.longest = max(e - s for runs in self.bounds for s, e in runs)
+        index = {"cu": [0, *ends]}  # cumulative ends of every segment over the flattened (B*L) tokens
+        self.text = None if text_mask is None else _CaptionIndex(host, text_mask, self.bounds)
+        if self.text is not None:
+            index.update(self.text.host)
+        self.index = _to_device(index, seq.device)  # the one host-to-device copy of a pack
+        if "q" in self.index:  # index_copy_ (the scatter back) takes int64 indices: widened once, on the device
+            self.index["q"] = self.index["q"].long()
+
+    def caption_tokens(self, text: torch.Tensor) -> torch.Tensor:
+        """The real caption tokens of the pack, clip after clip in layout order: (B, S, Lt, E) -> (M, E)."""
+        return text.reshape(-1, text.shape[-1]).index_select(0, self.index["text"])  # (M, E)
 
     def _use_varlen(self, q: torch.Tensor) -> bool:
-        if self.kernel == "segments" or q.device.type != "cuda":
+        if self.kernel in ("segments", "dense") or q.device.type != "cuda":
             return False
         half = q.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled("cuda")
         return half or self.kernel == "varlen"
 
+    @torch.compiler.disable  # a graph break under --compile: one compiled graph serves every pack's layout
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q, k, v (B, H, L, hd) -> (B, H, L, hd)."""
         if self.kernel == "dense":
@@ -285,13 +313,113 @@ class PackedAttention:
         from torch.nn.attention.varlen import varlen_attn
 
         b, h, n, hd = q.shape
-        half = q.dtype if q.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
-        ends = [row * n + e for row, runs in enumerate(self.bounds) for _, e in runs]
-        cu = torch.tensor([0, *ends], dtype=torch.int32, device=q.device)  # (segments + 1,)
-        longest = max(e - s for runs in self.bounds for s, e in runs)
+        half = _half(q)
         flat = [t.transpose(1, 2).reshape(b * n, h, hd).to(half) for t in (q, k, v)]  # each (B*L, H, hd)
-        out = varlen_attn(*flat, cu, cu, longest, longest)  # (B*L, H, hd)
-        return out.reshape(b, n, h, hd).transpose(1, 2).to(q.dtype)  # (B, H, L, hd)
+        cu = self.index["cu"]  # (segments + 1,), made once per pack
+        out = varlen_attn(*flat, cu, cu, self.longest, self.longest)  # (B*L, H, hd)
+        return _out_dtype(out.reshape(b, n, h, hd).transpose(1, 2), q)  # (B, H, L, hd)
+
+    @torch.compiler.disable
+    def cross(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Cross-attention of every clip's tokens to its own caption: q (B, L, H, hd) and k, v (M, H, hd) from
+        :meth:`caption_tokens` -> (B, L, H, hd), zeros at padding. The work is each clip's tokens x its caption's
+        tokens, never the pack's tokens x all its captions."""
+        if self.text is None:
+            raise ValueError("cross-attention needs the captions' text_mask: PackedAttention(seq, kernel, text_mask)")
+        if self._use_varlen(q):
+            return self._cross_varlen(q, k, v)
+        rows = []
+        for b, groups in enumerate(self.text.groups):
+            parts = []
+            for s, n, ks, m, count in groups:  # count neighbouring clips of n tokens with captions of m tokens
+                if ks < 0:  # padding: no caption, no output
+                    parts.append(n)
+                    continue
+                qg = q[b, s:s + n * count].unflatten(0, (count, n)).transpose(1, 2)  # (count, H, n, hd)
+                kg, vg = (t[ks:ks + m * count].unflatten(0, (count, m)).transpose(1, 2) for t in (k, v))  # (count, H, m, hd)
+                parts.append(F.scaled_dot_product_attention(qg, kg, vg).transpose(1, 2).flatten(0, 1))  # (n*count, H, hd)
+            rows.append(parts)
+        like = next((p for parts in rows for p in parts if not isinstance(p, int)), q)
+        rows = [[like.new_zeros(p, *q.shape[2:]) if isinstance(p, int) else p for p in parts] for parts in rows]
+        rows = [parts[0] if len(parts) == 1 else torch.cat(parts) for parts in rows]  # each (L, H, hd)
+        return rows[0][None] if len(rows) == 1 else torch.stack(rows)  # (B, L, H, hd); one pack: no copy
+
+    def _cross_varlen(self, q, k, v):
+        from torch.nn.attention.varlen import varlen_attn
+
+        b, n, h, hd = q.shape
+        half, text = _half(q), self.text
+        flat = q.reshape(b * n, h, hd)  # (B*L, H, hd), a view
+        real = flat[text.span[0]:text.span[1]] if text.span else flat.index_select(0, self.index["q"])  # (N, H, hd)
+        k, v = (t.to(half).contiguous() for t in (k, v))  # v may be a strided view of the fused k/v projection
+        out = varlen_attn(real.to(half), k, v, self.index["cu_q"], self.index["cu_k"], text.longest_q,
+                          text.longest_k)  # (N, H, hd): real tokens only
+        if text.span:  # the real tokens are one run (one pack, padding at its end): pad around it
+            full = F.pad(out, (0, 0, 0, 0, text.span[0], b * n - text.span[1]))  # (B*L, H, hd)
+        else:
+            full = out.new_zeros(b * n, h, hd).index_copy(0, self.index["q"], out)  # (B*L, H, hd)
+        return _out_dtype(full.reshape(b, n, h, hd), q)  # (B, L, H, hd)
+
+
+class _CaptionIndex:
+    """Host-side layout of a pack's cross-attention: which caption tokens are real (``text``: flat indices into
+    (B*S*Lt), clip after clip in layout order), the clips' query segments (``cu_q``, over the real tokens)
+    and caption segments (``cu_k``), and neighbouring clips of equal (tokens, caption tokens) grouped for the
+    segments kernel (``groups`` per row: (start, n, caption start, m, count); caption start -1 = padding)."""
+
+    def __init__(self, seq: torch.Tensor, text_mask: torch.Tensor, bounds: list[list[tuple[int, int]]]):
+        b, s, lt = text_mask.shape
+        slots, valid = seq, text_mask.cpu()  # seq: already on the host
+        text, cu_q, cu_k, q_index, self.groups = [], [0], [0], [], []
+        for row, runs in enumerate(bounds):
+            groups = []
+            for start, end in runs:
+                slot, n = int(slots[row, start]), end - start
+                if slot < 0:
+                    groups.append([start, n, -1, 0, 1])
+                    continue
+                if not 0 <= slot < s:
+                    raise ValueError(f"token slot {slot} has no caption: text has {s} slot(s) per pack")
+                real = (torch.nonzero(valid[row, slot]).flatten() + (row * s + slot) * lt).tolist()
+                if not real:
+                    raise ValueError(f"the clip in slot {slot} of pack {row} has no caption token (text_mask all "
+                                     f"False); encode an empty caption as one zero token, as TextEncoder.encode does")
+                m, ks = len(real), len(text)
+                last = groups[-1] if groups else None
+                if last and last[2] >= 0 and (last[1], last[3]) == (n, m):
+                    last[4] += 1
+                else:
+                    groups.append([start, n, ks, m, 1])
+                text += real
+                q_index += range(row * seq.shape[1] + start, row * seq.shape[1] + end)
+                cu_q.append(cu_q[-1] + n)
+                cu_k.append(cu_k[-1] + m)
+            self.groups.append([tuple(g) for g in groups])
+        self.longest_q = max(cu_q[i + 1] - cu_q[i] for i in range(len(cu_q) - 1)) if len(cu_q) > 1 else 0
+        self.longest_k = max(cu_k[i + 1] - cu_k[i] for i in range(len(cu_k) - 1)) if len(cu_k) > 1 else 0
+        contiguous = bool(q_index) and q_index[-1] - q_index[0] + 1 == len(q_index)
+        self.span = (q_index[0], q_index[-1] + 1) if contiguous else None  # real tokens as one slice: no gather
+        self.host = {"text": text, "cu_q": cu_q, "cu_k": cu_k, **({} if contiguous else {"q": q_index})}
+
+
+def _to_device(index: dict[str, list[int]], device) -> dict[str, torch.Tensor]:
+    """int32 tensors of ``index`` on ``device``, through one host-to-device copy."""
+    names, sizes = list(index), [len(v) for v in index.values()]
+    flat = torch.tensor([i for v in index.values() for i in v], dtype=torch.int32)
+    return dict(zip(names, flat.to(device, non_blocking=True).split(sizes)))
+
+
+def _half(q: torch.Tensor) -> torch.dtype:
+    """The half dtype a flash kernel runs in: q's own, or autocast's, else bf16."""
+    if q.dtype in (torch.float16, torch.bfloat16):
+        return q.dtype
+    return torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else torch.bfloat16
+
+
+def _out_dtype(out: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """A flash kernel's half-precision output as the caller wants it: kept half under autocast (the next linear
+    takes it as it is), else q's dtype."""
+    return out if torch.is_autocast_enabled("cuda") else out.to(q.dtype)
 
 
 def _equal_runs(runs: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
@@ -303,19 +431,6 @@ def _equal_runs(runs: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
         else:
             merged.append([s, e - s, 1])
     return [tuple(m) for m in merged]
-
-
-def cross_attention_mask(seq: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-    """(B, 1, L, S*Lt) True = may attend, from slots ``seq`` (B, L) and ``text_mask`` (B, S, Lt).
-
-    A token sees its own clip's valid caption tokens (at least one per clip: ``TextEncoder.encode`` gives an
-    empty caption one zero token); padding sees every caption token, keeping its softmax finite.
-    """
-    b, s, lt = text_mask.shape
-    text_slot = torch.arange(s, device=seq.device).repeat_interleave(lt)  # (M,) slot of each caption token
-    cross = (seq[:, :, None] == text_slot[None, None, :]) & text_mask.reshape(b, 1, s * lt)  # (B, L, M)
-    cross = cross | (seq < 0)[:, :, None]  # (B, L, M) padding rows attend to all, keeping softmax finite
-    return cross[:, None]  # (B, 1, L, M)
 
 
 class DiffusionTransformer(nn.Module):
@@ -362,9 +477,7 @@ class DiffusionTransformer(nn.Module):
         pos (B, L, 3) (t, h, w) patch position inside its clip; seq (B, L) slot of each token, -1 = padding.
         Returns (B, L, patch_dim).
         """
-        b, s, lt, _ = text.shape
-        attend = PackedAttention(seq, self.cfg.attention)  # block-diagonal self-attention
-        cross_mask = cross_attention_mask(seq, text_mask)  # (B, 1, L, S*Lt)
+        attend = PackedAttention(seq, self.cfg.attention, text_mask)  # the pack's index, built once for all blocks
         seq_idx = seq.clamp(min=0)  # (B, L) padding reads slot 0's modulation; its output is ignored
         h = self.patch_embed(x)  # (B, L, D)
         if self.cfg.abs_pos_embed:
@@ -372,13 +485,13 @@ class DiffusionTransformer(nn.Module):
         valid = text_mask[..., None].to(text.dtype)  # (B, S, Lt, 1)
         pooled = (text * valid).sum(2) / valid.sum(2).clamp(min=1)  # (B, S, text_dim) mean of the caption tokens
         c = self.t_embed(t) + self.text_pool(pooled.to(x.dtype))  # (B, S, D) per-clip conditioning
-        ctx = self.text_proj(text.reshape(b, s * lt, -1).to(h.dtype))  # (B, S*Lt, D)
-        cos, sin = self.rope(pos, h.dtype)  # (B, 1, L, hd/2) x 2
+        ctx = self.text_proj(attend.caption_tokens(text).to(h.dtype))  # (M, D) the real caption tokens only
+        cos, sin = self.rope(pos, h.dtype)  # (B, 1, L, hd/2) x 2, float32 (float64 for a float64 model)
         for block in self.blocks:
             if self.cfg.checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, c, seq_idx, cos, sin, attend, ctx, cross_mask, use_reentrant=False)
+                h = checkpoint(block, h, c, seq_idx, cos, sin, attend, ctx, use_reentrant=False)
             else:
-                h = block(h, c, seq_idx, cos, sin, attend, ctx, cross_mask)  # (B, L, D)
+                h = block(h, c, seq_idx, cos, sin, attend, ctx)  # (B, L, D)
         return self.final(h, c, seq_idx)  # (B, L, patch_dim)
 
 

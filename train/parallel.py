@@ -14,6 +14,10 @@ transformer block plus the root (embeddings, final layer), and all-gathers a blo
 runs; the EMA copy is sharded the same way. Both average the gradients over the workers, so a step is the same
 step whatever the choice. Checkpoints hold whole tensors either way (``train/checkpoint.py``): the FSDP shards
 are gathered on save and split again on load, so a run moves between DDP and FSDP and between worker counts.
+
+The precision of a device is set here too: :func:`autocast` (bf16 compute on CUDA, fp32 on CPU) for training,
+validation and sampling alike, FSDP's matching :class:`MixedPrecisionPolicy` (bf16 all-gathers, fp32 gradient
+reduction), and TF32 matrix multiplications for what stays in fp32 on CUDA (:func:`enable_tf32`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,53 @@ def torch_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """The dtype the model computes in on ``device``: bf16 on CUDA (weights, optimizer and EMA stay fp32), fp32
+    on CPU (bf16 matmuls there are slower than fp32 and tests compare numbers in fp32/fp64)."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def autocast(device: torch.device):
+    """The autocast context of training, validation and sampling on ``device`` (:func:`compute_dtype`); a no-op
+    context on CPU."""
+    device = torch.device(device)
+    dtype = compute_dtype(device)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def enable_tf32(device: torch.device) -> None:
+    """On CUDA, let the fp32 matrix multiplications and convolutions that autocast leaves in fp32 (the optimizer's
+    norms, fp32 runs, the VAE) use TF32 tensor cores: ~8x the fp32 rate on an H100, 10 bits of mantissa where
+    they are accumulated in fp32 anyway. Process-wide, like torch's own switch; nothing on CPU."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def mixed_precision(device: torch.device):
+    """FSDP2's policy for ``device``: on CUDA (bf16 compute) the all-gathered weights are bf16, half the bytes on
+    the wire and no cast per block, while the gradients are reduced in fp32 and the sharded weights, optimizer
+    state and EMA stay fp32; None on CPU (fp32 throughout). Forward inputs are not cast: the timesteps and
+    RoPE's angles stay fp32 (a bf16 timestep in [0, 1] has steps of 1/256), the rest is bf16 under autocast."""
+    if compute_dtype(device) == torch.float32:
+        return None
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return MixedPrecisionPolicy(param_dtype=compute_dtype(device), reduce_dtype=torch.float32,
+                                cast_forward_inputs=False)
+
+
+def compile_blocks(model: torch.nn.Module, backend: str = "inductor") -> None:
+    """``torch.compile`` the forward of each of ``model.blocks`` in place (regional compilation, as torchtitan does
+    per transformer block): the blocks share one compiled graph, so compile time does not grow with depth, and
+    the module keeps its class, parameter names (checkpoints) and hooks (FSDP's all-gathers, DDP's reductions run
+    outside the compiled code). The attention calls are graph breaks (``PackedAttention`` is
+    ``torch.compiler.disable``d): every pack has its own layout, and one graph serves them all. The first pack
+    of a new length compiles once more with dynamic shapes, then none does."""
+    for block in model.blocks:
+        block.forward = torch.compile(block.forward, backend=backend)
+
+
 def check_parallel(parallel: str) -> None:
     if parallel not in PARALLEL:
         raise ValueError(f"parallel {parallel!r}: use ddp (a whole model per worker, the default) or fsdp "
@@ -77,10 +128,12 @@ def wrap(net: torch.nn.Module, ema: torch.nn.Module, device: torch.device, world
 
         # The model's output is a view (nn.Linear over (B, L, D)); the loss only reads it, never in place.
         warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
+        policy = mixed_precision(device)
+        extra = {} if policy is None else {"mp_policy": policy}
         for module in (net, ema):
             for block in module.blocks:  # one all-gather per block, freed after its forward (and backward)
-                fully_shard(block)
-            fully_shard(module)  # the root: embeddings, text projections, final layer
+                fully_shard(block, **extra)
+            fully_shard(module, **extra)  # the root: embeddings, text projections, final layer
         return net
     if world == 1:
         return net

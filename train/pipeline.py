@@ -168,7 +168,8 @@ def _train_worker(config: dict) -> None:
                            use_encodings=config["use_encodings"], prefetch=prefetch,
                            echo=print if rank == 0 else _silent, echo_log=config["echo_log"],
                            on_log=config["log_queue"].put if config["log_queue"] is not None else None,
-                           lock=False)  # the driver holds RUN's lock for the job
+                           lock=False,  # the driver holds RUN's lock for the job
+                           compile=config["compile"], profile_steps=config["profile_steps"])
     result = train(config["out"], config["run_dir"], config["cfg"], options)
     with tempfile.TemporaryDirectory() as tmp:  # Ray Train keeps a result only with a checkpoint: a tiny one
         if rank == 0:
@@ -184,14 +185,16 @@ def _silent(message: str) -> None:
 def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worker: float = 0.0,
                       address: str | None = None, use_encodings: bool = True,
                       torch_threads: int | None = None, parallel: str = "ddp",
-                      progress: StepProgress | None = None, prefetch: bool | None = None) -> TrainResult:
+                      progress: StepProgress | None = None, prefetch: bool | None = None,
+                      compile: bool = False, profile_steps: int = 0) -> TrainResult:
     """Train (or resume) ``run_dir`` with ``workers`` Ray Train workers, data-parallel by ``parallel`` (``ddp``
     or ``fsdp``, train/parallel.py); returns worker 0's result. Each worker runs ``torch_threads`` intra-op
     threads, by default one per CPU Ray reserves for it (1), so N workers on N cores never oversubscribe them.
     ``progress`` shows the lines worker 0 appends to ``RUN_DIR/log.jsonl`` while the workers run
     (train/progress.py); worker 0 then prints no log lines of its own (each would show twice, and Ray's log
     forwarding would spend CPU the workers need). ``prefetch``: as in ``rushes.train.loop.train``; None: each worker
-    runs a data thread when its node has a core for it (``rushes.train.loop.auto_prefetch``)."""
+    runs a data thread when its node has a core for it (``rushes.train.loop.auto_prefetch``). ``compile`` and
+    ``profile_steps``: as ``rushes.train.loop.TrainOptions`` has them, for every worker."""
     from ray.train import RunConfig as RayRunConfig
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -214,7 +217,7 @@ def run_train_workers(out, run_dir, cfg: RunConfig, workers: int, gpus_per_worke
                 train_loop_config={"out": [run_name(o) for o in out_dirs(out)], "run_dir": str(run_dir), "cfg": cfg,
                                    "use_encodings": use_encodings, "torch_threads": torch_threads or int(resources["CPU"]),
                                    "parallel": parallel, "echo_log": progress is None, "prefetch": prefetch,
-                                   "log_queue": queue},
+                                   "log_queue": queue, "compile": compile, "profile_steps": profile_steps},
                 scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                              resources_per_worker=resources),
                 run_config=RayRunConfig(name="ray-train", storage_path=ray_path, storage_filesystem=ray_fs))

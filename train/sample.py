@@ -131,6 +131,7 @@ class Sampler:
         from rushes.train.wan import cast_for_inference
 
         self.device = parallel.torch_device(device)  # checked before the run is read
+        parallel.enable_tf32(self.device)  # the VAE (float32) and any float32 path: TF32 tensor cores on CUDA
         self.dtype, _ = resolve_dtypes(dtype, self.device)
         self.cfg, model = load_run(run_dir, self.device, use_ema)
         self.model = cast_for_inference(merge_adapters(model), self.dtype)

@@ -1,7 +1,8 @@
 """Throughput you can trust: a stopwatch per step phase, and a FLOP model of the transformer for MFU.
 
-:class:`Stopwatch` splits a step into data wait, forward, backward and optimizer (on CUDA it synchronises at
-each lap, so a phase is not billed for kernels queued by the one before).
+:class:`Stopwatch` splits a step into data wait, forward, backward and optimizer. On CUDA a phase's host time is
+only its launch time unless the stopwatch synchronises at each lap (``sync=True``, what ``--profile-steps`` asks
+for on the steps it times): a synchronisation stalls the queue of kernels, so the default step has none.
 
 The FLOP model counts the matrix multiplications of one forward pass (2 FLOPs per multiply-add) for the real work of a
 packed batch: every clip's tokens through the linear layers, self-attention within each clip (n_i^2 pairs,
@@ -75,11 +76,15 @@ def batch_flops(model_cfg, batch) -> int:
     return training_flops(model_cfg, batch.slot_tokens[0].tolist(), batch.text_mask[0].sum(-1).tolist())
 
 
-class Stopwatch:
-    """Seconds since the last :meth:`lap` (or since it was made)."""
+PHASES = ("forward_s", "backward_s", "optimizer_s")  # the compute phases of a step's log line (train/loop.py)
 
-    def __init__(self, device):
-        self.cuda = torch.device(device).type == "cuda"
+
+class Stopwatch:
+    """Seconds since the last :meth:`lap` (or since it was made); on CUDA with ``sync``, waiting for the kernels
+    queued so far first."""
+
+    def __init__(self, device, sync: bool = False):
+        self.cuda = sync and torch.device(device).type == "cuda"
         self.t = time.perf_counter()
 
     def lap(self) -> float:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from rushes.train.model import DiffusionTransformer, PackedAttention, apply_rope, cross_attention_mask
+from rushes.train.model import DiffusionTransformer, PackedAttention, apply_rope
 
 WAN_CLASS = "WanTransformer3DModel"
 TEXT_TOKENS = 512  # Wan's caption budget: umT5 tokens per caption (the pipeline's max_sequence_length)
@@ -231,9 +231,11 @@ class WanAttention(nn.Module):
         q, k = apply_rope(q, cos, sin).type_as(q), apply_rope(k, cos, sin).type_as(k)
         return self._out(attend(q, k, v), q)  # each token attending within its own clip
 
-    def cross_attention(self, x, ctx, mask):
-        q, k, v = self._qkv(x, ctx)  # q (B, H, L, hd); k, v (B, H, S*Lt, hd)
-        return self._out(F.scaled_dot_product_attention(q, k, v, attn_mask=mask), q)  # mask (B, 1, L, S*Lt)
+    def cross_attention(self, x, ctx, attend: PackedAttention):
+        q = self.norm_q(self.to_q(x)).unflatten(2, (self.heads, -1))  # (B, L, H, hd)
+        k, v = self.norm_k(self.to_k(ctx)).unflatten(1, (self.heads, -1)), self.to_v(ctx).unflatten(1, (self.heads, -1))
+        out = attend.cross(q, k, v)  # (B, L, H, hd): each clip's tokens to its own caption's tokens only
+        return self.to_out[1](self.to_out[0](out.flatten(2).type_as(q)))  # (B, L, D)
 
 
 class _GeluProj(nn.Module):
@@ -276,7 +278,7 @@ class WanBlock(nn.Module):
         self.norm3 = FP32LayerNorm(dim, eps, elementwise_affine=False)
         self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim ** 0.5)
 
-    def forward(self, x, tproj, seq_idx, cos, sin, attend, ctx, cross_mask):
+    def forward(self, x, tproj, seq_idx, cos, sin, attend, ctx):
         # x (B, L, D); tproj (B, S, 6D) per clip; seq_idx (B, L) slot per token (padding -> 0)
         table = self.scale_shift_table.flatten(1)  # (1, 6D)
         mod = per_token(table[:, None] + tproj.float(), seq_idx)  # (B, L, 6D), in float32 or wider as diffusers
@@ -284,7 +286,7 @@ class WanBlock(nn.Module):
         h = (self.norm1(x.float()) * (1 + sc1) + sh1).type_as(x)  # (B, L, D)
         x = (x.float() + self.attn1.self_attention(h, cos, sin, attend) * g1).type_as(x)  # (B, L, D)
         h = self.norm2(x.float()).type_as(x)
-        x = x + self.attn2.cross_attention(h, ctx, cross_mask)  # (B, L, D)
+        x = x + self.attn2.cross_attention(h, ctx, attend)  # (B, L, D)
         h = (self.norm3(x.float()) * (1 + sc2) + sh2).type_as(x)
         return (x.float() + self.ffn(h).float() * g2).type_as(x)  # (B, L, D)
 
@@ -325,18 +327,17 @@ class WanTransformer(nn.Module):
         text_mask (B, S, Lt), pos (B, L, 3), seq (B, L) -> velocity (B, L, patch_dim)."""
         text, text_mask = pad_captions(text, text_mask, self.cfg.text_pad_tokens)  # (B, S, Lt', Dt)
         b, s, lt, _ = text.shape
-        attend = PackedAttention(seq, self.cfg.attention)  # block-diagonal self-attention
-        cross_mask = cross_attention_mask(seq, text_mask)  # (B, 1, L, S*Lt')
+        attend = PackedAttention(seq, self.cfg.attention, text_mask)  # the pack's index, once for all blocks
         seq_idx = seq.clamp(min=0)  # (B, L) padding reads slot 0's modulation; its output is ignored
         w = self.patch_embedding.weight
         h = F.linear(x.to(w.dtype), w.flatten(1), self.patch_embedding.bias)  # (B, L, D): the Conv3d on flat patches
-        temb, tproj, ctx = self.condition_embedder(t, text.reshape(b, s * lt, -1).to(h.dtype))  # (B,S,D) (B,S,6D)
+        temb, tproj, ctx = self.condition_embedder(t, attend.caption_tokens(text).to(h.dtype))  # ctx (M, D)
         cos, sin = wan_rope(pos, self.cfg.hidden_size // self.cfg.num_heads, self.cfg.rope_theta)  # (B,1,L,hd/2)
         for block in self.blocks:
             if self.cfg.checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, tproj, seq_idx, cos, sin, attend, ctx, cross_mask, use_reentrant=False)
+                h = checkpoint(block, h, tproj, seq_idx, cos, sin, attend, ctx, use_reentrant=False)
             else:
-                h = block(h, tproj, seq_idx, cos, sin, attend, ctx, cross_mask)  # (B, L, D)
+                h = block(h, tproj, seq_idx, cos, sin, attend, ctx)  # (B, L, D)
         mod = per_token((self.scale_shift_table[None] + temb[:, :, None]).flatten(2), seq_idx)  # (B, L, 2D)
         shift, scale = mod.chunk(2, dim=-1)  # each (B, L, D)
         h = (self.norm_out(h.float()) * (1 + scale) + shift).type_as(h)
