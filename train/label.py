@@ -70,9 +70,6 @@ def draw_watermark(frames, text: str = "AI generated"):
     return out
 
 
-_TOLD: set[str] = set()  # self-signed folders already named on stderr (once per process)
-
-
 def _credentials(settings: LabelSettings):
     from rushes.media.provenance import Credentials
 
@@ -80,27 +77,25 @@ def _credentials(settings: LabelSettings):
         return Credentials.load(settings.c2pa_key, settings.c2pa_cert)
     creds = Credentials.user_default()
     folder = os.environ.get("RUSHES_C2PA_DIR") or "~/.config/rushes/c2pa"
-    if folder in _TOLD:
-        return creds
-    _TOLD.add(folder)
     print(f"rushes sample: C2PA manifest signed with the self-signed per-user certificate in {folder} (no "
           f"--c2pa-key/--c2pa-cert given): it validates but names no signer others trust", file=sys.stderr)
     return creds
 
 
-def check_label(settings: LabelSettings | None) -> None:
-    """Fail at once on a key or certificate that cannot sign (before a long sampling run)."""
-    _credentials(settings or LabelSettings())
+def check_label(settings: LabelSettings | None):
+    """The signing credentials of ``settings``, loaded at once: a key or certificate that cannot sign fails before
+    a long sampling run (pass them to :func:`labelled_mp4` as ``creds``)."""
+    return _credentials(settings or LabelSettings())
 
 
 def labelled_mp4(frames, out, fps: float, run_dir, model_config, settings: LabelSettings | None,
-                 write) -> Path:
+                 write, creds=None) -> Path:
     """Write ``frames`` to ``out`` with ``write(frames, path, fps)``, labelled per ``settings`` (default:
     watermark on, self-signed C2PA); atomic: ``out`` appears only once signed."""
     from rushes.media.provenance import sign_mp4
 
     settings = settings or LabelSettings()
-    creds = _credentials(settings)  # before any work: a bad key fails at once
+    creds = creds or _credentials(settings)  # before any work: a bad key fails at once
     if settings.visible_watermark:
         frames = draw_watermark(frames, settings.watermark_text)
     out = Path(out)

@@ -195,7 +195,7 @@ def sample_to_files(run_dir, prompts: list[str], out: str | os.PathLike, frames:
     if not prompts:
         raise ValueError("no prompt to sample; give --prompt TEXT (empty: unconditional) or a --prompts file")
     opts = options or SampleOptions()
-    check_label(label)  # a bad key or certificate fails before any sampling
+    creds = check_label(label)  # a bad key or certificate fails before any sampling
     sampler = Sampler(run_dir, device, use_ema, dtype)
     shape = sampler.shape(frames, size)
     *texts, null_text = sampler.embed(list(prompts) + [opts.negative_prompt])
@@ -203,7 +203,8 @@ def sample_to_files(run_dir, prompts: list[str], out: str | os.PathLike, frames:
     todo = [(text, seed + k) for text in texts for k in range(num_samples)]
     for path, (text, s) in zip(paths, todo):
         video = to_uint8(sampler.sample(text, null_text, shape, s, opts))
-        labelled_mp4(video, path, fps or sampler.cfg.data.fps, run_dir, sampler.cfg.model, label, write_mp4)
+        labelled_mp4(video, path, fps or sampler.cfg.data.fps, run_dir, sampler.cfg.model, label, write_mp4,
+                     creds=creds)
     return paths
 
 
