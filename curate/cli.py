@@ -20,7 +20,7 @@ import logging
 import sys
 from dataclasses import dataclass
 
-from rushes import settings, storage
+from rushes import exits, settings, storage
 from rushes.curate import config as C
 from rushes.settings import check, setting
 
@@ -145,7 +145,8 @@ def dry_run(found, out: str, cfg) -> dict:
 
 
 def main(args) -> int:
-    """Handler of ``rushes curate``; returns 0 when the run finished (failed videos are counted, not fatal)."""
+    """Handler of ``rushes curate``: 0 when every video is ok (or skipped, or a duplicate), 1 when some failed
+    (counted in the closing line and summary.json), 2 on bad usage or input (:mod:`rushes.exits`)."""
     try:
         values = settings.resolve(args)
         run = values.build("run")
@@ -158,7 +159,7 @@ def main(args) -> int:
         _check_models(cfg)
     except ValueError as exc:
         print(f"rushes curate: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     from rushes.curate.inputs import NoVideoFound, collect_inputs
 
     if args.dry_run:
@@ -166,7 +167,7 @@ def main(args) -> int:
             plan = dry_run(collect_inputs(args.inputs, run.limit, exclude_dir=args.out), args.out, cfg)
         except NoVideoFound as exc:
             print(f"rushes curate: {exc}", file=sys.stderr)
-            return 2
+            return exits.USAGE
         print(json.dumps(plan, indent=2))
         return 0
     from rushes.curate.pipeline import run_curate
@@ -178,12 +179,26 @@ def main(args) -> int:
                              dedup_against=args.dedup_against or ())
     except (LockError, ManifestError, NoVideoFound) as exc:
         print(f"rushes curate: {settings.explain(exc, '--out')}", file=sys.stderr)
-        return 2
+        return exits.USAGE
+    print(closing_summary(summary, args.out))
+    return exits.finished(failed=summary["videos"]["error"])
+
+
+def closing_summary(summary: dict, out: str) -> str:
+    """The closing lines of ``rushes curate``: counts, then the failed videos grouped by reason."""
     v, c = summary["videos"], summary["clips"]
-    print(f"curate: {v['ok']} ok / {v['error']} failed videos, {c['kept']} kept / {c['total']} clips, "
-          f"{summary['kept_s']:.1f} s kept of {summary['footage_s']:.1f} s footage in {summary['wall_s']:.1f} s "
-          f"-> {args.out}/summary.json")
-    return 0
+    dups = f", {v['duplicate']} duplicate" if v.get("duplicate") else ""
+    lines = [f"curate: {v['ok']} ok / {v['error']} failed{dups} videos, {c['kept']} kept / {c['total']} clips, "
+             f"{summary['kept_s']:.1f} s kept of {summary['footage_s']:.1f} s footage in {summary['wall_s']:.1f} s "
+             f"-> {out}/summary.json"]
+    if v["error"]:
+        from rushes.manifests.store import read
+
+        rows = read(out, "videos").select(["path", "status", "error_stage", "error_message"]).to_pylist()
+        lines += ["failed videos by reason (the videos manifest has each one's error_stage and error_message):",
+                  *exits.failure_lines((f"{r['error_stage']}: {r['error_message']}", r["path"])
+                                       for r in rows if r["status"] == "error")]
+    return "\n".join(lines)
 
 
 @functools.cache
@@ -238,6 +253,6 @@ def filter_main(args) -> int:
             result = filter_run(args.out, preset=preset, overrides=overrides, dry_run=args.dry_run)
     except (LockError, ManifestError, ValueError) as exc:
         print(f"rushes filter: {settings.explain(exc, '--out')}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     print(format_counts(result))
     return 0

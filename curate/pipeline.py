@@ -43,6 +43,7 @@ from rushes.curate.adapter import (
     analyse_chunk_of,
     curate_whole,
     encode_group,
+    duplicate_message,
     find_duplicates,
     finish_video,
     outcome_dict,
@@ -176,7 +177,7 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
     outcomes = _run_tasks(todo, out, cfg, ray_cfg, run) if todo else []
     for dup, original in dups.items():
         outcome = record_duplicate(dup, original, out, run)
-        log.warning("%s: %s", dup, outcome.error_message)
+        log.info("%s", duplicate_message(dup, original))
         outcomes.append(outcome_dict(outcome))
     run_filter = RunFilter.for_curate(cfg)  # what every task applied to its video's clips before writing them
     # Near-duplicates over OUT and ``against`` (clips of earlier runs win over this run's); a part it rewrites goes
@@ -295,7 +296,7 @@ class _Driver:
         outcome["node_ids"] = sorted(n for n in nodes if n)
         self.outcomes.append(outcome)
         self.progress.update(outcome)
-        log.info("[%d/%d] %s: %s%s", len(self.outcomes), self.progress.total, outcome["path"], outcome["status"],
+        log.debug("[%d/%d] %s: %s%s", len(self.outcomes), self.progress.total, outcome["path"], outcome["status"],
                  f" ({outcome['error_stage']}: {outcome['error_message']})" if outcome["error_stage"] else "")
 
     def after_video(self, path: str, value, node: str) -> None:
@@ -370,6 +371,7 @@ def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, s
         "inputs_skipped": dict(inputs_skipped or {}),
         "videos": {"total": len(videos), "ok": sum(v["status"] == "ok" for v in videos),
                    "error": sum(v["status"] == "error" for v in videos), "errors_by_stage": dict(errors),
+                   "duplicate": sum(v["status"] == "duplicate" for v in videos),
                    "processed_this_run": len(processed), "skipped_this_run": skipped + len(outcomes) - len(processed),
                    "nodes_used": len({n for o in processed for n in o.get("node_ids", ())})},
         "clips": {"total": len(clips), "kept": sum(bool(c["keep"]) for c in clips),

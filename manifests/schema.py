@@ -61,7 +61,8 @@ VIDEOS = pa.schema(
         _f("has_audio", pa.bool_(), "true when an audio stream is present"),
         _f("audio_codec", pa.string(), "codec of the first audio stream"),
         _f("num_clips", pa.int32(), "clips written for this video (kept and rejected)", "clips"),
-        _f("status", pa.string(), "'ok' or 'error'", nullable=False),
+        _f("status", pa.string(), "'ok', 'error', or 'duplicate' (a byte-identical copy of an input seen first, "
+           "not curated: `warning` names the original)", nullable=False),
         _f("error_stage", pa.string(), "stage that failed: input, probe, hash, decode, detect, encode, worker"),
         _f("error_message", pa.string(), "what went wrong, naming the file and the fix"),
         _f("process_s", pa.float64(), "wall time spent on this video", "s"),

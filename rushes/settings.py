@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rushes.exits import USAGE
 from rushes.storage.scratch import DEFAULT_MAX_BYTES
 
 KEY = "rushes.setting"  # the field metadata key of a declaration
@@ -566,7 +567,7 @@ def usage_error(args: argparse.Namespace, exc: Exception) -> int:
         print(f"{bound.parser.prog}: error: {exc}", file=sys.stderr)
     else:
         print(f"rushes: error: {exc}", file=sys.stderr)
-    return 2
+    return USAGE
 
 
 # Fixes of a lock error (rushes.manifests.lock.LockError.reason) that name the flag of the run directory.
