@@ -87,10 +87,12 @@ class DataConfig:
     max_side_px: int = setting(512, "never decode a side longer than this, whatever the token budget allows", ge=1,
                                cli=False)
     text_encoder: str = setting("google/t5-v1_1-base", "transformers id or folder of a T5 encoder or CLIP text model, "
-                                "e.g. openai/clip-vit-large-patch14", metavar="ID_OR_PATH")
+                                "e.g. openai/clip-vit-large-patch14; a hub id with a folder under $RUSHES_MODEL_DIR "
+                                "loads from it", metavar="ID_OR_PATH", model=True)
     max_text_tokens: int = setting(64, "captions are truncated to this many tokens", ge=1, cli=False)
     vae: str | None = setting(None, "diffusers id or folder of a VAE (AutoencoderKL, AutoencoderKLWan, ...) to train "
-                              "in latent space", metavar="ID_OR_PATH", shown="none, pixel space")
+                              "in latent space (a hub id: from $RUSHES_MODEL_DIR when it holds it)", metavar="ID_OR_PATH",
+                              shown="none, pixel space", model=True)
     vae_subfolder: str | None = setting(None, "subfolder of --vae holding the VAE, e.g. vae for a pipeline repo such "
                                         "as Wan-AI/Wan2.1-T2V-1.3B-Diffusers", metavar="NAME")
     caption_dropout: float = setting(0.1, "fraction of clips trained with the empty caption, for guidance", ge=0, lt=1,
