@@ -175,6 +175,7 @@ def main(args) -> int:
     from rushes.manifests.store import ManifestError
 
     try:
+        cfg = kept_filter(cfg, args.out, given=values.given("filter_preset"))
         summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=run.limit, scratch=scratch,
                              dedup_against=args.dedup_against or ())
     except (LockError, ManifestError, NoVideoFound) as exc:
@@ -182,6 +183,23 @@ def main(args) -> int:
         return exits.USAGE
     print(closing_summary(summary, args.out))
     return exits.finished(failed=summary["videos"]["error"])
+
+
+def kept_filter(cfg: C.CurateConfig, out: str, given: bool) -> C.CurateConfig:
+    """``cfg`` keeping the thresholds ``rushes filter`` applied last to ``out``, unless ``--filter-preset`` was
+    ``given`` (then it replaces them); one line says which happens. A run never filtered by hand: ``cfg``."""
+    from rushes.curate.filter import last_chosen
+
+    chosen = last_chosen(out) if storage.is_dir(out) else None
+    if chosen is None:
+        return cfg
+    if given:
+        log.warning("curate: --filter-preset %s replaces the filter `rushes filter` applied last to %s (preset %s)",
+                    cfg.filter_preset, out, chosen.preset)
+        return cfg
+    log.warning("curate: keeping the filter `rushes filter` applied last to %s (preset %s, its thresholds); pass "
+                "--filter-preset to apply another", out, chosen.preset)
+    return dataclasses.replace(cfg, filter_preset=chosen.preset, filter_params=chosen.config.to_json())
 
 
 def closing_summary(summary: dict, out: str) -> str:

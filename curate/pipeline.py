@@ -52,6 +52,7 @@ from rushes.curate.adapter import (
     record_crash,
     record_duplicate,
 )
+from rushes.curate.config import describe_changes
 from rushes.curate.dedup import check_against, dedup_run
 from rushes.curate.filter import RunFilter
 from rushes.curate.inputs import collect_inputs
@@ -161,6 +162,7 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
     found = collect_inputs(inputs, limit, exclude_dir=out)
     paths = found.paths
     cfg_hash = config_hash(cfg.hashed_dict())
+    _say_changes(out, cfg)
     write_json_atomic(storage.join(out, "config", "curate.json"), {
         "config": cfg.to_dict(), "config_hash": cfg_hash, "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
     # A run killed mid-write (kill -9) can leave temporary parts behind: readers ignore them, this removes them.
@@ -188,6 +190,18 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
     summary["near_duplicates"] = near
     update_summary(out, "curate", summary)
     return summary
+
+
+def _say_changes(out, cfg) -> None:
+    """Log one line when this run's settings differ from those the last run of ``out`` recorded."""
+    path = storage.join(out, "config", "curate.json")
+    try:
+        previous = json.loads(storage.read_bytes(path))["config"] if storage.is_file(path) else None
+    except (ValueError, KeyError, TypeError, OSError):
+        previous = None  # unreadable: it is rewritten below; the videos rows' config_hash decides what is redone
+    line = describe_changes(previous, cfg) if isinstance(previous, dict) else None
+    if line:
+        log.warning("%s", line)
 
 
 def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:

@@ -11,11 +11,11 @@ import pyarrow as pa
 
 KINDS = ("videos", "clips", "captions")
 
-SCHEMA_VERSIONS = {"videos": 3, "clips": 3, "captions": 1}
+SCHEMA_VERSIONS = {"videos": 3, "clips": 4, "captions": 1}
 
 # Nullable columns added after a kind's first version, with the version that added them: a part written by an
 # older rushes lacks them and reads as null there (every other missing column is an error).
-ADDED_IN = {"videos": {"path_bytes": 3}}
+ADDED_IN = {"videos": {"path_bytes": 3}, "clips": {"camera_shake": 4}}
 
 
 def _f(name: str, typ: pa.DataType, description: str, unit: str = "", nullable: bool = True) -> pa.Field:
@@ -82,6 +82,10 @@ CLIP_SCORES = [
        "frames (128 px, each frame's luma stretched to a fixed contrast), per second, luma in 0..1", "1/s"),
     _f("camera_motion", pa.string(), "camera-motion label from the flow field: static, pan_left, pan_right, "
        "tilt_up, tilt_down, zoom_in, zoom_out, shaky, complex"),
+    _f("camera_shake", pa.float32(), "how much a moving camera keeps changing direction: 1 - |mean global "
+       "translation| / mean |global translation| over the clip's flow pairs; 0 for a still or steadily zooming "
+       "camera, 1 for no net direction; camera_motion is 'shaky' above 0.4. Null in runs before schema v4",
+       "fraction"),
     _f("sharpness", pa.float32(), "median over frames of the variance of the Laplacian of luma (0..255 scale), "
        "measured with the frame area-downscaled to a 128 px long side"),
     _f("brightness_mean", pa.float32(), "mean luma, 0 (black) .. 1 (white)"),

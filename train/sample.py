@@ -10,6 +10,7 @@ or ``rushes sample RUN_DIR --prompt "..." --frames 8 --size 64x64 --out dog.mp4`
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -19,12 +20,15 @@ import numpy as np
 import torch
 
 from rushes import storage
+from rushes.progress import CountProgress
 from rushes.media.frames import write_video
 from rushes.train import checkpoint, parallel, rundir
 from rushes.train.config import RunConfig
 from rushes.train.diffusion import euler_sample, resolution_shift
 from rushes.train.encoders import TextEncoder, Vae, latent_frames, pixel_frames
 from rushes.train.model import DiffusionTransformer, grid_positions, unpatchify
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,19 +77,26 @@ def load_run(run_dir: str | os.PathLike, device, use_ema: bool = True) -> tuple[
 
 @torch.no_grad()
 def generate(model: DiffusionTransformer, text: torch.Tensor, null_text: torch.Tensor, grid: tuple[int, int, int],
-             steps: int, guidance: float, shift: float, seed: int = 0) -> torch.Tensor:
-    """Sample the tokens (N, patch_dim) of one clip of ``grid`` for caption embedding ``text`` (Lt, D)."""
+             steps: int, guidance: float, shift: float, seed: int = 0, progress: CountProgress | None = None
+             ) -> torch.Tensor:
+    """Sample the tokens (N, patch_dim) of one clip of ``grid`` for caption embedding ``text`` (Lt, D);
+    ``progress`` counts the Euler steps as they finish."""
     device = next(model.parameters()).device
     n = grid[0] * grid[1] * grid[2]
     noise = torch.randn(1, n, model.cfg.patch_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     pos = grid_positions(grid, device)[None]  # (1, N, 3)
     seq = torch.zeros(1, n, dtype=torch.long, device=device)  # (1, N) a single clip in slot 0
     conds = {True: text, False: null_text}
+    calls, per_step = [0], (2 if guidance != 1.0 else 1)  # model calls per Euler step (guided: with and without)
 
     def velocity(x, t, conditional):
         emb = conds[conditional].to(device)
         mask = torch.ones(1, 1, emb.shape[0], dtype=torch.bool, device=device)
-        return model(x, t, emb[None, None], mask, pos, seq)
+        v = model(x, t, emb[None, None], mask, pos, seq)
+        calls[0] += 1
+        if progress is not None and calls[0] % per_step == 0:
+            progress.update()
+        return v
 
     return euler_sample(velocity, noise, num_slots=1, steps=steps, shift=shift, guidance=guidance)[0]
 
@@ -118,8 +129,10 @@ def sample_video(run_dir, prompt: str, frames: int, size: tuple[int, int], steps
     text, null_text = emb[0][mask[0]], emb[1][mask[1]]
     n = shape.grid[0] * shape.grid[1] * shape.grid[2]
     shift = float(resolution_shift(torch.tensor(n), cfg.train.shift_base_tokens, cfg.train.max_shift))
-    tokens = generate(model, text, null_text, shape.grid, steps or cfg.train.sample_steps,
-                      cfg.train.guidance if guidance is None else guidance, shift, seed)
+    steps = steps or cfg.train.sample_steps
+    with CountProgress(steps, "step", "sample", log) as progress:
+        tokens = generate(model, text, null_text, shape.grid, steps, cfg.train.guidance if guidance is None
+                          else guidance, shift, seed, progress)
     latent = unpatchify(tokens.float().cpu(), shape.grid, cfg.model.patch_size, cfg.model.in_channels)
     video = vae.decode(latent) if vae else latent  # (3, T, H, W)
     return video[:, :shape.frames], cfg
