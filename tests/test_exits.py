@@ -88,7 +88,7 @@ def test_curate_exits_1_when_some_videos_failed_quietly_and_a_copy_is_a_duplicat
     good = make_cut_video(raw / "a.mp4", [1.5, 1.5], fps=10, size=(96, 64)).path
     shutil.copy(good, raw / "b_copy.mp4")
     for name in ("c_bad.mp4", "d_bad.mp4"):
-        (raw / name).write_text("not a video")
+        (raw / name).write_text(f"{name} is not a video")  # distinct bytes: two failures, not a duplicate
     out = tmp_path / "out"
     ray_tmp = Path(tempfile.mkdtemp(prefix="rq", dir="/tmp"))  # Ray's socket paths must stay short
     try:

@@ -99,3 +99,15 @@ def test_a_curate_rerun_keeps_the_filter_rushes_filter_applied_last(tmp_path, ra
     assert "--filter-preset strict replaces the filter `rushes filter` applied last" in messages
     assert "settings differ from the last run" in messages and "decode_threads" in messages
     assert json.loads((out / "filter.json").read_text())["chosen_by"] == "rushes curate"
+
+
+def test_a_clips_part_written_before_camera_shake_reads_with_null_there(tmp_path):
+    import pyarrow.parquet as pq
+
+    table = manifests.conform([clip(0, camera_motion="shaky")], "clips").drop_columns(["camera_shake"])
+    meta = {**table.schema.metadata, b"rushes.schema_version": b"3"}
+    (tmp_path / "clips").mkdir()
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "clips" / "part-old.parquet")
+    read = manifests.read(tmp_path, "clips")
+    assert read.column("camera_shake").to_pylist() == [None]
+    assert filter_run(tmp_path, preset="strict", dry_run=True)["reasons"].get("shake>0.4") == 1
