@@ -1,12 +1,16 @@
 """Cost of the per-clip scores: the analysis pass with all scores against cuts only, same files, one run.
 
-    python bench/scores.py [--repeats 2] [--footage ../shared/footage] [--long-side 256]
+    python bench/scores.py [--repeats 2] [--footage ../shared/footage] [--long-side 256] [--guard]
 
 Both modes run curate's real decode pass (``rushes.curate.decode.analyse_video``: one PyAV decode at the
 analysis size, 1 decoder thread, as a curate task gets by default) with PySceneDetect's
 AdaptiveDetector (``rushes.curate.split.SceneSplitter``); "all scores" adds ``rushes.curate.scores.FrameSignals``
 as a second consumer of the same frames. Modes alternate per file and the fastest of ``--repeats``
 runs is kept, to damp noise on a shared machine. Prints a markdown table of wall-time ratios.
+
+``--guard`` compares today's default scores with the default scores plus every guardrail score
+(``rushes.curate.guard.GuardSignals``: nsfw, faces, watermark, invisible_mark, pdq; C2PA read once per file):
+the cost the guardrails add to a curate pass (target <= 30% CPU).
 """
 
 from __future__ import annotations
@@ -28,17 +32,28 @@ from rushes.media.frames import stream_info  # noqa: E402
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov"}
 
 
-def run_once(path: str, fps: float, with_scores: bool, long_side: int) -> tuple[float, float, int, int]:
-    """Wall and CPU seconds of one analysis pass, frames decoded, bytes FrameSignals keeps (0 without scores)."""
+def run_once(path: str, fps: float, with_scores: bool, long_side: int, guard: bool = False
+             ) -> tuple[float, float, int, int]:
+    """Wall and CPU seconds of one analysis pass, frames decoded, bytes FrameSignals keeps (0 without scores).
+    ``guard``: the pass always has the scores; ``with_scores`` then adds the guardrail scores too."""
     consumers: list = [SceneSplitter(DetectorConfig(), fps)]
-    signals = FrameSignals(ScoreConfig()) if with_scores else None
+    signals = FrameSignals(ScoreConfig()) if with_scores or guard else None
     if signals is not None:
         consumers.append(signals)
     start, cpu = time.perf_counter(), time.process_time()
+    if guard and with_scores:
+        from rushes.curate.config import GuardConfig
+        from rushes.curate.guard import GuardSignals
+        from rushes.media.provenance import read_c2pa
+
+        consumers.append(GuardSignals(GuardConfig()))
+        read_c2pa(path)
     result = analyse_video(path, consumers, long_side_px=long_side, threads=1)
     consumers[0].cut_frames(result.pts_s)
     if signals is not None:  # one clip per detected scene is what curate asks for; a whole-file clip here
         signals.clip_scores(0, result.num_frames, *result.analysis_size)
+    if guard and with_scores:
+        consumers[-1].clip_scores(0, result.num_frames)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     kept = 0
     if signals is not None:
@@ -54,6 +69,7 @@ def main() -> int:
     ap.add_argument("--long-side", type=int, default=256, help="analysis long side in px (curate's default)")
     ap.add_argument("--cv-threads", type=int, default=1,
                     help="OpenCV threads (1 = what a 1-CPU curate task should use; 0 = OpenCV's default)")
+    ap.add_argument("--guard", action="store_true", help="compare default scores with default scores + guardrails")
     args = ap.parse_args()
     if args.cv_threads:
         import cv2
@@ -65,7 +81,8 @@ def main() -> int:
         return 2
     print(f"{len(files)} files from {args.footage}, analysis long side {args.long_side} px, OpenCV threads "
           f"{args.cv_threads or 'default'}, best of {args.repeats} runs per mode\n")
-    print("| file | frames | cuts only wall (s) | cuts + all scores wall (s) | wall ratio | CPU ratio "
+    modes = ("scores", "scores + guardrails") if args.guard else ("cuts only", "cuts + all scores")
+    print(f"| file | frames | {modes[0]} wall (s) | {modes[1]} wall (s) | wall ratio | CPU ratio "
           "| kept bytes/frame |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     totals = {k: 0.0 for k in ("wall0", "wall1", "cpu0", "cpu1")}
@@ -75,7 +92,7 @@ def main() -> int:
         frames = kept = 0
         for _ in range(args.repeats):
             for mode in (0, 1):
-                wall, cpu, frames, k = run_once(str(path), fps, bool(mode), args.long_side)
+                wall, cpu, frames, k = run_once(str(path), fps, bool(mode), args.long_side, args.guard)
                 best[f"wall{mode}"] = min(best[f"wall{mode}"], wall)
                 best[f"cpu{mode}"] = min(best[f"cpu{mode}"], cpu)
                 kept = k or kept
@@ -86,6 +103,11 @@ def main() -> int:
     total_all, total_cuts = totals["wall1"], totals["wall0"]
     print(f"| **all files** | | **{total_cuts:.2f}** | **{total_all:.2f}** | **{total_all / total_cuts:.2f}x** "
           f"| **{totals['cpu1'] / totals['cpu0']:.2f}x** | |")
+    if args.guard:
+        ratio = totals["cpu1"] / totals["cpu0"]
+        print(f"\nTarget: the guardrails add <= 30% CPU over today's default scores (ratio <= 1.30x): "
+              f"{'met' if ratio <= 1.30 else 'NOT met'} ({ratio - 1:+.0%}).")
+        return 0
     print(f"\nTarget: all scores add <= 40% wall time over cuts only (ratio <= 1.40x): "
           f"{'met' if total_all / total_cuts <= 1.40 else 'NOT met'} ({(total_all / total_cuts - 1):+.0%}).")
     return 0

@@ -33,7 +33,7 @@ from rushes import storage
 
 from rushes.caption.captioner import Captioner, Generation, ResolvedModel, is_out_of_memory
 from rushes.caption.config import CaptionConfig
-from rushes.caption.frames import ClipFrames, FrameSpec, decode_clip, display_dims, frame_times
+from rushes.caption.frames import ClipFrames, FrameSpec, decode_clip, decode_still, display_dims, frame_times
 from rushes.caption.prompts import ParseError, get_prompt, parse_output
 from rushes.manifests import clips, store
 from rushes.manifests.ids import make_id
@@ -46,6 +46,7 @@ FRAMES_SCHEMA = pa.schema([
     ("frames_shape", pa.list_(pa.int32())),
     ("frame_times_s", pa.list_(pa.float64())),
     ("error_message", pa.string()),
+    ("still", pa.bool_()),  # a still image (kind 'image'): captioned as one image, not a video
 ])
 
 # One row per clip to caption: where its frames come from (``path``, with ``offset_s`` the clip's start on
@@ -53,7 +54,7 @@ FRAMES_SCHEMA = pa.schema([
 # cannot be read (``error_message``, e.g. a clip_path that points outside the run directory).
 TASK_SCHEMA = pa.schema([("clip_id", pa.string()), ("path", pa.string()), ("offset_s", pa.float64()),
                          ("start_s", pa.float64()), ("end_s", pa.float64()), ("width_px", pa.int32()),
-                         ("height_px", pa.int32()), ("error_message", pa.string())])
+                         ("height_px", pa.int32()), ("error_message", pa.string()), ("kind", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def _task_table(todo: list[clips.KeptClip]) -> pa.Table:
     # the decoded file's time 0 (the clip's start for an encoded clip file, 0 for a span of the source).
     rows = [{"clip_id": c.clip_id, "start_s": c.source_start_s, "end_s": c.source_start_s + c.duration_s,
              "path": None if c.refused else c.path, "offset_s": c.source_start_s - c.start_s,
-             "width_px": c.width_px or None, "height_px": c.height_px or None, "error_message": c.refused}
+             "width_px": c.width_px or None, "height_px": c.height_px or None, "error_message": c.refused,
+             "kind": c.kind}
             for c in todo]
     return pa.Table.from_pylist(rows, schema=TASK_SCHEMA)
 
@@ -113,13 +115,17 @@ def decode_batch(tasks: pa.Table, spec: FrameSpec, num_frames: int, fps: float |
             if not task["path"]:
                 raise DecodeError(f"no clip file and no source video path for clip {task['clip_id']}; "
                                   f"rerun curate so its videos manifest lists the source")
-            times = frame_times(task["start_s"], task["end_s"], num_frames, fps)
+            still = task.get("kind") == clips.IMAGE
+            times = [] if still else frame_times(task["start_s"], task["end_s"], num_frames, fps)
             with storage.readable(task["path"], scratch) as path:  # a clip in a bucket: a local copy while it decodes
-                width, height = display_dims(path, task["width_px"], task["height_px"])
-                clip = decode_clip(path, times, offset_s=task["offset_s"], size=spec.size_for(width, height))
+                if still:  # one image, in display orientation, at the model's size
+                    clip = decode_still(path, spec, task["width_px"], task["height_px"])
+                else:
+                    width, height = display_dims(path, task["width_px"], task["height_px"])
+                    clip = decode_clip(path, times, offset_s=task["offset_s"], size=spec.size_for(width, height))
             out.append({"clip_id": task["clip_id"], "frames": clip.rgb.tobytes(),
-                        "frames_shape": list(clip.rgb.shape), "frame_times_s": clip.times_s})
-        except (DecodeError, ValueError, OSError) as exc:
+                        "frames_shape": list(clip.rgb.shape), "frame_times_s": clip.times_s, "still": clip.still})
+        except (DecodeError, ValueError, OSError) as exc:  # ImageError is a ValueError
             out.append({"clip_id": task["clip_id"], "error_message":
                         f"clip {task['clip_id']}: cannot decode frames from {task['path']}: {exc}"})
     return pa.Table.from_pylist(out, schema=FRAMES_SCHEMA)
@@ -129,7 +135,7 @@ def frames_from_row(row: dict) -> ClipFrames:
     """Rebuild a :class:`ClipFrames` from a decode-stage row."""
     # A writable copy: torch warns on (and must not write into) read-only Arrow buffers.
     rgb = np.frombuffer(row["frames"], dtype=np.uint8).reshape(row["frames_shape"]).copy()
-    return ClipFrames(rgb=rgb, times_s=list(row["frame_times_s"]))
+    return ClipFrames(rgb=rgb, times_s=list(row["frame_times_s"]), still=bool(row.get("still")))
 
 
 class CaptionActor:
@@ -150,10 +156,11 @@ class CaptionActor:
                 rows.append(self._error(row, "frames", row["error_message"]))
             else:
                 ready.append(row)
-        # Equal frame counts per generate call: SmolVLM pads shorter clips and miscounts their frames.
-        by_count: dict[int, list[dict]] = {}
+        # Equal frame counts per generate call: SmolVLM pads shorter clips and miscounts their frames. Stills are
+        # images, not one-frame videos: a call of their own.
+        by_count: dict[tuple, list[dict]] = {}
         for row in ready:
-            by_count.setdefault(row["frames_shape"][0], []).append(row)
+            by_count.setdefault((bool(row.get("still")), row["frames_shape"][0]), []).append(row)
         for group in by_count.values():
             rows.extend(self._caption(group))
         order = {cid: i for i, cid in enumerate(batch.column("clip_id").to_pylist())}

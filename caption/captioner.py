@@ -173,16 +173,16 @@ class Captioner:
         pad = self.model.generation_config.pad_token_id
         self.pad_id = pad if pad is not None else self.processor.tokenizer.pad_token_id
 
-    def render_prompt(self, prompt_text: str, num_frames: int) -> str:
-        """The chat-template text for one clip (visual placeholders not yet expanded)."""
-        visual = [{"type": "video"}] if self.video_mode else [{"type": "image"}] * num_frames
+    def render_prompt(self, prompt_text: str, num_frames: int, still: bool = False) -> str:
+        """The chat-template text for one clip, or one still image (visual placeholders not yet expanded)."""
+        visual = [{"type": "video"}] if self.video_mode and not still else [{"type": "image"}] * num_frames
         conversation = [{"role": "user", "content": [*visual, {"type": "text", "text": prompt_text}]}]
         return self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
 
     def build_inputs(self, clips: Sequence[ClipFrames], prompt_text: str):
         """Processor outputs for a batch (left-padded tensors), ready for ``model.generate``."""
-        texts = [self.render_prompt(prompt_text, len(c.times_s)) for c in clips]
-        if self.video_mode:
+        texts = [self.render_prompt(prompt_text, len(c.times_s), c.still) for c in clips]
+        if self.video_mode and not any(c.still for c in clips):  # a batch is all stills or all clips
             from transformers.video_utils import VideoMetadata
 
             metadata = [VideoMetadata(total_num_frames=len(c.times_s), fps=c.sampled_fps,

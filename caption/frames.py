@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rushes.media.frames import even, fps_times, sample_frames, stream_info, uniform_times
+from rushes.media.images import probe_image, read_image
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ClipFrames:
 
     rgb: np.ndarray
     times_s: list[float]
+    still: bool = False  # a still image (one frame): the model gets it as an image, not a video
 
     @property
     def sampled_fps(self) -> float:
@@ -84,3 +86,13 @@ def decode_clip(path: str, times_s: Sequence[float], offset_s: float = 0.0,
     frames = sample_frames(path, local, size=size)
     rgb = np.stack([f.rgb for f in frames])
     return ClipFrames(rgb=rgb, times_s=[float(t) for t in times_s])
+
+
+def decode_still(path: str, spec: FrameSpec, width: int | None = None, height: int | None = None) -> ClipFrames:
+    """A still image as the model sees it: one frame (1, H, W, 3) at ``spec``'s size, display orientation, at
+    time 0. Raises ``rushes.media.images.ImageError`` when it does not decode."""
+    if not (width and height):
+        info = probe_image(path)
+        width, height = info.width_px, info.height_px
+    rgb = read_image(path, size=spec.size_for(int(width), int(height)))
+    return ClipFrames(rgb=rgb[None], times_s=[0.0], still=True)

@@ -41,10 +41,12 @@ from rushes.curate.job import (WHOLE, ChunkResult, ClipPlan, DecodeFacts, Encode
 from rushes.curate.probe import Probe, ProbeError, probe_video
 from rushes.curate.shots import ShotModelError, resolve_device
 from rushes.curate.signature import FrameSignature
+from rushes.curate.still import StillError, probe_still, still_rows
 from rushes.curate.split import DETECTOR_NAMES, ClipSpan, detector_params, make_splitter, plan_clips
 from rushes.manifests import (ManifestError, conform, content_hash, content_hasher, delete_part, make_id, now_utc,
                        part_location, read_part, write_part)
 from rushes.media.frames import DecodeError
+from rushes.media.images import is_image_name
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,8 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
     probe: Probe | None = None
     try:
         _check_input(path)
+        if is_image_name(path):  # a still: one videos row and one clips row of kind 'image' (curate/still.py)
+            return curate_still(path, out_dir, cfg, run, started, stage_s)
         # A local file is probed before it is hashed: a file that is no video (a sparse 20 GB image, a disk
         # dump) is refused from its header instead of after reading every byte.
         probe = None if storage.is_remote(path) else _probe(path, path, cfg, stage_s)
@@ -122,7 +126,8 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
             if _done_before(_run_location(out_dir), source, run):
                 return VideoOutcome(path, source.video_id, "skipped", stage_s=stage_s)
             probe = probe or _probe(copy.path, path, cfg, stage_s)
-            job = VideoJob(source, probe, _spans(probe, cfg), dict(stage_s))
+            provenance = _timed(stage_s, "provenance", _provenance, copy.path, cfg)
+            job = VideoJob(source, probe, _spans(probe, cfg), dict(stage_s), provenance)
             if len(job.spans) > 1:
                 return job
             return curate_whole(job, out_dir, cfg, run, src=copy.path, started=started)
@@ -133,6 +138,39 @@ def process_video(path: str, out_dir: str | os.PathLike, cfg, run: RunInfo) -> V
                                str(exc), stage_s)
         row = _videos_row(path, source, probe, process_s=time.perf_counter() - started)
         return _failed(out_dir, outcome, row, run)
+
+
+def curate_still(path: str, out_dir, cfg, run: RunInfo, started: float, stage_s: dict) -> VideoOutcome:
+    """Curate the still image ``path`` as a one-frame clip (``kind = 'image'``): hash, probe, score, filter, and
+    its rows; a known failure is its error row. Raises :class:`DuplicateInput` as :func:`process_video` does."""
+    source, facts = None, {"kind": "image"}
+    try:
+        info = None if storage.is_remote(path) else _still(probe_still, path, path, stage_s, "probe")
+        with ExitStack() as stack:
+            copy = _timed(stage_s, "hash", _local_copy, path, run, stack, content_hasher())
+            source = Source(path, make_id("video", copy.digest), copy.size_bytes, copy.digest)
+            if _done_before(_run_location(out_dir), source, run):
+                return VideoOutcome(path, source.video_id, "skipped", stage_s=stage_s)
+            info = info or _still(probe_still, copy.path, path, stage_s, "probe")
+            facts, clip = _still(still_rows, copy.path, path, stage_s, "decode", source.video_id, copy.path, info,
+                                 cfg, run)
+    except VideoFailure as exc:
+        outcome = VideoOutcome(path, source.video_id if source else path_video_id(path), "error", exc.stage,
+                               str(exc), stage_s)
+        return _failed(out_dir, outcome, _videos_row(path, source, None, **facts,
+                                                     process_s=time.perf_counter() - started), run)
+    _publish_clips(_run_location(out_dir), source.video_id, [clip], cfg)
+    row = _videos_row(path, source, None, **facts, num_clips=1, process_s=time.perf_counter() - started)
+    return _record(out_dir, VideoOutcome(path, source.video_id, "ok", stage_s=stage_s), row, run)
+
+
+def _still(fn, src: str, path: str, stage_s: dict, stage: str, *args):
+    """``fn(src)`` (or ``fn(*args)``) timed as ``stage``; a :class:`StillError` becomes the input's failure, naming
+    ``path`` where it names the local copy ``src``."""
+    try:
+        return _timed(stage_s, stage, fn, *(args or (src,)))
+    except StillError as exc:
+        raise VideoFailure(exc.stage, str(exc)).naming(src, path) from exc
 
 
 def _local_copy(path: str, run: RunInfo, stack: ExitStack, hasher=None) -> storage.LocalCopy:
@@ -179,6 +217,18 @@ def _probe(src: str, path: str, cfg, stage_s: dict) -> Probe:
         return _timed(stage_s, "probe", probe_video, src, cfg.probe_timeout_s)
     except ProbeError as exc:
         raise VideoFailure("probe", str(exc)).naming(src, path) from exc
+
+
+def _provenance(src: str, cfg) -> dict | None:
+    """The C2PA facts of the local file ``src`` when the c2pa guardrail is on (rushes.media.provenance)."""
+    if "c2pa" not in cfg.guard.detectors:
+        return None
+    from rushes.media.provenance import ProvenanceUnavailable, read_c2pa
+
+    try:
+        return read_c2pa(src)
+    except ProvenanceUnavailable as exc:  # e.g. a worker node without the guard extra
+        raise VideoFailure("detect", str(exc)) from exc
 
 
 def _spans(probe: Probe, cfg) -> tuple:
@@ -228,6 +278,13 @@ def _consumers(probe: Probe, cfg, resumed: bool = False) -> dict:
             consumers["signals"] = FrameSignals(score_cfg)
         except OcrUnavailable as exc:  # e.g. a worker node without the quality extra
             raise VideoFailure("detect", str(exc)) from exc
+    if cfg.guard.frame_detectors:
+        from rushes.curate.guard import GuardSignals, missing
+
+        gaps = missing(cfg.guard)
+        if gaps:  # e.g. a worker node without the guard extra
+            raise VideoFailure("detect", gaps[0])
+        consumers["guard"] = GuardSignals(cfg.guard)
     return consumers
 
 
@@ -268,7 +325,7 @@ def analyse_whole(job: VideoJob, src: str, cfg) -> VideoAnalysis:
     seconds = time.perf_counter() - t0
     result = dataclasses.replace(result, warning=_renamed(result.warning, src, job.path))
     return VideoAnalysis(result, decode_facts(job, result), consumers["cuts"], consumers.get("signals"),
-                         consumers["signature"], seconds)
+                         consumers["signature"], seconds, consumers.get("guard"))
 
 
 def decode_facts(job: VideoJob, result: DecodeResult) -> DecodeFacts:
@@ -325,7 +382,7 @@ def join_chunks(job: VideoJob, parts: list[ChunkResult], cfg, run: RunInfo) -> V
     merged = {name: cls.merged([p.exports[name][1] for p in parts], result.pts_s)
               for name, (cls, _) in parts[0].exports.items()}
     return VideoAnalysis(result, decode_facts(job, result), merged["cuts"], merged.get("signals"), merged["signature"],
-                         sum(p.seconds for p in parts))
+                         sum(p.seconds for p in parts), merged.get("guard"))
 
 
 def reconcile_video(job: VideoJob, parts: list[ChunkResult], out_dir, cfg, run: RunInfo) -> ClipPlan | None:
@@ -370,6 +427,10 @@ def plan_video(job: VideoJob, analysis: VideoAnalysis, out_dir, cfg, run: RunInf
         raise VideoFailure("detect", f"scene detection on {input_location(job.path)} failed: {exc}; try "
                                      f"--detector content") from exc
     clip_rows = _clip_rows(job.video_id, spans, analysis.signals, job.probe, cfg, run, analysis.signature)
+    for row in clip_rows:  # guardrails: frame samples per clip, and the source file's C2PA facts
+        if analysis.guard is not None:
+            row.update(analysis.guard.clip_scores(row["start_frame"], row["end_frame"]))
+        row.update(job.provenance or {})
     groups: tuple = ()
     if cfg.encode.enabled:
         # Clips rejected by the split rules (too short) are not encoded; score rejects are, so a looser
@@ -455,7 +516,7 @@ def _clip_rows(video_id: str, spans: list[ClipSpan], signals, probe: Probe, cfg,
     for s in spans:
         row = {
             "clip_id": make_id("clip", video_id, s.start_frame, s.end_frame, params),
-            "video_id": video_id, "scene_index": s.scene_index, "window_index": s.window_index,
+            "video_id": video_id, "kind": "video", "scene_index": s.scene_index, "window_index": s.window_index,
             "start_s": s.start_s, "end_s": s.end_s, "duration_s": s.duration_s,
             "start_frame": s.start_frame, "end_frame": s.end_frame, "num_frames": s.num_frames,
             "width_px": width, "height_px": height,
@@ -485,7 +546,7 @@ def _publish_clips(out, video_id: str, clip_rows: list[dict], cfg) -> None:
     """Filter, then write the clips part (after their media files are complete); prune older media."""
     # Thresholds are applied before the part becomes visible, so a run killed before its final filter pass
     # never shows clips that the filter would reject; the pass at the end of the run then rewrites nothing.
-    filtered = RunFilter.for_curate(cfg).apply(conform(clip_rows, "clips"))
+    filtered = RunFilter.for_curate(cfg).with_blocklist(out).apply(conform(clip_rows, "clips"))
     write_part(out, "clips", filtered, part_name=f"part-{video_id}")
     _prune_media(out, video_id, {r["clip_path"] for r in clip_rows if r.get("clip_path")})
 
@@ -509,7 +570,7 @@ def _prune_media(out, video_id: str, referenced: set[str]) -> None:
 def _videos_row(path: str, source: Source | None = None, probe: Probe | None = None,
                 facts: DecodeFacts | None = None, **columns) -> dict:
     """A videos row with what is known of the input: hashed, probed, decoded, and ``columns``."""
-    row: dict = {"path": input_location(path),
+    row: dict = {"path": input_location(path), "kind": "image" if is_image_name(path) else "video",
                  "path_bytes": None if storage.is_uri(path) else exact_bytes(os.path.abspath(path))}
     if source is not None:
         row.update(size_bytes=source.size_bytes, content_hash=source.content_hash)

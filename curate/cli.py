@@ -80,6 +80,11 @@ def register_curate(subparsers) -> None:
                         "never written) for near-duplicates: a clip of OUT that repeats one of its clips gets "
                         "duplicate_of and the near_duplicate reject; repeatable. OUT itself is always searched "
                         "(default: none)")
+    p.add_argument("--block-hashes", default=None, metavar="FILE",
+                   help="PDQ hash list (one 64-hex-digit hash per line; vPDQ's frame,quality,hash,timestamp lines "
+                        "work too): clips whose hashes match it are rejected as blocklisted, re-encoded, rescaled "
+                        "and trimmed copies included; kept as OUT/config/block_hashes.txt for later runs and "
+                        "rushes filter (default: the list OUT already has, if any)")
     CURATE.add_arguments(p)
     p.set_defaults(func=main)
 
@@ -93,6 +98,12 @@ def _check_models(cfg) -> None:
             weights_path()
         except ShotModelError as exc:
             raise ValueError(str(exc)) from exc
+    if cfg.guard.detectors:
+        from rushes.curate.guard import missing
+
+        gaps = missing(cfg.guard)
+        if gaps:
+            raise ValueError(gaps[0])
     scores = cfg.score_config()
     if scores is not None and scores.text_method == "ocr":
         from rushes.curate import ocr
@@ -157,6 +168,10 @@ def main(args) -> int:
         return settings.usage_error(args, exc)
     try:
         _check_models(cfg)
+        if args.block_hashes is not None:
+            from rushes.curate.pdq import Blocklist
+
+            Blocklist.read(args.block_hashes)  # a bad list fails before any video is touched
     except ValueError as exc:
         print(f"rushes curate: {exc}", file=sys.stderr)
         return exits.USAGE
@@ -177,7 +192,7 @@ def main(args) -> int:
     try:
         cfg = kept_filter(cfg, args.out, given=values.given("filter_preset"))
         summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=run.limit, scratch=scratch,
-                             dedup_against=args.dedup_against or ())
+                             dedup_against=args.dedup_against or (), block_hashes=args.block_hashes)
     except (LockError, ManifestError, NoVideoFound) as exc:
         print(f"rushes curate: {settings.explain(exc, '--out')}", file=sys.stderr)
         return exits.USAGE
@@ -247,6 +262,10 @@ def register_filter(subparsers) -> None:
     p.add_argument("out", metavar="OUT", help="run directory written by `rushes curate`")
     p.add_argument("--dry-run", action="store_true",
                    help="print the counts without rewriting anything (default: off)")
+    p.add_argument("--block-hashes", default=None, metavar="FILE",
+                   help="a new PDQ hash list for the blocklisted rule (one hex hash per line, or vPDQ's "
+                        "frame,quality,hash,timestamp lines); it replaces OUT/config/block_hashes.txt (default: "
+                        "the list OUT has, if any)")
     _filter_command().add_arguments(p)
     p.set_defaults(func=filter_main)
 
@@ -268,7 +287,8 @@ def filter_main(args) -> int:
     writing = not args.dry_run and storage.is_dir(args.out)
     try:
         with writer_lock(args.out, "rushes filter") if writing else contextlib.nullcontext():
-            result = filter_run(args.out, preset=preset, overrides=overrides, dry_run=args.dry_run)
+            result = filter_run(args.out, preset=preset, overrides=overrides, dry_run=args.dry_run,
+                                block_hashes=args.block_hashes)
     except (LockError, ManifestError, ValueError) as exc:
         print(f"rushes filter: {settings.explain(exc, '--out')}", file=sys.stderr)
         return exits.USAGE

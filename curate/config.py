@@ -20,6 +20,7 @@ from rushes.settings import check, invalid, setting
 
 DETECTORS = ("adaptive", "content", "transnetv2", "hybrid")
 MODEL_DEVICES = ("auto", "cpu", "cuda")
+GUARD_DETECTORS = ("nsfw", "faces", "watermark", "invisible_mark", "pdq", "c2pa")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -111,11 +112,44 @@ class EncodeConfig:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """Which guardrail detectors run in curate's decode pass, and how often they sample."""
+
+    detectors: tuple[str, ...] = setting(GUARD_DETECTORS, "comma-separated guardrail detectors: " + ", ".join(GUARD_DETECTORS)
+                                         + "; none = no guardrail scores (the nsfw/watermark/ai_generated/"
+                                         "blocklisted rules then judge nothing)", flag="--guardrails",
+                                         metavar="LIST", shown="all")
+    sample_fps: float = setting(0.5, "native-size frames per second read by nsfw, faces, watermark and "
+                                "invisible_mark (0.5: every clip of 2 s or more has one)", flag="--guard-fps", gt=0,
+                                le=30)
+    hash_fps: float = setting(1.0, "PDQ hashes per second (vPDQ's rate)", gt=0, le=30, cli=False)
+    edge_fps: float = setting(2.0, "analysis frames per second for the static corner-logo score", gt=0, le=30,
+                              cli=False)
+    max_side_px: int = setting(1920, "cap on the long side of the native-size samples", ge=256, le=8192, cli=False)
+    face_long_side_px: int = setting(640, "long side the face detector reads", ge=160, le=4096, cli=False)
+
+    def __post_init__(self) -> None:
+        value = self.detectors
+        if isinstance(value, str):
+            value = () if value.strip().lower() in ("none", "") else tuple(s.strip() for s in value.split(","))
+        object.__setattr__(self, "detectors", tuple(dict.fromkeys(s for s in (value or ()) if s)))
+        bad = [d for d in self.detectors if d not in GUARD_DETECTORS]
+        if bad:
+            raise invalid(self, "detectors", f"has unknown detector(s) {bad}; use {', '.join(GUARD_DETECTORS)} or none")
+        check(self)
+
+    @property
+    def frame_detectors(self) -> tuple[str, ...]:
+        return tuple(d for d in self.detectors if d != "c2pa")
+
+
+@dataclass(frozen=True)
 class CurateConfig:
     """Everything that shapes a curate run's outputs (resources are not part of the hash)."""
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     min_clip_s: float = setting(2.0, "scenes shorter than this are listed with keep=false, reject_reason=too_short",
                                 ge=0)
     max_clip_s: float = setting(60.0, "longer scenes are split into equal windows no longer than this", gt=0)

@@ -25,8 +25,9 @@ all pairs, so a run of a million clips costs about a sort of its hashes:
    gets ``duplicate_of`` = the best of those, otherwise it is kept. Every mark thus points at a kept clip
    it matched itself (no chains: a copy whose missed cut spans two shots does not tie the two together).
    Best first means: a clip of a ``--dedup-against`` run (those are read only, never marked), a clip an
-   earlier run into OUT wrote (it stays kept when a copy arrives), a clip no other filter rule rejects, more pixels, sharper (a re-encode is softer), longer (to 0.1 s), then the
-   smaller clip_id.
+   earlier run into OUT wrote (it stays kept when a copy arrives), a clip no other filter rule rejects, a video
+   clip over a still image (a still's one hash matches any frame of a clip it was grabbed from), more pixels,
+   sharper (a re-encode is softer), longer (to 0.1 s), then the smaller clip_id.
 
 Exact byte copies never get here: curate records them as duplicate videos rows before any decode.
 """
@@ -52,8 +53,8 @@ from rushes.manifests.store import ManifestError
 log = logging.getLogger(__name__)
 
 # Columns the search reads: a million clips' signatures fit in memory, the rest of each row is not read.
-SEARCH_COLUMNS = ["clip_id", "video_id", "width_px", "height_px", "duration_s", "sharpness", "reject_reason",
-                  "signature", "duplicate_of", "created_at"]
+SEARCH_COLUMNS = ["clip_id", "video_id", "kind", "width_px", "height_px", "duration_s", "sharpness",
+                  "reject_reason", "signature", "duplicate_of", "created_at"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def match_share(a: np.ndarray, b: np.ndarray, cfg: DedupConfig) -> tuple[float, 
     ``b`` at that offset (+- slack); ``a`` should be the clip with fewer hashed samples."""
     ia = np.flatnonzero(a != NO_HASH)
     jb = np.flatnonzero(b != NO_HASH)
-    if len(ia) < cfg.min_matches or not len(jb):
+    if len(ia) < needed_matches(a, cfg) or not len(jb):
         return 0.0, 0
     near = popcount(a[ia][:, None] ^ b[jb][None, :]) <= cfg.max_hamming  # (hashed a) x (hashed b)
     pi, pj = np.nonzero(near)
@@ -107,6 +108,12 @@ def match_share(a: np.ndarray, b: np.ndarray, cfg: DedupConfig) -> tuple[float, 
         ok = np.abs(deltas - delta) <= cfg.slack
         best = max(best, len(np.unique(pi[ok])))  # samples of a matched at this offset
     return best / len(ia), best
+
+
+def needed_matches(signature: np.ndarray, cfg: DedupConfig) -> int:
+    """Matching samples a pair needs, ``signature`` being the one with fewer hashed samples: ``min_matches``, or
+    1 for a signature of one sample (a still image, ``rushes.curate.still``: its one hash is all it has)."""
+    return 1 if len(signature) == 1 else cfg.min_matches
 
 
 def _table_keys(hashes: np.ndarray, cfg: DedupConfig) -> np.ndarray:
@@ -174,13 +181,14 @@ def _pairs_within(clips: np.ndarray, starts: np.ndarray, size: int) -> np.ndarra
 
 def _rank_keys(t: pa.Table, external: np.ndarray, before=None) -> list[tuple]:
     """Sort key per clip: the smaller is kept (see the module docstring)."""
-    rows = t.select(["clip_id", "width_px", "height_px", "duration_s", "sharpness", "reject_reason",
+    rows = t.select(["clip_id", "kind", "width_px", "height_px", "duration_s", "sharpness", "reject_reason",
                      "created_at"]).to_pylist()
     keys = []
     for ext, r in zip(external, rows):
         others = [x for x in (r["reject_reason"] or "").split(";") if x and x != "near_duplicate"]
         earlier = before is not None and r["created_at"] is not None and r["created_at"] < before
-        keys.append((not ext, not earlier, bool(others), -((r["width_px"] or 0) * (r["height_px"] or 0)),
+        keys.append((not ext, not earlier, bool(others), r["kind"] == "image",  # a clip wins over a still of it
+                     -((r["width_px"] or 0) * (r["height_px"] or 0)),
                      -(r["sharpness"] if r["sharpness"] is not None else -math.inf), -round(r["duration_s"] or 0.0, 1),
                      r["clip_id"]))
     return keys
@@ -196,7 +204,7 @@ def verified_pairs(signatures: Sequence[np.ndarray], groups: np.ndarray, cfg: De
             continue
         a, b = (i, j) if counts[i] <= counts[j] else (j, i)
         share, matches = match_share(signatures[a], signatures[b], cfg)
-        if share >= cfg.min_share and matches >= cfg.min_matches:
+        if share >= cfg.min_share and matches >= needed_matches(signatures[a], cfg):
             out.append((i, j))
     return out
 
@@ -238,7 +246,7 @@ def _read_search_columns(run_dir, role: str) -> tuple[pa.Table, list]:
     tables, parts = [], []
     for path in manifests.part_paths(run_dir, "clips"):
         try:
-            t = manifests.read_part(path, "clips", columns=SEARCH_COLUMNS)
+            t = _read_part_columns(path)
         except (ManifestError, KeyError, pa.ArrowInvalid) as exc:
             raise ManifestError(f"{role} {run_dir}: {path} has no clip signatures (written by an older rushes, "
                                 f"before clips schema v{manifests.SCHEMA_VERSIONS['clips']}): rerun `rushes curate` "
@@ -248,6 +256,16 @@ def _read_search_columns(run_dir, role: str) -> tuple[pa.Table, list]:
         parts.extend([path] * t.num_rows)
     schema = pa.schema([manifests.schema_for("clips").field(c) for c in SEARCH_COLUMNS])
     return (pa.concat_tables(tables) if tables else schema.empty_table()), parts
+
+
+def _read_part_columns(path) -> pa.Table:
+    """SEARCH_COLUMNS of one clips part; ``kind`` (added in clips schema v4) is null in an older part."""
+    try:
+        return manifests.read_part(path, "clips", columns=SEARCH_COLUMNS)
+    except (ManifestError, KeyError, pa.ArrowInvalid):
+        older = [c for c in SEARCH_COLUMNS if c != "kind"]
+        t = manifests.read_part(path, "clips", columns=older)
+        return t.add_column(older.index("video_id") + 1, "kind", pa.nulls(t.num_rows, pa.string()))
 
 
 def check_against(against: Sequence, out) -> None:

@@ -34,11 +34,30 @@ shake>X             camera_shake > X (a moving camera that keeps changing   max_
                     a row without camera_shake, curated before it was
                     stored, is judged by its ``shaky`` label)
 camera=LABEL        camera_motion is one of the listed labels               reject_camera_motion
+nsfw                nsfw (highest open_nsfw probability) > max              max_nsfw (on: 0.8)
+faces               face_area_frac > max (0: any face)                      max_face_area (off)
+watermark           watermark_text > max or watermark_static > max          max_watermark_text,
+                                                                            max_watermark_static
+ai_generated        c2pa_source_type is trainedAlgorithmicMedia or          reject_ai_generated (on),
+                    compositeWithTrainedAlgorithmicMedia, or an invisible   min_invisible_mark_match
+                    mark decodes (invisible_mark_match >= min)
+blocklisted         >= block_min_match of the clip's pdq hashes are within  reject_blocklisted (on),
+                    block_max_distance bits of a hash of the run's list     block_max_distance,
+                    (``rushes curate/filter --block-hashes FILE``)          block_min_match
 near_duplicate      duplicate_of is set: the same shot (re-encoded,         reject_near_duplicate
                     rescaled, cropped, trimmed) is kept as another clip     (on in every preset but
                     of this run or of a --dedup-against run                 none)
 missing_scores      a score an active rule needs is null (scoring failed)   reject_missing
 ==================  ======================================================  ========================
+
+Images (``kind = 'image'``, a still curated as a one-frame clip with no duration) are judged by every rule
+above except ``too_short``, ``motion<X``, ``motion>X`` and ``camera=LABEL``: those measure time, which a still
+has none of, so they never fail an image and its null motion scores are not ``missing_scores``.
+
+The guardrail rules (nsfw, faces, watermark) count a null score as missing only when the clip's
+``guard_models`` says its detector ran (a run curated without guardrails, or by an older rushes, is not
+rejected for lacking them). ``blocklisted`` compares the stored hashes with the list kept in
+``OUT/config/block_hashes.txt`` (:class:`RunFilter`), so a new list never needs a decode.
 
 Null scores are never silently passed: with ``reject_missing`` (default) the clip is rejected as
 ``missing_scores``; with ``reject_missing=False`` the rules that need the missing score are not judged.
@@ -69,13 +88,16 @@ from rushes.manifests.store import ManifestError
 from rushes.settings import check, invalid, setting
 
 # Fields that are on/off switches rather than thresholds.
-_SWITCHES = ("reject_camera_motion", "reject_near_duplicate", "reject_missing")
+_SWITCHES = ("reject_camera_motion", "reject_near_duplicate", "reject_missing", "reject_ai_generated",
+             "reject_blocklisted")
+AI_SOURCE_TYPES = ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia")
+BLOCKLIST_FILE = ("config", "block_hashes.txt")  # the run's hash list, under OUT
 CAMERA_LABELS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out", "shaky", "complex")
 
 # Reasons this module owns (recomputed on every run); anything else in reject_reason is preserved.
 _OWNED = re.compile(r"^(bad_span|too_short|too_long|small|aspect|dark|bright|flat|blurry|low_contrast|grey"
                     r"|missing_scores"
-                    r"|near_duplicate|motion[<>].*|text>.*|shake>.*|camera=.*)$")
+                    r"|near_duplicate|nsfw|faces|watermark|ai_generated|blocklisted|motion[<>].*|text>.*|shake>.*|camera=.*)$")
 
 
 def _rule(default, text: str, **kw):
@@ -110,6 +132,25 @@ class FilterConfig:
     max_camera_shake: float | None = _rule(None, "reject a moving camera whose camera_shake (0 steady .. 1 no net "
                                            "direction) is above this; the camera_motion label says shaky above 0.4",
                                            le=1)
+    max_nsfw: float | None = _rule(0.8, "reject as nsfw when the highest open_nsfw probability of the clip's samples "
+                                   "is above this (0..1)")
+    max_face_area: float | None = _rule(None, "reject as faces when the largest face covers more than this share of "
+                                        "the frame (0: any face; off by default)")
+    max_watermark_text: float | None = _rule(0.05, "reject as watermark when corner text covers more than this "
+                                             "share of the most covered corner on average")
+    max_watermark_static: float | None = _rule(None, "reject as watermark when the static corner-edge score is "
+                                               "above this (logos; off by default)")
+    reject_ai_generated: bool | None = setting(True, "reject as ai_generated clips whose source's C2PA manifest says "
+                                               "trainedAlgorithmicMedia or compositeWithTrainedAlgorithmicMedia, "
+                                               "or whose frames carry a known invisible mark", switch=False,
+                                               metavar="BOOL")
+    min_invisible_mark_match: float = setting(0.85, "share of an invisible mark's bits that must decode for "
+                                              "ai_generated (0.5 is chance)", gt=0.5, le=1)
+    reject_blocklisted: bool | None = setting(True, "reject as blocklisted clips whose PDQ hashes match the run's hash "
+                                              "list (--block-hashes)", switch=False, metavar="BOOL")
+    block_max_distance: int = setting(31, "PDQ hashes within this many bits (of 256) match (ThreatExchange's "
+                                      "recommended 31)", ge=0, le=128)
+    block_min_match: float = setting(0.5, "share of a clip's PDQ hashes that must match for blocklisted", gt=0, le=1)
     reject_camera_motion: tuple[str, ...] = setting((), "comma-separated camera_motion labels to reject, e.g. "
                                                     "complex (shaky has a score to threshold instead: "
                                                     "--max-camera-shake)", metavar="LABELS")
@@ -130,9 +171,10 @@ class FilterConfig:
         if self.min_aspect is not None and self.max_aspect is not None and self.min_aspect > self.max_aspect:
             raise invalid(self, "min_aspect", f"({self.min_aspect}) must be <= max_aspect ({self.max_aspect}): "
                           f"swap them")
-        if not isinstance(self.reject_near_duplicate, (bool, type(None))):
-            raise invalid(self, "reject_near_duplicate", f"must be true or false, got {self.reject_near_duplicate!r}")
-        object.__setattr__(self, "reject_near_duplicate", bool(self.reject_near_duplicate))  # none(): None = off
+        for name in ("reject_near_duplicate", "reject_ai_generated", "reject_blocklisted"):
+            if not isinstance(getattr(self, name), (bool, type(None))):
+                raise invalid(self, name, f"must be true or false, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, bool(getattr(self, name)))  # none(): None = off
         if isinstance(self.reject_camera_motion, str):
             object.__setattr__(self, "reject_camera_motion", tuple(
                 s.strip() for s in self.reject_camera_motion.split(",") if s.strip()))
@@ -171,7 +213,8 @@ def none() -> FilterConfig:
     """No score rules and no near_duplicate rule; the split's too_short rule still holds (pass min_duration_s=0
     to drop it too)."""
     return FilterConfig(**{f.name: None for f in dataclasses.fields(FilterConfig)
-                           if f.name not in ("reject_camera_motion", "reject_missing", "min_duration_s")})
+                           if f.name not in ("reject_camera_motion", "reject_missing", "min_duration_s",
+                                             "min_invisible_mark_match", "block_max_distance", "block_min_match")})
 
 
 PRESETS = {"default": default, "strict": strict, "permissive": permissive, "none": none}
@@ -219,6 +262,9 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
     def above(col, thr):
         return pc.greater(t[col], thr)
 
+    def in_time(mask):  # a rule about time never fails a still (not null either: not missing_scores)
+        return pc.if_else(_images(t), False, mask)
+
     # Always on, in every preset: a span that is not a time (NaN, infinite, negative, ending before it starts: an
     # edited or damaged row) is never kept; every stage after the filter refuses it too (rushes.manifests.clips).
     out.append(("bad_span", pc.invert(valid_span_mask(t)), False))
@@ -233,9 +279,9 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
         hi = pc.greater(ratio, cfg.max_aspect) if cfg.max_aspect is not None else None
         out.append(("aspect", pc.or_kleene(lo, hi) if lo is not None and hi is not None else (lo or hi), False))
     if cfg.min_motion is not None:
-        out.append((f"motion<{cfg.min_motion:g}", below("motion_mean", cfg.min_motion), True))
+        out.append((f"motion<{cfg.min_motion:g}", in_time(below("motion_mean", cfg.min_motion)), True))
     if cfg.max_motion is not None:
-        out.append((f"motion>{cfg.max_motion:g}", above("motion_mean", cfg.max_motion), True))
+        out.append((f"motion>{cfg.max_motion:g}", in_time(above("motion_mean", cfg.max_motion)), True))
     dark = [m for m in (above("black_frame_frac", cfg.max_black_frame_frac) if cfg.max_black_frame_frac is not None
                         else None, below("brightness_mean", cfg.min_brightness) if cfg.min_brightness is not None
                         else None) if m is not None]
@@ -255,17 +301,47 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
         out.append((f"shake>{cfg.max_camera_shake:g}", pc.coalesce(above("camera_shake", cfg.max_camera_shake),
                                                                     pc.equal(t["camera_motion"], "shaky")), True))
     for label in cfg.reject_camera_motion:
-        out.append((f"camera={label}", pc.equal(t["camera_motion"], label), True))
+        out.append((f"camera={label}", in_time(pc.equal(t["camera_motion"], label)), True))
+    out += _guard_rules(t, cfg)
     if cfg.reject_near_duplicate:
         out.append(("near_duplicate", pc.is_valid(t["duplicate_of"]), False))
     return out
 
 
-def apply_filter(clips: pa.Table, cfg: FilterConfig, preset: str | None = None) -> pa.Table:
+def _ran(t: pa.Table, detector: str) -> pa.Array:
+    """True where the clip's ``guard_models`` says ``detector`` ran: only there is its null score missing."""
+    return pc.match_substring(t["guard_models"], f'"{detector}"').fill_null(False)
+
+
+def _guard_rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, object]]:
+    """The nsfw, faces, watermark and ai_generated rules (blocklisted is :class:`RunFilter`'s: it needs the list)."""
+    out: list[tuple[str, pa.Array, object]] = []
+    if cfg.max_nsfw is not None:
+        out.append(("nsfw", pc.greater(t["nsfw"], cfg.max_nsfw), _ran(t, "nsfw")))
+    if cfg.max_face_area is not None:
+        out.append(("faces", pc.greater(t["face_area_frac"], cfg.max_face_area), _ran(t, "faces")))
+    if cfg.max_watermark_text is not None or cfg.max_watermark_static is not None:
+        # watermark_static is null for a clip with fewer than 3 samples: never a missing score on its own.
+        static = (pc.greater(t["watermark_static"], cfg.max_watermark_static).fill_null(False)
+                  if cfg.max_watermark_static is not None else pa.repeat(pa.scalar(False), t.num_rows))
+        if cfg.max_watermark_text is not None:
+            out.append(("watermark", pc.or_kleene(pc.greater(t["watermark_text"], cfg.max_watermark_text), static),
+                        _ran(t, "watermark")))
+        else:
+            out.append(("watermark", static, False))
+    if cfg.reject_ai_generated:
+        c2pa = pc.is_in(t["c2pa_source_type"], pa.array(AI_SOURCE_TYPES)).fill_null(False)
+        mark = pc.greater_equal(t["invisible_mark_match"], cfg.min_invisible_mark_match).fill_null(False)
+        out.append(("ai_generated", pc.or_(c2pa, mark), False))
+    return out
+
+
+def apply_filter(clips: pa.Table, cfg: FilterConfig, preset: str | None = None, blocklist=None) -> pa.Table:
     """Return ``clips`` with ``keep``, ``reject_reason``, ``filter_preset`` and ``filter_params`` set.
 
     Pure and vectorised (pyarrow.compute); the same input and config always give the same output, so
-    re-running is idempotent. ``preset`` is recorded in ``filter_preset`` (default ``"custom"``).
+    re-running is idempotent. ``preset`` is recorded in ``filter_preset`` (default ``"custom"``). ``blocklist``
+    (:class:`rushes.curate.pdq.Blocklist`): the hash list the ``blocklisted`` rule matches ``pdq`` against.
     """
     t = manifests.conform(clips, "clips")
     n = t.num_rows
@@ -280,11 +356,17 @@ def apply_filter(clips: pa.Table, cfg: FilterConfig, preset: str | None = None) 
         had_short = _map_distinct(old, lambda r: bool(r) and "too_short" in r.split(";"), pa.bool_())
         computed = pc.less(t["duration_s"], _per_clip_min_clip_s(t["detector_params"]))
         short = pc.or_kleene(computed, had_short).fill_null(False)
+    short = pc.and_(short, pc.invert(_images(t)))  # a still has no duration to be short of
     names, fails = ["too_short"], [short]
     missing = pa.repeat(pa.scalar(False), n)
-    for reason, fail, is_score in _rules(t, cfg):
-        if is_score:
+    rules = _rules(t, cfg)
+    if cfg.reject_blocklisted and blocklist is not None and len(blocklist):
+        rules.append(("blocklisted", _blocked(t, blocklist, cfg), False))
+    for reason, fail, is_score in rules:
+        if is_score is True:
             missing = pc.or_(missing, pc.is_null(fail))
+        elif is_score is not False:  # a mask: missing only where the score was measured (guardrails)
+            missing = pc.or_(missing, pc.and_(pc.is_null(fail), is_score))
         names.append(reason)
         fails.append(fail.fill_null(False))
     if cfg.reject_missing:
@@ -298,6 +380,26 @@ def apply_filter(clips: pa.Table, cfg: FilterConfig, preset: str | None = None) 
     for name, values in sets.items():
         t = t.set_column(t.schema.get_field_index(name), t.schema.field(name), values)
     return t
+
+
+def _images(t: pa.Table) -> pa.Array:
+    """True for the rows of stills (``kind = 'image'``); a null kind (parts written before stills) is a video."""
+    return pc.fill_null(pc.equal(t["kind"], "image"), False)
+
+
+def _blocked(t: pa.Table, blocklist, cfg: FilterConfig) -> pa.Array:
+    """True where at least ``block_min_match`` of a clip's PDQ hashes lie within ``block_max_distance`` of the list."""
+    import numpy as np
+
+    col = _flat(t["pdq"])
+    counts = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(col).to_pylist()
+    hits = (blocklist.min_distances(flat) <= cfg.block_max_distance) if flat else np.zeros(0, bool)
+    ends = np.cumsum(counts)
+    csum = np.concatenate([[0], np.cumsum(hits, dtype=np.int64)])
+    matched = csum[ends] - csum[ends - counts]
+    share = np.divide(matched, counts, out=np.zeros(len(counts)), where=counts > 0)
+    return pa.array((counts > 0) & (share >= cfg.block_min_match))
 
 
 def _flat(values) -> pa.Array:
@@ -349,6 +451,11 @@ class RunFilter:
     preset: str  # recorded in every clip's filter_preset
     config: FilterConfig
     chosen_by: str = "rushes curate"  # who chose these thresholds (filter.json says; a curate rerun keeps "rushes filter")
+    blocklist: object = None  # rushes.curate.pdq.Blocklist of the blocklisted rule; None: no list
+
+    def with_blocklist(self, run_dir) -> RunFilter:
+        """This filter with the hash list kept in ``run_dir`` (``OUT/config/block_hashes.txt``), if any."""
+        return dataclasses.replace(self, blocklist=load_blocklist(run_dir))
 
     @classmethod
     def resolve(cls, preset: str = "default", overrides: dict | None = None,
@@ -369,7 +476,7 @@ class RunFilter:
 
     def apply(self, clips: pa.Table) -> pa.Table:
         """``clips`` with ``keep``, ``reject_reason``, ``filter_preset`` and ``filter_params`` decided."""
-        return apply_filter(clips, self.config, preset=self.preset)
+        return apply_filter(clips, self.config, preset=self.preset, blocklist=self.blocklist)
 
     def run(self, run_dir, dry_run: bool = False) -> dict:
         """Re-decide every clips part of ``run_dir``; see :func:`filter_run`."""
@@ -411,15 +518,54 @@ class RunFilter:
         return result
 
 
-def filter_run(run_dir, preset: str = "default", overrides: dict | None = None, dry_run: bool = False) -> dict:
+def blocklist_location(run_dir):
+    """Where a run keeps its PDQ hash list (one hash per line, normalised)."""
+    return storage.join(run_dir, *BLOCKLIST_FILE)
+
+
+def store_blocklist(run_dir, path) -> int:
+    """Check the hash list at ``path`` (raises ValueError naming the bad line) and keep it as the run's list;
+    returns its number of distinct hashes."""
+    from rushes.curate.pdq import Blocklist
+
+    found = Blocklist.read(path)
+    storage.write_bytes_atomic(blocklist_location(run_dir), found.to_text().encode())
+    return len(found)
+
+
+def load_blocklist(run_dir):
+    """The run's hash list (:class:`rushes.curate.pdq.Blocklist`), or None when it has none."""
+    from rushes.curate.pdq import Blocklist
+
+    where = blocklist_location(run_dir)
+    if not storage.is_file(where):
+        return None
+    try:
+        return Blocklist.parse(storage.read_bytes(where).decode("utf-8"), str(where))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where} is not a text hash list ({exc}); give it again with --block-hashes") from exc
+
+
+def filter_run(run_dir, preset: str = "default", overrides: dict | None = None, dry_run: bool = False,
+               block_hashes=None) -> dict:
     """Re-apply thresholds to the clips manifest of ``run_dir`` and return the counts.
 
     Each part file is replaced atomically under its own name (only when its decisions changed), then
     ``OUT/filter.json`` records the thresholds, then ``summary.json["filter"]`` the counts. With
-    ``dry_run`` nothing is written. Returns ``{"preset", "params", "clips", "kept", "rejected",
-    "reasons": {reason: count}, "parts_rewritten", "filter_s"}``.
+    ``dry_run`` nothing is written. ``block_hashes``: a new PDQ hash list for the blocklisted rule (kept as the
+    run's list unless ``dry_run``); without it the run's own list (if any) is used. Returns ``{"preset",
+    "params", "clips", "kept", "rejected", "reasons": {reason: count}, "parts_rewritten", "filter_s"}``.
     """
-    return RunFilter.resolve(preset, overrides, "rushes filter").run(run_dir, dry_run)
+    run_filter = RunFilter.resolve(preset, overrides, "rushes filter")
+    if block_hashes is not None and dry_run:
+        from rushes.curate.pdq import Blocklist
+
+        run_filter = dataclasses.replace(run_filter, blocklist=Blocklist.read(block_hashes))
+    else:
+        if block_hashes is not None and storage.is_dir(run_dir):
+            store_blocklist(run_dir, block_hashes)
+        run_filter = run_filter.with_blocklist(run_dir)
+    return run_filter.run(run_dir, dry_run)
 
 
 def last_chosen(run_dir) -> RunFilter | None:

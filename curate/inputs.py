@@ -1,6 +1,7 @@
-"""Turn the command's INPUT arguments into a list of video paths, accounting for every file seen.
+"""Turn the command's INPUT arguments into a list of video and still-image paths, accounting for every file seen.
 
-An input may be a video file, a folder (searched recursively for video extensions), a glob pattern
+An input may be a video or image file, a folder (searched recursively for video and image extensions: stills
+such as ``.jpg``, ``.png``, ``.webp``, ``.bmp``, ``.tiff`` are curated as one-frame clips), a glob pattern
 (``'footage/**/*.mp4'``, quoted so the shell does not expand it), or a ``.txt`` file listing one input
 per line (``#`` starts a comment). An explicit path that does not exist, or a glob that matches nothing,
 is kept as given, so the run records it as a failed input instead of silently skipping it; so is a file
@@ -12,7 +13,7 @@ included). Other URLs (``https://``), in a list too, stay as written: their row 
 Symbolic links are followed, folders too; a link that leads back into a folder being searched is not
 followed again (a cycle). Each video is listed once by its resolved path (what the manifest records), so
 two links to one file are one input. Every file a folder expanded to that is not listed is counted in
-``Inputs.skipped`` by reason (``not_video`` for an extension that is not a video's, ``hidden``,
+``Inputs.skipped`` by reason (``not_video`` for an extension that is neither a video's nor an image's, ``hidden``,
 ``run_output`` inside OUT, ``same_file`` for another name of a listed file, ``symlink_cycle``) and logged.
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rushes import storage
+from rushes.media.images import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,12 @@ VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv",
     ".flv", ".3gp", ".ogv", ".mxf", ".dv", ".y4m",
 })
+# What a folder, glob or bucket prefix contributes: videos, and stills (curated as one-frame clips).
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
 
 
 class NoVideoFound(ValueError):
-    """The inputs name no video at all (an empty folder, a folder named like a file, only non-video files)."""
+    """The inputs name no video or image at all (an empty folder, a folder named like a file, only other files)."""
 
 
 @dataclass
@@ -77,7 +81,7 @@ def _from_folder(folder: Path, found: Inputs) -> list[str]:
             path = os.path.join(root, name)
             if name.startswith("."):
                 found.skip("hidden", path)
-            elif Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
+            elif Path(name).suffix.lower() not in MEDIA_EXTENSIONS:
                 found.skip("not_video", path)
             else:
                 videos.append(path)
@@ -86,7 +90,7 @@ def _from_folder(folder: Path, found: Inputs) -> list[str]:
 
 def _is_video(location: str) -> bool:
     name = storage.name(location)
-    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS and not name.startswith(".")
+    return os.path.splitext(name)[1].lower() in MEDIA_EXTENSIONS and not name.startswith(".")
 
 
 def _expand_remote(item: str, seen_lists: set[str], found: Inputs) -> list[str]:
@@ -187,10 +191,11 @@ def collect_inputs(items: Iterable[str], limit: int | None = None, exclude_dir: 
         log.info("inputs: %d file(s) left out as %s, e.g. %s", len(paths), reason, ", ".join(paths[:3]))
     if not found.paths:
         left_out = ", ".join(f"{n} {reason}" for reason, n in found.skipped_counts().items())
-        raise NoVideoFound(f"no video found under {', '.join(map(str, items))}"
+        raise NoVideoFound(f"no video or image found under {', '.join(map(str, items))}"
                            f"{f' (left out: {left_out})' if left_out else ''}; pass video files "
-                           f"({', '.join(sorted(VIDEO_EXTENSIONS)[:6])}, ...), folders holding them, quoted globs "
-                           f"or .txt lists of them")
+                           f"({', '.join(sorted(VIDEO_EXTENSIONS)[:6])}, ...) or images "
+                           f"({', '.join(sorted(IMAGE_EXTENSIONS))}), folders holding them, quoted globs or .txt "
+                           f"lists of them")
     return found
 
 

@@ -56,6 +56,7 @@ class VideoJob:
     probe: Probe
     spans: tuple[ChunkSpan, ...]
     stage_s: dict = field(default_factory=dict)  # probe and hash seconds
+    provenance: dict | None = None  # the source's C2PA facts (rushes.media.provenance.read_c2pa); None: not read
 
     @property
     def path(self) -> str:
@@ -105,6 +106,7 @@ class VideoAnalysis:
     signals: Any  # rushes.curate.scores.FrameSignals, or None without scores
     signature: Any  # rushes.curate.signature.FrameSignature
     seconds: float
+    guard: Any = None  # rushes.curate.guard.GuardSignals, or None without frame guardrails
 
 
 @dataclass(frozen=True)

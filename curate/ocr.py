@@ -121,6 +121,17 @@ class OcrTextDetector:
 
     def measure(self, rgb: np.ndarray) -> tuple[float, int]:
         """(share of the frame covered by text boxes 0..1, number of boxes) of one RGB uint8 frame."""
+        mask, boxes = self._detect(rgb)
+        return (0.0, 0) if mask is None else (float(mask.mean()), boxes)
+
+    def mask(self, rgb: np.ndarray) -> np.ndarray | None:
+        """A 0/1 uint8 mask of the text boxes of ``rgb`` at its own size, or None when no box was found."""
+        mask, _ = self._detect(rgb)
+        if mask is None or mask.shape == rgb.shape[:2]:
+            return mask
+        return cv2.resize(mask, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST)
+
+    def _detect(self, rgb: np.ndarray) -> tuple[np.ndarray | None, int]:
         h, w = rgb.shape[:2]
         scale = min(1.0, self.long_side_px / max(h, w))
         if scale < 1.0:
@@ -130,12 +141,12 @@ class OcrTextDetector:
         out = self._engine(np.ascontiguousarray(rgb[:, :, ::-1]), use_det=True, use_cls=False, use_rec=False)
         boxes = getattr(out, "boxes", None)
         if boxes is None or len(boxes) == 0:
-            return 0.0, 0
+            return None, 0
         # On flat or low-contrast frames the detector sometimes returns one box around the whole picture;
         # a text line is never a quarter of the frame tall (measured: such boxes were 52-100% of it).
         boxes = [b for b in boxes if float(np.ptp(b[:, 1])) <= self.max_box_height * h]
         if not boxes:
-            return 0.0, 0
+            return None, 0
         mask = np.zeros((h, w), np.uint8)
         cv2.fillPoly(mask, [np.round(b).astype(np.int32).reshape(-1, 1, 2) for b in boxes], 1)
-        return float(mask.mean()), int(len(boxes))
+        return mask, int(len(boxes))

@@ -54,7 +54,7 @@ from rushes.curate.adapter import (
 )
 from rushes.curate.config import describe_changes
 from rushes.curate.dedup import check_against, dedup_run
-from rushes.curate.filter import RunFilter
+from rushes.curate.filter import RunFilter, store_blocklist
 from rushes.curate.inputs import collect_inputs
 from rushes.curate.job import RunInfo, VideoJob
 from rushes.progress import RunProgress
@@ -136,11 +136,12 @@ def _size(path: str) -> int:
 
 
 def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limit: int | None = None,
-               scratch: storage.Scratch | None = None, dedup_against: Sequence = ()) -> dict:
+               scratch: storage.Scratch | None = None, dedup_against: Sequence = (), block_hashes=None) -> dict:
     """Curate ``inputs`` into ``out_dir`` (a folder or ``s3://bucket/prefix``); returns the ``curate`` entry
     written to ``summary.json``. ``scratch`` bounds the local copies of remote inputs (default: a folder
     in the temp dir, 20 GiB). Clips are searched for near-duplicates across all of OUT and the runs in
-    ``dedup_against`` (read only; :mod:`rushes.curate.dedup`) before the final filter.
+    ``dedup_against`` (read only; :mod:`rushes.curate.dedup`) before the final filter. ``block_hashes``: a PDQ
+    hash list file that becomes the run's list (``OUT/config/block_hashes.txt``) for the blocklisted rule.
 
     Holds OUT's writer lock (a folder) or lease (a bucket) for the whole run: a second writer on the same OUT raises
     :class:`rushes.manifests.lock.LockError` at once, naming this one; so does an OUT that cannot be written.
@@ -153,6 +154,8 @@ def run_curate(inputs: list[str], out_dir: str | os.PathLike, cfg, ray_cfg, limi
         out = Path(out_dir).resolve()
     # A locked file in a folder, a renewed lease object in a bucket (rushes.manifests.lock.writer_lock).
     with writer_lock(out, "rushes curate"):
+        if block_hashes is not None:
+            store_blocklist(out, block_hashes)
         return _run_locked(inputs, out, cfg, ray_cfg, limit, scratch, dedup_against)
 
 
@@ -181,7 +184,7 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
         outcome = record_duplicate(dup, original, out, run)
         log.info("%s", duplicate_message(dup, original))
         outcomes.append(outcome_dict(outcome))
-    run_filter = RunFilter.for_curate(cfg)  # what every task applied to its video's clips before writing them
+    run_filter = RunFilter.for_curate(cfg).with_blocklist(out)  # what every task applied to its video's clips before writing them
     # Near-duplicates over OUT and ``against`` (clips of earlier runs win over this run's); a part it rewrites goes
     # through the run's filter at once, so keep and duplicate_of change in one write.
     near = dedup_run(out, dedup_against, refilter=run_filter.apply, before=started)

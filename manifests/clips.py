@@ -36,6 +36,8 @@ from rushes.manifests import select, store
 from rushes.manifests.paths import UnsafePathError, resolve_inside
 from rushes.storage.names import from_stored
 
+VIDEO, IMAGE = "video", "image"  # the clips manifest's kind (null in parts written before stills: a video)
+
 
 @dataclass(frozen=True)
 class KeptClip:
@@ -52,6 +54,11 @@ class KeptClip:
     encoded: bool  # ``path`` is curate's clip file rather than the source video
     caption: str | None = None
     refused: str | None = None  # why ``path`` must not be read: the clip is an error, never decoded
+    kind: str = "video"  # or "image": a still (``path`` is the image; start_s = end_s = 0), one frame
+
+    @property
+    def still(self) -> bool:
+        return self.kind == IMAGE
 
     @property
     def duration_s(self) -> float:
@@ -64,16 +71,25 @@ class KeptClip:
 
 def valid_span_mask(clips: pa.Table) -> pa.Array:
     """True for each clips row whose span is a time: finite, ``start_s >= 0``, ``end_s > start_s`` (null or NaN
-    counts as false). The table-wide form of :func:`_span_problem`'s first rules."""
+    counts as false); a still's (``kind = 'image'``) is exactly ``start_s = end_s = 0``. The table-wide form of
+    :func:`_span_problem`'s first rules."""
     start, end = pc.cast(clips["start_s"], pa.float64()), pc.cast(clips["end_s"], pa.float64())
     ok = pc.and_(pc.and_(pc.is_finite(start), pc.is_finite(end)),
                  pc.and_(pc.greater_equal(start, 0.0), pc.greater(end, start)))
+    if "kind" in clips.column_names:
+        still = pc.and_(pc.equal(start, 0.0), pc.equal(end, 0.0))
+        ok = pc.if_else(pc.fill_null(pc.equal(clips["kind"], IMAGE), False), still, ok)
     return pc.fill_null(ok, False)
 
 
-def _span_problem(clip_id: str, start, end, video_duration_s) -> str | None:
+def _span_problem(clip_id: str, start, end, video_duration_s, kind: str | None = None) -> str | None:
     """Why a clips row's span cannot be decoded, or None. The span must lie inside its video (with a little slack
-    for a last frame's length), so no stage sizes a frame list from a time nobody checked."""
+    for a last frame's length), so no stage sizes a frame list from a time nobody checked; a still's span is
+    exactly 0 to 0."""
+    if kind == IMAGE:
+        return None if (start, end) == (0.0, 0.0) else (
+            f"clip {clip_id}: a still image's span must be start_s = end_s = 0, got {start!r} to {end!r}; rerun "
+            f"curate for it")
     for name, value in (("start_s", start), ("end_s", end)):
         if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
             return f"clip {clip_id}: {name} is {value!r}, not a finite time; rerun curate for its video"
@@ -94,7 +110,8 @@ def locate(out: str | os.PathLike, clip: dict, video: dict | None, use_clip_file
     clip_id = clip["clip_id"]
     start, end = clip.get("start_s"), clip.get("end_s")
     video = video or {}
-    refused = _span_problem(clip_id, start, end, video.get("duration_s"))
+    kind = clip.get("kind") or VIDEO
+    refused = _span_problem(clip_id, start, end, video.get("duration_s"), kind)
     start, end = (float(start), float(end)) if refused is None else (0.0, 0.0)
     encoded = use_clip_file and clip.get("clip_path") is not None
     if encoded:
@@ -113,7 +130,7 @@ def locate(out: str | os.PathLike, clip: dict, video: dict | None, use_clip_file
                                   f"and the clip has no clip file; rerun curate for it")
         width, height = video.get("width_px") or clip.get("width_px"), video.get("height_px") or clip.get("height_px")
     return KeptClip(clip_id, clip.get("video_id"), path, span_start, span_start + (end - start), start,
-                    int(width or 0), int(height or 0), encoded, caption, refused)
+                    int(width or 0), int(height or 0), encoded, caption, refused, kind)
 
 
 def _videos(out: str | os.PathLike) -> dict[str, dict]:
@@ -123,7 +140,7 @@ def _videos(out: str | os.PathLike) -> dict[str, dict]:
 
 
 # What locate reads of a clips row: the rest (signatures, scores) is never turned into Python objects.
-_CLIP_COLUMNS = ["clip_id", "video_id", "clip_path", "start_s", "end_s", "width_px", "height_px"]
+_CLIP_COLUMNS = ["clip_id", "video_id", "kind", "clip_path", "start_s", "end_s", "width_px", "height_px"]
 
 
 def _kept_rows(out: str | os.PathLike) -> list[dict]:
@@ -136,16 +153,23 @@ def kept_clips(out: str | os.PathLike) -> list[KeptClip]:
     return [locate(out, row, videos.get(row["video_id"])) for row in _kept_rows(out)]
 
 
+# The captions-manifest columns a clip's text may come from (``rushes export --caption-field``).
+CAPTION_FIELDS = ("caption", "caption_short")
+
+
 def captioned_clips(out: str | os.PathLike, captioner: str | None = None, prompt_version: str | None = None,
-                    limit: int | None = None) -> list[KeptClip]:
+                    limit: int | None = None, field: str = "caption") -> list[KeptClip]:
     """Kept clips of ``out`` with an ok, non-empty caption (the newest per clip unless ``captioner`` or
-    ``prompt_version`` choose), sorted by clip id; raises ValueError when there are none."""
+    ``prompt_version`` choose), sorted by clip id; raises ValueError when there are none. ``field``: the captions
+    column that gives ``KeptClip.caption`` (one of :data:`CAPTION_FIELDS`)."""
+    if field not in CAPTION_FIELDS:
+        raise ValueError(f"caption field {field!r} is not one of {', '.join(CAPTION_FIELDS)}")
     caps = select.ok_captions(out, captioner=captioner, prompt_version=prompt_version)
-    caps = caps.filter(pc.invert(pc.is_null(caps.column("caption"))))
-    text = dict(zip(caps.column("clip_id").to_pylist(), caps.column("caption").to_pylist()))
+    caps = caps.filter(pc.invert(pc.is_null(caps.column(field))))
+    text = dict(zip(caps.column("clip_id").to_pylist(), caps.column(field).to_pylist()))
     videos = _videos(out)
     rows = sorted((r for r in _kept_rows(out) if r["clip_id"] in text), key=lambda r: r["clip_id"])
     if not rows:
-        raise ValueError(f"no kept clip with an ok caption in {out}: run `rushes curate` and `rushes caption` "
+        raise ValueError(f"no kept clip with an ok {field} in {out}: run `rushes curate` and `rushes caption` "
                          f"first (or check --captioner/--prompt-version)")
     return [locate(out, r, videos.get(r["video_id"]), caption=text[r["clip_id"]]) for r in rows[:limit]]

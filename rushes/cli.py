@@ -30,12 +30,13 @@ from rushes.caption import cli as caption_cli
 from rushes.cluster import JobInterrupted, RayConnectError, ResourceShortage, configure_output, interrupting_signal
 from rushes.manifests.store import ManifestError
 from rushes.curate import cli as curate_cli
+from rushes.export import cli as export_cli
 from rushes.inspect import cli as report_cli
 from rushes.settings import SettingError, usage_error
 from rushes.train import cli as train_cli
 
 # The modules that register subcommands, in the order their commands appear in --help.
-COMMAND_MODULES = (curate_cli, caption_cli, train_cli, report_cli)
+COMMAND_MODULES = (curate_cli, caption_cli, train_cli, report_cli, export_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

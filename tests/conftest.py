@@ -48,3 +48,17 @@ def ray_local():
                  object_store_memory=512 * 1024 * 1024, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_c2pa_certificate(tmp_path_factory):
+    """``rushes sample`` signs with a per-user certificate when none is named: tests generate their own, in a
+    temporary folder, never in the user's ~/.config/rushes/c2pa."""
+    folder = tmp_path_factory.mktemp("c2pa")
+    before = os.environ.get("RUSHES_C2PA_DIR")
+    os.environ["RUSHES_C2PA_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("RUSHES_C2PA_DIR", None)
+    else:
+        os.environ["RUSHES_C2PA_DIR"] = before

@@ -10,7 +10,7 @@ from rushes.cli import build_parser
 from rushes.testing.cli_help import help_problems
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = {"curate", "filter", "caption", "encode", "train", "sample", "inspect"}
+COMMANDS = {"curate", "filter", "caption", "encode", "train", "sample", "inspect", "export"}
 
 
 def _commands() -> dict:
@@ -44,7 +44,8 @@ def test_every_command_reports_bad_input_on_stderr_with_a_nonzero_exit(tmp_path,
              "encode": ["encode", missing],
              "train": ["train", str(tmp_path), "--run", str(tmp_path / "r"), "--lr", "-1"],
              "sample": ["sample", missing, "--prompt", "a cat", "--out", str(tmp_path / "s.mp4")],
-             "inspect": ["inspect", missing]}
+             "inspect": ["inspect", missing],
+             "export": ["export", missing, str(tmp_path / "e"), "--shard-size", "0"]}
     assert set(cases) == COMMANDS, "a case per command"
     on_stdout = set()
     for name, argv in cases.items():

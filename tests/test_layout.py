@@ -32,6 +32,10 @@ SHARED_MAY_IMPORT = {
     "rushes.settings": {"rushes.storage", "rushes.exits", "rushes.models"},
     # the inspect command reads manifests; it never calls a stage
     "rushes.inspect": {"rushes.manifests", "rushes.media", "rushes.settings", "rushes.storage", "rushes.exits"},
+    # the export command sits above the stages: it selects clips as training does (rushes.train.selection), cuts
+    # spans as curate encodes them (rushes.curate.encode) and hands a training run to rushes.train.export
+    "rushes.export": {"rushes.manifests", "rushes.media", "rushes.settings", "rushes.storage", "rushes.progress",
+                      "rushes.versions", "rushes.curate", "rushes.train", "rushes.exits"},
 }
 # Modules that may import ray: each stage's pipeline.py and the one shared Ray-connection module.
 RAY_MODULES = {"rushes/cluster.py"}
@@ -96,7 +100,7 @@ def test_the_wheel_installs_one_top_level_package_without_test_helpers(tmp_path)
     with zipfile.ZipFile(wheel) as zf:
         names = [n for n in zf.namelist() if ".dist-info/" not in n]
     assert {n.split("/")[0] for n in names} == {"rushes"}
-    for part in ("curate", "caption", "train", "manifests", "storage", "media", "inspect"):
+    for part in ("curate", "caption", "train", "manifests", "storage", "media", "inspect", "export"):
         assert f"rushes/{part}/__init__.py" in names, f"rushes.{part} is missing from the wheel"
     assert not [n for n in names if n.startswith("rushes/testing/")], "test helpers are not shipped"
     for asset in ("page.html", "report.css", "report.js"):

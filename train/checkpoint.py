@@ -63,7 +63,8 @@ def save(run_dir: str | os.PathLike, step: int, model: torch.nn.Module, ema: tor
     A later step's folder left by a run killed before it updated ``latest`` is not counted: it is never
     pointed at, and the resumed run overwrites it when it gets there.
     """
-    weights, ema_weights = parallel.full_model_state(model), parallel.full_model_state(ema)
+    names = saved_names(model)
+    weights, ema_weights = (_only(parallel.full_model_state(m), names) for m in (model, ema))
     optim = parallel.full_optimizer_state(model, optimizer)
     if not write:
         return None
@@ -105,9 +106,10 @@ def load(path: str | os.PathLike, model: torch.nn.Module, ema: torch.nn.Module |
     shards; the checkpoint may come from any number of workers, DDP or FSDP.
     """
     path = Path(path)
-    parallel.load_model_state(model, load_file(str(path / "model.safetensors")))
+    keep = saved_names(model)
+    parallel.load_model_state(model, _checked(path / "model.safetensors", keep), strict=keep is None)
     if ema is not None:
-        parallel.load_model_state(ema, load_file(str(path / "ema.safetensors")))
+        parallel.load_model_state(ema, _checked(path / "ema.safetensors", keep), strict=keep is None)
     if optimizer is not None:
         state = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
         parallel.load_optimizer_state(model, optimizer, state)
@@ -132,7 +134,31 @@ def weights_name(use_ema: bool = True) -> str:
 
 def load_weights(path: str | os.PathLike, model: torch.nn.Module, use_ema: bool = True) -> None:
     """Load only the (EMA) weights of a checkpoint folder into ``model``, for sampling."""
-    model.load_state_dict(load_file(str(Path(path) / weights_name(use_ema))))
+    keep = saved_names(model)
+    model.load_state_dict(_checked(Path(path) / weights_name(use_ema), keep), strict=keep is None)
+
+
+def saved_names(model: torch.nn.Module) -> set[str] | None:
+    """The state-dict keys a checkpoint of ``model`` holds: None for all of them; a LoRA run's adapters (its
+    trainable parameters) when part of the model is frozen: the base comes from ``--init`` again on resume."""
+    names = [(n, p.requires_grad) for n, p in model.named_parameters()]
+    return None if all(g for _, g in names) else {n for n, g in names if g}
+
+
+def _only(state: dict[str, torch.Tensor], keep: set[str] | None) -> dict[str, torch.Tensor]:
+    return state if keep is None else {k: v for k, v in state.items() if k in keep}
+
+
+def _checked(path: Path, keep: set[str] | None) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file; for a partial (LoRA) model exactly its trainable tensors, else a clear error
+    (a checkpoint of a full fine-tune or of other adapters)."""
+    state = load_file(str(path))
+    if keep is not None and set(state) != keep:
+        missing, extra = sorted(keep - set(state)), sorted(set(state) - keep)
+        raise ValueError(f"{path} does not hold this run's LoRA adapters ({len(missing)} missing, e.g. "
+                         f"{missing[:1]}; {len(extra)} unexpected, e.g. {extra[:1]}): it was written with other "
+                         f"lora settings; resume with the run's own config.json")
+    return state
 
 
 class Checkpointer:

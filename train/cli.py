@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from rushes import exits, settings
 from rushes.settings import check, setting
 from rushes.train.config import PRESETS, EncodeConfig, RunConfig, TrainConfig, preset
+from rushes.train.label import LabelSettings
 
 log = logging.getLogger(__name__)
 
 _PRESET_HELP = "model/data/optimiser sizes: tiny (CPU smoke test) .. xl (GPU cluster)"
 # The settings that shape a clip's tensors: set by ``train`` and ``encode`` alike, so both resolve the same key.
-SHAPING = ("data.text_encoder", "data.vae", "data.vae_subfolder", "data.fps", "data.max_frames", "data.clip_tokens",
-           "data.captioner", "data.prompt_version")
+SHAPING = ("model.init", "data.text_encoder", "data.text_encoder_subfolder", "data.max_text_tokens", "data.vae",
+           "data.vae_subfolder", "data.dtype", "data.fps", "data.max_frames", "data.clip_tokens", "data.captioner",
+           "data.prompt_version")
 # What a resumed run still takes from the command line (its saved config decides the rest).
 RESUMABLE = ("train.steps", "train.log_every", "train.val_every", "train.checkpoint_every")
 
@@ -78,6 +80,15 @@ class SampleSettings:
     guidance: float | None = setting(None, "classifier-free guidance scale; 1 disables", ge=0, le=100,
                                      shown=f"the run's guidance, {TrainConfig().guidance} unless changed")
     negative_prompt: str = setting("", "caption guided away from", shown="the empty caption")
+    solver: str = setting("euler", "sampler: euler (flow-matching Euler steps) or unipc (diffusers' UniPC multistep "
+                          "in flow mode, Wan's own sampler: fewer steps)", choices=("euler", "unipc"))
+    shift: float | None = setting(None, "timestep shift towards noise (Wan uses 3 at 480p, 5 at 720p)", gt=0, le=100,
+                                  shown="the run's resolution shift for the clip's token count")
+    fps: float | None = setting(None, "frame rate written into the MP4", gt=0, le=240, shown="the run's training fps")
+    num_samples: int = setting(1, "clips per prompt (seeds --seed, --seed + 1, ...); several clips are written as "
+                               "NAME-000.mp4, NAME-001.mp4, ... beside --out", ge=1, le=10000)
+    dtype: str = setting("auto", "dtype of the transformer and text encoder: auto is bfloat16 on a GPU, float32 on "
+                         "CPU", choices=("auto", "float32", "bfloat16", "float16"))
     seed: int = setting(0, "seed of the starting noise; the same seed gives the same video", ge=0, le=2**63 - 1)
     ema: bool = setting(True, "use the raw weights instead of the EMA weights", flag="--no-ema")
     device: str | None = setting(None, "torch device, e.g. cuda, cuda:1, cpu", shown="cuda when available, else cpu")
@@ -106,7 +117,8 @@ ENCODE = settings.Command(
     settings.Section("config", RunConfig, presets=PRESETS, fields=SHAPING, title="what the tensors are"),
     settings.Section("encode", EncodeConfig, title="batching and resources"),
     settings.scratch_section("copies of clip files read from a bucket, each removed after its clip"))
-SAMPLE = settings.Command("sample", settings.Section("sample", SampleSettings))
+SAMPLE = settings.Command("sample", settings.Section("sample", SampleSettings),
+                          settings.Section("label", LabelSettings, title="labels: C2PA manifest, visible mark"))
 
 
 def register(subparsers) -> None:
@@ -159,11 +171,15 @@ def _add_encode(subparsers) -> None:
 def _add_sample(subparsers) -> None:
     s = subparsers.add_parser(
         "sample", formatter_class=settings.HelpFormatter, help="generate a video from a trained run for a text prompt",
-        description="Sample one clip from the newest checkpoint of RUN_DIR (EMA weights) with Euler steps and "
-                    "classifier-free guidance, and write it as an H.264 yuv420p MP4. "
+        description="Sample clips from the newest checkpoint of RUN_DIR (EMA weights) with Euler or UniPC steps "
+                    "and classifier-free guidance, and write each as an H.264 yuv420p MP4; a Wan run (--init) "
+                    "samples as a native one. "
                     "Errors go to stderr with exit status 2.")
     s.add_argument("run", metavar="RUN_DIR", help="a run directory written by `rushes train` (folder or bucket URI)")
-    s.add_argument("--prompt", required=True, help="the caption to generate (required)")
+    prompt = s.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="the caption to generate; this or --prompts is required (default: none)")
+    prompt.add_argument("--prompts", metavar="FILE", help="a text file of captions, one a line (blank lines "
+                        "skipped); the model and encoders load once for all (default: none)")
     s.add_argument("--out", required=True, metavar="VIDEO.mp4", help="output MP4 path (required)")
     SAMPLE.add_arguments(s)
     s.set_defaults(func=run_sample)
@@ -183,18 +199,32 @@ def resolve_config(args, values: settings.Values | None = None) -> RunConfig:
         if where is not None and where != cfg.data.where:
             raise ValueError(f"{args.run} was started with --where {cfg.data.where!r}; resume it with the same "
                              f"condition (or none), or train a new --run for --where {where!r}")
+        init = values.get("init")
+        if init is not None and init != cfg.model.init:
+            raise ValueError(f"{args.run} was started from --init {cfg.model.init!r}; resume it without --init (or "
+                             f"with the same), or train a new --run from {init!r}")
         log.info("using the saved config of %s (resume); only --steps and logging flags apply", args.run)
         return values.build("config", cfg, only=RESUMABLE)
-    cfg = values.build("config", preset(run.preset))
+    cfg = with_init(values.build("config", preset(run.preset)), values)
     if not values.given("packs_per_step") and run.workers and run.workers > 1:
         cfg = cfg.with_overrides(data={"packs_per_step": run.workers})
     return cfg
 
 
+def with_init(cfg: RunConfig, values: settings.Values) -> RunConfig:
+    """``cfg`` shaped by ``--init`` (train/wan.py): the model's architecture, and its repo's encoders and caption
+    budget for the data settings not given."""
+    if not cfg.model.init:
+        return cfg
+    from rushes.train.wan import INIT_DATA, init_run_config
+
+    return init_run_config(cfg, keep=tuple(k for k in INIT_DATA if values.given(k)))
+
+
 def shaped_config(args, values: settings.Values | None = None) -> RunConfig:
-    """The preset with the settings of :data:`SHAPING` applied (``rushes encode``)."""
+    """The preset with the settings of :data:`SHAPING` applied (``rushes encode``), shaped by ``--init``."""
     values = values or settings.resolve(args)
-    return values.build("config", preset(values.build("run").preset))
+    return with_init(values.build("config", preset(values.build("run").preset)), values)
 
 
 def _fail(command: str, exc: Exception | str) -> int:
@@ -279,6 +309,8 @@ def run_encode(args) -> int:
         scratch = values.build("scratch").to_scratch()
     except settings.SettingError as exc:
         return settings.usage_error(args, exc)
+    except ValueError as exc:  # --init naming no Wan transformer
+        return _fail("encode", exc)
     try:
         from rushes.train.pipeline import run_encode as encode
 
@@ -302,18 +334,36 @@ def run_encode(args) -> int:
 def run_sample(args) -> int:
     from rushes.train.encoders import EncoderError
     from rushes.manifests.paths import check_output_path
-    from rushes.train.sample import sample_to_file
+    from rushes.train.sample import SampleOptions, output_paths, sample_to_files
 
     try:
-        opts = settings.resolve(args).build("sample")
+        values = settings.resolve(args)
+        opts, label = values.build("sample"), values.build("label")
     except settings.SettingError as exc:
         return settings.usage_error(args, exc)
     try:
-        check_output_path(args.out, args.run)  # never over a checkpoint, a manifest part or a folder
-        path = sample_to_file(args.run, args.prompt, args.out, opts.frames, opts.height_width, steps=opts.steps,
-                              guidance=opts.guidance, seed=opts.seed, use_ema=opts.ema, device=opts.device,
-                              negative_prompt=opts.negative_prompt)
+        prompts = [args.prompt] if args.prompt is not None else _read_prompts(args.prompts)
+        paths = output_paths(args.out, len(prompts) * opts.num_samples)
+        for path in paths:
+            check_output_path(path, args.run)  # never over a checkpoint, a manifest part or a folder
+        options = SampleOptions(opts.steps, opts.guidance, opts.shift, opts.solver, opts.negative_prompt)
+        paths = sample_to_files(args.run, prompts, args.out, opts.frames, opts.height_width, opts.num_samples,
+                                seed=opts.seed, fps=opts.fps, use_ema=opts.ema, device=opts.device, dtype=opts.dtype,
+                                options=options, label=label)
     except (ValueError, FileNotFoundError, EncoderError) as exc:
         return _fail("sample", exc)
-    print(f"wrote {path}")
+    for path in paths:
+        print(f"wrote {path}")
     return 0
+
+
+def _read_prompts(path: str) -> list[str]:
+    """The captions of a prompts file: one a line, blank lines skipped."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            prompts = [line.strip() for line in fh if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read --prompts {path}: {exc}; give a UTF-8 text file of one prompt a line") from None
+    if not prompts:
+        raise ValueError(f"--prompts {path} has no prompt; write one caption a line")
+    return prompts

@@ -40,6 +40,28 @@ class ModelConfig:
     abs_pos_embed: bool = True  # add a fixed 3D sin-cos embedding of each token's position to RoPE
     checkpointing: bool = False  # activation checkpointing per block: less memory, ~30% more compute
     attention: str = "auto"  # block-diagonal kernel: auto, segments, varlen or dense (rushes.train.model.PackedAttention)
+    # Which network: "dit" (rushes' own, train/model.py) or "wan" (diffusers' WanTransformer3DModel, train/wan.py;
+    # set with the fields below from the transformer config of --init)
+    arch: str = "dit"
+    init: str | None = setting(None, "start from the weights of a diffusers Wan 2.1/2.2 text-to-video model: a hub "
+                               "id or folder of the pipeline (docs/train.md names them), or of its transformer alone; the model takes that architecture, and the text encoder and VAE "
+                               "default to its text_encoder/ and vae/ subfolders", metavar="ID_OR_DIR",
+                               shown="none, random weights", model=True)
+    init_subfolder: str | None = None  # where the transformer is inside init ("transformer" in a pipeline repo)
+    ffn_dim: int | None = None  # wan: the feed-forward width (dit: hidden_size * mlp_ratio)
+    freq_dim: int = 256  # wan: width of the sinusoidal timestep embedding
+    eps: float = 1e-6  # wan: epsilon of its layer and RMS norms
+    cross_attn_norm: bool = True  # wan: a LayerNorm (with weights) before cross-attention
+    text_pad_tokens: int = 512  # wan: captions are zero-padded to this many tokens, all attended (as Wan trained)
+    lora_rank: int = setting(0, "train LoRA adapters of this rank (peft) instead of every weight: the base weights stay "
+                             "frozen and checkpoints hold the adapters only", ge=0, le=4096, zero="full fine-tuning",
+                             metavar="R")
+    lora_alpha: float | None = setting(None, "LoRA scale numerator: adapters are scaled by alpha / rank", gt=0,
+                                       le=1e6, shown="the rank (scale 1)")
+    lora_targets: tuple[str, ...] = setting(("to_q", "to_k", "to_v", "to_out.0"), "comma-separated names (or name "
+                                            "endings) of the linear layers that get adapters, e.g. "
+                                            "to_q,to_k,to_v,to_out.0,ffn.net.0.proj,ffn.net.2 for a Wan model",
+                                            metavar="NAMES")
 
     def __post_init__(self):
         check(self)  # every number finite
@@ -48,15 +70,27 @@ class ModelConfig:
             raise ValueError(f"patch_size must be three positive ints (pt, ph, pw), got {self.patch_size}")
         for name in ("hidden_size", "depth", "num_heads", "mlp_ratio", "in_channels", "text_dim", "rope_theta"):
             _positive(name, getattr(self, name), "pick a preset (tiny, small, base, large, xl) or a positive value")
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        if self.lora_rank and not self.lora_targets:
+            raise ValueError("lora_targets is empty; name the linear layers that get adapters, e.g. to_q,to_k,to_v")
+        if self.arch not in ("dit", "wan"):
+            raise ValueError(f"arch must be dit or wan, got {self.arch!r}; wan is set by --init")
         if self.attention not in ("auto", "segments", "varlen", "dense"):
             raise ValueError(f"attention must be auto, segments, varlen or dense, got {self.attention!r}; "
                              f"auto picks the fastest exact kernel for the device")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}; "
                              f"change one of them")
-        if (self.hidden_size // self.num_heads) % 8:
+        if self.arch == "wan" and (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(f"head size hidden_size/num_heads = {self.hidden_size // self.num_heads} must be even")
+        if self.arch == "dit" and (self.hidden_size // self.num_heads) % 8:
             raise ValueError(f"head size hidden_size/num_heads = {self.hidden_size // self.num_heads} must be a "
                              f"multiple of 8 (3D RoPE splits it over time, rows and columns)")
+
+    @property
+    def ffn_width(self) -> int:
+        """Hidden width of each block's feed-forward network."""
+        return self.ffn_dim or int(self.hidden_size * self.mlp_ratio)
 
     @property
     def patch_dim(self) -> int:
@@ -70,10 +104,18 @@ class DataConfig:
     """How the captions manifest becomes packed training sequences (train/data.py)."""
 
     fps: float = setting(8.0, "frame rate clips are sampled at", gt=0, le=240, hint="8 is usual")
-    max_frames: int = setting(8, "most frames per clip (a longer clip is sampled from its start)", ge=1, le=4096,
+    max_frames: int = setting(8, "most frames per clip; a clip with more frames at --fps is sampled across its "
+                              "whole span at a lower rate (its caption describes all of it)", ge=1, le=4096,
                               hint="e.g. 16")
     clip_tokens: int = setting(256, "token budget of a full-length clip; its frame size is the largest that fits, "
                                "keeping aspect", ge=1, le=2**24, hint="e.g. 1024")
+    image_tokens: int | None = setting(None, "token budget of a still image, trained as a one-frame clip: its size is "
+                                       "the largest that fits, keeping aspect", ge=1, le=2**24,
+                                       shown="--clip-tokens", hint="e.g. 1024")
+    image_ratio: float | None = setting(None, "image tokens per video token in an epoch: stills are drawn (cycling "
+                                        "through all of them) until their tokens are this share of the clips' tokens, "
+                                        "e.g. 0.25; none: every still once per epoch", ge=0, le=1000,
+                                        shown="none, every still once per epoch", metavar="RATIO")
     batch_tokens: int = setting(1024, "tokens per packed sequence, per device and step; clips are packed to fill it",
                                 ge=1, le=2**26)
     packs_per_step: int = setting(1, "packed sequences per step over all workers: the global batch is this times "
@@ -89,7 +131,18 @@ class DataConfig:
     text_encoder: str = setting("google/t5-v1_1-base", "transformers id or folder of a T5 encoder or CLIP text model, "
                                 "e.g. openai/clip-vit-large-patch14; a hub id with a folder under $RUSHES_MODEL_DIR "
                                 "loads from it", metavar="ID_OR_PATH", model=True)
-    max_text_tokens: int = setting(64, "captions are truncated to this many tokens", ge=1, cli=False)
+    text_encoder_subfolder: str | None = setting(None, "subfolder of --text-encoder holding the text encoder, e.g. "
+                                                 "text_encoder for a pipeline repo (its tokenizer is read from there, "
+                                                 "else from the repo's tokenizer/)", metavar="NAME",
+                                                 shown="none; text_encoder with --init")
+    dtype: str = setting("auto", "dtype of the text encoder and VAE: auto is bfloat16 on a GPU (the VAE float32, as "
+                         "diffusers advises for Wan's) and float32 on CPU", choices=("auto", "float32", "bfloat16",
+                                                                                     "float16"))
+    max_text_tokens: int | None = setting(None, "caption token budget: a longer caption is cut there, and every cut "
+                                          "caption is counted (train log, summary.json, rushes inspect)", ge=1,
+                                          le=8192, shown="per text encoder: 512 for UMT5 (Wan), 300 for T5, 77 "
+                                          "for CLIP (rushes.train.encoders.default_text_tokens)",
+                                          hint="e.g. 512")
     vae: str | None = setting(None, "diffusers id or folder of a VAE (AutoencoderKL, AutoencoderKLWan, ...) to train "
                               "in latent space (a hub id: from $RUSHES_MODEL_DIR when it holds it)", metavar="ID_OR_PATH",
                               shown="none, pixel space", model=True)
@@ -112,6 +165,9 @@ class DataConfig:
         if self.batch_tokens < self.clip_tokens:
             raise invalid(self, "batch_tokens", f"({self.batch_tokens}) must be >= clip_tokens ({self.clip_tokens}): "
                           f"a clip could not fit in a sequence; raise batch_tokens or lower clip_tokens")
+        if self.image_tokens is not None and self.batch_tokens < self.image_tokens:
+            raise invalid(self, "batch_tokens", f"({self.batch_tokens}) must be >= image_tokens ({self.image_tokens}): "
+                          f"a still could not fit in a sequence; raise batch_tokens or lower image_tokens")
         if self.where is not None and not self.where.strip():
             raise invalid(self, "where", "is empty; give a SQL condition such as \"duration_s >= 3\", or leave it out")
 

@@ -107,3 +107,37 @@ def euler_sample(velocity_fn: Callable[[torch.Tensor, torch.Tensor, bool], torch
             v = v_u + guidance * (v - v_u)
         x = x + (ts[i + 1] - ts[i]).item() * v  # dt < 0: towards data
     return x
+
+
+SOLVERS = ("euler", "unipc")
+
+
+@torch.no_grad()
+def unipc_sample(velocity_fn: Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor], noise: torch.Tensor,
+                 num_slots: int, steps: int = 30, shift: float = 1.0, guidance: float = 1.0) -> torch.Tensor:
+    """As :func:`euler_sample`, with diffusers' UniPC multistep solver in flow-prediction mode (Wan's default
+    sampler: ``UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift)``):
+    the same velocity field, fewer steps for the same quality."""
+    from diffusers import UniPCMultistepScheduler
+
+    sched = UniPCMultistepScheduler(num_train_timesteps=1000, prediction_type="flow_prediction",
+                                    use_flow_sigmas=True, flow_shift=float(shift))
+    sched.set_timesteps(steps, device=noise.device)
+    x = noise
+    for step_t in sched.timesteps:
+        t = torch.full((x.shape[0], num_slots), float(step_t) / 1000.0, device=x.device)  # (B, S) in [0, 1]
+        v = velocity_fn(x, t, True)
+        if guidance != 1.0:
+            v_u = velocity_fn(x, t, False)
+            v = v_u + guidance * (v - v_u)
+        x = sched.step(v.float(), step_t, x).prev_sample
+    return x
+
+
+def flow_sample(velocity_fn, noise: torch.Tensor, num_slots: int, steps: int = 30, shift: float = 1.0,
+                guidance: float = 1.0, solver: str = "euler") -> torch.Tensor:
+    """Sample with ``solver``: ``euler`` (:func:`euler_sample`) or ``unipc`` (:func:`unipc_sample`)."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver {solver!r} is not known; use {' or '.join(SOLVERS)}")
+    fn = euler_sample if solver == "euler" else unipc_sample
+    return fn(velocity_fn, noise, num_slots, steps=steps, shift=shift, guidance=guidance)

@@ -29,14 +29,15 @@ from rushes.media.frames import DecodeError
 from rushes.train import shards
 from rushes.train.config import EncodeConfig  # noqa: F401 - re-exported: the encode stage's config
 from rushes.manifests.clips import KeptClip, captioned_clips
-from rushes.train.data import decode_rgb, plan_clip, rgb_to_video
+from rushes.train.data import decode_rgb, plan_source, rgb_to_video
 from rushes.train.encoders import TensorDims
 from rushes.train.model import patchify
 from rushes.train.parallel import torch_device
 
 TASK_SCHEMA = pa.schema([("clip_id", pa.string()), ("caption", pa.string()), ("caption_hash", pa.string()),
                          ("path", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
-                         ("width_px", pa.int32()), ("height_px", pa.int32()), ("refused", pa.string())])
+                         ("width_px", pa.int32()), ("height_px", pa.int32()), ("refused", pa.string()),
+                         ("kind", pa.string())])
 
 # What decode tasks hand to the encoder actors: planned frames as raw bytes plus their shape.
 FRAMES_SCHEMA = pa.schema([("clip_id", pa.string()), ("caption", pa.string()), ("caption_hash", pa.string()),
@@ -68,7 +69,7 @@ def plan_encode(out: str | os.PathLike, data_cfg, folder: Path, limit: int | Non
         retry += bool(have and have[1] != "ok")
         todo.append({"clip_id": src.clip_id, "caption": src.caption, "caption_hash": ch, "path": src.path,
                      "start_s": src.start_s, "end_s": src.end_s, "width_px": src.width_px,
-                     "height_px": src.height_px, "refused": src.refused})
+                     "height_px": src.height_px, "refused": src.refused, "kind": src.kind})
     todo = todo[:limit] if limit is not None else todo
     return EncodePlan(pa.Table.from_pylist(todo, schema=TASK_SCHEMA), len(sources), done, retry)
 
@@ -85,16 +86,15 @@ def decode_batch(tasks: pa.Table, data_cfg, patch: tuple[int, int, int], tempora
     out = []
     for task in tasks.to_pylist():
         src = KeptClip(task["clip_id"], "", task["path"], task["start_s"], task["end_s"], task["start_s"],
-                       task["width_px"] or 0, task["height_px"] or 0, False, task["caption"], task["refused"])
+                       task["width_px"] or 0, task["height_px"] or 0, False, task["caption"], task["refused"],
+                       task["kind"] or "video")
         if src.refused:  # never opened: a clip_path outside OUT, a span that is not a time
             out.append(_error(task, "input", src.refused))
             continue
-        plan = plan_clip(src.width_px, src.height_px, src.end_s - src.start_s, data_cfg.fps, data_cfg.max_frames,
-                         data_cfg.clip_tokens, patch, data_cfg.max_side_px, temporal_factor, spatial_factor)
-        if plan is None:
-            out.append(_error(task, "plan", f"clip {src.clip_id} is too short ({src.end_s - src.start_s:.2f}s) or "
-                                            f"has no size for {patch[0]} frame(s) at {data_cfg.fps} fps; lower "
-                                            f"--fps or filter short clips out"))
+        try:
+            plan = plan_source(src, data_cfg, patch, temporal_factor, spatial_factor)
+        except ValueError as exc:  # too short, no size, a still with a patch of several frames
+            out.append(_error(task, "plan", str(exc)))
             continue
         try:
             rgb = decode_rgb(src, plan, data_cfg.fps, scratch)  # (T, H, W, 3) uint8
@@ -115,20 +115,22 @@ class EncodeActor:
 
     def __init__(self, data_cfg, patch: tuple[int, int, int], device: str | None = None,
                  torch_threads: int | None = None):
-        from rushes.train.encoders import TextEncoder, Vae
+        from rushes.train.encoders import text_encoder_of, vae_of
 
         if torch_threads:
             torch.set_num_threads(torch_threads)
         dev = resolve_device(device)
         self.patch = tuple(patch)
-        self.text = TextEncoder(data_cfg.text_encoder, data_cfg.max_text_tokens, device=dev)
-        self.vae = Vae(data_cfg.vae, data_cfg.vae_subfolder, device=dev) if data_cfg.vae else None
+        self.text = text_encoder_of(data_cfg, dev)
+        self.vae = vae_of(data_cfg, dev)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         decoded = [r for r in rows if r["error_stage"] is None]
-        texts = self.embed([r["caption"] for r in decoded]) if decoded else []
-        out = [self._encode_one(r, text) for r, text in zip(decoded, texts)]
+        captions = [r["caption"] for r in decoded]
+        texts = self.embed(captions) if decoded else []
+        lengths = self.text.token_counts(captions) if decoded else []  # over max_tokens: cut, and counted
+        out = [self._encode_one(r, text, n) for r, text, n in zip(decoded, texts, lengths)]
         out += [_row(r, status="error") for r in rows if r["error_stage"] is not None]
         now = store.now_utc()
         for r in out:
@@ -148,7 +150,7 @@ class EncodeActor:
         """(temporal, spatial) compression of the VAE; (1, 1) in pixel space."""
         return (self.vae.temporal_factor, self.vae.spatial_factor) if self.vae is not None else (1, 1)
 
-    def _encode_one(self, r: dict, text: torch.Tensor) -> dict:
+    def _encode_one(self, r: dict, text: torch.Tensor, caption_tokens: int) -> dict:
         rgb = torch.frombuffer(bytearray(r["frames"]), dtype=torch.uint8).reshape(r["frames_shape"])
         if self.vae is None:
             video = rgb  # pixel space: the frames themselves, uint8 (training maps them to [-1, 1])
@@ -160,7 +162,7 @@ class EncodeActor:
             except (RuntimeError, ValueError) as exc:  # one clip the VAE cannot take: a row, not a failed job
                 return _row(r, status="error", error_stage="vae", error_message=f"{type(exc).__name__}: {exc}")
         return _row(r, status="ok", num_tokens=grid[0] * grid[1] * grid[2], grid=list(grid),
-                    **shards.tensor_row(video, "video"), **shards.tensor_row(text, "text"))
+                    caption_tokens=caption_tokens, **shards.tensor_row(video, "video"), **shards.tensor_row(text, "text"))
 
 
 def _row(r: dict, **values) -> dict:

@@ -22,6 +22,13 @@ import torch
 T5_TYPES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
 CLIP_TYPES = {"clip": "CLIPTextModel", "clip_text_model": "CLIPTextModel"}
 
+# Caption token budget per text encoder family (a transformers ``model_type``), when --max-text-tokens is not
+# given: what the models trained with that encoder use (Wan's UMT5: 512; T5: 300, as PixArt-Sigma and Open-Sora,
+# ~250 words, which holds a dense caption of rushes caption's 256 new tokens; CLIP: its 77 positions). Add a
+# family here; :func:`default_text_tokens` is the one reader.
+DEFAULT_TEXT_TOKENS = {"umt5": 512, "t5": 300, "mt5": 300, "clip": 77, "clip_text_model": 77}
+FALLBACK_TEXT_TOKENS = 300  # any other encoder (still capped by its position table, see text_token_budget)
+
 
 def latent_frames(frames: int, temporal_factor: int = 1) -> int:
     """Latent frames a VAE compressing time by ``temporal_factor`` makes of ``frames`` pixel frames.
@@ -56,11 +63,46 @@ class TensorDims:
                              f"configs (or the encodings' key.json) they came from are broken: re-encode")
 
 
-def encoder_dims(text_encoder: str, vae: str | None = None, vae_subfolder: str | None = None) -> TensorDims:
+def encoder_dims(text_encoder: str, vae: str | None = None, vae_subfolder: str | None = None,
+                 text_subfolder: str | None = None) -> TensorDims:
     """What the encoders will make, read from their configs alone (no weights loaded): so a run's config is
     complete before any encoder loads (``rushes train --dry-run`` prints it)."""
     channels = _latent_channels(_vae_config(vae, vae_subfolder)) if vae else 3
-    return TensorDims(channels, text_width(_text_config(text_encoder)))
+    return TensorDims(channels, text_width(_text_config(text_encoder, text_subfolder)))
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtypes(name: str, device) -> tuple[torch.dtype, torch.dtype]:
+    """(text encoder and transformer dtype, VAE dtype) of a ``--dtype`` name on ``device``: ``auto`` is bfloat16
+    on a GPU with a float32 VAE (diffusers' advice for Wan's VAE), float32 on CPU; any other name is both."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r} is not known; use one of {', '.join(DTYPES)}")
+    if name == "auto":
+        gpu = torch.device(device).type == "cuda"
+        return (torch.bfloat16 if gpu else torch.float32), torch.float32
+    return getattr(torch, name), getattr(torch, name)
+
+
+def default_text_tokens(model_type: str) -> int:
+    """The caption token budget of a text encoder family (``config.model_type``: ``t5``, ``umt5``, ``clip``, ...)
+    when the run does not set ``max_text_tokens``."""
+    return DEFAULT_TEXT_TOKENS.get(model_type, FALLBACK_TEXT_TOKENS)
+
+
+def text_token_budget(text_encoder: str, requested: int | None = None, subfolder: str | None = None) -> int:
+    """The caption tokens a run keeps with ``text_encoder``: ``requested``, else the family's default; never more
+    than the encoder's position table (CLIP: 77). Reads the encoder's config only (no weights)."""
+    return _budget(_text_config(text_encoder, subfolder), requested)
+
+
+def _budget(config, requested: int | None) -> int:
+    budget = requested or default_text_tokens(config.model_type)
+    if config.model_type in CLIP_TYPES:  # CLIP's position table bounds the caption length
+        text = getattr(config, "text_config", None) or config
+        budget = min(budget, int(getattr(text, "max_position_embeddings", budget)))
+    return int(budget)
 
 
 def text_width(config) -> int:
@@ -70,21 +112,42 @@ def text_width(config) -> int:
     return int(getattr(config, "d_model", None) or config.hidden_size)
 
 
-def _text_config(id_or_path: str):
+def _text_config(id_or_path: str, subfolder: str | None = None):
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(id_or_path)
+        return AutoConfig.from_pretrained(id_or_path, subfolder=subfolder or "")
     except (OSError, ValueError) as exc:
-        raise EncoderError(f"cannot load the config of text encoder {id_or_path!r}: {exc}; pass a transformers "
-                           f"id or a local folder of a T5 encoder or CLIP text model (--text-encoder)") from exc
+        raise EncoderError(f"cannot load the config of text encoder {id_or_path!r} (subfolder {subfolder!r}): {exc}; "
+                           f"pass a transformers id or a local folder of a T5/umT5 encoder or CLIP text model "
+                           f"(--text-encoder, and --text-encoder-subfolder for a pipeline repo)") from exc
+
+
+def load_tokenizer(id_or_path: str, subfolder: str | None = None):
+    """The tokenizer of a text encoder: beside it, else (a pipeline repo) in the repo's ``tokenizer/``."""
+    from transformers import AutoTokenizer
+
+    tries = [subfolder or ""] + (["tokenizer"] if subfolder else [])
+    errors = []
+    for sub in tries:
+        try:
+            return AutoTokenizer.from_pretrained(id_or_path, subfolder=sub)
+        except (OSError, ValueError, TypeError) as exc:
+            errors.append(f"{sub or '.'}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    raise EncoderError(f"no tokenizer for text encoder {id_or_path!r} ({'; '.join(errors)}); a pipeline repo keeps "
+                       f"it in tokenizer/, a text encoder folder beside its weights")
 
 
 def _vae_config(id_or_path: str, subfolder: str | None) -> dict:
-    import diffusers
+    from diffusers.configuration_utils import ConfigMixin
+
+    class ModelConfigFile(ConfigMixin):
+        # not diffusers.AutoModel.load_config: AutoModel.from_pretrained of a pipeline repo's subfolder leaves its
+        # class attribute config_name at model_index.json (diffusers 0.42), and the next call reads that file
+        config_name = "config.json"
 
     try:
-        return dict(diffusers.AutoModel.load_config(id_or_path, subfolder=subfolder))
+        return dict(ModelConfigFile.load_config(id_or_path, subfolder=subfolder))
     except (OSError, ValueError, EnvironmentError) as exc:
         raise EncoderError(f"cannot load the config of VAE {id_or_path!r} (subfolder {subfolder!r}): {exc}; pass a "
                            f"diffusers id or local folder of an AutoencoderKL or video VAE (--vae)") from exc
@@ -98,24 +161,28 @@ def _latent_channels(config) -> int:
 class TextEncoder:
     """A frozen transformers text encoder (T5 encoder or CLIP text model) giving per-token embeddings."""
 
-    def __init__(self, id_or_path: str, max_tokens: int = 64, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32):
+    def __init__(self, id_or_path: str, max_tokens: int | None = None, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32, subfolder: str | None = None):
         import transformers
-        from transformers import AutoTokenizer
 
         self.id = id_or_path
-        self.max_tokens = max_tokens
         self.device = device
-        mtype = _text_config(id_or_path).model_type
+        config = _text_config(id_or_path, subfolder)
+        self.max_tokens = _budget(config, max_tokens)  # None: the family's default (default_text_tokens)
+        mtype = config.model_type
         cls_name = T5_TYPES.get(mtype) or CLIP_TYPES.get(mtype) or "AutoModel"
-        self.tokenizer = AutoTokenizer.from_pretrained(id_or_path)
-        self.model = getattr(transformers, cls_name).from_pretrained(id_or_path, dtype=dtype).to(device).eval()
+        self.tokenizer = load_tokenizer(id_or_path, subfolder)
+        self.model = getattr(transformers, cls_name).from_pretrained(id_or_path, subfolder=subfolder or "",
+                                                                     dtype=dtype).to(device).eval()
         self.model.requires_grad_(False)
         cfg = self.model.config
         self.hidden_size = text_width(cfg)
         self.is_clip = mtype in CLIP_TYPES
-        if self.is_clip:  # CLIP's position table bounds the caption length
-            self.max_tokens = min(max_tokens, int(getattr(cfg, "max_position_embeddings", max_tokens)))
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens of each text before any cut (special tokens included): a count above ``max_tokens`` is a caption
+        :meth:`encode` cuts."""
+        return [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,6 +204,21 @@ class TextEncoder:
         emb[empty, 0] = 0.0
         mask[empty, 0] = True
         return emb, mask
+
+
+def text_encoder_of(data_cfg, device: str = "cpu") -> TextEncoder:
+    """The text encoder a DataConfig names (its subfolder, caption budget and ``dtype``), on ``device``."""
+    dtype, _ = resolve_dtypes(data_cfg.dtype, device)
+    return TextEncoder(data_cfg.text_encoder, data_cfg.max_text_tokens, device=device, dtype=dtype,
+                       subfolder=data_cfg.text_encoder_subfolder)
+
+
+def vae_of(data_cfg, device: str = "cpu") -> Vae | None:
+    """The VAE a DataConfig names (None in pixel space), in its ``dtype`` on ``device``."""
+    if not data_cfg.vae:
+        return None
+    _, dtype = resolve_dtypes(data_cfg.dtype, device)
+    return Vae(data_cfg.vae, data_cfg.vae_subfolder, device=device, dtype=dtype)
 
 
 class Vae:

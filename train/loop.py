@@ -51,8 +51,9 @@ from rushes.train import parallel as dp
 from rushes.train.config import RunConfig, TrainConfig
 from rushes.train.data import Example, Prepared, prepare, split_validation
 from rushes.train.diffusion import training_loss
-from rushes.train.encoders import TextEncoder, Vae
+from rushes.train.encoders import text_encoder_of, vae_of
 from rushes.train.model import DiffusionTransformer, count_parameters
+from rushes.train.wan import build_transformer
 from rushes.train.packing import PackedBatch, PackLoader, collate, pack_first_fit
 from rushes.train.plan import RunPlan, out_dirs, plan_run
 from rushes.train.selection import record_selection, select_clips
@@ -117,7 +118,8 @@ class Trainer:
                                                    self.optimizer, self.generator)
         start = self._resume()
         self.result = TrainResult(str(where), start, start, num_clips=self.data.num_clips,
-                                  skipped=len(self.data.skipped), parameters=count_parameters(self.model.net))
+                                  skipped=len(self.data.skipped), parameters=count_parameters(self.model.net),
+                                  **self._caption_counts())
         self.prefetch = auto_prefetch(self.device, 1) if options.prefetch is None else options.prefetch
         self.log.say(self._banner())
 
@@ -151,8 +153,9 @@ class Trainer:
         self.result.step = done = step + 1
         self.log.step_done(done, ready.counts)
         if opts.lead and (done % tc.log_every == 0 or step == self.result.start_step or done == tc.steps):
+            first = self._caption_counts() if step == 0 else {}  # the run's first line (a resume keeps it)
             self.log.append({"step": done, **stats, "workers": opts.world, "parallel": opts.parallel,
-                             **_speed(stats, data_s, opts.world, peak_flops(self.device))})
+                             **_speed(stats, data_s, opts.world, peak_flops(self.device)), **first})
         takes_part = opts.lead or opts.parallel == "fsdp"  # validation and checkpoints are collective under FSDP
         if takes_part and self.data.val_set and (done % tc.val_every == 0 or done == tc.steps):
             self._validate(done)
@@ -191,7 +194,14 @@ class Trainer:
         return (f"training {self.result.parameters:,} parameters on {data.num_train} clips ({len(data.val_set)} "
                 f"validation, {len(data.skipped)} skipped{', from ' + str(encodings) if encodings else ''}) on "
                 f"{self.device} with {opts.world} worker(s) ({opts.parallel}, data thread "
-                f"{'on' if self.prefetch else 'off'}), steps {self.result.start_step} -> {self.cfg.train.steps}")
+                f"{'on' if self.prefetch else 'off'}), steps {self.result.start_step} -> {self.cfg.train.steps}; "
+                f"{len(data.over_budget)} of {data.num_clips} captions longer than the "
+                f"{self.cfg.data.max_text_tokens}-token budget, cut to it{' (raise --max-text-tokens)' * bool(data.over_budget)}")
+
+    def _caption_counts(self) -> dict:
+        """The caption budget and how many captions were cut to it (the run's first log line, summary.json)."""
+        return {"caption_token_budget": self.cfg.data.max_text_tokens,
+                "captions_over_budget": len(self.data.over_budget)}
 
     def _close(self, failed: bool) -> None:
         """Close the data source (the shards a window still has open) and wait for the last upload, both whatever
@@ -269,6 +279,8 @@ class TrainResult:
     num_clips: int = 0
     skipped: int = 0
     parameters: int = 0
+    caption_token_budget: int | None = None  # max_text_tokens
+    captions_over_budget: int = 0  # captions of the set longer than it (cut to it)
 
 
 class RunLog:
@@ -327,6 +339,7 @@ class TrainData:
     num_clips: int
     num_train: int
     skipped: list[dict]
+    over_budget: list[str] = field(default_factory=list)  # ids of clips whose caption was cut to max_text_tokens
 
 
 def load_train_data(plan: RunPlan, run_dir, device: torch.device) -> TrainData:
@@ -337,13 +350,16 @@ def load_train_data(plan: RunPlan, run_dir, device: torch.device) -> TrainData:
     if plan.encodings is None:
         prepared = prepare_clips(plan.selection.clips, run_dir, cfg, device)
         train_set, val_set = split_validation(prepared.examples, d.val_clips)
-        return TrainData(PackLoader(train_set, d.batch_tokens, seed=cfg.train.seed), val_set, prepared.null_text,
+        return TrainData(PackLoader(train_set, d.batch_tokens, cfg.train.seed, d.image_ratio), val_set, prepared.null_text,
                          prepared.channels, prepared.text_dim, len(prepared.examples), len(train_set),
-                         prepared.skipped)
-    enc = open_encodings(plan.encodings, plan.selection.clips, patch, d.val_clips)
+                         prepared.skipped, prepared.over_budget)
+    if d.image_ratio is not None:
+        log.warning("--image-ratio applies to clips decoded on the fly; streamed encodings train every still once "
+                    "per epoch (pass --no-encodings to mix by the ratio)")
+    enc = open_encodings(plan.encodings, plan.selection.clips, patch, d.val_clips, d.max_text_tokens)
     stream = PackStream(plan.encodings, enc.train_ids, patch, d.batch_tokens, d.stream_window, cfg.train.seed)
     return TrainData(stream, enc.val, enc.null_text, enc.channels, enc.text_dim, enc.num_clips, len(enc.train_ids),
-                     enc.skipped)
+                     enc.skipped, enc.over_budget)
 
 
 def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device,
@@ -357,9 +373,8 @@ def load_data(out_dir, run_dir, cfg: RunConfig, device: torch.device,
 def prepare_clips(sources: list[KeptClip], run_dir, cfg: RunConfig, device: torch.device) -> Prepared:
     """``sources`` decoded and encoded once into ``RUN_DIR/cache`` (read from it when there)."""
     d, dev = cfg.data, str(device)
-    return prepare(sources, d, cfg.model.patch_size, Path(run_dir) / "cache",
-                   lambda: TextEncoder(d.text_encoder, d.max_text_tokens, device=dev),
-                   lambda: Vae(d.vae, d.vae_subfolder, device=dev) if d.vae else None)
+    return prepare(sources, d, cfg.model.patch_size, Path(run_dir) / "cache", lambda: text_encoder_of(d, dev),
+                   lambda: vae_of(d, dev))
 
 
 @dataclass
@@ -382,7 +397,8 @@ class ModelParts:
 def build_optimizer(net: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
     """AdamW over ``net``'s parameters (after any sharding: they are the ones it steps)."""
     # fused: one kernel over all tensors (on CPU ~4x faster than foreach for the tiny preset's 66 tensors)
-    return torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay, fused=True)
+    params = [p for p in net.parameters() if p.requires_grad]  # a LoRA run: the adapters only
+    return torch.optim.AdamW(params, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay, fused=True)
 
 
 # ---- steps and helpers ------------------------------------------------------------------------------------------
@@ -417,9 +433,10 @@ def pack_generator(seed: int, step: int, pack: int) -> torch.Generator:
 
 
 def build_model(cfg: RunConfig, device: torch.device) -> DiffusionTransformer:
-    """The model of a resolved config, seeded so a fresh run always starts from the same weights."""
+    """The model of a resolved config, seeded so a fresh run always starts from the same weights (those of
+    ``--init`` when given: train/wan.py)."""
     torch.manual_seed(cfg.train.seed)
-    return DiffusionTransformer(cfg.model).to(device)
+    return build_transformer(cfg.model, device)
 
 
 def lr_at(step: int, cfg: RunConfig) -> float:
@@ -477,7 +494,8 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip else float("inf"))
     optimizer.step()
     with torch.no_grad():  # one fused call over all tensors: a per-tensor loop costs more than a tiny model's step
-        torch._foreach_lerp_(dp.local(ema.parameters()), dp.local(model.parameters()), 1.0 - tc.ema_decay)
+        pairs = [(e, p) for e, p in zip(ema.parameters(), model.parameters()) if p.requires_grad]  # frozen: equal
+        torch._foreach_lerp_(dp.local(e for e, _ in pairs), dp.local(p for _, p in pairs), 1.0 - tc.ema_decay)
     loss_value, counts = summed.result()
     stats = {"loss": loss_value, "grad_norm": dp.as_float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
     return {**stats, **seconds, "optimizer_s": watch.lap(), **counts}
@@ -609,6 +627,7 @@ def _record_summary(out_dir, run_dir, result: TrainResult, plan: RunPlan) -> Non
     for out in out_dirs(out_dir):
         store.update_summary(out, "train", {
             "run_dir": str(run_dir), "step": result.step, "clips": result.num_clips, "skipped": result.skipped,
+            "caption_token_budget": result.caption_token_budget, "captions_over_budget": result.captions_over_budget,
             "parameters": result.parameters, "workers": plan.workers, "parallel": plan.parallel,
             "encodings": encodings, "last_loss": result.losses[-1] if result.losses else None,
             "last_val_loss": result.val_losses[-1][1] if result.val_losses else None})

@@ -55,20 +55,39 @@ class PackLoader:
     Each epoch shuffles the clips with ``seed + epoch``, packs them first-fit decreasing into
     ``budget`` tokens, and shuffles the packs. Saving :meth:`state_dict` and restoring it resumes at the
     same pack, which exact resume relies on.
+
+    Stills (``Example.still``, one-frame clips) are packed beside the clips. With ``image_ratio`` an epoch holds
+    every clip and as many stills as make their tokens ``image_ratio`` times the clips' (:func:`epoch_stills`:
+    drawn in turn from a fresh shuffle of all stills each time they run out, so every still is seen as often
+    as any other); without it, every still once.
     """
 
-    def __init__(self, examples: Sequence[Example], budget: int, seed: int = 0):
+    def __init__(self, examples: Sequence[Example], budget: int, seed: int = 0, image_ratio: float | None = None):
         self.examples = list(examples)
         self.budget = budget
         self.seed = seed
+        self.image_ratio = image_ratio
         self.epoch, self.index = 0, 0
         self._packs: list[list[int]] | None = None
 
     def epoch_packs(self, epoch: int) -> list[list[int]]:
+        """The packs of ``epoch``: lists of indices into ``examples`` (a still may appear more than once)."""
         rng = np.random.default_rng(self.seed + epoch)
-        order = rng.permutation(len(self.examples)).tolist()
-        packs = pack_first_fit([e.num_tokens for e in self.examples], self.budget, order)
-        return [packs[i] for i in rng.permutation(len(packs))]
+        items = self.epoch_items(epoch)
+        order = rng.permutation(len(items)).tolist()
+        packs = pack_first_fit([self.examples[i].num_tokens for i in items], self.budget, order)
+        return [[items[j] for j in packs[i]] for i in rng.permutation(len(packs))]
+
+    def epoch_items(self, epoch: int) -> list[int]:
+        """Indices of the examples an epoch trains: every clip, then its stills (see the class doc)."""
+        clips = [i for i, e in enumerate(self.examples) if not e.still]
+        stills = [i for i, e in enumerate(self.examples) if e.still]
+        if self.image_ratio is None or not clips or not stills:
+            return clips + stills
+        clip_tokens = sum(self.examples[i].num_tokens for i in clips)
+        mean_still = sum(self.examples[i].num_tokens for i in stills) / len(stills)
+        per_epoch = int(round(self.image_ratio * clip_tokens / mean_still))
+        return clips + epoch_stills(stills, per_epoch, epoch, self.seed)
 
     def next(self) -> list[Example]:
         if self._packs is None:
@@ -96,6 +115,20 @@ class PackLoader:
 
     def close(self) -> None:
         """Nothing to release: the examples are in memory (the interface of rushes.train.stream.PackStream)."""
+
+
+def epoch_stills(stills: Sequence[int], per_epoch: int, epoch: int, seed: int) -> list[int]:
+    """The ``per_epoch`` stills of ``epoch``: positions ``[epoch * per_epoch, (epoch + 1) * per_epoch)`` of an
+    endless sequence of shuffles of ``stills`` (shuffle ``c`` seeded by ``seed`` and ``c``), so an epoch depends on
+    its number alone (exact resume) and every still comes once before any comes again."""
+    n = len(stills)
+    start, stop = epoch * per_epoch, (epoch + 1) * per_epoch
+    out: list[int] = []
+    for cycle in range(start // n, -(-stop // n) if stop else 0):
+        perm = np.random.default_rng([seed, 7919, cycle]).permutation(n)
+        lo, hi = max(start - cycle * n, 0), min(stop - cycle * n, n)
+        out += [stills[k] for k in perm[lo:hi].tolist()]
+    return out
 
 
 @dataclass

@@ -136,14 +136,20 @@ def full_model_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return get_model_state_dict(module, options=_options(cpu_offload=True))
 
 
-def load_model_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load whole tensors into ``module``; under FSDP each rank keeps its shard."""
+def load_model_state(module: torch.nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> None:
+    """Load whole tensors into ``module``; under FSDP each rank keeps its shard. ``strict=False``: ``state`` may
+    hold part of the module (a LoRA checkpoint's adapters); the caller checks which part."""
     if not is_sharded(module):
-        module.load_state_dict(state)
+        module.load_state_dict(state, strict=strict)
         return
     from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
-    set_model_state_dict(module, state, options=_options())
+    set_model_state_dict(module, state, options=_options(strict=strict))
+
+
+def _trained(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters the optimizer steps, in its order (all of them, or a LoRA run's adapters)."""
+    return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
 def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -156,7 +162,7 @@ def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
     named = get_optimizer_state_dict(model, optimizer, options=_options(cpu_offload=True))
     if not named:
         return {}
-    number = {name: i for i, (name, _) in enumerate(model.named_parameters())}
+    number = {name: i for i, name in enumerate(_trained(model))}
     return {"state": {number[name]: v for name, v in named["state"].items()},
             "param_groups": [{**g, "params": [number[name] for name in g["params"]]} for g in named["param_groups"]]}
 
@@ -169,7 +175,7 @@ def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
         return
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
-    name = [n for n, _ in model.named_parameters()]
+    name = _trained(model)
     named = {"state": {name[i]: v for i, v in state["state"].items()},
              "param_groups": [{**g, "params": [name[i] for i in g["params"]]} for g in state["param_groups"]]}
     set_optimizer_state_dict(model, optimizer, named, options=_options())

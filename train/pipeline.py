@@ -40,11 +40,12 @@ import ray
 from rushes import storage
 from rushes.cluster import connect, require_resources
 from rushes.manifests import store
+from rushes.manifests.clips import captioned_clips
 from rushes.manifests.lock import writer_lock
 from rushes.train import rundir, shards
 from rushes.train.config import RunConfig
 from rushes.train.loop import TrainResult
-from rushes.train.plan import out_dirs
+from rushes.train.plan import out_dirs, with_text_budget
 from rushes.train.parallel import check_parallel
 from rushes.progress import CountProgress, LogFollower, StepProgress
 from rushes.train.selection import run_name
@@ -61,10 +62,12 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
     ``summary.json["encode"]``). Reruns skip clips encoded ok with the same caption and retry failed ones.
     Clips in a bucket are decoded from bounded copies in ``scratch`` (default: ``storage.Scratch()``)."""
     patch = cfg.model.patch_size
+    captioned_clips(out, cfg.data.captioner, cfg.data.prompt_version)  # a damaged manifest fails first, naming it
+    cfg = with_text_budget(cfg)  # the caption token budget is part of the key: decided before it
     inputs = shards.key_inputs(cfg.data, patch)
     folder = shards.key_dir(out, inputs)
     plan = plan_encode(out, cfg.data, folder, limit)
-    if dry_run or (plan.tasks.num_rows == 0 and storage.is_file(shards.null_caption_path(folder))):
+    if dry_run or (plan.tasks.num_rows == 0 and shards.find_null_caption(folder) is not None):
         return {**_head(folder, plan), "dry_run": dry_run, "encoded": 0}
     with writer_lock(out, "rushes encode"):  # a second writer on this OUT is refused at once, naming this one
         return _encode_locked(out, cfg, enc, limit, address, scratch)
@@ -121,13 +124,14 @@ def _execute(folder, cfg: RunConfig, enc: EncodeConfig, plan: EncodePlan, probe:
                                                "torch_threads": enc.torch_threads})
     with CountProgress(plan.tasks.num_rows, "clip", "encode", log) as progress:
         return _write_shards(folder, ds.iter_batches(batch_size=None, batch_format="pyarrow"), enc.shard_rows,
-                             progress)
+                             cfg.data.max_text_tokens, progress)
 
 
-def _write_shards(folder, batches, shard_rows: int, progress: CountProgress | None = None) -> dict:
+def _write_shards(folder, batches, shard_rows: int, text_budget: int, progress: CountProgress | None = None) -> dict:
     tag = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     buffer: list[pa.Table] = []
-    counts = {"encoded": 0, "ok": 0, "error": 0, "shards": 0}
+    counts = {"encoded": 0, "ok": 0, "error": 0, "shards": 0, "caption_token_budget": text_budget,
+              "captions_over_budget": 0}
     by_stage: Counter = Counter()
     by_reason: Counter = Counter()  # "stage: message": the closing summary groups failures by it
     for batch in batches:
@@ -137,6 +141,7 @@ def _write_shards(folder, batches, shard_rows: int, progress: CountProgress | No
         counts["ok"] += ok
         if progress is not None:
             progress.update(batch.num_rows, failed=batch.num_rows - ok)
+        counts["captions_over_budget"] += pc.sum(pc.greater(batch.column("caption_tokens"), text_budget)).as_py() or 0
         failed = batch.select(["error_stage", "error_message"]).to_pylist()
         by_stage.update(r["error_stage"] for r in failed if r["error_stage"])
         by_reason.update(f"{r['error_stage']}: {r['error_message']}" for r in failed if r["error_stage"])

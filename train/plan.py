@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rushes.train import shards
 from rushes.train.config import RunConfig
-from rushes.train.encoders import TensorDims, encoder_dims
+from rushes.train.encoders import EncoderError, TensorDims, encoder_dims, text_token_budget
 from rushes.train.parallel import check_parallel
 from rushes.train.selection import Selection, select_clips
 from rushes.versions import tool_versions
@@ -74,6 +74,7 @@ def plan_run(out_dir, cfg: RunConfig, use_encodings: bool = True, workers: int =
     the setting; a single OUT only), and the config completed with the widths of those tensors."""
     outs = out_dirs(out_dir)
     selection = select_clips(outs, cfg.data)
+    cfg = with_text_budget(cfg)  # after the selection: a run with nothing to train fails on that first
     if use_encodings and len(outs) > 1:
         log.info("training on %d runs: clips are decoded on the fly (encodings are per run)", len(outs))
     use = use_encodings and len(outs) == 1
@@ -82,12 +83,34 @@ def plan_run(out_dir, cfg: RunConfig, use_encodings: bool = True, workers: int =
     return RunPlan(complete(cfg, dims), selection, folder, workers, parallel)
 
 
+def with_text_budget(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with its caption token budget (``data.max_text_tokens``) decided: the one given, else the text
+    encoder family's default (:func:`rushes.train.encoders.default_text_tokens`), capped by the encoder's positions.
+    The number is part of the encodings' key and of config.json, so a run records what it trained with."""
+    d = cfg.data
+    try:
+        budget = text_token_budget(d.text_encoder, d.max_text_tokens, d.text_encoder_subfolder)
+    except EncoderError as exc:
+        if d.max_text_tokens is None:
+            raise EncoderError(f"{exc} (its config gives the default caption budget; or pass --max-text-tokens)") \
+                from exc
+        budget = d.max_text_tokens  # the encoder is not readable here; the run fails where it needs it
+    return replace(cfg, data=replace(d, max_text_tokens=budget))
+
+
 def data_dims(cfg: RunConfig) -> TensorDims:
     """The widths of clips decoded and encoded on the fly with ``cfg.data``'s encoders (their configs only)."""
     d = cfg.data
-    return encoder_dims(d.text_encoder, d.vae, d.vae_subfolder)
+    return encoder_dims(d.text_encoder, d.vae, d.vae_subfolder, d.text_encoder_subfolder)
 
 
 def complete(cfg: RunConfig, dims: TensorDims) -> RunConfig:
-    """``cfg`` with the model's input widths set to the data's."""
-    return replace(cfg, model=replace(cfg.model, in_channels=dims.channels, text_dim=dims.text_dim))
+    """``cfg`` with the model's input widths set to the data's; a pretrained model's (``--init``) widths are its
+    own, and data of other widths are refused."""
+    m = cfg.model
+    if m.init and (dims.channels, dims.text_dim) != (m.in_channels, m.text_dim):
+        raise ValueError(f"--init {m.init} takes {m.in_channels}-channel latents and {m.text_dim}-wide caption "
+                         f"embeddings, but the encoders make {dims.channels} and {dims.text_dim} (--text-encoder "
+                         f"{cfg.data.text_encoder}, --vae {cfg.data.vae}): use the model's own text encoder and VAE "
+                         f"(the defaults of a pipeline repo)")
+    return replace(cfg, model=replace(m, in_channels=dims.channels, text_dim=dims.text_dim))

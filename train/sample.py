@@ -24,9 +24,10 @@ from rushes.progress import CountProgress
 from rushes.media.frames import write_video
 from rushes.train import checkpoint, parallel, rundir
 from rushes.train.config import RunConfig
-from rushes.train.diffusion import euler_sample, resolution_shift
-from rushes.train.encoders import TextEncoder, Vae, latent_frames, pixel_frames
+from rushes.train.diffusion import flow_sample, resolution_shift
+from rushes.train.encoders import latent_frames, pixel_frames, resolve_dtypes, text_encoder_of, vae_of
 from rushes.train.model import DiffusionTransformer, grid_positions, unpatchify
+from rushes.train.wan import build_transformer
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +71,17 @@ def load_run(run_dir: str | os.PathLike, device, use_ema: bool = True) -> tuple[
         if ckpt is None:
             raise FileNotFoundError(f"no checkpoint in {storage.join(run_dir, rundir.CHECKPOINTS)}; train for at "
                                     f"least one checkpoint")
-        model = DiffusionTransformer(cfg.model)
+        model = build_transformer(cfg.model)  # a Wan LoRA run: the base from --init, then its adapters
         checkpoint.load_weights(ckpt, model, use_ema=use_ema)
     return cfg, model.to(device).eval()
 
 
 @torch.no_grad()
 def generate(model: DiffusionTransformer, text: torch.Tensor, null_text: torch.Tensor, grid: tuple[int, int, int],
-             steps: int, guidance: float, shift: float, seed: int = 0, progress: CountProgress | None = None
-             ) -> torch.Tensor:
+             steps: int, guidance: float, shift: float, seed: int = 0, solver: str = "euler",
+             progress: CountProgress | None = None) -> torch.Tensor:
     """Sample the tokens (N, patch_dim) of one clip of ``grid`` for caption embedding ``text`` (Lt, D);
-    ``progress`` counts the Euler steps as they finish."""
+    ``progress`` counts the solver's steps as they finish."""
     device = next(model.parameters()).device
     n = grid[0] * grid[1] * grid[2]
     noise = torch.randn(1, n, model.cfg.patch_dim, generator=torch.Generator().manual_seed(seed)).to(device)
@@ -89,16 +90,18 @@ def generate(model: DiffusionTransformer, text: torch.Tensor, null_text: torch.T
     conds = {True: text, False: null_text}
     calls, per_step = [0], (2 if guidance != 1.0 else 1)  # model calls per Euler step (guided: with and without)
 
-    def velocity(x, t, conditional):
+    dtype = next(model.parameters()).dtype
+
+    def velocity(x, t, conditional):  # the model in its dtype (bf16 on a GPU), the solver's state in float32
         emb = conds[conditional].to(device)
         mask = torch.ones(1, 1, emb.shape[0], dtype=torch.bool, device=device)
-        v = model(x, t, emb[None, None], mask, pos, seq)
+        v = model(x.to(dtype), t, emb[None, None], mask, pos, seq).float()
         calls[0] += 1
         if progress is not None and calls[0] % per_step == 0:
             progress.update()
         return v
 
-    return euler_sample(velocity, noise, num_slots=1, steps=steps, shift=shift, guidance=guidance)[0]
+    return flow_sample(velocity, noise, num_slots=1, steps=steps, shift=shift, guidance=guidance, solver=solver)[0]
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -114,28 +117,106 @@ def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class SampleOptions:
+    """How clips are drawn: steps, guidance, shift (None: the run's resolution shift for the clip's tokens), the
+    solver (``euler`` or ``unipc``), the negative prompt."""
+
+    steps: int | None = None
+    guidance: float | None = None
+    shift: float | None = None
+    solver: str = "euler"
+    negative_prompt: str = ""
+
+
+class Sampler:
+    """A run's model, VAE and text encoder, loaded once, drawing clips for any number of prompts and seeds.
+
+    ``dtype`` (``auto``: bfloat16 on a GPU, float32 on CPU; encoders.resolve_dtypes) is that of the transformer
+    and text encoder; the Euler/UniPC state stays float32. A LoRA run's adapters are merged first."""
+
+    def __init__(self, run_dir, device=None, use_ema: bool = True, dtype: str = "auto"):
+        from dataclasses import replace
+
+        from rushes.train.lora import merge_adapters
+        from rushes.train.wan import cast_for_inference
+
+        self.device = parallel.torch_device(device)  # checked before the run is read
+        self.dtype, _ = resolve_dtypes(dtype, self.device)
+        self.cfg, model = load_run(run_dir, self.device, use_ema)
+        self.model = cast_for_inference(merge_adapters(model), self.dtype)
+        self.data = replace(self.cfg.data, dtype=dtype)
+        self.vae = vae_of(self.data, str(self.device))
+        self._text = None
+
+    def shape(self, frames: int, size: tuple[int, int]) -> Shape:
+        """The checked output shape (frames and size fit the patch grid and VAE, and the device's memory)."""
+        tf, sf = (self.vae.temporal_factor, self.vae.spatial_factor) if self.vae else (1, 1)
+        shape = resolve_shape(self.cfg, frames, size[0], size[1], tf, sf)
+        check_memory(self.cfg, shape, self.device)  # before the text encoder loads: a size too large fails at once
+        return shape
+
+    def embed(self, texts: list[str]) -> list[torch.Tensor]:
+        """Caption embeddings (Lt, D) of ``texts``, valid tokens only (the text encoder loads on first use)."""
+        if self._text is None:
+            self._text = text_encoder_of(self.data, str(self.device))
+        emb, mask = self._text.encode(texts)
+        return [e[m] for e, m in zip(emb, mask)]
+
+    def sample(self, text: torch.Tensor, null_text: torch.Tensor, shape: Shape, seed: int,
+               opts: SampleOptions) -> torch.Tensor:
+        """One clip: video (3, T, H, W) in about [-1, 1], float32 on CPU."""
+        cfg, n = self.cfg, math.prod(shape.grid)
+        shift = opts.shift or float(resolution_shift(torch.tensor(n), cfg.train.shift_base_tokens, cfg.train.max_shift))
+        steps = opts.steps or cfg.train.sample_steps
+        with CountProgress(steps, "step", "sample", log) as progress:
+            tokens = generate(self.model, text.to(self.dtype), null_text.to(self.dtype), shape.grid, steps,
+                              cfg.train.guidance if opts.guidance is None else opts.guidance, shift, seed,
+                              solver=opts.solver, progress=progress)
+        latent = unpatchify(tokens.float().cpu(), shape.grid, cfg.model.patch_size, cfg.model.in_channels)
+        video = self.vae.decode(latent) if self.vae else latent  # (3, T, H, W)
+        return video[:, :shape.frames]
+
+
 def sample_video(run_dir, prompt: str, frames: int, size: tuple[int, int], steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, use_ema: bool = True, device=None,
-                 negative_prompt: str = "") -> tuple[torch.Tensor, RunConfig]:
+                 negative_prompt: str = "", shift: float | None = None, solver: str = "euler",
+                 dtype: str = "auto") -> tuple[torch.Tensor, RunConfig]:
     """Generate one clip for ``prompt``: video (3, T, H, W) in [-1, 1] and the run's config."""
-    device = parallel.torch_device(device)  # checked before the run is read
-    cfg, model = load_run(run_dir, device, use_ema)
-    vae = Vae(cfg.data.vae, cfg.data.vae_subfolder, device=str(device)) if cfg.data.vae else None
-    tf, sf = (vae.temporal_factor, vae.spatial_factor) if vae else (1, 1)
-    shape = resolve_shape(cfg, frames, size[0], size[1], tf, sf)
-    check_memory(cfg, shape, device)  # before any encoder loads: a size that cannot fit fails at once
-    enc = TextEncoder(cfg.data.text_encoder, cfg.data.max_text_tokens, device=str(device))
-    emb, mask = enc.encode([prompt, negative_prompt])
-    text, null_text = emb[0][mask[0]], emb[1][mask[1]]
-    n = shape.grid[0] * shape.grid[1] * shape.grid[2]
-    shift = float(resolution_shift(torch.tensor(n), cfg.train.shift_base_tokens, cfg.train.max_shift))
-    steps = steps or cfg.train.sample_steps
-    with CountProgress(steps, "step", "sample", log) as progress:
-        tokens = generate(model, text, null_text, shape.grid, steps, cfg.train.guidance if guidance is None
-                          else guidance, shift, seed, progress)
-    latent = unpatchify(tokens.float().cpu(), shape.grid, cfg.model.patch_size, cfg.model.in_channels)
-    video = vae.decode(latent) if vae else latent  # (3, T, H, W)
-    return video[:, :shape.frames], cfg
+    sampler = Sampler(run_dir, device, use_ema, dtype)
+    shape = sampler.shape(frames, size)
+    text, null_text = sampler.embed([prompt, negative_prompt])
+    opts = SampleOptions(steps, guidance, shift, solver, negative_prompt)
+    return sampler.sample(text, null_text, shape, seed, opts), sampler.cfg
+
+
+def output_paths(out: str | os.PathLike, count: int) -> list[Path]:
+    """``out`` itself for one clip; ``NAME-000.mp4``, ``NAME-001.mp4``... beside it for several."""
+    out = Path(out)
+    return [out] if count == 1 else [out.with_name(f"{out.stem}-{i:03d}{out.suffix}") for i in range(count)]
+
+
+def sample_to_files(run_dir, prompts: list[str], out: str | os.PathLike, frames: int, size: tuple[int, int],
+                    num_samples: int = 1, seed: int = 0, fps: float | None = None, use_ema: bool = True,
+                    device=None, dtype: str = "auto", options: SampleOptions | None = None, label=None) -> list[Path]:
+    """``num_samples`` clips (seeds ``seed``, ``seed + 1``...) of every prompt, the run's model and encoders loaded
+    once, written as MP4s at ``fps`` (the run's training fps unless given) named by :func:`output_paths`, prompt
+    by prompt, each labelled as generated (``label``: :class:`rushes.train.label.LabelSettings`, default on)."""
+    from rushes.train.label import check_label, labelled_mp4
+
+    if not prompts:
+        raise ValueError("no prompt to sample; give --prompt TEXT (empty: unconditional) or a --prompts file")
+    opts = options or SampleOptions()
+    check_label(label)  # a bad key or certificate fails before any sampling
+    sampler = Sampler(run_dir, device, use_ema, dtype)
+    shape = sampler.shape(frames, size)
+    *texts, null_text = sampler.embed(list(prompts) + [opts.negative_prompt])
+    paths = output_paths(out, len(prompts) * num_samples)
+    todo = [(text, seed + k) for text in texts for k in range(num_samples)]
+    for path, (text, s) in zip(paths, todo):
+        video = to_uint8(sampler.sample(text, null_text, shape, s, opts))
+        labelled_mp4(video, path, fps or sampler.cfg.data.fps, run_dir, sampler.cfg.model, label, write_mp4)
+    return paths
 
 
 class SampleTooLarge(ValueError):
@@ -176,7 +257,11 @@ def check_memory(cfg: RunConfig, shape, device: torch.device) -> None:
 
 
 def sample_to_file(run_dir, prompt: str, out: str | os.PathLike, frames: int, size: tuple[int, int],
-                   **kwargs) -> Path:
-    """:func:`sample_video`, written to ``out`` as MP4 at the run's training fps."""
+                   fps: float | None = None, label=None, **kwargs) -> Path:
+    """:func:`sample_video`, written to ``out`` as MP4 at ``fps`` (the run's training fps unless given), labelled as
+    generated (a C2PA manifest and a visible mark; ``label``: :class:`rushes.train.label.LabelSettings`, default
+    on)."""
+    from rushes.train.label import labelled_mp4
+
     video, cfg = sample_video(run_dir, prompt, frames, size, **kwargs)
-    return write_mp4(to_uint8(video), out, cfg.data.fps)
+    return labelled_mp4(to_uint8(video), out, fps or cfg.data.fps, run_dir, cfg.model, label, write_mp4)

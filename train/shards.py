@@ -4,9 +4,14 @@ Layout (plain Parquet, readable without rushes)::
 
     OUT/encodings/<key>/key.json                 everything that shaped the tensors (see :func:`key_inputs`),
                                                  and their widths (``tensors``: :func:`read_dims`)
-    OUT/encodings/<key>/null_caption.parquet     the empty caption's embedding (classifier-free guidance)
     OUT/encodings/<key>/part-*.parquet           one row per clip (SCHEMA): ok rows carry tensors, error
-                                                 rows carry ``error_message``
+                                                 rows carry ``error_message``; the only Parquet files of
+                                                 the folder, so ``read_parquet('<key>/*.parquet')`` reads
+                                                 exactly the clips
+    OUT/encodings/<key>/guidance/null_caption.parquet
+                                                 the empty caption's embedding (classifier-free guidance);
+                                                 runs encoded before it moved have it at
+                                                 ``<key>/null_caption.parquet``, still read there
 
 A tensor is stored as raw bytes plus its shape and dtype; with numpy alone::
 
@@ -40,9 +45,10 @@ import torch
 from rushes import storage
 from rushes.manifests import store
 from rushes.manifests.ids import make_id
-from rushes.train.encoders import TensorDims
+from rushes.train.encoders import TensorDims, text_token_budget
 
-FORMAT_VERSION = 1
+# 2: frames sampled across the whole span of a long clip (not its head), the caption_tokens column, and stills
+FORMAT_VERSION = 2
 # Rows per Parquet row group: about ROW_GROUP_BYTES of rows, at most ROW_GROUP_ROWS. A training worker reads the
 # groups that hold its own packs' clips, so groups of a few large rows (latents, frames) keep those reads
 # selective, while tiny rows share a group (each group read has a fixed cost per column).
@@ -64,6 +70,7 @@ SCHEMA = pa.schema([
     ("text", pa.binary()),
     ("text_shape", pa.list_(pa.int32())),
     ("text_dtype", pa.string()),
+    ("caption_tokens", pa.int64()),  # the caption's tokens before the cut to max_text_tokens (over it: cut)
     ("created_at", pa.timestamp("us", tz="UTC")),
 ])
 
@@ -71,8 +78,8 @@ SCHEMA = pa.schema([
 TENSOR_DTYPES = ("uint8", "float32", "float16")
 
 # DataConfig fields that shape an encoded tensor; batch size, steps and the like do not.
-DATA_FIELDS = ("fps", "max_frames", "clip_tokens", "max_side_px", "text_encoder", "max_text_tokens", "vae",
-               "vae_subfolder")
+DATA_FIELDS = ("fps", "max_frames", "clip_tokens", "image_tokens", "max_side_px", "text_encoder", "max_text_tokens",
+               "vae", "vae_subfolder")
 
 
 class EncodingMismatch(ValueError):
@@ -116,9 +123,23 @@ def key_inputs(data_cfg, patch: tuple[int, int, int]) -> dict:
     """Everything that shaped an encoded clip: the data settings, patch size and model revisions."""
     inputs = {"format": FORMAT_VERSION, **{f: getattr(data_cfg, f) for f in DATA_FIELDS},
               "patch_size": [int(p) for p in patch]}
-    inputs["text_encoder_revision"] = model_revision(data_cfg.text_encoder)
+    # the caption budget as decided (None: the encoder's default), so a config with and one without it agree
+    inputs["max_text_tokens"] = text_token_budget(data_cfg.text_encoder, data_cfg.max_text_tokens,
+                                                  data_cfg.text_encoder_subfolder)
+    inputs["text_encoder_revision"] = model_revision(data_cfg.text_encoder, data_cfg.text_encoder_subfolder)
     inputs["vae_revision"] = model_revision(data_cfg.vae, data_cfg.vae_subfolder)
+    inputs.update(optional_inputs(data_cfg))
     return inputs
+
+
+def optional_inputs(data_cfg) -> dict:
+    """Settings that shape tensors only when set: in a key only then, so older keys stay valid."""
+    out = {}
+    if data_cfg.text_encoder_subfolder:
+        out["text_encoder_subfolder"] = data_cfg.text_encoder_subfolder
+    if data_cfg.dtype != "auto":
+        out["dtype"] = data_cfg.dtype
+    return out
 
 
 def encoding_key(inputs: dict) -> str:
@@ -242,8 +263,18 @@ def row_tensor(row: dict, prefix: str) -> torch.Tensor:
 
 
 def null_caption_path(folder: Path | str) -> Path | str:
-    """Where the empty caption's embedding of an encodings folder is; written last by an encode run's start."""
-    return storage.join(folder, "null_caption.parquet")
+    """Where an encode run writes the empty caption's embedding: a subfolder, so a glob of the folder's Parquet
+    files sees the clips' shards alone (it once sat beside them and a naive read counted one row too many)."""
+    return storage.join(folder, "guidance", "null_caption.parquet")
+
+
+def find_null_caption(folder: Path | str) -> Path | str | None:
+    """The empty caption's embedding of an encodings folder: where it is written now, else where runs encoded
+    before the move have it (``<key>/null_caption.parquet``); None when neither exists."""
+    for path in (null_caption_path(folder), storage.join(folder, "null_caption.parquet")):
+        if storage.is_file(path):
+            return path
+    return None
 
 
 def write_null_caption(folder: Path | str, text: torch.Tensor) -> None:
@@ -253,10 +284,10 @@ def write_null_caption(folder: Path | str, text: torch.Tensor) -> None:
 
 
 def read_null_caption(folder: Path | str) -> torch.Tensor:
-    path = null_caption_path(folder)
-    if not storage.is_file(path):
-        raise FileNotFoundError(f"{path} is missing: the encode run that made {folder} did not finish; "
-                                f"rerun `rushes encode` (it resumes)")
+    path = find_null_caption(folder)
+    if path is None:
+        raise FileNotFoundError(f"{null_caption_path(folder)} is missing: the encode run that made {folder} did not "
+                                f"finish; rerun `rushes encode` (it resumes)")
     return row_tensor(_read_table(path).to_pylist()[0], "text")
 
 
@@ -269,6 +300,22 @@ def read_status(folder: Path | str) -> dict[str, tuple[str, str, str | None]]:
             if cid not in out or st == "ok":
                 out[cid] = (ch, st, err)
     return out
+
+
+def over_budget(folder: Path | str, wanted: dict[str, str], budget: int) -> list[str]:
+    """Ids among ``wanted`` (clip_id -> caption_hash) whose ok row's caption had more than ``budget`` tokens (cut
+    to it when encoded); reads the light columns only. Shards written before caption_tokens count none."""
+    out: set[str] = set()
+    for path in shard_paths(folder):
+        with storage.open_input(path, seekable=True) as fh:
+            f = pq.ParquetFile(fh)
+            if "caption_tokens" not in f.schema_arrow.names:
+                continue
+            t = f.read(columns=["clip_id", "caption_hash", "status", "caption_tokens"])
+        for cid, ch, st, n in zip(*(t.column(c).to_pylist() for c in t.column_names)):
+            if st == "ok" and wanted.get(cid) == ch and n is not None and n > budget:
+                out.add(cid)
+    return sorted(out)
 
 
 def iter_rows(path: Path | str, columns: list[str] | None = None, skip_rows: int = 0) -> Iterator[dict]:

@@ -106,6 +106,7 @@ class EncodedSet:
     skipped: list[dict] = field(default_factory=list)  # clips whose encoding failed, with the reason
     channels: int = 3
     text_dim: int = 0
+    over_budget: list[str] = field(default_factory=list)  # ids of clips whose caption was cut to max_text_tokens
 
     @property
     def num_clips(self) -> int:
@@ -113,7 +114,7 @@ class EncodedSet:
 
 
 def open_encodings(folder: Path, sources: Sequence[KeptClip], patch: tuple[int, int, int],
-                   val_clips: int) -> EncodedSet:
+                   val_clips: int, text_budget: int | None = None) -> EncodedSet:
     """Check that ``folder`` holds every clip of ``sources`` (with its current caption) and split them.
 
     Raises ValueError naming the missing clips and the fix when some were never encoded.
@@ -146,8 +147,10 @@ def open_encodings(folder: Path, sources: Sequence[KeptClip], patch: tuple[int, 
     first = val_rows[0] if val_rows else next(select_rows(folder, {good[0].clip_id: shards.caption_hash(
         good[0].caption)}))
     channels = 3 if first["video_dtype"] == "uint8" else int(first["video_shape"][0])
-    return EncodedSet(folder, {s.clip_id: shards.caption_hash(s.caption) for s in train}, ex,
-                      shards.read_null_caption(folder), skipped, channels, int(first["text_shape"][-1]))
+    hashes = {s.clip_id: shards.caption_hash(s.caption) for s in good}
+    over = shards.over_budget(folder, hashes, text_budget) if text_budget else []
+    return EncodedSet(folder, {s.clip_id: hashes[s.clip_id] for s in train}, ex, shards.read_null_caption(folder),
+                      skipped, channels, int(first["text_shape"][-1]), over)
 
 
 def select_rows(folder: Path, wanted: dict[str, str]) -> Iterator[dict]:

@@ -33,7 +33,7 @@ PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "A100": 312e12, "A8
 def forward_flops(model_cfg, clip_tokens: Sequence[int], caption_tokens: Sequence[int]) -> int:
     """FLOPs of one forward pass over clips of ``clip_tokens`` tokens with captions of ``caption_tokens``."""
     d, p, t = model_cfg.hidden_size, model_cfg.patch_dim, model_cfg.text_dim
-    inner = int(d * model_cfg.mlp_ratio)
+    inner = model_cfg.ffn_width
     n, m, s = sum(clip_tokens), sum(caption_tokens), len(clip_tokens)
     attn_pairs = sum(k * k for k in clip_tokens)  # self-attention stays inside each clip
     cross_pairs = sum(k * c for k, c in zip(clip_tokens, caption_tokens))  # each clip to its own caption

@@ -28,7 +28,7 @@ def _text(name: str, closing_tag: str | None = None) -> str:
 
 def page() -> str:
     """The HTML template (``str.format`` fields: title, run_dir, generated, css, stats, reasons, failures,
-    throughput, histograms, data, js)."""
+    throughput, filter, histograms, data, js)."""
     return _text("page.html")
 
 

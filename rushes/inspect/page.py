@@ -33,6 +33,8 @@ from rushes.inspect.summary import (NUMERIC_SCORES, PERCENTILES, UNSPECIFIED, Di
 from rushes.inspect.table import format_value
 from rushes.inspect.config import ReportConfig, ThumbConfig
 from rushes.inspect.thumbs import extract_thumbnails, thumb_tasks
+from rushes.inspect.playback import clip_url
+from rushes.inspect.thresholds import ActiveFilter, Threshold, active_filter, failing_scores
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,70 @@ def clip_records(run_dir: Path, clip_rows: list[dict], video_paths: dict[str, st
     return cols
 
 
-def histogram_svg(d: Distribution, values: list, keep: list, bins: int) -> str:
-    """Inline SVG histogram of one score: kept clips stacked under rejected ones, p5/p50/p95 marked.
+def clip_extras(run_dir, clip_rows: list[dict], videos: dict[str, dict], html_dir: Path,
+                active: ActiveFilter) -> dict:
+    """More column arrays of the contact sheet: what each clip's ``<video>`` plays (``play``, or ``play_err``), the
+    scores a rejected clip fails (``fails``) and its source video's index in :func:`video_list` (``vidx``)."""
+    cols: dict[str, list] = {"play": [], "play_err": [], "fails": [], "vidx": []}
+    index = {vid: i for i, vid in enumerate(sorted({r["video_id"] for r in clip_rows}))}
+    for row in clip_rows:
+        url, why = clip_url(run_dir, row, videos.get(row["video_id"]), html_dir)
+        cols["play"].append(url)
+        cols["play_err"].append(why)
+        reasons = split_reasons(row.get("reject_reason"))
+        cols["fails"].append([] if row["keep"] else failing_scores(row, reasons, active))
+        cols["vidx"].append(index[row["video_id"]])
+    return cols
+
+
+def video_list(clip_rows: list[dict], videos: dict[str, dict]) -> list[dict]:
+    """The source videos of the clips (in ``vidx`` order): path and duration, for the per-video timelines."""
+    last_end: dict[str, float] = {}
+    for r in clip_rows:
+        end = r.get("end_s")
+        ok = isinstance(end, float) and math.isfinite(end)
+        last_end[r["video_id"]] = max(last_end.get(r["video_id"], 0.0), end if ok else 0.0)
+    out = []
+    for vid in sorted(last_end):
+        v = videos.get(vid) or {}
+        dur = v.get("duration_s") or last_end[vid]  # a video the videos manifest lacks: up to its last clip
+        out.append({"path": v.get("path") or vid, "dur": _round(float(dur))})
+    return out
+
+
+def filter_meta(active: ActiveFilter) -> dict:
+    """The active filter as the page's script reads it (preset, thresholds per score column)."""
+    return {"preset": active.preset, "clips": active.clips, "others": active.others,
+            "camera": list(active.camera_rejected),
+            "thresholds": {c: {"min": t.min, "max": t.max, "min_field": t.min_field, "max_field": t.max_field}
+                           for c, t in active.thresholds.items()}}
+
+
+def _threshold_lines(t: Threshold, lo: float, hi: float, w: float, top: float, bottom: float) -> list[str]:
+    """SVG of a score's thresholds: a line at each bound, the failing side shaded, labelled with the setting."""
+    parts = []
+    for side, value, name in (("min", t.min, t.min_field), ("max", t.max, t.max_field)):
+        if value is None:
+            continue
+        x = (min(max(value, lo), hi) - lo) / (hi - lo) * w
+        x0, x1 = (0.0, x) if side == "min" else (x, w)
+        if x1 > x0:
+            parts.append(f'<rect class="thr-zone" x="{x0:.1f}" y="{top:.1f}" width="{x1 - x0:.1f}" '
+                         f'height="{bottom - top:.1f}"/>')
+        off = " (off the chart)" if not lo <= value <= hi else ""
+        tip = html.escape(f"{name} = {format_value(value)}: clips {'below' if side == 'min' else 'above'} it are "
+                          f"rejected{off}")
+        right = x > w / 2
+        parts.append(f'<g class="thr" data-side="{side}" data-value="{value}"><title>{tip}</title>'
+                     f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top:.1f}" y2="{bottom:.1f}"/>'
+                     f'<text x="{x + (-3 if right else 3):.1f}" y="{top + 10:.1f}" '
+                     f'text-anchor="{"end" if right else "start"}">{side} {html.escape(format_value(value))}</text></g>')
+    return parts
+
+
+def histogram_svg(d: Distribution, values: list, keep: list, bins: int, threshold: Threshold | None = None) -> str:
+    """Inline SVG histogram of one score: kept clips stacked under rejected ones, p5/p50/p95 marked, and the
+    active filter's ``threshold`` drawn as lines with the rejected side shaded.
 
     The range ends at p99 for larger runs (values above fall in the last bin) so one outlier does not
     squash the rest into a single bar.
@@ -162,13 +226,16 @@ def histogram_svg(d: Distribution, values: list, keep: list, bins: int) -> str:
         if x - last_label >= 26:  # labels closer than that would overprint each other
             parts.append(f'<text class="pct" x="{x:.1f}" y="{pad - 4}" text-anchor="{anchor}">p{p}</text>')
             last_label = x
+    if threshold is not None:
+        parts += _threshold_lines(threshold, lo, hi, w, pad, pad + h)
     parts.append(f'<text class="axis" x="0" y="{h + 2 * pad - 1}">{html.escape(format_value(lo))}</text>'
                  f'<text class="axis" x="{w}" y="{h + 2 * pad - 1}" text-anchor="end">'
                  f'{"≥ " if hi < arr.max() else ""}{html.escape(format_value(hi))}</text></svg>')
     return "".join(parts)
 
 
-def _histograms(s: RunSummary, sheet: dict, bins: int) -> str:
+def _histograms(s: RunSummary, sheet: dict, bins: int, thresholds: dict[str, Threshold] | None = None) -> str:
+    thresholds = thresholds or {}
     cards = []
     keep = sheet["keep"]
     dists = [d for d in s.scores if d.count]
@@ -176,7 +243,7 @@ def _histograms(s: RunSummary, sheet: dict, bins: int) -> str:
         dists.append(distribution("caption_words", sheet["words"], "words", "words in the dense caption"))
     for d in dists:
         values = sheet["words"] if d.name == "caption_words" else sheet["scores"].get(d.name, [])
-        svg = histogram_svg(d, values, keep, bins)
+        svg = histogram_svg(d, values, keep, bins, thresholds.get(d.name))
         pct = " · ".join(f"p{p} {html.escape(format_value(d.percentiles[p]))}" for p in PERCENTILES)
         key = "words" if d.name == "caption_words" else d.name
         unit = f' <span class="unit">{html.escape(d.unit)}</span>' if d.unit else ""
@@ -187,6 +254,29 @@ def _histograms(s: RunSummary, sheet: dict, bins: int) -> str:
             f'</span></div><div class="desc">{html.escape(d.description)}</div>{svg}'
             f'<div class="pcts">{pct}</div></div>')
     return "\n".join(cards)
+
+
+def _filter_card(active: ActiveFilter, charted: set[str]) -> str:
+    """The preset and thresholds the clips were judged by (``filter_preset``/``filter_params``, applied last);
+    ``charted``: the score columns with a histogram (their settings are marked as drawn)."""
+    if active.preset is None and not active.params:
+        return ('<div class="filterbar"><b>Filter</b> <span class="muted">none recorded: the clips carry no '
+                'filter_preset or filter_params (rushes filter OUT applies one)</span></div>')
+    items = []
+    for name, value in sorted(active.params.items()):
+        if value is None or value is False or value == [] or isinstance(value, (dict, list)) and not value:
+            continue
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else format_value(value) \
+            if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+        drawn = any(name in (t.min_field, t.max_field) for c, t in active.thresholds.items() if c in charted)
+        items.append(f'<span class="setting{" drawn" if drawn else ""}" title="{html.escape(name)}"><b>'
+                     f'{html.escape(name)}</b> {html.escape(shown)}</span>')
+    scope = f"all {active.clips:,} clips" if not active.others else \
+        f"{active.clips:,} clips ({active.others:,} other clips were judged by another filter)"
+    preset = html.escape(active.preset or "custom")
+    return (f'<div class="filterbar"><b>Filter</b> <span class="preset" id="preset">{preset}</span>'
+            f'<span class="muted small">applied last to {scope}; the settings drawn on the histograms are '
+            f'underlined</span><div class="settings">{"".join(items)}</div></div>')
 
 
 def _reason_rows(s: RunSummary) -> str:
@@ -264,14 +354,17 @@ def _json_for_script(payload) -> str:
     return text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def render_page(run_dir: Path, s: RunSummary, sheet: dict, cfg: ReportConfig) -> str:
-    """The whole HTML document as a string."""
+def render_page(run_dir: Path, s: RunSummary, sheet: dict, cfg: ReportConfig, active: ActiveFilter | None = None,
+                videos: list[dict] | None = None) -> str:
+    """The whole HTML document as a string (``active``: the filter drawn; ``videos``: :func:`video_list`)."""
+    active = active or ActiveFilter(None)
     # One column width for every strip (frames at 16:9, plus gaps and the keep/reject border) so captions line
     # up; wider strips (scope, 2.35:1) scale down to fit it, narrower ones (portrait) leave space.
     n = cfg.thumbs.frames_per_clip
     thumb_col = n * round(cfg.thumbs.height_px * 16 / 9) + 2 * (n - 1) + 4
     meta = {"page_size": cfg.page_size, "thumb_h": cfg.thumbs.height_px, "thumb_col": thumb_col,
-            "units": {d.name: d.unit for d in s.scores}, "descriptions": {d.name: d.description for d in s.scores}}
+            "units": {d.name: d.unit for d in s.scores}, "descriptions": {d.name: d.description for d in s.scores},
+            "filter": filter_meta(active), "videos": videos or []}
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return assets.page().format(
         title=html.escape(f"rushes · {storage.name(run_dir)}"),
@@ -282,7 +375,8 @@ def render_page(run_dir: Path, s: RunSummary, sheet: dict, cfg: ReportConfig) ->
         reasons=_reason_rows(s),
         failures=_failures(run_dir, s, cfg.max_failures_listed),
         throughput=_throughput(s),
-        histograms=_histograms(s, sheet, cfg.histogram_bins) or '<p class="muted">no scores yet</p>',
+        filter=_filter_card(active, {d.name for d in s.scores if d.count}),
+        histograms=_histograms(s, sheet, cfg.histogram_bins, active.thresholds) or '<p class="muted">no scores yet</p>',
         data=_json_for_script({"clips": sheet, "meta": meta}),
         js=assets.js(),
     )
@@ -306,8 +400,10 @@ def build_report(run_dir: str | os.PathLike, html_path: str | os.PathLike, cfg: 
     t0 = time.perf_counter()
     run_dir, html_path = run_dir if storage.is_remote(run_dir) else Path(run_dir), Path(html_path)
     s = summary or summarize(run_dir)
-    videos = store.read(run_dir, "videos").select(["video_id", "path"]).to_pylist()
+    videos = store.read(run_dir, "videos").select(["video_id", "path", "path_bytes", "duration_s", "width_px",
+                                                   "height_px"]).to_pylist()
     video_paths = {v["video_id"]: v["path"] for v in videos}
+    videos_by_id = {v["video_id"]: v for v in videos}
     clip_rows = store.read(run_dir, "clips").to_pylist()
     files_dir = files_dir_for(html_path)
     thumbs: dict = {}
@@ -316,11 +412,13 @@ def build_report(run_dir: str | os.PathLike, html_path: str | os.PathLike, cfg: 
         with storage.staging_dir() as staging:
             # A run in a bucket: thumbnails decode local copies of its clip files (removed afterwards).
             local_run = _download_clips(run_dir, clip_rows, staging) if storage.is_remote(run_dir) else run_dir
-            tasks, thumbs = thumb_tasks(local_run, clip_rows, {v["video_id"]: v for v in videos}, cfg.thumbs)
+            tasks, thumbs = thumb_tasks(local_run, clip_rows, videos_by_id, cfg.thumbs)
             thumbs.update(extract_thumbnails(tasks, files_dir / "thumbs", cfg.thumbs))
     thumbs_s = time.perf_counter() - t1
     sheet = clip_records(run_dir, clip_rows, video_paths, thumbs, f"{files_dir.name}/thumbs", cfg)
-    page = render_page(run_dir, s, sheet, cfg)
+    active = active_filter(clip_rows)
+    sheet.update(clip_extras(run_dir, clip_rows, videos_by_id, html_path.parent.absolute(), active))
+    page = render_page(run_dir, s, sheet, cfg, active, video_list(clip_rows, videos_by_id))
     html_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = html_path.with_name(f".{html_path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")

@@ -57,23 +57,51 @@
     return idx.map((i) => ({ i: i, label: null }));
   }
 
+  // The active filter (rushes.inspect.thresholds): a rejected clip's failing scores are highlighted.
+  const F = M.filter || { thresholds: {}, camera: [] };
+  const failsOf = (i) => (C.fails && C.fails[i]) || [];
+  function failTitle(s) {
+    const t = F.thresholds[s];
+    if (!t) return "";
+    const parts = [];
+    if (t.min !== null) parts.push(t.min_field + " = " + fmt(t.min));
+    if (t.max !== null) parts.push(t.max_field + " = " + fmt(t.max));
+    return " · fails " + parts.join(", ");
+  }
+
+  // A clip plays in place of its strip: its clip file, or its span of the source (a #t=start,end fragment).
+  function playerHtml(i) {
+    return '<video controls autoplay muted playsinline preload="auto" src="' + esc(C.play[i]) + '" height="' +
+      M.thumb_h * 2 + '"></video><button class="close" data-close="' + i + '" title="back to the frames">&#215;</button>';
+  }
+
   function rowHtml(r) {
     const i = r.i, keep = C.keep[i];
     const w = C.thumb_w[i], h = M.thumb_h;
     const size = w ? ' width="' + w + '" height="' + h + '"' : ' height="' + h + '"';
     const col = 'style="width:' + M.thumb_col + 'px"';
-    const thumb = C.thumb[i]
+    const strip = C.thumb[i]
       ? '<img loading="lazy" decoding="async" src="' + esc(C.thumb[i]) + '"' + size + ' alt="frames of ' + esc(C.id[i]) + '">'
       : '<div class="noimg" style="height:' + h + 'px">' + esc(C.thumb_err[i] || "no thumbnail") + "</div>";
+    const play = C.play && C.play[i]
+      ? '<button class="play" data-play="' + i + '" title="play this clip">&#9654;</button>'
+      : '<span class="noplay" title="' + esc((C.play_err && C.play_err[i]) || "no playable file") + '">no video</span>';
+    const thumb = strip + play;
+    const fails = failsOf(i);
     const badges = keep ? '<span class="badge">kept</span>'
       : reasonsOf(i).map((x) => '<span class="badge r">' + esc(x) + "</span>").join("");
     const label = r.label ? '<span class="plabel">' + esc(r.label) + "</span>" : "";
     const file = C.video[i].split("/").pop();
-    const span = fmt(C.start[i]) + "–" + fmt(C.end[i]) + " s (" + fmt(C.dur[i]) + " s)";
-    const chips = SCORES.map((s) => '<span class="chip' + (s === state.sort ? " hl" : "") + '" title="' +
-      esc((M.descriptions[s] || "") + (M.units[s] ? " [" + M.units[s] + "]" : "")) + '"><b>' + esc(s) + "</b> " +
-      fmt(C.scores[s][i]) + "</span>").join("") +
-      (C.camera[i] ? '<span class="chip"><b>camera</b> ' + esc(C.camera[i]) + "</span>" : "");
+    const spanText = fmt(C.start[i]) + "–" + fmt(C.end[i]) + " s (" + fmt(C.dur[i]) + " s)";
+    const span = fails.includes("dur") ? '<span class="fail" title="fails the clip-length rule">' + spanText + "</span>" : spanText;
+    const chips = SCORES.map((s) => {
+      const bad = fails.includes(s);
+      return '<span class="chip' + (s === state.sort ? " hl" : "") + (bad ? " fail" : "") + '" title="' +
+        esc((M.descriptions[s] || "") + (M.units[s] ? " [" + M.units[s] + "]" : "") + (bad ? failTitle(s) : "")) +
+        '"><b>' + esc(s) + "</b> " + fmt(C.scores[s][i]) + "</span>";
+    }).join("") +
+      (C.camera[i] ? '<span class="chip' + (fails.includes("camera") ? ' fail" title="the filter rejects camera motion ' +
+        esc(F.camera.join(", ")) : "") + '"><b>camera</b> ' + esc(C.camera[i]) + "</span>" : "");
     let cap;
     if (C.caption[i] !== null) cap = '<p class="caption">' + esc(C.caption[i]) + '<span class="by">' + esc(C.caption_by[i]) + "</span></p>";
     else if (C.caption_err[i]) cap = '<p class="caption none">caption failed: ' + esc(C.caption_err[i]) + "</p>";
@@ -182,13 +210,54 @@
     }));
   }
 
+  // One bar per source video: its clips' spans coloured kept/rejected; a click shows the clip in the sheet.
+  function renderTimelines() {
+    const videos = M.videos || [], byVideo = videos.map(() => []);
+    for (let i = 0; i < N; i++) if (C.vidx && byVideo[C.vidx[i]]) byVideo[C.vidx[i]].push(i);
+    const pct = (x, d) => Math.max(0, Math.min(100, (100 * x) / d)).toFixed(3);
+    $("tl").innerHTML = videos.map((v, k) => {
+      const d = v.dur || Math.max.apply(null, byVideo[k].map((i) => C.end[i] || 0).concat([1]));
+      const segs = byVideo[k].map((i) => {
+        const left = pct(C.start[i] || 0, d), width = Math.max(0.2, pct((C.end[i] || 0) - (C.start[i] || 0), d));
+        const why = C.keep[i] ? "kept" : "rejected: " + (C.reason[i] || "");
+        return '<a class="seg ' + (C.keep[i] ? "k" : "r") + '" data-seg="' + i + '" style="left:' + left + "%;width:" +
+          width + '%" title="' + esc(C.id[i] + " · " + fmt(C.start[i]) + "–" + fmt(C.end[i]) + " s · " + why) + '"></a>';
+      }).join("");
+      const kept = byVideo[k].filter((i) => C.keep[i]).length;
+      return '<div class="tl"><div class="tlname" title="' + esc(v.path) + '">' + esc(v.path.split("/").pop()) +
+        '</div><div class="tlbar">' + segs + '</div><div class="tlinfo">' + kept + " of " + byVideo[k].length +
+        " kept · " + fmt(d) + " s</div></div>";
+    }).join("") || '<p class="muted">no clips yet</p>';
+  }
+
+  function showClip(i) {
+    state.filter = "all"; $("filter").value = "all"; state.q = C.id[i].toLowerCase(); $("q").value = C.id[i];
+    state.view = "list"; $("view").value = "list"; state.page = 0; render();
+    const row = document.querySelector('#rows article[data-id="' + CSS.escape(C.id[i]) + '"]');
+    if (row) row.scrollIntoView();
+  }
+
+  function bindMedia() {
+    $("rows").addEventListener("click", (e) => {
+      const play = e.target.closest("button[data-play]"), close = e.target.closest("button[data-close]");
+      if (play) play.parentElement.innerHTML = playerHtml(Number(play.dataset.play));
+      if (close) render();
+    });
+    $("tl").addEventListener("click", (e) => {
+      const seg = e.target.closest("a[data-seg]");
+      if (seg) showClip(Number(seg.dataset.seg));
+    });
+  }
+
   fillControls();
   bind();
+  bindMedia();
+  renderTimelines();
   render();
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", markReadyAfterLayout);
   else markReadyAfterLayout();
   // A filter in the address (report.html#filter=r:dark) opens the sheet filtered: shareable views.
   const m = location.hash.match(/^#filter=(.+)$/);
   if (m) setFilter(decodeURIComponent(m[1]));
-  window.rushesReport = { state: state, render: render, setFilter: setFilter, selection: selection };
+  window.rushesReport = { state: state, render: render, setFilter: setFilter, selection: selection, showClip: showClip };
 })();

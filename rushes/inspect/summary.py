@@ -26,12 +26,15 @@ import pyarrow.compute as pc
 
 from rushes import storage
 from rushes.manifests import store
-from rushes.manifests.schema import CLIP_SCORES
+from rushes.manifests.schema import CLIP_SCORES, GUARD_SCORES
 from rushes.inspect.table import format_table, format_value, strict_json
 
 PERCENTILES = (5, 25, 50, 75, 95)
 # Score columns with numbers (camera_motion is a label and is counted instead).
-NUMERIC_SCORES = tuple(f.name for f in CLIP_SCORES if pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
+# The guardrail scores are among them: a clip rejected as nsfw, faces, watermark or ai_generated shows the number
+# behind it on its card (docs/guardrails.md).
+NUMERIC_SCORES = tuple(f.name for f in (*CLIP_SCORES, *GUARD_SCORES)
+                       if pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
 LABEL_SCORES = tuple(f.name for f in CLIP_SCORES if pa.types.is_string(f.type))
 UNSPECIFIED = "(unspecified)"
 STAGE_ORDER = ("curate", "filter", "caption", "train")  # pipeline order for the throughput table
@@ -75,6 +78,16 @@ class CaptionStats:
 
 
 @dataclass(frozen=True)
+class CaptionBudget:
+    """Captions a training stage (``train``, ``encode``) cut to its text-token budget, from summary.json."""
+
+    stage: str
+    budget: int | None  # max_text_tokens
+    over: int  # captions longer than it
+    captions: int | None  # captions the stage embedded
+
+
+@dataclass(frozen=True)
 class StageThroughput:
     """One stage's entry of summary.json: wall time, rates (``*_per_s``) and time per step."""
 
@@ -107,6 +120,7 @@ class RunSummary:
     captions: list[CaptionStats]
     captioned_clips: int  # distinct clips with at least one ok caption
     throughput: list[StageThroughput] = field(default_factory=list)
+    caption_budgets: list[CaptionBudget] = field(default_factory=list)  # train/encode: captions cut to the budget
 
 
 def split_reasons(reason: str | None) -> list[str]:
@@ -209,6 +223,18 @@ def _numeric_leaves(payload, prefix: str = ""):
         yield prefix[:-1], float(payload)
 
 
+def caption_budgets(summary: dict) -> list[CaptionBudget]:
+    """The ``captions_over_budget`` counts that ``rushes train`` and ``rushes encode`` wrote to summary.json."""
+    out = []
+    for stage in ("encode", "train"):
+        payload = summary.get(stage)
+        if isinstance(payload, dict) and isinstance(payload.get("captions_over_budget"), int):
+            captions = payload.get("clips", payload.get("ok"))
+            out.append(CaptionBudget(stage, payload.get("caption_token_budget"), payload["captions_over_budget"],
+                                     captions if isinstance(captions, int) else None))
+    return out
+
+
 def stage_throughput(summary: dict) -> list[StageThroughput]:
     """Wall time, every ``*_per_s`` rate and the ``stage_s`` step times of each stage in summary.json."""
     out = []
@@ -241,6 +267,7 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
     labels = {n: sorted(Counter(x for x in c[n] if x is not None).items(), key=lambda kv: (-kv[1], kv[0]))
               for n in LABEL_SCORES}
     ok_caps = captions.filter(pc.equal(captions.column("status"), "ok"))
+    stages = store.read_summary(run_dir)
     return RunSummary(
         run_dir=str(run_dir),
         videos_total=videos.num_rows,
@@ -260,7 +287,8 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
         labels=labels,
         captions=caption_stats(captions),
         captioned_clips=len(set(ok_caps.column("clip_id").to_pylist())),
-        throughput=stage_throughput(store.read_summary(run_dir)),
+        throughput=stage_throughput(stages),
+        caption_budgets=caption_budgets(stages),
     )
 
 
@@ -339,6 +367,10 @@ def _format_captions(s: RunSummary) -> list[str]:
              "caption length in words:",
              format_table(["captioner", "prompt", "ok", "error", "min", *[f"p{p}" for p in PERCENTILES], "max",
                            "mean", "out tokens"], rows)]
+    for b in s.caption_budgets:
+        of = f" of {b.captions}" if b.captions is not None else ""
+        fix = "; raise --max-text-tokens to train on all of them" if b.over else ""
+        lines.append(f"captions cut to the {b.budget}-token budget ({b.stage}): {b.over}{of}{fix}")
     errors = [[c.captioner, e.stage, e.count, e.message_class] for c in s.captions for e in c.errors]
     if errors:
         lines += ["", "Caption failures:",

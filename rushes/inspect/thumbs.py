@@ -87,6 +87,9 @@ def thumb_tasks(run_dir: str | os.PathLike, clip_rows: list[dict], videos: dict[
             missing[clip_id] = ThumbResult(None, clip.refused or f"no readable source for the thumbnail "
                                                                  f"({clip.path} is missing)")
             continue
+        if clip.still:  # a still image has no frame strip to decode with PyAV
+            missing[clip_id] = ThumbResult(None, f"{clip.path} is a still image: the report draws no strip of it")
+            continue
         times = uniform_times(clip.start_s, clip.end_s, cfg.frames_per_clip)
         tasks.append(ThumbTask(clip_id, clip.path, tuple(times), size, name))
     return tasks, missing

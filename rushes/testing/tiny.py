@@ -248,3 +248,79 @@ def save_tiny_vae(path: str | os.PathLike, kind: str = "image", seed: int = 0) -
         raise ValueError(f"unknown tiny VAE kind {kind!r}; use 'image' or 'wan'")
     vae.save_pretrained(path)
     return str(path)
+
+
+_UMT5_WORDS = sorted({w for c in _CAPTIONS + _CORPUS for w in c.lower().replace(",", " ").replace(".", " ").split()})
+
+
+def tiny_umt5_tokenizer():
+    """A tiny Unigram (SentencePiece-style) ``T5Tokenizer`` like umT5's: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, the
+    words of the test captions and every printable ASCII character as pieces; appends ``</s>``. Built offline."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [("\u2581" + w, -1.0) for w in _UMT5_WORDS]
+    pieces += [(chr(c), -5.0) for c in range(33, 127)]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
+def save_tiny_umt5(path: str | os.PathLike, hidden: int = 32, seed: int = 0, tokenizer_path=None) -> str:
+    """Write a tiny random-weight ``UMT5EncoderModel`` (Wan's text encoder family) with :func:`tiny_umt5_tokenizer`
+    beside it (or in ``tokenizer_path``, as a pipeline repo keeps it in ``tokenizer/``); returns ``path``."""
+    import torch
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tok = tiny_umt5_tokenizer()
+    torch.manual_seed(seed)
+    cfg = UMT5Config(vocab_size=len(tok), d_model=hidden, d_kv=8, d_ff=2 * hidden, num_layers=2, num_heads=4,
+                     pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    UMT5EncoderModel(cfg).save_pretrained(Path(path))
+    tok.save_pretrained(Path(tokenizer_path or path))
+    return str(path)
+
+
+def tiny_wan_transformer(in_channels: int = 4, text_dim: int = 32, heads: int = 2, head_dim: int = 16,
+                         layers: int = 2, ffn_dim: int = 64, freq_dim: int = 32, patch=(1, 2, 2),
+                         cross_attn_norm: bool = True, seed: int = 0, dtype=None):
+    """A random-weight diffusers ``WanTransformer3DModel`` of the real class at a tiny size (every weight random,
+    biases and norms included, so no path of the model is an identity)."""
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    model = WanTransformer3DModel(patch_size=tuple(patch), num_attention_heads=heads, attention_head_dim=head_dim,
+                                  in_channels=in_channels, out_channels=in_channels, text_dim=text_dim,
+                                  freq_dim=freq_dim, ffn_dim=ffn_dim, num_layers=layers,
+                                  cross_attn_norm=cross_attn_norm, qk_norm="rms_norm_across_heads", eps=1e-6)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model.to(dtype) if dtype is not None else model
+
+
+def save_tiny_wan_transformer(path: str | os.PathLike, **kwargs) -> str:
+    """:func:`tiny_wan_transformer` saved with ``save_pretrained``: the folder loads as a hub id would."""
+    tiny_wan_transformer(**kwargs).save_pretrained(Path(path))
+    return str(path)
+
+
+def save_tiny_wan_pipeline(path: str | os.PathLike, seed: int = 0, **transformer) -> str:
+    """A whole tiny Wan 2.1 T2V pipeline repo in diffusers layout (``model_index.json``, ``transformer/``,
+    ``text_encoder/`` umT5, ``tokenizer/``, ``vae/`` AutoencoderKLWan, ``scheduler/``): what
+    ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers`` holds, at toy size; ``WanPipeline.from_pretrained`` loads and runs it."""
+    import tempfile
+
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline
+    from transformers import UMT5EncoderModel
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        enc = save_tiny_umt5(Path(tmp) / "te", hidden=transformer.get("text_dim", 32), seed=seed)
+        vae = save_tiny_vae(Path(tmp) / "vae", kind="wan", seed=seed)
+        pipe = WanPipeline(tokenizer=tiny_umt5_tokenizer(), text_encoder=UMT5EncoderModel.from_pretrained(enc),
+                           vae=AutoencoderKLWan.from_pretrained(vae),
+                           scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+                           transformer=tiny_wan_transformer(seed=seed, **transformer))
+        pipe.save_pretrained(path)
+    return str(path)

@@ -23,6 +23,7 @@ class Clip:
     caption_status: str = "ok"
     clip_path: str | None = None  # relative to OUT: an encoded clip
     clip_id: str | None = None  # default: clip0000, clip0001, ... by position (curate's ids are content hashes)
+    kind: str = "video"  # "image": a still (``path`` is the image; give start_s = end_s = 0)
 
 
 def write_manifest(out: Path, clips: list[Clip]) -> Path:
@@ -31,9 +32,9 @@ def write_manifest(out: Path, clips: list[Clip]) -> Path:
     for i, c in enumerate(clips):
         vid = make_id("video", c.path)
         videos[vid] = {"video_id": vid, "path": c.path, "status": "ok", "width_px": c.width_px,
-                       "height_px": c.height_px}
+                       "height_px": c.height_px, "kind": c.kind}
         cid = c.clip_id or f"clip{i:04d}"
-        rows.append({"clip_id": cid, "video_id": vid, "clip_path": c.clip_path, "start_s": c.start_s,
+        rows.append({"clip_id": cid, "video_id": vid, "kind": c.kind, "clip_path": c.clip_path, "start_s": c.start_s,
                      "end_s": c.end_s, "duration_s": c.end_s - c.start_s, "width_px": c.width_px,
                      "height_px": c.height_px, "keep": c.keep, "reject_reason": None if c.keep else "dark"})
         caps.append({"caption_id": f"cap{i:04d}", "clip_id": cid, "caption": c.caption, "status": c.caption_status,

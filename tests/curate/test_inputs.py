@@ -18,12 +18,12 @@ def test_no_video_is_an_error_naming_the_inputs(tmp_path, capsys, layout):
     target.mkdir()
     if layout == "only non-video files":
         (target / "notes.txt").write_text("not a list of videos, just notes\n")
-        (target / "cover.png").write_bytes(b"\x89PNG")
-    with pytest.raises(NoVideoFound, match="no video found under"):
+        (target / "cover.psd").write_bytes(b"8BPS")  # an image, but not one curate reads (png/jpg/... are)
+    with pytest.raises(NoVideoFound, match="no video or image found under"):
         collect_inputs([str(target)])
     assert main(["curate", str(target), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert f"no video found under {target}" in err and "Traceback" not in err
+    assert f"no video or image found under {target}" in err and "Traceback" not in err
 
 
 def test_a_file_named_inside_the_output_folder_is_still_curated(tmp_path, monkeypatch):
