@@ -13,6 +13,7 @@ which videos a rerun may skip.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 
 from rushes.manifests.schema import SCHEMA_VERSIONS
@@ -271,7 +272,7 @@ def describe_changes(previous: dict, cfg: CurateConfig) -> str | None:
 
     A setting that shapes outputs (in :meth:`CurateConfig.hashed_dict`) makes every video done under the old settings
     curated again; any other (threads, timeouts, the filter) applies without decoding anything again."""
-    old, new = _flat(previous), _flat(cfg.to_dict())
+    old, new = (_flat(json.loads(json.dumps(d))) for d in (previous, cfg.to_dict()))  # as curate.json holds them
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "filter_params")
     if not changed:
         return None

@@ -67,6 +67,7 @@ def test_the_dry_run_says_it_is_one(tmp_path, capsys):
 def test_describe_changes_says_what_differs_and_what_a_resume_does():
     base = debug()
     assert describe_changes(base.to_dict(), base) is None
+    assert describe_changes(json.loads(json.dumps(base.to_dict())), base) is None  # as read back from curate.json
     import dataclasses
 
     shaped = describe_changes(base.to_dict(), dataclasses.replace(base, min_clip_s=base.min_clip_s + 1))
