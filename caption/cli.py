@@ -9,7 +9,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from rushes import settings, storage
+from rushes import exits, settings, storage
 from rushes.caption.config import PRESETS, RECOMMENDED_GPU_MODEL, CaptionConfig
 from rushes.settings import check, setting
 
@@ -64,7 +64,8 @@ def _error(message: str, code: int = 2) -> int:
 
 
 def handle(args) -> int:
-    """Run the caption stage; exit code 1 when every clip failed, 2 on bad arguments."""
+    """Run the caption stage: 0 when every clip was captioned, 1 when some failed (grouped by reason in the closing
+    lines, counted in summary.json), 2 on bad arguments (:mod:`rushes.exits`)."""
     try:
         values = settings.resolve(args)
         run_cfg = values.build("run")
@@ -85,6 +86,26 @@ def handle(args) -> int:
     except (ModelNotFoundError, LockError) as exc:
         return _error(settings.explain(exc, "--out"))
     print(json.dumps(summary, indent=2, sort_keys=True))
-    if not args.dry_run and summary["captioned"] and not summary["ok"]:
-        return _error(f"every clip failed; see error_stage/error_message in {args.out}/captions", 1)
-    return 0
+    if args.dry_run:
+        return exits.OK
+    print(closing_summary(args.out, summary), file=sys.stderr)
+    return exits.finished(failed=summary["error"])
+
+
+def closing_summary(out: str, summary: dict) -> str:
+    """``caption: 11 ok / 2 failed clips ...``, then the failed clips of this captioner grouped by reason."""
+    lines = [f"caption: {summary['ok']} ok / {summary['error']} failed clips, {summary['skipped_done']} done before "
+             f"-> {storage.join(out, 'captions')}"]
+    if summary["error"]:
+        import pyarrow.compute as pc
+
+        from rushes.manifests.store import read
+
+        caps = read(out, "captions")
+        mine = pc.and_(pc.equal(caps.column("captioner"), summary["captioner"]),
+                       pc.equal(caps.column("prompt_version"), summary["prompt_version"]))
+        failed = caps.filter(pc.and_(mine, pc.equal(caps.column("status"), "error")))
+        rows = failed.select(["clip_id", "error_stage", "error_message"]).to_pylist()
+        lines += ["failed clips by reason (OUT/captions has each one's error_stage and error_message):",
+                  *exits.failure_lines((f"{r['error_stage']}: {r['error_message']}", r["clip_id"]) for r in rows)]
+    return "\n".join(lines)

@@ -28,7 +28,8 @@ class CaptionConfig:
     """Everything that shapes a caption run (the model, the frames it sees, batching and resources)."""
 
     model: str = setting(DEFAULT_MODEL, "hub model id or local folder (save_pretrained output) with config.json, "
-                         "weights and processor files")
+                         "weights and processor files; a hub id with a folder under $RUSHES_MODEL_DIR loads from it",
+                         model=True)
     revision: str | None = setting(None, "hub branch, tag or commit", shown="the default branch")
     prompt: str = setting("dense", "prompt name or version: dense (one paragraph) or structured (JSON: short and "
                           "dense caption, camera motion, shot type)")

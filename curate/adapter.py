@@ -645,10 +645,17 @@ def find_duplicates(paths: list[str]) -> dict[str, str]:
 
 
 def record_duplicate(path: str, original: str, out_dir: str | os.PathLike, run: RunInfo) -> VideoOutcome:
-    """Record an input whose bytes equal an earlier input's as an error row (its clips are the original's)."""
-    return record_error(path, out_dir, run, "input",
-                        f"{path} has the same content as {original}, which is curated instead; remove the "
-                        f"copy from the input (its clips would duplicate the original's)")
+    """Record an input whose bytes equal an input seen first (``original``, earlier in this run's inputs or curated
+    by an earlier run) as a ``duplicate`` row: not a failure, and not curated (its clips are the original's)."""
+    message = duplicate_message(path, original)
+    row = _videos_row(path, warning=message)
+    return _record(out_dir, VideoOutcome(path, path_video_id(path), "duplicate", None, None), row, run)
+
+
+def duplicate_message(path: str, original: str) -> str:
+    """What a duplicate's row and the run's log say, the right way round: the first seen is the original."""
+    return (f"duplicate: {display(path)} is a byte-identical copy of {display(original)}, the first seen, which is "
+            f"curated as the original; this copy is not curated again")
 
 
 def outcome_dict(outcome: VideoOutcome) -> Mapping:

@@ -20,7 +20,7 @@ import logging
 import sys
 from dataclasses import dataclass
 
-from rushes import settings, storage
+from rushes import exits, settings, storage
 from rushes.curate import config as C
 from rushes.settings import check, setting
 
@@ -156,7 +156,8 @@ def dry_run(found, out: str, cfg) -> dict:
 
 
 def main(args) -> int:
-    """Handler of ``rushes curate``; returns 0 when the run finished (failed videos are counted, not fatal)."""
+    """Handler of ``rushes curate``: 0 when every video is ok (or skipped, or a duplicate), 1 when some failed
+    (counted in the closing line and summary.json), 2 on bad usage or input (:mod:`rushes.exits`)."""
     try:
         values = settings.resolve(args)
         run = values.build("run")
@@ -173,7 +174,7 @@ def main(args) -> int:
             Blocklist.read(args.block_hashes)  # a bad list fails before any video is touched
     except ValueError as exc:
         print(f"rushes curate: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     from rushes.curate.inputs import NoVideoFound, collect_inputs
 
     if args.dry_run:
@@ -181,7 +182,7 @@ def main(args) -> int:
             plan = dry_run(collect_inputs(args.inputs, run.limit, exclude_dir=args.out), args.out, cfg)
         except NoVideoFound as exc:
             print(f"rushes curate: {exc}", file=sys.stderr)
-            return 2
+            return exits.USAGE
         print(json.dumps(plan, indent=2))
         return 0
     from rushes.curate.pipeline import run_curate
@@ -189,16 +190,48 @@ def main(args) -> int:
     from rushes.manifests.store import ManifestError
 
     try:
+        cfg = kept_filter(cfg, args.out, given=values.given("filter_preset"))
         summary = run_curate(args.inputs, args.out, cfg, ray_cfg, limit=run.limit, scratch=scratch,
                              dedup_against=args.dedup_against or (), block_hashes=args.block_hashes)
     except (LockError, ManifestError, NoVideoFound) as exc:
         print(f"rushes curate: {settings.explain(exc, '--out')}", file=sys.stderr)
-        return 2
+        return exits.USAGE
+    print(closing_summary(summary, args.out))
+    return exits.finished(failed=summary["videos"]["error"])
+
+
+def kept_filter(cfg: C.CurateConfig, out: str, given: bool) -> C.CurateConfig:
+    """``cfg`` keeping the thresholds ``rushes filter`` applied last to ``out``, unless ``--filter-preset`` was
+    ``given`` (then it replaces them); one line says which happens. A run never filtered by hand: ``cfg``."""
+    from rushes.curate.filter import last_chosen
+
+    chosen = last_chosen(out) if storage.is_dir(out) else None
+    if chosen is None:
+        return cfg
+    if given:
+        log.warning("curate: --filter-preset %s replaces the filter `rushes filter` applied last to %s (preset %s)",
+                    cfg.filter_preset, out, chosen.preset)
+        return cfg
+    log.warning("curate: keeping the filter `rushes filter` applied last to %s (preset %s, its thresholds); pass "
+                "--filter-preset to apply another", out, chosen.preset)
+    return dataclasses.replace(cfg, filter_preset=chosen.preset, filter_params=chosen.config.to_json())
+
+
+def closing_summary(summary: dict, out: str) -> str:
+    """The closing lines of ``rushes curate``: counts, then the failed videos grouped by reason."""
     v, c = summary["videos"], summary["clips"]
-    print(f"curate: {v['ok']} ok / {v['error']} failed videos, {c['kept']} kept / {c['total']} clips, "
-          f"{summary['kept_s']:.1f} s kept of {summary['footage_s']:.1f} s footage in {summary['wall_s']:.1f} s "
-          f"-> {args.out}/summary.json")
-    return 0
+    dups = f", {v['duplicate']} duplicate" if v.get("duplicate") else ""
+    lines = [f"curate: {v['ok']} ok / {v['error']} failed{dups} videos, {c['kept']} kept / {c['total']} clips, "
+             f"{summary['kept_s']:.1f} s kept of {summary['footage_s']:.1f} s footage in {summary['wall_s']:.1f} s "
+             f"-> {out}/summary.json"]
+    if v["error"]:
+        from rushes.manifests.store import read
+
+        rows = read(out, "videos").select(["path", "status", "error_stage", "error_message"]).to_pylist()
+        lines += ["failed videos by reason (the videos manifest has each one's error_stage and error_message):",
+                  *exits.failure_lines((f"{r['error_stage']}: {r['error_message']}", r["path"])
+                                       for r in rows if r["status"] == "error")]
+    return "\n".join(lines)
 
 
 @functools.cache
@@ -258,6 +291,6 @@ def filter_main(args) -> int:
                                 block_hashes=args.block_hashes)
     except (LockError, ManifestError, ValueError) as exc:
         print(f"rushes filter: {settings.explain(exc, '--out')}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     print(format_counts(result))
     return 0

@@ -13,6 +13,7 @@ which videos a rerun may skip.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 
 from rushes.manifests.schema import SCHEMA_VERSIONS
@@ -167,6 +168,9 @@ class CurateConfig:
         consts=(("--no-scores", None, "cuts only: skip the per-clip motion/quality scores"),))
     filter_preset: str = setting("default", "rushes filter preset applied at the end", choices=lambda: sorted(
         _filter_presets()), hint="the presets of rushes filter")
+    # The thresholds `rushes filter` applied last (FilterConfig as JSON), kept by a rerun of curate that was not given
+    # --filter-preset (rushes.curate.cli); None: filter_preset's own. Not hashed, as filter_preset.
+    filter_params: str | None = setting(None, "thresholds rushes filter applied last, as JSON", cli=False)
     probe_timeout_s: float = setting(60.0, "ffprobe wall-clock limit per video", gt=0, cli=False)
     # Videos longer than this are analysed and encoded as time chunks by separate tasks (rushes.curate.chunks), with
     # results identical to one task; 0 = one task per video. Not hashed: it changes where work runs, not results.
@@ -203,7 +207,7 @@ class CurateConfig:
         signatures) is redone by a rerun instead of being taken as done.
         """
         d = {**self.to_dict(), "manifest_schema": {k: SCHEMA_VERSIONS[k] for k in ("videos", "clips")}}
-        for key in ("decode_threads", "model_device", "probe_timeout_s", "filter_preset", "chunk_s"):
+        for key in ("decode_threads", "model_device", "probe_timeout_s", "filter_preset", "filter_params", "chunk_s"):
             d.pop(key)
         for key in ("threads", "timeout_s"):
             d["encode"].pop(key)
@@ -250,3 +254,35 @@ def preset(name: str) -> CurateConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown curate preset {name!r}; use one of {', '.join(PRESETS)}")
     return PRESETS[name]()
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def describe_changes(previous: dict, cfg: CurateConfig) -> str | None:
+    """One line saying how ``cfg`` differs from the config the last run of OUT recorded (``previous``, its
+    ``config/curate.json`` entry ``config``) and what a resume does about it; None when nothing differs.
+
+    A setting that shapes outputs (in :meth:`CurateConfig.hashed_dict`) makes every video done under the old settings
+    curated again; any other (threads, timeouts, the filter) applies without decoding anything again."""
+    old, new = (_flat(json.loads(json.dumps(d))) for d in (previous, cfg.to_dict()))  # as curate.json holds them
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "filter_params")
+    if not changed:
+        return None
+    shaping = set(_flat(cfg.hashed_dict()))
+    listed = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:6])
+    more = f" (+{len(changed) - 6} more)" if len(changed) > 6 else ""
+    if any(k in shaping for k in changed):
+        then = "videos curated under the old settings are curated again with these (their clips are replaced)"
+    elif "filter_preset" in changed:
+        then = "no video is decoded again; the new filter is applied to every clip at the end"
+    else:
+        then = "no video is decoded again (these settings change speed, not results)"
+    return f"curate: settings differ from the last run of this OUT: {listed}{more}; {then}"

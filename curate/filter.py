@@ -29,6 +29,10 @@ blurry              sharpness < min                                         min_
 low_contrast        contrast_std < min                                      min_contrast
 grey                colourfulness < min                                     min_colourfulness
 text>X              text_area_frac > X (burned-in text)                     max_text_area
+shake>X             camera_shake > X (a moving camera that keeps changing   max_camera_shake
+                    direction; the label ``shaky`` is camera_shake > 0.4;
+                    a row without camera_shake, curated before it was
+                    stored, is judged by its ``shaky`` label)
 camera=LABEL        camera_motion is one of the listed labels               reject_camera_motion
 nsfw                nsfw (highest open_nsfw probability) > max              max_nsfw (on: 0.8)
 faces               face_area_frac > max (0: any face)                      max_face_area (off)
@@ -93,7 +97,7 @@ CAMERA_LABELS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoo
 # Reasons this module owns (recomputed on every run); anything else in reject_reason is preserved.
 _OWNED = re.compile(r"^(bad_span|too_short|too_long|small|aspect|dark|bright|flat|blurry|low_contrast|grey"
                     r"|missing_scores"
-                    r"|near_duplicate|nsfw|faces|watermark|ai_generated|blocklisted|motion[<>].*|text>.*|camera=.*)$")
+                    r"|near_duplicate|nsfw|faces|watermark|ai_generated|blocklisted|motion[<>].*|text>.*|shake>.*|camera=.*)$")
 
 
 def _rule(default, text: str, **kw):
@@ -125,6 +129,9 @@ class FilterConfig:
                                             "black-and-white film is fine)")
     max_text_area: float | None = _rule(0.015, "reject when burned-in text covers more than this share of the frame "
                                         "on average")
+    max_camera_shake: float | None = _rule(None, "reject a moving camera whose camera_shake (0 steady .. 1 no net "
+                                           "direction) is above this; the camera_motion label says shaky above 0.4",
+                                           le=1)
     max_nsfw: float | None = _rule(0.8, "reject as nsfw when the highest open_nsfw probability of the clip's samples "
                                    "is above this (0..1)")
     max_face_area: float | None = _rule(None, "reject as faces when the largest face covers more than this share of "
@@ -145,7 +152,8 @@ class FilterConfig:
                                       "recommended 31)", ge=0, le=128)
     block_min_match: float = setting(0.5, "share of a clip's PDQ hashes that must match for blocklisted", gt=0, le=1)
     reject_camera_motion: tuple[str, ...] = setting((), "comma-separated camera_motion labels to reject, e.g. "
-                                                    "shaky,complex", metavar="LABELS")
+                                                    "complex (shaky has a score to threshold instead: "
+                                                    "--max-camera-shake)", metavar="LABELS")
     reject_near_duplicate: bool | None = setting(True, "reject clips whose duplicate_of is set (near-duplicates of a "
                                                  "clip kept elsewhere in the run or in a --dedup-against run)",
                                                  switch=False, metavar="BOOL")
@@ -186,11 +194,12 @@ def default() -> FilterConfig:
 
 
 def strict() -> FilterConfig:
-    """Training-grade: visible motion, sharp, >= 360 px, little text, no shaky or unexplained camera motion."""
+    """Training-grade: visible motion, sharp, >= 360 px, little text, no shaky (camera_shake > 0.4) or unexplained
+    camera motion."""
     return FilterConfig(min_short_side_px=360, min_aspect=0.5, max_aspect=2.4, min_motion=0.01, max_motion=0.5,
                         max_black_frame_frac=0.1, min_brightness=0.08, max_brightness=0.9, max_flat_frame_frac=0.1,
-                        min_sharpness=150.0, min_contrast=0.05, max_text_area=0.005,
-                        reject_camera_motion=("shaky", "complex"))
+                        min_sharpness=150.0, min_contrast=0.05, max_text_area=0.005, max_camera_shake=0.4,
+                        reject_camera_motion=("complex",))
 
 
 def permissive() -> FilterConfig:
@@ -287,6 +296,10 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
             out.append((reason, test(col, thr), True))
     if cfg.max_text_area is not None:
         out.append((f"text>{cfg.max_text_area:g}", above("text_area_frac", cfg.max_text_area), True))
+    if cfg.max_camera_shake is not None:
+        # A row curated before camera_shake was stored (null) is judged by its label, as before.
+        out.append((f"shake>{cfg.max_camera_shake:g}", pc.coalesce(above("camera_shake", cfg.max_camera_shake),
+                                                                    pc.equal(t["camera_motion"], "shaky")), True))
     for label in cfg.reject_camera_motion:
         out.append((f"camera={label}", in_time(pc.equal(t["camera_motion"], label)), True))
     out += _guard_rules(t, cfg)
@@ -437,6 +450,7 @@ class RunFilter:
 
     preset: str  # recorded in every clip's filter_preset
     config: FilterConfig
+    chosen_by: str = "rushes curate"  # who chose these thresholds (filter.json says; a curate rerun keeps "rushes filter")
     blocklist: object = None  # rushes.curate.pdq.Blocklist of the blocklisted rule; None: no list
 
     def with_blocklist(self, run_dir) -> RunFilter:
@@ -444,15 +458,21 @@ class RunFilter:
         return dataclasses.replace(self, blocklist=load_blocklist(run_dir))
 
     @classmethod
-    def resolve(cls, preset: str = "default", overrides: dict | None = None) -> RunFilter:
+    def resolve(cls, preset: str = "default", overrides: dict | None = None,
+                chosen_by: str = "rushes curate") -> RunFilter:
         """A preset with ``overrides`` (field name -> value); errors name the bad key or preset."""
-        return cls(preset, resolve_config(preset, overrides))
+        return cls(preset, resolve_config(preset, overrides), chosen_by)
 
     @classmethod
     def for_curate(cls, cfg) -> RunFilter:
-        """The filter of a curate run (:class:`rushes.curate.config.CurateConfig`): its preset, and a cuts-only run
-        (no scores) judges no clip as missing them."""
-        return cls.resolve(cfg.filter_preset, None if cfg.scores_preset else {"reject_missing": False})
+        """The filter of a curate run (:class:`rushes.curate.config.CurateConfig`): the thresholds ``rushes filter``
+        applied last when the run keeps them (``cfg.filter_params``), else its preset; a cuts-only run (no scores)
+        judges no clip as missing them."""
+        missing = None if cfg.scores_preset else {"reject_missing": False}
+        if cfg.filter_params:
+            return cls.resolve(cfg.filter_preset, {**json.loads(cfg.filter_params), **(missing or {})},
+                               "rushes filter")
+        return cls.resolve(cfg.filter_preset, missing)
 
     def apply(self, clips: pa.Table) -> pa.Table:
         """``clips`` with ``keep``, ``reject_reason``, ``filter_preset`` and ``filter_params`` decided."""
@@ -486,7 +506,8 @@ class RunFilter:
             if not dry_run and not all(before[c].equals(after[c]) for c in decided):
                 manifests.write_part(run_dir, "clips", after, part_name=Path(path).stem)  # a Path, or a URI
                 rewritten += 1
-        result = {"preset": self.preset, "params": json.loads(self.config.to_json()), "clips": total, "kept": kept,
+        result = {"preset": self.preset, "params": json.loads(self.config.to_json()), "chosen_by": self.chosen_by,
+                  "dry_run": dry_run, "clips": total, "kept": kept,
                   "rejected": total - kept,
                   "reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
                   "parts_rewritten": rewritten, "filter_s": round(time.perf_counter() - started, 3)}
@@ -535,7 +556,7 @@ def filter_run(run_dir, preset: str = "default", overrides: dict | None = None, 
     run's list unless ``dry_run``); without it the run's own list (if any) is used. Returns ``{"preset",
     "params", "clips", "kept", "rejected", "reasons": {reason: count}, "parts_rewritten", "filter_s"}``.
     """
-    run_filter = RunFilter.resolve(preset, overrides)
+    run_filter = RunFilter.resolve(preset, overrides, "rushes filter")
     if block_hashes is not None and dry_run:
         from rushes.curate.pdq import Blocklist
 
@@ -547,10 +568,30 @@ def filter_run(run_dir, preset: str = "default", overrides: dict | None = None, 
     return run_filter.run(run_dir, dry_run)
 
 
+def last_chosen(run_dir) -> RunFilter | None:
+    """The filter ``rushes filter`` applied last to ``run_dir`` (its ``filter.json``), or None when it never ran
+    there (or curate's own filter was applied since). A ``filter.json`` that cannot be read back is a
+    :class:`ManifestError` naming it and the fix."""
+    path = storage.join(run_dir, "filter.json")
+    if not storage.is_file(path):
+        return None
+    try:
+        record = json.loads(storage.read_bytes(path))
+        if record.get("chosen_by") != "rushes filter":
+            return None
+        params = record["params"]
+        known = {f.name for f in dataclasses.fields(FilterConfig)}
+        return RunFilter.resolve(record["preset"], {k: v for k, v in params.items() if k in known}, "rushes filter")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSON, a missing key, a refused value
+        raise ManifestError(f"{path} cannot be read back ({type(exc).__name__}: {exc}): run `rushes filter "
+                            f"{run_dir}` again with the thresholds you want, or delete it") from None
+
+
 def format_counts(result: dict) -> str:
-    """Counts per reason as aligned text lines (what ``rushes filter`` prints)."""
+    """Counts per reason as aligned text lines (what ``rushes filter`` prints); a dry run says it is one."""
+    written = "dry run, nothing written" if result.get("dry_run") else f"{result['parts_rewritten']} part(s) rewritten"
     lines = [f"preset {result['preset']}: {result['kept']} kept, {result['rejected']} rejected "
-             f"of {result['clips']} clips ({result['parts_rewritten']} part(s) rewritten, {result['filter_s']:.2f} s)"]
+             f"of {result['clips']} clips ({written}, {result['filter_s']:.2f} s)"]
     if result["reasons"]:
         width = max(len(r) for r in result["reasons"])
         lines.append("rejected per reason (a clip failing several rules counts under each):")

@@ -135,7 +135,7 @@ class VideoOutcome:
 
     path: str
     video_id: str
-    status: str  # ok, error, skipped
+    status: str  # ok, error, skipped, duplicate (a byte-identical copy of an input seen first)
     error_stage: str | None = None
     error_message: str | None = None
     stage_s: dict = field(default_factory=dict)  # probe, hash, decode, encode seconds

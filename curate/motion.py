@@ -9,7 +9,8 @@ Camera motion: a similarity transform (translation, uniform scale, rotation) is 
 the flow on a coarse grid of points (coordinates centred on the frame, so translation is the motion
 of the centre and scale is pure zoom). Moving subjects are outliers of that fit, so a still camera
 filming a moving subject reads as ``static``. :func:`camera_label` turns the per-pair fits of a clip
-into one label.
+into one label, and :func:`camera_shake` gives the score behind its ``shaky`` (``camera_shake`` in the clips
+manifest, which ``rushes filter --max-camera-shake`` thresholds).
 """
 
 from __future__ import annotations
@@ -115,6 +116,27 @@ class CameraThresholds:
                 raise ValueError(f"camera {name}={getattr(self, name)}: use a share in 0..1")
         if not self.axis_ratio >= 1:
             raise ValueError(f"camera axis_ratio={self.axis_ratio}: use >= 1 (default 2)")
+
+
+def camera_shake(tx: np.ndarray, ty: np.ndarray, zoom: np.ndarray, th: CameraThresholds) -> float | None:
+    """How much a moving camera keeps changing direction, 0..1: ``1 - |mean translation| / mean |translation|``
+    over the clip's pairs (0: one steady direction; 1: no net direction at all). 0 when the camera does not move
+    (median global motion below ``th.static``) or zooms steadily (:func:`camera_label`'s zoom labels); None when
+    no pair has a global fit. :func:`camera_label` says ``shaky`` exactly when this is above ``1 -
+    th.consistency`` (0.4 by default), so a threshold on it moves the ``shaky`` line."""
+    ok = ~(np.isnan(tx) | np.isnan(ty) | np.isnan(zoom))
+    if not ok.any():
+        return None
+    tx, ty, zoom = tx[ok], ty[ok], zoom[ok]
+    trans = np.hypot(tx, ty)
+    if float(np.median(trans + 0.5 * np.abs(zoom))) < th.static:
+        return 0.0
+    steady_t = float(np.hypot(tx.mean(), ty.mean()))
+    steady_zoom = 0.5 * abs(float(np.median(zoom)))
+    zoom_agree = float(np.mean(np.sign(zoom) == np.sign(np.median(zoom))))
+    if steady_zoom > steady_t and zoom_agree >= th.zoom_consistency and steady_zoom >= th.static:
+        return 0.0
+    return float(min(max(1.0 - steady_t / max(float(trans.mean()), 1e-12), 0.0), 1.0))
 
 
 def camera_label(tx: np.ndarray, ty: np.ndarray, zoom: np.ndarray, th: CameraThresholds,

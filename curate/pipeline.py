@@ -43,6 +43,7 @@ from rushes.curate.adapter import (
     analyse_chunk_of,
     curate_whole,
     encode_group,
+    duplicate_message,
     find_duplicates,
     finish_video,
     outcome_dict,
@@ -51,6 +52,7 @@ from rushes.curate.adapter import (
     record_crash,
     record_duplicate,
 )
+from rushes.curate.config import describe_changes
 from rushes.curate.dedup import check_against, dedup_run
 from rushes.curate.filter import RunFilter, store_blocklist
 from rushes.curate.inputs import collect_inputs
@@ -163,6 +165,7 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
     found = collect_inputs(inputs, limit, exclude_dir=out)
     paths = found.paths
     cfg_hash = config_hash(cfg.hashed_dict())
+    _say_changes(out, cfg)
     write_json_atomic(storage.join(out, "config", "curate.json"), {
         "config": cfg.to_dict(), "config_hash": cfg_hash, "ray": dataclasses.asdict(ray_cfg), "inputs": list(inputs)})
     # A run killed mid-write (kill -9) can leave temporary parts behind: readers ignore them, this removes them.
@@ -179,7 +182,7 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
     outcomes = _run_tasks(todo, out, cfg, ray_cfg, run) if todo else []
     for dup, original in dups.items():
         outcome = record_duplicate(dup, original, out, run)
-        log.warning("%s: %s", dup, outcome.error_message)
+        log.info("%s", duplicate_message(dup, original))
         outcomes.append(outcome_dict(outcome))
     run_filter = RunFilter.for_curate(cfg).with_blocklist(out)  # what every task applied to its video's clips before writing them
     # Near-duplicates over OUT and ``against`` (clips of earlier runs win over this run's); a part it rewrites goes
@@ -190,6 +193,18 @@ def _run_locked(inputs: list[str], out, cfg, ray_cfg, limit: int | None, scratch
     summary["near_duplicates"] = near
     update_summary(out, "curate", summary)
     return summary
+
+
+def _say_changes(out, cfg) -> None:
+    """Log one line when this run's settings differ from those the last run of ``out`` recorded."""
+    path = storage.join(out, "config", "curate.json")
+    try:
+        previous = json.loads(storage.read_bytes(path))["config"] if storage.is_file(path) else None
+    except (ValueError, KeyError, TypeError, OSError):
+        previous = None  # unreadable: it is rewritten below; the videos rows' config_hash decides what is redone
+    line = describe_changes(previous, cfg) if isinstance(previous, dict) else None
+    if line:
+        log.warning("%s", line)
 
 
 def _run_tasks(todo: list[str], out, cfg, ray_cfg, run: RunInfo) -> list[dict]:
@@ -298,7 +313,7 @@ class _Driver:
         outcome["node_ids"] = sorted(n for n in nodes if n)
         self.outcomes.append(outcome)
         self.progress.update(outcome)
-        log.info("[%d/%d] %s: %s%s", len(self.outcomes), self.progress.total, outcome["path"], outcome["status"],
+        log.debug("[%d/%d] %s: %s%s", len(self.outcomes), self.progress.total, outcome["path"], outcome["status"],
                  f" ({outcome['error_stage']}: {outcome['error_message']})" if outcome["error_stage"] else "")
 
     def after_video(self, path: str, value, node: str) -> None:
@@ -373,6 +388,7 @@ def build_summary(out, outcomes: list[dict], started: datetime, wall_s: float, s
         "inputs_skipped": dict(inputs_skipped or {}),
         "videos": {"total": len(videos), "ok": sum(v["status"] == "ok" for v in videos),
                    "error": sum(v["status"] == "error" for v in videos), "errors_by_stage": dict(errors),
+                   "duplicate": sum(v["status"] == "duplicate" for v in videos),
                    "processed_this_run": len(processed), "skipped_this_run": skipped + len(outcomes) - len(processed),
                    "nodes_used": len({n for o in processed for n in o.get("node_ids", ())})},
         "clips": {"total": len(clips), "kept": sum(bool(c["keep"]) for c in clips),

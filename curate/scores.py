@@ -45,12 +45,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from rushes.curate.motion import CameraThresholds, FlowEstimator, camera_label
+from rushes.curate.motion import CameraThresholds, FlowEstimator, camera_label, camera_shake
 from rushes.curate.quality import frame_quality, luma, to_work_size
 from rushes.curate.text import TextDetector, TextParams
 from rushes.media.frames import Frame
 
-SCORE_COLUMNS = ("motion_mean", "motion_p90", "frame_diff_mean", "camera_motion", "sharpness",
+SCORE_COLUMNS = ("motion_mean", "motion_p90", "frame_diff_mean", "camera_motion", "camera_shake", "sharpness",
                  "brightness_mean", "contrast_std", "black_frame_frac", "flat_frame_frac", "colourfulness",
                  "text_area_frac", "text_boxes", "text_method", "aspect_ratio")
 TEXT_METHODS = ("auto", "ocr", "heuristic")
@@ -294,6 +294,7 @@ class FrameSignals:
                 out["motion_p90"] = float(fl["p90"][sel].mean())
                 out["camera_motion"] = camera_label(fl["tx"][sel], fl["ty"][sel], fl["zoom"][sel], self.config.camera,
                                                     motion=fl["mean"][sel])
+                out["camera_shake"] = camera_shake(fl["tx"][sel], fl["ty"][sel], fl["zoom"][sel], self.config.camera)
         out.update(self._text_scores(start_frame, end_frame))
         return out
 

@@ -11,14 +11,15 @@ import pyarrow as pa
 
 KINDS = ("videos", "clips", "captions")
 
-SCHEMA_VERSIONS = {"videos": 4, "clips": 4, "captions": 1}
+SCHEMA_VERSIONS = {"videos": 4, "clips": 5, "captions": 1}
 
 # Nullable columns added after a kind's first version, with the version that added them: a part written by an
 # older rushes lacks them and reads as null there (every other missing column is an error).
 _GUARD_COLUMNS = ("nsfw", "face_count", "face_area_frac", "watermark_text", "watermark_static", "invisible_mark",
                   "invisible_mark_match", "pdq", "c2pa_present", "c2pa_claim_generator", "c2pa_source_type",
                   "c2pa_valid", "guard_models")
-ADDED_IN = {"videos": {"path_bytes": 3, "kind": 4}, "clips": {"kind": 4, **dict.fromkeys(_GUARD_COLUMNS, 4)}}
+ADDED_IN = {"videos": {"path_bytes": 3, "kind": 4},
+            "clips": {"kind": 4, **dict.fromkeys(_GUARD_COLUMNS, 4), "camera_shake": 5}}
 
 KIND_DOC = ("'video', or 'image' for a still image curated as a one-frame clip (jpg, png, webp, bmp, tiff); null "
             "in parts written before stills were curated: a video")
@@ -68,7 +69,8 @@ VIDEOS = pa.schema(
         _f("has_audio", pa.bool_(), "true when an audio stream is present"),
         _f("audio_codec", pa.string(), "codec of the first audio stream"),
         _f("num_clips", pa.int32(), "clips written for this video (kept and rejected)", "clips"),
-        _f("status", pa.string(), "'ok' or 'error'", nullable=False),
+        _f("status", pa.string(), "'ok', 'error', or 'duplicate' (a byte-identical copy of an input seen first, "
+           "not curated: `warning` names the original)", nullable=False),
         _f("error_stage", pa.string(), "stage that failed: input, probe, hash, decode, detect, encode, worker"),
         _f("error_message", pa.string(), "what went wrong, naming the file and the fix"),
         _f("process_s", pa.float64(), "wall time spent on this video", "s"),
@@ -88,6 +90,10 @@ CLIP_SCORES = [
        "frames (128 px, each frame's luma stretched to a fixed contrast), per second, luma in 0..1", "1/s"),
     _f("camera_motion", pa.string(), "camera-motion label from the flow field: static, pan_left, pan_right, "
        "tilt_up, tilt_down, zoom_in, zoom_out, shaky, complex"),
+    _f("camera_shake", pa.float32(), "how much a moving camera keeps changing direction: 1 - |mean global "
+       "translation| / mean |global translation| over the clip's flow pairs; 0 for a still or steadily zooming "
+       "camera, 1 for no net direction; camera_motion is 'shaky' above 0.4. Null in runs before schema v5",
+       "fraction"),
     _f("sharpness", pa.float32(), "median over frames of the variance of the Laplacian of luma (0..255 scale), "
        "measured with the frame area-downscaled to a 128 px long side"),
     _f("brightness_mean", pa.float32(), "mean luma, 0 (black) .. 1 (white)"),

@@ -28,6 +28,12 @@ Rules:
   and exits with status 3 at once (Ray's own calls would block on a dead head). Finished videos and caption parts
   are on disk, complete; a rerun skips them and clears what the lost job left half-written.
 - A Ray already initialised in this process (a test fixture, a notebook) is reused and left running.
+- **Quiet unless asked**: :func:`configure_output` (called by ``rushes.cli`` before any command) keeps Ray's own
+  output off the terminal: its token-authentication notice and "Started a local Ray instance" (the ``ray``
+  loggers at ERROR), its C++ log lines (``RAY_BACKEND_LOG_LEVEL``), Ray Data's execution log lines (the
+  ``ray.data`` logger at ERROR) and Ray Data's progress bars (``DataContext.enable_progress_bars``, always off:
+  rushes.progress draws the one bar of a command). With ``verbose`` (``rushes -v``) Ray logs as it would alone.
+  Workers never print to the driver (``log_to_driver=False``); their logs stay in Ray's session folder.
 
 ``ray`` is imported inside the functions, so importing this module (the CLI does, for the error types) stays
 cheap.
@@ -44,6 +50,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rushes.exits import LOST_CLUSTER
 
 DEFAULT_CONNECT_TIMEOUT_S = 15.0  # $RUSHES_RAY_CONNECT_TIMEOUT_S overrides it
 _received: list[int] = []  # signals that interrupted a job in this process (Ray may re-raise a plain KeyboardInterrupt)
@@ -151,7 +159,7 @@ def wait_for_head(address: str, source: str, timeout_s: float = DEFAULT_CONNECT_
             time.sleep(0.5)
 
 
-LOST_EXIT_STATUS = 3  # the process's exit status when the cluster's head stops answering mid-job
+LOST_EXIT_STATUS = LOST_CLUSTER  # the process's exit status when the cluster's head stops answering mid-job
 
 
 def _head_answers(host: str, port: int) -> bool:
@@ -242,6 +250,42 @@ def _stdin_detached():
         os.close(null)
 
 
+# What Ray's C++ side prints on stderr while it starts, whatever its log level (the level is read from
+# RAY_BACKEND_LOG_LEVEL, and setting it is announced at INFO).
+_RAY_BANNERS = ("Set ray log level from environment variable",)
+
+
+@contextmanager
+def _banners_dropped():
+    """Unless verbose, hold what is written to file descriptor 2 while Ray starts and write it back afterwards
+    without the lines of :data:`_RAY_BANNERS` (Ray's C++ side writes to the descriptor, not to ``sys.stderr``).
+    The processes Ray starts keep their own log files in its session folder."""
+    if _output["verbose"]:
+        yield
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to hold
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode("utf-8", "replace")
+            sys.stderr.write("".join(line for line in text.splitlines(keepends=True)
+                                     if not any(banner in line for banner in _RAY_BANNERS)))
+            sys.stderr.flush()
+
+
 @contextmanager
 def _starting():
     """Around ``ray.init``: stdin detached (:func:`_stdin_detached`), and SIGINT/SIGTERM recorded, not acted on.
@@ -252,7 +296,7 @@ def _starting():
     after anyway); :func:`_started` acts on a recorded signal once the session exists. Yields the record."""
     got: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        with _stdin_detached():
+        with _stdin_detached(), _banners_dropped():
             yield got
         return
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -265,7 +309,7 @@ def _starting():
         real_signal(s, lambda signum, _frame: got.append(signum))
     signal.signal = keep_ours
     try:
-        with _stdin_detached():
+        with _stdin_detached(), _banners_dropped():
             yield got
     finally:
         signal.signal = real_signal
@@ -291,6 +335,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, connect_tim
     """
     import ray
 
+    _quiet_loggers()
     previous = _current_handlers()
     if ray.is_initialized():
         return RaySession(False, None, _install_handlers(previous))
@@ -310,6 +355,35 @@ def connect(address: str | None = None, num_cpus: int | None = None, connect_tim
 
 
 _COMMON = {"log_to_driver": False, "configure_logging": False}
+_output = {"verbose": False}  # set by configure_output
+
+
+def configure_output(verbose: bool = False) -> None:
+    """Keep Ray's banners, log lines and Ray Data's progress bars off the terminal unless ``verbose`` (see the
+    module doc). Call it before Ray is imported (the C++ log level is read from the environment when Ray
+    starts); a variable the user set (``RAY_BACKEND_LOG_LEVEL``, ``RAY_DATA_DISABLE_PROGRESS_BARS``) is kept."""
+    _output["verbose"] = verbose
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")  # rushes.progress draws the command's bar
+    if not verbose:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # e.g. core_worker.cc's ERROR lines on success
+
+
+def _quiet_loggers() -> None:
+    """Ray's Python loggers (Ray Data's too) at ERROR unless verbose; Ray Data's progress bars off.
+
+    Importing ``ray.data`` configures its logger afresh, so it is imported here, before the level is set."""
+    import logging
+
+    verbose = _output["verbose"]
+    if not verbose:
+        logging.getLogger("ray").setLevel(logging.ERROR)
+    try:
+        import ray.data
+    except ImportError:  # ray without its data extra: nothing of Ray Data's to quiet
+        return
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    if not verbose:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def _start_local(num_cpus: int | None, local_options: dict) -> None:

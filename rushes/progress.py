@@ -19,6 +19,9 @@ last item is done, and one at ``close()`` when the run stopped between two lines
 and ``nohup`` files stay readable. A stage with a better rate than items per second (curate: footage hours per
 hour) overrides :meth:`CountProgress.rate_text` and :meth:`CountProgress.postfix`. Training rates and ETA count
 from the first step seen, so the start (Ray, data, model, a resumed run's earlier steps) does not dilute them.
+
+One bar per command: Ray Data's own bars are off (rushes.cluster). ``rushes -q`` calls :func:`configure` with
+``show=False``: no bar and no progress lines (the log lines are INFO, hidden then too), only the closing summary.
 """
 
 
@@ -28,6 +31,18 @@ import logging
 import sys
 import time
 from contextlib import ExitStack
+
+_shown = {"show": True}
+
+
+def configure(show: bool = True) -> None:
+    """Show progress (a bar on a terminal, lines otherwise), or nothing (``rushes -q``)."""
+    _shown["show"] = show
+
+
+def shown() -> bool:
+    """Whether progress is shown at all (:func:`configure`)."""
+    return _shown["show"]
 
 
 class CountProgress:
@@ -41,7 +56,7 @@ class CountProgress:
         stream = stream if stream is not None else sys.stderr
         self._stack = ExitStack()
         self.bar = None
-        if stream.isatty():
+        if stream.isatty() and shown():
             from tqdm import tqdm
             from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -148,7 +163,9 @@ class StepProgress:
             self._print_line()
 
     def write(self, line: str) -> None:
-        """Print a log line (above the bar on a terminal)."""
+        """Print a log line (above the bar on a terminal; nothing under ``rushes -q``)."""
+        if not shown():
+            return
         if self.bar is not None:
             self.bar.write(line, file=self.stream)
         else:
@@ -159,7 +176,7 @@ class StepProgress:
         real tokens."""
         if self.t0 is None or step < self.step:  # the first step (or a resume that went back): rates start here
             self.t0, self.base, self.clips, self.tokens = time.monotonic(), step, 0, 0
-            if self.bar is None and self.stream.isatty():
+            if self.bar is None and self.stream.isatty() and shown():
                 from tqdm import tqdm
 
                 self.bar = tqdm(total=self.total, initial=self.step, unit="step", desc="train", file=self.stream,
@@ -176,7 +193,8 @@ class StepProgress:
 
     def _print_line(self) -> None:
         self.last_line, self.printed = time.monotonic(), self.step
-        print(f"train progress: {self.line()}", file=self.stream, flush=True)
+        if shown():
+            print(f"train progress: {self.line()}", file=self.stream, flush=True)
 
     def rates(self) -> str:
         """``'41.3 samples/s, 1,520 tokens/s'`` over the steps after the first seen (``'?'`` before)."""

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rushes.exits import USAGE
 from rushes.storage.scratch import DEFAULT_MAX_BYTES
 
 KEY = "rushes.setting"  # the field metadata key of a declaration
@@ -77,6 +78,7 @@ class Spec:
     metavar: str | None = None
     switch: bool = True
     consts: tuple[tuple[str, object, str], ...] = ()
+    model: bool = False  # a hub id or folder of a model: $RUSHES_MODEL_DIR may hold it (rushes.models)
 
     def choice_list(self) -> tuple:
         """The allowed values (a callable is called: its module may be slow to import)."""
@@ -86,7 +88,7 @@ class Spec:
 def setting(default=dataclasses.MISSING, help: str = "", *, factory=dataclasses.MISSING, flag: str | None = None,
             cli: bool = True, ge=None, gt=None, le=None, lt=None, zero: str | None = None, choices=None,
             hint: str = "", shown: str | None = None, metavar: str | None = None, switch: bool = True,
-            consts: tuple[tuple[str, object, str], ...] = ()) -> typing.Any:
+            consts: tuple[tuple[str, object, str], ...] = (), model: bool = False) -> typing.Any:
     """A dataclass field declared as a setting.
 
     ``help``: what the flag does (its default is appended by ``--help``); ``flag``: the flag when it is not
@@ -96,8 +98,10 @@ def setting(default=dataclasses.MISSING, help: str = "", *, factory=dataclasses.
     message (``"18-28 is the useful range"``). ``shown``: how ``--help`` states a default that is not a plain value
     (``"all"``). A bool is a switch (``--no-x`` for a True default) unless ``switch=False`` (it takes
     true/false). ``consts``: more flags that set a fixed value, as ``(flag, value, help)`` (``--no-scores``).
+    ``model``: the value names a model (a hub id or a folder); a hub id with a folder under ``$RUSHES_MODEL_DIR``
+    is built as that folder (:mod:`rushes.models`).
     """
-    spec = Spec(help, flag, cli, ge, gt, le, lt, zero, choices, hint, shown, metavar, switch, tuple(consts))
+    spec = Spec(help, flag, cli, ge, gt, le, lt, zero, choices, hint, shown, metavar, switch, tuple(consts), model)
     return dataclasses.field(default=default, default_factory=factory, metadata={KEY: spec})
 
 
@@ -433,7 +437,8 @@ class Values:
         flag (or the file and key) that gave it."""
         base = self.command.section(section).cls() if base is None else base
         try:
-            return _apply(base, {path: value for path, (value, _key) in self.overrides(section, only).items()})
+            built = _apply(base, {path: value for path, (value, _key) in self.overrides(section, only).items()})
+            return _local_models(built, self.command.section(section))
         except SettingValueError as exc:
             raise self._named(exc) from None
 
@@ -451,6 +456,21 @@ class Values:
             return SettingError(str(exc))
         given = [f for f in matches if f.key in self._given]
         return self.error((given or matches)[0].key, exc.reason)
+
+
+def _local_models(config, section: Section):
+    """``config`` with each model setting (``model=True``) that names a hub id held under ``$RUSHES_MODEL_DIR``
+    set to that folder (:func:`rushes.models.local_model`)."""
+    from rushes.models import local_model
+
+    changes = {}
+    for flag in section.flags():
+        if flag.spec.model and flag.const is _UNSET:
+            value = flag.value_in(config)
+            local = local_model(value)
+            if local != value:
+                changes[flag.path] = local
+    return _apply(config, changes)
 
 
 def _apply(config, changes: dict[tuple[str, ...], object]):
@@ -566,7 +586,7 @@ def usage_error(args: argparse.Namespace, exc: Exception) -> int:
         print(f"{bound.parser.prog}: error: {exc}", file=sys.stderr)
     else:
         print(f"rushes: error: {exc}", file=sys.stderr)
-    return 2
+    return USAGE
 
 
 # Fixes of a lock error (rushes.manifests.lock.LockError.reason) that name the flag of the run directory.

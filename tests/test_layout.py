@@ -16,7 +16,7 @@ FOLDERS = {"rushes.curate": "curate", "rushes.caption": "caption", "rushes.train
 STAGES = ("rushes.curate", "rushes.caption", "rushes.train")
 # The layers every stage may import.
 SHARED = ("rushes.storage", "rushes.manifests", "rushes.media", "rushes.cluster", "rushes.progress", "rushes.versions",
-          "rushes.settings")
+          "rushes.settings", "rushes.exits", "rushes.models")
 OLD_TOP_LEVEL = {"curate", "caption", "train", "manifests", "storage", "media", "cluster"}
 # What each shared layer may import of rushes besides itself (third-party and stdlib aside).
 SHARED_MAY_IMPORT = {
@@ -25,14 +25,17 @@ SHARED_MAY_IMPORT = {
     "rushes.media": {"rushes.manifests", "rushes.storage"},
     "rushes.versions": {"rushes.media"},  # the ffmpeg version beside the packages'
     "rushes.progress": set(),
-    "rushes.cluster": set(),  # connecting to Ray: knows nothing of files, manifests or stages
-    "rushes.settings": {"rushes.storage"},  # settings declared once: flags, --config FILE, checks (and the scratch's)
+    "rushes.exits": set(),  # the exit-status convention: below everything
+    "rushes.models": set(),  # $RUSHES_MODEL_DIR: below everything
+    "rushes.cluster": {"rushes.exits"},  # connecting to Ray: knows nothing of files, manifests or stages
+    # settings declared once: flags, --config FILE, checks (and the scratch's), model folders
+    "rushes.settings": {"rushes.storage", "rushes.exits", "rushes.models"},
     # the inspect command reads manifests; it never calls a stage
-    "rushes.inspect": {"rushes.manifests", "rushes.media", "rushes.settings", "rushes.storage"},
+    "rushes.inspect": {"rushes.manifests", "rushes.media", "rushes.settings", "rushes.storage", "rushes.exits"},
     # the export command sits above the stages: it selects clips as training does (rushes.train.selection), cuts
     # spans as curate encodes them (rushes.curate.encode) and hands a training run to rushes.train.export
     "rushes.export": {"rushes.manifests", "rushes.media", "rushes.settings", "rushes.storage", "rushes.progress",
-                      "rushes.versions", "rushes.curate", "rushes.train"},
+                      "rushes.versions", "rushes.curate", "rushes.train", "rushes.exits"},
 }
 # Modules that may import ray: each stage's pipeline.py and the one shared Ray-connection module.
 RAY_MODULES = {"rushes/cluster.py"}

@@ -129,6 +129,10 @@ def test_every_stage_finishes_at_an_interactive_terminal(tmp_path, models):
         for argv in commands:
             code, text = run_at_terminal(argv, env)
             assert code == 0, f"rushes {argv[0]} at a terminal exited {code}:\n{text[-3000:]}"
+            # Quiet: rushes' own bar only, no Ray banner, log line or Ray Data bar (rushes.cluster.configure_output).
+            for ray_text in ("Token authentication", "Started a local Ray", "Running Dataset", "MapBatches(",
+                             "streaming_executor", "core_worker.cc"):
+                assert ray_text not in text, f"rushes {argv[0]} at a terminal showed Ray's {ray_text!r}:\n{text}"
     finally:
         subprocess.run(["rm", "-rf", ray_tmp], check=False)
     assert (tmp_path / "run" / "checkpoints").is_dir()

@@ -7,7 +7,7 @@ import logging
 import sys
 from dataclasses import dataclass
 
-from rushes import settings
+from rushes import exits, settings
 from rushes.settings import check, setting
 from rushes.train.config import PRESETS, EncodeConfig, RunConfig, TrainConfig, preset
 from rushes.train.label import LabelSettings
@@ -237,7 +237,7 @@ def shaped_config(args, values: settings.Values | None = None) -> RunConfig:
 def _fail(command: str, exc: Exception | str) -> int:
     """Print a user error to stderr and return the exit status 2."""
     print(f"rushes {command}: {exc}", file=sys.stderr)
-    return 2
+    return exits.USAGE
 
 
 def run_train(args) -> int:
@@ -305,7 +305,8 @@ def _train_with_progress(args, run: TrainRun, cfg: RunConfig):
 
 
 def run_encode(args) -> int:
-    """``rushes encode``: exit status 1 when every clip failed, 2 on bad arguments."""
+    """``rushes encode``: 0 when every clip was encoded, 1 when some failed (grouped by reason on stderr), 2 on bad
+    arguments (:mod:`rushes.exits`)."""
     from rushes.manifests.lock import LockError
     from rushes.train.encoders import EncoderError
 
@@ -327,11 +328,16 @@ def run_encode(args) -> int:
     except (ValueError, FileNotFoundError, EncoderError, LockError) as exc:
         return _fail("encode", settings.explain(exc, "--out"))
     print(json.dumps(summary, indent=2, sort_keys=True))
-    if summary.get("encoded") and not summary.get("ok"):
-        print(f"rushes encode: every clip failed; see error_stage/error_message in {summary['folder']}",
-              file=sys.stderr)
-        return 1
-    return 0
+    if args.dry_run:
+        return exits.OK
+    lines = [f"encode: {summary.get('ok', 0)} ok / {summary.get('error', 0)} failed clips, "
+             f"{summary.get('skipped_done', 0)} done before -> {summary['folder']}"]
+    if summary.get("error"):
+        lines += ["failed clips by reason (each shard row has its error_stage and error_message):",
+                  *exits.failure_lines((reason, None) for reason, n in summary.get("error_by_reason", {}).items()
+                                       for _ in range(n))]
+    print("\n".join(lines), file=sys.stderr)
+    return exits.finished(failed=summary.get("error", 0))
 
 
 def run_sample(args) -> int:

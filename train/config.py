@@ -46,7 +46,7 @@ class ModelConfig:
     init: str | None = setting(None, "start from the weights of a diffusers Wan 2.1/2.2 text-to-video model: a hub "
                                "id or folder of the pipeline (docs/train.md names them), or of its transformer alone; the model takes that architecture, and the text encoder and VAE "
                                "default to its text_encoder/ and vae/ subfolders", metavar="ID_OR_DIR",
-                               shown="none, random weights")
+                               shown="none, random weights", model=True)
     init_subfolder: str | None = None  # where the transformer is inside init ("transformer" in a pipeline repo)
     ffn_dim: int | None = None  # wan: the feed-forward width (dit: hidden_size * mlp_ratio)
     freq_dim: int = 256  # wan: width of the sinusoidal timestep embedding
@@ -129,7 +129,8 @@ class DataConfig:
     max_side_px: int = setting(512, "never decode a side longer than this, whatever the token budget allows", ge=1,
                                cli=False)
     text_encoder: str = setting("google/t5-v1_1-base", "transformers id or folder of a T5 encoder or CLIP text model, "
-                                "e.g. openai/clip-vit-large-patch14", metavar="ID_OR_PATH")
+                                "e.g. openai/clip-vit-large-patch14; a hub id with a folder under $RUSHES_MODEL_DIR "
+                                "loads from it", metavar="ID_OR_PATH", model=True)
     text_encoder_subfolder: str | None = setting(None, "subfolder of --text-encoder holding the text encoder, e.g. "
                                                  "text_encoder for a pipeline repo (its tokenizer is read from there, "
                                                  "else from the repo's tokenizer/)", metavar="NAME",
@@ -143,7 +144,8 @@ class DataConfig:
                                           "for CLIP (rushes.train.encoders.default_text_tokens)",
                                           hint="e.g. 512")
     vae: str | None = setting(None, "diffusers id or folder of a VAE (AutoencoderKL, AutoencoderKLWan, ...) to train "
-                              "in latent space", metavar="ID_OR_PATH", shown="none, pixel space")
+                              "in latent space (a hub id: from $RUSHES_MODEL_DIR when it holds it)", metavar="ID_OR_PATH",
+                              shown="none, pixel space", model=True)
     vae_subfolder: str | None = setting(None, "subfolder of --vae holding the VAE, e.g. vae for a pipeline repo such "
                                         "as Wan-AI/Wan2.1-T2V-1.3B-Diffusers", metavar="NAME")
     caption_dropout: float = setting(0.1, "fraction of clips trained with the empty caption, for guidance", ge=0, lt=1,

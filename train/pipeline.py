@@ -47,7 +47,7 @@ from rushes.train.config import RunConfig
 from rushes.train.loop import TrainResult
 from rushes.train.plan import out_dirs, with_text_budget
 from rushes.train.parallel import check_parallel
-from rushes.progress import LogFollower, StepProgress
+from rushes.progress import CountProgress, LogFollower, StepProgress
 from rushes.train.selection import run_name
 from rushes.train.encode import EncodeActor, EncodeConfig, EncodePlan, decode_batch, plan_encode, probe_encoders
 
@@ -122,22 +122,29 @@ def _execute(folder, cfg: RunConfig, enc: EncodeConfig, plan: EncodePlan, probe:
                         num_cpus=enc.actor_cpus,
                         fn_constructor_kwargs={"data_cfg": cfg.data, "patch": cfg.model.patch_size,
                                                "torch_threads": enc.torch_threads})
-    return _write_shards(folder, ds.iter_batches(batch_size=None, batch_format="pyarrow"), enc.shard_rows,
-                         cfg.data.max_text_tokens)
+    with CountProgress(plan.tasks.num_rows, "clip", "encode", log) as progress:
+        return _write_shards(folder, ds.iter_batches(batch_size=None, batch_format="pyarrow"), enc.shard_rows,
+                             cfg.data.max_text_tokens, progress)
 
 
-def _write_shards(folder, batches, shard_rows: int, text_budget: int) -> dict:
+def _write_shards(folder, batches, shard_rows: int, text_budget: int, progress: CountProgress | None = None) -> dict:
     tag = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     buffer: list[pa.Table] = []
     counts = {"encoded": 0, "ok": 0, "error": 0, "shards": 0, "caption_token_budget": text_budget,
               "captions_over_budget": 0}
     by_stage: Counter = Counter()
+    by_reason: Counter = Counter()  # "stage: message": the closing summary groups failures by it
     for batch in batches:
         buffer.append(batch)
         counts["encoded"] += batch.num_rows
-        counts["ok"] += pc.sum(pc.equal(batch.column("status"), "ok")).as_py() or 0
+        ok = pc.sum(pc.equal(batch.column("status"), "ok")).as_py() or 0
+        counts["ok"] += ok
+        if progress is not None:
+            progress.update(batch.num_rows, failed=batch.num_rows - ok)
         counts["captions_over_budget"] += pc.sum(pc.greater(batch.column("caption_tokens"), text_budget)).as_py() or 0
-        by_stage.update(s for s in batch.column("error_stage").to_pylist() if s)
+        failed = batch.select(["error_stage", "error_message"]).to_pylist()
+        by_stage.update(r["error_stage"] for r in failed if r["error_stage"])
+        by_reason.update(f"{r['error_stage']}: {r['error_message']}" for r in failed if r["error_stage"])
         if sum(t.num_rows for t in buffer) >= shard_rows:
             shards.write_shard(folder, pa.concat_tables(buffer), f"part-{tag}-{counts['shards']:05d}")
             counts["shards"] += 1
@@ -147,6 +154,7 @@ def _write_shards(folder, batches, shard_rows: int, text_budget: int) -> dict:
         counts["shards"] += 1
     counts["error"] = counts["encoded"] - counts["ok"]
     counts["error_by_stage"] = dict(by_stage)
+    counts["error_by_reason"] = dict(by_reason.most_common(20))
     return counts
 
 

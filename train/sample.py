@@ -10,6 +10,7 @@ or ``rushes sample RUN_DIR --prompt "..." --frames 8 --size 64x64 --out dog.mp4`
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from rushes import storage
+from rushes.progress import CountProgress
 from rushes.media.frames import write_video
 from rushes.train import checkpoint, parallel, rundir
 from rushes.train.config import RunConfig
@@ -26,6 +28,8 @@ from rushes.train.diffusion import flow_sample, resolution_shift
 from rushes.train.encoders import latent_frames, pixel_frames, resolve_dtypes, text_encoder_of, vae_of
 from rushes.train.model import DiffusionTransformer, grid_positions, unpatchify
 from rushes.train.wan import build_transformer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,21 +78,28 @@ def load_run(run_dir: str | os.PathLike, device, use_ema: bool = True) -> tuple[
 
 @torch.no_grad()
 def generate(model: DiffusionTransformer, text: torch.Tensor, null_text: torch.Tensor, grid: tuple[int, int, int],
-             steps: int, guidance: float, shift: float, seed: int = 0, solver: str = "euler") -> torch.Tensor:
-    """Sample the tokens (N, patch_dim) of one clip of ``grid`` for caption embedding ``text`` (Lt, D)."""
+             steps: int, guidance: float, shift: float, seed: int = 0, solver: str = "euler",
+             progress: CountProgress | None = None) -> torch.Tensor:
+    """Sample the tokens (N, patch_dim) of one clip of ``grid`` for caption embedding ``text`` (Lt, D);
+    ``progress`` counts the solver's steps as they finish."""
     device = next(model.parameters()).device
     n = grid[0] * grid[1] * grid[2]
     noise = torch.randn(1, n, model.cfg.patch_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     pos = grid_positions(grid, device)[None]  # (1, N, 3)
     seq = torch.zeros(1, n, dtype=torch.long, device=device)  # (1, N) a single clip in slot 0
     conds = {True: text, False: null_text}
+    calls, per_step = [0], (2 if guidance != 1.0 else 1)  # model calls per Euler step (guided: with and without)
 
     dtype = next(model.parameters()).dtype
 
     def velocity(x, t, conditional):  # the model in its dtype (bf16 on a GPU), the solver's state in float32
         emb = conds[conditional].to(device)
         mask = torch.ones(1, 1, emb.shape[0], dtype=torch.bool, device=device)
-        return model(x.to(dtype), t, emb[None, None], mask, pos, seq).float()
+        v = model(x.to(dtype), t, emb[None, None], mask, pos, seq).float()
+        calls[0] += 1
+        if progress is not None and calls[0] % per_step == 0:
+            progress.update()
+        return v
 
     return flow_sample(velocity, noise, num_slots=1, steps=steps, shift=shift, guidance=guidance, solver=solver)[0]
 
@@ -158,9 +169,11 @@ class Sampler:
         """One clip: video (3, T, H, W) in about [-1, 1], float32 on CPU."""
         cfg, n = self.cfg, math.prod(shape.grid)
         shift = opts.shift or float(resolution_shift(torch.tensor(n), cfg.train.shift_base_tokens, cfg.train.max_shift))
-        tokens = generate(self.model, text.to(self.dtype), null_text.to(self.dtype), shape.grid,
-                          opts.steps or cfg.train.sample_steps, cfg.train.guidance if opts.guidance is None
-                          else opts.guidance, shift, seed, solver=opts.solver)
+        steps = opts.steps or cfg.train.sample_steps
+        with CountProgress(steps, "step", "sample", log) as progress:
+            tokens = generate(self.model, text.to(self.dtype), null_text.to(self.dtype), shape.grid, steps,
+                              cfg.train.guidance if opts.guidance is None else opts.guidance, shift, seed,
+                              solver=opts.solver, progress=progress)
         latent = unpatchify(tokens.float().cpu(), shape.grid, cfg.model.patch_size, cfg.model.in_channels)
         video = self.vae.decode(latent) if self.vae else latent  # (3, T, H, W)
         return video[:, :shape.frames]

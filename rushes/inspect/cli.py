@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from rushes import settings
+from rushes import exits, settings
 from rushes.inspect.config import ReportConfig
 from rushes.settings import check, setting
 
@@ -87,7 +87,7 @@ def is_run(run_dir) -> bool:
 
 def _print_error(message: str) -> int:
     print(f"rushes inspect: {message}", file=sys.stderr)
-    return 2
+    return exits.USAGE
 
 
 def run_inspect(args) -> int:

@@ -304,7 +304,7 @@ def _failures(run_dir: Path, s: RunSummary, limit: int) -> str:
                       f'<td title="{html.escape(e.example)}">{html.escape(e.message_class)}</td></tr>'
                       for e in s.video_errors)
     videos = store.read(run_dir, "videos").select(["path", "status", "error_stage", "error_message"]).to_pylist()
-    failed = [v for v in videos if v["status"] != "ok"][:limit]
+    failed = [v for v in videos if v["status"] == "error"][:limit]
     rows = "".join(f'<tr><td class="path" title="{html.escape(v["path"])}">{html.escape(os.path.basename(v["path"]))}'
                    f'</td><td>{html.escape(v["error_stage"] or "")}</td><td>{html.escape(v["error_message"] or "")}'
                    f'</td></tr>' for v in failed)

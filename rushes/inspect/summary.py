@@ -259,7 +259,7 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
     clips = store.read(run_dir, "clips")
     captions = store.read(run_dir, "captions")
     v = videos.select(["status", "duration_s", "error_stage", "error_message"]).to_pydict()
-    failed = [i for i, s in enumerate(v["status"]) if s != "ok"]
+    failed = [i for i, s in enumerate(v["status"]) if s == "error"]  # a duplicate is not a failure
     c = clips.select(["keep", "reject_reason", "duration_s", *LABEL_SCORES]).to_pydict()
     reasons, combos = _reason_counts(c["keep"], c["reject_reason"])
     scores = [distribution(n, clips.column(n).to_pylist(), _meta(clips.schema, n, "unit"),
@@ -271,7 +271,7 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
     return RunSummary(
         run_dir=str(run_dir),
         videos_total=videos.num_rows,
-        videos_ok=videos.num_rows - len(failed),
+        videos_ok=sum(s == "ok" for s in v["status"]),
         videos_error=len(failed),
         video_errors=error_classes([v["error_stage"][i] for i in failed], [v["error_message"][i] for i in failed]),
         footage_s=_sum(v["duration_s"]),

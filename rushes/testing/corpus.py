@@ -37,7 +37,7 @@ HLS = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{seg}\n#EXT-X-ENDLIST\n"
 class Case:
     """One input: its kind, its path (as the run records it: resolved), and the outcome it must get.
 
-    ``expect`` is ``ok`` (a damaged file too: what decodes is kept), ``error:<stage>``, ``duplicate`` (an ``input`` error naming the original) or
+    ``expect`` is ``ok`` (a damaged file too: what decodes is kept), ``error:<stage>``, ``duplicate`` (a ``duplicate`` row naming the original) or
     ``skipped:<reason>``; ``match`` is a phrase the error message must contain.
     """
 
@@ -182,7 +182,7 @@ def _copy(c: Corpus, d: Path, j: int) -> Case:
     _video(original, j, 1)
     (p := d / f"zcopy{j:03d}_1s.mp4").write_bytes(original.read_bytes())
     c.cases.append(Case("original of a byte-identical copy", str(original), "ok"))
-    return Case("byte-identical copy", str(p), "duplicate", "same content as")
+    return Case("byte-identical copy", str(p), "duplicate", "byte-identical copy of")
 
 
 def _pts_restart(c: Corpus, d: Path, j: int) -> Case:
@@ -244,7 +244,7 @@ def _actual(row: dict | None) -> tuple[str, str]:
     message = row.get("error_message") or row.get("warning") or ""
     if row["status"] == "ok":
         return "ok", message
-    if row["error_stage"] == "input" and "same content as" in message:
+    if row["status"] == "duplicate":
         return "duplicate", message
     return f"{row['status']}:{row['error_stage']}", message
 

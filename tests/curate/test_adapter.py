@@ -61,7 +61,7 @@ def test_rows_written_outside_a_task_carry_the_runs_provenance(tmp_path):
     record_crash(str(tmp_path / "crashed.mp4"), tmp_path / "run", run, MemoryError("killed"))
     record_duplicate(str(tmp_path / "copy.mp4"), v.path, tmp_path / "run", run)
     rows = read(tmp_path / "run", "videos").to_pylist()
-    assert ok.status == "ok" and sorted(r["error_stage"] or "ok" for r in rows) == ["input", "ok", "worker"]
+    assert ok.status == "ok" and sorted(r["error_stage"] or r["status"] for r in rows) == ["duplicate", "ok", "worker"]
     assert [(r["tool_versions"], r["config_hash"]) for r in rows] == [(run.tool_versions, "cfg")] * 3
     assert all(r["created_at"] is not None for r in rows)
 

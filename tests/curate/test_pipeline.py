@@ -143,12 +143,13 @@ def test_a_copy_of_a_video_is_recorded_once_as_a_duplicate(tmp_path, ray_local):
     videos = {Path(r["path"]).name: r for r in read(out, "videos").to_pylist()}
     assert videos["a.mp4"]["status"] == "ok"
     dup = videos["copy_of_a.mp4"]
-    assert (dup["status"], dup["error_stage"]) == ("error", "input")
-    assert "same content as" in dup["error_message"] and "a.mp4" in dup["error_message"]
+    assert (dup["status"], dup["error_stage"], dup["error_message"]) == ("duplicate", None, None)
+    # Worded the right way round: the copy is the later input, the first seen is the original.
+    assert f"{tmp_path / 'copy_of_a.mp4'} is a byte-identical copy of {v.path}, the first seen" in dup["warning"]
     assert dup["tool_versions"] == videos["a.mp4"]["tool_versions"] == json.dumps(tool_versions(), sort_keys=True)
     clips = read(out, "clips").to_pylist()
     assert {c["video_id"] for c in clips} == {videos["a.mp4"]["video_id"]}
-    assert summary["videos"] == {**summary["videos"], "ok": 1, "error": 1, "processed_this_run": 2}
+    assert summary["videos"] == {**summary["videos"], "ok": 1, "error": 0, "duplicate": 1, "processed_this_run": 2}
 
 
 def test_a_copy_found_in_a_later_run_gets_its_own_row_and_skipped_files_are_counted(tmp_path, ray_local):
@@ -167,7 +168,7 @@ def test_a_copy_found_in_a_later_run_gets_its_own_row_and_skipped_files_are_coun
     videos = {Path(r["path"]).name: r for r in read(out, "videos").to_pylist()}
     assert set(videos) == {"a.mp4", "a_renamed.mp4"} and videos["a.mp4"]["status"] == "ok"
     dup = videos["a_renamed.mp4"]
-    assert (dup["status"], dup["error_stage"]) == ("error", "input")
-    assert f"same content as {v.path}" in dup["error_message"] and dup["tool_versions"]
-    assert two["videos"]["error"] == 1 and two["inputs_skipped"] == {}
+    assert (dup["status"], dup["error_stage"]) == ("duplicate", None)
+    assert f"byte-identical copy of {v.path}, the first seen" in dup["warning"] and dup["tool_versions"]
+    assert two["videos"]["duplicate"] == 1 and two["videos"]["error"] == 0 and two["inputs_skipped"] == {}
     assert {c["video_id"] for c in read(out, "clips").to_pylist()} == {videos["a.mp4"]["video_id"]}
