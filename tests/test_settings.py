@@ -17,7 +17,7 @@ PREFIX = {"curate": ["curate", "in.mp4", "--out", "{tmp}/o"], "filter": ["filter
           "caption": ["caption", "{tmp}"], "encode": ["encode", "{tmp}/missing"],
           "train": ["train", "{tmp}", "--run", "{tmp}/r"],
           "sample": ["sample", "{tmp}/missing", "--prompt", "x", "--out", "{tmp}/s.mp4"],
-          "inspect": ["inspect", "{tmp}/missing"]}
+          "inspect": ["inspect", "{tmp}/missing"], "export": ["export", "{tmp}/missing", "{tmp}/dest"]}
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:

@@ -93,6 +93,7 @@ def labelled_mp4(frames, out, fps: float, run_dir, model_config, settings: Label
     """Write ``frames`` to ``out`` with ``write(frames, path, fps)``, labelled per ``settings`` (default:
     watermark on, self-signed C2PA); atomic: ``out`` appears only once signed."""
     from rushes.media.provenance import sign_mp4
+    from rushes.versions import package_version
 
     settings = settings or LabelSettings()
     creds = creds or _credentials(settings)  # before any work: a bad key fails at once
@@ -108,7 +109,7 @@ def labelled_mp4(frames, out, fps: float, run_dir, model_config, settings: Label
               "visible_watermark": settings.visible_watermark}
     try:
         write(frames, raw, fps)
-        sign_mp4(raw, signed, creds, params, title=out.name)
+        sign_mp4(raw, signed, creds, params, title=out.name, version=package_version("rushes"))
         os.replace(signed, out)
     finally:
         for leftover in (raw, signed):

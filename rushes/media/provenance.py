@@ -177,14 +177,13 @@ def generate_chain(ca_name: str, leaf_name: str, days: int = 3650) -> tuple[str,
 
 
 def sign_mp4(src, dst, creds: Credentials, parameters: dict, title: str | None = None,
-             source_type: str = "trainedAlgorithmicMedia") -> None:
+             source_type: str = "trainedAlgorithmicMedia", version: str | None = None) -> None:
     """Write ``src`` (an MP4) to ``dst`` with a C2PA manifest: a ``c2pa.created`` action of ``source_type``
-    by rushes, with ``parameters`` (e.g. the model and run that made it). Raises ValueError naming a bad key."""
+    by rushes (claim generator version ``version``), with ``parameters`` (e.g. the model and run that made it).
+    Raises ValueError naming a bad key."""
     c2pa = _c2pa()
-    from rushes.versions import package_version
-
     manifest = {
-        "claim_generator_info": [{"name": "rushes", "version": package_version("rushes") or "0"}],
+        "claim_generator_info": [{"name": "rushes", "version": version or "0"}],
         "title": title or Path(dst).name,
         "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [{
             "action": "c2pa.created", "digitalSourceType": IPTC + source_type,
