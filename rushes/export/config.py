@@ -38,8 +38,9 @@ class ExportConfig:
                                "start_s/end_s its span there (for trainers that cut clips themselves)")
     workers: int = setting(0, "clips cut or copied at once (threads; each cut is one ffmpeg process); 0 = min(4, "
                            "CPU count)", ge=0, le=256)
-    weights: str = setting("latest", "diffusers: which weights of the training run to export, passed to "
-                           "rushes.train.export (e.g. latest, ema, or a checkpoint step)")
+    weights: str = setting("ema", "diffusers: which weights of the training run's newest checkpoint to export: the "
+                           "EMA copy or the raw trained weights; passed to rushes.train.export",
+                           choices=("ema", "raw"))
     lora: str = setting("merge", "diffusers: a LoRA run's adapter, merged into the base weights (merge) or saved "
                         "beside them (separate); passed to rushes.train.export", choices=("merge", "separate"))
 

@@ -125,10 +125,12 @@ def _one_clip():
 def test_export_merged_pipeline_runs_in_diffusers(lora_run, tmp_path):
     from diffusers import WanPipeline
 
+    from rushes.cli import main
     from rushes.train.export import export_diffusers
     from rushes.train.sample import load_run
 
-    dest = export_diffusers(lora_run, tmp_path / "merged")
+    dest = tmp_path / "merged"  # through the command a user runs: rushes export RUN DEST --format diffusers
+    assert main(["export", str(lora_run), str(dest), "--format", "diffusers"]) == 0
     pipe = WanPipeline.from_pretrained(dest)
     frames = pipe("a dog runs on a beach", height=16, width=16, num_frames=5, num_inference_steps=2,
                   guidance_scale=2.0, output_type="np", generator=torch.Generator().manual_seed(0)).frames
