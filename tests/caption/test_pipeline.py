@@ -108,7 +108,7 @@ def test_qwen_pipeline_aligns_rows_records_failures_and_resumes(tmp_path, grey_v
     assert structured["captioned"] == 6
     table = store.read(out, "captions")
     assert table.num_rows == 12
-    new = _rows(out, prompt_version="structured-v1")
+    new = _rows(out, prompt_version="structured-v2")
     # A random-weight model does not write JSON: recorded as parse errors with the raw text kept.
     assert all(r["error_stage"] == "parse" and r["caption_json"] for r in new.values() if r["status"] == "error")
     assert select.ok_captions(out, prompt_version="dense-v1").num_rows == 6
