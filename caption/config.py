@@ -62,6 +62,10 @@ class CaptionConfig:
                                        "retried (--engine openai)", gt=0, le=3600)
     request_retries: int = setting(3, "retries of a request that timed out, was refused or got 429/5xx, with "
                                    "exponential backoff (--engine openai)", ge=0, le=20)
+    vllm_gpu_memory_utilization: float = setting(0.9, "share of each GPU's memory vLLM may take (--engine vllm); "
+                                                 "lower it when several actors share a GPU", gt=0, le=1)
+    vllm_max_model_len: int | None = setting(None, "context length vLLM reserves per sequence (--engine vllm)",
+                                             ge=256, le=1 << 20, shown="the model's")
     window_s: float | None = setting(None, "also caption each window of this many seconds of a longer clip (its "
                                      "span in window_start_s/window_end_s), beside the clip-level caption", gt=0,
                                      le=3600, shown="off, one caption per clip")
