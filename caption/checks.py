@@ -32,11 +32,11 @@ FLAG_NAMES = ("empty", "truncated", "repetition", "refusal", "language")
 _STOPWORDS = {
     "en": "the a an and of in on with is are to at from its his her their this that while as by for into it".split(),
     "de": "der die das und ist ein eine mit auf im den dem von zu sich nicht auch des einer einem wird".split(),
-    "fr": "le la les et un une des est dans sur avec du au en qui pour par se son sa ses".split(),
-    "es": "el la los las y un una es en con del al se por para su sus que como está".split(),
-    "it": "il lo la gli le e un una è di del della con su per nel nella che sono".split(),
-    "pt": "o a os as e um uma é em com do da no na por para seu sua que são".split(),
-    "nl": "de het een en van is in op met aan zijn die dat voor naar bij ook".split(),
+    "fr": "le la les et un une des est dans sur avec du au en qui pour par se son sa ses de".split(),
+    "es": "el la los las y un una es en con del al se por para su sus que como está de mientras".split(),
+    "it": "il lo la gli le e un una è di del della con su per nel nella che sono mentre".split(),
+    "pt": "o a os as e um uma é em com do da no na por para seu sua que são de enquanto".split(),
+    "nl": "de het een en van is in op met aan zijn die dat voor naar bij ook terwijl".split(),
 }
 _SCRIPTS = {"CYRILLIC": "ru", "GREEK": "el", "ARABIC": "ar", "HEBREW": "he", "DEVANAGARI": "hi", "THAI": "th",
             "HANGUL": "ko", "HIRAGANA": "ja", "KATAKANA": "ja", "CJK": "zh"}
@@ -111,11 +111,13 @@ def detect_language(text: str) -> str | None:
     total = sum(scripts.values())
     if total < 8:
         return None
+    kana = scripts.pop("HIRAGANA", 0) + scripts.pop("KATAKANA", 0)
+    scripts["CJK"] += kana  # Japanese mixes kana and kanji: one family, told apart below
     script, count = scripts.most_common(1)[0]
     if count < 0.6 * total:
         return None
     if script != "LATIN":
-        if script == "CJK" and (scripts["HIRAGANA"] + scripts["KATAKANA"]) > 0.1 * total:
+        if script == "CJK" and kana > 0.1 * total:
             return "ja"
         return _SCRIPTS[script]
     words = re.findall(r"[^\W\d_]+", text.lower())
@@ -124,7 +126,7 @@ def detect_language(text: str) -> str | None:
     hits = {lang: sum(w in stop for w in words) for lang, stop in _STOPWORDS.items() for stop in [set(stop)]}
     ranked = sorted(hits.items(), key=lambda kv: -kv[1])
     (best, top), (_, second) = ranked[0], ranked[1]
-    if top < 2 or top < 0.1 * len(words) or top < 1.5 * second:
+    if top < 2 or top < 0.1 * len(words) or top < 1.3 * second:
         return None
     return best
 
