@@ -9,10 +9,10 @@ import spy
 from rushes.testing.grey_clips import level_at, make_run
 
 from rushes.caption import cli
-from rushes.caption.adapter import caption_id
+from rushes.caption.adapter import CaptionActor, caption_id, decode_batch, plan_run
+from rushes.caption.captioner import resolve_model
 from rushes.caption.config import preset
-from rushes.caption.frames import frame_times, window_spans
-from rushes.caption.pipeline import run
+from rushes.caption.frames import FrameSpec, frame_times, window_spans
 from rushes.manifests import store
 from rushes.manifests.select import ok_captions
 
@@ -23,16 +23,20 @@ def test_window_spans_cover_the_clip_without_a_sliver():
     assert window_spans(2, 5, 4) == [] and window_spans(0, 4.5, 4) == [], "one window would be the clip itself"
 
 
-def test_long_clips_get_window_captions_with_their_spans(tmp_path, grey_video, tiny_vlms, ray_local):
-    ray_local.cloudpickle.register_pickle_by_value(spy)
+def test_long_clips_get_window_captions_with_their_spans(tmp_path, grey_video, tiny_vlms):
     out = tmp_path / "run"
     ids = make_run(out, grey_video, [(0, 12), (2, 5)], encoded={0})
     cfg = preset("debug", model=str(tiny_vlms["qwen2_5_vl"]), window_s=4.0, batch_size=3, retry_flagged=False)
+    resolved = resolve_model(cfg)
+    plan = plan_run(out, resolved.captioner, "dense-v1", window_s=cfg.window_s)
+    assert plan.tasks.num_rows == 5 and plan.windows == 3
 
-    summary = run(out, cfg, captioner_cls=spy.make_spy())
+    frames = decode_batch(plan.tasks, FrameSpec(max_side=64), cfg.num_frames, None)
+    table = CaptionActor(cfg, resolved, "dense-v1", "cfg", {}, captioner_cls=spy.make_spy())(frames)
+    store.write_part(out, "captions", table)
 
-    assert summary["to_caption"] == 5 and summary["windows"] == 3 and summary["ok"] == 5
     rows = store.read(out, "captions").to_pylist()
+    assert all(r["status"] == "ok" for r in rows)
     windows = sorted((r for r in rows if r["window_start_s"] is not None), key=lambda r: r["window_start_s"])
     assert [(r["window_start_s"], r["window_end_s"]) for r in windows] == [(0, 4), (4, 8), (8, 12)]
     for row in windows:
@@ -47,9 +51,10 @@ def test_long_clips_get_window_captions_with_their_spans(tmp_path, grey_video, t
     assert len({r["caption_id"] for r in rows}) == 5
     # Training reads the clip-level captions; the windows are selected on their own.
     assert ok_captions(out).num_rows == 2 and ok_captions(out, windows=True).num_rows == 3
-    assert run(out, cfg)["to_caption"] == 0, "a rerun finds every window done"
-    assert run(out, preset("debug", model=str(tiny_vlms["qwen2_5_vl"]), window_s=4.0), dry_run=True)[
-        "skipped_done"] == 2
+    again = plan_run(out, resolved.captioner, "dense-v1", window_s=cfg.window_s)
+    assert again.tasks.num_rows == 0 and again.skipped_done == 2, "a rerun finds every window done"
+    wider = plan_run(out, resolved.captioner, "dense-v1", window_s=5.0)
+    assert wider.windows == 2 and wider.skipped_done == 1, "other windows are new captions; the clip-level stays"
 
 
 def test_prompt_file_text_and_its_version_reach_the_plan(tmp_path, grey_video, tiny_vlms, capsys):
