@@ -1,9 +1,11 @@
 """Ray Data wiring of the caption stage (the only module here that imports ray).
 
-kept clips -> ``map_batches(decode_batch)`` CPU tasks -> ``map_batches(CaptionActor)`` actor pool (model
-loaded once per actor; ``concurrency`` actors with ``num_gpus`` each) -> caption parts written by the
-driver with ``manifests.write_part`` (atomic). Ray's streaming executor runs decode tasks while the
-actors generate, so frames for the next batch are ready when the model finishes the current one.
+kept clips (and their windows) -> ``map_batches(decode_batch)`` CPU tasks -> ``map_batches(CaptionActor)`` actor
+pool (the engine loaded once per actor: transformers or vLLM's offline engine with the model, or an HTTP client of an
+OpenAI-compatible server; ``concurrency`` actors with ``num_gpus`` each) -> caption parts written by the driver with
+``manifests.write_part`` (atomic). Ray's streaming executor runs decode tasks while the actors generate, so frames
+for the next batch are ready when the engine finishes the current one. The openai engine's API key is read here, on
+the driver, and reaches the actors inside a ``Secret`` that never prints.
 
 Usage::
 
