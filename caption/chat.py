@@ -9,7 +9,7 @@ sent it, never by the order answers arrive in.
 
 The API key is read from the environment variable named by ``api_key_env`` on the driver and travels to the actors
 inside :class:`Secret`, whose ``repr`` hides it; it is only ever put in the ``Authorization`` header, never in a
-message, a log line, a config file or a row.
+message, a log line, a config file or a row. Redirects are refused rather than followed with the key.
 
 Usage::
 
@@ -102,6 +102,17 @@ def request_body(model: str, clip: ClipFrames, prompt_text: str, sampling: Sampl
     return body
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are refused: following one would send the Authorization header to wherever it points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise RequestError(f"{safe_url(req.full_url)} redirected (HTTP {code}) to {safe_url(newurl)}: point "
+                           f"--endpoint at the final URL", code)
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _headers(api_key: str | None) -> dict:
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if api_key:
@@ -115,7 +126,7 @@ def _http(url: str, body: dict | None, api_key: str | None, timeout_s: float) ->
     req = urllib.request.Request(url, data=data, headers=_headers(api_key), method="POST" if data else "GET")
     where = safe_url(url)
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        with _OPENER.open(req, timeout=timeout_s) as resp:
             raw, headers = resp.read(), dict(resp.headers.items())
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:_ERROR_BODY_CHARS].decode("utf-8", "replace").strip()

@@ -193,3 +193,30 @@ def test_an_endpoint_that_is_down_or_refuses_the_key_stops_the_run_at_once(tmp_p
         from rushes.caption.engine import check_engine
 
         check_engine(preset("debug", engine="openai", endpoint="http://127.0.0.1:9/v1"))
+
+
+def test_a_redirect_is_refused_so_the_key_never_follows_it():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from rushes.caption.chat import _http
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.send_response(307)
+            self.send_header("Location", "http://elsewhere.invalid/v1/chat/completions")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RequestError, match="redirected .HTTP 307. to http://elsewhere.invalid") as info:
+            _http(f"http://127.0.0.1:{httpd.server_address[1]}/v1/chat/completions", {"x": 1}, SECRET, 5.0)
+        assert not info.value.retryable and SECRET not in str(info.value)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
