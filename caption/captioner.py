@@ -22,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rushes.caption.config import DEFAULT_MODEL, CaptionConfig
+from rushes.caption.engine import Generation, Sampling, sampling_of
 from rushes.caption.frames import ClipFrames, FrameSpec
+
+__all__ = ["Captioner", "Generation", "ModelNotFoundError", "ResolvedModel", "frame_spec", "load_processor",
+           "resolve_model"]
 
 _SAMPLE_BYTES = 1 << 20
 
@@ -35,14 +39,6 @@ class ResolvedModel:
     load_revision: str | None  # exact commit for hub ids (every actor loads the same weights)
     captioner: str
 
-
-@dataclass(frozen=True)
-class Generation:
-    """One clip's model output and its token counts."""
-
-    text: str
-    input_tokens: int
-    output_tokens: int
 
 
 def local_weights_hash(folder: str | os.PathLike) -> str:
@@ -77,6 +73,8 @@ def resolve_model(cfg: CaptionConfig, allow_download: bool = True) -> ResolvedMo
     A hub model missing from the cache is downloaded here, once, by the driver (``allow_download``).
     Raises :class:`ModelNotFoundError` naming the model when neither works.
     """
+    if cfg.engine == "openai":  # the server holds the weights: its model name, pinned only by --revision
+        return ResolvedModel(cfg.model, cfg.revision, f"{cfg.model}@{cfg.revision or 'served'}")
     if os.path.isdir(cfg.model):
         folder = os.path.abspath(cfg.model)
         if not os.path.exists(os.path.join(folder, "config.json")):
@@ -117,9 +115,10 @@ def frame_spec(processor, cfg: CaptionConfig) -> FrameSpec:
     """Decode size for this model: its processor's input size, bounded by the config's caps.
 
     Qwen-style processors (``merge_size``) give a pixel budget in ``size['longest_edge']``; SmolVLM
-    gives ``max_image_size``; others a side length in ``size``.
+    gives ``max_image_size``; others a side length in ``size``. Without a processor (``--engine openai``: the
+    server's model) only the config's caps apply.
     """
-    if cfg.frame_max_side:
+    if cfg.frame_max_side or processor is None:  # openai: the server resizes; we cap what we send
         return FrameSpec(max_side=cfg.frame_max_side, max_pixels=cfg.frame_max_pixels)
     proc = getattr(processor, "video_processor", None) or processor.image_processor
     size = dict(getattr(proc, "size", None) or {})
@@ -151,8 +150,35 @@ def is_out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
+def render_prompt(processor, prompt_text: str, num_frames: int, video_mode: bool, still: bool = False) -> str:
+    """The chat-template text for one clip (visual placeholders not yet expanded): one video, or N images (a still:
+    one image)."""
+    visual = [{"type": "video"}] if video_mode and not still else [{"type": "image"}] * num_frames
+    conversation = [{"role": "user", "content": [*visual, {"type": "text", "text": prompt_text}]}]
+    return processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+
+
+def video_metadata(clip: ClipFrames) -> dict:
+    """What video processors need to know of frames we sampled ourselves (their real timing)."""
+    n = len(clip.times_s)
+    return dict(total_num_frames=n, fps=clip.sampled_fps, width=clip.rgb.shape[2], height=clip.rgb.shape[1],
+                duration=n / clip.sampled_fps, frames_indices=list(range(n)))
+
+
+def engine_version(package: str) -> str:
+    """``'<package> <version>'`` of an installed package."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{package} {version(package)}"
+    except PackageNotFoundError:
+        return f"{package} unknown"
+
+
 class Captioner:
-    """A loaded model and processor; :meth:`generate` captions a batch of clips."""
+    """A loaded model and processor; :meth:`generate` captions a batch of clips (the ``transformers`` engine)."""
+
+    engine = "transformers"
 
     def __init__(self, cfg: CaptionConfig, resolved: ResolvedModel):
         import torch
@@ -172,12 +198,11 @@ class Captioner:
         self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
         pad = self.model.generation_config.pad_token_id
         self.pad_id = pad if pad is not None else self.processor.tokenizer.pad_token_id
+        self.engine_version = engine_version("transformers")
 
     def render_prompt(self, prompt_text: str, num_frames: int, still: bool = False) -> str:
         """The chat-template text for one clip, or one still image (visual placeholders not yet expanded)."""
-        visual = [{"type": "video"}] if self.video_mode and not still else [{"type": "image"}] * num_frames
-        conversation = [{"role": "user", "content": [*visual, {"type": "text", "text": prompt_text}]}]
-        return self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        return render_prompt(self.processor, prompt_text, num_frames, self.video_mode, still)
 
     def build_inputs(self, clips: Sequence[ClipFrames], prompt_text: str):
         """Processor outputs for a batch (left-padded tensors), ready for ``model.generate``."""
@@ -185,10 +210,7 @@ class Captioner:
         if self.video_mode and not any(c.still for c in clips):  # a batch is all stills or all clips
             from transformers.video_utils import VideoMetadata
 
-            metadata = [VideoMetadata(total_num_frames=len(c.times_s), fps=c.sampled_fps,
-                                      width=c.rgb.shape[2], height=c.rgb.shape[1],
-                                      duration=len(c.times_s) / c.sampled_fps,
-                                      frames_indices=list(range(len(c.times_s)))) for c in clips]
+            metadata = [VideoMetadata(**video_metadata(c)) for c in clips]
             extra = {}
             if hasattr(self.processor.video_processor, "cap_pixels_per_frame"):
                 extra["cap_pixels_per_frame"] = True  # Qwen: bound pixels per video like qwen-vl-utils does
@@ -196,29 +218,35 @@ class Captioner:
                                   do_sample_frames=False, padding=True, return_tensors="pt", **extra)
         return self.processor(text=texts, images=[list(c.rgb) for c in clips], padding=True, return_tensors="pt")
 
-    def generate(self, clips: Sequence[ClipFrames], prompt_text: str) -> list[Generation]:
+    def generate(self, clips: Sequence[ClipFrames], prompt_text: str,
+                 sampling: Sampling | None = None) -> list[Generation]:
         """Caption ``clips`` in one batched ``generate`` call; results are in input order."""
         import torch
 
+        sampling = sampling or sampling_of(self.cfg)
         inputs = self.build_inputs(clips, prompt_text).to(self.device)
         if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         if "pixel_values_videos" in inputs:
             inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.dtype)
+        sample = {"do_sample": False} if sampling.greedy else dict(
+            do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
         with torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=self.cfg.max_new_tokens,
-                                      do_sample=self.cfg.do_sample, pad_token_id=self.pad_id)
+            if not sampling.greedy:
+                torch.manual_seed(sampling.seed)
+            out = self.model.generate(**inputs, max_new_tokens=sampling.max_new_tokens, pad_token_id=self.pad_id,
+                                      **sample)
         prompt_len = inputs["input_ids"].shape[1]
         new = out[:, prompt_len:].cpu()
         texts = self.processor.batch_decode(new, skip_special_tokens=True)
         in_tokens = inputs["attention_mask"].sum(dim=1).tolist()
-        return [Generation(text, int(n_in), self._count_output(row.tolist()))
+        return [Generation(text, int(n_in), *self._count_output(row.tolist()), self.engine_version)
                 for text, n_in, row in zip(texts, in_tokens, new)]
 
-    def _count_output(self, ids: list[int]) -> int:
-        # Generated tokens up to and including the first end-of-sequence; the rest is padding.
+    def _count_output(self, ids: list[int]) -> tuple[int, str]:
+        # Generated tokens up to and including the first end-of-sequence (the rest is padding), and why it stopped.
         for i, tok in enumerate(ids):
             if tok in self.eos_ids:
-                return i + 1
-        return sum(1 for tok in ids if tok != self.pad_id)
+                return i + 1, "stop"
+        return sum(1 for tok in ids if tok != self.pad_id), "length"
 

@@ -5,6 +5,7 @@ Heavy imports (torch, transformers, ray) happen inside the handler so ``rushes -
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from rushes import exits, settings, storage
 from rushes.caption.config import PRESETS, RECOMMENDED_GPU_MODEL, CaptionConfig
 from rushes.settings import check, setting
+
+PROMPT_FILE_MAX_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,31 @@ def register(subparsers) -> None:
                    "a folder or s3://bucket/prefix")
     p.add_argument("--dry-run", action="store_true",
                    help="print what would run (model, clips to caption, skipped, output) and exit (default: off)")
+    p.add_argument("--prompt-file", metavar="FILE",
+                   help="your own prompt text (UTF-8) in place of --prompt's; parsed as --prompt's kind (dense or "
+                        "structured JSON); its sha256 goes into the prompt version, e.g. dense-v1+file-1a2b3c4d5e6f "
+                        "(default: the built-in text)")
     CAPTION.add_arguments(p)
     p.set_defaults(func=handle)
 
 
 def config_from_args(args, values: settings.Values | None = None) -> CaptionConfig:
-    """The preset, then the ``--config`` file, then every flag the user gave."""
+    """The preset, then the ``--config`` file, then every flag the user gave; ``--prompt-file``'s text last."""
     values = values or settings.resolve(args)
-    return values.build("caption", PRESETS[values.build("run").preset]())
+    cfg = values.build("caption", PRESETS[values.build("run").preset]())
+    path = getattr(args, "prompt_file", None)
+    if path:
+        try:
+            if storage.size(path) > PROMPT_FILE_MAX_BYTES:
+                raise OSError(f"it is over {PROMPT_FILE_MAX_BYTES // 1024} KiB, not a prompt")
+            text = storage.read_bytes(path).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise settings.SettingError(f"argument --prompt-file: cannot read {path}: {exc}; pass a UTF-8 text "
+                                        f"file") from None
+        if not text.strip():
+            raise settings.SettingError(f"argument --prompt-file: {path} is empty; write your prompt in it")
+        cfg = dataclasses.replace(cfg, prompt_text=text.strip())
+    return cfg
 
 
 def _error(message: str, code: int = 2) -> int:
@@ -77,13 +97,14 @@ def handle(args) -> int:
         return _error(f"{args.out} has no clips manifest (OUT/clips): run 'rushes curate INPUT --out {args.out}' "
                       f"first")
     from rushes.caption.captioner import ModelNotFoundError
+    from rushes.caption.engine import EngineUnavailableError
     from rushes.caption.pipeline import run
     from rushes.manifests.lock import LockError
 
     try:
         summary = run(args.out, cfg, limit=run_cfg.limit, address=run_cfg.address, dry_run=args.dry_run,
                       scratch=scratch)
-    except (ModelNotFoundError, LockError) as exc:
+    except (ModelNotFoundError, LockError, EngineUnavailableError) as exc:
         return _error(settings.explain(exc, "--out"))
     print(json.dumps(summary, indent=2, sort_keys=True))
     if args.dry_run:

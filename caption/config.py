@@ -21,6 +21,7 @@ DEFAULT_MODEL = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
 RECOMMENDED_GPU_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
+ENGINES = ("transformers", "vllm", "openai")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,40 @@ class CaptionConfig:
                                     "processors", ge=256, cli=False)
     max_new_tokens: int = setting(256, "longest caption in tokens", ge=1, le=32768,
                                   hint="dense captions need ~200")
-    do_sample: bool = False  # greedy by default: the same clip gives the same caption
+    temperature: float = setting(0.0, "sampling temperature; 0 = greedy (the same clip gives the same caption)",
+                                 ge=0, le=5)
+    top_p: float = setting(1.0, "nucleus sampling: keep the smallest token set with this probability mass", gt=0,
+                           le=1)
+    seed: int = setting(0, "sampling seed (a flagged caption's retry uses seed + 1)", ge=0, le=2**31 - 1)
+    prompt_text: str | None = setting(None, "your own prompt text (rushes caption --prompt-file FILE); its sha256 "
+                                      "goes into the prompt version", cli=False)
+    engine: str = setting("transformers", "what runs the model: transformers (in the Ray actors), vllm (vLLM's "
+                          "offline engine in the Ray actors; pip install vllm) or openai (an OpenAI-compatible "
+                          "chat-completions server: --endpoint)", choices=ENGINES)
+    endpoint: str | None = setting(None, "base URL of an OpenAI-compatible server for --engine openai, e.g. "
+                                   "http://localhost:8000/v1 (vllm serve, SGLang, a hosted API)", shown="none")
+    api_key_env: str = setting("OPENAI_API_KEY", "environment variable holding the --endpoint's API key (the key "
+                               "is never logged or written)")
+    request_concurrency: int = setting(8, "requests in flight per actor (--engine openai)", ge=1, le=1024)
+    request_timeout_s: float = setting(120.0, "seconds a request may wait for the server's next byte before it is "
+                                       "retried (--engine openai)", gt=0, le=3600)
+    request_retries: int = setting(3, "retries of a request that timed out, was refused or got 429/5xx, with "
+                                   "exponential backoff (--engine openai)", ge=0, le=20)
+    vllm_gpu_memory_utilization: float = setting(0.9, "share of each GPU's memory vLLM may take (--engine vllm); "
+                                                 "lower it when several actors share a GPU", gt=0, le=1)
+    vllm_max_model_len: int | None = setting(None, "context length vLLM reserves per sequence (--engine vllm)",
+                                             ge=256, le=1 << 20, shown="the model's")
+    window_s: float | None = setting(None, "also caption each window of this many seconds of a longer clip (its "
+                                     "span in window_start_s/window_end_s), beside the clip-level caption", gt=0,
+                                     le=3600, shown="off, one caption per clip")
+    language: str | None = setting(None, "expected caption language (ISO 639-1, e.g. en); a caption in another "
+                                   "language is flagged", choices=lambda: __import__(
+                                       "rushes.caption.checks", fromlist=["LANGUAGES"]).LANGUAGES,
+                                   shown="not checked")
+    retry_flagged: bool = setting(True, "keep a flagged caption (empty, truncated, repetition, refusal, language, "
+                                  "malformed JSON) as first generated; by default it is generated once more with "
+                                  "seed + 1 and sampling on, and the better one is kept with its flags",
+                                  flag="--no-retry-flagged")
     dtype: str = setting("auto", "model dtype; auto = bfloat16 on GPU, float32 on CPU", choices=DTYPES)
     device: str = setting("auto", "auto = cuda when a GPU is visible to the actor, else cpu", choices=DEVICES,
                           cli=False)
@@ -66,6 +100,18 @@ class CaptionConfig:
 
         if self.prompt not in LATEST and self.prompt not in PROMPTS:
             raise invalid(self, "prompt", f"{self.prompt!r} is not known; use one of {', '.join([*LATEST, *PROMPTS])}")
+        if self.prompt_text is not None and not self.prompt_text.strip():
+            raise invalid(self, "prompt_text", "is empty: the --prompt-file holds no text")
+        if self.engine == "openai" and not self.endpoint:
+            raise invalid(self, "endpoint", "is needed by --engine openai: pass the server's base URL, e.g. "
+                          "--endpoint http://localhost:8000/v1")
+        if self.endpoint and not self.endpoint.startswith(("http://", "https://")):
+            raise invalid(self, "endpoint", f"{self.endpoint!r} is not an http(s) URL; e.g. http://localhost:8000/v1")
+
+    @property
+    def do_sample(self) -> bool:
+        """Sampling instead of greedy decoding (a temperature above 0)."""
+        return self.temperature > 0
 
     def to_dict(self) -> dict:
         """Plain dict (for ``OUT/config/caption.json`` and the config hash)."""

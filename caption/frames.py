@@ -14,6 +14,7 @@ Usage::
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +57,34 @@ class ClipFrames:
             return 1.0
         span = self.times_s[-1] - self.times_s[0]
         return (len(self.times_s) - 1) / span if span > 0 else 1.0
+
+
+def frames_sha256(rgb: np.ndarray) -> str:
+    """sha256 of the exact frames a model is given: ``b'TxHxWx3:'`` then the (T, H, W, 3) uint8 RGB bytes
+    (``captions.frames_sha256``; a caption found beside another clip's hash was misassigned)."""
+    arr = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8 RGB, got shape {arr.shape}")
+    t, h, w, c = arr.shape
+    digest = hashlib.sha256(f"{t}x{h}x{w}x{c}:".encode())
+    digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def window_spans(start_s: float, end_s: float, window_s: float) -> list[tuple[float, float]]:
+    """Windows of ``window_s`` seconds over [start_s, end_s); a last piece shorter than half a window joins the one
+    before it. A clip that would make one window only has none (its clip-level caption covers it)."""
+    if window_s <= 0 or end_s - start_s <= window_s:
+        return []
+    edges = [start_s]
+    while end_s - edges[-1] > window_s:
+        edges.append(edges[-1] + window_s)
+    if end_s - edges[-1] < window_s / 2 and len(edges) > 1:
+        edges.pop()
+    edges.append(end_s)
+    if len(edges) < 3:  # one window would be the clip itself
+        return []
+    return [(round(a, 6), round(b, 6)) for a, b in zip(edges, edges[1:])]
 
 
 def frame_times(start_s: float, end_s: float, num_frames: int, fps: float | None = None) -> list[float]:

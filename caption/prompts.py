@@ -8,6 +8,7 @@ point the name at it in :data:`LATEST`, and record its hash in :data:`RECORDED_H
 Usage::
 
     p = get_prompt("structured")          # latest version of a name, or get_prompt("structured-v1")
+    p = get_prompt("dense", text=open("my_prompt.txt").read())   # version dense-v1+file-<hash>
     parsed = parse_output(p, model_text)  # ParsedCaption, or raises ParseError
 """
 
@@ -27,6 +28,7 @@ class Prompt:
     version: str
     text: str
     structured: bool = False
+    fields: tuple[str, ...] = ()  # JSON fields a structured prompt's output must have
 
     def text_hash(self) -> str:
         """sha256 prefix of the prompt text (what the recorded hashes hold)."""
@@ -56,18 +58,41 @@ STRUCTURED_V1 = Prompt(
         "handheld or other), \"shot_type\" (extreme close-up, close-up, medium, wide, extreme wide or other)."
     ),
     structured=True,
+    fields=("short_caption", "dense_caption", "camera_motion", "shot_type"),
 )
 
-PROMPTS: dict[str, Prompt] = {p.version: p for p in (DENSE_V1, STRUCTURED_V1)}
-LATEST: dict[str, str] = {"dense": "dense-v1", "structured": "structured-v1"}
+STRUCTURED_V2 = Prompt(
+    name="structured",
+    version="structured-v2",
+    text=(
+        "Describe this video clip for a text-to-video training set. Answer with one JSON object and "
+        "nothing else, with these string fields: \"short_caption\" (one sentence), \"dense_caption\" "
+        "(one detailed paragraph: subjects, action over time, setting, lighting and style, visible text), "
+        "\"subjects\" (the main subjects and their appearance), \"action\" (what happens, in order), "
+        "\"shot_type\" (extreme close-up, close-up, medium, wide, extreme wide or other), \"camera_motion\" "
+        "(static, pan left, pan right, tilt up, tilt down, zoom in, zoom out, tracking, handheld or other), "
+        "\"lighting\" (e.g. daylight, golden hour, night, studio, low key, neon) and \"style\" (e.g. "
+        "live action, animation, black and white film, documentary, screen recording)."
+    ),
+    structured=True,
+    fields=("short_caption", "dense_caption", "subjects", "action", "shot_type", "camera_motion", "lighting",
+            "style"),
+)
+
+PROMPTS: dict[str, Prompt] = {p.version: p for p in (DENSE_V1, STRUCTURED_V1, STRUCTURED_V2)}
+LATEST: dict[str, str] = {"dense": "dense-v1", "structured": "structured-v2"}
 
 # The text hash of every released version; a test fails when a version's text changes.
 RECORDED_HASHES: dict[str, str] = {
     "dense-v1": "ba196eaca08396de",
     "structured-v1": "a74f50bf47942455",
+    "structured-v2": "211c0d5b9cb3e325",
 }
 
-STRUCTURED_FIELDS = ("short_caption", "dense_caption", "camera_motion", "shot_type")
+STRUCTURED_FIELDS = STRUCTURED_V2.fields
+# JSON field -> caption column, for the fields that are not the caption itself.
+FIELD_COLUMNS = {"camera_motion": "camera_motion_text", "shot_type": "shot_type", "subjects": "subjects",
+                 "action": "action", "lighting": "lighting", "style": "style"}
 
 
 class ParseError(ValueError):
@@ -83,14 +108,30 @@ class ParsedCaption:
     caption_json: str | None = None
     camera_motion_text: str | None = None
     shot_type: str | None = None
+    subjects: str | None = None
+    action: str | None = None
+    lighting: str | None = None
+    style: str | None = None
 
 
-def get_prompt(name: str) -> Prompt:
-    """The prompt for a name (``dense`` -> its latest version) or an exact version (``dense-v1``)."""
-    version = LATEST.get(name, name)
+def get_prompt(name: str, text: str | None = None) -> Prompt:
+    """The prompt for a name (``dense`` -> its latest version) or an exact version (``dense-v1``).
+
+    With ``text`` (a ``--prompt-file``), that text replaces the named prompt's and the version becomes
+    ``<version>+file-<sha256 prefix of the text>``: the same file gives the same version, an edit a new one.
+    A version of that form given as ``name`` needs its ``text`` again.
+    """
+    base, _, file_hash = name.partition("+file-")
+    version = LATEST.get(base, base)
     if version not in PROMPTS:
         raise ValueError(f"unknown prompt {name!r}; use one of {', '.join([*LATEST, *PROMPTS])}")
-    return PROMPTS[version]
+    prompt = PROMPTS[version]
+    if text is None:
+        if file_hash:
+            raise ValueError(f"prompt {name!r} came from a prompt file: pass its text again (--prompt-file)")
+        return prompt
+    own = Prompt(prompt.name, "", text, prompt.structured, prompt.fields)
+    return Prompt(prompt.name, f"{version}+file-{own.text_hash()[:12]}", text, prompt.structured, prompt.fields)
 
 
 def first_sentence(text: str, max_chars: int = 200) -> str:
@@ -108,12 +149,20 @@ def parse_output(prompt: Prompt, text: str) -> ParsedCaption:
             raise ParseError("empty caption")
         return ParsedCaption(caption=text, caption_short=first_sentence(text))
     obj = _extract_json_object(text)
-    missing = [f for f in STRUCTURED_FIELDS if not isinstance(obj.get(f), str) or not obj[f].strip()]
+    values = {f: _field_text(obj.get(f)) for f in prompt.fields}
+    missing = [f for f, v in values.items() if not v]
     if missing:
         raise ParseError(f"JSON output lacks non-empty string field(s) {missing}")
-    return ParsedCaption(caption=obj["dense_caption"].strip(), caption_short=obj["short_caption"].strip(),
-                         caption_json=json.dumps(obj, ensure_ascii=False),
-                         camera_motion_text=obj["camera_motion"].strip(), shot_type=obj["shot_type"].strip())
+    columns = {FIELD_COLUMNS[f]: v for f, v in values.items() if f in FIELD_COLUMNS}
+    return ParsedCaption(caption=values["dense_caption"], caption_short=values["short_caption"],
+                         caption_json=json.dumps(obj, ensure_ascii=False), **columns)
+
+
+def _field_text(value) -> str | None:
+    """A field as text: a string stripped, a list of strings joined with '; ' (models list subjects)."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        value = "; ".join(v.strip() for v in value if v.strip())
+    return value.strip() or None if isinstance(value, str) else None
 
 
 def _extract_json_object(text: str) -> dict:

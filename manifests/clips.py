@@ -3,7 +3,7 @@
 Usage::
 
     from rushes.manifests import clips
-    for clip in clips.captioned_clips(out):            # kept clips with an ok caption (encode, train)
+    for clip in clips.captioned_clips(out):            # kept clips with an ok, unflagged caption (encode, train)
         if clip.refused:
             ...                                        # record clip.refused as this clip's error; never read it
         frames = sample_frames(clip.path, uniform_times(clip.start_s, clip.end_s, 8))
@@ -158,18 +158,23 @@ CAPTION_FIELDS = ("caption", "caption_short")
 
 
 def captioned_clips(out: str | os.PathLike, captioner: str | None = None, prompt_version: str | None = None,
-                    limit: int | None = None, field: str = "caption") -> list[KeptClip]:
-    """Kept clips of ``out`` with an ok, non-empty caption (the newest per clip unless ``captioner`` or
+                    limit: int | None = None, field: str = "caption", include_flagged: bool = False) -> list[KeptClip]:
+    """Kept clips of ``out`` with an ok, non-empty clip-level caption (the newest per clip unless ``captioner`` or
     ``prompt_version`` choose), sorted by clip id; raises ValueError when there are none. ``field``: the captions
-    column that gives ``KeptClip.caption`` (one of :data:`CAPTION_FIELDS`)."""
+    column that gives ``KeptClip.caption`` (one of :data:`CAPTION_FIELDS`).
+
+    A caption that a check flagged (``caption_flags``: truncated, repetition, refusal, language) is skipped unless
+    ``include_flagged`` (``rushes train --include-flagged-captions``)."""
     if field not in CAPTION_FIELDS:
         raise ValueError(f"caption field {field!r} is not one of {', '.join(CAPTION_FIELDS)}")
-    caps = select.ok_captions(out, captioner=captioner, prompt_version=prompt_version)
+    caps = select.ok_captions(out, captioner=captioner, prompt_version=prompt_version,
+                              include_flagged=include_flagged)
     caps = caps.filter(pc.invert(pc.is_null(caps.column(field))))
     text = dict(zip(caps.column("clip_id").to_pylist(), caps.column(field).to_pylist()))
     videos = _videos(out)
     rows = sorted((r for r in _kept_rows(out) if r["clip_id"] in text), key=lambda r: r["clip_id"])
     if not rows:
         raise ValueError(f"no kept clip with an ok {field} in {out}: run `rushes curate` and `rushes caption` "
-                         f"first (or check --captioner/--prompt-version)")
+                         f"first (or check --captioner/--prompt-version; flagged captions count only with "
+                         f"--include-flagged-captions)")
     return [locate(out, r, videos.get(r["video_id"]), caption=text[r["clip_id"]]) for r in rows[:limit]]

@@ -11,15 +11,21 @@ import pyarrow as pa
 
 KINDS = ("videos", "clips", "captions")
 
-SCHEMA_VERSIONS = {"videos": 4, "clips": 5, "captions": 1}
+SCHEMA_VERSIONS = {"videos": 4, "clips": 5, "captions": 2}
 
 # Nullable columns added after a kind's first version, with the version that added them: a part written by an
 # older rushes lacks them and reads as null there (every other missing column is an error).
 _GUARD_COLUMNS = ("nsfw", "face_count", "face_area_frac", "watermark_text", "watermark_static", "invisible_mark",
                   "invisible_mark_match", "pdq", "c2pa_present", "c2pa_claim_generator", "c2pa_source_type",
                   "c2pa_valid", "guard_models")
+# Captions v2 (engines, windows, integrity checks, structured fields): every new column is nullable.
+CAPTION_COLUMNS_V2 = ("subjects", "action", "lighting", "style", "window_start_s", "window_end_s", "engine",
+                      "engine_version", "frames_sha256", "finish_reason", "flag_empty", "flag_truncated",
+                      "flag_repetition", "flag_refusal", "flag_language", "caption_flags", "caption_language",
+                      "attempts", "sampling")
 ADDED_IN = {"videos": {"path_bytes": 3, "kind": 4},
-            "clips": {"kind": 4, **dict.fromkeys(_GUARD_COLUMNS, 4), "camera_shake": 5}}
+            "clips": {"kind": 4, **dict.fromkeys(_GUARD_COLUMNS, 4), "camera_shake": 5},
+            "captions": dict.fromkeys(CAPTION_COLUMNS_V2, 2)}
 
 KIND_DOC = ("'video', or 'image' for a still image curated as a one-frame clip (jpg, png, webp, bmp, tiff); null "
             "in parts written before stills were curated: a video")
@@ -181,22 +187,51 @@ CLIPS = pa.schema(
 
 CAPTIONS = pa.schema(
     [
-        _f("caption_id", pa.string(), "deterministic id: hash of clip_id, captioner and prompt_version", nullable=False),
+        _f("caption_id", pa.string(), "deterministic id: hash of clip_id, captioner and prompt_version (and the "
+           "window's span for a window caption)", nullable=False),
         _f("clip_id", pa.string(), "captioned clip (clips.clip_id)", nullable=False),
         _f("caption", pa.string(), "dense caption"),
         _f("caption_short", pa.string(), "one-sentence caption"),
         _f("caption_json", pa.string(), "raw structured output (JSON) for structured prompts"),
         _f("camera_motion_text", pa.string(), "camera motion as described by the model (structured prompt)"),
         _f("shot_type", pa.string(), "shot type as described by the model (structured prompt)"),
+        _f("subjects", pa.string(), "main subjects as described by the model (structured prompt; a list is joined "
+           "with '; ')"),
+        _f("action", pa.string(), "the action over time as described by the model (structured prompt)"),
+        _f("lighting", pa.string(), "lighting as described by the model (structured prompt)"),
+        _f("style", pa.string(), "visual style as described by the model (structured prompt)"),
+        _f("window_start_s", pa.float64(), "start of the captioned time window in source-video seconds (the base "
+           "of clips.start_s and frame_times_s); null for the clip-level caption", "s"),
+        _f("window_end_s", pa.float64(), "end of the captioned time window (exclusive), source-video seconds; null "
+           "for the clip-level caption", "s"),
         _f("captioner", pa.string(), "model id@revision"),
-        _f("prompt_version", pa.string(), "versioned prompt name, e.g. dense-v1"),
+        _f("prompt_version", pa.string(), "versioned prompt name, e.g. dense-v1; a --prompt-file adds "
+           "'+file-<sha256 prefix of its text>'"),
+        _f("engine", pa.string(), "what ran the model: transformers, vllm or openai (an OpenAI-compatible endpoint)"),
+        _f("engine_version", pa.string(), "the engine's version: 'transformers 5.x', 'vllm 0.x', or for openai "
+           "the server's Server header and system_fingerprint"),
         _f("frames_used", pa.int32(), "frames given to the model", "frames"),
         _f("frame_times_s", pa.list_(pa.float64()), "PTS of the frames given to the model", "s"),
+        _f("frames_sha256", pa.string(), "sha256 of the exact frames the model was given: b'TxHxWx3:' then the "
+           "(T, H, W, 3) uint8 RGB bytes (what a misassigned caption is caught by)"),
         _f("input_tokens", pa.int32(), "prompt tokens including visual tokens", "tokens"),
         _f("output_tokens", pa.int32(), "generated tokens", "tokens"),
         _f("generate_s", pa.float64(), "generation wall time attributed to this clip", "s"),
+        _f("finish_reason", pa.string(), "why generation stopped: stop (end of sequence) or length (the token limit)"),
+        _f("flag_empty", pa.bool_(), "check: the caption is empty (such a row is status error)"),
+        _f("flag_truncated", pa.bool_(), "check: generation stopped at the token limit (--max-new-tokens)"),
+        _f("flag_repetition", pa.bool_(), "check: the caption loops (repeated word 3-grams or a repeating tail)"),
+        _f("flag_refusal", pa.bool_(), "check: the model refused or said it cannot see the video"),
+        _f("flag_language", pa.bool_(), "check: the caption is not in --language (null when no language was asked)"),
+        _f("caption_flags", pa.string(), "';'-joined failed checks (empty, truncated, repetition, refusal, "
+           "language); null when every check passed. Training selection skips flagged captions"),
+        _f("caption_language", pa.string(), "language detected in the caption (ISO 639-1), null when unsure"),
+        _f("attempts", pa.int32(), "generations tried: 2 when a flagged caption was retried with another seed", ""),
+        _f("sampling", pa.string(), "JSON of the sampling of the kept generation: temperature, top_p, "
+           "max_new_tokens, seed"),
         _f("status", pa.string(), "'ok' or 'error'", nullable=False),
-        _f("error_stage", pa.string(), "stage that failed: frames, generate, parse"),
+        _f("error_stage", pa.string(), "stage that failed: frames, generate (a failed request or an empty caption), "
+           "parse"),
         _f("error_message", pa.string(), "what went wrong, naming the clip and the fix"),
         *_PROVENANCE,
     ]

@@ -16,14 +16,21 @@ def kept_clips(run_dir: str | os.PathLike) -> pa.Table:
     return clips.filter(pc.equal(clips.column("keep"), True))
 
 
-def ok_captions(run_dir: str | os.PathLike, captioner: str | None = None,
-                prompt_version: str | None = None) -> pa.Table:
+def ok_captions(run_dir: str | os.PathLike, captioner: str | None = None, prompt_version: str | None = None,
+                include_flagged: bool = True, windows: bool = False) -> pa.Table:
     """Captions with ``status = 'ok'``, optionally of one captioner and prompt version.
 
-    When several versions exist for a clip and none is asked for, the newest row per clip wins.
+    Clip-level captions (``window_start_s`` null) unless ``windows``, then the window captions only.
+    ``include_flagged=False`` drops captions a check flagged (``caption_flags`` not null: truncated, repetition,
+    refusal, language). When several versions exist for a clip (or a window) and none is asked for, the newest
+    row wins.
     """
     caps = store.read(run_dir, "captions", missing_ok=False)
     mask = pc.equal(caps.column("status"), "ok")
+    level = pc.is_null(caps.column("window_start_s"))
+    mask = pc.and_(mask, pc.invert(level) if windows else level)
+    if not include_flagged:
+        mask = pc.and_(mask, pc.is_null(caps.column("caption_flags")))
     if captioner is not None:
         mask = pc.and_(mask, pc.equal(caps.column("captioner"), captioner))
     if prompt_version is not None:
@@ -31,10 +38,11 @@ def ok_captions(run_dir: str | os.PathLike, captioner: str | None = None,
     caps = caps.filter(mask)
     if caps.num_rows == 0:
         return caps
-    order = pc.sort_indices(caps, sort_keys=[("clip_id", "ascending"), ("created_at", "descending")])
+    keys = ["clip_id", "window_start_s", "window_end_s"] if windows else ["clip_id"]
+    order = pc.sort_indices(caps, sort_keys=[*((k, "ascending") for k in keys), ("created_at", "descending")])
     caps = caps.take(order)
-    clip_ids = caps.column("clip_id").to_pylist()
-    first = [i for i, c in enumerate(clip_ids) if i == 0 or clip_ids[i - 1] != c]
+    ids = list(zip(*(caps.column(k).to_pylist() for k in keys)))
+    first = [i for i, key in enumerate(ids) if i == 0 or ids[i - 1] != key]
     return caps.take(pa.array(first, type=pa.int64()))
 
 

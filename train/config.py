@@ -154,6 +154,9 @@ class DataConfig:
                              cli=False)
     captioner: str | None = setting(None, "use captions of this captioner only", shown="the newest per clip")
     prompt_version: str | None = setting(None, "use captions of this prompt version only", shown="any")
+    include_flagged_captions: bool = setting(False, "also train on captions a check flagged (caption_flags: "
+                                             "truncated, repetition, refusal, language), which are skipped "
+                                             "by default")
     limit: int | None = setting(None, "use at most this many clips, a quick trial", ge=1, shown="all")
     where: str | None = setting(None, "train only on clips whose clips-manifest row satisfies this DuckDB condition, "
                                 "e.g. \"motion_mean > 0.01 AND duration_s >= 3\" (columns of the clips manifest, plus "

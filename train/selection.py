@@ -85,7 +85,8 @@ def select_clips(out_dirs: Sequence[str | os.PathLike], data_cfg) -> Selection:
     chosen: dict[str, KeptClip] = {}
     per_run = []
     for out in out_dirs:
-        clips = captioned_clips(out, data_cfg.captioner, data_cfg.prompt_version)
+        clips = captioned_clips(out, data_cfg.captioner, data_cfg.prompt_version,
+                                include_flagged=data_cfg.include_flagged_captions)
         if data_cfg.where:
             keep = matching_ids(out, data_cfg.where, {c.clip_id: c.caption for c in clips})
             clips = [c for c in clips if c.clip_id in keep]

@@ -93,11 +93,12 @@ def _save_generation(model, tok, eos: list[int], pad: int, out: Path) -> None:
 
 
 def build_tiny_qwen25_vl(out: str | os.PathLike, text_layers: int = 2, hidden: int = 64,
-                         max_pixels: int = 56 * 56, seed: int = 0) -> Path:
+                         max_pixels: int = 56 * 56, seed: int = 0, heads: int = 4) -> Path:
     """Write a random-weight Qwen2.5-VL (model, Qwen2Tokenizer, Qwen2VL image/video processors, chat template).
 
     Frames are resized by the processor to at most ``max_pixels`` pixels (multiples of 28), so a 56x56
-    frame pair is 4 visual tokens. ``text_layers``/``hidden`` size the language model (bench uses more).
+    frame pair is 4 visual tokens. ``text_layers``/``hidden``/``heads`` size the language model (bench uses more;
+    Qwen2.5-VL-7B's is 28 x 3584 with 28 heads of 128).
     """
     import torch
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
@@ -109,7 +110,6 @@ def build_tiny_qwen25_vl(out: str | os.PathLike, text_layers: int = 2, hidden: i
                          unk_token="<|endoftext|>", extra_special_tokens=QWEN_SPECIAL[1:])
     tok.padding_side = "left"
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
-    heads = 4
     head_dim = hidden // heads
     unit = head_dim // 16  # real Qwen: head_dim 128 -> mrope_section [16, 24, 24], sums to head_dim // 2
     text = dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,

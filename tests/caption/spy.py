@@ -62,7 +62,7 @@ class SpyCaptioner(Captioner):
         self.calls: list[dict] = []
         self.processor = _ProcessorProxy(self.processor, self.calls)
 
-    def generate(self, clips, prompt_text):
+    def generate(self, clips, prompt_text, sampling=None):
         import torch
 
         if self.oom_above and len(clips) > self.oom_above:
@@ -70,12 +70,12 @@ class SpyCaptioner(Captioner):
             raise torch.OutOfMemoryError(f"fake OOM for a batch of {len(clips)}")
         if self.fail_level is not None and any(self.fail_level in levels(c.rgb) for c in clips):
             raise RuntimeError(f"fake generation failure on level {self.fail_level}")
-        gens = super().generate(clips, prompt_text)
+        gens = super().generate(clips, prompt_text, sampling)
         call = self.calls[-1]
         self._log(call)
         empty = self.empty_level
-        return [Generation("" if empty is not None and empty in lv else f"{lv} {g.text}", g.input_tokens, g.output_tokens)
-                for lv, g in zip(call["levels"], gens)]
+        return [Generation("" if empty is not None and empty in lv else f"{lv} {g.text}", g.input_tokens,
+                           g.output_tokens, g.finish_reason, g.engine_version) for lv, g in zip(call["levels"], gens)]
 
     def _log(self, record: dict) -> None:
         if self.log_path:

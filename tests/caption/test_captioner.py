@@ -88,7 +88,7 @@ def test_families_without_video_input_get_frames_as_images(grey_video, qwen_cfg)
 
 def test_actor_halves_batches_on_oom_and_records_per_clip_failures(tmp_path, grey_video, tiny_vlms, qwen_cfg):
     log = tmp_path / "spy.jsonl"
-    cfg = preset("debug", model=str(tiny_vlms["qwen2_5_vl"]), batch_size=4)
+    cfg = preset("debug", model=str(tiny_vlms["qwen2_5_vl"]), batch_size=4, retry_flagged=False)
     actor = CaptionActor(cfg, resolve_model(cfg), "dense-v1", "cfg", {"rushes": "x"},
                          captioner_cls=spy.make_spy(log, oom_above=1, fail_level=130))
     spans = [(0, 2), (2, 4), (4, 6), (6, 8)]

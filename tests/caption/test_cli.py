@@ -12,7 +12,9 @@ from rushes.manifests import store
 from rushes.testing.cli_help import help_problems, subparser
 
 FLAGS = ("--model", "--prompt", "--frames", "--fps", "--batch-size", "--concurrency", "--num-gpus",
-         "--max-new-tokens", "--limit", "--dry-run", "--trust-remote-code", "--address", "--revision", "--preset")
+         "--max-new-tokens", "--limit", "--dry-run", "--trust-remote-code", "--address", "--revision", "--preset",
+         "--engine", "--endpoint", "--api-key-env", "--request-concurrency", "--request-timeout-s", "--request-retries",
+         "--window-s", "--language", "--no-retry-flagged", "--prompt-file", "--temperature", "--top-p", "--seed")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -39,7 +39,7 @@ def test_dense_output_gives_caption_and_first_sentence():
 
 
 def test_structured_output_is_validated():
-    prompt = get_prompt("structured")
+    prompt = get_prompt("structured-v1")
     obj = {"short_caption": "A dog runs.", "dense_caption": "A brown dog runs across a field.",
            "camera_motion": "pan right", "shot_type": "wide"}
     parsed = parse_output(prompt, "Here you go:\n```json\n" + json.dumps(obj) + "\n```")
@@ -50,3 +50,32 @@ def test_structured_output_is_validated():
                 json.dumps({k: v for k, v in obj.items() if k != "camera_motion"})):
         with pytest.raises(ParseError):
             parse_output(prompt, bad)
+
+
+def test_structured_v2_fields_parse_into_columns():
+    prompt = get_prompt("structured")
+    assert prompt.version == "structured-v2"
+    obj = {"short_caption": "A dog runs.", "dense_caption": "A brown dog runs across a field at dusk.",
+           "subjects": ["a brown dog", " a red ball "], "action": "the dog chases the ball, then stops",
+           "shot_type": "wide", "camera_motion": "pan right", "lighting": "golden hour", "style": "live action"}
+    parsed = parse_output(prompt, json.dumps(obj))
+    assert (parsed.subjects, parsed.action, parsed.lighting, parsed.style) == (
+        "a brown dog; a red ball", obj["action"], "golden hour", "live action")
+    assert (parsed.shot_type, parsed.camera_motion_text) == ("wide", "pan right")
+    with pytest.raises(ParseError, match="lighting"):
+        parse_output(prompt, json.dumps({**obj, "lighting": ""}))
+    # v1 rows keep parsing with v1's four fields.
+    assert parse_output(get_prompt("structured-v1"), json.dumps(obj)).subjects is None
+
+
+def test_a_prompt_file_is_versioned_by_its_text():
+    own = get_prompt("dense", text="Say what happens in this clip.")
+    again = get_prompt("dense", text="Say what happens in this clip.")
+    other = get_prompt("dense", text="Say what happens in this clip!")
+    assert own.version == again.version and own.version.startswith("dense-v1+file-") and other.version != own.version
+    assert own.text == "Say what happens in this clip." and not own.structured
+    structured = get_prompt("structured", text='Answer with JSON: {"short_caption": ...}')
+    assert structured.structured and structured.fields == get_prompt("structured").fields
+    assert get_prompt(own.version, text=own.text).version == own.version
+    with pytest.raises(ValueError, match="--prompt-file"):
+        get_prompt(own.version)

@@ -142,3 +142,45 @@ def test_a_part_of_an_older_schema_reads_without_the_columns_added_since(tmp_pat
     pq.write_table(table, tmp_path / "videos" / "part-old.parquet")  # metadata says v3
     with pytest.raises(store.ManifestError, match="missing \\['path_bytes'\\]"):
         store.read(tmp_path, "videos")
+
+
+def test_training_selection_skips_flagged_captions_and_window_captions_unless_asked(tmp_path):
+    from rushes.manifests.clips import captioned_clips
+    from rushes.testing.train_manifests import Clip, write_manifest
+
+    write_manifest(tmp_path, [Clip("/v.mp4", 0, 8, 64, 48, "clean"), Clip("/v.mp4", 8, 12, 64, 48, "loop")])
+    now = manifests.now_utc()
+    manifests.write_part(tmp_path, "captions", [
+        {"caption_id": "f", "clip_id": "clip0001", "caption": "loop loop", "status": "ok", "created_at": now,
+         "caption_flags": "repetition", "flag_repetition": True},
+        {"caption_id": "w", "clip_id": "clip0000", "caption": "first window", "status": "ok", "created_at": now,
+         "window_start_s": 0.0, "window_end_s": 4.0}], part_name="part-1")
+    # The newest caption of clip0001 is flagged: training falls back to its older clean one ("loop").
+    assert {c.clip_id: c.caption for c in captioned_clips(tmp_path)} == {"clip0000": "clean", "clip0001": "loop"}
+    assert {c.clip_id: c.caption for c in captioned_clips(tmp_path, include_flagged=True)}["clip0001"] == "loop loop"
+    assert ok_captions(tmp_path, include_flagged=False).column("caption_id").to_pylist() == ["cap0000", "cap0001"]
+    windows = ok_captions(tmp_path, windows=True)
+    assert windows.column("caption").to_pylist() == ["first window"] and windows["window_end_s"][0].as_py() == 4.0
+    import shutil
+
+    shutil.rmtree(tmp_path / "captions")  # only flagged captions left: none to train on, and the error says how
+    manifests.write_part(tmp_path, "captions", [
+        {"caption_id": "g", "clip_id": "clip0000", "caption": "truncated", "status": "ok", "created_at": now,
+         "caption_flags": "truncated"}], part_name="part-0")
+    with pytest.raises(ValueError, match="--include-flagged-captions"):
+        captioned_clips(tmp_path)
+
+
+def test_a_captions_part_of_schema_v1_reads_with_the_new_columns_null(tmp_path):
+    import pyarrow.parquet as pq
+
+    from rushes.manifests.schema import ADDED_IN
+
+    table = manifests.conform([{"caption_id": "a", "clip_id": "c0", "caption": "x", "status": "ok"}], "captions")
+    old = table.drop_columns(list(ADDED_IN["captions"]))
+    (tmp_path / "captions").mkdir()
+    pq.write_table(old.replace_schema_metadata({b"rushes.kind": b"captions", b"rushes.schema_version": b"1"}),
+                   tmp_path / "captions" / "part-old.parquet")
+    got = store.read(tmp_path, "captions")
+    assert got.column("caption_flags").to_pylist() == [None] and got.column("window_start_s").null_count == 1
+    assert ok_captions(tmp_path, include_flagged=False).num_rows == 1
