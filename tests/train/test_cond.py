@@ -1,0 +1,90 @@
+"""Conditioning through per-token timesteps (issue 24 item 1): tokens marked ``cond`` are given clean, at t = 0.
+
+Proved in float64: without conditioned tokens the per-token path computes exactly the per-clip path; a clip with
+every token conditioned computes the clip at t = 0; conditioning one clip of a pack leaves the others unchanged;
+and the Wan model equals diffusers' WanTransformer3DModel given a timestep per token (Wan 2.2 TI2V's input)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rushes.testing.tiny import save_tiny_wan_transformer
+from rushes.testing.wan import cond_tokens, diffusers_on_clip, rushes_on_clips
+from rushes.train.config import ModelConfig
+from rushes.train.model import DiffusionTransformer, token_slots
+from rushes.train.wan import build_transformer, model_config, transformer_config
+
+TOL = 1e-10
+
+
+def _native():
+    torch.manual_seed(0)
+    cfg = ModelConfig(patch_size=(1, 2, 2), hidden_size=32, depth=2, num_heads=2, in_channels=3, text_dim=16)
+    model = DiffusionTransformer(cfg).double().eval()
+    with torch.no_grad():  # adaLN-zero starts as the identity: randomise so every path is exercised
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def _clips(channels=3, text_dim=16):
+    g = torch.Generator().manual_seed(2)
+    out = []
+    for (t, h, w), lt, tv in [((3, 4, 6), 5, 0.73), ((1, 2, 2), 1, 0.05), ((4, 2, 8), 3, 0.91)]:
+        out.append({"video": torch.randn(channels, t, h, w, generator=g, dtype=torch.float64),
+                    "text": torch.randn(lt, text_dim, generator=g, dtype=torch.float64), "t": tv})
+    return out
+
+
+def test_token_slots_route_conditioned_tokens_to_timestep_zero():
+    t = torch.tensor([[0.25, 0.75]])
+    seq = torch.tensor([[0, 0, 1, 1, -1]])
+    cond = torch.tensor([[True, False, False, True, True]])
+    table, idx = token_slots(t, seq, cond)
+    assert torch.gather(table, 1, idx).tolist() == [[0.0, 0.25, 0.75, 0.0, 0.25]]  # padding: slot 0, never conditioned
+    assert token_slots(t, seq, None)[0] is t
+
+
+def test_native_without_conditioned_tokens_is_the_per_clip_path():
+    model, clips = _native(), _clips()
+    per_clip = rushes_on_clips(model, clips, per_token=False)
+    per_token = rushes_on_clips(model, clips, per_token=True)  # a mask, all False
+    for a, b in zip(per_clip, per_token):
+        assert a.abs().max() > 0.1 and (a - b).abs().max() <= 1e-13
+
+
+def test_native_conditioned_clip_is_that_clip_at_t0_and_leaves_others_alone():
+    model, clips = _native(), _clips()
+    base = rushes_on_clips(model, clips)
+    clips[0]["cond_frames"] = [0, 1, 2]  # every frame of clip 0: it is the clip at t = 0
+    clips[2]["cond_frames"] = [0]  # the first frame of clip 2 (image-to-video)
+    got = rushes_on_clips(model, clips, per_token=True)
+    at_zero = rushes_on_clips(model, [{**clips[0], "t": 0.0}])[0]
+    assert (got[0] - at_zero).abs().max() <= TOL and (got[0] - base[0]).abs().max() > 1e-3
+    assert (got[1] - base[1]).abs().max() <= TOL  # an unconditioned clip of the pack: unchanged
+    assert (got[2] - base[2]).abs().max() > 1e-3  # conditioning reached clip 2's other frames too
+
+
+@pytest.fixture(scope="module")
+def wan(tmp_path_factory):
+    from diffusers import WanTransformer3DModel
+
+    folder = save_tiny_wan_transformer(tmp_path_factory.mktemp("wan") / "tiny-wan")
+    config, sub = transformer_config(folder)
+    ours = build_transformer(model_config(config, ModelConfig(), folder, sub)).double().eval()
+    ref = WanTransformer3DModel.from_pretrained(folder, torch_dtype=torch.float64).double().eval()
+    return ours, ref
+
+
+def test_wan_per_token_timesteps_equal_diffusers_ti2v_input(wan):
+    ours, ref = wan
+    clips = _clips(channels=4, text_dim=32)
+    clips[0]["cond_frames"], clips[2]["cond_frames"] = [0], [0, 3]  # image-to-video; first and last frame
+    got = rushes_on_clips(ours, clips, per_token=True)
+    for g, clip in zip(got, clips):
+        want = diffusers_on_clip(ref, clip)
+        assert want.abs().max() > 0.1 and (g - want).abs().max() <= TOL
+    plain = rushes_on_clips(ours, [clips[1]])[0]  # no conditioned token: the per-clip path, to the bit
+    assert (got[1] - plain).abs().max() <= 1e-13
+    assert cond_tokens((4, 1, 4), [0, 3]).sum() == 8
