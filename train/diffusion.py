@@ -44,13 +44,15 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, t_tok: torch.Tensor) -> tor
     return (1.0 - t) * x0 + t * noise
 
 
-def per_clip_loss(pred: torch.Tensor, target: torch.Tensor, seq: torch.Tensor, num_slots: int) -> torch.Tensor:
+def per_clip_loss(pred: torch.Tensor, target: torch.Tensor, seq: torch.Tensor, num_slots: int,
+                  cond: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error of each clip slot, (B, S); slots without tokens get 0.
 
-    pred/target (B, L, P); seq (B, L) slot per token, -1 for padding (ignored).
+    pred/target (B, L, P); seq (B, L) slot per token, -1 for padding (ignored); cond (B, L) bool: conditioning
+    tokens (given clean), ignored too.
     """
     err = (pred.float() - target.float()).pow(2).mean(-1)  # (B, L)
-    valid = seq >= 0
+    valid = seq >= 0 if cond is None else (seq >= 0) & ~cond
     idx = seq.clamp(min=0)
     sums = torch.zeros(seq.shape[0], num_slots, device=err.device).scatter_add(1, idx, err * valid)  # (B, S)
     counts = torch.zeros_like(sums).scatter_add(1, idx, valid.float())  # (B, S)
@@ -65,11 +67,13 @@ def mean_over_clips(losses: torch.Tensor, slot_used: torch.Tensor) -> torch.Tens
 def training_loss(velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: torch.Tensor,
                   seq: torch.Tensor, slot_tokens: torch.Tensor, generator: torch.Generator,
                   mean: float = 0.0, std: float = 1.0, base_tokens: int = 256, max_shift: float = 6.0,
-                  t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  t: torch.Tensor | None = None, noise: torch.Tensor | None = None,
+                  cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rectified-flow loss of one packed batch.
 
     ``velocity_fn(x_t, t)`` returns the predicted velocity (B, L, P) given noisy tokens and timesteps per
-    slot (B, S). ``slot_tokens`` (B, S) counts each clip's tokens (0 = unused slot) and sets its shift.
+    slot (B, S). ``cond`` (B, L) bool marks conditioning tokens: given clean (x0, timestep 0: the caller passes
+    the same mask to the model) and left out of the loss; the noise is drawn for every token either way. ``slot_tokens`` (B, S) counts each clip's tokens (0 = unused slot) and sets its shift.
     ``t``/``noise`` may be given (validation at fixed timesteps); otherwise they are drawn from ``generator``.
     Returns (scalar loss, per-clip losses (B, S)).
     """
@@ -78,9 +82,12 @@ def training_loss(velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tens
         t = sample_timesteps(slot_tokens.shape, generator, mean, std, shift, device="cpu").to(x0.device)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device="cpu", dtype=torch.float32).to(x0)
-    x_t = add_noise(x0, noise, per_token(t, seq))  # (B, L, P)
+    t_tok = per_token(t, seq)  # (B, L)
+    if cond is not None:
+        t_tok = t_tok.masked_fill(cond, 0.0)  # conditioning tokens: clean
+    x_t = add_noise(x0, noise, t_tok)  # (B, L, P)
     pred = velocity_fn(x_t, t)  # (B, L, P)
-    losses = per_clip_loss(pred, noise - x0, seq, slot_tokens.shape[1])  # (B, S)
+    losses = per_clip_loss(pred, noise - x0, seq, slot_tokens.shape[1], cond)  # (B, S)
     return mean_over_clips(losses, slot_tokens > 0), losses
 
 

@@ -88,3 +88,64 @@ def test_wan_per_token_timesteps_equal_diffusers_ti2v_input(wan):
     plain = rushes_on_clips(ours, [clips[1]])[0]  # no conditioned token: the per-clip path, to the bit
     assert (got[1] - plain).abs().max() <= 1e-13
     assert cond_tokens((4, 1, 4), [0, 3]).sum() == 8
+
+
+# ---- the mix in training ----------------------------------------------------------------------------------------
+
+
+def test_cond_mix_parses_and_names_the_fix():
+    from rushes.train.config import DataConfig, parse_cond_mix
+    from rushes.settings import SettingValueError
+
+    assert parse_cond_mix("t2v=3,i2v=1") == {"t2v": 0.75, "i2v": 0.25, "extend": 0.0, "firstlast": 0.0}
+    for bad, words in [("t2v=1,v2v=1", "TASK one of"), ("t2v=x", "not a number"), ("t2v=0", "no task"),
+                       ("i2v=-1", ">= 0")]:
+        with pytest.raises(SettingValueError, match=words):
+            DataConfig(cond_mix=bad)
+
+
+def test_tasks_give_the_frames_they_name_and_draws_repeat():
+    from rushes.train.conditioning import cond_frames, pack_cond, task_rng
+
+    rng = task_rng(0, 0, 0)
+    assert cond_frames("i2v", 4, rng) == [0] and cond_frames("firstlast", 4, rng) == [0, 3]
+    assert all(1 <= len(cond_frames("extend", 4, rng)) <= 3 for _ in range(50))
+    assert cond_frames("i2v", 1, rng) == [] and cond_frames("firstlast", 2, rng) == []  # too short: t2v
+    grids = [(4, 2, 3), (3, 2, 2), (1, 4, 4)]
+    masks = [pack_cond(grids, 64, "i2v=1", task_rng(5, 7, p)) for p in range(2)]
+    assert masks[0][0, :6].all() and not masks[0][0, 6:24].any() and masks[0][0, 24:28].all()
+    assert not masks[0][0, 36:].any()  # the one-frame clip (a still) and padding: never given
+    a, b = (pack_cond(grids, 64, "t2v=1,extend=1,firstlast=1", task_rng(5, s, 0)) for s in (9, 9))
+    assert (a is None and b is None) or torch.equal(a, b)  # a function of seed, step and pack: resume draws it again
+    assert pack_cond(grids, 64, "t2v=1", task_rng(0, 0, 0)) is None
+
+
+def test_conditioning_tokens_are_clean_and_out_of_the_loss_and_the_counts():
+    from rushes.train.diffusion import training_loss
+    from rushes.train.packing import PackedBatch
+    from rushes.train.throughput import batch_flops
+
+    x0 = torch.randn(1, 10, 4)
+    seq = torch.tensor([[0] * 6 + [1] * 3 + [-1]])
+    cond = torch.zeros(1, 10, dtype=torch.bool)
+    cond[0, :2] = True
+    seen = {}
+
+    def velocity(x_t, t, junk=0.0):
+        seen["x_t"] = x_t
+        out = torch.zeros_like(x_t)
+        out[0, :2] = junk  # any prediction on conditioning tokens
+        return out
+
+    slot_tokens = torch.tensor([[6, 3]])
+    runs = [training_loss(lambda x, t, j=j: velocity(x, t, j), x0, seq, slot_tokens, torch.Generator().manual_seed(0),
+                          cond=cond)[0] for j in (0.0, 100.0)]
+    assert torch.equal(runs[0], runs[1])  # the loss never reads them
+    assert torch.equal(seen["x_t"][0, :2], x0[0, :2]) and not torch.equal(seen["x_t"][0, 2:9], x0[0, 2:9])
+    cfg = ModelConfig(patch_size=(1, 2, 2), hidden_size=32, depth=2, num_heads=2, in_channels=1, text_dim=16)
+    mask = torch.ones(1, 2, 3, dtype=torch.bool)
+    batch = PackedBatch(x0, torch.zeros(1, 10, 3, dtype=torch.long), seq, torch.zeros(1, 2, 3, 16), mask, slot_tokens,
+                        ["a", "b"], [(3, 1, 2), (3, 1, 1)], cond)
+    plain = PackedBatch(x0[:, :7], torch.zeros(1, 7, 3, dtype=torch.long), seq[:, 2:9], torch.zeros(1, 2, 3, 16), mask,
+                        torch.tensor([[4, 3]]), ["a", "b"], [(2, 1, 2), (3, 1, 1)])
+    assert batch.real_tokens == 7 and batch_flops(cfg, batch) == batch_flops(cfg, plain)
