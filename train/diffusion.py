@@ -91,22 +91,29 @@ def training_loss(velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tens
     return mean_over_clips(losses, slot_tokens > 0), losses
 
 
-def sample_schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
-    """Timesteps from 1 (noise) to 0 (data), ``steps + 1`` values, shifted like training."""
-    return shift_timesteps(torch.linspace(1.0, 0.0, steps + 1), shift)
+def sample_schedule(steps: int, shift: float = 1.0, start: float = 1.0) -> torch.Tensor:
+    """Timesteps from 1 (noise) to 0 (data), ``steps + 1`` values, shifted like training. ``start`` < 1 (SDEdit:
+    integrate from a noised input): ``start`` then the schedule's timesteps below it, the same from there on (0:
+    no step at all, 1: the whole schedule)."""
+    ts = shift_timesteps(torch.linspace(1.0, 0.0, steps + 1), shift)
+    if start >= 1.0:
+        return ts
+    return torch.cat([torch.tensor([float(start)]), ts[ts < start]])
 
 
 @torch.no_grad()
 def euler_sample(velocity_fn: Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor], noise: torch.Tensor,
-                 num_slots: int, steps: int = 30, shift: float = 1.0, guidance: float = 1.0) -> torch.Tensor:
-    """Integrate dx/dt = v from t = 1 (``noise``) to t = 0 with Euler steps; returns x0 (same shape).
+                 num_slots: int, steps: int = 30, shift: float = 1.0, guidance: float = 1.0,
+                 start: float = 1.0) -> torch.Tensor:
+    """Integrate dx/dt = v from t = ``start`` (1: ``noise`` is pure noise; below 1: ``noise`` is the input noised
+    to ``start``, SDEdit) to t = 0 with Euler steps; returns x0 (same shape).
 
     ``velocity_fn(x_t, t, conditional)`` gives the velocity with (True) or without (False) the caption;
     with ``guidance`` != 1 the two are combined by classifier-free guidance: v_u + g (v_c - v_u).
     """
     x = noise
-    ts = sample_schedule(steps, shift)
-    for i in range(steps):
+    ts = sample_schedule(steps, shift, start)
+    for i in range(len(ts) - 1):
         t = torch.full((x.shape[0], num_slots), float(ts[i]), device=x.device)  # (B, S)
         v = velocity_fn(x, t, True)
         if guidance != 1.0:
@@ -142,9 +149,13 @@ def unipc_sample(velocity_fn: Callable[[torch.Tensor, torch.Tensor, bool], torch
 
 
 def flow_sample(velocity_fn, noise: torch.Tensor, num_slots: int, steps: int = 30, shift: float = 1.0,
-                guidance: float = 1.0, solver: str = "euler") -> torch.Tensor:
-    """Sample with ``solver``: ``euler`` (:func:`euler_sample`) or ``unipc`` (:func:`unipc_sample`)."""
+                guidance: float = 1.0, solver: str = "euler", start: float = 1.0) -> torch.Tensor:
+    """Sample with ``solver``: ``euler`` (:func:`euler_sample`) or ``unipc`` (:func:`unipc_sample`); ``start`` < 1
+    (an edit from a noised input) with euler only."""
     if solver not in SOLVERS:
         raise ValueError(f"solver {solver!r} is not known; use {' or '.join(SOLVERS)}")
-    fn = euler_sample if solver == "euler" else unipc_sample
-    return fn(velocity_fn, noise, num_slots, steps=steps, shift=shift, guidance=guidance)
+    if solver == "euler":
+        return euler_sample(velocity_fn, noise, num_slots, steps=steps, shift=shift, guidance=guidance, start=start)
+    if start < 1.0:
+        raise ValueError("an edit (--strength below 1) integrates from a noised input with --solver euler; use it")
+    return unipc_sample(velocity_fn, noise, num_slots, steps=steps, shift=shift, guidance=guidance)
