@@ -253,7 +253,7 @@ def condition(inputs: Inputs, shape: Shape, cfg: RunConfig, vae=None) -> Given:
     frames given clean: an extended clip's last frames as the prefix (to a whole token frame), a still as the first
     frame, a last still as the last token frame. Read at the run's fps, fitted to ``shape``, VAE-encoded (a last
     still on its own: a causal VAE's latent of one frame)."""
-    h, w, frames, (gt, gh, gw) = shape.height_px, shape.width_px, shape.frames, shape.grid
+    h, w, frames, gt = shape.height_px, shape.width_px, shape.frames, shape.grid[0]
     pt, tf = cfg.model.patch_size[0], (vae.temporal_factor if vae else 1)
     fps = cfg.data.fps
     if pt != 1 and (inputs.image or inputs.last_image):
