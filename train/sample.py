@@ -205,13 +205,15 @@ class Sampler:
 def sample_video(run_dir, prompt: str, frames: int, size: tuple[int, int], steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, use_ema: bool = True, device=None,
                  negative_prompt: str = "", shift: float | None = None, solver: str = "euler",
-                 dtype: str = "auto") -> tuple[torch.Tensor, RunConfig]:
-    """Generate one clip for ``prompt``: video (3, T, H, W) in [-1, 1] and the run's config."""
+                 dtype: str = "auto", inputs: Inputs | None = None) -> tuple[torch.Tensor, RunConfig]:
+    """Generate one clip for ``prompt`` (from ``inputs``: a still, a clip to extend or edit, train/inputs.py):
+    video (3, T, H, W) in [-1, 1] and the run's config."""
     sampler = Sampler(run_dir, device, use_ema, dtype)
     shape = sampler.shape(frames, size)
+    given = sampler.given(inputs, shape)
     text, null_text = sampler.embed([prompt, negative_prompt])
     opts = SampleOptions(steps, guidance, shift, solver, negative_prompt)
-    return sampler.sample(text, null_text, shape, seed, opts), sampler.cfg
+    return sampler.sample(text, null_text, shape, seed, opts, given), sampler.cfg
 
 
 def output_paths(out: str | os.PathLike, count: int) -> list[Path]:
