@@ -171,3 +171,34 @@ def test_the_default_mix_leaves_text_to_video_as_good_as_a_text_to_video_run(foo
 
     mixed, plain = t2v_loss(_train(toks, DEFAULT_COND_MIX)), t2v_loss(_train(toks, "t2v=1"))
     assert mixed <= 1.05 * plain, (mixed, plain)
+
+
+def test_given_frames_in_a_causal_video_vae_latent_space(tmp_path):
+    from PIL import Image
+
+    from rushes.media.frames import write_video
+    from rushes.testing.tiny import save_tiny_vae
+    from rushes.train.encoders import Vae
+    from rushes.train.inputs import read_still
+
+    vae = Vae(save_tiny_vae(tmp_path / "wan", kind="wan"))  # 4x causal in time, 4x in space
+    torch.manual_seed(0)
+    model = DiffusionTransformer(ModelConfig(patch_size=(1, 2, 2), hidden_size=32, depth=1, num_heads=2,
+                                             in_channels=vae.channels, text_dim=8)).eval()
+    cfg, shape = _run_cfg(model), Shape(9, 32, 32, (3, 4, 4))  # 9 frames -> 3 latent frames of 4 x 4 tokens
+    rng = np.random.default_rng(1)
+    stills = []
+    for name in ("a.png", "b.png"):
+        stills.append(str(tmp_path / name))
+        Image.fromarray((rng.random((48, 40, 3)) * 255).astype(np.uint8)).save(stills[-1])
+    given = condition(Inputs(image=stills[0], last_image=stills[1]), shape, cfg, vae)
+    assert given.cond.view(3, 16).all(1).tolist() == [True, False, True]
+    for still, tokens in zip(stills, (given.tokens[:16], given.tokens[-16:])):  # each still's own latent frame
+        alone = patchify(vae.encode(to_video(read_still(still, 32, 32))), (1, 2, 2))[0]
+        assert torch.allclose(tokens, alone, atol=1e-5)
+    clip = tmp_path / "clip.mp4"
+    write_video(str(clip), (rng.random((12, 32, 32, 3)) * 255).astype(np.uint8), FPS, crf=0)
+    ext = condition(Inputs(video=str(clip), extend_s=4 / FPS), shape, cfg, vae)  # 5 frames kept: 2 latent frames
+    assert ext.cond.sum() == 32 and sorted(ext.keep) == [0, 1, 2, 3, 4]
+    out = generate(model, NULL, NULL, shape.grid, 3, 1.0, 1.0, seed=0, given=ext)
+    assert torch.equal(out[:32], ext.tokens[:32])
