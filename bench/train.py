@@ -1,6 +1,6 @@
 """Trainer benchmark: is data loading a bottleneck, and how much compute does packing save?
 
-    python bench/train.py [--steps 30] [--rounds 3] [--threads 1] [--only throughput,packing,attention,cross]
+    python bench/train.py [--steps 30] [--rounds 3] [--threads 1] [--only throughput,packing,attention,cross,cond]
 
 1. Throughput: real tokens/s of a full training step as the loop runs it (next pack from the loader,
    caption dropout, collate, forward, backward, clip, AdamW, EMA) against forward+backward alone on the
@@ -21,6 +21,9 @@
    latter through torch's default CPU kernel (blockwise: it takes the mask without materialising scores) and
    through the math kernel (scores materialised, as a kernel without mask support computes them); each in a
    fresh process (VmHWM reset just before the call), with the largest output difference on real tokens.
+5. Conditioning: seconds of a training step (train_step: forward, backward, AdamW, EMA) on the same packs with
+   every clip conditioned (``--cond-mix i2v=1,extend=1,firstlast=1``: a per-token timestep, given frames out of the
+   loss) against none (``t2v=1``, the per-clip path), one process, rounds interleaved (target <= 1.05x).
 """
 
 from __future__ import annotations
@@ -259,13 +262,49 @@ def cross_rows(tmp: Path, tokens: int = 16384, clips: int = 32, heads: int = 12)
                   f"{diff:.1e} |")
 
 
+def cond_rows(out: Path, root: Path, t5: str, steps: int, rounds: int) -> None:
+    """Conditioned against unconditioned step time on the same packs (section 5 of the module doc)."""
+    import copy
+
+    from rushes.train.conditioning import pack_cond, task_rng
+
+    device = torch.device("cpu")
+    print("\n| config | unconditioned step ms | conditioned step ms | conditioned / unconditioned |")
+    print("|---|---|---|---|")
+    for name, model_kw in [("tiny", {}), ("192-wide 4-block model", {"hidden_size": 192, "depth": 4})]:
+        cfg = preset("tiny").with_overrides(data={"text_encoder": t5}, model=model_kw)
+        prepared = load_data(out, root / f"run-cond-{name[:4]}", cfg, device)
+        from dataclasses import replace
+
+        cfg = replace(cfg, model=replace(cfg.model, in_channels=prepared.channels, text_dim=prepared.text_dim))
+        model = build_model(cfg, device).train()
+        ema = copy.deepcopy(model).requires_grad_(False)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, fused=True)
+        loader = PackLoader(prepared.examples, cfg.data.batch_tokens, seed=0)
+        batches = [collate(loader.next(), pad_multiple=cfg.data.pad_multiple) for _ in range(steps)]
+        conds = [pack_cond(b.grids, b.x0.shape[1], "i2v=1,extend=1,firstlast=1", task_rng(0, i, 0))
+                 for i, b in enumerate(batches)]
+        times = {"plain": 0.0, "cond": 0.0}
+        for r in range(rounds + 1):  # round 0 warms up
+            for kind in ("plain", "cond") if r % 2 else ("cond", "plain"):  # interleaved, alternating order
+                t0 = time.perf_counter()
+                for i, b in enumerate(batches):
+                    b.cond = conds[i] if kind == "cond" else None
+                    train_step(model, ema, opt, [b], [torch.Generator().manual_seed(i)], cfg, i)
+                if r:
+                    times[kind] += time.perf_counter() - t0
+        n = rounds * steps
+        print(f"| {name} | {1e3 * times['plain'] / n:.1f} | {1e3 * times['cond'] / n:.1f} | "
+              f"**{times['cond'] / times['plain']:.3f}x** (target <= 1.05x) |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30, help="training steps per round")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is stable on a shared machine)")
-    ap.add_argument("--only", default="throughput,packing,attention,cross",
-                    help="comma-separated sections to run: throughput, packing, attention, cross")
+    ap.add_argument("--only", default="throughput,packing,attention,cross,cond",
+                    help="comma-separated sections to run: throughput, packing, attention, cross, cond")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     only = set(args.only.split(","))
@@ -275,10 +314,14 @@ def main() -> None:
             attention_rows(root)
         if "cross" in only:
             cross_rows(root)
-        if not only & {"throughput", "packing"}:
+        if not only & {"throughput", "packing", "cond"}:
             return
         out = make_set(root)
         t5 = save_tiny_text_encoder(root / "t5")
+        if "cond" in only:
+            cond_rows(out, root, t5, args.steps, args.rounds)
+        if not only & {"throughput", "packing"}:
+            return
         rows = []
         for name, data_kw, model_kw in [("tiny", {}, {}), ("tiny, 1 clip/pack", {"batch_tokens": 512}, {}),
                                         ("tiny data, 192-wide 4-block model", {}, {"hidden_size": 192, "depth": 4})]:

@@ -99,10 +99,33 @@ class SampleSettings:
     seed: int = setting(0, "seed of the starting noise; the same seed gives the same video", ge=0, le=2**63 - 1)
     ema: bool = setting(True, "use the raw weights instead of the EMA weights", flag="--no-ema")
     device: str | None = setting(None, "torch device, e.g. cuda, cuda:1, cpu", shown="cuda when available, else cpu")
+    image: str | None = setting(None, "animate a still: this image (any size, fitted to --size) is the first frame",
+                                metavar="FILE", shown="none, text to video")
+    last_image: str | None = setting(None, "this image is the last frame (with or without --image)", metavar="FILE",
+                                     shown="none")
+    video: str | None = setting(None, "a clip to continue (--extend-s) or edit (--strength), read at the run's fps "
+                                "and fitted to --size", metavar="FILE", shown="none")
+    extend_s: float | None = setting(None, "continue --video by this many seconds: its last --frames minus these "
+                                     "seconds' frames are kept exactly as the output's start", gt=0, le=3600,
+                                     shown="none", metavar="S")
+    strength: float | None = setting(None, "edit --video (SDEdit): noise it to this level and integrate from there; "
+                                     "0 returns it, 1 ignores it", ge=0, le=1, shown="none", metavar="0..1")
 
     def __post_init__(self) -> None:
         check(self)
+        self.inputs  # noqa: B018 - checks the combination of inputs
         self.height_width  # noqa: B018 - parses the size, raising on a bad one
+
+    @property
+    def inputs(self):
+        """The material the sample starts from (rushes.train.inputs.Inputs), its combination checked."""
+        from rushes.train.inputs import InputError, Inputs
+
+        try:
+            return Inputs(self.image, self.last_image, self.video, self.extend_s, self.strength).check()
+        except InputError as exc:
+            raise settings.invalid(self, "video" if self.video or "extend" in str(exc) else "image", str(exc)) \
+                from None
 
     @property
     def height_width(self) -> tuple[int, int]:
@@ -358,7 +381,7 @@ def run_sample(args) -> int:
         options = SampleOptions(opts.steps, opts.guidance, opts.shift, opts.solver, opts.negative_prompt)
         paths = sample_to_files(args.run, prompts, args.out, opts.frames, opts.height_width, opts.num_samples,
                                 seed=opts.seed, fps=opts.fps, use_ema=opts.ema, device=opts.device, dtype=opts.dtype,
-                                options=options, label=label)
+                                options=options, label=label, inputs=opts.inputs)
     except (ValueError, FileNotFoundError, EncoderError) as exc:
         return _fail("sample", exc)
     for path in paths:

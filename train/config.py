@@ -99,6 +99,32 @@ class ModelConfig:
         return self.in_channels * pt * ph * pw
 
 
+COND_TASKS = ("t2v", "i2v", "extend", "firstlast")  # train/conditioning.py: what each task gives clean
+DEFAULT_COND_MIX = "t2v=0.7,i2v=0.15,extend=0.1,firstlast=0.05"
+
+
+def parse_cond_mix(text: str) -> dict[str, float]:
+    """``"t2v=0.7,i2v=0.3"`` -> {task: weight} over :data:`COND_TASKS` (missing tasks weigh 0), weights normalised
+    to sum 1; ValueError naming the fix for an unknown task, a bad or negative weight, or all weights 0."""
+    mix = dict.fromkeys(COND_TASKS, 0.0)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if name not in COND_TASKS or not sep:
+            raise ValueError(f"{part!r} is not TASK=WEIGHT with TASK one of {', '.join(COND_TASKS)}")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"{part!r}: the weight {value.strip()!r} is not a number") from None
+        if not weight >= 0 or weight == float("inf"):
+            raise ValueError(f"{part!r}: weights are finite numbers >= 0")
+        mix[name] = weight
+    total = sum(mix.values())
+    if not total > 0:
+        raise ValueError(f"{text!r} gives no task a weight; e.g. {DEFAULT_COND_MIX}")
+    return {k: v / total for k, v in mix.items()}
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """How the captions manifest becomes packed training sequences (train/data.py)."""
@@ -150,6 +176,10 @@ class DataConfig:
                                         "as Wan-AI/Wan2.1-T2V-1.3B-Diffusers", metavar="NAME")
     caption_dropout: float = setting(0.1, "fraction of clips trained with the empty caption, for guidance", ge=0, lt=1,
                                      hint="0.1 is usual")
+    cond_mix: str = setting(DEFAULT_COND_MIX, "tasks one model learns, as TASK=WEIGHT,...: t2v (text only), i2v (the "
+                            "first frame given), extend (a prefix of frames given), firstlast (first and last frame "
+                            "given); given frames are clean (t = 0) and out of the loss", metavar="MIX",
+                            hint="e.g. t2v=1 for text-to-video only")
     val_clips: int = setting(1, "clips held out for the validation loss (none when the set has a single clip)", ge=0,
                              cli=False)
     captioner: str | None = setting(None, "use captions of this captioner only", shown="the newest per clip")
@@ -171,6 +201,10 @@ class DataConfig:
         if self.image_tokens is not None and self.batch_tokens < self.image_tokens:
             raise invalid(self, "batch_tokens", f"({self.batch_tokens}) must be >= image_tokens ({self.image_tokens}): "
                           f"a still could not fit in a sequence; raise batch_tokens or lower image_tokens")
+        try:
+            parse_cond_mix(self.cond_mix)
+        except ValueError as exc:
+            raise invalid(self, "cond_mix", str(exc)) from None
         if self.where is not None and not self.where.strip():
             raise invalid(self, "where", "is empty; give a SQL condition such as \"duration_s >= 3\", or leave it out")
 

@@ -48,6 +48,7 @@ from rushes.manifests.lock import writer_lock
 from rushes.progress import record_line
 from rushes.train import checkpoint, rundir
 from rushes.train import parallel as dp
+from rushes.train.conditioning import pack_cond, task_rng
 from rushes.train.config import RunConfig, TrainConfig
 from rushes.train.data import Example, Prepared, prepare, split_validation
 from rushes.train.diffusion import training_loss
@@ -172,8 +173,11 @@ class Trainer:
         rank, world = self.options.rank, self.options.world
         packs = self.data.source.next_packs(self.cfg.data.packs_per_step, rank, world)
         position = self.data.source.state_dict()
-        generators = [pack_generator(self.cfg.train.seed, step, rank + i * world) for i in range(len(packs))]
-        return _StepData(packs, generators, *_batches(packs, generators, self.data, self.cfg, self.device), position)
+        places = [rank + i * world for i in range(len(packs))]  # each pack's place in the step's global list
+        generators = [pack_generator(self.cfg.train.seed, step, p) for p in places]
+        tasks = [task_rng(self.cfg.train.seed, step, p) for p in places]  # --cond-mix draws: resume draws the same
+        return _StepData(packs, generators, *_batches(packs, generators, self.data, self.cfg, self.device, tasks),
+                         position)
 
     def _validate(self, step: int) -> None:
         """Validation loss of the weights and of the EMA at fixed timesteps, kept in the result and logged by the
@@ -503,9 +507,9 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
         with dp.grad_sync(model, last or world == 1):  # one gradient reduction per step
             with dp.autocast(batch.x0.device):  # bf16 on GPU only; CPU fp32
                 loss, _ = training_loss(
-                    lambda x_t, t: model(x_t, t, batch.text, batch.text_mask, batch.pos, batch.seq),
+                    lambda x_t, t: model(x_t, t, batch.text, batch.text_mask, batch.pos, batch.seq, batch.cond),
                     batch.x0, batch.seq, batch.slot_tokens, gen, tc.timestep_mean, tc.timestep_std,
-                    tc.shift_base_tokens, tc.max_shift)
+                    tc.shift_base_tokens, tc.max_shift, cond=batch.cond)
             seconds["forward_s"] += watch.lap()
             (loss * scale).backward()
             seconds["backward_s"] += watch.lap()
@@ -572,14 +576,19 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def _batches(packs: list[list[Example]], generators, data: TrainData, cfg: RunConfig,
-             device) -> tuple[list[PackedBatch], dict]:
-    """Collate each pack, replacing a random share of captions with the empty one (caption dropout, for CFG);
-    with the packs' counts (:func:`_pack_counts`, taken before the batches move to ``device``)."""
+             device, tasks=None) -> tuple[list[PackedBatch], dict]:
+    """Collate each pack, replacing a random share of captions with the empty one (caption dropout, for CFG) and
+    drawing each clip's conditioning task from ``--cond-mix`` with ``tasks`` (one numpy Generator per pack,
+    train/conditioning.py; None: text-to-video only); with the packs' counts (:func:`_pack_counts`, taken before
+    the batches move to ``device``)."""
     out, cpu = [], []
-    for pack, gen in zip(packs, generators):
+    for i, (pack, gen) in enumerate(zip(packs, generators)):
         dropped = torch.rand(len(pack), generator=gen) < cfg.data.caption_dropout
         texts = [data.null_text if d else e.text for e, d in zip(pack, dropped.tolist())]
-        cpu.append(collate(pack, pad_multiple=cfg.data.pad_multiple, texts=texts))
+        batch = collate(pack, pad_multiple=cfg.data.pad_multiple, texts=texts)
+        if tasks is not None:
+            batch.cond = pack_cond(batch.grids, batch.x0.shape[1], cfg.data.cond_mix, tasks[i])
+        cpu.append(batch)
         out.append(cpu[-1].to(device))
     return out, _pack_counts(cpu, cfg)
 

@@ -3,14 +3,16 @@
 Shapes: B packed sequences of L tokens; a sequence holds up to S clips (slots). Every token carries
 the slot of its clip (``seq``, -1 for padding) and its (t, h, w) patch position inside that clip
 (``pos``, restarting at 0 for every clip). Attention is block-diagonal: a token attends only to tokens
-of its own clip, and cross-attends only to its own clip's caption tokens. The timestep is per clip.
-So a packed sequence computes exactly what each clip would compute alone (tests/train/test_model.py).
+of its own clip, and cross-attends only to its own clip's caption tokens. The timestep is per clip, and
+per token where ``cond`` marks conditioning tokens (the frames of a still to animate, a clip to extend): those are
+given clean, at t = 0, as LTX-Video and Wan 2.2 TI2V do (:func:`token_slots`). So a packed sequence computes exactly what each clip would compute alone (tests/train/test_model.py).
 
 Use::
 
     model = DiffusionTransformer(cfg.model)            # cfg.model: rushes.train.config.ModelConfig
     tokens, grid = patchify(video, cfg.model.patch_size)  # video (C, T, H, W) -> (N, patch_dim)
     v = model(x, t, text, text_mask, pos, seq)         # velocity for every token, (B, L, patch_dim)
+    v = model(x, t, text, text_mask, pos, seq, cond)   # cond (B, L) bool: those tokens clean, at t = 0
     video = unpatchify(v[0, :N], grid, cfg.model.patch_size, C)
 
 This module imports torch only (tests/test_layout.py holds that).
@@ -433,6 +435,20 @@ def _equal_runs(runs: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
     return [tuple(m) for m in merged]
 
 
+def token_slots(t: torch.Tensor, seq: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token timesteps as a table and an index into it: (t', seq_idx) with t' (B, S') the distinct timesteps and
+    seq_idx (B, L) the row of each token, so the modulation (computed per row, S' rows) is gathered per token.
+
+    Without ``cond`` (or with none set): t (B, S) as it is and each token's slot (padding -> 0), the per-clip path.
+    With ``cond`` (B, L) bool: t' = [t, 0] (B, 2S) and a conditioning token of slot s reads row S + s, the timestep
+    0 of its clip: the token's timestep is ``where(cond, 0, t[seq])`` at the cost of S more modulation rows, not L.
+    """
+    seq_idx = seq.clamp(min=0)  # (B, L) padding reads slot 0's modulation; its output is ignored
+    if cond is None:
+        return t, seq_idx
+    return torch.cat([t, torch.zeros_like(t)], dim=1), seq_idx + t.shape[1] * (cond & (seq >= 0)).long()
+
+
 class DiffusionTransformer(nn.Module):
     """DiT over packed spacetime patches, conditioned on a timestep and a caption per clip."""
 
@@ -469,22 +485,25 @@ class DiffusionTransformer(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-                pos: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+                pos: torch.Tensor, seq: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Predict the velocity of every token.
 
         x (B, L, patch_dim) noisy patches; t (B, S) timestep per clip slot in [0, 1]; text (B, S, Lt, text_dim)
         caption embeddings per slot with text_mask (B, S, Lt) (True = real token, >= 1 per used slot);
-        pos (B, L, 3) (t, h, w) patch position inside its clip; seq (B, L) slot of each token, -1 = padding.
+        pos (B, L, 3) (t, h, w) patch position inside its clip; seq (B, L) slot of each token, -1 = padding;
+        cond (B, L) bool or None: conditioning tokens, given clean (their timestep is 0, :func:`token_slots`).
         Returns (B, L, patch_dim).
         """
         attend = PackedAttention(seq, self.cfg.attention, text_mask)  # the pack's index, built once for all blocks
-        seq_idx = seq.clamp(min=0)  # (B, L) padding reads slot 0's modulation; its output is ignored
+        rows = t.shape[1]
+        t, seq_idx = token_slots(t, seq, cond)  # (B, S') timesteps, (B, L) each token's modulation row
         h = self.patch_embed(x)  # (B, L, D)
         if self.cfg.abs_pos_embed:
             h = h + sincos_position_embedding(pos, h.shape[-1]).to(h.dtype)  # (B, L, D)
         valid = text_mask[..., None].to(text.dtype)  # (B, S, Lt, 1)
         pooled = (text * valid).sum(2) / valid.sum(2).clamp(min=1)  # (B, S, text_dim) mean of the caption tokens
-        c = self.t_embed(t) + self.text_pool(pooled.to(x.dtype))  # (B, S, D) per-clip conditioning
+        pool = self.text_pool(pooled.to(x.dtype))  # (B, S, D)
+        c = self.t_embed(t) + (pool if t.shape[1] == rows else pool.repeat(1, 2, 1))  # (B, S', D) per-row conditioning
         ctx = self.text_proj(attend.caption_tokens(text).to(h.dtype))  # (M, D) the real caption tokens only
         cos, sin = self.rope(pos, h.dtype)  # (B, 1, L, hd/2) x 2, float32 (float64 for a float64 model)
         for block in self.blocks:

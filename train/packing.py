@@ -143,14 +143,17 @@ class PackedBatch:
     slot_tokens: torch.Tensor  # (1, S) long, tokens per clip
     clip_ids: list[str]
     grids: list[tuple[int, int, int]]
+    cond: torch.Tensor | None = None  # (1, L) bool: conditioning tokens, given clean (train/conditioning.py)
 
     @property
     def real_tokens(self) -> int:
-        return int(self.slot_tokens.sum())
+        """Tokens the loss learns from: the clips' tokens less their conditioning tokens (and padding)."""
+        return int(self.slot_tokens.sum()) - (0 if self.cond is None else int((self.cond & (self.seq >= 0)).sum()))
 
     def to(self, device) -> PackedBatch:
         return PackedBatch(self.x0.to(device), self.pos.to(device), self.seq.to(device), self.text.to(device),
-                           self.text_mask.to(device), self.slot_tokens.to(device), self.clip_ids, self.grids)
+                           self.text_mask.to(device), self.slot_tokens.to(device), self.clip_ids, self.grids,
+                           None if self.cond is None else self.cond.to(device))
 
 
 def collate(examples: Sequence[Example], pad_multiple: int = 1,

@@ -26,7 +26,8 @@ from rushes.train import checkpoint, parallel, rundir
 from rushes.train.config import RunConfig
 from rushes.train.diffusion import flow_sample, resolution_shift
 from rushes.train.encoders import latent_frames, pixel_frames, resolve_dtypes, text_encoder_of, vae_of
-from rushes.train.model import DiffusionTransformer, grid_positions, unpatchify
+from rushes.train.inputs import Given, InputError, Inputs, read_clip, read_still, to_video
+from rushes.train.model import DiffusionTransformer, grid_positions, patchify, unpatchify
 from rushes.train.wan import build_transformer
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,21 @@ def load_run(run_dir: str | os.PathLike, device, use_ema: bool = True) -> tuple[
 @torch.no_grad()
 def generate(model: DiffusionTransformer, text: torch.Tensor, null_text: torch.Tensor, grid: tuple[int, int, int],
              steps: int, guidance: float, shift: float, seed: int = 0, solver: str = "euler",
-             progress: CountProgress | None = None) -> torch.Tensor:
+             progress: CountProgress | None = None, given: Given | None = None) -> torch.Tensor:
     """Sample the tokens (N, patch_dim) of one clip of ``grid`` for caption embedding ``text`` (Lt, D);
-    ``progress`` counts the solver's steps as they finish."""
+    ``progress`` counts the solver's steps as they finish. ``given`` (train/inputs.py): tokens given clean (at
+    t = 0, never moved: their velocity is 0) and an SDEdit start (the input noised to ``strength`` with the same
+    noise a text-to-video sample of ``seed`` starts from)."""
     device = next(model.parameters()).device
     n = grid[0] * grid[1] * grid[2]
     noise = torch.randn(1, n, model.cfg.patch_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    clean = None if given is None else given.tokens[None].float().to(device)  # (1, N, P)
+    cond = None if given is None or given.cond is None else given.cond[None].to(device)  # (1, N)
+    start = 1.0 if given is None or given.strength is None else float(given.strength)
+    if start < 1.0:
+        noise = (1.0 - start) * clean + start * noise  # the input at t = start
+    if cond is not None:
+        noise = torch.where(cond[..., None], clean, noise)  # given tokens: clean from the start
     pos = grid_positions(grid, device)[None]  # (1, N, 3)
     seq = torch.zeros(1, n, dtype=torch.long, device=device)  # (1, N) a single clip in slot 0
     conds = {True: text, False: null_text}
@@ -95,13 +105,17 @@ def generate(model: DiffusionTransformer, text: torch.Tensor, null_text: torch.T
     def velocity(x, t, conditional):  # the model in its dtype (bf16 on a GPU), the solver's state in float32
         emb = conds[conditional].to(device)
         mask = torch.ones(1, 1, emb.shape[0], dtype=torch.bool, device=device)
-        v = model(x.to(dtype), t, emb[None, None], mask, pos, seq).float()
+        v = model(x.to(dtype), t, emb[None, None], mask, pos, seq, cond).float()
+        if cond is not None:
+            v = v.masked_fill(cond[..., None], 0.0)  # given tokens stay as given
         calls[0] += 1
         if progress is not None and calls[0] % per_step == 0:
             progress.update()
         return v
 
-    return flow_sample(velocity, noise, num_slots=1, steps=steps, shift=shift, guidance=guidance, solver=solver)[0]
+    x = flow_sample(velocity, noise, num_slots=1, steps=steps, shift=shift, guidance=guidance, solver=solver,
+                    start=start)
+    return (x if cond is None else torch.where(cond[..., None], clean, x))[0]
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -164,31 +178,42 @@ class Sampler:
         emb, mask = self._text.encode(texts)
         return [e[m] for e, m in zip(emb, mask)]
 
+    def given(self, inputs: Inputs | None, shape: Shape) -> Given | None:
+        """The conditioning of ``inputs`` (read, fitted to ``shape``, encoded), or None for text-to-video."""
+        if inputs is None or not inputs.check().any:
+            return None
+        return condition(inputs, shape, self.cfg, self.vae)
+
     def sample(self, text: torch.Tensor, null_text: torch.Tensor, shape: Shape, seed: int,
-               opts: SampleOptions) -> torch.Tensor:
-        """One clip: video (3, T, H, W) in about [-1, 1], float32 on CPU."""
+               opts: SampleOptions, given: Given | None = None) -> torch.Tensor:
+        """One clip: video (3, T, H, W) in about [-1, 1], float32 on CPU; ``given`` (:meth:`given`): what it is
+        conditioned on, its kept frames written as given."""
         cfg, n = self.cfg, math.prod(shape.grid)
         shift = opts.shift or float(resolution_shift(torch.tensor(n), cfg.train.shift_base_tokens, cfg.train.max_shift))
         steps = opts.steps or cfg.train.sample_steps
         with CountProgress(steps, "step", "sample", log) as progress:
             tokens = generate(self.model, text.to(self.dtype), null_text.to(self.dtype), shape.grid, steps,
                               cfg.train.guidance if opts.guidance is None else opts.guidance, shift, seed,
-                              solver=opts.solver, progress=progress)
+                              solver=opts.solver, progress=progress, given=given)
         latent = unpatchify(tokens.float().cpu(), shape.grid, cfg.model.patch_size, cfg.model.in_channels)
-        video = self.vae.decode(latent) if self.vae else latent  # (3, T, H, W)
-        return video[:, :shape.frames]
+        video = (self.vae.decode(latent) if self.vae else latent)[:, :shape.frames]  # (3, T, H, W)
+        for i, rgb in ((given.keep or {}) if given else {}).items():  # an extended clip's prefix: exactly as given
+            video[:, i] = to_video(rgb[None])[:, 0]
+        return video
 
 
 def sample_video(run_dir, prompt: str, frames: int, size: tuple[int, int], steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, use_ema: bool = True, device=None,
                  negative_prompt: str = "", shift: float | None = None, solver: str = "euler",
-                 dtype: str = "auto") -> tuple[torch.Tensor, RunConfig]:
-    """Generate one clip for ``prompt``: video (3, T, H, W) in [-1, 1] and the run's config."""
+                 dtype: str = "auto", inputs: Inputs | None = None) -> tuple[torch.Tensor, RunConfig]:
+    """Generate one clip for ``prompt`` (from ``inputs``: a still, a clip to extend or edit, train/inputs.py):
+    video (3, T, H, W) in [-1, 1] and the run's config."""
     sampler = Sampler(run_dir, device, use_ema, dtype)
     shape = sampler.shape(frames, size)
+    given = sampler.given(inputs, shape)
     text, null_text = sampler.embed([prompt, negative_prompt])
     opts = SampleOptions(steps, guidance, shift, solver, negative_prompt)
-    return sampler.sample(text, null_text, shape, seed, opts), sampler.cfg
+    return sampler.sample(text, null_text, shape, seed, opts, given), sampler.cfg
 
 
 def output_paths(out: str | os.PathLike, count: int) -> list[Path]:
@@ -199,7 +224,8 @@ def output_paths(out: str | os.PathLike, count: int) -> list[Path]:
 
 def sample_to_files(run_dir, prompts: list[str], out: str | os.PathLike, frames: int, size: tuple[int, int],
                     num_samples: int = 1, seed: int = 0, fps: float | None = None, use_ema: bool = True,
-                    device=None, dtype: str = "auto", options: SampleOptions | None = None, label=None) -> list[Path]:
+                    device=None, dtype: str = "auto", options: SampleOptions | None = None, label=None,
+                    inputs: Inputs | None = None) -> list[Path]:
     """``num_samples`` clips (seeds ``seed``, ``seed + 1``...) of every prompt, the run's model and encoders loaded
     once, written as MP4s at ``fps`` (the run's training fps unless given) named by :func:`output_paths`, prompt
     by prompt, each labelled as generated (``label``: :class:`rushes.train.label.LabelSettings`, default on)."""
@@ -208,17 +234,73 @@ def sample_to_files(run_dir, prompts: list[str], out: str | os.PathLike, frames:
     if not prompts:
         raise ValueError("no prompt to sample; give --prompt TEXT (empty: unconditional) or a --prompts file")
     opts = options or SampleOptions()
+    if inputs is not None:
+        inputs.check()  # a bad combination fails before the run loads
     creds = check_label(label)  # a bad key or certificate fails before any sampling
     sampler = Sampler(run_dir, device, use_ema, dtype)
     shape = sampler.shape(frames, size)
+    given = sampler.given(inputs, shape)  # an unreadable input fails before any sampling
     *texts, null_text = sampler.embed(list(prompts) + [opts.negative_prompt])
     paths = output_paths(out, len(prompts) * num_samples)
     todo = [(text, seed + k) for text in texts for k in range(num_samples)]
     for path, (text, s) in zip(paths, todo):
-        video = to_uint8(sampler.sample(text, null_text, shape, s, opts))
+        video = to_uint8(sampler.sample(text, null_text, shape, s, opts, given))
         labelled_mp4(video, path, fps or sampler.cfg.data.fps, run_dir, sampler.cfg.model, label, write_mp4,
                      creds=creds)
     return paths
+
+
+def condition(inputs: Inputs, shape: Shape, cfg: RunConfig, vae=None) -> Given:
+    """``inputs`` as the model takes them (see train/inputs.py): an edit's whole clip at ``strength``, or the
+    frames given clean: an extended clip's last frames as the prefix (to a whole token frame), a still as the first
+    frame, a last still as the last token frame. Read at the run's fps, fitted to ``shape``, VAE-encoded (a last
+    still on its own: a causal VAE's latent of one frame)."""
+    h, w, frames, gt = shape.height_px, shape.width_px, shape.frames, shape.grid[0]
+    pt, tf = cfg.model.patch_size[0], (vae.temporal_factor if vae else 1)
+    fps = cfg.data.fps
+    if pt != 1 and (inputs.image or inputs.last_image):
+        raise InputError(f"this model's tokens span {pt} frames (patch_size {tuple(cfg.model.patch_size)}): a still "
+                         f"is one frame; leave --image/--last-image out")
+    if inputs.strength is not None:
+        return Given(_tokens(to_video(read_clip(inputs.video, fps, frames, h, w)), cfg, vae), None, inputs.strength)
+    video, given, keep = torch.zeros(3, frames, h, w), set(), {}
+    if inputs.video is not None:
+        kt = prefix_token_frames(frames, round(inputs.extend_s * fps), pt, tf)
+        if not 1 <= kt < gt:
+            raise InputError(f"--extend-s {inputs.extend_s} at {fps} fps leaves {frames - round(inputs.extend_s * fps)}"
+                             f" of --frames {frames} for the given clip, not one whole token frame ({pt * tf} frames) "
+                             f"with one to generate after it; raise --frames or lower --extend-s")
+        rgb = read_clip(inputs.video, fps, pixel_frames(kt * pt, tf), h, w, tail=True)  # the clip's last frames
+        video[:, :len(rgb)], given = to_video(rgb), set(range(kt))
+        keep.update(enumerate(rgb))
+    if inputs.image is not None:
+        rgb = read_still(inputs.image, h, w)
+        video[:, 0], keep[0] = to_video(rgb)[:, 0], rgb[0]
+        given.add(0)
+    tokens = _tokens(video, cfg, vae)  # (N, P)
+    if inputs.last_image is not None:
+        rgb = read_still(inputs.last_image, h, w)
+        last = _tokens(to_video(rgb), cfg, vae)  # one token frame
+        tokens[-last.shape[0]:] = last
+        if vae is None:
+            keep[frames - 1] = rgb[0]
+        given.add(gt - 1)
+    cond = torch.isin(grid_positions(shape.grid)[:, 0], torch.tensor(sorted(given), dtype=torch.long))
+    return Given(tokens, cond, None, keep)
+
+
+def prefix_token_frames(frames: int, new: int, pt: int, tf: int) -> int:
+    """Token frames of an extension's prefix: the most whose pixel frames fit ``frames - new``."""
+    kt = max(0, latent_frames(max(frames - new, 0), tf) // pt)
+    while kt > 0 and pixel_frames(kt * pt, tf) > frames - new:
+        kt -= 1
+    return kt
+
+
+def _tokens(video: torch.Tensor, cfg: RunConfig, vae) -> torch.Tensor:
+    """(3, T, H, W) in [-1, 1] -> (N, patch_dim) tokens of its (latent) video, float32."""
+    latent = vae.encode(video) if vae is not None else video
+    return patchify(latent.float().cpu(), cfg.model.patch_size)[0]
 
 
 class SampleTooLarge(ValueError):

@@ -72,8 +72,13 @@ def peak_flops(device) -> float | None:
 
 
 def batch_flops(model_cfg, batch) -> int:
-    """:func:`training_flops` of one :class:`rushes.train.packing.PackedBatch` (its clips and their caption lengths)."""
-    return training_flops(model_cfg, batch.slot_tokens[0].tolist(), batch.text_mask[0].sum(-1).tolist())
+    """:func:`training_flops` of one :class:`rushes.train.packing.PackedBatch` (its clips and their caption lengths).
+    Conditioning tokens (given clean, out of the loss) are not counted: like padding, they are not learned from."""
+    tokens = batch.slot_tokens[0].cpu()
+    if getattr(batch, "cond", None) is not None:
+        valid = (batch.cond[0] & (batch.seq[0] >= 0)).cpu()
+        tokens = tokens - torch.zeros_like(tokens).scatter_add(0, batch.seq[0].clamp(min=0).cpu(), valid.long())
+    return training_flops(model_cfg, tokens.tolist(), batch.text_mask[0].sum(-1).tolist())
 
 
 PHASES = ("forward_s", "backward_s", "optimizer_s")  # the compute phases of a step's log line (train/loop.py)

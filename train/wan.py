@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from rushes.train.model import DiffusionTransformer, PackedAttention, apply_rope
+from rushes.train.model import DiffusionTransformer, PackedAttention, apply_rope, token_slots
 
 WAN_CLASS = "WanTransformer3DModel"
 TEXT_TOKENS = 512  # Wan's caption budget: umT5 tokens per caption (the pipeline's max_sequence_length)
@@ -322,13 +322,14 @@ class WanTransformer(nn.Module):
         self.register_buffer("out_order", _channels_first(cfg.in_channels, cfg.patch_size), persistent=False)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-                pos: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+                pos: torch.Tensor, seq: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """As :meth:`DiffusionTransformer.forward`: x (B, L, patch_dim), t (B, S), text (B, S, Lt, text_dim),
-        text_mask (B, S, Lt), pos (B, L, 3), seq (B, L) -> velocity (B, L, patch_dim)."""
+        text_mask (B, S, Lt), pos (B, L, 3), seq (B, L), cond (B, L) bool or None (conditioning tokens at t = 0: the
+        ``scale_shift_table`` modulation per token, :func:`rushes.train.model.token_slots`) -> (B, L, patch_dim)."""
         text, text_mask = pad_captions(text, text_mask, self.cfg.text_pad_tokens)  # (B, S, Lt', Dt)
         b, s, lt, _ = text.shape
         attend = PackedAttention(seq, self.cfg.attention, text_mask)  # the pack's index, once for all blocks
-        seq_idx = seq.clamp(min=0)  # (B, L) padding reads slot 0's modulation; its output is ignored
+        t, seq_idx = token_slots(t, seq, cond)  # (B, S') timesteps, (B, L) each token's modulation row
         w = self.patch_embedding.weight
         h = F.linear(x.to(w.dtype), w.flatten(1), self.patch_embedding.bias)  # (B, L, D): the Conv3d on flat patches
         temb, tproj, ctx = self.condition_embedder(t, attend.caption_tokens(text).to(h.dtype))  # ctx (M, D)

@@ -89,6 +89,17 @@ def test_train_and_sample_in_latent_space_with_a_video_vae(synth_out, tiny_t5, t
     with av.open(str(video)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == 5 and frames[0].shape == (32, 32, 3)
+    from PIL import Image
+
+    still = tmp_path / "still.png"
+    Image.fromarray(frames[0]).resize((40, 48)).save(still)
+    for flags in (["--image", str(still), "--last-image", str(still)], ["--video", str(video), "--extend-s", "0.5"],
+                  ["--video", str(video), "--strength", "0.5"]):  # latent frames given: a causal VAE's first one alone
+        out = tmp_path / "cond.mp4"
+        assert main(["sample", str(run), "--prompt", "bars", "--frames", "5", "--size", "32x32", "--steps", "2",
+                     *flags, "--out", str(out)]) == 0, flags
+        with av.open(str(out)) as c:
+            assert len([f for f in c.decode(video=0)]) == 5
     assert main(["sample", str(run), "--prompt", "bars", "--frames", "4", "--size", "32x32",
                  "--out", str(video)]) == 2  # a causal VAE needs 1 + 4k frames
 
@@ -192,3 +203,37 @@ def test_sample_refuses_a_size_that_cannot_fit_and_an_output_over_the_run(synth_
     weights = ckpt.read_bytes()
     assert main(["sample", str(run), "--prompt", "x", "--frames", "2", "--size", "16x16", "--out", str(ckpt)]) == 2
     assert "own checkpoints/ folder" in capsys.readouterr().err and ckpt.read_bytes() == weights
+
+
+def test_sample_from_a_still_a_clip_to_extend_and_a_clip_to_edit(synth_out, tiny_t5, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from rushes.media.frames import write_video
+
+    run = tmp_path / "run"
+    assert main(["train", str(synth_out), "--run", str(run), "--preset", "tiny", "--text-encoder", tiny_t5,
+                 "--max-frames", "4", "--clip-tokens", "128", "--batch-tokens", "256", "--steps", "1"]) == 0
+    rng = np.random.default_rng(0)
+    still = tmp_path / "still.png"
+    Image.fromarray((rng.random((50, 70, 3)) * 255).astype(np.uint8)).save(still)  # any size: fitted
+    clip = tmp_path / "clip.mp4"
+    write_video(str(clip), (rng.random((12, 40, 56, 3)) * 255).astype(np.uint8), 8.0)
+    common = ["--prompt", "bars", "--frames", "6", "--size", "24x32", "--steps", "2", "--no-visible-watermark"]
+    for i, flags in enumerate([["--image", str(still)], ["--image", str(still), "--last-image", str(still)],
+                               ["--video", str(clip), "--extend-s", "0.25"],
+                               ["--video", str(clip), "--strength", "0.6"]]):
+        out = tmp_path / f"o{i}.mp4"
+        assert main(["sample", str(run), *common, *flags, "--out", str(out)]) == 0, flags
+        with av.open(str(out)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        assert len(frames) == 6 and frames[0].shape == (24, 32, 3)
+    capsys.readouterr()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    for flags, words in [(["--image", str(broken)], "cannot read image"),
+                         (["--video", str(broken), "--extend-s", "0.25"], "cannot decode video"),
+                         (["--video", str(clip)], "--extend-s S"), (["--strength", "0.5"], "--video")]:
+        assert main(["sample", str(run), *common, *flags, "--out", str(tmp_path / "x.mp4")]) == 2, flags
+        err = [line for line in capsys.readouterr().err.splitlines() if "C2PA" not in line]  # the signer notice
+        assert words in err[-1] and (len(err) == 1 or err[0].startswith("usage:")), err  # a bad combination: usage
