@@ -291,8 +291,14 @@ class RunConfig:
             if unknown:
                 raise ValueError(f"unknown {kind.__name__} field(s) {sorted(unknown)} in config; remove them")
             return kind(**values)
+        data = {**SAVED_BEFORE["data"], **d.get("data", {})}  # what a run saved before a field existed trained with
         return cls(preset=d.get("preset", "custom"), model=build(ModelConfig, d.get("model", {})),
-                   data=build(DataConfig, d.get("data", {})), train=build(TrainConfig, d.get("train", {})))
+                   data=build(DataConfig, data), train=build(TrainConfig, d.get("train", {})))
+
+
+# A saved config.json (RunConfig.from_dict) written before a field existed gets the value that run trained with,
+# not today's default: a resumed or sampled older run does what it did (text-to-video only, no conditioning mix).
+SAVED_BEFORE = {"data": {"cond_mix": "t2v=1"}}
 
 
 def tiny() -> RunConfig:

@@ -175,3 +175,12 @@ def test_a_run_with_the_mix_resumes_exactly_and_counts_only_learned_tokens(synth
         assert a["clips"] == b["clips"] and a["tokens"] == b["tokens"]
         assert a["real_tokens"] < b["real_tokens"] and a["flops"] < b["flops"]
     assert plain.losses != given.losses
+
+
+def test_a_run_saved_before_the_mix_existed_resumes_text_to_video_only():
+    from rushes.train.config import DEFAULT_COND_MIX, RunConfig, tiny
+
+    saved = tiny().to_dict()
+    assert RunConfig.from_dict(saved).data.cond_mix == DEFAULT_COND_MIX  # a saved mix is kept
+    del saved["data"]["cond_mix"]  # a config.json written before --cond-mix: that run trained text-to-video only
+    assert RunConfig.from_dict(saved).data.cond_mix == "t2v=1"
