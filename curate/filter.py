@@ -297,7 +297,7 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
 
 def _ran(t: pa.Table, detector: str) -> pa.Array:
     """True where the clip's ``guard_models`` says ``detector`` ran: only there is its null score missing."""
-    return pc.match_substring(t["guard_models"], f'"{detector}"').fill_null(False)
+    return pc.match_substring(t["guard_models"], f'"{detector}": {{').fill_null(False)  # null: it did not run
 
 
 def _guard_rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, object]]:

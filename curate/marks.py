@@ -80,6 +80,19 @@ def bit_scores(bits: np.ndarray, length: int) -> np.ndarray:
     return np.bincount(slot, weights=bits, minlength=length) / np.maximum(counts, 1)
 
 
+def soft_block_values(rgb: np.ndarray) -> np.ndarray:
+    """Per-block soft bit (0..1) of an RGB frame, in imwatermark's block order: the same block maximum as
+    :func:`block_bits` (U channel as OpenCV converts it, its Haar approximation band = twice the 2x2 means),
+    read as a phase: 0 at ``36k + 9`` (where the encoder puts a 0), 1 at ``36k + 27`` (a 1), 0.5 halfway."""
+    row, col = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
+    u = cv2.cvtColor(np.ascontiguousarray(rgb[:row, :col]), cv2.COLOR_RGB2YUV)[:, :, 1].astype(np.uint16)
+    ca = u[0::2, 0::2] + u[1::2, 0::2] + u[0::2, 1::2] + u[1::2, 1::2]  # 2 * the Haar approximation band
+    r, c = ca.shape[0] // BLOCK, ca.shape[1] // BLOCK
+    rest = ca[:r * BLOCK, :c * BLOCK].reshape(r, BLOCK, c, BLOCK).transpose(0, 2, 1, 3).reshape(r * c, -1)[:, 1:]
+    val = rest.max(axis=1) * 0.5  # values are >= 0: the largest magnitude is the largest
+    return 0.5 - 0.5 * np.sin(val * (2 * np.pi / SCALE))
+
+
 class MarkDecoder:
     """Decodes every known mark from RGB frames (native size)."""
 
@@ -87,23 +100,26 @@ class MarkDecoder:
         self.marks = dict(KNOWN_MARKS if marks is None else marks)
 
     def measure(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
-        """{mark: per-bit scores 0..1} of one RGB frame; {} when it is smaller than imwatermark decodes."""
+        """{mark: per-bit soft scores 0..1} of one RGB frame; {} when it is smaller than imwatermark decodes."""
         if rgb.shape[0] * rgb.shape[1] < MIN_PIXELS:
             return {}
-        bits = block_bits(np.ascontiguousarray(rgb[:, :, ::-1]))
-        return {name: bit_scores(bits, len(msg)) for name, msg in self.marks.items()}
+        soft = soft_block_values(rgb)
+        return {name: bit_scores(soft, len(msg)) for name, msg in self.marks.items()}
 
 
 def best_mark(samples: list[dict[str, np.ndarray]], marks: dict | None = None) -> tuple[str | None, float | None]:
     """(name, share of bits that agree) of the known mark the averaged scores of ``samples`` match best; (None,
-    None) without a decodable sample. Bits are decided as imwatermark does: mean score * 255 > 127."""
+    None) without a decodable sample. A bit is 1 where its averaged score is above the mean of all the
+    message's bit scores: the content's own bias (flat chroma reads as one value everywhere) is the same
+    for every bit, since the blocks of each bit are spread over the whole frame, and cancels."""
     marks = KNOWN_MARKS if marks is None else marks
     best: tuple[str | None, float | None] = (None, None)
     for name, message in marks.items():
         rows = [s[name] for s in samples if name in s]
         if not rows:
             continue
-        bits = (np.mean(rows, axis=0) * 255 > 127).astype(np.uint8)
+        score = np.mean(rows, axis=0)
+        bits = (score > score.mean()).astype(np.uint8)
         match = float((bits == message).mean())
         if best[1] is None or match > best[1]:
             best = (name, match)
