@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -74,6 +75,66 @@ def test_mark_decoding_is_bit_exact_with_imwatermark():
     assert name == "stable-diffusion-v1" and match >= 0.9
     name, match = best_mark([MarkDecoder().measure(scene(0.3))])
     assert match < 0.75  # an unmarked frame agrees with a message by chance only
+
+
+def test_soft_decoding_reads_a_marked_still_at_least_as_well_as_imwatermark():
+    from imwatermark import WatermarkDecoder
+
+    message = KNOWN_MARKS["stable-diffusion-v1"]
+    for t in (0.3, 2.2):
+        marked = sd_mark(scene(t))
+        ref = WatermarkDecoder("bits", 136).decode(np.ascontiguousarray(marked[:, :, ::-1]), "dwtDct")
+        ref_match = float((np.array(ref, dtype=np.uint8) == message).mean())
+        name, match = best_mark([MarkDecoder().measure(marked)])
+        assert name == "stable-diffusion-v1" and match >= max(ref_match, 0.97), (t, ref_match, match)
+
+
+def _sdxl_mark(rgb: np.ndarray) -> np.ndarray:
+    from imwatermark import WatermarkEncoder
+
+    enc = WatermarkEncoder()
+    enc.set_watermark("bits", [int(b) for b in KNOWN_MARKS["stable-diffusion-xl"]])
+    return np.ascontiguousarray(enc.encode(np.ascontiguousarray(rgb[:, :, ::-1]), "dwtDct")[:, :, ::-1])
+
+
+def _mark_match(path: str) -> tuple[str | None, float | None]:
+    from rushes.curate.decode import analyse_video
+
+    guard = GuardSignals(GuardConfig(detectors=("invisible_mark",)))
+    result = analyse_video(path, [guard])
+    s = guard.clip_scores(0, result.num_frames)
+    return s["invisible_mark"], s["invisible_mark_match"]
+
+
+def test_invisible_marks_survive_h264_crf18_in_colour_and_black_and_white(tmp_path):
+    """yuv420p halves the chroma the mark lives in and x264 flattens it where the picture has no colour: the
+    clip's frames vote, each bit against the mean of all bits (not 0.5), so the content's own bias cancels."""
+    fps = 5
+    grey = [cv2.cvtColor(cv2.cvtColor(scene(i / fps), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for i in range(10)]
+    cases = {"colour_v1": ([scene(i / fps) for i in range(10)], sd_mark, "stable-diffusion-v1"),
+             "grey_xl": (grey, _sdxl_mark, "stable-diffusion-xl")}
+    for name, (frames, mark, expected) in cases.items():
+        write_video(str(tmp_path / f"{name}.mp4"), np.stack([mark(f) for f in frames]), fps, crf=18)
+        write_video(str(tmp_path / f"{name}_plain.mp4"), np.stack(frames), fps, crf=18)
+        found, match = _mark_match(str(tmp_path / f"{name}.mp4"))
+        assert found == expected and match >= 0.85, (name, found, match)
+        assert _mark_match(str(tmp_path / f"{name}_plain.mp4"))[1] < 0.75, name
+
+
+def test_faces_run_only_when_asked_and_say_so():
+    from rushes.curate.guard import models_record
+
+    assert "faces" not in GuardConfig().detectors
+    assert "faces" in GuardConfig(face_scores=True).detectors
+    guard = GuardSignals(GuardConfig(detectors=("nsfw",)))
+    guard.add(Frame(0, 0.0, scene(0.0)))
+    scores = guard.clip_scores(0, 1)
+    assert scores["face_count"] is None and json.loads(scores["guard_models"])["faces"] is None
+    on = json.loads(models_record(GuardConfig(face_scores=True).detectors))["faces"]
+    assert on["model"] == "dlib-frontal-hog" and len(on["sha256"]) == 64
+    t = _clips(face_area_frac=[None], guard_models=[scores["guard_models"]])
+    cfg = dataclasses.replace(none_filter(), max_face_area=0.0)
+    assert not apply_filter(t, cfg)["reject_reason"].to_pylist()[0]  # not run: not missing_scores
 
 
 def test_hash_list_formats_and_copies():
