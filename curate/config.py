@@ -108,6 +108,8 @@ class EncodeConfig:
     threads: int = setting(0, "x264 threads per video, 0 = as many as CPUs given to the task",
                            flag="--encode-threads", ge=0, le=1024)
     timeout_s: float = setting(3600.0, "ffmpeg wall-clock limit per source video", gt=0, cli=False)
+    blur_faces: bool = setting(False, "blur the faces the faces guardrail finds in the encoded clips (privacy; "
+                               "turns on --face-scores; a first pass: small, turned and occluded faces are missed)")
 
     def __post_init__(self) -> None:
         check(self)
@@ -191,6 +193,8 @@ class CurateConfig:
 
     def __post_init__(self) -> None:
         check(self)
+        if self.encode.enabled and self.encode.blur_faces and "faces" not in self.guard.detectors:
+            object.__setattr__(self, "guard", dataclasses.replace(self.guard, face_scores=True))
         if self.max_clip_s < self.min_clip_s:
             raise invalid(self, "max_clip_s", f"must be > 0 and >= min_clip_s ({self.min_clip_s}), got "
                           f"{self.max_clip_s}")

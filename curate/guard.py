@@ -213,6 +213,13 @@ class GuardSignals:
                 out["watermark_static"] = static_score([(e[1], e[2]) for e in longest], longest[0][0])
         return out
 
+    def face_boxes(self, start_frame: int, end_frame: int) -> list[tuple[float, tuple]]:
+        """(PTS s, face boxes (x, y, w, h) as shares of the frame) of the clip's face samples (none without faces)."""
+        if self._faces is None:
+            return []
+        return [(pts, s["faces"][2]) for index, pts, s in self.rows["detail"]
+                if start_frame <= index < end_frame and len(s["faces"]) > 2 and s["faces"][2]]
+
     def state(self, next_pts_s: float = 0.0) -> bytes:
         """Digest of what shapes the samples from ``next_pts_s`` on: the sampling slots and the frame size."""
         h = hashlib.sha256()

@@ -278,3 +278,38 @@ def test_a_hash_list_rejects_copies_through_rushes_filter(guarded_run, tmp_path)
     assert (out / "config" / "block_hashes.txt").is_file()
     filter_run(out, overrides={"reject_blocklisted": False})
     assert all(c["keep"] for c in _by_video(out, names)["clean.mp4"])
+
+
+def test_blur_faces_blurs_the_face_region_and_leaves_the_rest(tmp_path):
+    """``--blur-faces``: a face region (here given, as the detector's samples would give it) is box-blurred in the
+    encoded clip while it is due; the rest of the picture is what the same encode without blur gives."""
+    from rushes.curate.config import CurateConfig, EncodeConfig
+    from rushes.curate.encode import EncodeJob, blur_spans, encode_clips
+    from rushes.media.frames import FrameReader
+
+    assert "faces" in CurateConfig(encode=EncodeConfig(blur_faces=True)).guard.detectors  # it needs the detector
+    fps = 10
+    write_video(str(tmp_path / "src.mp4"), np.stack([scene(i / fps) for i in range(30)]), fps, crf=12)
+    spans = blur_spans([(1.0, ((0.5, 0.25, 0.2, 0.3),))], 0.0, 3.0, 0.5)  # a face at 1 s, held 0.5 s either side
+    assert spans == ((0.5, 1.5, 0.45, 0.175, 0.3, 0.45),)  # grown by a quarter of its size on each side
+    cfg = EncodeConfig(crf=12)
+    clips = {}
+    for name, blur in (("plain", ()), ("blurred", spans)):
+        done, _ = encode_clips(str(tmp_path / "src.mp4"), [EncodeJob(name, 0.0, 3.0, blur)], tmp_path / name, 640,
+                               360, cfg)
+        with FrameReader(str(done[name])) as reader:
+            clips[name] = [f.rgb.astype(np.int16) for f in reader]
+    assert len(clips["plain"]) == len(clips["blurred"]) == 30
+    face = (slice(63 + 4, 63 + 162 - 4), slice(288 + 4, 288 + 192 - 4))  # the region, less a blur's reach
+    outside = np.ones((360, 640), bool)
+    outside[63 - 8:63 + 162 + 8, 288 - 8:288 + 192 + 8] = False
+
+    def sharpness(img):
+        return cv2.Laplacian(cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+
+    for i in (10, 12):  # 1.0 s and 1.2 s: due
+        plain, blurred = clips["plain"][i], clips["blurred"][i]
+        assert sharpness(blurred[face]) < 0.2 * sharpness(plain[face])
+        assert np.abs(plain - blurred)[outside].mean() < 1.0
+    for i in (0, 20, 29):  # before and after: untouched
+        assert np.abs(clips["plain"][i] - clips["blurred"][i]).mean() < 1.0
