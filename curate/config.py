@@ -127,9 +127,12 @@ class GuardConfig:
     face_scores: bool = setting(False, "also run the faces detector (face_count, face_area_frac: what the faces "
                                 "rule of rushes filter reads; off by default like that rule, ~15% more curate "
                                 "CPU)")
-    sample_fps: float = setting(0.5, "frames per second read by nsfw, faces and the corner-text watermark score "
-                                "(0.5: every clip of 2 s or more has one)", flag="--guard-fps", gt=0, le=30)
-    mark_fps: float = setting(2.0, "native-size frames per second decoded for invisible marks (a clip's frames "
+    sample_fps: float = setting(0.5, "frames per second read by nsfw and faces (0.5: every clip of 2 s or more has "
+                                "one)", flag="--guard-fps", gt=0, le=30)
+    watermark_fps: float = setting(0.25, "frames per second read by the corner-text watermark score (a mark is "
+                                   "static; a clip without a sample of its own takes the nearest one's score)",
+                                   gt=0, le=30, cli=False)
+    mark_fps: float = setting(1.0, "native-size frames per second decoded for invisible marks (a clip's frames "
                               "vote)", gt=0, le=30, cli=False)
     hash_fps: float = setting(1.0, "PDQ hashes per second (vPDQ's rate)", gt=0, le=30, cli=False)
     edge_fps: float = setting(2.0, "analysis frames per second for the static corner-logo score", gt=0, le=30,

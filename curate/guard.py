@@ -11,9 +11,11 @@ same frames as a whole-video decode and chunks join exactly (:meth:`GuardSignals
 
 - ``sample_fps`` (0.5/s: every clip of 2 s or more has a sample) frames at their native size (capped at
   ``max_side_px``), built by the decode pass from the same decoded picture (``detail_side``): NSFW
-  (:mod:`rushes.curate.nsfw`), faces (:mod:`rushes.curate.faces`; only with ``--face-scores``), corner text
-  (:mod:`rushes.curate.watermark`, on the frame shrunk to ``watermark_long_side_px``);
-- ``mark_fps`` (2/s) native-size frames: invisible marks (:mod:`rushes.curate.marks`; native size matters: a
+  (:mod:`rushes.curate.nsfw`), faces (:mod:`rushes.curate.faces`; only with ``--face-scores``);
+- ``watermark_fps`` (0.25/s) frames for corner text (:mod:`rushes.curate.watermark`, shrunk to
+  ``watermark_long_side_px``): a watermark is static, so few samples suffice; a clip without one of its own
+  takes the nearest sample's score;
+- ``mark_fps`` (1/s) native-size frames: invisible marks (:mod:`rushes.curate.marks`; native size matters: a
   mark does not survive rescaling; a clip's frames vote, which outweighs the codec's damage to any one);
 - ``hash_fps`` (1/s, vPDQ's rate) analysis frames: PDQ hashes (:mod:`rushes.curate.pdq`);
 - ``edge_fps`` (2/s) analysis frames: corner edges for the static-logo score.
@@ -101,6 +103,16 @@ def models_record(detectors: tuple[str, ...]) -> str:
     return json.dumps(out, sort_keys=True)
 
 
+_KINDS = ("detail", "text", "mark", "hash", "edge")  # sample kinds, each on its own time grid
+_NATIVE = ("detail", "text", "mark")  # the kinds that read a native-size copy
+
+
+def _kinds_on(on: set) -> dict[str, bool]:
+    """Which sample kinds the frame detectors ``on`` need."""
+    return {"detail": bool(on & {"nsfw", "faces"}), "text": "watermark" in on, "mark": "invisible_mark" in on,
+            "hash": "pdq" in on, "edge": "watermark" in on}
+
+
 def _bucket(pts_s: float, rate: float) -> int:
     return math.floor(pts_s * rate)
 
@@ -119,27 +131,26 @@ class GuardSignals:
         self._marks = marks.MarkDecoder() if "invisible_mark" in on else None
         self._pdq = "pdq" in on
         self._edges = "watermark" in on
-        self._mark_on = self._marks is not None
-        self._detail_on = bool(on & {"nsfw", "faces", "watermark"})
-        self.rows: dict[str, list] = {"detail": [], "mark": [], "hash": [], "edge": []}  # (index, pts, payload)
-        self._buckets = {"detail": -math.inf, "mark": -math.inf, "hash": -math.inf, "edge": -math.inf}
+        self._on = _kinds_on(on)
+        self.rows: dict[str, list] = {k: [] for k in _KINDS}  # (index, pts, payload)
+        self._buckets = dict.fromkeys(_KINDS, -math.inf)
         self._count = 0
         self._edge_shape: tuple[int, int] | None = None
 
     def _rate(self, kind: str) -> float:
         c = self.config
-        return {"detail": c.sample_fps, "mark": c.mark_fps, "hash": c.hash_fps, "edge": c.edge_fps}[kind]
+        return {"detail": c.sample_fps, "text": c.watermark_fps, "mark": c.mark_fps, "hash": c.hash_fps,
+                "edge": c.edge_fps}[kind]
 
     def _due(self, kind: str, pts_s: float) -> bool:
-        on = {"detail": self._detail_on, "mark": self._mark_on}.get(kind, True)
-        return on and _bucket(pts_s, self._rate(kind)) > self._buckets[kind]
+        return self._on[kind] and _bucket(pts_s, self._rate(kind)) > self._buckets[kind]
 
     def _took(self, kind: str, pts_s: float) -> None:
         self._buckets[kind] = _bucket(pts_s, self._rate(kind))
 
     def detail_side(self, pts_s: float) -> int:
         """Long side (px) of the native-size copy this frame's sample wants (never upscaled), else 0."""
-        return self.config.max_side_px if self._due("detail", pts_s) or self._due("mark", pts_s) else 0
+        return self.config.max_side_px if any(self._due(k, pts_s) for k in _NATIVE) else 0
 
     def add_detail(self, frame: Frame) -> None:
         """The native-size sample of the next frame (given just before its ``add``)."""
@@ -151,10 +162,11 @@ class GuardSignals:
                 sample["nsfw"] = self._nsfw.probability(rgb)
             if self._faces is not None:
                 sample["faces"] = self._faces.measure(rgb)
-            if self._corner is not None:
-                sample["text"] = self._corner.measure(rgb)
             self.rows["detail"].append((index, frame.pts_s, sample))
             self._took("detail", frame.pts_s)
+        if self._due("text", frame.pts_s):
+            self.rows["text"].append((index, frame.pts_s, self._corner.measure(rgb)))
+            self._took("text", frame.pts_s)
         if self._due("mark", frame.pts_s):
             self.rows["mark"].append((index, frame.pts_s, self._marks.measure(rgb)))
             self._took("mark", frame.pts_s)
@@ -163,15 +175,15 @@ class GuardSignals:
         """Consume the next analysis frame (RGB uint8, display orientation)."""
         index = frame.index if frame.index is not None else self._count
         self._count = index + 1
-        if self._due("detail", frame.pts_s) or self._due("mark", frame.pts_s):  # no native copy came (fed by hand)
+        if any(self._due(k, frame.pts_s) for k in _NATIVE):  # no native copy came (frames fed by hand)
             self.add_detail(Frame(index, frame.pts_s, frame.rgb))
-        if self._pdq and self._due("hash", frame.pts_s):
+        if self._due("hash", frame.pts_s):
             from rushes.curate.pdq import MIN_QUALITY, frame_hash
 
             digest, quality = frame_hash(frame.rgb)
             self.rows["hash"].append((index, frame.pts_s, digest if quality >= MIN_QUALITY else None))
             self._took("hash", frame.pts_s)
-        if self._edges and self._due("edge", frame.pts_s):
+        if self._due("edge", frame.pts_s):
             from rushes.curate.watermark import corner_edges
 
             gray = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2GRAY)
@@ -197,8 +209,8 @@ class GuardSignals:
         if detail and self._faces is not None:
             out["face_count"] = max(s["faces"][0] for s in detail)
             out["face_area_frac"] = max(s["faces"][1] for s in detail)
-        if detail and self._corner is not None:
-            out["watermark_text"] = float(np.mean([s["text"] for s in detail]))
+        if self._corner is not None:
+            out["watermark_text"] = self._text_score(start_frame, end_frame)
         if self._marks is not None:
             out["invisible_mark"], out["invisible_mark_match"] = best_mark(self._in("mark", start_frame, end_frame))
         if self._pdq:
@@ -212,6 +224,18 @@ class GuardSignals:
             if len(longest) >= 3:
                 out["watermark_static"] = static_score([(e[1], e[2]) for e in longest], longest[0][0])
         return out
+
+    def _text_score(self, start_frame: int, end_frame: int) -> float | None:
+        """Mean corner-text share of the clip's samples; a clip without one (shorter than the text samples'
+        interval) takes the sample nearest to it: a watermark belongs to the source, not to one shot."""
+        own = self._in("text", start_frame, end_frame)
+        if own:
+            return float(np.mean(own))
+        rows = self.rows["text"]
+        if not rows:
+            return None
+        gap = [start_frame - i if i < start_frame else i - end_frame + 1 for i, _, _ in rows]
+        return float(rows[int(np.argmin(gap))][2])
 
     def face_boxes(self, start_frame: int, end_frame: int) -> list[tuple[float, tuple]]:
         """(PTS s, face boxes (x, y, w, h) as shares of the frame) of the clip's face samples (none without faces)."""
@@ -244,10 +268,10 @@ class GuardSignals:
         out._faces = True if "faces" in on else None
         out._corner = True if "watermark" in on else None
         out._marks = True if "invisible_mark" in on else None
-        out._detail_on, out._mark_on = bool(on & {"nsfw", "faces", "watermark"}), out._marks is not None
+        out._on = _kinds_on(on)
         out._pdq, out._edges = "pdq" in on, "watermark" in on
         out.rows = {}
-        for kind in ("detail", "mark", "hash", "edge"):
+        for kind in _KINDS:
             rows = [r for p in parts for r in p[kind]]
             idx = np.searchsorted(pts, [r[1] for r in rows]) if rows else []
             out.rows[kind] = [(int(i), r[1], r[2]) for i, r in zip(idx, rows)]

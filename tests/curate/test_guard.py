@@ -180,8 +180,10 @@ def test_chunks_join_to_the_whole_video_scores():
     _feed(a, frames[:23], fps)
     _feed(b, frames, fps, start=14)  # the second chunk starts with a warm-up before its span (3.8 s)
     merged = GuardSignals.merged([a.export(0.0, 3.8), b.export(3.8, None)], [i / fps for i in range(40)])
-    for span in ((0, 40), (5, 25), (19, 40)):
+    for span in ((0, 40), (5, 25), (19, 40), (22, 30)):
         assert merged.clip_scores(*span) == whole.clip_scores(*span)
+    # corner text is sampled every 4 s (frames 0 and 20): a clip between samples takes the nearest one's score
+    assert whole.clip_scores(22, 30)["watermark_text"] == whole.rows["text"][1][2] > 0.05
     scores = whole.clip_scores(0, 40)
     assert scores["watermark_text"] > 0.05 and len(scores["pdq"]) == 8 and scores["watermark_static"] > 0
 
