@@ -315,3 +315,11 @@ def test_blur_faces_blurs_the_face_region_and_leaves_the_rest(tmp_path):
         assert np.abs(plain - blurred)[outside].mean() < 1.0
     for i in (0, 20, 29):  # before and after: untouched
         assert np.abs(clips["plain"][i] - clips["blurred"][i]).mean() < 1.0
+
+
+def test_the_faces_rule_on_a_run_without_face_scores_says_it_judged_nothing(guarded_run):
+    from rushes.curate.filter import format_counts
+
+    out, _ = guarded_run
+    result = filter_run(out, overrides={"max_face_area": 0.0}, dry_run=True)
+    assert "faces" not in result["reasons"] and "--face-scores" in format_counts(result)
