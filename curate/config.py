@@ -125,7 +125,7 @@ class GuardConfig:
                                          "only when listed or with --face-scores", flag="--guardrails",
                                          metavar="LIST", shown="all but faces")
     face_scores: bool = setting(False, "also run the faces detector (face_count, face_area_frac: what the faces "
-                                "rule of rushes filter reads; off by default like that rule, ~15% more curate "
+                                "rule of rushes filter reads; off by default like that rule; ~6% more curate "
                                 "CPU)")
     sample_fps: float = setting(0.5, "frames per second read by nsfw and faces (0.5: every clip of 2 s or more has "
                                 "one)", flag="--guard-fps", gt=0, le=30)
