@@ -10,8 +10,9 @@ Nothing explicit is used or made: every case is an ordinary footage file with a 
 - corner logo: the first 6 s at 2/s with a small opaque logo (disc and triangle, 28 px) in the bottom-left corner,
   static-edge score against the clean frames (``rushes.curate.watermark.static_score``);
 - invisible marks: the first 4 s at 5 fps, every frame marked with ``invisible-watermark`` dwtDct as Stable
-  Diffusion's scripts do (SD 1.x bytes and SDXL bits on alternate files), encoded with libx264 CRF 18 at native
-  size, then decoded by curate's pass (``GuardSignals``); found when ``invisible_mark_match`` >= 0.85;
+  Diffusion's scripts do (SD 1.x bytes and SDXL bits on alternate files), encoded with libx264 CRF 18 yuv420p
+  at native size, then decoded by curate's pass (``GuardSignals``, marks at 1/s: 4 frames vote); found when
+  ``invisible_mark_match`` >= 0.85; the same frames unmarked are the twins that must not match;
 - C2PA: each MP4 signed with a trainedAlgorithmicMedia manifest (a generated certificate), read back;
 - hash list: each file's PDQ hashes (1/s) against copies re-encoded (CRF 32), rescaled (half size) and trimmed
   (from 1 s); a copy is caught when >= 50% of its hashes lie within 31 bits of the original's list; false
@@ -198,7 +199,8 @@ def footage_fp(files) -> dict:
     cfg, rows = CurateConfig(), []
     for path in files:
         fps = stream_info(str(path)).fps
-        splitter, signals, guard = make_splitter(cfg.detector, fps), FrameSignals(ScoreConfig()), GuardSignals()
+        splitter, signals = make_splitter(cfg.detector, fps), FrameSignals(ScoreConfig())
+        guard = GuardSignals(GuardConfig(face_scores=True))  # faces are opt-in: measured here too
         result = analyse_video(str(path), [splitter, signals, guard])
         for s in plan_clips(splitter.cut_frames(result.pts_s), result.pts_s, result.end_s, cfg):
             if not s.keep:

@@ -8,9 +8,10 @@ AdaptiveDetector (``rushes.curate.split.SceneSplitter``); "all scores" adds ``ru
 as a second consumer of the same frames. Modes alternate per file and the fastest of ``--repeats``
 runs is kept, to damp noise on a shared machine. Prints a markdown table of wall-time ratios.
 
-``--guard`` compares today's default scores with the default scores plus every guardrail score
-(``rushes.curate.guard.GuardSignals``: nsfw, faces, watermark, invisible_mark, pdq; C2PA read once per file):
-the cost the guardrails add to a curate pass (target <= 30% CPU).
+``--guard`` compares today's default scores with the default scores plus the default guardrail scores
+(``rushes.curate.guard.GuardSignals``: nsfw, watermark, invisible_mark, pdq; C2PA read once per file): the
+cost the guardrails add to a curate pass (target <= 30% CPU). ``--guard --face-scores`` adds the opt-in faces
+detector (``rushes curate --face-scores``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from rushes.media.frames import stream_info  # noqa: E402
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov"}
 
 
-def run_once(path: str, fps: float, with_scores: bool, long_side: int, guard: bool = False
-             ) -> tuple[float, float, int, int]:
+def run_once(path: str, fps: float, with_scores: bool, long_side: int, guard: bool = False,
+             faces: bool = False) -> tuple[float, float, int, int]:
     """Wall and CPU seconds of one analysis pass, frames decoded, bytes FrameSignals keeps (0 without scores).
     ``guard``: the pass always has the scores; ``with_scores`` then adds the guardrail scores too."""
     consumers: list = [SceneSplitter(DetectorConfig(), fps)]
@@ -46,7 +47,7 @@ def run_once(path: str, fps: float, with_scores: bool, long_side: int, guard: bo
         from rushes.curate.guard import GuardSignals
         from rushes.media.provenance import read_c2pa
 
-        consumers.append(GuardSignals(GuardConfig()))
+        consumers.append(GuardSignals(GuardConfig(face_scores=faces)))
         read_c2pa(path)
     result = analyse_video(path, consumers, long_side_px=long_side, threads=1)
     consumers[0].cut_frames(result.pts_s)
@@ -70,6 +71,7 @@ def main() -> int:
     ap.add_argument("--cv-threads", type=int, default=1,
                     help="OpenCV threads (1 = what a 1-CPU curate task should use; 0 = OpenCV's default)")
     ap.add_argument("--guard", action="store_true", help="compare default scores with default scores + guardrails")
+    ap.add_argument("--face-scores", action="store_true", help="with --guard: the faces detector too (opt-in)")
     args = ap.parse_args()
     if args.cv_threads:
         import cv2
@@ -92,7 +94,8 @@ def main() -> int:
         frames = kept = 0
         for _ in range(args.repeats):
             for mode in (0, 1):
-                wall, cpu, frames, k = run_once(str(path), fps, bool(mode), args.long_side, args.guard)
+                wall, cpu, frames, k = run_once(str(path), fps, bool(mode), args.long_side, args.guard,
+                                                  args.face_scores)
                 best[f"wall{mode}"] = min(best[f"wall{mode}"], wall)
                 best[f"cpu{mode}"] = min(best[f"cpu{mode}"], cpu)
                 kept = k or kept

