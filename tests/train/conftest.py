@@ -40,3 +40,20 @@ def synth_out(tmp_path_factory) -> Path:
              Clip(v.path, 0.0, 2.0, 96, 64, "rejected clip", keep=False),
              Clip(v.path, 0.5, 1.5, 96, 64, "failed caption", caption_status="error")]
     return write_manifest(root / "out", clips)
+
+
+@pytest.fixture
+def one_rank_group(monkeypatch):
+    """A gloo process group of one rank in this process, as Ray Train sets up for --workers 1."""
+    import socket
+
+    import torch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    torch.distributed.init_process_group("gloo", rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()

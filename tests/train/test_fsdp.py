@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import socket
 
 import numpy as np
 import pytest
@@ -32,18 +30,6 @@ def _cfg(t5: str, steps: int, packs: int = 2):
 def random_out(tmp_path, tiny_t5):
     """OUT with 24 tiny random clips and encodings of them under this config's key (no decoding needed)."""
     return write_random_run(tmp_path / "out", _cfg(tiny_t5, 1), 24, shard_rows=8)
-
-
-@pytest.fixture
-def one_rank_group():
-    """A gloo process group of one rank in this process, as Ray Train sets up for --workers 1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=0, world_size=1)
-    yield
-    torch.distributed.destroy_process_group()
 
 
 def _quiet(_):

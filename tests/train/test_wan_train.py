@@ -4,8 +4,6 @@ full fine-tuning and LoRA, exact resume, FSDP, and adapters diffusers loads and 
 from __future__ import annotations
 
 import json
-import os
-import socket
 
 import numpy as np
 import pytest
@@ -86,17 +84,6 @@ def test_wan_run_resumes_exactly(synth_out, wan_pipe, tmp_path, lora):
         assert len(opt["state"]) == len(load_file(str(checkpoint.latest(tmp_path / "whole") / "model.safetensors")))
     else:
         assert len(a) == len(build_model(cfg, torch.device("cpu")).state_dict())
-
-
-@pytest.fixture
-def one_rank_group():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=0, world_size=1)
-    yield
-    torch.distributed.destroy_process_group()
 
 
 def test_lora_under_fsdp_equals_one_process(synth_out, wan_pipe, tmp_path, one_rank_group):
