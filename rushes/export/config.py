@@ -27,6 +27,8 @@ class ExportConfig:
                                 "\"duration_s >= 3 AND motion_mean > 0.01\"", metavar="SQL", shown="every clip")
     caption_field: str = setting("caption", "the captions column exported as each clip's text",
                                  choices=CAPTION_FIELDS)
+    include_flagged_captions: bool = setting(False, "also export captions a check flagged (caption_flags: truncated, "
+                                             "repetition, refusal, language), as rushes train takes them")
     captioner: str | None = setting(None, "export the captions of this captioner (model id@revision)",
                                     shown="the newest ok caption per clip")
     prompt_version: str | None = setting(None, "export the captions of this prompt version, e.g. dense-v1",

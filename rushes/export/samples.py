@@ -109,7 +109,8 @@ def _matching(out, where: str, clips: list[KeptClip]) -> set[str]:
 def select_samples(out, cfg) -> Selection:
     """The samples of run ``out`` that ``cfg`` (:class:`rushes.export.config.ExportConfig`) selects, sorted by
     name; raises ValueError when none is left (the message says what to loosen)."""
-    clips = captioned_clips(out, cfg.captioner, cfg.prompt_version, field=cfg.caption_field)
+    clips = captioned_clips(out, cfg.captioner, cfg.prompt_version, field=cfg.caption_field,
+                            include_flagged=cfg.include_flagged_captions)
     if cfg.where:
         keep = _matching(out, cfg.where, clips)
         clips = [c for c in clips if c.clip_id in keep]
