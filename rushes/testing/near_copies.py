@@ -83,7 +83,8 @@ def _clips_by_path(out) -> tuple[dict[str, list[dict]], dict[str, dict]]:
                                                 "duplicate_of"]).to_pylist()
     by_path: dict[str, list[dict]] = {}
     for r in rows:
-        by_path.setdefault(videos.get(r["video_id"], ""), []).append(r)
+        path = videos.get(r["video_id"])
+        by_path.setdefault(os.path.realpath(path) if path else "", []).append(r)  # a footage dir behind a symlink
     return by_path, {r["clip_id"]: r for r in rows}
 
 
@@ -95,8 +96,8 @@ def score_copies(out, plan: dict[str, tuple[str, str, float]]) -> dict[str, Catc
     result: dict[str, Catch] = {}
     for copy, (src, transform, trimmed) in plan.items():
         c = result.setdefault(transform, Catch())
-        src_path = os.path.abspath(src)
-        for clip in by_path.get(os.path.abspath(copy), []):
+        src_path = os.path.realpath(src)
+        for clip in by_path.get(os.path.realpath(copy), []):
             c.clips += 1
             if sum(1 for h in clip["signature"] or [] if h) < 2:
                 c.unhashable += 1
