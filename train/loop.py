@@ -55,7 +55,7 @@ from rushes.train.diffusion import training_loss
 from rushes.train.encoders import text_encoder_of, vae_of
 from rushes.train.model import DiffusionTransformer, count_parameters
 from rushes.train.wan import build_transformer
-from rushes.train.packing import PackedBatch, PackLoader, collate, pack_first_fit
+from rushes.train.packing import PackedBatch, PackLoader, collate, empty_pack, pack_first_fit
 from rushes.train.plan import RunPlan, out_dirs, plan_run
 from rushes.train.selection import record_selection, select_clips
 from rushes.train.stream import PackStream, open_encodings
@@ -511,9 +511,9 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
                     batch.x0, batch.seq, batch.slot_tokens, gen, tc.timestep_mean, tc.timestep_std,
                     tc.shift_base_tokens, tc.max_shift, cond=batch.cond)
             seconds["forward_s"] += watch.lap()
-            (loss * scale).backward()
+            (loss * (scale * batch.weight)).backward()
             seconds["backward_s"] += watch.lap()
-        total += loss.detach() / cfg.data.packs_per_step
+        total += loss.detach() * (batch.weight / cfg.data.packs_per_step)
     summed = _StepSum(total, counts or {}, world)  # the mean loss over every worker's packs, the counts' sums
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip else float("inf"))
     optimizer.step()
@@ -583,6 +583,10 @@ def _batches(packs: list[list[Example]], generators, data: TrainData, cfg: RunCo
     the batches move to ``device``)."""
     out, cpu = [], []
     for i, (pack, gen) in enumerate(zip(packs, generators)):
+        if not pack:  # every row it drew was damaged (logged by the source): a pass that learns nothing
+            cpu.append(empty_pack(cfg.model.patch_dim, data.null_text, cfg.data.pad_multiple))
+            out.append(cpu[-1].to(device))
+            continue
         dropped = torch.rand(len(pack), generator=gen) < cfg.data.caption_dropout
         texts = [data.null_text if d else e.text for e, d in zip(pack, dropped.tolist())]
         batch = collate(pack, pad_multiple=cfg.data.pad_multiple, texts=texts)

@@ -144,16 +144,29 @@ class PackedBatch:
     clip_ids: list[str]
     grids: list[tuple[int, int, int]]
     cond: torch.Tensor | None = None  # (1, L) bool: conditioning tokens, given clean (train/conditioning.py)
+    weight: float = 1.0  # 0: a stand-in for a pack whose every row was damaged (:func:`empty_pack`)
 
     @property
     def real_tokens(self) -> int:
         """Tokens the loss learns from: the clips' tokens less their conditioning tokens (and padding)."""
+        if not self.weight:
+            return 0
         return int(self.slot_tokens.sum()) - (0 if self.cond is None else int((self.cond & (self.seq >= 0)).sum()))
 
     def to(self, device) -> PackedBatch:
         return PackedBatch(self.x0.to(device), self.pos.to(device), self.seq.to(device), self.text.to(device),
                            self.text_mask.to(device), self.slot_tokens.to(device), self.clip_ids, self.grids,
-                           None if self.cond is None else self.cond.to(device))
+                           None if self.cond is None else self.cond.to(device), self.weight)
+
+
+def empty_pack(patch_dim: int, null_text: torch.Tensor, pad_multiple: int = 1) -> PackedBatch:
+    """The stand-in for a pack left empty (every row it drew failed its checks, train/stream.py): one token of
+    zeros under the empty caption, weight 0. Its forward and backward passes learn nothing but keep this worker in
+    step with the others (DDP and FSDP run a collective in every pass: a worker that skipped one would hang them)."""
+    stand_in = Example("", "", torch.zeros(1, patch_dim), (1, 1, 1), null_text)
+    batch = collate([stand_in], pad_multiple)
+    batch.clip_ids, batch.weight = [], 0.0
+    return batch
 
 
 def collate(examples: Sequence[Example], pad_multiple: int = 1,

@@ -64,3 +64,38 @@ def test_a_run_that_streamed_encodings_will_not_resume_without_them(encoded_out,
     shutil.rmtree(encoded_out / "encodings")
     with pytest.raises(ValueError, match="rushes encode"):
         train(encoded_out, tmp_path / "run", cfg.with_overrides(train={"steps": 3}), echo=lambda s: None)
+
+
+def test_a_pack_whose_every_row_is_damaged_trains_nothing_and_the_run_goes_on(encoded_out, tiny_t5, tmp_path):
+    """One clip a pack (256-token budget, 192-token clips): a damaged row leaves its pack empty. That step still
+    runs a forward and backward pass that learns nothing (every worker must take part in each pass), and the
+    run trains the other clips."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from rushes.train import shards
+
+    from types import SimpleNamespace
+
+    from rushes.train.data import split_validation
+
+    folder = next(p for p in (encoded_out / "encodings").iterdir() if p.is_dir())
+    ids = [r["clip_id"] for p in shards.shard_paths(folder) for r in pq.read_table(p, columns=["clip_id"]).to_pylist()]
+    cfg = _cfg(tiny_t5, steps=6)
+    _, val = split_validation([SimpleNamespace(clip_id=i) for i in ids], cfg.data.val_clips)
+    val = {e.clip_id for e in val}
+    damaged = None
+    for path in shards.shard_paths(folder):
+        rows = pq.read_table(path).to_pylist()
+        for row in rows:
+            if damaged is None and row.get("clip_id") not in val and row.get("text"):
+                text = np.frombuffer(row["text"], np.float32).copy()
+                text[0] = np.nan
+                row["text"], damaged = text.tobytes(), row["clip_id"]
+                shards.write_shard(folder, rows, path.stem)
+    assert damaged and len(set(ids)) == 3
+    result = train(encoded_out, tmp_path / "run", cfg, echo=lambda s: None)
+    assert len(result.losses) == 6 and all(np.isfinite(result.losses))
+    assert 0.0 in result.losses, "the empty pack's step learns nothing"
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("clips") == 0 for r in log if "step" in r), log
