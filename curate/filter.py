@@ -85,12 +85,12 @@ from rushes import manifests
 from rushes import storage
 from rushes.manifests.clips import valid_span_mask
 from rushes.manifests.store import ManifestError
+from rushes.media.provenance import AI_SOURCE_TYPES
 from rushes.settings import check, invalid, setting
 
 # Fields that are on/off switches rather than thresholds.
 _SWITCHES = ("reject_camera_motion", "reject_near_duplicate", "reject_missing", "reject_ai_generated",
              "reject_blocklisted")
-AI_SOURCE_TYPES = ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia")
 BLOCKLIST_FILE = ("config", "block_hashes.txt")  # the run's hash list, under OUT
 CAMERA_LABELS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out", "shaky", "complex")
 

@@ -117,11 +117,6 @@ def is_pipeline(init: str, subfolder: str | None) -> bool:
     return subfolder == "transformer"
 
 
-def default_text_tokens(arch: str, current: int) -> int:
-    """The caption token budget a model architecture wants: Wan's 512 (its umT5 context), else ``current``."""
-    return TEXT_TOKENS if arch == "wan" else current
-
-
 def init_run_config(cfg, init: str | None = None, keep: tuple[str, ...] = ()):
     """``cfg`` (a RunConfig) shaped by ``init`` (default ``cfg.model.init``): the model takes the Wan transformer's
     architecture; the text encoder, VAE and caption budget become the pipeline repo's (``text_encoder/``,
@@ -135,7 +130,7 @@ def init_run_config(cfg, init: str | None = None, keep: tuple[str, ...] = ()):
     data = {}
     if is_pipeline(init, subfolder):
         data = {"text_encoder": init, "text_encoder_subfolder": "text_encoder", "vae": init, "vae_subfolder": "vae"}
-    data["max_text_tokens"] = default_text_tokens("wan", cfg.data.max_text_tokens)
+    data["max_text_tokens"] = TEXT_TOKENS  # Wan's umT5 context, whatever encoder the run named before
     data = {k: v for k, v in data.items() if k not in keep}
     return replace(cfg, model=model, data=replace(cfg.data, **data))
 

@@ -92,7 +92,7 @@ def clip_records(run_dir: Path, clip_rows: list[dict], video_paths: dict[str, st
     captions = _latest_captions(run_dir)
     cols: dict[str, list] = {k: [] for k in ("id", "video", "start", "end", "dur", "keep", "reason", "thumb",
                                               "thumb_w", "thumb_err", "caption", "caption_by", "caption_err",
-                                              "words", "camera")}
+                                              "words", "camera", "c2pa")}
     scores: dict[str, list] = {n: [] for n in NUMERIC_SCORES}
     for row in clip_rows:
         cap = captions.get(row["clip_id"]) or {}
@@ -114,11 +114,21 @@ def clip_records(run_dir: Path, clip_rows: list[dict], video_paths: dict[str, st
         cols["caption_err"].append(cap.get("error_message") if cap and not ok_cap else None)
         cols["words"].append(word_count(cap.get("caption")) if ok_cap else None)
         cols["camera"].append(row.get("camera_motion"))
+        cols["c2pa"].append(c2pa_label(row))
         for n in NUMERIC_SCORES:
             scores[n].append(_round(row.get(n)))
     # Columns that are null for every clip are dropped: the page shows only scores the run computed.
     cols["scores"] = {n: v for n, v in scores.items() if any(x is not None for x in v)}
     return cols
+
+
+def c2pa_label(row: dict) -> str | None:
+    """What a clip's source says of itself in C2PA, for its card: the digital source type (with "invalid" when the
+    manifest does not validate), "manifest" without one; None when the file has no manifest or it was not read."""
+    if not row.get("c2pa_present"):
+        return None
+    label = row.get("c2pa_source_type") or "manifest"
+    return label if row.get("c2pa_valid") else f"{label} (invalid)"
 
 
 def clip_extras(run_dir, clip_rows: list[dict], videos: dict[str, dict], html_dir: Path,

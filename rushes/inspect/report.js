@@ -101,7 +101,9 @@
         '"><b>' + esc(s) + "</b> " + fmt(C.scores[s][i]) + "</span>";
     }).join("") +
       (C.camera[i] ? '<span class="chip' + (fails.includes("camera") ? ' fail" title="the filter rejects camera motion ' +
-        esc(F.camera.join(", ")) : "") + '"><b>camera</b> ' + esc(C.camera[i]) + "</span>" : "");
+        esc(F.camera.join(", ")) : "") + '"><b>camera</b> ' + esc(C.camera[i]) + "</span>" : "") +
+      (C.c2pa && C.c2pa[i] ? '<span class="chip' + (fails.includes("c2pa") ? ' fail" title="its C2PA manifest says it ' +
+        'was made by a generative model (ai_generated)' : "") + '"><b>c2pa</b> ' + esc(C.c2pa[i]) + "</span>" : "");
     let cap;
     if (C.caption[i] !== null) cap = '<p class="caption">' + esc(C.caption[i]) + '<span class="by">' + esc(C.caption_by[i]) + "</span></p>";
     else if (C.caption_err[i]) cap = '<p class="caption none">caption failed: ' + esc(C.caption_err[i]) + "</p>";

@@ -22,14 +22,19 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from rushes.media.provenance import AI_SOURCE_TYPES
+
 # Filter fields whose score column is not the field's name without min_/max_ (rushes.curate.filter.FilterConfig).
 COLUMN_OF = {
     "min_motion": "motion_mean", "max_motion": "motion_mean", "max_black_frame_frac": "black_frame_frac",
     "min_brightness": "brightness_mean", "max_brightness": "brightness_mean",
     "max_flat_frame_frac": "flat_frame_frac", "min_contrast": "contrast_std", "max_text_area": "text_area_frac",
     "min_aspect": "aspect_ratio", "max_aspect": "aspect_ratio", "min_duration_s": "duration_s",
-    "max_duration_s": "duration_s",
+    "max_duration_s": "duration_s", "max_face_area": "face_area_frac",
 }
+# Fields named min_ that reject clips at or above them (the share of a mark's bits that makes a clip
+# ai_generated): drawn and judged as an upper bound of the kept clips.
+REJECT_AT_OR_ABOVE = {"min_invisible_mark_match": "invisible_mark_match"}
 _BOUND = re.compile(r"^(min|max)_(\w+)$")
 # Reasons that name a clip's span or its camera label rather than a numeric score.
 SPAN_REASONS = ("too_short", "too_long")
@@ -43,11 +48,13 @@ class Threshold:
     max: float | None = None
     min_field: str | None = None  # the filter setting that set it, e.g. min_sharpness (rushes filter --min-sharpness)
     max_field: str | None = None
+    max_inclusive: bool = False  # a value equal to max fails too (REJECT_AT_OR_ABOVE)
 
     def fails(self, value) -> bool:
         if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
             return False
-        return (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
+        over = self.max is not None and (value >= self.max if self.max_inclusive else value > self.max)
+        return (self.min is not None and value < self.min) or over
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class ActiveFilter:
 def _column(name: str, columns: set[str]) -> str | None:
     if name in COLUMN_OF:
         return COLUMN_OF[name]
+    if name in REJECT_AT_OR_ABOVE:
+        return REJECT_AT_OR_ABOVE[name]
     m = _BOUND.match(name)
     if not m:
         return None
@@ -84,6 +93,10 @@ def thresholds_of(params: dict, columns: set[str]) -> dict[str, Threshold]:
     for name, value in params.items():
         column, number = _column(name, columns), _number(value)
         if column is None or number is None:
+            continue
+        if name in REJECT_AT_OR_ABOVE:
+            if params.get("reject_ai_generated") is not False:
+                bounds.setdefault(column, {}).update(max=number, max_field=name, max_inclusive=True)
             continue
         side = "min" if name.startswith("min_") else "max"
         bounds.setdefault(column, {})[side] = number
@@ -124,4 +137,6 @@ def failing_scores(row: dict, reasons: list[str], active: ActiveFilter) -> list[
         fails.append("dur")
     if any(r.startswith("camera=") for r in reasons):
         fails.append("camera")
+    if "ai_generated" in reasons and row.get("c2pa_source_type") in AI_SOURCE_TYPES:
+        fails.append("c2pa")  # what the source's own C2PA manifest says it is
     return fails

@@ -337,3 +337,38 @@ def test_the_faces_rule_on_a_run_without_face_scores_says_it_judged_nothing(guar
     out, _ = guarded_run
     result = filter_run(out, overrides={"max_face_area": 0.0}, dry_run=True)
     assert "faces" not in result["reasons"] and "--face-scores" in format_counts(result)
+
+
+def test_the_report_shows_each_guardrail_rejection_with_its_thumbnail_and_the_score_behind_it(guarded_run, tmp_path):
+    """`rushes inspect` of the guarded run, looked at in headless Chromium: every clip a guardrail rejected has a
+    card with a loaded thumbnail and the failing score outlined (the mark's match, the corner-text share; the C2PA
+    source type for a generated file)."""
+    from rushes.inspect.page import ReportConfig, build_report
+    from rushes.inspect.thumbs import ThumbConfig
+    from rushes.testing.browser import Browser, find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("headless Chromium not found (apt install chromium, or set RUSHES_CHROMIUM to its path)")
+    out, names = guarded_run
+    clips = _by_video(out, names)
+    report = build_report(out, tmp_path / "report.html", ReportConfig(thumbs=ThumbConfig(workers=1)))
+    expected = {"marked.mp4": "invisible_mark_match", "logo.mp4": "watermark_text", "generated.mp4": "c2pa"}
+    with Browser(chromium, width=1400, height=1000) as b:
+        b.navigate(report.html_path.as_uri())
+        b.wait_for("document.documentElement.dataset.ready === '1'")
+        b.evaluate("document.getElementById('sheet').scrollIntoView()")
+        for name, chip in expected.items():
+            for clip in clips[name]:
+                card = f"document.querySelector('article[data-id=\"{clip['clip_id']}\"]')"
+                b.evaluate(f"{card}.scrollIntoView()")
+                b.wait_for(f"{card}.querySelector('img') && {card}.querySelector('img').complete")
+                assert b.evaluate(f"{card}.querySelector('img').naturalWidth") > 0, name
+                assert "rej" in b.evaluate(f"{card}.className")
+                failing = b.evaluate(f"Array.from({card}.querySelectorAll('.chip.fail b')).map(e => e.textContent)")
+                assert chip in failing, (name, failing)
+                text = b.evaluate(f"{card}.textContent")
+                assert "ai_generated" in text or "watermark" in text, text
+        generated = clips["generated.mp4"][0]["clip_id"]
+        assert "trainedAlgorithmicMedia" in b.evaluate(
+            f"document.querySelector('article[data-id=\"{generated}\"] .chip.fail').textContent")

@@ -40,3 +40,21 @@ def test_params_that_are_not_a_json_object_or_not_numbers_are_left_out():
                            _row(params={"min_sharpness": 2}, preset="default")])
     assert (mixed.preset, mixed.clips, mixed.others) == ("strict", 2, 1)
     assert active_filter([]).preset is None
+
+
+def test_guardrail_scores_behind_a_rejection():
+    """The mark's match rejects at or above its min_ field (it is no lower bound); faces map to face_area_frac;
+    a C2PA source type the rule rejects is named; a clean clip's low match is not a failing score."""
+    params = {"min_invisible_mark_match": 0.85, "max_face_area": 0.0, "max_nsfw": 0.8, "reject_ai_generated": True}
+    rows = [_row(reason="ai_generated", params=params, invisible_mark_match=0.85, face_area_frac=None, nsfw=0.1),
+            _row(reason="faces", params=params, invisible_mark_match=0.52, face_area_frac=0.2, nsfw=0.1),
+            _row(reason="ai_generated", params=params, invisible_mark_match=0.5, face_area_frac=0.0, nsfw=0.1,
+                 c2pa_source_type="trainedAlgorithmicMedia")]
+    active = active_filter(rows)
+    assert active.thresholds["invisible_mark_match"] == Threshold(max=0.85, max_field="min_invisible_mark_match",
+                                                                  max_inclusive=True)
+    assert failing_scores(rows[0], ["ai_generated"], active) == ["invisible_mark_match"]
+    assert failing_scores(rows[1], ["faces"], active) == ["face_area_frac"]
+    assert failing_scores(rows[2], ["ai_generated"], active) == ["c2pa"]
+    off = active_filter([_row(params={**params, "reject_ai_generated": False})])
+    assert "invisible_mark_match" not in off.thresholds
