@@ -148,11 +148,28 @@ def _dataset(cfg: CaptionConfig, plan: Plan, job: _Job, spec, chash: str, scratc
                         fn_kwargs={"spec": spec, "num_frames": cfg.num_frames, "fps": cfg.fps, "scratch": scratch})
     return ds.map_batches(
         _CaptionActorOnNode, batch_size=n, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency), num_gpus=cfg.num_gpus or None,
+        compute=_actor_pool(cfg), num_gpus=cfg.num_gpus or None,
         num_cpus=cfg.actor_cpus,
         fn_constructor_kwargs={"cfg": cfg, "resolved": job.resolved, "prompt": job.prompt,
                                "config_hash": chash, "tool_versions": tool_versions(cfg.engine),
                                "captioner_cls": job.captioner_cls, "api_key": job.api_key})
+
+
+def _actor_pool(cfg: CaptionConfig):
+    """The model actors. An openai actor only waits on its endpoint: it takes several batches at once (threads
+    sharing its one pool of ``request_concurrency`` request threads), so the endpoint gets that many requests even
+    when a batch holds fewer clips, and a batch's slowest answer never leaves the endpoint idle. A model actor
+    (transformers, vLLM) runs one batch at a time. Ray releases before ActorPoolStrategy had
+    ``max_concurrent_calls_per_actor`` run one batch at a time for every engine."""
+    if cfg.engine != "openai":
+        return ray.data.ActorPoolStrategy(size=cfg.concurrency)
+    calls = -(-cfg.request_concurrency // cfg.batch_size) + 1  # one more than fills the pool: the next one waits
+    try:
+        return ray.data.ActorPoolStrategy(size=cfg.concurrency, max_concurrent_calls_per_actor=calls,
+                                          max_tasks_in_flight_per_actor=2 * calls, enable_true_multi_threading=True)
+    except TypeError:
+        log.debug("this Ray runs one batch at a time per caption actor (no max_concurrent_calls_per_actor)")
+        return ray.data.ActorPoolStrategy(size=cfg.concurrency)
 
 
 def _node_id() -> str:

@@ -12,7 +12,7 @@ up to that before answering so answers complete out of order; ``fail_first`` ans
 HTTP 503/429; ``hang_first`` holds the next N requests for ``hang_s`` seconds, then answers 504 (client timeouts); ``api_key`` makes
 the server demand ``Authorization: Bearer <key>``; ``reply`` (digest, request number of that digest) -> text or None
 replaces the model's text (scripted refusals, loops). ``requests`` records what each request carried (image count, pixel digest, each frame's mean value, sampling,
-text), never its headers.
+text), never its headers; ``max_in_flight`` is the most requests it was answering at once.
 
 Usage::
 
@@ -103,6 +103,7 @@ class ChatServer:
         self.api_key, self.echo_digest, self.delay_s = api_key, echo_digest, delay_s
         self.fail_first, self.hang_first, self.hang_s, self.reply = fail_first, hang_first, hang_s, reply
         self.requests: list[dict] = []
+        self.in_flight = self.max_in_flight = 0  # requests being answered now, and the most at once
         self._seen: Counter = Counter()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -146,6 +147,16 @@ class ChatServer:
 
     def complete(self, body: dict, authorized: bool) -> tuple[int, dict]:
         """(HTTP status, JSON answer) for one chat-completions request body."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._complete(body, authorized)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _complete(self, body: dict, authorized: bool) -> tuple[int, dict]:
         n, delay = self._admit()
         record = self.requests[n]
         record["authorized"] = authorized

@@ -100,6 +100,20 @@ def _frames(grey_video, spans):
     return decode_batch(tasks, FrameSpec(max_side=64), 4, None)
 
 
+def test_requests_in_flight_reach_request_concurrency_across_batches(tmp_path, tiny_vlms, grey_video, ray_local):
+    """An endpoint is kept busy: an actor works on several batches at once, so ``request_concurrency`` requests are
+    in flight even when a batch holds fewer clips, and never more (one shared pool of request threads)."""
+    out = tmp_path / "run"
+    spans = [(i, i + 2) for i in range(0, 10)] + [(i + 0.5, i + 2.5) for i in range(0, 8)]
+    make_run(out, grey_video, spans)
+    with ChatServer(tiny_vlms["qwen2_5_vl"], delay_s=0.6, seed=5) as srv:
+        cfg = preset("debug", model="tiny-qwen", engine="openai", endpoint=srv.url, request_timeout_s=30.0,
+                     retry_flagged=False, batch_size=2, concurrency=1, request_concurrency=5, actor_cpus=0.25)
+        summary = run(out, cfg)
+        assert summary["captioned"] == len(spans)
+        assert cfg.batch_size < srv.max_in_flight <= cfg.request_concurrency, srv.max_in_flight
+
+
 def test_flagged_captions_are_retried_once_with_the_next_seed_then_kept_with_their_flags(grey_video, server):
     cfg = _cfg(server, retry_flagged=True, language="de", temperature=0.0, seed=5)
     replies, asked = {}, Counter()
