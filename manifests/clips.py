@@ -55,6 +55,7 @@ class KeptClip:
     caption: str | None = None
     refused: str | None = None  # why ``path`` must not be read: the clip is an error, never decoded
     kind: str = "video"  # or "image": a still (``path`` is the image; start_s = end_s = 0), one frame
+    parent: str | None = None  # a window of a clip (its own caption, its own span): the clip's id
 
     @property
     def still(self) -> bool:
@@ -155,26 +156,94 @@ def kept_clips(out: str | os.PathLike) -> list[KeptClip]:
 
 # The captions-manifest columns a clip's text may come from (``rushes export --caption-field``).
 CAPTION_FIELDS = ("caption", "caption_short")
+# Which captions make training examples (``rushes train --caption-level``): each clip's clip-level caption over its
+# whole span; its window captions (``rushes caption --window-s``) over each window's span, the clip-level one for
+# a clip without windows; or both.
+CAPTION_LEVELS = ("clip", "window", "both")
+WINDOW_SEP = "@"  # a window example's id: ``<clip_id>@<start>-<end>`` (source seconds); clip ids are hex
+
+
+def source_clip_id(example_id: str) -> str:
+    """The clip an example id belongs to: the id itself, or a window example's clip."""
+    return example_id.split(WINDOW_SEP, 1)[0]
+
+
+def window_of(clip: KeptClip, start_s, end_s, caption: str) -> KeptClip:
+    """The example of one captioned window [start_s, end_s) (source seconds) of ``clip``: its span inside the same
+    file, its own caption and id. A window that does not lie inside the clip (an edited or damaged captions row)
+    is refused, naming both."""
+    wid = f"{clip.clip_id}{WINDOW_SEP}{_num(start_s)}-{_num(end_s)}"
+    span_end = clip.source_start_s + clip.duration_s
+    ok = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (start_s, end_s)) and \
+        clip.source_start_s - 1e-6 <= start_s < end_s <= span_end + 1e-6
+    if clip.refused or not ok:
+        why = clip.refused or (f"window [{start_s}, {end_s}) s of clip {clip.clip_id} does not lie inside the clip "
+                               f"[{clip.source_start_s:g}, {span_end:g}) s; rerun `rushes caption --window-s` for it")
+        return KeptClip(wid, clip.video_id, clip.path, 0.0, 0.0, 0.0, clip.width_px, clip.height_px, clip.encoded,
+                        caption, why, clip.kind, clip.clip_id)
+    offset = clip.start_s - clip.source_start_s  # file time of source time 0
+    return KeptClip(wid, clip.video_id, clip.path, start_s + offset, end_s + offset, float(start_s), clip.width_px,
+                    clip.height_px, clip.encoded, caption, None, clip.kind, clip.clip_id)
+
+
+def _num(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) and math.isfinite(value) else str(value)
 
 
 def captioned_clips(out: str | os.PathLike, captioner: str | None = None, prompt_version: str | None = None,
-                    limit: int | None = None, field: str = "caption", include_flagged: bool = False) -> list[KeptClip]:
+                    limit: int | None = None, field: str = "caption", include_flagged: bool = False,
+                    level: str = "clip") -> list[KeptClip]:
     """Kept clips of ``out`` with an ok, non-empty clip-level caption (the newest per clip unless ``captioner`` or
     ``prompt_version`` choose), sorted by clip id; raises ValueError when there are none. ``field``: the captions
     column that gives ``KeptClip.caption`` (one of :data:`CAPTION_FIELDS`).
+
+    ``level`` (:data:`CAPTION_LEVELS`): ``window`` gives a clip with window captions as one example per window
+    (:func:`window_of`, in time order at its clip's place) instead of the clip; ``both`` gives the clip and its
+    windows. ``limit`` counts examples.
 
     A caption that a check flagged (``caption_flags``: truncated, repetition, refusal, language) is skipped unless
     ``include_flagged`` (``rushes train --include-flagged-captions``)."""
     if field not in CAPTION_FIELDS:
         raise ValueError(f"caption field {field!r} is not one of {', '.join(CAPTION_FIELDS)}")
+    if level not in CAPTION_LEVELS:
+        raise ValueError(f"caption level {level!r} is not one of {', '.join(CAPTION_LEVELS)}")
+    text = _caption_text(out, captioner, prompt_version, field, include_flagged)
+    windows = _window_text(out, captioner, prompt_version, field, include_flagged) if level != "clip" else {}
+    videos = _videos(out)
+    rows = sorted((r for r in _kept_rows(out) if r["clip_id"] in text or r["clip_id"] in windows),
+                  key=lambda r: r["clip_id"])
+    examples: list[KeptClip] = []
+    for r in rows:
+        clip = locate(out, r, videos.get(r["video_id"]), caption=text.get(r["clip_id"]))
+        own = windows.get(r["clip_id"], [])
+        if clip.caption is not None and (level != "window" or not own):
+            examples.append(clip)
+        examples += [window_of(clip, a, b, t) for a, b, t in own]
+    if not examples:
+        hint = "; window captions come from `rushes caption --window-s`" if level == "window" else ""
+        raise ValueError(f"no kept clip with an ok {field} in {out}: run `rushes curate` and `rushes caption` "
+                         f"first (or check --captioner/--prompt-version; flagged captions count only with "
+                         f"--include-flagged-captions{hint})")
+    return examples[:limit]
+
+
+def _caption_text(out, captioner, prompt_version, field, include_flagged) -> dict[str, str]:
+    """clip id -> its newest ok clip-level caption."""
     caps = select.ok_captions(out, captioner=captioner, prompt_version=prompt_version,
                               include_flagged=include_flagged)
     caps = caps.filter(pc.invert(pc.is_null(caps.column(field))))
-    text = dict(zip(caps.column("clip_id").to_pylist(), caps.column(field).to_pylist()))
-    videos = _videos(out)
-    rows = sorted((r for r in _kept_rows(out) if r["clip_id"] in text), key=lambda r: r["clip_id"])
-    if not rows:
-        raise ValueError(f"no kept clip with an ok {field} in {out}: run `rushes curate` and `rushes caption` "
-                         f"first (or check --captioner/--prompt-version; flagged captions count only with "
-                         f"--include-flagged-captions)")
-    return [locate(out, r, videos.get(r["video_id"]), caption=text[r["clip_id"]]) for r in rows[:limit]]
+    return dict(zip(caps.column("clip_id").to_pylist(), caps.column(field).to_pylist()))
+
+
+def _window_text(out, captioner, prompt_version, field, include_flagged) -> dict[str, list[tuple]]:
+    """clip id -> [(window start, end, text)] in time order: each window's newest ok caption."""
+    caps = select.ok_captions(out, captioner=captioner, prompt_version=prompt_version,
+                              include_flagged=include_flagged, windows=True)
+    if caps.num_rows == 0:
+        return {}
+    caps = caps.filter(pc.invert(pc.is_null(caps.column(field))))
+    found: dict[str, list[tuple]] = {}
+    for cid, a, b, t in zip(*(caps.column(c).to_pylist() for c in ("clip_id", "window_start_s", "window_end_s",
+                                                                    field))):
+        found.setdefault(cid, []).append((a, b, t))
+    return {cid: sorted(w, key=lambda x: (x[0], x[1])) for cid, w in found.items()}

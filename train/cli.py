@@ -18,7 +18,7 @@ _PRESET_HELP = "model/data/optimiser sizes: tiny (CPU smoke test) .. xl (GPU clu
 # The settings that shape a clip's tensors: set by ``train`` and ``encode`` alike, so both resolve the same key.
 SHAPING = ("model.init", "data.text_encoder", "data.text_encoder_subfolder", "data.max_text_tokens", "data.vae",
            "data.vae_subfolder", "data.dtype", "data.fps", "data.max_frames", "data.clip_tokens", "data.captioner",
-           "data.prompt_version", "data.include_flagged_captions")
+           "data.prompt_version", "data.include_flagged_captions", "data.caption_level")
 # What a resumed run still takes from the command line (its saved config decides the rest).
 RESUMABLE = ("train.steps", "train.log_every", "train.val_every", "train.checkpoint_every")
 

@@ -184,6 +184,10 @@ class DataConfig:
                              cli=False)
     captioner: str | None = setting(None, "use captions of this captioner only", shown="the newest per clip")
     prompt_version: str | None = setting(None, "use captions of this prompt version only", shown="any")
+    caption_level: str = setting("clip", "which captions make examples: clip (each clip's caption over its whole "
+                                 "span), window (the window captions of `rushes caption --window-s`, each over its "
+                                 "window's frames; a clip without windows by its clip caption), or both",
+                                 choices=("clip", "window", "both"))
     include_flagged_captions: bool = setting(False, "also train on captions a check flagged (caption_flags: "
                                              "truncated, repetition, refusal, language), which are skipped "
                                              "by default")

@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rushes import storage
-from rushes.manifests.clips import KeptClip
+from rushes.manifests.clips import KeptClip, source_clip_id
 from rushes.manifests.store import ManifestError
 from rushes.manifests.ids import make_id
 from rushes.media import frames as mframes
@@ -292,10 +292,11 @@ def _save_atomic(tensors: dict, path: Path, metadata: dict) -> None:
 
 
 def split_validation(examples: Sequence[Example], val_clips: int) -> tuple[list[Example], list[Example]]:
-    """(train, val): ``val_clips`` clips chosen by a hash of their id; with a single clip it is both."""
-    if len(examples) < 2 or val_clips == 0:
+    """(train, val): ``val_clips`` clips chosen by a hash of their id, with every window example of a chosen clip
+    (a clip's windows never sit on both sides); with a single clip it is both."""
+    clips = sorted({source_clip_id(e.clip_id) for e in examples}, key=lambda c: make_id("val", c))
+    if len(clips) < 2 or val_clips == 0:
         return list(examples), list(examples[:1]) if val_clips else []
-    ranked = sorted(examples, key=lambda e: make_id("val", e.clip_id))
-    k = min(val_clips, len(examples) - 1)
-    val_ids = {e.clip_id for e in ranked[:k]}
-    return [e for e in examples if e.clip_id not in val_ids], [e for e in examples if e.clip_id in val_ids]
+    held = set(clips[:min(val_clips, len(clips) - 1)])
+    return ([e for e in examples if source_clip_id(e.clip_id) not in held],
+            [e for e in examples if source_clip_id(e.clip_id) in held])

@@ -58,7 +58,7 @@ class EncodePlan:
 def plan_encode(out: str | os.PathLike, data_cfg, folder: Path, limit: int | None = None) -> EncodePlan:
     """Kept, captioned clips of ``out`` that ``folder`` has no ok encoding of (with their current caption)."""
     sources = captioned_clips(out, data_cfg.captioner, data_cfg.prompt_version, data_cfg.limit,
-                              include_flagged=data_cfg.include_flagged_captions)
+                              include_flagged=data_cfg.include_flagged_captions, level=data_cfg.caption_level)
     status = shards.read_status(folder)
     todo, done, retry = [], 0, 0
     for src in sources:

@@ -63,7 +63,7 @@ def run_encode(out: str | os.PathLike, cfg: RunConfig, enc: EncodeConfig, limit:
     Clips in a bucket are decoded from bounded copies in ``scratch`` (default: ``storage.Scratch()``)."""
     patch = cfg.model.patch_size
     captioned_clips(out, cfg.data.captioner, cfg.data.prompt_version,  # a damaged manifest fails first, naming it
-                    include_flagged=cfg.data.include_flagged_captions)
+                    include_flagged=cfg.data.include_flagged_captions, level=cfg.data.caption_level)
     cfg = with_text_budget(cfg)  # the caption token budget is part of the key: decided before it
     inputs = shards.key_inputs(cfg.data, patch)
     folder = shards.key_dir(out, inputs)

@@ -86,10 +86,10 @@ def select_clips(out_dirs: Sequence[str | os.PathLike], data_cfg) -> Selection:
     per_run = []
     for out in out_dirs:
         clips = captioned_clips(out, data_cfg.captioner, data_cfg.prompt_version,
-                                include_flagged=data_cfg.include_flagged_captions)
-        if data_cfg.where:
-            keep = matching_ids(out, data_cfg.where, {c.clip_id: c.caption for c in clips})
-            clips = [c for c in clips if c.clip_id in keep]
+                                include_flagged=data_cfg.include_flagged_captions, level=data_cfg.caption_level)
+        if data_cfg.where:  # a window example goes with its clip's row (and the clip's caption)
+            keep = matching_ids(out, data_cfg.where, {c.clip_id: c.caption for c in clips if c.parent is None})
+            clips = [c for c in clips if (c.parent or c.clip_id) in keep]
         per_run.append({"run": run_name(out), "clips": len(clips)})
         for c in clips:
             chosen.setdefault(c.clip_id, c)

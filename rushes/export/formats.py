@@ -144,14 +144,15 @@ def export_curated(src, dest_root, cfg, scratch=None) -> ExportResult:
     before = dest.read_plan() or {}
     plan = _plan(src, cfg, samples, selection.samples_hash(), writer)
     resumed = dest.begin(plan)
-    units = writer.pending(samples, dest, cfg.shard_size)
+    earlier = {f["name"]: f.get("error") for f in before.get("failed", []) if isinstance(f, dict) and f.get("name")}
+    units = writer.pending(samples, dest, cfg.shard_size, retry=frozenset(earlier))  # failures are tried again
     failed = _write_units(writer, units, dest, cfg, scratch, len(samples))
     rerun = {s.name for u in units for s in u}
     by_name = {s.name: s for s in samples}
-    # A webdataset shard written earlier with a failed clip stays as it is: keep that failure on the record.
-    for f in before.get("failed", []):
-        if f.get("name") in by_name and f["name"] not in rerun and f["name"] not in failed:
-            failed[f["name"]] = f.get("error", "failed in an earlier run")
+    # A clip that failed in an earlier run and was not written again (spans only) stays on the record.
+    for name, error in earlier.items():
+        if name in by_name and name not in rerun and name not in failed:
+            failed[name] = error or "failed in an earlier run"
     exported = [s for s in samples if s.name not in failed]
     extra = writer.finish(exported, dest)
     failures = [{"name": n, "clip_id": by_name[n].clip.clip_id, "error": e} for n, e in sorted(failed.items())]

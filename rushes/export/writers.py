@@ -79,8 +79,10 @@ class ClipFolder:
     def plan(self, samples: list[Sample], shard_size: int) -> dict:
         return {}
 
-    def pending(self, samples: list[Sample], dest: Destination, shard_size: int) -> list[list[Sample]]:
-        """Units not yet written: the encoded clips in batches, the spans to cut one source video per unit."""
+    def pending(self, samples: list[Sample], dest: Destination, shard_size: int,
+                retry: frozenset[str] = frozenset()) -> list[list[Sample]]:
+        """Units not yet written: the encoded clips in batches, the spans to cut one source video per unit (a clip
+        that failed before has no file: it is written again as any missing one)."""
         if self.spans_only:
             return []
         todo = [s for s in samples if not dest.has(self.rel(s))]
@@ -154,12 +156,15 @@ class WebDatasetShards:
         last = f"{n - 1:06d}"
         return {"shards": n, "urls": f"shard-{{000000..{last}}}.tar" if n > 1 else self.shard_name(0)}
 
-    def pending(self, samples: list[Sample], dest: Destination, shard_size: int) -> list[list[Sample]]:
+    def pending(self, samples: list[Sample], dest: Destination, shard_size: int,
+                retry: frozenset[str] = frozenset()) -> list[list[Sample]]:
+        """Shards not yet written, and shards written without a clip that failed then (``retry``: their names):
+        such a shard is written again whole, with the clip if it now succeeds."""
         self._index = {}
         units = []
         for i, shard in enumerate(self._shards(samples, shard_size)):
             self._index[shard[0].name] = i
-            if not dest.has(self.shard_name(i)):
+            if not dest.has(self.shard_name(i)) or any(s.name in retry for s in shard):
                 units.append(shard)
         return units
 

@@ -135,17 +135,47 @@ def test_another_export_into_the_same_dest_is_refused(curated_run, export, tmp_p
     assert "is not empty and holds no rushes export" in capsys.readouterr().err
 
 
-def test_a_clip_that_cannot_be_cut_fails_alone(curated_run, export, tmp_path, capsys):
-    root = tmp_path / "copy"
-    shutil.copytree(curated_run.parent, root)
-    run = root / "run"
-    # the videos manifest names the original sources: point them at the copies, then lose one
+def _copy_run(curated_run, root):
+    """A copy of the curated run whose videos manifest names the copied sources."""
     from rushes.manifests import store
 
+    shutil.copytree(curated_run.parent, root)
+    run = root / "run"
     videos = store.read(run, "videos").to_pylist()
     for v in videos:
         v["path"] = v["path"].replace(str(curated_run.parent), str(root))
     store.write_part(run, "videos", videos, part_name="part-0")
+    return run
+
+
+def test_a_clip_that_failed_inside_a_written_shard_is_retried_by_the_rerun(curated_run, export, tmp_path):
+    """A webdataset shard written without a clip that failed is written again, whole, by the next run."""
+    import tarfile
+
+    run = _copy_run(curated_run, tmp_path / "copy")
+    source = tmp_path / "copy" / "src" / "été ü.mp4"
+    kept = source.with_name("kept.bin")
+    source.rename(kept)
+    dest = tmp_path / "wds"
+    assert export(run, dest, "--format", "webdataset", "--shard-size", "2") == 1
+    record = json.loads((dest / "export.json").read_text())
+    assert [f["clip_id"] for f in record["failed"]] == ["cu1"] and record["exported"] == 3
+
+    def members():
+        return sorted(m for p in sorted(dest.glob("shard-*.tar")) for m in tarfile.open(p).getnames()
+                      if m.endswith(".mp4"))
+
+    assert len(members()) == 3
+    kept.rename(source)  # the source is back: the rerun writes the shard that lacks it again
+    assert export(run, dest, "--format", "webdataset", "--shard-size", "2") == 0
+    record = json.loads((dest / "export.json").read_text())
+    assert record["failed"] == [] and record["exported"] == 4
+    assert members() == [f"{name}.mp4" for name in KEPT]
+
+
+def test_a_clip_that_cannot_be_cut_fails_alone(curated_run, export, tmp_path, capsys):
+    root = tmp_path / "copy"
+    run = _copy_run(curated_run, root)
     (root / "src" / "été ü.mp4").unlink()
     dest = tmp_path / "partial"
     assert export(run, dest, "--format", "jsonl") == 1

@@ -133,3 +133,58 @@ def test_frame_times_cover_the_span_at_the_training_rate_or_below(start, end, fr
     times = frame_times(start, end, frames, fps)  # (0, 1, 5 at 8 fps): a causal VAE's 1 + 4k frames of 8
     _check_span(times, start, end, frames, fps, src_fps=1e9)
     assert times == sorted(times)
+
+
+def test_window_captions_train_each_on_its_own_frames(tiny_t5, tmp_path):
+    """`--caption-level window`: a clip captioned per window (`rushes caption --window-s`) gives one example per
+    window, whose frames lie inside that window and cover it, under that window's caption; from a source span and
+    from an encoded clip file alike, in training and in `rushes encode`. A clip's windows stay on one side of the
+    validation split, and a window outside its clip is refused, naming both."""
+    from rushes.manifests.clips import window_of
+    from rushes.testing.grey_clips import cut_clip_file
+    from rushes.train.data import split_validation
+
+    fps_src = 8
+    v = _time_ramp(tmp_path / "ramp.mp4", 12, fps_src)
+    out = tmp_path / "out"
+    cut_clip_file(v.path, out / "media" / "c1.mp4", 6.0, 12.0)
+    write_manifest(out, [Clip(v.path, 0.0, 6.0, 64, 48, "the first six seconds"),
+                         Clip(v.path, 6.0, 12.0, 64, 48, "the last six seconds", clip_path="media/c1.mp4"),
+                         Clip(v.path, 1.0, 2.0, 64, 48, "a clip without windows")])
+    windows = {"clip0000": [(0.0, 3.0), (3.0, 6.0)], "clip0001": [(6.0, 8.5), (8.5, 12.0)]}
+    store.write_part(out, "captions", [
+        {"caption_id": f"w{cid}{a}", "clip_id": cid, "caption": f"window {a}-{b}", "status": "ok",
+         "created_at": store.now_utc(), "window_start_s": a, "window_end_s": b}
+        for cid, spans in windows.items() for a, b in spans], part_name="part-1")
+
+    assert [c.clip_id for c in captioned_clips(out)] == ["clip0000", "clip0001", "clip0002"]
+    win = captioned_clips(out, level="window")
+    assert [c.clip_id for c in win] == ["clip0000@0.000-3.000", "clip0000@3.000-6.000", "clip0001@6.000-8.500",
+                                        "clip0001@8.500-12.000", "clip0002"]
+    assert [c.caption for c in win[:4]] == ["window 0.0-3.0", "window 3.0-6.0", "window 6.0-8.5", "window 8.5-12.0"]
+    assert [c.parent for c in win] == ["clip0000", "clip0000", "clip0001", "clip0001", None]
+    assert len(captioned_clips(out, level="both")) == 7
+    cfg = preset("tiny").with_overrides(data={"text_encoder": tiny_t5, "caption_level": "window"})
+    d, patch = cfg.data, cfg.model.patch_size
+    prepared = prepare(win, d, patch, tmp_path / "cache", lambda: TextEncoder(tiny_t5), lambda: None)
+    assert not prepared.skipped and [e.caption for e in prepared.examples] == [c.caption for c in win]
+
+    def shown(rgb):
+        return _shown_times(v.path, rgb)
+
+    for src, ex in zip(win, prepared.examples):
+        video = unpatchify(ex.tokens, ex.grid, patch, 3)
+        rgb = ((video + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0).numpy()
+        _check_span(shown(rgb), src.source_start_s, src.source_start_s + src.duration_s, rgb.shape[0], d.fps,
+                    fps_src)
+    tasks = plan_encode(out, d, tmp_path / "enc").tasks
+    assert tasks.column("clip_id").to_pylist() == [c.clip_id for c in win]
+    for src, row in zip(win, decode_batch(tasks, d, patch).to_pylist()):
+        rgb = np.frombuffer(row["frames"], np.uint8).reshape(row["frames_shape"])
+        _check_span(shown(rgb), src.source_start_s, src.source_start_s + src.duration_s, rgb.shape[0], d.fps,
+                    fps_src)
+
+    train_set, val = split_validation(prepared.examples, 1)
+    assert {e.clip_id.split("@")[0] for e in train_set}.isdisjoint({e.clip_id.split("@")[0] for e in val}) and val
+    outside = window_of(win[-1], 0.5, 3.0, "before the clip")
+    assert outside.refused and "clip0002" in outside.refused and "[0.5, 3.0)" in outside.refused
