@@ -246,4 +246,9 @@ def _window_text(out, captioner, prompt_version, field, include_flagged) -> dict
     for cid, a, b, t in zip(*(caps.column(c).to_pylist() for c in ("clip_id", "window_start_s", "window_end_s",
                                                                     field))):
         found.setdefault(cid, []).append((a, b, t))
-    return {cid: sorted(w, key=lambda x: (x[0], x[1])) for cid, w in found.items()}
+    return {cid: sorted(w, key=lambda x: tuple(map(_time_key, x[:2]))) for cid, w in found.items()}
+
+
+def _time_key(value) -> float:
+    """A window bound as a sort key: a damaged one (null, NaN, not a number) sorts last and is refused later."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.inf

@@ -20,14 +20,17 @@ def ok_captions(run_dir: str | os.PathLike, captioner: str | None = None, prompt
                 include_flagged: bool = True, windows: bool = False) -> pa.Table:
     """Captions with ``status = 'ok'``, optionally of one captioner and prompt version.
 
-    Clip-level captions (``window_start_s`` null) unless ``windows``, then the window captions only.
+    Clip-level captions (no window bounds) unless ``windows``, then the window captions only (a row with one
+    bound is a window row).
     ``include_flagged=False`` drops captions a check flagged (``caption_flags`` not null: truncated, repetition,
     refusal, language). When several versions exist for a clip (or a window) and none is asked for, the newest
     row wins.
     """
     caps = store.read(run_dir, "captions", missing_ok=False)
     mask = pc.equal(caps.column("status"), "ok")
-    level = pc.is_null(caps.column("window_start_s"))
+    # A clip-level row has neither window bound; a row with one of them (a damaged window) is a window row, so
+    # that its window is checked (and refused) rather than read as the clip's caption.
+    level = pc.and_(pc.is_null(caps.column("window_start_s")), pc.is_null(caps.column("window_end_s")))
     mask = pc.and_(mask, pc.invert(level) if windows else level)
     if not include_flagged:
         mask = pc.and_(mask, pc.is_null(caps.column("caption_flags")))

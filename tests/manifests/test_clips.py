@@ -124,3 +124,19 @@ def test_curate_filter_and_inspect_never_open_a_clip_path_outside_out(tmp_path, 
     finally:
         sentinel.close()
     assert not sentinel.opened, "a clip_path outside OUT was opened"
+
+
+def test_damaged_window_caption_rows_are_refused_not_trained_or_crashing(tmp_path):
+    """Window captions read back from disk are checked: a null, NaN, reversed or outside-the-clip window becomes a
+    refused example naming the clip and the window; the good window and the other clips are kept."""
+    write_manifest(tmp_path, [Clip("/v.mp4", 0.0, 6.0, 64, 48, "whole"), Clip("/v.mp4", 6.0, 8.0, 64, 48, "other")])
+    now = store.now_utc()
+    bad = [(1.0, None), (math.nan, 2.0), (4.0, 3.0), (5.0, 9.0)]
+    store.write_part(tmp_path, "captions", [
+        {"caption_id": f"w{i}", "clip_id": "clip0000", "caption": f"window {i}", "status": "ok", "created_at": now,
+         "window_start_s": a, "window_end_s": b} for i, (a, b) in enumerate([(0.0, 3.0), *bad])], part_name="part-1")
+    got = clips.captioned_clips(tmp_path, level="window")
+    assert [c.clip_id for c in got if not c.refused] == ["clip0000@0.000-3.000", "clip0001"]
+    refused = [c for c in got if c.refused]
+    assert len(refused) == len(bad) and all("clip0000" in c.refused for c in refused)
+    assert all(c.parent == "clip0000" for c in refused)
