@@ -583,7 +583,7 @@ def _batches(packs: list[list[Example]], generators, data: TrainData, cfg: RunCo
     the batches move to ``device``)."""
     out, cpu = [], []
     for i, (pack, gen) in enumerate(zip(packs, generators)):
-        if not pack:  # every row it drew was damaged (logged by the source): a pass that learns nothing
+        if not pack:  # every row it drew was damaged (logged by the source): a pass that adds no gradient
             cpu.append(empty_pack(cfg.model.patch_dim, data.null_text, cfg.data.pad_multiple))
             out.append(cpu[-1].to(device))
             continue

@@ -161,7 +161,7 @@ class PackedBatch:
 
 def empty_pack(patch_dim: int, null_text: torch.Tensor, pad_multiple: int = 1) -> PackedBatch:
     """The stand-in for a pack left empty (every row it drew failed its checks, train/stream.py): one token of
-    zeros under the empty caption, weight 0. Its forward and backward passes learn nothing but keep this worker in
+    zeros under the empty caption, weight 0. Its forward and backward passes add no gradient but keep this worker in
     step with the others (DDP and FSDP run a collective in every pass: a worker that skipped one would hang them)."""
     stand_in = Example("", "", torch.zeros(1, patch_dim), (1, 1, 1), null_text)
     batch = collate([stand_in], pad_multiple)
