@@ -9,10 +9,11 @@ Nothing explicit is used or made: every case is an ordinary footage file with a 
   whole-frame text score (``rushes.curate.ocr``) of the same frames;
 - corner logo: the first 6 s at 2/s with a small opaque logo (disc and triangle, 28 px) in the bottom-left corner,
   static-edge score against the clean frames (``rushes.curate.watermark.static_score``);
-- invisible marks: the first 4 s at 5 fps (native size, and rescaled to 640x360 and 320x240), every frame marked with ``invisible-watermark`` dwtDct as Stable
-  Diffusion's scripts do (SD 1.x bytes and SDXL bits on alternate files), encoded with libx264 CRF 18 yuv420p
-  at native size, then decoded by curate's pass (``GuardSignals``, marks at 1/s: 4 frames vote); found when
-  ``invisible_mark_match`` >= 0.85; the same frames unmarked are the twins that must not match;
+- invisible marks: the first 4 s at 5 fps (native size, and rescaled to 640x360 and 320x240), every frame
+  marked with ``invisible-watermark`` dwtDct as Stable Diffusion's scripts do (SD 1.x bytes and SDXL bits on
+  alternate files), encoded with libx264 CRF 18 yuv420p at that size, then decoded by curate's pass
+  (``GuardSignals``, marks at 1/s: 4 frames vote); found when ``invisible_mark_match`` >= 0.85; the same frames
+  unmarked are the twins that must not match; beyond the target, the native-size clips at CRF 23;
 - C2PA: each MP4 signed with a trainedAlgorithmicMedia manifest (a generated certificate), read back;
 - hash list: each file's PDQ hashes (1/s) against copies re-encoded (CRF 32), rescaled (half size) and trimmed
   (from 1 s); a copy is caught when >= 50% of its hashes lie within 31 bits of the original's list; false

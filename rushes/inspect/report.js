@@ -102,7 +102,8 @@
     }).join("") +
       (C.camera[i] ? '<span class="chip' + (fails.includes("camera") ? ' fail" title="the filter rejects camera motion ' +
         esc(F.camera.join(", ")) : "") + '"><b>camera</b> ' + esc(C.camera[i]) + "</span>" : "") +
-      (C.c2pa && C.c2pa[i] ? '<span class="chip' + (fails.includes("c2pa") ? ' fail" title="its C2PA manifest says it ' +
+      (C.c2pa && C.c2pa[i] ? '<span class="chip' +
+        (fails.includes("c2pa") ? ' fail" title="its C2PA manifest says it ' +
         'was made by a generative model (ai_generated)' : "") + '"><b>c2pa</b> ' + esc(C.c2pa[i]) + "</span>" : "");
     let cap;
     if (C.caption[i] !== null) cap = '<p class="caption">' + esc(C.caption[i]) + '<span class="by">' + esc(C.caption_by[i]) + "</span></p>";
