@@ -68,10 +68,10 @@ def _cut(source: str, group: list[Sample], workdir: Path, scratch) -> dict[str, 
 def clip_files(samples: list[Sample], workdir: Path, scratch=None) -> dict[str, ClipFile]:
     """A local file for each sample (see the module doc), keyed by sample name; files made here live in
     ``workdir`` (the caller removes it), a local clip file is used in place."""
-    out = {s.name: _encoded(s, workdir) for s in samples if s.clip.encoded}
+    out = {s.name: _encoded(s, workdir) for s in samples if s.copied}
     by_source: dict[str, list[Sample]] = {}
     for s in samples:
-        if not s.clip.encoded:
+        if not s.copied:
             by_source.setdefault(s.clip.path, []).append(s)
     for source, group in by_source.items():
         out.update(_cut(source, group, workdir, scratch))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from rushes.manifests.clips import CAPTION_FIELDS
+from rushes.manifests.clips import CAPTION_FIELDS, CAPTION_LEVELS
 from rushes.settings import check, invalid, setting
 
 # The formats of rushes.export.formats.FORMATS, listed here so --help needs no import of the writers.
@@ -27,6 +27,10 @@ class ExportConfig:
                                 "\"duration_s >= 3 AND motion_mean > 0.01\"", metavar="SQL", shown="every clip")
     caption_field: str = setting("caption", "the captions column exported as each clip's text",
                                  choices=CAPTION_FIELDS)
+    caption_level: str = setting("clip", "which captions make samples, as rushes train --caption-level takes them: "
+                                 "clip (each clip whole), window (each window of `rushes caption --window-s` as a "
+                                 "sample of its own span and caption; a clip without windows whole), or both",
+                                 choices=CAPTION_LEVELS)
     include_flagged_captions: bool = setting(False, "also export captions a check flagged (caption_flags: truncated, "
                                              "repetition, refusal, language), as rushes train takes them")
     captioner: str | None = setting(None, "export the captions of this captioner (model id@revision)",

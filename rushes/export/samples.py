@@ -44,6 +44,12 @@ class Sample:
     num_frames: int | None
 
     @property
+    def copied(self) -> bool:
+        """The sample is curate's clip file as it is; else its span is cut (from the source video, or from the clip
+        file for a window of an encoded clip)."""
+        return self.clip.encoded and self.clip.parent is None
+
+    @property
     def source_start_s(self) -> float:
         return self.clip.source_start_s
 
@@ -110,22 +116,24 @@ def select_samples(out, cfg) -> Selection:
     """The samples of run ``out`` that ``cfg`` (:class:`rushes.export.config.ExportConfig`) selects, sorted by
     name; raises ValueError when none is left (the message says what to loosen)."""
     clips = captioned_clips(out, cfg.captioner, cfg.prompt_version, field=cfg.caption_field,
-                            include_flagged=cfg.include_flagged_captions)
-    if cfg.where:
-        keep = _matching(out, cfg.where, clips)
-        clips = [c for c in clips if c.clip_id in keep]
+                            include_flagged=cfg.include_flagged_captions, level=cfg.caption_level)
+    if cfg.where:  # a window goes with its clip's row
+        keep = _matching(out, cfg.where, [c for c in clips if c.parent is None])
+        clips = [c for c in clips if (c.parent or c.clip_id) in keep]
         if not clips:
             raise ValueError(f"no kept, captioned clip of {out} satisfies --where {cfg.where!r}; loosen the "
                              f"condition (rushes inspect OUT --sql helps)")
     clips = clips[:cfg.limit]
     refused = [(c.clip_id, c.refused) for c in clips if c.refused]
     clips = [c for c in clips if not c.refused]
-    wanted = {c.clip_id for c in clips}
+    wanted = {c.parent or c.clip_id for c in clips}
     rows = store.read(out, "clips").select(["clip_id", "fps", "num_frames"]).to_pylist()
     facts = {r["clip_id"]: r for r in rows if r["clip_id"] in wanted}
     videos = store.read(out, "videos").select(["video_id", "path"]).to_pylist()
     paths = {v["video_id"]: v["path"] for v in videos}
     pairs = [(c, paths.get(c.video_id) or c.video_id) for c in clips]
-    samples = [Sample(n, c, src, facts.get(c.clip_id, {}).get("fps"), facts.get(c.clip_id, {}).get("num_frames"))
+    # A window has its clip's rate; its frame count is the cut's own (the clip's would be wrong).
+    samples = [Sample(n, c, src, facts.get(c.parent or c.clip_id, {}).get("fps"),
+                      None if c.parent else facts.get(c.clip_id, {}).get("num_frames"))
                for n, (c, src) in zip(name_samples(pairs), pairs)]
     return Selection(sorted(samples, key=lambda s: s.name), refused)

@@ -40,7 +40,7 @@ def exported_size(sample: Sample, cut: bool) -> tuple[int, int]:
     """(width, height) of the file a sample is exported as: curate's clip file as it is; a span cut here is sized
     as curate sizes clips (display size, short side capped, even)."""
     c = sample.clip
-    if not cut or c.encoded or not (c.width_px and c.height_px):
+    if not cut or sample.copied or not (c.width_px and c.height_px):
         return c.width_px, c.height_px
     from rushes.curate.config import EncodeConfig
     from rushes.curate.encode import output_size
@@ -86,11 +86,11 @@ class ClipFolder:
         if self.spans_only:
             return []
         todo = [s for s in samples if not dest.has(self.rel(s))]
-        encoded = [s for s in todo if s.clip.encoded]
+        encoded = [s for s in todo if s.copied]
         units = [encoded[i:i + COPY_BATCH] for i in range(0, len(encoded), COPY_BATCH)]
         by_source: dict[str, list[Sample]] = {}
         for s in todo:
-            if not s.clip.encoded:
+            if not s.copied:
                 by_source.setdefault(s.clip.path, []).append(s)
         return units + list(by_source.values())
 

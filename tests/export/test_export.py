@@ -173,6 +173,38 @@ def test_a_clip_that_failed_inside_a_written_shard_is_retried_by_the_rerun(curat
     assert members() == [f"{name}.mp4" for name in KEPT]
 
 
+def test_window_captions_export_as_samples_of_their_own_span(curated_run, export, tmp_path):
+    """`--caption-level window`: each captioned window is a sample of its own, cut to its span with its caption,
+    from a source video and from curate's clip file alike; a clip without windows is exported whole."""
+    import numpy as np
+
+    from rushes.manifests import store
+
+    run = _copy_run(curated_run, tmp_path / "copy")
+    windows = {"ca2": [(2.0, 3.0), (3.0, 4.0)], "cb1": [(0.0, 1.0), (1.0, 2.0)]}
+    store.write_part(run, "captions", [
+        {"caption_id": f"w-{cid}-{a}", "clip_id": cid, "caption": f"{cid} from {a:g} s", "status": "ok",
+         "created_at": store.now_utc(), "window_start_s": a, "window_end_s": b}
+        for cid, spans in windows.items() for a, b in spans], part_name="part-w")
+    dest = tmp_path / "win"
+    assert export(run, dest, "--format", "jsonl", "--caption-level", "window") == 0
+    rows = {r["clip_id"]: r for r in map(json.loads, (dest / "metadata.jsonl").read_text().splitlines())}
+    assert sorted(rows) == ["ca1", "ca2@2.000-3.000", "ca2@3.000-4.000", "cb1@0.000-1.000", "cb1@1.000-2.000",
+                            "cu1"]
+    assert rows["ca2@3.000-4.000"]["caption"] == "ca2 from 3 s" and rows["ca1"]["caption"] == CAPTIONS["ca1"]
+    assert (rows["ca2@3.000-4.000"]["source_start_s"], rows["ca2@3.000-4.000"]["source_end_s"]) == (3.0, 4.0)
+    for cid in ("ca2@2.000-3.000", "ca2@3.000-4.000", "cb1@0.000-1.000", "cb1@1.000-2.000"):
+        n, rgb = _frames(dest / rows[cid]["path"])
+        assert n == 10, (cid, n)  # the window's 1 s at 10 fps, not its clip's 2 s
+    _, rgb = _frames(dest / rows["ca2@3.000-4.000"]["path"])
+    assert max(range(3), key=lambda c: rgb[c]) == COLOUR["ca2"]
+    # The clip file's second window starts with the clip file's frame at 1 s (test bars move: not its first frame).
+    clip_file = [f.rgb for f in iter_frames(str(run / "media" / "vb000000" / "cb1.mp4"))]
+    second = next(iter(iter_frames(str(dest / rows["cb1@1.000-2.000"]["path"])))).rgb
+    diffs = [np.abs(f.astype(float) - second.astype(float)).mean() for f in clip_file]
+    assert int(np.argmin(diffs)) == 10, diffs
+
+
 def test_a_clip_that_cannot_be_cut_fails_alone(curated_run, export, tmp_path, capsys):
     root = tmp_path / "copy"
     run = _copy_run(curated_run, root)
