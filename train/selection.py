@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from rushes.manifests import select
 from rushes.manifests.clips import KeptClip, captioned_clips
+
+log = logging.getLogger(__name__)
 
 
 class SelectionError(ValueError):
@@ -94,6 +97,9 @@ def select_clips(out_dirs: Sequence[str | os.PathLike], data_cfg) -> Selection:
         for c in clips:
             chosen.setdefault(c.clip_id, c)
     sources = sorted(chosen.values(), key=lambda c: c.clip_id)[:data_cfg.limit]
+    if data_cfg.caption_level != "clip" and sources and not any(c.parent for c in sources):
+        log.warning("--caption-level %s: no clip has window captions, so every clip trains by its clip-level "
+                    "caption; `rushes caption OUT --window-s SECONDS` captions windows", data_cfg.caption_level)
     if not sources:
         raise SelectionError(f"no clip of {', '.join(str(o) for o in out_dirs)} satisfies --where "
                              f"{data_cfg.where!r}; loosen the condition (rushes inspect OUT --sql helps)")

@@ -89,3 +89,10 @@ def test_train_on_two_runs_records_the_selection_and_refuses_a_changed_one(synth
                  "--dry-run"]) == 2
     out = capsys.readouterr()
     assert out.out == "" and out.err.startswith("rushes train: --where 'no_such_column = 1'")
+
+
+def test_window_level_without_window_captions_says_so(synth_out, caplog):
+    """Asked for window captions where there are none, the selection falls back to clip captions and says so."""
+    got = select_clips([synth_out], DataConfig(caption_level="window"))
+    assert [c.clip_id for c in got.clips] == [c.clip_id for c in select_clips([synth_out], DataConfig()).clips]
+    assert "no clip has window captions" in caplog.text and "--window-s" in caplog.text
