@@ -168,6 +168,14 @@ def source_clip_id(example_id: str) -> str:
     return example_id.split(WINDOW_SEP, 1)[0]
 
 
+def example_order(example: KeptClip) -> tuple:
+    """The one order of examples (train and encode, ``--limit``): by clip id, a clip before its windows, windows
+    by start time (window ids sorted as text would put 10 s before 5 s)."""
+    if example.parent is None:
+        return (example.clip_id, 0, 0.0)
+    return (example.parent, 1, example.source_start_s if example.refused is None else math.inf)
+
+
 def window_of(clip: KeptClip, start_s, end_s, caption: str) -> KeptClip:
     """The example of one captioned window [start_s, end_s) (source seconds) of ``clip``: its span inside the same
     file, its own caption and id. A window that does not lie inside the clip (an edited or damaged captions row)
@@ -207,7 +215,7 @@ def captioned_clips(out: str | os.PathLike, captioner: str | None = None, prompt
         raise ValueError(f"caption field {field!r} is not one of {', '.join(CAPTION_FIELDS)}")
     if level not in CAPTION_LEVELS:
         raise ValueError(f"caption level {level!r} is not one of {', '.join(CAPTION_LEVELS)}")
-    text = _caption_text(out, captioner, prompt_version, field, include_flagged)
+    text = clip_captions(out, captioner, prompt_version, field, include_flagged)
     windows = _window_text(out, captioner, prompt_version, field, include_flagged) if level != "clip" else {}
     videos = _videos(out)
     rows = sorted((r for r in _kept_rows(out) if r["clip_id"] in text or r["clip_id"] in windows),
@@ -215,10 +223,11 @@ def captioned_clips(out: str | os.PathLike, captioner: str | None = None, prompt
     examples: list[KeptClip] = []
     for r in rows:
         clip = locate(out, r, videos.get(r["video_id"]), caption=text.get(r["clip_id"]))
-        own = windows.get(r["clip_id"], [])
-        if clip.caption is not None and (level != "window" or not own):
+        own = [window_of(clip, a, b, t) for a, b, t in windows.get(r["clip_id"], [])]
+        usable = any(w.refused is None for w in own)  # every window damaged: the clip caption stands in
+        if clip.caption is not None and (level != "window" or not usable):
             examples.append(clip)
-        examples += [window_of(clip, a, b, t) for a, b, t in own]
+        examples += own
     if not examples:
         hint = "; window captions come from `rushes caption --window-s`" if level == "window" else ""
         raise ValueError(f"no kept clip with an ok {field} in {out}: run `rushes curate` and `rushes caption` "
@@ -227,8 +236,9 @@ def captioned_clips(out: str | os.PathLike, captioner: str | None = None, prompt
     return examples[:limit]
 
 
-def _caption_text(out, captioner, prompt_version, field, include_flagged) -> dict[str, str]:
-    """clip id -> its newest ok clip-level caption."""
+def clip_captions(out, captioner=None, prompt_version=None, field: str = "caption",
+                  include_flagged: bool = False) -> dict[str, str]:
+    """clip id -> its newest ok clip-level caption (what ``--where`` sees as ``caption``, at every level)."""
     caps = select.ok_captions(out, captioner=captioner, prompt_version=prompt_version,
                               include_flagged=include_flagged)
     caps = caps.filter(pc.invert(pc.is_null(caps.column(field))))
@@ -242,10 +252,18 @@ def _window_text(out, captioner, prompt_version, field, include_flagged) -> dict
     if caps.num_rows == 0:
         return {}
     caps = caps.filter(pc.invert(pc.is_null(caps.column(field))))
+    # One captioning of a clip's windows: those of the run (config_hash) that wrote its newest window caption, so
+    # windows of other captioners, prompts or --window-s never train beside them.
+    newest: dict[str, tuple] = {}
+    cols = [caps.column(c).to_pylist() for c in ("clip_id", "window_start_s", "window_end_s", field, "config_hash",
+                                                 "captioner", "prompt_version", "created_at")]
+    for cid, _, _, _, chash, who, version, when in zip(*cols):
+        if cid not in newest or (when is not None and (newest[cid][0] is None or when > newest[cid][0])):
+            newest[cid] = (when, (chash, who, version))
     found: dict[str, list[tuple]] = {}
-    for cid, a, b, t in zip(*(caps.column(c).to_pylist() for c in ("clip_id", "window_start_s", "window_end_s",
-                                                                    field))):
-        found.setdefault(cid, []).append((a, b, t))
+    for cid, a, b, t, chash, who, version, _ in zip(*cols):
+        if (chash, who, version) == newest[cid][1]:
+            found.setdefault(cid, []).append((a, b, t))
     return {cid: sorted(w, key=lambda x: tuple(map(_time_key, x[:2]))) for cid, w in found.items()}
 
 

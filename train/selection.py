@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rushes.manifests import select
-from rushes.manifests.clips import KeptClip, captioned_clips
+from rushes.manifests.clips import KeptClip, captioned_clips, clip_captions, example_order
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +91,13 @@ def select_clips(out_dirs: Sequence[str | os.PathLike], data_cfg) -> Selection:
         clips = captioned_clips(out, data_cfg.captioner, data_cfg.prompt_version,
                                 include_flagged=data_cfg.include_flagged_captions, level=data_cfg.caption_level)
         if data_cfg.where:  # a window example goes with its clip's row (and the clip's caption)
-            keep = matching_ids(out, data_cfg.where, {c.clip_id: c.caption for c in clips if c.parent is None})
+            keep = matching_ids(out, data_cfg.where, clip_captions(out, data_cfg.captioner, data_cfg.prompt_version,
+                                                                   include_flagged=data_cfg.include_flagged_captions))
             clips = [c for c in clips if (c.parent or c.clip_id) in keep]
         per_run.append({"run": run_name(out), "clips": len(clips)})
         for c in clips:
             chosen.setdefault(c.clip_id, c)
-    sources = sorted(chosen.values(), key=lambda c: c.clip_id)[:data_cfg.limit]
+    sources = sorted(chosen.values(), key=example_order)[:data_cfg.limit]
     if data_cfg.caption_level != "clip" and sources and not any(c.parent for c in sources):
         log.warning("--caption-level %s: no clip has window captions, so every clip trains by its clip-level "
                     "caption; `rushes caption OUT --window-s SECONDS` captions windows", data_cfg.caption_level)

@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from rushes.manifests import store
-from rushes.manifests.clips import KeptClip, captioned_clips
+from rushes.manifests.clips import KeptClip, captioned_clips, clip_captions
 
 MAX_STEM = 60
 _UNSAFE = re.compile(r"[^\w-]+")
@@ -105,11 +105,11 @@ def name_samples(rows: list[tuple[KeptClip, str]]) -> list[str]:
     return [f"{n}{_safe(c.clip_id)[8:]}" if counts[n] > 1 else n for n, (c, _) in zip(names, rows)]
 
 
-def _matching(out, where: str, clips: list[KeptClip]) -> set[str]:
+def _matching(out, where: str, captions: dict[str, str]) -> set[str]:
     # The one SQL condition over a run's kept clips, as `rushes train --where` applies it.
     from rushes.train.selection import matching_ids
 
-    return matching_ids(out, where, {c.clip_id: c.caption for c in clips})
+    return matching_ids(out, where, captions)
 
 
 def select_samples(out, cfg) -> Selection:
@@ -118,7 +118,8 @@ def select_samples(out, cfg) -> Selection:
     clips = captioned_clips(out, cfg.captioner, cfg.prompt_version, field=cfg.caption_field,
                             include_flagged=cfg.include_flagged_captions, level=cfg.caption_level)
     if cfg.where:  # a window goes with its clip's row
-        keep = _matching(out, cfg.where, [c for c in clips if c.parent is None])
+        keep = _matching(out, cfg.where, clip_captions(out, cfg.captioner, cfg.prompt_version, cfg.caption_field,
+                                                       cfg.include_flagged_captions))
         clips = [c for c in clips if (c.parent or c.clip_id) in keep]
         if not clips:
             raise ValueError(f"no kept, captioned clip of {out} satisfies --where {cfg.where!r}; loosen the "

@@ -140,3 +140,32 @@ def test_damaged_window_caption_rows_are_refused_not_trained_or_crashing(tmp_pat
     refused = [c for c in got if c.refused]
     assert len(refused) == len(bad) and all("clip0000" in c.refused for c in refused)
     assert all(c.parent == "clip0000" for c in refused)
+
+
+def test_window_examples_one_captioning_one_order_and_a_fallback(tmp_path):
+    """Windows of one clip come from one captioning (the newest); examples sort by clip then window start (10 s
+    after 5 s); a clip whose windows are all damaged trains by its clip caption."""
+    from datetime import timedelta
+
+    from rushes.train.selection import select_clips
+    from rushes.train.config import DataConfig
+
+    write_manifest(tmp_path, [Clip("/v.mp4", 0.0, 20.0, 64, 48, "a dog"), Clip("/v.mp4", 20.0, 22.0, 64, 48, "x")])
+    t0 = store.now_utc()
+    rows = [{"caption_id": f"old{a}", "clip_id": "clip0000", "caption": "OLD", "status": "ok", "created_at": t0,
+             "captioner": "a", "config_hash": "h1", "window_start_s": a, "window_end_s": a + 10.0} for a in (0.0, 10.0)]
+    rows += [{"caption_id": f"new{a}", "clip_id": "clip0000", "caption": f"new {a:g}", "status": "ok",
+              "created_at": t0 + timedelta(seconds=1), "captioner": "b", "config_hash": "h2", "window_start_s": a,
+              "window_end_s": a + 5.0} for a in (0.0, 5.0, 10.0, 15.0)]
+    rows += [{"caption_id": "bad", "clip_id": "clip0001", "caption": "bad", "status": "ok", "created_at": t0,
+              "window_start_s": 30.0, "window_end_s": 31.0}]
+    store.write_part(tmp_path, "captions", rows, part_name="part-1")
+    got = clips.captioned_clips(tmp_path, level="window")
+    assert [c.caption for c in got if c.parent == "clip0000"] == ["new 0", "new 5", "new 10", "new 15"]
+    assert "clip0001" in [c.clip_id for c in got] and any(c.refused for c in got if c.parent == "clip0001")
+    sel = select_clips([tmp_path], DataConfig(caption_level="window", limit=2))
+    assert [c.clip_id for c in sel.clips] == ["clip0000@0.000-5.000", "clip0000@5.000-10.000"]
+    assert [c.clip_id for c in clips.captioned_clips(tmp_path, level="window", limit=2)] == \
+        [c.clip_id for c in sel.clips]  # encode plans the same examples
+    dog = select_clips([tmp_path], DataConfig(caption_level="window", where="caption LIKE '%dog%'"))
+    assert len(dog.clips) == 4 and all(c.parent == "clip0000" for c in dog.clips)
