@@ -134,6 +134,15 @@ def _write_units(writer, units: list[list[Sample]], dest: Destination, cfg, scra
     return failed
 
 
+def _earlier_failures(before: dict) -> dict[str, str | None]:
+    """{sample name: error} of an earlier export.json's ``failed`` (read back: anything malformed is skipped)."""
+    failed = before.get("failed") if isinstance(before, dict) else None
+    if not isinstance(failed, list):
+        return {}
+    return {f["name"]: f.get("error") if isinstance(f.get("error"), str) else None
+            for f in failed if isinstance(f, dict) and isinstance(f.get("name"), str)}
+
+
 def export_curated(src, dest_root, cfg, scratch=None) -> ExportResult:
     """Export the clips of the curated run ``src`` that ``cfg`` selects into ``dest_root`` (see the module doc);
     raises :class:`ExportError` or ValueError when it cannot start. Resumes an interrupted export of the same plan."""
@@ -143,8 +152,9 @@ def export_curated(src, dest_root, cfg, scratch=None) -> ExportResult:
     dest = Destination(dest_root)
     before = dest.read_plan() or {}
     plan = _plan(src, cfg, samples, selection.samples_hash(), writer)
-    resumed = dest.begin(plan)
-    earlier = {f["name"]: f.get("error") for f in before.get("failed", []) if isinstance(f, dict) and f.get("name")}
+    earlier = _earlier_failures(before)
+    # The earlier failures stay on record until their shards are written again: a rerun stopped half way keeps them.
+    resumed = dest.begin({**plan, "failed": [{"name": n, "error": e} for n, e in earlier.items()]})
     units = writer.pending(samples, dest, cfg.shard_size, retry=frozenset(earlier))  # failures are tried again
     failed = _write_units(writer, units, dest, cfg, scratch, len(samples))
     rerun = {s.name for u in units for s in u}

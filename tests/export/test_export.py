@@ -253,3 +253,33 @@ def test_diffusers_format_dispatches_to_the_training_export(export, tmp_path, mo
     assert calls == [(str(run), str(tmp_path / "d"), "ema", "separate")]
     assert export(run, tmp_path / "d5", "--format", "webdataset") == 2
     assert "is a training run" in capsys.readouterr().err
+
+
+def test_an_interrupted_rerun_keeps_the_earlier_failures_to_retry(curated_run, export, tmp_path, monkeypatch):
+    """A rerun stopped before it rewrote the shard missing a clip still retries that clip the next time; a damaged
+    failure list in export.json is read as none rather than crashing."""
+    import tarfile
+
+    from rushes.export import formats
+    from rushes.export.config import ExportConfig
+
+    run = _copy_run(curated_run, tmp_path / "copy")
+    source = tmp_path / "copy" / "src" / "été ü.mp4"
+    kept = source.with_name("kept.bin")
+    source.rename(kept)
+    dest = tmp_path / "wds"
+    assert export(run, dest, "--format", "webdataset", "--shard-size", "2") == 1
+    kept.rename(source)
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(formats, "_write_units", stop)
+        with pytest.raises(KeyboardInterrupt):
+            formats.export_curated(run, dest, ExportConfig(format="webdataset", shard_size=2))
+    assert export(run, dest, "--format", "webdataset", "--shard-size", "2") == 0
+    names = sorted(m for p in dest.glob("shard-*.tar") for m in tarfile.open(p).getnames() if m.endswith(".mp4"))
+    assert names == [f"{name}.mp4" for name in KEPT]
+    assert formats._earlier_failures({"failed": None}) == {}
+    assert formats._earlier_failures({"failed": [{"name": ["x"]}, "junk"]}) == {}
