@@ -521,6 +521,9 @@ def train_step(model, ema, optimizer, batches: list[PackedBatch], generators: li
         pairs = [(e, p) for e, p in zip(ema.parameters(), model.parameters()) if p.requires_grad]  # frozen: equal
         torch._foreach_lerp_(dp.local(e for e, _ in pairs), dp.local(p for _, p in pairs), 1.0 - tc.ema_decay)
     loss_value, counts = summed.result()
+    packs = counts.pop("packs", None) if counts else None
+    if packs:  # the mean over the packs that trained: a stand-in for an all-damaged pack adds 0 and is not counted
+        loss_value *= cfg.data.packs_per_step / packs
     stats = {"loss": loss_value, "grad_norm": dp.as_float(gnorm), "lr": optimizer.param_groups[0]["lr"]}
     return {**stats, **seconds, "optimizer_s": watch.lap(), **counts}
 
@@ -600,6 +603,7 @@ def _batches(packs: list[list[Example]], generators, data: TrainData, cfg: RunCo
 def _pack_counts(batches: list[PackedBatch], cfg: RunConfig) -> dict:
     """Clips, real tokens, computed tokens and model FLOPs (train/throughput.py) of this worker's packs."""
     return {"clips": sum(len(b.clip_ids) for b in batches), "real_tokens": sum(b.real_tokens for b in batches),
+            "packs": sum(1 for b in batches if b.weight),  # packs that trained (not empty_pack stand-ins)
             "tokens": sum(int(b.x0.shape[1]) for b in batches),
             "flops": sum(batch_flops(cfg.model, b) for b in batches)}
 
